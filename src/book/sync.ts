@@ -1,0 +1,207 @@
+/**
+ * Per-symbol order-book synchronisation from a REST snapshot plus a diff stream.
+ * The venue supplies the sequence rules; this machine does the buffering, the
+ * bridging, the gap detection, the per-symbol resync and the periodic top-N rows.
+ * A gap in one symbol never touches another.
+ */
+import type { BookDelta, BookSnapshot } from "../domain/records.ts"
+import { type OrderBookRow, timedRowId } from "../domain/rows.ts"
+import { OrderBook } from "./orderbook.ts"
+
+export type Verdict = "apply" | "drop" | "gap"
+
+export interface SequenceRule {
+  /** Judges a delta against a fresh snapshot's sequence, before any delta was applied to it. */
+  readonly bridge: (snapshotSequence: number, delta: BookDelta) => Verdict
+  /** Judges a delta against the last applied one. */
+  readonly follows: (lastApplied: BookDelta, delta: BookDelta) => Verdict
+}
+
+export type BookState = "initialising" | "buffering" | "syncing" | "live" | "resyncing"
+
+export interface BookSyncOptions {
+  readonly venue: string
+  readonly rule: SequenceRule
+  /** Levels per side in stored rows. */
+  readonly depth: number
+  readonly snapshotIntervalMs: number
+  /** Deltas kept while a snapshot is fetched; the oldest go first (they would be older than it anyway). */
+  readonly maxBuffered: number
+  readonly requestSnapshot: (symbol: string, reason: string) => void
+  readonly onResync?: (symbol: string, reason: string) => void
+}
+
+class SymbolBook {
+  state: BookState = "initialising"
+  readonly book = new OrderBook()
+  buffer: Array<BookDelta> = []
+  snapshotSequence = 0
+  lastApplied: BookDelta | undefined = undefined
+  lastEventTime = 0
+  lastStoredSequence = -1
+  nextDueAt = 0
+  resyncs = 0
+  readonly symbol: string
+  constructor(symbol: string) {
+    this.symbol = symbol
+  }
+}
+
+export interface BookStatus {
+  readonly symbol: string
+  readonly state: BookState
+  readonly sequence: number | null
+  readonly bidLevels: number
+  readonly askLevels: number
+  readonly resyncs: number
+}
+
+export class BookSync {
+  private readonly books = new Map<string, SymbolBook>()
+
+  private readonly options: BookSyncOptions
+
+  constructor(options: BookSyncOptions) {
+    this.options = options
+  }
+
+  private bookFor(symbol: string): SymbolBook {
+    let entry = this.books.get(symbol)
+    if (entry === undefined) {
+      entry = new SymbolBook(symbol)
+      this.books.set(symbol, entry)
+    }
+    return entry
+  }
+
+  onDelta(delta: BookDelta): void {
+    const entry = this.bookFor(delta.symbol)
+    switch (entry.state) {
+      case "live":
+      case "syncing":
+        this.applyDelta(entry, delta)
+        return
+      case "initialising":
+        entry.state = "buffering"
+        entry.buffer.push(delta)
+        this.options.requestSnapshot(delta.symbol, "initial")
+        return
+      case "buffering":
+      case "resyncing":
+        entry.buffer.push(delta)
+        if (entry.buffer.length > this.options.maxBuffered) entry.buffer.shift()
+        return
+    }
+  }
+
+  onSnapshot(snapshot: BookSnapshot): void {
+    const entry = this.bookFor(snapshot.symbol)
+    if (entry.state !== "buffering" && entry.state !== "resyncing") return
+    const buffered = entry.buffer
+    const first = buffered[0]
+    // The snapshot must not predate the deltas we hold, or it cannot be bridged.
+    if (first !== undefined && this.options.rule.bridge(snapshot.sequence, first) === "gap" && !this.bridgesLater(snapshot, buffered)) {
+      this.options.requestSnapshot(snapshot.symbol, "snapshot older than buffered deltas")
+      return
+    }
+    entry.book.replace(snapshot.bids, snapshot.asks)
+    entry.snapshotSequence = snapshot.sequence
+    entry.lastApplied = undefined
+    entry.lastEventTime = snapshot.timestamp
+    entry.state = "syncing"
+    entry.buffer = []
+    for (const delta of buffered) {
+      this.applyDelta(entry, delta)
+      if (entry.state !== "syncing" && entry.state !== "live") break
+    }
+  }
+
+  /** A snapshot may be older than the first buffered delta's start only if some later delta still bridges it. */
+  private bridgesLater(snapshot: BookSnapshot, buffered: ReadonlyArray<BookDelta>): boolean {
+    for (const delta of buffered) if (this.options.rule.bridge(snapshot.sequence, delta) === "apply") return true
+    return false
+  }
+
+  private applyDelta(entry: SymbolBook, delta: BookDelta): void {
+    const verdict = entry.lastApplied === undefined
+      ? this.options.rule.bridge(entry.snapshotSequence, delta)
+      : this.options.rule.follows(entry.lastApplied, delta)
+    if (verdict === "drop") return
+    if (verdict === "gap") {
+      this.resync(entry, entry.lastApplied === undefined ? "delta does not bridge the snapshot" : "sequence gap", delta)
+      return
+    }
+    entry.book.apply(delta.bids, delta.asks)
+    entry.lastApplied = delta
+    entry.lastEventTime = delta.timestamp
+    entry.state = "live"
+    if (entry.book.isCrossed()) this.resync(entry, "crossed book", undefined)
+  }
+
+  private resync(entry: SymbolBook, reason: string, pending: BookDelta | undefined): void {
+    entry.state = "resyncing"
+    entry.resyncs++
+    entry.lastApplied = undefined
+    entry.buffer = pending === undefined ? [] : [pending]
+    this.options.onResync?.(entry.symbol, reason)
+    this.options.requestSnapshot(entry.symbol, reason)
+  }
+
+  /** Forget every book (the socket that fed them is gone); the next delta starts a fresh sync. */
+  resetAll(): void {
+    for (const entry of this.books.values()) {
+      entry.state = "initialising"
+      entry.buffer = []
+      entry.lastApplied = undefined
+    }
+  }
+
+  /** Emits a top-N row for each live book whose interval has come round and that changed since its last row. */
+  sample(now: number, out: Array<OrderBookRow>): void {
+    const interval = this.options.snapshotIntervalMs
+    for (const entry of this.books.values()) {
+      if (entry.state !== "live" || now < entry.nextDueAt) continue
+      entry.nextDueAt = (Math.floor(now / interval) + 1) * interval
+      const sequence = entry.lastApplied?.lastSequence ?? entry.snapshotSequence
+      if (sequence === entry.lastStoredSequence) continue
+      entry.lastStoredSequence = sequence
+      out.push({
+        id: timedRowId(this.options.venue, entry.symbol, entry.lastEventTime),
+        exchange: this.options.venue,
+        symbol: entry.symbol,
+        bids: entry.book.bids.top(this.options.depth),
+        asks: entry.book.asks.top(this.options.depth),
+        timestamp: entry.lastEventTime,
+        sequence,
+        metadata: {
+          book_state: entry.state,
+          depth: this.options.depth,
+          bid_levels_held: entry.book.bids.depth,
+          ask_levels_held: entry.book.asks.depth,
+          resyncs: entry.resyncs,
+          source: "rest snapshot + websocket diffs"
+        }
+      })
+    }
+  }
+
+  status(): Array<BookStatus> {
+    return [...this.books.values()].map((entry) => ({
+      symbol: entry.symbol,
+      state: entry.state,
+      sequence: entry.lastApplied?.lastSequence ?? (entry.state === "syncing" ? entry.snapshotSequence : null),
+      bidLevels: entry.book.bids.depth,
+      askLevels: entry.book.asks.depth,
+      resyncs: entry.resyncs
+    }))
+  }
+
+  /** Read-only view for tests and audits. */
+  bookOf(symbol: string): OrderBook | undefined {
+    return this.books.get(symbol)?.book
+  }
+
+  stateOf(symbol: string): BookState | undefined {
+    return this.books.get(symbol)?.state
+  }
+}

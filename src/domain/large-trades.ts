@@ -1,0 +1,102 @@
+/**
+ * Large-trade detection: a trade is stored when its USD notional reaches the
+ * threshold of its base asset. Liquidations are stored whatever their size.
+ */
+import type { InstrumentRegistry } from "./instruments.ts"
+import type { Liquidation, Trade } from "./records.ts"
+import { type LargeTradeRow, tradeRowId } from "./rows.ts"
+import { type ReferencePrices, roundUsd, usdNotional } from "./valuation.ts"
+
+export interface LargeTradeThresholds {
+  readonly byAsset: Readonly<Record<string, number>>
+  readonly otherAssets: number
+}
+
+export const defaultThresholds: LargeTradeThresholds = {
+  byAsset: { BTC: 100_000, ETH: 50_000 },
+  otherAssets: 20_000
+}
+
+export const thresholdFor = (thresholds: LargeTradeThresholds, base: string): number =>
+  thresholds.byAsset[base] ?? thresholds.otherAssets
+
+export type DetectOutcome = "stored" | "below" | "unknown_instrument" | "unvalued"
+
+export class LargeTradeDetector {
+  private readonly instruments: InstrumentRegistry
+  private readonly prices: ReferencePrices
+  private readonly thresholds: LargeTradeThresholds
+
+  constructor(instruments: InstrumentRegistry, prices: ReferencePrices, thresholds: LargeTradeThresholds) {
+    this.instruments = instruments
+    this.prices = prices
+    this.thresholds = thresholds
+  }
+
+  trade(trade: Trade, out: Array<LargeTradeRow>): DetectOutcome {
+    const instrument = this.instruments.get(trade.venue, trade.symbol)
+    if (instrument === undefined) return "unknown_instrument"
+    this.prices.observe(instrument, trade.price, trade.timestamp)
+    const value = usdNotional(instrument, trade.price, trade.size, trade.timestamp, this.prices)
+    if (value === undefined) return "unvalued"
+    if (value.usd < thresholdFor(this.thresholds, instrument.base)) return "below"
+    out.push({
+      id: tradeRowId(trade.venue, trade.symbol, trade.tradeId),
+      exchange: trade.venue,
+      symbol: trade.symbol,
+      side: trade.side,
+      price: trade.price,
+      size: trade.size,
+      valueUsd: roundUsd(value.usd),
+      timestamp: trade.timestamp,
+      tradeId: trade.tradeId,
+      isLiquidation: false,
+      metadata: {
+        ...trade.details,
+        base: instrument.base,
+        quote: instrument.quote,
+        contract_type: instrument.inverse ? "inverse" : instrument.kind === "spot" ? "spot" : "linear",
+        contract_size: instrument.contractSize,
+        quote_usd_source: value.quoteUsdSource,
+        quote_usd_rate: value.quoteUsdRate
+      }
+    })
+    return "stored"
+  }
+
+  liquidation(liquidation: Liquidation, out: Array<LargeTradeRow>): DetectOutcome {
+    const instrument = this.instruments.get(liquidation.venue, liquidation.symbol)
+    if (instrument === undefined) return "unknown_instrument"
+    const value = usdNotional(
+      instrument,
+      liquidation.averagePrice,
+      liquidation.filledSize,
+      liquidation.timestamp,
+      this.prices
+    )
+    if (value === undefined) return "unvalued"
+    const tradeId = `liquidation-${liquidation.timestamp}-${liquidation.side}`
+    out.push({
+      id: tradeRowId(liquidation.venue, liquidation.symbol, tradeId),
+      exchange: liquidation.venue,
+      symbol: liquidation.symbol,
+      side: liquidation.side,
+      price: liquidation.averagePrice,
+      size: liquidation.filledSize,
+      valueUsd: roundUsd(value.usd),
+      timestamp: liquidation.timestamp,
+      tradeId,
+      isLiquidation: true,
+      metadata: {
+        ...liquidation.details,
+        order_price: liquidation.price,
+        liquidated_position: liquidation.side === "sell" ? "long" : "short",
+        base: instrument.base,
+        quote: instrument.quote,
+        quote_usd_source: value.quoteUsdSource,
+        quote_usd_rate: value.quoteUsdRate
+      }
+    })
+    return "stored"
+  }
+}

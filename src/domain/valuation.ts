@@ -1,0 +1,81 @@
+/**
+ * USD notional for every contract type, and the reference prices that convert a
+ * non-USD quote. One place, so linear, inverse, CME and cross-quoted trades are
+ * valued by the same rules.
+ */
+import { type Instrument, parQuotes } from "./instruments.ts"
+
+export interface UsdValue {
+  readonly usd: number
+  /** How the quote currency became USD: "usd", "par" (stablecoin), or "reference:<ASSET>" at a live price. */
+  readonly quoteUsdSource: string
+  readonly quoteUsdRate: number
+}
+
+/** Latest USD price of an asset, learned from our own USD/stablecoin-quoted spot trades. */
+export class ReferencePrices {
+  private readonly prices = new Map<string, { readonly price: number; readonly at: number }>()
+
+  private readonly maxAgeMs: number
+
+  constructor(maxAgeMs = 5 * 60_000) {
+    this.maxAgeMs = maxAgeMs
+  }
+
+  observe(instrument: Instrument, price: number, at: number): void {
+    if (instrument.kind !== "spot" || instrument.inverse) return
+    if (instrument.quote !== "USD" && !parQuotes.has(instrument.quote)) return
+    const previous = this.prices.get(instrument.base)
+    if (previous === undefined || previous.at <= at) this.prices.set(instrument.base, { price, at })
+  }
+
+  usdPrice(asset: string, at: number): number | undefined {
+    const entry = this.prices.get(asset)
+    if (entry === undefined || Math.abs(at - entry.at) > this.maxAgeMs) return undefined
+    return entry.price
+  }
+}
+
+const quoteToUsd = (
+  quote: string,
+  at: number,
+  prices: ReferencePrices
+): { readonly rate: number; readonly source: string } | undefined => {
+  if (quote === "USD") return { rate: 1, source: "usd" }
+  if (parQuotes.has(quote)) return { rate: 1, source: "par" }
+  const price = prices.usdPrice(quote, at)
+  return price === undefined ? undefined : { rate: price, source: `reference:${quote}` }
+}
+
+/**
+ * USD notional of `size` contracts at `price`, or undefined when the quote
+ * currency has no live USD rate (the caller counts it as unvalued: never
+ * silently treated as USD).
+ */
+export const usdNotional = (
+  instrument: Instrument,
+  price: number,
+  size: number,
+  at: number,
+  prices: ReferencePrices
+): UsdValue | undefined => {
+  if (instrument.inverse) {
+    // Inverse contracts are worth a fixed amount of the quote currency each (e.g. 10 USD).
+    const conversion = quoteToUsd(instrument.quote, at, prices)
+    if (conversion === undefined) return undefined
+    return {
+      usd: size * instrument.contractSize * conversion.rate,
+      quoteUsdSource: conversion.source,
+      quoteUsdRate: conversion.rate
+    }
+  }
+  const conversion = quoteToUsd(instrument.quote, at, prices)
+  if (conversion === undefined) return undefined
+  return {
+    usd: price * size * instrument.contractSize * conversion.rate,
+    quoteUsdSource: conversion.source,
+    quoteUsdRate: conversion.rate
+  }
+}
+
+export const roundUsd = (usd: number): number => Math.round(usd * 100) / 100

@@ -1,0 +1,49 @@
+/**
+ * Live state of every feed (venue x channel group), read by /health and /metrics.
+ * Plain mutable records: the frame loop touches them once per batch.
+ */
+import { Context, Layer } from "effect"
+import type { BookStatus } from "../book/sync.ts"
+
+export type FeedState = "connecting" | "connected" | "backoff" | "stopped"
+
+export interface FeedStatus {
+  readonly feed: string
+  readonly venue: string
+  state: FeedState
+  connectedAt: number | null
+  lastMessageAt: number | null
+  messages: number
+  reconnects: number
+  lastError: string | null
+  books: () => ReadonlyArray<BookStatus>
+}
+
+export class FeedRegistry extends Context.Service<FeedRegistry, {
+  readonly register: (feed: string, venue: string) => FeedStatus
+  readonly all: () => ReadonlyArray<FeedStatus>
+}>()("market-data/feed/FeedRegistry") {
+  static readonly layer = Layer.sync(FeedRegistry, () => {
+    const feeds = new Map<string, FeedStatus>()
+    return FeedRegistry.of({
+      register: (feed, venue) => {
+        const existing = feeds.get(feed)
+        if (existing !== undefined) return existing
+        const status: FeedStatus = {
+          feed,
+          venue,
+          state: "connecting",
+          connectedAt: null,
+          lastMessageAt: null,
+          messages: 0,
+          reconnects: 0,
+          lastError: null,
+          books: () => []
+        }
+        feeds.set(feed, status)
+        return status
+      },
+      all: () => [...feeds.values()]
+    })
+  })
+}

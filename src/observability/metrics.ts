@@ -1,0 +1,71 @@
+/**
+ * Every metric the service exports on /metrics. Hot paths update them once per
+ * batch of frames or rows, never per message.
+ */
+import { Metric } from "effect"
+
+export const feedMessages = Metric.counter("feed_messages_total", {
+  description: "WebSocket frames received, per feed",
+  incremental: true
+})
+export const feedRecords = Metric.counter("feed_records_total", {
+  description: "Normalized records produced, per feed",
+  incremental: true
+})
+export const feedReconnects = Metric.counter("feed_reconnects_total", {
+  description: "Connection restarts, per feed and cause",
+  incremental: true
+})
+export const feedDecodeErrors = Metric.counter("feed_decode_errors_total", {
+  description: "Frames that did not match the venue's documented format, per feed",
+  incremental: true
+})
+export const feedConnected = Metric.gauge("feed_connected", { description: "1 while the feed's socket is open" })
+export const bookResyncs = Metric.counter("book_resyncs_total", {
+  description: "Order-book resynchronisations, per venue and cause",
+  incremental: true
+})
+export const tradesUnvalued = Metric.counter("trades_unvalued_total", {
+  description: "Trades whose quote currency had no live USD rate, or whose instrument was unknown",
+  incremental: true
+})
+export const queueDepth = Metric.gauge("writer_queue_depth", { description: "Rows waiting in each table's queue" })
+export const queueDropped = Metric.counter("writer_queue_dropped_total", {
+  description: "Rows dropped because a table's queue was full",
+  incremental: true
+})
+export const rowsWritten = Metric.counter("writer_rows_written_total", {
+  description: "Rows inserted (conflicts excluded), per table",
+  incremental: true
+})
+export const rowsOffered = Metric.counter("writer_rows_offered_total", {
+  description: "Rows sent to the database, per table (duplicates included)",
+  incremental: true
+})
+export const writerBatchSize = Metric.histogram("writer_batch_size", {
+  description: "Rows per insert statement",
+  boundaries: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500]
+})
+export const writerBatchSeconds = Metric.histogram("writer_batch_seconds", {
+  description: "Insert statement latency",
+  boundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+})
+export const writerFailures = Metric.counter("writer_failures_total", {
+  description: "Failed insert attempts (each is retried with backoff)",
+  incremental: true
+})
+export const writerDatabaseUp = Metric.gauge("writer_database_up", {
+  description: "1 when the last database operation succeeded"
+})
+export const restRequests = Metric.counter("rest_requests_total", {
+  description: "REST requests, per venue and outcome",
+  incremental: true
+})
+export const restWeightUsed = Metric.gauge("rest_weight_used", {
+  description: "Request weight used in the current window, per venue"
+})
+export const restBanned = Metric.gauge("rest_banned", { description: "1 while a venue has banned us (HTTP 418)" })
+export const apiRequests = Metric.counter("api_requests_total", {
+  description: "HTTP API requests, per route and status",
+  incremental: true
+})

@@ -1,0 +1,88 @@
+/**
+ * One multi-row INSERT per batch and table: every column travels as one text[]
+ * parameter through `unnest` and is cast per element, so a batch of any size is a
+ * single statement with a fixed number of parameters. Ids are deterministic and
+ * conflicts are ignored, so a replay or a reconnect never stores a row twice.
+ */
+import { PgTypes } from "@effect/sql-pg"
+import { Effect, Result } from "effect"
+import { SqlClient } from "effect/sql"
+import type { FundingRateRow, LargeTradeRow, OpenInterestRow, OrderBookRow, RowsByTable, TableName } from "../domain/rows.ts"
+
+const text = (values: ReadonlyArray<string | null>) => Result.getOrThrow(PgTypes.array(values, PgTypes.OID.text))
+
+const iso = (ms: number) => new Date(ms).toISOString()
+const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms))
+const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value))
+const num = (value: number) => String(value)
+const numOrNull = (value: number | null) => (value === null ? null : String(value))
+
+/** UTC wall-clock into TIMESTAMP (without time zone), whatever the session's TimeZone. */
+const utc = (column: string) => `(${column}::timestamptz AT TIME ZONE 'UTC')`
+
+const insertLargeTrades = (rows: ReadonlyArray<LargeTradeRow>) =>
+  SqlClient.SqlClient.use((sql) =>
+    sql`INSERT INTO large_trades (id, exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata)
+      SELECT u.id, u.exchange, u.symbol, u.side, u.price::numeric, u.size::numeric, u.value_usd::numeric,
+        ${sql.literal(utc("u.ts"))}, u.trade_id, u.is_liquidation::boolean, u.metadata::jsonb
+      FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.symbol))},
+        ${text(rows.map((r) => r.side))}, ${text(rows.map((r) => num(r.price)))}, ${text(rows.map((r) => num(r.size)))},
+        ${text(rows.map((r) => num(r.valueUsd)))}, ${text(rows.map((r) => iso(r.timestamp)))}, ${text(rows.map((r) => r.tradeId))},
+        ${text(rows.map((r) => String(r.isLiquidation)))}, ${text(rows.map((r) => json(r.metadata)))})
+        AS u(id, exchange, symbol, side, price, size, value_usd, ts, trade_id, is_liquidation, metadata)
+      ON CONFLICT DO NOTHING`.raw
+  )
+
+const insertFundingRates = (rows: ReadonlyArray<FundingRateRow>) =>
+  SqlClient.SqlClient.use((sql) =>
+    sql`INSERT INTO funding_rates (id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata)
+      SELECT u.id, u.exchange, u.symbol, u.rate::numeric, u.predicted_rate::numeric, ${sql.literal(utc("u.ts"))},
+        ${sql.literal(utc("u.next_funding_time"))}, u.metadata::jsonb
+      FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.symbol))},
+        ${text(rows.map((r) => num(r.rate)))}, ${text(rows.map((r) => numOrNull(r.predictedRate)))},
+        ${text(rows.map((r) => iso(r.timestamp)))}, ${text(rows.map((r) => isoOrNull(r.nextFundingTime)))},
+        ${text(rows.map((r) => json(r.metadata)))})
+        AS u(id, exchange, symbol, rate, predicted_rate, ts, next_funding_time, metadata)
+      ON CONFLICT DO NOTHING`.raw
+  )
+
+const insertOpenInterest = (rows: ReadonlyArray<OpenInterestRow>) =>
+  SqlClient.SqlClient.use((sql) =>
+    sql`INSERT INTO open_interest (id, exchange, symbol, open_interest, open_interest_usd, timestamp, metadata)
+      SELECT u.id, u.exchange, u.symbol, u.open_interest::numeric, u.open_interest_usd::numeric, ${sql.literal(utc("u.ts"))},
+        u.metadata::jsonb
+      FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.symbol))},
+        ${text(rows.map((r) => num(r.openInterest)))}, ${text(rows.map((r) => num(r.openInterestUsd)))},
+        ${text(rows.map((r) => iso(r.timestamp)))}, ${text(rows.map((r) => json(r.metadata)))})
+        AS u(id, exchange, symbol, open_interest, open_interest_usd, ts, metadata)
+      ON CONFLICT DO NOTHING`.raw
+  )
+
+const insertOrderBooks = (rows: ReadonlyArray<OrderBookRow>) =>
+  SqlClient.SqlClient.use((sql) =>
+    sql`INSERT INTO exchange_orderbooks (id, exchange, symbol, bids, asks, timestamp, sequence, metadata)
+      SELECT u.id, u.exchange, u.symbol, u.bids::jsonb, u.asks::jsonb, ${sql.literal(utc("u.ts"))}, u.sequence::bigint,
+        u.metadata::jsonb
+      FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.symbol))},
+        ${text(rows.map((r) => JSON.stringify(r.bids)))}, ${text(rows.map((r) => JSON.stringify(r.asks)))},
+        ${text(rows.map((r) => iso(r.timestamp)))}, ${text(rows.map((r) => numOrNull(r.sequence)))},
+        ${text(rows.map((r) => json(r.metadata)))})
+        AS u(id, exchange, symbol, bids, asks, ts, sequence, metadata)
+      ON CONFLICT DO NOTHING`.raw
+  )
+
+const inserters: { readonly [T in TableName]: (rows: ReadonlyArray<RowsByTable[T]>) => Effect.Effect<unknown, unknown, SqlClient.SqlClient> } = {
+  large_trades: insertLargeTrades,
+  funding_rates: insertFundingRates,
+  open_interest: insertOpenInterest,
+  exchange_orderbooks: insertOrderBooks
+}
+
+/** Inserts a batch; returns how many rows were new. */
+export const insertRows = <T extends TableName>(table: T, rows: ReadonlyArray<RowsByTable[T]>) =>
+  inserters[table](rows).pipe(
+    Effect.map((result) => {
+      const count = (result as { readonly rowCount?: number | null }).rowCount
+      return typeof count === "number" ? count : 0
+    })
+  )

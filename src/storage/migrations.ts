@@ -1,0 +1,43 @@
+/**
+ * Applies the numbered `.sql` files of `migrations/` once each, in order, at
+ * start-up (effect's Migrator records them in `effect_sql_migrations`). The
+ * driver runs one statement per message, so each file is split on statement ends.
+ */
+import { readdir, readFile } from "node:fs/promises"
+import { join } from "node:path"
+import { Effect } from "effect"
+import { Migrator, SqlClient } from "effect/sql"
+
+export const migrationsDirectory = new URL("../../migrations/", import.meta.url).pathname
+
+/** Splits on `;` at the end of a line, skipping `--` comment lines. Enough for plain DDL files. */
+export const splitStatements = (text: string): Array<string> =>
+  text
+    .split(/;\s*$/m)
+    .map((chunk) =>
+      chunk
+        .split("\n")
+        .filter((line) => !line.trim().startsWith("--"))
+        .join("\n")
+        .trim()
+    )
+    .filter((statement) => statement.length > 0)
+
+export const sqlFileLoader = (directory: string): Migrator.Loader =>
+  Effect.tryPromise({
+    try: async () => {
+      const files = (await readdir(directory)).filter((file) => /^\d+_.+\.sql$/.test(file)).sort()
+      return Promise.all(files.map(async (file) => {
+        const [, id, name] = /^(\d+)_(.+)\.sql$/.exec(file)!
+        const statements = splitStatements(await readFile(join(directory, file), "utf8"))
+        const run = SqlClient.SqlClient.use((sql) =>
+          Effect.forEach(statements, (statement) => sql.unsafe(statement).unprepared, { discard: true })
+        )
+        return [Number(id), name!, Effect.succeed(run)] as const
+      }))
+    },
+    catch: (cause) => new Migrator.MigrationError({ kind: "ImportError", message: `cannot read ${directory}`, cause })
+  })
+
+export const runMigrations = (directory: string = migrationsDirectory) =>
+  Migrator.make({})({ loader: sqlFileLoader(directory) })
