@@ -1,0 +1,129 @@
+/**
+ * The stateful middle of the pipeline, shared by every venue and by replay:
+ * normalized records in, table rows out (large-trade detection, book sync and
+ * sampling, funding sampling, open interest valued at the mark price).
+ */
+import { BookSync } from "../book/sync.ts"
+import type { SequenceRule } from "../book/sync.ts"
+import type { DetectOutcome, LargeTradeDetector } from "../domain/large-trades.ts"
+import type { InstrumentRegistry } from "../domain/instruments.ts"
+import type { NormalizedRecord } from "../domain/records.ts"
+import { RowBatch, timedRowId } from "../domain/rows.ts"
+import { roundUsd } from "../domain/valuation.ts"
+import { FundingSampler } from "./funding.ts"
+
+export interface ProcessorOptions {
+  readonly venue: string
+  readonly instruments: InstrumentRegistry
+  readonly detector: LargeTradeDetector
+  readonly sequenceRule: SequenceRule | undefined
+  readonly bookDepth: number
+  readonly bookIntervalMs: number
+  readonly fundingSampleMs: number
+  readonly fundingIntervalHours: (symbol: string) => { readonly hours: number; readonly source: string }
+  readonly requestSnapshot: (symbol: string, reason: string) => void
+  readonly onResync: (symbol: string, reason: string) => void
+}
+
+export interface ProcessorCounters {
+  records: number
+  unvalued: number
+  unknownInstrument: number
+}
+
+export class RecordProcessor {
+  readonly books: BookSync | undefined
+  readonly counters: ProcessorCounters = { records: 0, unvalued: 0, unknownInstrument: 0 }
+  private readonly funding: FundingSampler
+  private readonly markPrices = new Map<string, number>()
+  private readonly options: ProcessorOptions
+
+  constructor(options: ProcessorOptions) {
+    this.options = options
+    this.books = options.sequenceRule === undefined ? undefined : new BookSync({
+      venue: options.venue,
+      rule: options.sequenceRule,
+      depth: options.bookDepth,
+      snapshotIntervalMs: options.bookIntervalMs,
+      maxBuffered: 10_000,
+      requestSnapshot: options.requestSnapshot,
+      onResync: options.onResync
+    })
+    this.funding = new FundingSampler(options.fundingSampleMs, options.fundingIntervalHours)
+  }
+
+  markPrice(symbol: string): number | undefined {
+    return this.markPrices.get(symbol)
+  }
+
+  private count(outcome: DetectOutcome): void {
+    if (outcome === "unvalued") this.counters.unvalued++
+    else if (outcome === "unknown_instrument") this.counters.unknownInstrument++
+  }
+
+  /** Processes records received at `now` (epoch ms; recorded time in replays) into `out`. */
+  process(records: ReadonlyArray<NormalizedRecord>, now: number, out: RowBatch): void {
+    this.counters.records += records.length
+    for (const record of records) {
+      switch (record.kind) {
+        case "trade":
+          this.count(this.options.detector.trade(record, out.large_trades))
+          break
+        case "liquidation":
+          this.count(this.options.detector.liquidation(record, out.large_trades))
+          break
+        case "book_delta":
+          this.books?.onDelta(record)
+          break
+        case "book_snapshot":
+          this.books?.onSnapshot(record)
+          break
+        case "funding":
+          if (record.markPrice !== null) this.markPrices.set(record.symbol, record.markPrice)
+          this.funding.observe(record, out.funding_rates)
+          break
+        case "open_interest":
+          this.openInterest(record, out)
+          break
+      }
+    }
+    this.books?.sample(now, out.exchange_orderbooks)
+  }
+
+  /** Emits book rows that came due without any new record (quiet books). */
+  tick(now: number, out: RowBatch): void {
+    this.books?.sample(now, out.exchange_orderbooks)
+  }
+
+  private openInterest(record: Extract<NormalizedRecord, { kind: "open_interest" }>, out: RowBatch): void {
+    const instrument = this.options.instruments.get(record.venue, record.symbol)
+    const mark = this.markPrices.get(record.symbol)
+    if (instrument === undefined) {
+      this.counters.unknownInstrument++
+      return
+    }
+    if (mark === undefined) {
+      this.counters.unvalued++
+      return
+    }
+    const usd = instrument.inverse
+      ? record.openInterest * instrument.contractSize
+      : record.openInterest * instrument.contractSize * mark
+    out.open_interest.push({
+      id: timedRowId(record.venue, record.symbol, record.timestamp),
+      exchange: record.venue,
+      symbol: record.symbol,
+      openInterest: record.openInterest,
+      openInterestUsd: roundUsd(usd),
+      timestamp: record.timestamp,
+      metadata: {
+        contract_size: instrument.contractSize,
+        contract_unit: instrument.inverse ? instrument.quote : instrument.base,
+        usd_price_source: "mark",
+        mark_price: mark
+      }
+    })
+  }
+}
+
+export const emptyBatch = () => new RowBatch()

@@ -1,0 +1,128 @@
+/**
+ * Wiring shared by every venue: settings, the instrument registry, the
+ * large-trade detector and the frame handler that runs decode -> normalize ->
+ * detect for one batch of frames and hands the rows to the writer queues.
+ */
+import { Config, Effect, Metric, Schema } from "effect"
+import type { SequenceRule } from "../book/sync.ts"
+import { LargeTradeDetector, type LargeTradeThresholds } from "../domain/large-trades.ts"
+import { InstrumentRegistry } from "../domain/instruments.ts"
+import type { NormalizedRecord } from "../domain/records.ts"
+import { RowBatch } from "../domain/rows.ts"
+import { ReferencePrices } from "../domain/valuation.ts"
+import { bookResyncs, feedDecodeErrors, feedRecords, tradesUnvalued } from "../observability/metrics.ts"
+import type { VenueDefinition } from "../venues/venue.ts"
+import { RecordProcessor } from "./processor.ts"
+
+export interface PipelineSettings {
+  readonly bookDepth: number
+  readonly bookIntervalMs: number
+  readonly fundingSampleMs: number
+  readonly openInterestIntervalMs: number
+  readonly thresholds: LargeTradeThresholds
+}
+
+export const PipelineSettings = Config.all({
+  bookDepth: Config.schema(Schema.Int.check(Schema.isBetween({ minimum: 10, maximum: 100 })), "ORDERBOOK_DEPTH").pipe(
+    Config.withDefault(20)
+  ),
+  bookIntervalMs: Config.Number("ORDERBOOK_INTERVAL_SECONDS").pipe(Config.withDefault(10), Config.map((s) => s * 1000)),
+  fundingSampleMs: Config.Number("FUNDING_SAMPLE_SECONDS").pipe(Config.withDefault(60), Config.map((s) => s * 1000)),
+  openInterestIntervalMs: Config.Number("OPEN_INTEREST_INTERVAL_SECONDS").pipe(
+    Config.withDefault(60),
+    Config.map((s) => s * 1000)
+  ),
+  thresholds: Config.all({
+    btc: Config.Number("LARGE_TRADE_THRESHOLD_BTC").pipe(Config.withDefault(100_000)),
+    eth: Config.Number("LARGE_TRADE_THRESHOLD_ETH").pipe(Config.withDefault(50_000)),
+    other: Config.Number("LARGE_TRADE_THRESHOLD_DEFAULT").pipe(Config.withDefault(20_000))
+  }).pipe(Config.map(({ btc, eth, other }) => ({ byAsset: { BTC: btc, ETH: eth }, otherAssets: other })))
+})
+
+export interface VenueRuntime {
+  readonly settings: PipelineSettings
+  readonly instruments: InstrumentRegistry
+  readonly detector: LargeTradeDetector
+  readonly emit: (batch: RowBatch) => Effect.Effect<void>
+}
+
+export const makeVenueRuntime = (settings: PipelineSettings, emit: (batch: RowBatch) => Effect.Effect<void>): VenueRuntime => {
+  const instruments = new InstrumentRegistry()
+  return {
+    settings,
+    instruments,
+    detector: new LargeTradeDetector(instruments, new ReferencePrices(), settings.thresholds),
+    emit
+  }
+}
+
+export const makeProcessor = (
+  runtime: VenueRuntime,
+  venue: string,
+  options: {
+    readonly sequenceRule: SequenceRule | undefined
+    readonly fundingIntervalHours?: (symbol: string) => { readonly hours: number; readonly source: string }
+    readonly requestSnapshot: (symbol: string, reason: string) => void
+    readonly onResync?: (symbol: string, reason: string) => void
+  }
+) =>
+  new RecordProcessor({
+    venue,
+    instruments: runtime.instruments,
+    detector: runtime.detector,
+    sequenceRule: options.sequenceRule,
+    bookDepth: runtime.settings.bookDepth,
+    bookIntervalMs: runtime.settings.bookIntervalMs,
+    fundingSampleMs: runtime.settings.fundingSampleMs,
+    fundingIntervalHours: options.fundingIntervalHours ?? (() => ({ hours: 8, source: "default" })),
+    requestSnapshot: options.requestSnapshot,
+    onResync: options.onResync ?? (() => undefined)
+  })
+
+/**
+ * The hot path for one batch of frames: plain synchronous decode and processing,
+ * then one offer per table and one metric update per counter.
+ */
+export const makeFrameHandler = (
+  venue: VenueDefinition,
+  processor: RecordProcessor,
+  feed: string,
+  emit: (batch: RowBatch) => Effect.Effect<void>
+) => {
+  const decodeErrors = Metric.withAttributes(feedDecodeErrors, { feed })
+  const records = Metric.withAttributes(feedRecords, { feed })
+  const unvalued = Metric.withAttributes(tradesUnvalued, { venue: venue.id })
+  let loggedErrors = 0
+  return (frames: ReadonlyArray<string>, now: number) =>
+    Effect.suspend(() => {
+      const normalized: Array<NormalizedRecord> = []
+      let errors = 0
+      let firstError: string | undefined
+      for (const frame of frames) {
+        const error = venue.decodeFrame(frame, normalized)
+        if (error !== undefined) {
+          errors++
+          firstError ??= `${error.channel}: ${error.detail} | ${error.sample}`
+        }
+      }
+      const batch = new RowBatch()
+      const before = processor.counters.unvalued + processor.counters.unknownInstrument
+      processor.process(normalized, now, batch)
+      const skipped = processor.counters.unvalued + processor.counters.unknownInstrument - before
+      return Effect.gen(function*() {
+        if (batch.size > 0) yield* emit(batch)
+        if (normalized.length > 0) yield* Metric.update(records, normalized.length)
+        if (skipped > 0) yield* Metric.update(unvalued, skipped)
+        if (errors > 0) {
+          yield* Metric.update(decodeErrors, errors)
+          // Log the first few and then one in a hundred, so a broken feed cannot flood the log.
+          if (loggedErrors++ < 5 || loggedErrors % 100 === 0) {
+            yield* Effect.logWarning("undecodable frame").pipe(Effect.annotateLogs({ feed, error: firstError }))
+          }
+        }
+      })
+    })
+}
+
+export const countResync = (venue: string, reason: string) =>
+  Metric.update(Metric.withAttributes(bookResyncs, { venue, reason }), 1)

@@ -1,0 +1,218 @@
+/**
+ * Binance live wiring for one market (spot or USD-M futures): metadata, feeds,
+ * order-book snapshots, funding and open-interest polling, all through the
+ * shared machinery. The two markets differ only in the `Market` description.
+ */
+import { Clock, Config, Duration, Effect, Metric, Queue, Result } from "effect"
+import type { SequenceRule } from "../../book/sync.ts"
+import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
+import { FeedRegistry } from "../../feed/status.ts"
+import { defaultGateOptions, makeRestGate, type RestGate } from "../../rest/gate.ts"
+import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
+import { RowBatch } from "../../domain/rows.ts"
+import type { NormalizedRecord } from "../../domain/records.ts"
+import { countResync, makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
+import type { RecordProcessor } from "../../pipeline/processor.ts"
+import { tradesUnvalued } from "../../observability/metrics.ts"
+import type { VenueDefinition } from "../venue.ts"
+import {
+  decodeDepthSnapshot,
+  decodeExchangeInfo,
+  decodeFundingInfo,
+  decodeOpenInterest,
+  decodePremiumIndex,
+  instrumentsFrom,
+  openInterestRecord,
+  premiumIndexRecord,
+  snapshotRecord,
+  weightLimitFrom
+} from "./instruments.ts"
+
+export interface Market {
+  readonly venue: string
+  readonly configPrefix: string
+  readonly defaultWsUrl: string
+  readonly defaultRestUrl: string
+  readonly restPrefix: "/api/v3" | "/fapi/v1"
+  readonly defaultWeightLimit: number
+  readonly sequenceRule: SequenceRule
+  /** Depth snapshot weight for a given `limit`, per the venue's documented table. */
+  readonly depthWeight: (limit: number) => number
+  /** Feeds as (name, URL path, streams of a symbol). */
+  readonly feeds: ReadonlyArray<{ readonly name: string; readonly path: string; readonly streams: (s: string) => Array<string> }>
+  readonly derivatives: boolean
+}
+
+export const defaultSymbols = "BTCUSDT,ETHUSDT,SOLUSDT,XRPUSDT,BNBUSDT,DOGEUSDT"
+
+const marketConfig = (market: Market) =>
+  Config.all({
+    symbols: Config.String(`${market.configPrefix}_SYMBOLS`).pipe(
+      Config.withDefault(defaultSymbols),
+      Config.map((list) => [...new Set(list.split(",").map((s) => s.trim().toUpperCase()).filter((s) => s.length > 0))])
+    ),
+    wsUrl: Config.String(`${market.configPrefix}_WS_URL`).pipe(Config.withDefault(market.defaultWsUrl)),
+    restUrl: Config.String(`${market.configPrefix}_REST_URL`).pipe(Config.withDefault(market.defaultRestUrl)),
+    snapshotLimit: Config.Int(`${market.configPrefix}_SNAPSHOT_LIMIT`).pipe(Config.withDefault(1000)),
+    staleAfterMs: Config.Number(`${market.configPrefix}_STALE_SECONDS`).pipe(
+      Config.withDefault(30),
+      Config.map((s) => s * 1000)
+    ),
+    maxLifetimeMs: Config.Number(`${market.configPrefix}_MAX_CONNECTION_HOURS`).pipe(
+      Config.withDefault(23.5),
+      Config.map((h) => h * 3_600_000)
+    ),
+    streamsPerConnection: Config.Int(`${market.configPrefix}_STREAMS_PER_CONNECTION`).pipe(Config.withDefault(200))
+  })
+
+const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<Array<A>> => {
+  const out: Array<Array<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+const emitRecords = (
+  processor: RecordProcessor,
+  runtime: VenueRuntime,
+  records: ReadonlyArray<NormalizedRecord>
+) =>
+  Effect.gen(function*() {
+    const batch = new RowBatch()
+    processor.process(records, yield* Clock.currentTimeMillis, batch)
+    if (batch.size > 0) yield* runtime.emit(batch)
+  })
+
+export const runMarket = (market: Market, definition: VenueDefinition) => (runtime: VenueRuntime) =>
+  Effect.gen(function*() {
+    const config = yield* marketConfig(market)
+    const registry = yield* FeedRegistry
+    const rest = config.restUrl.replace(/\/$/, "")
+    const gate: RestGate = yield* makeRestGate({
+      ...defaultGateOptions(market.venue, market.defaultWeightLimit),
+      usedWeightHeader: "x-mbx-used-weight-1m"
+    })
+
+    const info = yield* retryPatiently(
+      `${market.venue} exchangeInfo`,
+      fetchDecoded(gate, `${rest}${market.restPrefix}/exchangeInfo`, market.derivatives ? 1 : 20, decodeExchangeInfo)
+    )
+    for (const instrument of instrumentsFrom(market.venue, info)) runtime.instruments.add(instrument)
+    const limit = weightLimitFrom(info)
+    if (limit !== undefined) gate.setWeightLimit(limit)
+    const symbols = config.symbols.filter((symbol) => runtime.instruments.get(market.venue, symbol) !== undefined)
+    const unknown = config.symbols.filter((symbol) => !symbols.includes(symbol))
+    if (unknown.length > 0) {
+      yield* Effect.logError("configured symbols are not listed by the venue; skipped").pipe(
+        Effect.annotateLogs({ venue: market.venue, symbols: unknown.join(",") })
+      )
+      yield* Metric.update(Metric.withAttributes(tradesUnvalued, { venue: market.venue, reason: "unknown_symbol" }), unknown.length)
+    }
+    if (symbols.length === 0) return
+
+    const intervals = new Map<string, number>()
+    if (market.derivatives) {
+      const fundingInfo = yield* Effect.result(
+        fetchDecoded(gate, `${rest}/fapi/v1/fundingInfo`, 1, decodeFundingInfo)
+      )
+      if (Result.isSuccess(fundingInfo)) for (const f of fundingInfo.success) intervals.set(f.symbol, f.fundingIntervalHours)
+    }
+
+    // Snapshot requests come from the synchronous book machinery; a worker serves them one symbol at a time.
+    const snapshotRequests = yield* Queue.unbounded<string>()
+    const pending = new Set<string>()
+    const processor: RecordProcessor = makeProcessor(runtime, market.venue, {
+      sequenceRule: market.sequenceRule,
+      fundingIntervalHours: (symbol) => {
+        const hours = intervals.get(symbol)
+        return hours === undefined ? { hours: 8, source: "default (not in fundingInfo)" } : { hours, source: "fundingInfo" }
+      },
+      requestSnapshot: (symbol) => {
+        if (pending.has(symbol)) return
+        pending.add(symbol)
+        Queue.offerUnsafe(snapshotRequests, symbol)
+      },
+      onResync: (symbol, reason) => {
+        Effect.runFork(
+          countResync(market.venue, reason).pipe(
+            Effect.andThen(Effect.logWarning("order book resync").pipe(Effect.annotateLogs({ venue: market.venue, symbol, reason })))
+          )
+        )
+      }
+    })
+
+    const fetchSnapshot = (symbol: string) =>
+      retryPatiently(
+        `${market.venue} depth snapshot ${symbol}`,
+        fetchDecoded(
+          gate,
+          `${rest}${market.restPrefix}/depth?symbol=${symbol}&limit=${config.snapshotLimit}`,
+          market.depthWeight(config.snapshotLimit),
+          decodeDepthSnapshot
+        )
+      ).pipe(
+        Effect.flatMap((snapshot) =>
+          Effect.gen(function*() {
+            pending.delete(symbol)
+            const now = yield* Clock.currentTimeMillis
+            yield* emitRecords(processor, runtime, [snapshotRecord(market.venue, symbol, snapshot, now)])
+          })
+        )
+      )
+    yield* Queue.take(snapshotRequests).pipe(Effect.flatMap(fetchSnapshot), Effect.forever, Effect.forkScoped)
+
+    for (const feed of market.feeds) {
+      const groups = chunk(symbols, Math.max(1, Math.floor(config.streamsPerConnection / feed.streams("x").length)))
+      for (const [index, group] of groups.entries()) {
+        const name = groups.length === 1 ? `${market.venue}/${feed.name}` : `${market.venue}/${feed.name}#${index}`
+        const status = registry.register(name, market.venue)
+        status.books = () => (processor.books?.status() ?? []).filter((b) => group.includes(b.symbol))
+        const streams = group.flatMap((symbol) => feed.streams(symbol.toLowerCase()))
+        const handler = makeFrameHandler(definition, processor, name, runtime.emit)
+        const spec: FeedSpec = {
+          feed: name,
+          venue: market.venue,
+          url: `${config.wsUrl.replace(/\/$/, "")}${feed.path}?streams=${streams.join("/")}`,
+          subscribeMessages: [],
+          staleAfterMs: config.staleAfterMs,
+          maxLifetimeMs: config.maxLifetimeMs,
+          openSession: Effect.sync(() => {
+            // Deltas were missed while disconnected: every book of this connection starts over.
+            if (streams.some((s) => s.includes("@depth"))) processor.books?.resetAll()
+            return { onFrames: handler }
+          })
+        }
+        yield* superviseFeed(spec, status).pipe(Effect.forkScoped)
+      }
+    }
+
+    // Quiet books still get their periodic rows.
+    yield* Effect.gen(function*() {
+      const batch = new RowBatch()
+      processor.tick(yield* Clock.currentTimeMillis, batch)
+      if (batch.size > 0) yield* runtime.emit(batch)
+    }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
+
+    if (market.derivatives) {
+      const pollOpenInterest = Effect.forEach(symbols, (symbol) =>
+        Effect.gen(function*() {
+          if (processor.markPrice(symbol) === undefined) {
+            const premium = yield* fetchDecoded(gate, `${rest}/fapi/v1/premiumIndex?symbol=${symbol}`, 1, decodePremiumIndex)
+            yield* emitRecords(processor, runtime, [premiumIndexRecord(market.venue, premium)])
+          }
+          const oi = yield* fetchDecoded(gate, `${rest}/fapi/v1/openInterest?symbol=${symbol}`, 1, decodeOpenInterest)
+          yield* emitRecords(processor, runtime, [openInterestRecord(market.venue, oi)])
+        }).pipe(
+          Effect.catch((error) =>
+            Effect.logWarning("open interest poll failed").pipe(
+              Effect.annotateLogs({ venue: market.venue, symbol, error: error._tag })
+            )
+          )
+        ), { discard: true })
+      yield* pollOpenInterest.pipe(
+        Effect.andThen(Effect.sleep(Duration.millis(runtime.settings.openInterestIntervalMs))),
+        Effect.forever,
+        Effect.forkScoped
+      )
+    }
+    yield* Effect.never
+  })

@@ -1,0 +1,137 @@
+/**
+ * Binance frames -> normalized records. Pure and synchronous: the hot path.
+ * Channels the recordings carry but we do not subscribe to (bookTicker, kline)
+ * are recognised and skipped; anything else is a DecodeError.
+ */
+import { Result, Schema } from "effect"
+import { DecodeError } from "../../domain/errors.ts"
+import type { NormalizedRecord } from "../../domain/records.ts"
+import { AggTrade, DepthUpdate, ForceOrder, MarkPriceUpdate } from "./wire.ts"
+
+const decodeAggTrade = Schema.decodeUnknownResult(AggTrade)
+const decodeDepth = Schema.decodeUnknownResult(DepthUpdate)
+const decodeMarkPrice = Schema.decodeUnknownResult(MarkPriceUpdate)
+const decodeForceOrder = Schema.decodeUnknownResult(ForceOrder)
+
+const ignoredEvents: ReadonlySet<string> = new Set(["kline", "24hrTicker", "24hrMiniTicker", "bookTicker", "trade"])
+
+const sampleOf = (frame: string) => (frame.length > 200 ? `${frame.slice(0, 200)}...` : frame)
+
+export const makeDecoder = (venue: string) => {
+  const failure = (channel: string, detail: string, frame: string) =>
+    new DecodeError({ venue, channel, detail, sample: sampleOf(frame) })
+
+  const payload = (data: unknown, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+    if (Array.isArray(data)) {
+      for (const item of data) {
+        const error = payload(item, frame, out)
+        if (error !== undefined) return error
+      }
+      return undefined
+    }
+    if (typeof data !== "object" || data === null) return failure("unknown", "payload is not an object", frame)
+    const event = (data as { readonly e?: unknown }).e
+    switch (event) {
+      case "aggTrade": {
+        const decoded = decodeAggTrade(data)
+        if (Result.isFailure(decoded)) return failure("aggTrade", decoded.failure.message, frame)
+        const t = decoded.success
+        out.push({
+          kind: "trade",
+          venue,
+          symbol: t.s,
+          tradeId: String(t.a),
+          price: t.p,
+          size: t.q,
+          side: t.m ? "sell" : "buy",
+          timestamp: t.T,
+          details: { first_trade_id: t.f, last_trade_id: t.l, fills: t.l - t.f + 1, source: "aggTrade" }
+        })
+        return undefined
+      }
+      case "depthUpdate": {
+        const decoded = decodeDepth(data)
+        if (Result.isFailure(decoded)) return failure("depth", decoded.failure.message, frame)
+        const d = decoded.success
+        const delta: NormalizedRecord = d.pu === undefined
+          ? { kind: "book_delta", venue, symbol: d.s, firstSequence: d.U, lastSequence: d.u, bids: d.b, asks: d.a, timestamp: d.E }
+          : {
+            kind: "book_delta",
+            venue,
+            symbol: d.s,
+            firstSequence: d.U,
+            lastSequence: d.u,
+            previousSequence: d.pu,
+            bids: d.b,
+            asks: d.a,
+            timestamp: d.E
+          }
+        out.push(delta)
+        return undefined
+      }
+      case "markPriceUpdate": {
+        const decoded = decodeMarkPrice(data)
+        if (Result.isFailure(decoded)) return failure("markPrice", decoded.failure.message, frame)
+        const m = decoded.success
+        out.push({
+          kind: "funding",
+          venue,
+          symbol: m.s,
+          rate: m.r,
+          // Binance publishes no predicted rate; `P` is the estimated settle price and must not land here.
+          predictedRate: null,
+          markPrice: m.p,
+          indexPrice: m.i,
+          nextFundingTime: m.T,
+          timestamp: m.E,
+          details: m.P === undefined ? { source: "markPrice@1s" } : { source: "markPrice@1s", estimated_settle_price: m.P }
+        })
+        return undefined
+      }
+      case "forceOrder": {
+        const decoded = decodeForceOrder(data)
+        if (Result.isFailure(decoded)) return failure("forceOrder", decoded.failure.message, frame)
+        const o = decoded.success.o
+        out.push({
+          kind: "liquidation",
+          venue,
+          symbol: o.s,
+          side: o.S === "BUY" ? "buy" : "sell",
+          price: o.p,
+          averagePrice: o.ap,
+          filledSize: o.z,
+          timestamp: o.T,
+          details: {
+            source: "forceOrder",
+            order_status: o.X,
+            order_type: o.o,
+            original_quantity: o.q,
+            sampled: true,
+            sample_window_ms: 1000,
+            note: "Binance pushes at most one liquidation (the latest) per symbol per second; totals are lower bounds"
+          }
+        })
+        return undefined
+      }
+      default:
+        if (typeof event === "string" && ignoredEvents.has(event)) return undefined
+        // Spot bookTicker carries no event type: recognise it by its fields.
+        if (event === undefined && "u" in data && "b" in data && "a" in data && "B" in data) return undefined
+        return failure(typeof event === "string" ? event : "unknown", "unknown message type", frame)
+    }
+  }
+
+  return (frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(frame)
+    } catch {
+      return failure("unknown", "frame is not JSON", frame)
+    }
+    if (typeof parsed !== "object" || parsed === null) return failure("unknown", "frame is not an object", frame)
+    if ("stream" in parsed && "data" in parsed) return payload(parsed.data, frame, out)
+    if ("result" in parsed && "id" in parsed) return undefined
+    if ("error" in parsed) return failure("error", `venue error: ${JSON.stringify(parsed.error)}`, frame)
+    return payload(parsed, frame, out)
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * Binance's documented wire formats (spot and USD-M futures market streams and
+ * the REST bodies we read). Decimal strings decode to numbers here, once.
+ */
+import { Schema } from "effect"
+
+const Decimal = Schema.FiniteFromString
+const Levels = Schema.Array(Schema.Tuple([Decimal, Decimal]))
+
+/** `<symbol>@aggTrade`: one taker order's fills at one price. `m`: the buyer was the maker. */
+export const AggTrade = Schema.Struct({
+  e: Schema.Literal("aggTrade"),
+  E: Schema.Number,
+  s: Schema.String,
+  a: Schema.Number,
+  p: Decimal,
+  q: Decimal,
+  f: Schema.Number,
+  l: Schema.Number,
+  T: Schema.Number,
+  m: Schema.Boolean
+})
+
+/** `<symbol>@depth@100ms`. Futures add `pu` (the previous event's `u`) and `T`. */
+export const DepthUpdate = Schema.Struct({
+  e: Schema.Literal("depthUpdate"),
+  E: Schema.Number,
+  s: Schema.String,
+  U: Schema.Number,
+  u: Schema.Number,
+  pu: Schema.optional(Schema.Number),
+  b: Levels,
+  a: Levels
+})
+
+/** Futures `<symbol>@markPrice@1s`. `P` is the estimated settle price, not a predicted rate. */
+export const MarkPriceUpdate = Schema.Struct({
+  e: Schema.Literal("markPriceUpdate"),
+  E: Schema.Number,
+  s: Schema.String,
+  p: Decimal,
+  i: Decimal,
+  P: Schema.optional(Decimal),
+  r: Decimal,
+  T: Schema.Number
+})
+
+/** Futures `<symbol>@forceOrder`: at most one (the latest) liquidation per symbol per second. */
+export const ForceOrder = Schema.Struct({
+  e: Schema.Literal("forceOrder"),
+  E: Schema.Number,
+  o: Schema.Struct({
+    s: Schema.String,
+    S: Schema.Literals(["BUY", "SELL"]),
+    o: Schema.String,
+    f: Schema.String,
+    q: Decimal,
+    p: Decimal,
+    ap: Decimal,
+    X: Schema.String,
+    l: Decimal,
+    z: Decimal,
+    T: Schema.Number
+  })
+})
+
+export const DepthSnapshot = Schema.Struct({
+  lastUpdateId: Schema.Number,
+  E: Schema.optional(Schema.Number),
+  T: Schema.optional(Schema.Number),
+  bids: Levels,
+  asks: Levels
+})
+
+export const OpenInterest = Schema.Struct({
+  openInterest: Decimal,
+  symbol: Schema.String,
+  time: Schema.Number
+})
+
+export const PremiumIndex = Schema.Struct({
+  symbol: Schema.String,
+  markPrice: Decimal,
+  indexPrice: Decimal,
+  estimatedSettlePrice: Schema.optional(Decimal),
+  lastFundingRate: Decimal,
+  nextFundingTime: Schema.Number,
+  time: Schema.Number
+})
+
+export const FundingInfo = Schema.Array(Schema.Struct({
+  symbol: Schema.String,
+  fundingIntervalHours: Schema.Number
+}))
+
+export const ExchangeInfo = Schema.Struct({
+  rateLimits: Schema.Array(Schema.Struct({
+    rateLimitType: Schema.String,
+    interval: Schema.String,
+    intervalNum: Schema.Number,
+    limit: Schema.Number
+  })),
+  symbols: Schema.Array(Schema.Struct({
+    symbol: Schema.String,
+    status: Schema.optional(Schema.String),
+    baseAsset: Schema.String,
+    quoteAsset: Schema.String,
+    contractType: Schema.optional(Schema.String),
+    contractSize: Schema.optional(Schema.Number)
+  }))
+})
+
+/** The combined-stream envelope: `{"stream": "<name>", "data": <payload>}`. */
+export const Envelope = Schema.Struct({ stream: Schema.String, data: Schema.Unknown })
+
+/** An error pushed on the socket (e.g. an invalid request). */
+export const StreamError = Schema.Struct({ error: Schema.Struct({ code: Schema.Number, msg: Schema.String }) })
