@@ -1,0 +1,119 @@
+/** The OpenAPI document, generated from the same parameter table that validates requests. */
+import { type ParamName, params } from "./params.ts"
+
+const envelope = (data: Record<string, unknown>) => ({
+  type: "object",
+  required: ["success", "data", "filters", "timestamp"],
+  properties: {
+    success: { type: "boolean", const: true },
+    data: { type: "object", properties: data },
+    filters: { type: "object", additionalProperties: true },
+    timestamp: { type: "string", format: "date-time" }
+  }
+})
+
+const errorResponse = (description: string) => ({
+  description,
+  content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } }
+})
+
+const operation = (summary: string, names: ReadonlyArray<ParamName>, data: Record<string, unknown>) => ({
+  get: {
+    summary,
+    parameters: names.map((name) => ({
+      name,
+      in: "query",
+      required: false,
+      description: params[name].description,
+      schema: params[name].schema
+    })),
+    responses: {
+      "200": { description: "OK", content: { "application/json": { schema: envelope(data) } } },
+      "400": errorResponse("A parameter is invalid; the message names it"),
+      "503": errorResponse("The database is unreachable")
+    }
+  }
+})
+
+const array = (items: Record<string, unknown>) => ({ type: "array", items: { type: "object", properties: items } })
+const str = { type: "string" }
+const num = { type: "number" }
+const time = { type: "string", format: "date-time" }
+const names = { type: "array", items: str }
+
+export const endpointParams = {
+  largeTrades: ["symbol", "exchange", "hours", "min_value_usd", "only_liquidations", "side", "limit"],
+  fundingRates: ["symbol", "exchange", "hours", "limit"],
+  openInterest: ["symbol", "exchange", "hours", "limit"],
+  orderbooks: ["symbol", "exchange", "depth"]
+} as const satisfies Record<string, ReadonlyArray<ParamName>>
+
+export const openApiDocument = {
+  openapi: "3.1.0",
+  info: { title: "Market data service", version: "0.1.0" },
+  paths: {
+    "/api/v1/exchange/large-trades": operation("Large trades and liquidations, newest first", endpointParams.largeTrades, {
+      count: num,
+      trades: array({
+        exchange: str,
+        symbol: str,
+        side: str,
+        price: num,
+        size: num,
+        value_usd: num,
+        timestamp: time,
+        trade_id: str,
+        is_liquidation: { type: "boolean" },
+        metadata: { type: "object" }
+      }),
+      summary: {
+        type: "object",
+        properties: { total_value_usd: num, liquidation_count: num, exchanges: names, symbols: names }
+      }
+    }),
+    "/api/v1/exchange/funding-rates": operation("Funding rates, newest first", endpointParams.fundingRates, {
+      count: num,
+      funding_rates: array({
+        exchange: str,
+        symbol: str,
+        rate: num,
+        predicted_rate: { type: ["number", "null"] },
+        timestamp: time,
+        next_funding_time: { type: ["string", "null"], format: "date-time" },
+        metadata: { type: ["object", "null"] }
+      }),
+      summary: { type: "object", properties: { average_rate: num, average_rate_percent: num, exchanges: names, symbols: names } }
+    }),
+    "/api/v1/exchange/open-interest": operation("Open interest, newest first", endpointParams.openInterest, {
+      count: num,
+      open_interest: array({
+        exchange: str,
+        symbol: str,
+        open_interest: num,
+        open_interest_usd: num,
+        timestamp: time,
+        metadata: { type: ["object", "null"] }
+      }),
+      summary: { type: "object", properties: { total_oi_usd: num, exchanges: names, symbols: names } }
+    }),
+    "/api/v1/exchange/orderbooks": operation("Latest stored order-book snapshot per instrument", endpointParams.orderbooks, {
+      count: num,
+      orderbooks: array({ exchange: str, symbol: str, bids: { type: "array" }, asks: { type: "array" }, timestamp: time, sequence: num })
+    }),
+    "/health": { get: { summary: "Per-feed state, writer and database health (503 when the database is unreachable)", responses: { "200": { description: "healthy" }, "503": { description: "database unreachable" } } } },
+    "/metrics": { get: { summary: "Prometheus metrics", responses: { "200": { description: "text/plain exposition format" } } } }
+  },
+  components: {
+    schemas: {
+      Error: {
+        type: "object",
+        required: ["success", "error", "timestamp"],
+        properties: {
+          success: { type: "boolean", const: false },
+          error: { type: "object", required: ["code", "message"], properties: { code: str, message: str } },
+          timestamp: time
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * The HTTP API: the contract's query endpoints, /health, /metrics and the
+ * OpenAPI document. Every answer is JSON in the contract's envelope; a bad
+ * parameter is a 400 naming it, a database outage a 503, never a hang.
+ */
+import { createServer } from "node:http"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Config, Duration, Effect, Layer, Metric } from "effect"
+import { HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { PrometheusMetrics } from "effect/observability"
+import { SqlClient } from "effect/sql"
+import { FeedRegistry } from "../feed/status.ts"
+import { apiRequests, queueDepth } from "../observability/metrics.ts"
+import { DatabaseInfo } from "../storage/database.ts"
+import { fundingRates, largeTrades, latestOrderBooks, openInterest } from "../storage/queries.ts"
+import { Writer } from "../storage/writer.ts"
+import { tableNames } from "../domain/rows.ts"
+import { endpointParams, openApiDocument } from "./openapi.ts"
+import { BadParameter, parseQuery, type ParamName, type Parsed } from "./params.ts"
+import { failure, raw, success } from "./respond.ts"
+
+const queryTimeout = Duration.seconds(10)
+
+class DatabaseUnavailable {
+  readonly _tag = "DatabaseUnavailable"
+}
+
+/** Runs a query; any database failure or a timeout becomes DatabaseUnavailable (a 503). */
+const guarded = <A, E, R>(query: Effect.Effect<A, E, R>) =>
+  query.pipe(
+    Effect.timeoutOrElse({ duration: queryTimeout, orElse: () => Effect.fail(new DatabaseUnavailable()) }),
+    Effect.mapError(() => new DatabaseUnavailable())
+  )
+
+const filtersOf = (parsed: Record<string, unknown>, hours: number | undefined) =>
+  hours === undefined ? parsed : { ...parsed, hours }
+
+const queryEndpoint = <N extends ParamName, A, R>(
+  allowed: ReadonlyArray<N>,
+  run: (parsed: Parsed<N>) => Effect.Effect<A, unknown, R>,
+  withHours: boolean
+) =>
+(search: URLSearchParams) =>
+  Effect.gen(function*() {
+    const parsed = parseQuery(search, allowed)
+    if (parsed instanceof BadParameter) return failure(400, "INVALID_PARAMETER", parsed.message)
+    const data = yield* guarded(run(parsed))
+    const hours = withHours ? ((parsed as { hours?: number }).hours ?? 24) : undefined
+    return success(data, filtersOf(parsed as Record<string, unknown>, hours))
+  })
+
+const routes: Record<string, (search: URLSearchParams) => Effect.Effect<HttpServerResponse.HttpServerResponse, DatabaseUnavailable, SqlClient.SqlClient>> = {
+  "/api/v1/exchange/large-trades": queryEndpoint(endpointParams.largeTrades, (p) =>
+    largeTrades({
+      symbol: p.symbol,
+      exchange: p.exchange,
+      hours: p.hours ?? 24,
+      limit: p.limit ?? 100,
+      minValueUsd: p.min_value_usd,
+      onlyLiquidations: p.only_liquidations,
+      side: p.side
+    }), true),
+  "/api/v1/exchange/funding-rates": queryEndpoint(endpointParams.fundingRates, (p) =>
+    fundingRates({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24, limit: p.limit ?? 100 }), true),
+  "/api/v1/exchange/open-interest": queryEndpoint(endpointParams.openInterest, (p) =>
+    openInterest({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24, limit: p.limit ?? 100 }), true),
+  "/api/v1/exchange/orderbooks": queryEndpoint(endpointParams.orderbooks, (p) =>
+    latestOrderBooks({ symbol: p.symbol, exchange: p.exchange, depth: p.depth }), false)
+}
+
+const health = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const registry = yield* FeedRegistry
+  const writer = yield* Writer
+  const database = yield* DatabaseInfo
+  const reachable = yield* sql`SELECT 1`.pipe(
+    Effect.timeout(Duration.seconds(2)),
+    Effect.as(true),
+    Effect.catchCause(() => Effect.succeed(false))
+  )
+  const now = Date.now()
+  const writerState = writer.state()
+  const feeds = registry.all().map((feed) => ({
+    feed: feed.feed,
+    venue: feed.venue,
+    state: feed.state,
+    last_message_age_ms: feed.lastMessageAt === null ? null : now - feed.lastMessageAt,
+    connected_for_ms: feed.connectedAt === null ? null : now - feed.connectedAt,
+    messages: feed.messages,
+    reconnects: feed.reconnects,
+    last_error: feed.lastError,
+    books: feed.books()
+  }))
+  const body = {
+    status: !reachable ? "unavailable" : feeds.every((f) => f.state === "connected") ? "ok" : "degraded",
+    database: {
+      kind: database.kind,
+      location: database.location,
+      reachable,
+      writer_retrying: writerState.retrying,
+      last_error: writerState.lastError,
+      last_success: writerState.lastSuccessAt === null ? null : new Date(writerState.lastSuccessAt).toISOString()
+    },
+    queues: writerState.tables,
+    feeds,
+    timestamp: new Date(now).toISOString()
+  }
+  return raw(reachable ? 200 : 503, body)
+})
+
+const metrics = Effect.gen(function*() {
+  const writer = yield* Writer
+  const state = writer.state()
+  for (const table of tableNames) {
+    yield* Metric.update(Metric.withAttributes(queueDepth, { table }), state.tables[table].queued)
+  }
+  const body = yield* PrometheusMetrics.format()
+  return HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+})
+
+const countRequest = (route: string, status: number) =>
+  Metric.update(Metric.withAttributes(apiRequests, { route, status: String(status) }), 1)
+
+export const app = Effect.gen(function*() {
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const url = new URL(request.url, "http://localhost")
+  const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname
+  const known = path in routes || path === "/health" || path === "/metrics" || path === "/openapi.json"
+  if (!known) {
+    yield* countRequest("unknown", 404)
+    return failure(404, "NOT_FOUND", `no route ${request.method} ${path.slice(0, 100)}`)
+  }
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    yield* countRequest(path, 405)
+    return failure(405, "METHOD_NOT_ALLOWED", `${path} accepts GET only`)
+  }
+  const response = path === "/health"
+    ? yield* health
+    : path === "/metrics"
+    ? yield* metrics
+    : path === "/openapi.json"
+    ? raw(200, openApiDocument)
+    : yield* routes[path]!(url.searchParams).pipe(
+      Effect.catchTag("DatabaseUnavailable", () =>
+        Effect.succeed(failure(503, "DATABASE_UNAVAILABLE", "the database did not answer; try again shortly")))
+    )
+  yield* countRequest(path, response.status)
+  return response
+}).pipe(
+  // Whatever went wrong, the client gets the contract's JSON, never an empty 500.
+  Effect.catchCause((cause) =>
+    Effect.logError("request failed", cause).pipe(
+      Effect.as(failure(500, "INTERNAL_ERROR", "the request failed unexpectedly; it has been logged"))
+    )
+  )
+)
+
+export const ApiServerLive = Layer.unwrap(Effect.gen(function*() {
+  const port = yield* Config.Port("PORT").pipe(Config.withDefault(8002))
+  const host = yield* Config.String("HOST").pipe(Config.withDefault("0.0.0.0"))
+  return HttpServer.serve(app).pipe(
+    HttpServer.withLogAddress,
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host }))
+  )
+}))

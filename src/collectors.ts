@@ -1,0 +1,37 @@
+/**
+ * Starts every enabled venue as a supervised fiber: a venue that fails (even
+ * with a defect) is logged and restarted after a pause; it never stops another.
+ */
+import { Cause, Config, Duration, Effect, Layer } from "effect"
+import { makeVenueRuntime, PipelineSettings } from "./pipeline/runtime.ts"
+import { Writer } from "./storage/writer.ts"
+import { venueById, venues } from "./venues/registry.ts"
+
+export const EnabledVenues = Config.String("EXCHANGES").pipe(
+  Config.withDefault(venues.map((v) => v.id).join(",")),
+  Config.map((list) => list.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0))
+)
+
+export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
+  const enabled = yield* EnabledVenues
+  const settings = yield* PipelineSettings
+  const writer = yield* Writer
+  const runtime = makeVenueRuntime(settings, writer.offer)
+  for (const id of enabled) {
+    const venue = venueById(id)
+    if (venue === undefined) {
+      yield* Effect.logError(`unknown venue in EXCHANGES: ${id}; known: ${venues.map((v) => v.id).join(", ")}`)
+      continue
+    }
+    yield* venue.live(runtime).pipe(
+      Effect.scoped,
+      Effect.catchCause((cause) =>
+        Cause.hasInterruptsOnly(cause)
+          ? Effect.failCause(cause)
+          : Effect.logError(`venue ${id} stopped; restarting in 10 s`, cause).pipe(Effect.andThen(Effect.sleep(Duration.seconds(10))))
+      ),
+      Effect.forever,
+      Effect.forkScoped
+    )
+  }
+}))

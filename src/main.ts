@@ -1,0 +1,21 @@
+/**
+ * The service: collectors -> queues -> batched writer -> database, and the HTTP
+ * API reading it. SIGTERM/SIGINT interrupt the collectors first (sockets close),
+ * then the writer drains its queues, then the database closes.
+ */
+import { NodeHttpClient, NodeRuntime, NodeWS } from "@effect/platform-node"
+import { Layer, Metric } from "effect"
+import { ApiServerLive } from "./api/server.ts"
+import { CollectorsLive } from "./collectors.ts"
+import { FeedRegistry } from "./feed/status.ts"
+import { DatabaseLive } from "./storage/database.ts"
+import { Writer } from "./storage/writer.ts"
+
+export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive).pipe(
+  Layer.provideMerge(Writer.layer),
+  Layer.provideMerge(DatabaseLive),
+  Layer.provide([FeedRegistry.layer, NodeWS.layerWebSocketConstructor, NodeHttpClient.layerUndici]),
+  Layer.provide(Metric.enableRuntimeMetricsLayer)
+)
+
+if (import.meta.main) Layer.launch(AppLive).pipe(NodeRuntime.runMain)

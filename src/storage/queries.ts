@@ -1,0 +1,193 @@
+/**
+ * Read side for the HTTP API. Every filter is a plain column predicate so the
+ * original indexes serve it; `count` and `summary` cover every matching row,
+ * not just the page.
+ */
+import { Effect } from "effect"
+import { SqlClient, type Statement } from "effect/sql"
+import { parQuotes } from "../domain/instruments.ts"
+
+export interface WindowFilter {
+  readonly symbol?: string | undefined
+  readonly exchange?: string | undefined
+  readonly hours: number
+  readonly limit: number
+}
+
+export interface LargeTradeFilter extends WindowFilter {
+  readonly minValueUsd?: number | undefined
+  readonly onlyLiquidations?: boolean | undefined
+  readonly side?: "buy" | "sell" | undefined
+}
+
+const quoteSuffixes = [...parQuotes, "USD", "BTC", "ETH", "BNB", "EUR", "GBP", "TRY", "BRL", "JPY"]
+const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")
+
+/**
+ * The regex a base asset matches: spot/linear pairs with or without a separator
+ * (BTCUSDT, BTC-USD), perpetuals and dated futures (BTC-PERPETUAL, BTC-27DEC24,
+ * BTCUSDT_251226) and CME month codes (BTCZ25).
+ */
+export const baseAssetPattern = (base: string): string => {
+  const b = escapeRegex(base.toUpperCase())
+  return `^${b}([-_/]?(${quoteSuffixes.join("|")})(_[0-9]{6})?|-PERPETUAL|-[0-9]{1,2}[A-Z]{3}[0-9]{2}.*|[FGHJKMNQUVXZ][0-9]{1,2})$`
+}
+
+const cutoff = (hours: number) => new Date(Date.now() - hours * 3_600_000).toISOString()
+
+const toNumber = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value))
+const toNumberOrNull = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value))
+const toIso = (value: unknown): string => (value instanceof Date ? value.toISOString() : new Date(String(value)).toISOString())
+const toIsoOrNull = (value: unknown): string | null => (value === null || value === undefined ? null : toIso(value))
+const toStrings = (value: unknown): Array<string> =>
+  Array.isArray(value) ? value.filter((v): v is string => typeof v === "string").sort() : []
+
+const windowConditions = (sql: SqlClient.SqlClient, filter: WindowFilter): Array<Statement.Fragment> => {
+  const conditions = [sql`timestamp >= (${cutoff(filter.hours)}::timestamptz AT TIME ZONE 'UTC')`]
+  if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
+  if (filter.symbol !== undefined) {
+    conditions.push(sql`(symbol = ${filter.symbol} OR symbol ~ ${baseAssetPattern(filter.symbol)})`)
+  }
+  return conditions
+}
+
+export const largeTrades = (filter: LargeTradeFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const conditions = windowConditions(sql, filter)
+      if (filter.minValueUsd !== undefined) conditions.push(sql`value_usd >= ${String(filter.minValueUsd)}::numeric`)
+      if (filter.onlyLiquidations === true) conditions.push(sql`is_liquidation = TRUE`)
+      if (filter.side !== undefined) conditions.push(sql`side = ${filter.side}`)
+      const where = sql.and(conditions)
+      const [rows, summaries] = yield* Effect.all([
+        sql`SELECT exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata
+            FROM large_trades WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
+        sql`SELECT count(*) AS count, sum(value_usd) AS total, count(*) FILTER (WHERE is_liquidation) AS liquidations,
+              array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
+            FROM large_trades WHERE ${where}`
+      ], { concurrency: 2 })
+      const summary = summaries[0] ?? {}
+      return {
+        count: toNumber(summary.count),
+        trades: rows.map((r) => ({
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          side: r.side as string,
+          price: toNumber(r.price),
+          size: toNumber(r.size),
+          value_usd: toNumber(r.value_usd),
+          timestamp: toIso(r.timestamp),
+          trade_id: (r.trade_id as string | null) ?? null,
+          is_liquidation: r.is_liquidation === true,
+          metadata: (r.metadata as unknown) ?? {}
+        })),
+        summary: {
+          total_value_usd: toNumber(summary.total),
+          liquidation_count: toNumber(summary.liquidations),
+          exchanges: toStrings(summary.exchanges),
+          symbols: toStrings(summary.symbols)
+        }
+      }
+    })
+  )
+
+export const fundingRates = (filter: WindowFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const where = sql.and(windowConditions(sql, filter))
+      const [rows, summaries] = yield* Effect.all([
+        sql`SELECT exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata
+            FROM funding_rates WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
+        sql`SELECT count(*) AS count, avg(rate) AS average, array_agg(DISTINCT exchange) AS exchanges,
+              array_agg(DISTINCT symbol) AS symbols
+            FROM funding_rates WHERE ${where}`
+      ], { concurrency: 2 })
+      const summary = summaries[0] ?? {}
+      const average = toNumber(summary.average)
+      return {
+        count: toNumber(summary.count),
+        funding_rates: rows.map((r) => ({
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          rate: toNumber(r.rate),
+          predicted_rate: toNumberOrNull(r.predicted_rate),
+          timestamp: toIso(r.timestamp),
+          next_funding_time: toIsoOrNull(r.next_funding_time),
+          metadata: (r.metadata as unknown) ?? null
+        })),
+        summary: {
+          average_rate: average,
+          average_rate_percent: average * 100,
+          exchanges: toStrings(summary.exchanges),
+          symbols: toStrings(summary.symbols)
+        }
+      }
+    })
+  )
+
+export const openInterest = (filter: WindowFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const where = sql.and(windowConditions(sql, filter))
+      const [rows, summaries, totals] = yield* Effect.all([
+        sql`SELECT exchange, symbol, open_interest, open_interest_usd, timestamp, metadata
+            FROM open_interest WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
+        sql`SELECT count(*) AS count, array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
+            FROM open_interest WHERE ${where}`,
+        // Each instrument's latest reading in the window: summing the series would count contracts many times.
+        sql`SELECT sum(latest.open_interest_usd) AS total FROM (
+              SELECT DISTINCT ON (exchange, symbol) open_interest_usd FROM open_interest WHERE ${where}
+              ORDER BY exchange, symbol, timestamp DESC) AS latest`
+      ], { concurrency: 3 })
+      const summary = summaries[0] ?? {}
+      return {
+        count: toNumber(summary.count),
+        open_interest: rows.map((r) => ({
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          open_interest: toNumber(r.open_interest),
+          open_interest_usd: toNumber(r.open_interest_usd),
+          timestamp: toIso(r.timestamp),
+          metadata: (r.metadata as unknown) ?? null
+        })),
+        summary: {
+          total_oi_usd: toNumber(totals[0]?.total),
+          exchanges: toStrings(summary.exchanges),
+          symbols: toStrings(summary.symbols)
+        }
+      }
+    })
+  )
+
+type Level = readonly [number, number]
+
+export const latestOrderBooks = (filter: {
+  readonly exchange?: string | undefined
+  readonly symbol?: string | undefined
+  readonly depth?: number | undefined
+}) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const conditions: Array<Statement.Fragment> = [sql`TRUE`]
+      if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
+      if (filter.symbol !== undefined) {
+        conditions.push(sql`(symbol = ${filter.symbol} OR symbol ~ ${baseAssetPattern(filter.symbol)})`)
+      }
+      const rows = yield* sql`SELECT DISTINCT ON (exchange, symbol) exchange, symbol, bids, asks, timestamp, sequence, metadata
+        FROM exchange_orderbooks WHERE ${sql.and(conditions)} ORDER BY exchange, symbol, timestamp DESC`
+      const cut = (levels: unknown) =>
+        (Array.isArray(levels) ? (levels as Array<Level>) : []).slice(0, filter.depth ?? Number.POSITIVE_INFINITY)
+      return {
+        count: rows.length,
+        orderbooks: rows.map((r) => ({
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          bids: cut(r.bids),
+          asks: cut(r.asks),
+          timestamp: toIso(r.timestamp),
+          sequence: toNumberOrNull(r.sequence),
+          metadata: (r.metadata as unknown) ?? null
+        }))
+      }
+    })
+  )
