@@ -1,0 +1,133 @@
+/**
+ * End to end: the service against the fake Binance and a real database (the
+ * PostgreSQL on 127.0.0.1:5432 and the embedded one), from socket to HTTP.
+ * Every number served is checked against the frames the fake sent.
+ */
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect } from "effect"
+import { SqlClient } from "effect/sql"
+import { FakeBinance } from "./fake/binance.ts"
+import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
+
+const spotSymbols = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]
+const futuresSymbols = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]
+const round2 = (x: number) => Math.round(x * 100) / 100
+
+const databases: Array<[string, () => Record<string, string>]> = [
+  ["postgres", () => ({ DATABASE_URL: postgresUrl })],
+  ["embedded", () => ({ DATA_DIR: mkdtempSync(join(tmpdir(), "mds-e2e-")) })]
+]
+
+describe.each(databases)("service end to end on %s", (_name, database) => {
+  it.live("stores what the fake exchange sent and serves it over the API", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const fake = yield* Effect.acquireRelease(Effect.promise(() => FakeBinance.start()), (f) => Effect.promise(() => f.close()))
+      const port = freePort()
+      const context = yield* startService({
+        ...database(),
+        PORT: String(port),
+        HOST: "127.0.0.1",
+        EXCHANGES: "binance,binance-futures",
+        BINANCE_SYMBOLS: [...spotSymbols, "NOSUCHSYMBOL"].join(","),
+        BINANCE_FUTURES_SYMBOLS: futuresSymbols.join(","),
+        BINANCE_WS_URL: fake.wsUrl,
+        BINANCE_REST_URL: fake.httpUrl,
+        BINANCE_FUTURES_WS_URL: fake.wsUrl,
+        BINANCE_FUTURES_REST_URL: fake.httpUrl,
+        LARGE_TRADE_THRESHOLD_DEFAULT: "1",
+        ORDERBOOK_INTERVAL_SECONDS: "1",
+        OPEN_INTEREST_INTERVAL_SECONDS: "1",
+        FUNDING_SAMPLE_SECONDS: "1",
+        WRITER_FLUSH_MS: "50"
+      })
+      const sql = Context.get(context, SqlClient.SqlClient)
+      yield* truncateAll.pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      const api = `http://127.0.0.1:${port}/api/v1/exchange`
+
+      // Every recorded aggTrade of a USD-valued instrument becomes a row (threshold 1 USD).
+      // LRCBTC (BTC quote, no BTC-USD price on this feed) and BLZETH (ETH quote) must not be valued as USD.
+      const valuedTrades = () =>
+        fake.sent.filter((f) => f.stream.endsWith("@aggTrade") && /USDT$/.test(String(f.data.s)))
+      const expectedTrades = 92
+      const trades = yield* eventually("all trades stored", Effect.gen(function*() {
+        const { body } = yield* getJson(`${api}/large-trades?hours=1&limit=1000&only_liquidations=false`)
+        return body.data.count >= expectedTrades + 4 ? body : undefined
+      }))
+      assert.strictEqual(valuedTrades().length, expectedTrades)
+      const byId = new Map<string, any>(trades.data.trades.map((t: any) => [`${t.exchange}/${t.trade_id}`, t]))
+      for (const frame of valuedTrades()) {
+        const exchange = frame.market === "spot" ? "binance" : "binance-futures"
+        const row = byId.get(`${exchange}/${frame.data.a}`)
+        assert.isDefined(row, `trade ${frame.data.a}`)
+        const price = Number(frame.data.p)
+        const size = Number(frame.data.q)
+        assert.strictEqual(row.price, price)
+        assert.strictEqual(row.size, size)
+        assert.strictEqual(row.value_usd, round2(price * size))
+        assert.strictEqual(row.side, frame.data.m ? "sell" : "buy")
+        assert.strictEqual(row.timestamp, new Date(frame.data.T as number).toISOString())
+        assert.strictEqual(row.is_liquidation, false)
+      }
+      assert.isFalse(trades.data.trades.some((t: any) => t.symbol === "LRCBTC" || t.symbol === "BLZETH"))
+
+      // Liquidations: ap x z, flagged, sampled.
+      const liquidations = yield* getJson(`${api}/large-trades?only_liquidations=true&exchange=binance-futures`)
+      assert.strictEqual(liquidations.status, 200)
+      const sentLiquidations = fake.sent.filter((f) => f.stream.endsWith("@forceOrder"))
+      assert.strictEqual(liquidations.body.data.count, sentLiquidations.length)
+      for (const frame of sentLiquidations) {
+        const order = frame.data.o as Record<string, string>
+        const row = liquidations.body.data.trades.find((t: any) => t.symbol === order.s)
+        assert.strictEqual(row.value_usd, round2(Number(order.ap) * Number(order.z)))
+        assert.strictEqual(row.side, "sell")
+        assert.strictEqual(row.metadata.liquidated_position, "long")
+        assert.strictEqual(row.metadata.sampled, true)
+      }
+      assert.strictEqual(liquidations.body.data.summary.liquidation_count, sentLiquidations.length)
+
+      // Funding: Binance's rate, no predicted rate, the interval in metadata.
+      const funding = yield* eventually("funding rows", Effect.gen(function*() {
+        const { body } = yield* getJson(`${api}/funding-rates?symbol=SUSHIUSDT`)
+        return body.data.count > 0 ? body : undefined
+      }))
+      const rate = funding.data.funding_rates[0]
+      assert.strictEqual(rate.rate, 0.0001)
+      assert.strictEqual(rate.predicted_rate, null)
+      assert.strictEqual(rate.metadata.interval_hours, 8)
+      assert.match(rate.next_funding_time, /Z$/)
+
+      // Open interest in contracts and USD at the mark price; the total sums each instrument's latest reading.
+      const oi = yield* eventually("open interest for every futures symbol", Effect.gen(function*() {
+        const { body } = yield* getJson(`${api}/open-interest?exchange=binance-futures&limit=1000`)
+        return body.data.summary.symbols.length === futuresSymbols.length ? body : undefined
+      }))
+      let total = 0
+      for (const symbol of futuresSymbols) {
+        const latest = oi.data.open_interest.find((r: any) => r.symbol === symbol)
+        assert.strictEqual(latest.open_interest, fake.openInterest.get(symbol))
+        assert.closeTo(latest.open_interest_usd, latest.open_interest * latest.metadata.mark_price, 0.01)
+        total += latest.open_interest_usd
+      }
+      assert.closeTo(oi.data.summary.total_oi_usd, total, 0.05)
+
+      // Order books: synced from snapshot + diffs, top 20, never crossed.
+      const books = yield* eventually("books for every futures symbol", Effect.gen(function*() {
+        const { body } = yield* getJson(`${api}/orderbooks?exchange=binance-futures`)
+        return body.data.count === futuresSymbols.length ? body : undefined
+      }))
+      for (const book of books.data.orderbooks) {
+        assert.isAtMost(book.bids.length, 20)
+        assert.isAbove(book.bids.length, 0)
+        assert.isBelow(book.bids[0][0], book.asks[0][0])
+        assert.strictEqual(book.metadata.book_state, "live")
+      }
+
+      // Health names every feed; the unknown symbol was skipped without harming the others.
+      const health = yield* getJson(`http://127.0.0.1:${port}/health`)
+      assert.strictEqual(health.status, 200)
+      assert.sameMembers(health.body.feeds.map((f: any) => f.feed), ["binance/market", "binance-futures/public", "binance-futures/market"])
+    })), { timeout: 90_000 })
+})

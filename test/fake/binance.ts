@@ -1,0 +1,282 @@
+/**
+ * A fake Binance on loopback: a real HTTP + WebSocket server speaking Binance's
+ * protocol (combined streams on /stream, USD-M routed on /public/stream and
+ * /market/stream, the REST endpoints the collector calls), replaying the
+ * recorded sessions in shared/fixtures/recorded with their times moved to now.
+ *
+ * The recordings hold no markPrice, forceOrder or open interest; those are
+ * synthesized here from Binance's documented formats, priced from the
+ * recording's own bookTicker mid prices, and marked as synthetic in `sent`.
+ *
+ * Faults: `failNext` answers a REST path with a status (429/418/500 with
+ * Retry-After), `dropConnections` closes every socket.
+ */
+import { readFileSync } from "node:fs"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import type { AddressInfo } from "node:net"
+import { WebSocketServer, type WebSocket } from "ws"
+import { parseRecording, type Recording } from "../../src/replay/recorded.ts"
+
+export const fixtures = new URL("../../../shared/fixtures/recorded/", import.meta.url).pathname
+
+type Market = "spot" | "futures"
+
+interface MarketData {
+  readonly recording: Recording
+  readonly exchangeInfo: string
+  readonly snapshots: Map<string, string>
+  /** Offset added to every recorded exchange timestamp so the session happens now. */
+  offset: number
+  readonly mids: Map<string, number>
+}
+
+export interface SentFrame {
+  readonly market: Market
+  readonly stream: string
+  readonly data: Record<string, unknown>
+  readonly synthetic: boolean
+}
+
+const load = (prefix: string): MarketData => {
+  const recording: Recording = { frames: [], sent: [], rest: [] }
+  for (const file of [`${prefix}.0`, `${prefix}.http.0.0`, `${prefix}.ws.1.0`]) {
+    parseRecording(readFileSync(`${fixtures}${file}`, "utf8"), recording)
+  }
+  const exchangeInfo = recording.rest.find((r) => r.url.endsWith("/exchangeInfo"))!.body
+  const snapshots = new Map<string, string>()
+  for (const rest of recording.rest) {
+    const symbol = new URL(rest.url).searchParams.get("symbol")
+    if (rest.url.includes("/depth") && symbol !== null) snapshots.set(symbol, rest.body)
+  }
+  const mids = new Map<string, number>()
+  for (const frame of recording.frames) {
+    const parsed = JSON.parse(frame.text) as { stream: string; data: { s: string; b: string; a: string } }
+    if (parsed.stream.endsWith("@bookTicker")) mids.set(parsed.data.s, (Number(parsed.data.b) + Number(parsed.data.a)) / 2)
+  }
+  return { recording, exchangeInfo, snapshots, offset: 0, mids }
+}
+
+const shiftTimes = (data: Record<string, unknown>, offset: number): Record<string, unknown> => {
+  const out = { ...data }
+  for (const key of ["E", "T"]) if (typeof out[key] === "number") out[key] = (out[key] as number) + offset
+  return out
+}
+
+export interface FakeBinanceOptions {
+  /** Milliseconds between replayed frames on one connection. */
+  readonly frameIntervalMs?: number
+  /** Synthesized markPrice frames per symbol on /market, this often. */
+  readonly markPriceIntervalMs?: number
+}
+
+export class FakeBinance {
+  readonly sent: Array<SentFrame> = []
+  readonly restCalls: Array<string> = []
+  readonly openInterest = new Map<string, number>()
+  readonly connections = new Set<WebSocket>()
+  private readonly failures: Array<{ readonly path: string; readonly status: number; readonly retryAfter?: number }> = []
+  private readonly markets: Record<Market, MarketData>
+  private readonly server: Server
+  private readonly wss: WebSocketServer
+  private readonly options: Required<FakeBinanceOptions>
+  private timers = new Set<NodeJS.Timeout>()
+  port = 0
+
+  private constructor(options: FakeBinanceOptions) {
+    this.options = { frameIntervalMs: options.frameIntervalMs ?? 2, markPriceIntervalMs: options.markPriceIntervalMs ?? 250 }
+    this.markets = { spot: load("BINANCE"), futures: load("BINANCE_FUTURES") }
+    const now = Date.now()
+    for (const market of Object.values(this.markets)) {
+      const first = market.recording.frames[0]!.receivedAt!
+      market.offset = Math.round(now - first)
+    }
+    this.server = createServer((req, res) => this.rest(req, res))
+    this.wss = new WebSocketServer({ noServer: true })
+    this.server.on("upgrade", (req, socket, head) => {
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.stream(ws, req))
+    })
+  }
+
+  static async start(options: FakeBinanceOptions = {}): Promise<FakeBinance> {
+    const fake = new FakeBinance(options)
+    await new Promise<void>((resolve) => fake.server.listen(0, "127.0.0.1", resolve))
+    fake.port = (fake.server.address() as AddressInfo).port
+    return fake
+  }
+
+  get httpUrl(): string {
+    return `http://127.0.0.1:${this.port}`
+  }
+
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${this.port}`
+  }
+
+  /** The next REST call whose path ends with `path` gets this status. */
+  failNext(path: string, status: number, retryAfter?: number): void {
+    this.failures.push(retryAfter === undefined ? { path, status } : { path, status, retryAfter })
+  }
+
+  /** Closes every socket with a close frame (or abruptly with `terminate`). */
+  dropConnections(how: "close" | "terminate" = "close"): void {
+    for (const ws of this.connections) how === "close" ? ws.close(1001, "going away") : ws.terminate()
+  }
+
+  async close(): Promise<void> {
+    for (const timer of this.timers) clearTimeout(timer)
+    for (const ws of this.connections) ws.terminate()
+    this.wss.close()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  }
+
+  private later(ms: number, f: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer)
+      f()
+    }, ms)
+    this.timers.add(timer)
+  }
+
+  private reply(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+    res.writeHead(status, { "content-type": "application/json", "x-mbx-used-weight-1m": "10", ...headers })
+    res.end(body)
+  }
+
+  private rest(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? "/", this.httpUrl)
+    this.restCalls.push(url.pathname + url.search)
+    const failure = this.failures.findIndex((f) => url.pathname.endsWith(f.path))
+    if (failure >= 0) {
+      const { status, retryAfter } = this.failures.splice(failure, 1)[0]!
+      return this.reply(res, status, JSON.stringify({ code: -1003, msg: "fault injected" }), retryAfter === undefined ? {} : { "retry-after": String(retryAfter) })
+    }
+    const market: Market = url.pathname.startsWith("/fapi/") ? "futures" : "spot"
+    const data = this.markets[market]
+    const symbol = url.searchParams.get("symbol") ?? ""
+    const now = Date.now()
+    switch (url.pathname) {
+      case "/api/v3/exchangeInfo":
+      case "/fapi/v1/exchangeInfo":
+        return this.reply(res, 200, data.exchangeInfo)
+      case "/api/v3/depth":
+      case "/fapi/v1/depth": {
+        const snapshot = data.snapshots.get(symbol)
+        if (snapshot === undefined) return this.reply(res, 400, JSON.stringify({ code: -1121, msg: "Invalid symbol." }))
+        const body = JSON.parse(snapshot) as Record<string, unknown>
+        return this.reply(res, 200, JSON.stringify(shiftTimes(body, data.offset)))
+      }
+      case "/fapi/v1/fundingInfo":
+        return this.reply(res, 200, "[]")
+      case "/fapi/v1/premiumIndex": {
+        const mid = data.mids.get(symbol)
+        if (mid === undefined) return this.reply(res, 400, JSON.stringify({ code: -1121, msg: "Invalid symbol." }))
+        return this.reply(res, 200, JSON.stringify(this.premium(symbol, mid, now)))
+      }
+      case "/fapi/v1/openInterest": {
+        if (!data.mids.has(symbol)) return this.reply(res, 400, JSON.stringify({ code: -1121, msg: "Invalid symbol." }))
+        const value = 100_000 + symbol.length * 1234.5
+        this.openInterest.set(symbol, value)
+        return this.reply(res, 200, JSON.stringify({ openInterest: value.toFixed(3), symbol, time: now }))
+      }
+      default:
+        return this.reply(res, 404, JSON.stringify({ code: -1, msg: "no such endpoint" }))
+    }
+  }
+
+  private premium(symbol: string, mid: number, now: number) {
+    return {
+      symbol,
+      markPrice: mid.toFixed(6),
+      indexPrice: (mid * 0.9999).toFixed(6),
+      estimatedSettlePrice: (mid * 0.9998).toFixed(6),
+      lastFundingRate: "0.00010000",
+      interestRate: "0.00010000",
+      nextFundingTime: Math.ceil(now / 28_800_000) * 28_800_000,
+      time: now
+    }
+  }
+
+  private stream(ws: WebSocket, req: IncomingMessage): void {
+    const url = new URL(req.url ?? "/", this.httpUrl)
+    const market: Market | undefined = url.pathname === "/stream"
+      ? "spot"
+      : url.pathname === "/public/stream" || url.pathname === "/market/stream"
+      ? "futures"
+      : undefined
+    if (market === undefined) return ws.close(1008, "unknown path")
+    const streams = new Set((url.searchParams.get("streams") ?? "").split("/").filter((s) => s.length > 0))
+    this.connections.add(ws)
+    ws.on("close", () => this.connections.delete(ws))
+    const data = this.markets[market]
+    const frames = data.recording.frames
+      .map((f) => JSON.parse(f.text) as { stream: string; data: Record<string, unknown> })
+      .filter((f) => streams.has(f.stream))
+    let index = 0
+    const pump = () => {
+      if (ws.readyState !== ws.OPEN || index >= frames.length) return
+      const frame = frames[index++]!
+      const shifted = shiftTimes(frame.data, data.offset)
+      this.sent.push({ market, stream: frame.stream, data: shifted, synthetic: false })
+      ws.send(JSON.stringify({ stream: frame.stream, data: shifted }))
+      this.later(this.options.frameIntervalMs, pump)
+    }
+    this.later(this.options.frameIntervalMs, pump)
+    if (url.pathname === "/market/stream") this.synthesize(ws, streams, data)
+  }
+
+  /** markPrice@1s and forceOrder in Binance's documented formats, priced off the recording. */
+  private synthesize(ws: WebSocket, streams: ReadonlySet<string>, data: MarketData): void {
+    const symbols = [...data.mids.keys()]
+    const send = (stream: string, payload: Record<string, unknown>) => {
+      this.sent.push({ market: "futures", stream, data: payload, synthetic: true })
+      ws.send(JSON.stringify({ stream, data: payload }))
+    }
+    const tick = () => {
+      if (ws.readyState !== ws.OPEN) return
+      const now = Date.now()
+      for (const symbol of symbols) {
+        const stream = `${symbol.toLowerCase()}@markPrice@1s`
+        if (!streams.has(stream)) continue
+        const p = this.premium(symbol, data.mids.get(symbol)!, now)
+        send(stream, {
+          e: "markPriceUpdate",
+          E: now,
+          s: symbol,
+          p: p.markPrice,
+          i: p.indexPrice,
+          P: p.estimatedSettlePrice,
+          r: p.lastFundingRate,
+          T: p.nextFundingTime
+        })
+      }
+      this.later(this.options.markPriceIntervalMs, tick)
+    }
+    this.later(5, tick)
+    this.later(20, () => {
+      if (ws.readyState !== ws.OPEN) return
+      for (const symbol of symbols) {
+        const stream = `${symbol.toLowerCase()}@forceOrder`
+        if (!streams.has(stream)) continue
+        const mid = data.mids.get(symbol)!
+        const now = Date.now()
+        send(stream, {
+          e: "forceOrder",
+          E: now,
+          o: {
+            s: symbol,
+            S: "SELL",
+            o: "LIMIT",
+            f: "IOC",
+            q: "1500",
+            p: (mid * 0.99).toFixed(4),
+            ap: mid.toFixed(4),
+            X: "FILLED",
+            l: "1500",
+            z: "1500",
+            T: now
+          }
+        })
+      }
+    })
+  }
+}

@@ -1,0 +1,34 @@
+/** Starts the whole service (AppLive) inside a test scope, configured by a map of env vars. */
+import { ConfigProvider, Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
+import { AppLive } from "../../src/main.ts"
+
+export const postgresUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+
+export const startService = (env: Record<string, string>) =>
+  Layer.build(AppLive.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))))
+
+export const truncateAll = SqlClient.SqlClient.use((sql) =>
+  sql`TRUNCATE large_trades, funding_rates, open_interest, exchange_orderbooks`.pipe(Effect.asVoid)
+)
+
+export const getJson = (url: string) =>
+  Effect.promise(async () => {
+    const response = await fetch(url)
+    return { status: response.status, body: (await response.json()) as any }
+  })
+
+/** Polls until `check` returns a value, or fails after `timeoutMs`. */
+export const eventually = <A>(what: string, check: Effect.Effect<A | undefined>, timeoutMs = 30_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      const value = yield* check
+      if (value !== undefined) return value
+      yield* Effect.sleep("200 millis")
+    }
+    return yield* Effect.die(new Error(`timed out waiting for ${what}`))
+  })
+
+let nextPort = 18_100 + Math.floor(Math.random() * 500)
+export const freePort = () => nextPort++
