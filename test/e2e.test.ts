@@ -10,6 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect } from "effect"
 import { SqlClient } from "effect/sql"
 import { FakeBinance } from "./fake/binance.ts"
+import { postgresLayer } from "../src/storage/database.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
 const spotSymbols = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]
@@ -24,6 +25,7 @@ const databases: Array<[string, () => Record<string, string>]> = [
 describe.each(databases)("service end to end on %s", (_name, database) => {
   it.live("stores what the fake exchange sent and serves it over the API", () =>
     Effect.scoped(Effect.gen(function*() {
+      if (_name === "postgres") yield* truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
       const fake = yield* Effect.acquireRelease(Effect.promise(() => FakeBinance.start()), (f) => Effect.promise(() => f.close()))
       const port = freePort()
       const context = yield* startService({
@@ -43,8 +45,7 @@ describe.each(databases)("service end to end on %s", (_name, database) => {
         FUNDING_SAMPLE_SECONDS: "1",
         WRITER_FLUSH_MS: "50"
       })
-      const sql = Context.get(context, SqlClient.SqlClient)
-      yield* truncateAll.pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      assert.isDefined(Context.get(context, SqlClient.SqlClient))
       const api = `http://127.0.0.1:${port}/api/v1/exchange`
 
       // Every recorded aggTrade of a USD-valued instrument becomes a row (threshold 1 USD).
