@@ -9,7 +9,8 @@ import { venueById, venues } from "./venues/registry.ts"
 
 export const EnabledVenues = Config.String("EXCHANGES").pipe(
   Config.withDefault(venues.map((v) => v.id).join(",")),
-  Config.map((list) => list.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0))
+  // "none" runs the API alone (an empty value would fall back to the default).
+  Config.map((list) => list.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0 && s !== "none"))
 )
 
 export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
