@@ -133,7 +133,12 @@ export const superviseFeed = <R>(spec: FeedSpec<R>, status: FeedStatus, backoff:
         if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
         const error = Cause.squash(exit.cause)
         cause = typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : "defect"
-        status.lastError = error instanceof Error ? `${cause}: ${error.message}` : Cause.pretty(exit.cause)
+        const detail = typeof error === "object" && error !== null && "detail" in error ? String(error.detail) : undefined
+        status.lastError = detail !== undefined
+          ? `${cause}: ${detail}`
+          : error instanceof Error
+          ? `${cause}: ${error.message}`
+          : Cause.pretty(exit.cause)
         if (endedAt - startedAt >= backoff.resetAfterMs) attempt = 0
         yield* Effect.logWarning("feed disconnected").pipe(
           Effect.annotateLogs({ feed: spec.feed, cause, error: status.lastError })

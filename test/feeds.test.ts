@@ -1,0 +1,92 @@
+/**
+ * Connection supervision against the fake Binance: dropped sockets and silent
+ * sockets are reconnected, 429/418 from REST are waited out, and one failing
+ * feed never stops another.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { backoffDelay, defaultBackoff } from "../src/feed/connection.ts"
+import { FakeBinance } from "./fake/binance.ts"
+import { eventually, freePort, getJson, postgresUrl, startService } from "./support/service.ts"
+
+const futures = ["SUSHIUSDT", "AKROUSDT"]
+
+const serviceAgainst = (fake: FakeBinance, extra: Record<string, string> = {}) => {
+  const port = freePort()
+  return startService({
+    DATABASE_URL: postgresUrl,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    EXCHANGES: "binance-futures",
+    BINANCE_FUTURES_SYMBOLS: futures.join(","),
+    BINANCE_FUTURES_WS_URL: fake.wsUrl,
+    BINANCE_FUTURES_REST_URL: fake.httpUrl,
+    ...extra
+  }).pipe(Effect.as(`http://127.0.0.1:${port}`))
+}
+
+const feedsOf = (base: string) =>
+  Effect.map(getJson(`${base}/health`), ({ body }) => new Map<string, any>(body.feeds.map((f: any) => [f.feed, f])))
+
+const withFake = Effect.acquireRelease(Effect.promise(() => FakeBinance.start()), (f) => Effect.promise(() => f.close()))
+
+describe("feed supervision", () => {
+  it("backs off exponentially with jitter, capped", () => {
+    assert.strictEqual(backoffDelay(defaultBackoff, 0, 0), 250)
+    assert.strictEqual(backoffDelay(defaultBackoff, 0, 1), 500)
+    assert.strictEqual(backoffDelay(defaultBackoff, 3, 1), 4000)
+    assert.strictEqual(backoffDelay(defaultBackoff, 30, 1), 30_000)
+    assert.strictEqual(backoffDelay(defaultBackoff, 30, 0), 15_000)
+  })
+
+  it.live("reconnects dropped sockets and resyncs their books", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const fake = yield* withFake
+      const base = yield* serviceAgainst(fake)
+      yield* eventually("books live", Effect.map(feedsOf(base), (feeds) => {
+        const books = feeds.get("binance-futures/public")?.books ?? []
+        return books.length === 2 && books.every((b: any) => b.state === "live") ? true : undefined
+      }))
+      const snapshotsBefore = fake.restCalls.filter((c) => c.startsWith("/fapi/v1/depth")).length
+      fake.dropConnections("terminate")
+      const feeds = yield* eventually("reconnected", Effect.map(feedsOf(base), (feeds) => {
+        const all = [...feeds.values()]
+        return all.every((f) => f.reconnects >= 1 && f.state === "connected") ? feeds : undefined
+      }))
+      assert.include(feeds.get("binance-futures/public").last_error, "FeedClosedError")
+      yield* eventually("books resynced after the reconnect", Effect.map(feedsOf(base), (feeds) => {
+        const books = feeds.get("binance-futures/public")?.books ?? []
+        const fetched = fake.restCalls.filter((c) => c.startsWith("/fapi/v1/depth")).length
+        return fetched >= snapshotsBefore + 2 && books.every((b: any) => b.state === "live") ? true : undefined
+      }))
+    })), { timeout: 60_000 })
+
+  it.live("reconnects a silent socket while a busy one stays up", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const fake = yield* withFake
+      // The recorded depth stream ends after ~30 s of data sent in ~1 s; markPrice keeps /market busy.
+      const base = yield* serviceAgainst(fake, { BINANCE_FUTURES_STALE_SECONDS: "2" })
+      const feeds = yield* eventually("stale feed reconnected", Effect.map(feedsOf(base), (feeds) => {
+        const silent = feeds.get("binance-futures/public")
+        return silent !== undefined && silent.reconnects >= 1 ? feeds : undefined
+      }), 20_000)
+      assert.include(feeds.get("binance-futures/public").last_error, "FeedStaleError")
+      assert.strictEqual(feeds.get("binance-futures/market").reconnects, 0)
+    })), { timeout: 60_000 })
+
+  it.live("waits out a 429 and a 418 on the snapshot endpoint, then syncs", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const fake = yield* withFake
+      fake.failNext("/depth", 429, 1)
+      fake.failNext("/depth", 418, 2)
+      const started = Date.now()
+      const base = yield* serviceAgainst(fake)
+      yield* eventually("books live despite 429 and 418", Effect.map(feedsOf(base), (feeds) => {
+        const books = feeds.get("binance-futures/public")?.books ?? []
+        return books.length === 2 && books.every((b: any) => b.state === "live") ? true : undefined
+      }), 30_000)
+      assert.isAtLeast(Date.now() - started, 2_500, "the ban and the rate limit were waited out")
+      const depthCalls = fake.restCalls.filter((c) => c.startsWith("/fapi/v1/depth")).length
+      assert.strictEqual(depthCalls, 4, "two refused, then one per symbol: no tight retry loop")
+    })), { timeout: 60_000 })
+})
