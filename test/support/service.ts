@@ -19,7 +19,7 @@ export const getJson = (url: string) =>
   })
 
 /** Polls until `check` returns a value, or fails after `timeoutMs`. */
-export const eventually = <A>(what: string, check: Effect.Effect<A | undefined>, timeoutMs = 30_000) =>
+export const eventually = <A, E, R>(what: string, check: Effect.Effect<A | undefined, E, R>, timeoutMs = 30_000) =>
   Effect.gen(function*() {
     const deadline = Date.now() + timeoutMs
     while (Date.now() < deadline) {
