@@ -3,6 +3,7 @@
  * with a defect) is logged and restarted after a pause; it never stops another.
  */
 import { Cause, Config, Duration, Effect, Layer } from "effect"
+import { FeedRegistry } from "./feed/status.ts"
 import { makeVenueRuntime, PipelineSettings } from "./pipeline/runtime.ts"
 import { Writer } from "./storage/writer.ts"
 import { venueById, venues } from "./venues/registry.ts"
@@ -17,6 +18,7 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const enabled = yield* EnabledVenues
   const settings = yield* PipelineSettings
   const writer = yield* Writer
+  const registry = yield* FeedRegistry
   const runtime = makeVenueRuntime(settings, writer.offer)
   for (const id of enabled) {
     const venue = venueById(id)
@@ -24,12 +26,16 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
       yield* Effect.logError(`unknown venue in EXCHANGES: ${id}; known: ${venues.map((v) => v.id).join(", ")}`)
       continue
     }
-    yield* venue.live(runtime).pipe(
+    yield* Effect.sync(() => registry.setVenueState(id, "starting")).pipe(
+      Effect.andThen(venue.live(runtime)),
       Effect.scoped,
       Effect.catchCause((cause) =>
         Cause.hasInterruptsOnly(cause)
           ? Effect.failCause(cause)
-          : Effect.logError(`venue ${id} stopped; restarting in 10 s`, cause).pipe(Effect.andThen(Effect.sleep(Duration.seconds(10))))
+          : Effect.logError(`venue ${id} stopped; restarting in 10 s`, cause).pipe(
+            Effect.andThen(Effect.sync(() => registry.setVenueState(id, "restarting"))),
+            Effect.andThen(Effect.sleep(Duration.seconds(10)))
+          )
       ),
       Effect.forever,
       Effect.forkScoped

@@ -4,14 +4,22 @@
  * then the writer drains its queues, then the database closes.
  */
 import { NodeHttpClient, NodeRuntime, NodeWS } from "@effect/platform-node"
-import { Layer, Metric } from "effect"
+import { Effect, Layer, Metric } from "effect"
 import { ApiServerLive } from "./api/server.ts"
 import { CollectorsLive } from "./collectors.ts"
 import { FeedRegistry } from "./feed/status.ts"
-import { DatabaseLive } from "./storage/database.ts"
+import { DatabaseInfo, DatabaseLive } from "./storage/database.ts"
 import { Writer } from "./storage/writer.ts"
 
-export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive).pipe(
+const StartupLog = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const database = yield* DatabaseInfo
+    yield* Effect.logInfo(`market-data-service on node ${process.version}; database: ${database.kind} (${database.location})`)
+    yield* Effect.addFinalizer(() => Effect.logInfo("shutting down: feeds stopped; the writer drains its queues"))
+  })
+)
+
+export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog).pipe(
   Layer.provideMerge(Writer.layer),
   Layer.provideMerge(DatabaseLive),
   Layer.provide([FeedRegistry.layer, NodeWS.layerWebSocketConstructor, NodeHttpClient.layerUndici]),

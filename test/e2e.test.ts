@@ -129,6 +129,7 @@ describe.each(databases)("service end to end on %s", (_name, database) => {
       // Health names every feed; the unknown symbol was skipped without harming the others.
       const health = yield* getJson(`http://127.0.0.1:${port}/health`)
       assert.strictEqual(health.status, 200)
+      assert.deepStrictEqual(health.body.venues, { binance: "running", "binance-futures": "running" })
       assert.sameMembers(health.body.feeds.map((f: any) => f.feed), ["binance/market", "binance-futures/public", "binance-futures/market"])
     })), { timeout: 90_000 })
 })

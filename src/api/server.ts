@@ -91,8 +91,11 @@ const health = Effect.gen(function*() {
     last_error: feed.lastError,
     books: feed.books()
   }))
+  const venues = Object.fromEntries(registry.venues())
+  const healthy = feeds.every((f) => f.state === "connected") && Object.values(venues).every((v) => v === "running")
   const body = {
-    status: !reachable ? "unavailable" : feeds.every((f) => f.state === "connected") ? "ok" : "degraded",
+    status: !reachable ? "unavailable" : healthy ? "ok" : "degraded",
+    venues,
     database: {
       kind: database.kind,
       location: database.location,

@@ -19,13 +19,23 @@ export interface FeedStatus {
   books: () => ReadonlyArray<BookStatus>
 }
 
+export type VenueState = "starting" | "running" | "restarting"
+
 export class FeedRegistry extends Context.Service<FeedRegistry, {
   readonly register: (feed: string, venue: string) => FeedStatus
   readonly all: () => ReadonlyArray<FeedStatus>
+  /** A venue's own state: it is "starting" until its metadata has loaded and its feeds run. */
+  readonly setVenueState: (venue: string, state: VenueState) => void
+  readonly venues: () => ReadonlyMap<string, VenueState>
 }>()("market-data/feed/FeedRegistry") {
   static readonly layer = Layer.sync(FeedRegistry, () => {
     const feeds = new Map<string, FeedStatus>()
+    const venues = new Map<string, VenueState>()
     return FeedRegistry.of({
+      setVenueState: (venue, state) => {
+        venues.set(venue, state)
+      },
+      venues: () => venues,
       register: (feed, venue) => {
         const existing = feeds.get(feed)
         if (existing !== undefined) return existing

@@ -32,6 +32,8 @@ export const startEmbeddedPostgres = (dataDir: string | undefined) =>
     Effect.promise(async () => {
       if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true })
       const db = await PGlite.create(dataDir === undefined ? {} : { dataDir })
+      // PostgreSQL's default lets pg_wal grow to 1 GB; keep an embedded store small. Applies from the next start.
+      if (dataDir !== undefined) await db.query("ALTER SYSTEM SET max_wal_size = '256MB'")
       const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 16 })
       await server.start()
       const [, port] = server.getServerConn().split(":")

@@ -107,7 +107,11 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
       )
       yield* Metric.update(Metric.withAttributes(tradesUnvalued, { venue: market.venue, reason: "unknown_symbol" }), unknown.length)
     }
-    if (symbols.length === 0) return
+    if (symbols.length === 0) {
+      // Nothing to collect: stay idle rather than end (an ended venue would be restarted in a loop).
+      registry.setVenueState(market.venue, "running")
+      return yield* Effect.never
+    }
 
     const intervals = new Map<string, number>()
     if (market.derivatives) {
@@ -214,5 +218,6 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
         Effect.forkScoped
       )
     }
+    registry.setVenueState(market.venue, "running")
     yield* Effect.never
   })

@@ -1,0 +1,51 @@
+/** Replay: recorded sessions through the live pipeline into PostgreSQL; a second run stores nothing. */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql"
+import { PipelineSettings } from "../src/pipeline/runtime.ts"
+import { replayRecording } from "../src/replay/replay.ts"
+import { postgresLayer } from "../src/storage/database.ts"
+import { runMigrations } from "../src/storage/migrations.ts"
+import { Writer } from "../src/storage/writer.ts"
+import { binanceFutures } from "../src/venues/binance/index.ts"
+import { binanceFutures as futuresRecording } from "./support/fixtures.ts"
+import { postgresUrl, truncateAll } from "./support/service.ts"
+
+const settings: PipelineSettings = {
+  bookDepth: 20,
+  bookIntervalMs: 10_000,
+  fundingSampleMs: 60_000,
+  openInterestIntervalMs: 60_000,
+  thresholds: { byAsset: { BTC: 100_000, ETH: 50_000 }, otherAssets: 500 }
+}
+
+const replayOnce = Effect.scoped(Effect.gen(function*() {
+  const writer = yield* Writer.make({ batchSize: 500, flushIntervalMs: 20, queueCapacity: 100_000, retryInitialMs: 50, retryMaxMs: 500, drainTimeoutMs: 10_000 })
+  const stats = yield* replayRecording(binanceFutures, futuresRecording(), settings, writer.offer)
+  return { stats, writer }
+})).pipe(Effect.map(({ stats, writer }) => ({ stats, written: writer.state().tables })))
+
+describe("replay", () => {
+  it.live("stores the recorded session once, however often it is replayed", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      yield* truncateAll
+      const first = yield* replayOnce
+      assert.strictEqual(first.stats.frames, 1535)
+      assert.strictEqual(first.stats.decodeErrors, 0)
+      assert.strictEqual(first.stats.snapshotsServed, 4)
+      const trades = futuresRecording().frames
+        .map((f) => JSON.parse(f.text))
+        .filter((f) => f.stream.endsWith("@aggTrade") && Number(f.data.p) * Number(f.data.q) >= 500)
+      assert.isAbove(trades.length, 0)
+      assert.strictEqual(first.written.large_trades.written, trades.length)
+      assert.isAbove(first.written.exchange_orderbooks.written, 0)
+      const second = yield* replayOnce
+      assert.deepStrictEqual(second.stats, first.stats)
+      assert.strictEqual(second.written.large_trades.written, 0)
+      assert.strictEqual(second.written.exchange_orderbooks.written, 0)
+      const sql = yield* SqlClient.SqlClient
+      const [count] = yield* sql<{ n: bigint }>`SELECT count(*) AS n FROM large_trades`
+      assert.strictEqual(Number(count!.n), trades.length)
+    }).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped), { timeout: 60_000 })
+})
