@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs"
 import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { RowBatch, type LargeTradeRow } from "../src/domain/rows.ts"
-import { makeProcessor, makeVenueRuntime, type PipelineSettings } from "../src/pipeline/runtime.ts"
+import { defaultPipelineSettings, makeProcessor, makeVenueRuntime } from "../src/pipeline/runtime.ts"
 import { parseRecording, type Recording } from "../src/replay/recorded.ts"
 import { embeddedLayer, postgresLayer } from "../src/storage/database.ts"
 import { runMigrations } from "../src/storage/migrations.ts"
@@ -25,13 +25,7 @@ const load = (prefix: string): Recording => {
   return into
 }
 
-const settings: PipelineSettings = {
-  bookDepth: 20,
-  bookIntervalMs: 10_000,
-  fundingSampleMs: 60_000,
-  openInterestIntervalMs: 60_000,
-  thresholds: { byAsset: { BTC: 100_000, ETH: 50_000 }, otherAssets: 20_000 }
-}
+const settings = defaultPipelineSettings
 
 const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 

@@ -2,7 +2,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
-import { PipelineSettings } from "../src/pipeline/runtime.ts"
+import { defaultPipelineSettings, type PipelineSettings } from "../src/pipeline/runtime.ts"
 import { replayRecording } from "../src/replay/replay.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { runMigrations } from "../src/storage/migrations.ts"
@@ -11,13 +11,7 @@ import { binanceFutures } from "../src/venues/binance/index.ts"
 import { binanceFutures as futuresRecording } from "./support/fixtures.ts"
 import { postgresUrl, truncateAll } from "./support/service.ts"
 
-const settings: PipelineSettings = {
-  bookDepth: 20,
-  bookIntervalMs: 10_000,
-  fundingSampleMs: 60_000,
-  openInterestIntervalMs: 60_000,
-  thresholds: { byAsset: { BTC: 100_000, ETH: 50_000 }, otherAssets: 500 }
-}
+const settings: PipelineSettings = { ...defaultPipelineSettings, thresholds: { byAsset: {}, otherAssets: 500 } }
 
 const replayOnce = Effect.scoped(Effect.gen(function*() {
   const writer = yield* Writer.make({ batchSize: 500, flushIntervalMs: 20, queueCapacity: 100_000, retryInitialMs: 50, retryMaxMs: 500, drainTimeoutMs: 10_000 })

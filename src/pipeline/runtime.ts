@@ -39,6 +39,15 @@ export const PipelineSettings = Config.all({
   }).pipe(Config.map(({ btc, eth, other }) => ({ byAsset: { BTC: btc, ETH: eth }, otherAssets: other })))
 })
 
+/** The defaults of PipelineSettings, for replays and benchmarks that run without configuration. */
+export const defaultPipelineSettings: PipelineSettings = {
+  bookDepth: 20,
+  bookIntervalMs: 10_000,
+  fundingSampleMs: 60_000,
+  openInterestIntervalMs: 60_000,
+  thresholds: { byAsset: { BTC: 100_000, ETH: 50_000 }, otherAssets: 20_000 }
+}
+
 export interface VenueRuntime {
   readonly settings: PipelineSettings
   readonly instruments: InstrumentRegistry
