@@ -4,7 +4,8 @@
  * then the writer drains its queues, then the database closes.
  */
 import { NodeHttpClient, NodeRuntime, NodeWS } from "@effect/platform-node"
-import { Effect, Layer, Metric } from "effect"
+import { existsSync, readFileSync } from "node:fs"
+import { ConfigProvider, Effect, Layer, Metric } from "effect"
 import { ApiServerLive } from "./api/server.ts"
 import { CollectorsLive } from "./collectors.ts"
 import { FeedRegistry } from "./feed/status.ts"
@@ -26,4 +27,15 @@ export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog)
   Layer.provide(Metric.enableRuntimeMetricsLayer)
 )
 
-if (import.meta.main) Layer.launch(AppLive).pipe(NodeRuntime.runMain)
+/**
+ * Environment variables first, then an optional dotenv-format file: CONFIG_FILE
+ * if set (it must exist), otherwise ./.env when present.
+ */
+export const ConfigLive = Layer.unwrap(Effect.sync(() => {
+  const file = process.env.CONFIG_FILE ?? (existsSync(".env") ? ".env" : undefined)
+  if (file === undefined) return Layer.empty
+  const fromFile = ConfigProvider.fromDotEnvContents(readFileSync(file, "utf8"))
+  return ConfigProvider.layer(ConfigProvider.orElse(ConfigProvider.fromEnv(), fromFile))
+}))
+
+if (import.meta.main) Layer.launch(AppLive.pipe(Layer.provide(ConfigLive))).pipe(NodeRuntime.runMain)
