@@ -9,6 +9,7 @@ import { ConfigProvider, Effect, Layer, Metric } from "effect"
 import { ApiServerLive } from "./api/server.ts"
 import { CollectorsLive } from "./collectors.ts"
 import { FeedRegistry } from "./feed/status.ts"
+import { GapLedger } from "./gaps/ledger.ts"
 import { DatabaseInfo, DatabaseLive } from "./storage/database.ts"
 import { Writer } from "./storage/writer.ts"
 
@@ -21,7 +22,7 @@ const StartupLog = Layer.effectDiscard(
 )
 
 export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog).pipe(
-  Layer.provideMerge(Writer.layer),
+  Layer.provideMerge(Layer.merge(Writer.layer, GapLedger.layer)),
   Layer.provideMerge(DatabaseLive),
   Layer.provide([FeedRegistry.layer, NodeWS.layerWebSocketConstructor, NodeHttpClient.layerUndici]),
   Layer.provide(Metric.enableRuntimeMetricsLayer)

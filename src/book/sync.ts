@@ -28,7 +28,10 @@ export interface BookSyncOptions {
   /** Deltas kept while a snapshot is fetched; the oldest go first (they would be older than it anyway). */
   readonly maxBuffered: number
   readonly requestSnapshot: (symbol: string, reason: string) => void
-  readonly onResync?: (symbol: string, reason: string) => void
+  /** A resync began; `lastGoodAt` is the exchange time of the last delta applied before it. */
+  readonly onResync?: (symbol: string, reason: string, lastGoodAt: number) => void
+  /** The book (re)entered the live state at this exchange time. */
+  readonly onLive?: ((symbol: string, at: number) => void) | undefined
 }
 
 class SymbolBook {
@@ -134,7 +137,10 @@ export class BookSync {
     entry.book.apply(delta.bids, delta.asks)
     entry.lastApplied = delta
     entry.lastEventTime = delta.timestamp
-    entry.state = "live"
+    if (entry.state !== "live") {
+      entry.state = "live"
+      this.options.onLive?.(entry.symbol, delta.timestamp)
+    }
     if (entry.book.isCrossed()) this.resync(entry, "crossed book", undefined)
   }
 
@@ -143,7 +149,7 @@ export class BookSync {
     entry.resyncs++
     entry.lastApplied = undefined
     entry.buffer = pending === undefined ? [] : [pending]
-    this.options.onResync?.(entry.symbol, reason)
+    this.options.onResync?.(entry.symbol, reason, entry.lastEventTime)
     this.options.requestSnapshot(entry.symbol, reason)
   }
 

@@ -16,6 +16,8 @@ export const Trade = Schema.Struct({
   venue: Schema.String,
   symbol: Schema.String,
   tradeId: Schema.String,
+  /** Contiguous per-symbol trade sequence, where the venue has one: a jump is a gap. */
+  sequence: Schema.optional(Schema.Number),
   price: Schema.Number,
   /** In the venue's native quantity unit (base units for linear/spot, contracts otherwise). */
   size: Schema.Number,

@@ -55,6 +55,20 @@ export interface OrderBookRow {
   readonly metadata: Record<string, unknown> | null
 }
 
+/**
+ * How far a stream has been processed. It travels through the writer in the same
+ * queue as the large-trade rows, behind the rows it covers, so a stored cursor
+ * never claims more than what is durably stored.
+ */
+export interface CursorRow {
+  readonly kind: "cursor"
+  readonly exchange: string
+  readonly channel: string
+  readonly symbol: string
+  readonly sequence: number
+  readonly time: number
+}
+
 export interface RowsByTable {
   readonly large_trades: LargeTradeRow
   readonly funding_rates: FundingRateRow
@@ -68,10 +82,11 @@ export class RowBatch {
   readonly funding_rates: Array<FundingRateRow> = []
   readonly open_interest: Array<OpenInterestRow> = []
   readonly exchange_orderbooks: Array<OrderBookRow> = []
+  readonly cursors: Array<CursorRow> = []
 
   get size(): number {
     return this.large_trades.length + this.funding_rates.length + this.open_interest.length +
-      this.exchange_orderbooks.length
+      this.exchange_orderbooks.length + this.cursors.length
   }
 }
 

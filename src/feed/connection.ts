@@ -144,6 +144,7 @@ export const superviseFeed = <R>(spec: FeedSpec<R>, status: FeedStatus, backoff:
           Effect.annotateLogs({ feed: spec.feed, cause, error: status.lastError })
         )
       }
+      status.lastCause = cause
       yield* Metric.update(Metric.withAttributes(feedReconnects, { feed: spec.feed, cause }), 1)
       if (cause !== "rotation") {
         const delay = backoffDelay(backoff, attempt++, yield* Random.next)

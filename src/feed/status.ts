@@ -16,6 +16,8 @@ export interface FeedStatus {
   messages: number
   reconnects: number
   lastError: string | null
+  /** Tag of the error that ended the previous session ("rotation" for a planned one). */
+  lastCause: string | null
   books: () => ReadonlyArray<BookStatus>
 }
 
@@ -48,6 +50,7 @@ export class FeedRegistry extends Context.Service<FeedRegistry, {
           messages: 0,
           reconnects: 0,
           lastError: null,
+          lastCause: null,
           books: () => []
         }
         feeds.set(feed, status)

@@ -10,6 +10,8 @@ import type { InstrumentRegistry } from "../domain/instruments.ts"
 import type { NormalizedRecord } from "../domain/records.ts"
 import { RowBatch, timedRowId } from "../domain/rows.ts"
 import { roundUsd } from "../domain/valuation.ts"
+import type { TradeContinuity } from "../gaps/continuity.ts"
+import type { Trade } from "../domain/records.ts"
 import { FundingSampler } from "./funding.ts"
 
 export interface ProcessorOptions {
@@ -22,7 +24,10 @@ export interface ProcessorOptions {
   readonly fundingSampleMs: number
   readonly fundingIntervalHours: (symbol: string) => { readonly hours: number; readonly source: string }
   readonly requestSnapshot: (symbol: string, reason: string) => void
-  readonly onResync: (symbol: string, reason: string) => void
+  readonly onResync: (symbol: string, reason: string, lastGoodAt: number) => void
+  readonly onBookLive?: ((symbol: string, at: number) => void) | undefined
+  /** Checks trade sequences, where the venue has them. */
+  readonly continuity?: TradeContinuity | undefined
 }
 
 export interface ProcessorCounters {
@@ -47,7 +52,8 @@ export class RecordProcessor {
       snapshotIntervalMs: options.bookIntervalMs,
       maxBuffered: 10_000,
       requestSnapshot: options.requestSnapshot,
-      onResync: options.onResync
+      onResync: options.onResync,
+      onLive: options.onBookLive
     })
     this.funding = new FundingSampler(options.fundingSampleMs, options.fundingIntervalHours)
   }
@@ -67,6 +73,7 @@ export class RecordProcessor {
     for (const record of records) {
       switch (record.kind) {
         case "trade":
+          if (this.options.continuity !== undefined && !this.options.continuity.observe(record)) break
           this.count(this.options.detector.trade(record, out.large_trades))
           break
         case "liquidation":
@@ -88,6 +95,17 @@ export class RecordProcessor {
       }
     }
     this.books?.sample(now, out.exchange_orderbooks)
+    if (this.options.continuity !== undefined) {
+      for (const [symbol, cursor] of this.options.continuity.takeCursors()) {
+        out.cursors.push({ kind: "cursor", exchange: this.options.venue, channel: "trades", symbol, sequence: cursor.sequence, time: cursor.time })
+      }
+    }
+  }
+
+  /** Trades recovered over REST for a gap: detection only (they are behind the live sequence by design). */
+  processRepaired(trades: ReadonlyArray<Trade>, out: RowBatch): void {
+    this.counters.records += trades.length
+    for (const trade of trades) this.count(this.options.detector.trade(trade, out.large_trades))
   }
 
   /** Emits book rows that came due without any new record (quiet books). */

@@ -12,6 +12,7 @@ import { RowBatch } from "../domain/rows.ts"
 import { ReferencePrices } from "../domain/valuation.ts"
 import { bookResyncs, feedDecodeErrors, feedRecords, tradesUnvalued } from "../observability/metrics.ts"
 import type { VenueDefinition } from "../venues/venue.ts"
+import type { TradeContinuity } from "../gaps/continuity.ts"
 import { RecordProcessor } from "./processor.ts"
 
 export interface PipelineSettings {
@@ -72,7 +73,9 @@ export const makeProcessor = (
     readonly sequenceRule: SequenceRule | undefined
     readonly fundingIntervalHours?: (symbol: string) => { readonly hours: number; readonly source: string }
     readonly requestSnapshot: (symbol: string, reason: string) => void
-    readonly onResync?: (symbol: string, reason: string) => void
+    readonly onResync?: (symbol: string, reason: string, lastGoodAt: number) => void
+    readonly onBookLive?: (symbol: string, at: number) => void
+    readonly continuity?: TradeContinuity
   }
 ) =>
   new RecordProcessor({
@@ -85,7 +88,9 @@ export const makeProcessor = (
     fundingSampleMs: runtime.settings.fundingSampleMs,
     fundingIntervalHours: options.fundingIntervalHours ?? (() => ({ hours: 8, source: "default" })),
     requestSnapshot: options.requestSnapshot,
-    onResync: options.onResync ?? (() => undefined)
+    onResync: options.onResync ?? (() => undefined),
+    onBookLive: options.onBookLive,
+    continuity: options.continuity
   })
 
 /**

@@ -7,7 +7,7 @@
 import { PgTypes } from "@effect/sql-pg"
 import { Effect, Result } from "effect"
 import { SqlClient } from "effect/sql"
-import type { FundingRateRow, LargeTradeRow, OpenInterestRow, OrderBookRow, RowsByTable, TableName } from "../domain/rows.ts"
+import type { CursorRow, FundingRateRow, LargeTradeRow, OpenInterestRow, OrderBookRow, RowsByTable, TableName } from "../domain/rows.ts"
 
 const text = (values: ReadonlyArray<string | null>) => Result.getOrThrow(PgTypes.array(values, PgTypes.OID.text))
 
@@ -32,6 +32,32 @@ const insertLargeTrades = (rows: ReadonlyArray<LargeTradeRow>) =>
         AS u(id, exchange, symbol, side, price, size, value_usd, ts, trade_id, is_liquidation, metadata)
       ON CONFLICT DO NOTHING`.raw
   )
+
+/** Stream cursors, never moving backwards. */
+const upsertCursors = (rows: ReadonlyArray<CursorRow>) =>
+  SqlClient.SqlClient.use((sql) =>
+    sql`INSERT INTO feed_cursors (exchange, channel, symbol, last_sequence, last_time)
+      SELECT u.exchange, u.channel, u.symbol, u.seq::bigint, ${sql.literal(utc("u.ts"))}
+      FROM unnest(${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.channel))}, ${text(rows.map((r) => r.symbol))},
+        ${text(rows.map((r) => String(r.sequence)))}, ${text(rows.map((r) => iso(r.time)))}) AS u(exchange, channel, symbol, seq, ts)
+      ON CONFLICT (exchange, channel, symbol) DO UPDATE SET last_sequence = EXCLUDED.last_sequence,
+        last_time = EXCLUDED.last_time, updated_at = NOW()
+      WHERE feed_cursors.last_sequence < EXCLUDED.last_sequence`.raw
+  )
+
+/** Large trades first, then the cursors that follow them in the queue: a cursor is stored only after its rows. */
+const insertLargeTradesThenCursors = (rows: ReadonlyArray<LargeTradeRow | CursorRow>) =>
+  Effect.gen(function*() {
+    const trades: Array<LargeTradeRow> = []
+    const cursors = new Map<string, CursorRow>()
+    for (const row of rows) {
+      if ("kind" in row) cursors.set(`${row.exchange}\u0000${row.channel}\u0000${row.symbol}`, row)
+      else trades.push(row)
+    }
+    const result = trades.length > 0 ? yield* insertLargeTrades(trades) : { rowCount: 0 }
+    if (cursors.size > 0) yield* upsertCursors([...cursors.values()])
+    return result
+  })
 
 const insertFundingRates = (rows: ReadonlyArray<FundingRateRow>) =>
   SqlClient.SqlClient.use((sql) =>
@@ -71,15 +97,18 @@ const insertOrderBooks = (rows: ReadonlyArray<OrderBookRow>) =>
       ON CONFLICT DO NOTHING`.raw
   )
 
-const inserters: { readonly [T in TableName]: (rows: ReadonlyArray<RowsByTable[T]>) => Effect.Effect<unknown, unknown, SqlClient.SqlClient> } = {
-  large_trades: insertLargeTrades,
+/** The large-trades queue also carries the cursors that follow its rows. */
+export type QueuedRow<T extends TableName> = T extends "large_trades" ? LargeTradeRow | CursorRow : RowsByTable[T]
+
+const inserters: { readonly [T in TableName]: (rows: ReadonlyArray<QueuedRow<T>>) => Effect.Effect<unknown, unknown, SqlClient.SqlClient> } = {
+  large_trades: insertLargeTradesThenCursors,
   funding_rates: insertFundingRates,
   open_interest: insertOpenInterest,
   exchange_orderbooks: insertOrderBooks
 }
 
 /** Inserts a batch; returns how many rows were new. */
-export const insertRows = <T extends TableName>(table: T, rows: ReadonlyArray<RowsByTable[T]>) =>
+export const insertRows = <T extends TableName>(table: T, rows: ReadonlyArray<QueuedRow<T>>) =>
   inserters[table](rows).pipe(
     Effect.map((result) => {
       const count = (result as { readonly rowCount?: number | null }).rowCount

@@ -8,9 +8,9 @@
  */
 import { type Cause, Clock, Config, Context, Duration, Effect, Fiber, Layer, Metric, Queue, Stream } from "effect"
 import { SqlClient } from "effect/sql"
-import { type RowBatch, type RowsByTable, type TableName, tableNames } from "../domain/rows.ts"
+import { type CursorRow, type RowBatch, type RowsByTable, type TableName, tableNames } from "../domain/rows.ts"
 
-type AnyRow = RowsByTable[TableName]
+type AnyRow = RowsByTable[TableName] | CursorRow
 import {
   queueDepth,
   queueDropped,
@@ -115,15 +115,16 @@ export class Writer extends Context.Service<Writer, {
             const finished = yield* Clock.currentTimeMillis
             if (result._tag === "Success") {
               const inserted = result.success
+              const dataRows = rows.reduce((n, row) => ("kind" in row ? n : n + 1), 0)
               tableState.written += inserted
-              tableState.offered += rows.length
+              tableState.offered += dataRows
               state.databaseUp = true
               state.retrying = false
               state.lastSuccessAt = finished
               yield* Metric.update(databaseUpGauge, 1)
               yield* Metric.update(Metric.withAttributes(rowsWritten, { table }), inserted)
-              yield* Metric.update(Metric.withAttributes(rowsOffered, { table }), rows.length)
-              yield* Metric.update(Metric.withAttributes(writerBatchSize, { table }), rows.length)
+              yield* Metric.update(Metric.withAttributes(rowsOffered, { table }), dataRows)
+              yield* Metric.update(Metric.withAttributes(writerBatchSize, { table }), dataRows)
               yield* Metric.update(Metric.withAttributes(writerBatchSeconds, { table }), (finished - started) / 1000)
               return
             }
@@ -195,7 +196,8 @@ export class Writer extends Context.Service<Writer, {
       return Writer.of({
         offer: (batch) =>
           Effect.gen(function*() {
-            yield* offerTable("large_trades", batch.large_trades)
+            // Cursors ride behind the trades they cover, in the same queue.
+            yield* offerTable("large_trades", batch.cursors.length === 0 ? batch.large_trades : [...batch.large_trades, ...batch.cursors])
             yield* offerTable("funding_rates", batch.funding_rates)
             yield* offerTable("open_interest", batch.open_interest)
             yield* offerTable("exchange_orderbooks", batch.exchange_orderbooks)

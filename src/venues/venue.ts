@@ -10,6 +10,7 @@ import type { DecodeError } from "../domain/errors.ts"
 import type { Instrument } from "../domain/instruments.ts"
 import type { NormalizedRecord } from "../domain/records.ts"
 import type { FeedRegistry } from "../feed/status.ts"
+import type { GapLedger } from "../gaps/ledger.ts"
 import type { VenueRuntime } from "../pipeline/runtime.ts"
 
 export interface RecordedRest {
@@ -33,5 +34,5 @@ export interface VenueDefinition {
   /** Connects, subscribes and polls for as long as the scope lives. */
   readonly live: (
     runtime: VenueRuntime
-  ) => Effect.Effect<void, Config.ConfigError, Scope.Scope | HttpClient.HttpClient | FeedRegistry | Socket.WebSocketConstructor>
+  ) => Effect.Effect<void, Config.ConfigError, Scope.Scope | HttpClient.HttpClient | FeedRegistry | GapLedger | Socket.WebSocketConstructor>
 }

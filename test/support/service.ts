@@ -9,7 +9,7 @@ export const startService = (env: Record<string, string>) =>
   Layer.build(AppLive.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))))
 
 export const truncateAll = SqlClient.SqlClient.use((sql) =>
-  sql`TRUNCATE large_trades, funding_rates, open_interest, exchange_orderbooks`.pipe(Effect.asVoid)
+  sql`TRUNCATE large_trades, funding_rates, open_interest, exchange_orderbooks, data_gaps, feed_cursors`.pipe(Effect.asVoid)
 )
 
 export const getJson = (url: string) =>

@@ -57,7 +57,13 @@ const spotMarket: Market = {
   sequenceRule: spotRule,
   depthWeight: (limit) => (limit <= 100 ? 5 : limit <= 500 ? 25 : limit <= 1000 ? 50 : 250),
   // aggTrade rather than trade: one row per taker order at a price (what a whale is), and REST-repairable by id.
-  feeds: [{ name: "market", path: "/stream", streams: (s) => [`${s}@aggTrade`, `${s}@depth@100ms`] }],
+  aggTradesWeight: 4,
+  feeds: [{
+    name: "market",
+    path: "/stream",
+    streams: (s) => [`${s}@aggTrade`, `${s}@depth@100ms`],
+    channels: ["trades", "book"]
+  }],
   derivatives: false
 }
 
@@ -71,9 +77,15 @@ const futuresMarket: Market = {
   sequenceRule: futuresRule,
   depthWeight: (limit) => (limit <= 50 ? 2 : limit <= 100 ? 5 : limit <= 500 ? 10 : 20),
   // USD-M routes streams by path: depth is served on /public, trades, mark price and liquidations on /market.
+  aggTradesWeight: 20,
   feeds: [
-    { name: "public", path: "/public/stream", streams: (s) => [`${s}@depth@100ms`] },
-    { name: "market", path: "/market/stream", streams: (s) => [`${s}@aggTrade`, `${s}@markPrice@1s`, `${s}@forceOrder`] }
+    { name: "public", path: "/public/stream", streams: (s) => [`${s}@depth@100ms`], channels: ["book"] },
+    {
+      name: "market",
+      path: "/market/stream",
+      streams: (s) => [`${s}@aggTrade`, `${s}@markPrice@1s`, `${s}@forceOrder`],
+      channels: ["trades", "liquidations", "funding"]
+    }
   ],
   derivatives: true
 }

@@ -1,14 +1,29 @@
 /** Binance metadata -> instruments, snapshots and open-interest records. */
 import { Result, Schema } from "effect"
 import type { Instrument } from "../../domain/instruments.ts"
-import type { BookSnapshot, FundingUpdate, OpenInterestReading } from "../../domain/records.ts"
-import { DepthSnapshot, ExchangeInfo, FundingInfo, OpenInterest, PremiumIndex } from "./wire.ts"
+import type { BookSnapshot, FundingUpdate, OpenInterestReading, Trade } from "../../domain/records.ts"
+import { AggTradesPage, DepthSnapshot, ExchangeInfo, FundingInfo, OpenInterest, PremiumIndex } from "./wire.ts"
 
 export const decodeExchangeInfo = Schema.decodeUnknownResult(ExchangeInfo)
 export const decodeDepthSnapshot = Schema.decodeUnknownResult(DepthSnapshot)
 export const decodeOpenInterest = Schema.decodeUnknownResult(OpenInterest)
 export const decodePremiumIndex = Schema.decodeUnknownResult(PremiumIndex)
 export const decodeFundingInfo = Schema.decodeUnknownResult(FundingInfo)
+export const decodeAggTradesPage = Schema.decodeUnknownResult(AggTradesPage)
+
+/** A REST aggTrade, normalized exactly as the stream's (same id, same side rule). */
+export const restTradeRecord = (venue: string, symbol: string, t: (typeof AggTradesPage.Type)[number]): Trade => ({
+  kind: "trade",
+  venue,
+  symbol,
+  tradeId: String(t.a),
+  sequence: t.a,
+  price: t.p,
+  size: t.q,
+  side: t.m ? "sell" : "buy",
+  timestamp: t.T,
+  details: { first_trade_id: t.f, last_trade_id: t.l, fills: t.l - t.f + 1, source: "aggTrades REST (gap repair)" }
+})
 
 export const instrumentsFrom = (venue: string, info: typeof ExchangeInfo.Type): Array<Instrument> =>
   info.symbols.map((s) => ({

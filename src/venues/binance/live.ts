@@ -15,7 +15,11 @@ import { countResync, makeFrameHandler, makeProcessor, type VenueRuntime } from 
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { tradesUnvalued } from "../../observability/metrics.ts"
 import type { VenueDefinition } from "../venue.ts"
+import { causeOfSessionEnd, makeGapTracker } from "../../gaps/tracker.ts"
+import { GapLedger, type GapChannel } from "../../gaps/ledger.ts"
+import type { Trade } from "../../domain/records.ts"
 import {
+  decodeAggTradesPage,
   decodeDepthSnapshot,
   decodeExchangeInfo,
   decodeFundingInfo,
@@ -24,6 +28,7 @@ import {
   instrumentsFrom,
   openInterestRecord,
   premiumIndexRecord,
+  restTradeRecord,
   snapshotRecord,
   weightLimitFrom
 } from "./instruments.ts"
@@ -38,8 +43,14 @@ export interface Market {
   readonly sequenceRule: SequenceRule
   /** Depth snapshot weight for a given `limit`, per the venue's documented table. */
   readonly depthWeight: (limit: number) => number
-  /** Feeds as (name, URL path, streams of a symbol). */
-  readonly feeds: ReadonlyArray<{ readonly name: string; readonly path: string; readonly streams: (s: string) => Array<string> }>
+  readonly aggTradesWeight: number
+  /** Feeds as (name, URL path, streams of a symbol, what the ledger calls those streams). */
+  readonly feeds: ReadonlyArray<{
+    readonly name: string
+    readonly path: string
+    readonly streams: (s: string) => Array<string>
+    readonly channels: ReadonlyArray<GapChannel>
+  }>
   readonly derivatives: boolean
 }
 
@@ -62,7 +73,8 @@ const marketConfig = (market: Market) =>
       Config.withDefault(23.5),
       Config.map((h) => h * 3_600_000)
     ),
-    streamsPerConnection: Config.Int(`${market.configPrefix}_STREAMS_PER_CONNECTION`).pipe(Config.withDefault(200))
+    streamsPerConnection: Config.Int(`${market.configPrefix}_STREAMS_PER_CONNECTION`).pipe(Config.withDefault(200)),
+    maxRepairTrades: Config.Int("GAP_REPAIR_MAX_TRADES").pipe(Config.withDefault(100_000))
   })
 
 const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<Array<A>> => {
@@ -124,7 +136,45 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
     // Snapshot requests come from the synchronous book machinery; a worker serves them one symbol at a time.
     const snapshotRequests = yield* Queue.unbounded<string>()
     const pending = new Set<string>()
+    /** aggTrades pages of 1000 from `from`, until `to` or `limit` trades. */
+    const fetchAggTrades = (symbol: string, from: number, to: number, limit: number) =>
+      Effect.gen(function*() {
+        const trades: Array<Trade> = []
+        let next = from
+        while (next <= to && trades.length < limit) {
+          const page = yield* fetchDecoded(
+            gate,
+            `${rest}${market.restPrefix}/aggTrades?symbol=${symbol}&fromId=${next}&limit=1000`,
+            market.aggTradesWeight,
+            decodeAggTradesPage
+          )
+          if (page.length === 0) break
+          for (const t of page) if (t.a <= to && trades.length < limit) trades.push(restTradeRecord(market.venue, symbol, t))
+          next = page[page.length - 1]!.a + 1
+        }
+        return trades
+      })
+    const gaps = yield* makeGapTracker({
+      venue: market.venue,
+      fetchTrades: fetchAggTrades,
+      maxRepairTrades: config.maxRepairTrades,
+      onRepaired: (trades) =>
+        Effect.suspend(() => {
+          const batch = new RowBatch()
+          processor.processRepaired(trades, batch)
+          return batch.size > 0 ? runtime.emit(batch) : Effect.void
+        })
+    })
+    const ledger = yield* GapLedger
+    const cursors = yield* ledger.loadCursors(market.venue, "trades")
+    for (const symbol of symbols) {
+      const cursor = cursors.get(symbol)
+      if (cursor !== undefined) gaps.continuity.seed(symbol, cursor)
+    }
+
     const processor: RecordProcessor = makeProcessor(runtime, market.venue, {
+      continuity: gaps.continuity,
+      onBookLive: gaps.bookLive,
       sequenceRule: market.sequenceRule,
       fundingIntervalHours: (symbol) => {
         const hours = intervals.get(symbol)
@@ -135,7 +185,8 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
         pending.add(symbol)
         Queue.offerUnsafe(snapshotRequests, symbol)
       },
-      onResync: (symbol, reason) => {
+      onResync: (symbol, reason, lastGoodAt) => {
+        gaps.bookResync(symbol, reason, lastGoodAt)
         Effect.runFork(
           countResync(market.venue, reason).pipe(
             Effect.andThen(Effect.logWarning("order book resync").pipe(Effect.annotateLogs({ venue: market.venue, symbol, reason })))
@@ -179,9 +230,20 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
           subscribeMessages: [],
           staleAfterMs: config.staleAfterMs,
           maxLifetimeMs: config.maxLifetimeMs,
-          openSession: Effect.sync(() => {
+          openSession: Effect.gen(function*() {
+            const now = yield* Clock.currentTimeMillis
+            // A reconnect: what this connection carried is missing since its last frame.
+            if (status.reconnects > 0) {
+              gaps.connectionInterrupted({
+                cause: causeOfSessionEnd(status.lastCause),
+                since: status.lastMessageAt ?? status.connectedAt ?? now,
+                now,
+                symbols: group,
+                channels: feed.channels
+              })
+            }
             // Deltas were missed while disconnected: every book of this connection starts over.
-            if (streams.some((s) => s.includes("@depth"))) processor.books?.resetAll()
+            if (feed.channels.includes("book")) processor.books?.resetAll()
             return { onFrames: handler }
           })
         }

@@ -41,6 +41,7 @@ export const makeDecoder = (venue: string) => {
           venue,
           symbol: t.s,
           tradeId: String(t.a),
+          sequence: t.a,
           price: t.p,
           size: t.q,
           side: t.m ? "sell" : "buy",

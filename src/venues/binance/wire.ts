@@ -21,6 +21,17 @@ export const AggTrade = Schema.Struct({
   m: Schema.Boolean
 })
 
+/** REST `aggTrades?fromId=`: the same fields as the stream, without event type and symbol. */
+export const AggTradesPage = Schema.Array(Schema.Struct({
+  a: Schema.Number,
+  p: Decimal,
+  q: Decimal,
+  f: Schema.Number,
+  l: Schema.Number,
+  T: Schema.Number,
+  m: Schema.Boolean
+}))
+
 /** `<symbol>@depth@100ms`. Futures add `pu` (the previous event's `u`) and `T`. */
 export const DepthUpdate = Schema.Struct({
   e: Schema.Literal("depthUpdate"),
