@@ -34,6 +34,7 @@ describe("binance normalizer", () => {
       venue: "binance-futures",
       symbol: data.s,
       tradeId: String(data.a),
+      sequence: data.a,
       price: Number(data.p),
       size: Number(data.q),
       side: data.m ? "sell" : "buy",
