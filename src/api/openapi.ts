@@ -8,6 +8,11 @@ const envelope = (data: Record<string, unknown>) => ({
     success: { type: "boolean", const: true },
     data: { type: "object", properties: data },
     filters: { type: "object", additionalProperties: true },
+    coverage: {
+      type: "object",
+      description: "Gaps overlapping the window for the channels this answer draws on; complete is false while any is not verified",
+      properties: { complete: { type: "boolean" }, gap_count: { type: "number" }, unrepaired_gap_count: { type: "number" }, gaps: { type: "array" } }
+    },
     timestamp: { type: "string", format: "date-time" }
   }
 })
@@ -45,7 +50,8 @@ export const endpointParams = {
   largeTrades: ["symbol", "exchange", "hours", "min_value_usd", "only_liquidations", "side", "limit"],
   fundingRates: ["symbol", "exchange", "hours", "limit"],
   openInterest: ["symbol", "exchange", "hours", "limit"],
-  orderbooks: ["symbol", "exchange", "depth"]
+  orderbooks: ["symbol", "exchange", "depth"],
+  gaps: ["symbol", "exchange", "hours", "limit", "channel", "status"]
 } as const satisfies Record<string, ReadonlyArray<ParamName>>
 
 export const openApiDocument = {
@@ -99,6 +105,21 @@ export const openApiDocument = {
     "/api/v1/exchange/orderbooks": operation("Latest stored order-book snapshot per instrument", endpointParams.orderbooks, {
       count: num,
       orderbooks: array({ exchange: str, symbol: str, bids: { type: "array" }, asks: { type: "array" }, timestamp: time, sequence: num })
+    }),
+    "/api/v1/exchange/gaps": operation("The gap ledger: holes in the collected data and their repair status", endpointParams.gaps, {
+      count: num,
+      unrepaired: num,
+      gaps: array({
+        exchange: str,
+        channel: str,
+        symbol: str,
+        start: time,
+        end: { type: ["string", "null"], format: "date-time" },
+        cause: str,
+        estimated_missing: { type: ["number", "null"] },
+        repair_status: str,
+        repaired_count: num
+      })
     }),
     "/health": { get: { summary: "Per-feed state, writer and database health (503 when the database is unreachable)", responses: { "200": { description: "healthy" }, "503": { description: "database unreachable" } } } },
     "/metrics": { get: { summary: "Prometheus metrics", responses: { "200": { description: "text/plain exposition format" } } } }

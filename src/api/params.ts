@@ -85,6 +85,16 @@ export const params = {
     schema: { type: "integer", minimum: 1, maximum: 1000, default: 100 },
     parse: numberIn(1, 1000, { integer: true, exclusiveMin: false })
   } satisfies ParamSpec<number>,
+  channel: {
+    description: "Gap channel: trades, book, liquidations, funding",
+    schema: { type: "string", enum: ["trades", "book", "liquidations", "funding"] },
+    parse: oneOf(["trades", "book", "liquidations", "funding"] as const)
+  } satisfies ParamSpec<"trades" | "book" | "liquidations" | "funding">,
+  status: {
+    description: "Gap repair status: open, repairing, verified, partial, unrecoverable",
+    schema: { type: "string", enum: ["open", "repairing", "verified", "partial", "unrecoverable"] },
+    parse: oneOf(["open", "repairing", "verified", "partial", "unrecoverable"] as const)
+  } satisfies ParamSpec<"open" | "repairing" | "verified" | "partial" | "unrecoverable">,
   depth: {
     description: "Levels per side (default: all stored, at most 100)",
     schema: { type: "integer", minimum: 1, maximum: 100 },

@@ -4,8 +4,13 @@ import { HttpServerResponse } from "effect/http"
 const json = (status: number, body: unknown) =>
   HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json" })
 
-export const success = (data: unknown, filters: Record<string, unknown>) =>
-  json(200, { success: true, data, filters, timestamp: new Date().toISOString() })
+export const success = (data: unknown, filters: Record<string, unknown>, coverage?: unknown) =>
+  json(
+    200,
+    coverage === undefined
+      ? { success: true, data, filters, timestamp: new Date().toISOString() }
+      : { success: true, data, coverage, filters, timestamp: new Date().toISOString() }
+  )
 
 export const failure = (status: number, code: string, message: string) =>
   json(status, { success: false, error: { code, message }, timestamp: new Date().toISOString() })

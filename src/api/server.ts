@@ -12,7 +12,7 @@ import { SqlClient } from "effect/sql"
 import { FeedRegistry } from "../feed/status.ts"
 import { apiRequests, queueDepth } from "../observability/metrics.ts"
 import { DatabaseInfo } from "../storage/database.ts"
-import { fundingRates, largeTrades, latestOrderBooks, openInterest } from "../storage/queries.ts"
+import { coverage, fundingRates, gaps, largeTrades, latestOrderBooks, openInterest } from "../storage/queries.ts"
 import { Writer } from "../storage/writer.ts"
 import { tableNames } from "../domain/rows.ts"
 import { endpointParams, openApiDocument } from "./openapi.ts"
@@ -38,7 +38,8 @@ const filtersOf = (parsed: Record<string, unknown>, hours: number | undefined) =
 const queryEndpoint = <N extends ParamName, A, R>(
   allowed: ReadonlyArray<N>,
   run: (parsed: Parsed<N>) => Effect.Effect<A, unknown, R>,
-  withHours: boolean
+  withHours: boolean,
+  gapChannels?: (parsed: Parsed<N>) => ReadonlyArray<string>
 ) =>
 (search: URLSearchParams) =>
   Effect.gen(function*() {
@@ -46,7 +47,14 @@ const queryEndpoint = <N extends ParamName, A, R>(
     if (parsed instanceof BadParameter) return failure(400, "INVALID_PARAMETER", parsed.message)
     const data = yield* guarded(run(parsed))
     const hours = withHours ? ((parsed as { hours?: number }).hours ?? 24) : undefined
-    return success(data, filtersOf(parsed as Record<string, unknown>, hours))
+    const window = parsed as { symbol?: string; exchange?: string; hours?: number }
+    const covered = gapChannels === undefined ? undefined : yield* guarded(coverage({
+      symbol: window.symbol,
+      exchange: window.exchange,
+      hours: window.hours ?? 24,
+      channels: gapChannels(parsed)
+    }))
+    return success(data, filtersOf(parsed as Record<string, unknown>, hours), covered)
   })
 
 const routes: Record<string, (search: URLSearchParams) => Effect.Effect<HttpServerResponse.HttpServerResponse, DatabaseUnavailable, SqlClient.SqlClient>> = {
@@ -59,13 +67,22 @@ const routes: Record<string, (search: URLSearchParams) => Effect.Effect<HttpServ
       minValueUsd: p.min_value_usd,
       onlyLiquidations: p.only_liquidations,
       side: p.side
-    }), true),
+    }), true, (p) => (p.only_liquidations === true ? ["liquidations"] : ["trades", "liquidations"])),
   "/api/v1/exchange/funding-rates": queryEndpoint(endpointParams.fundingRates, (p) =>
-    fundingRates({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24, limit: p.limit ?? 100 }), true),
+    fundingRates({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24, limit: p.limit ?? 100 }), true, () => ["funding"]),
   "/api/v1/exchange/open-interest": queryEndpoint(endpointParams.openInterest, (p) =>
-    openInterest({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24, limit: p.limit ?? 100 }), true),
+    openInterest({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24, limit: p.limit ?? 100 }), true, () => ["open_interest"]),
   "/api/v1/exchange/orderbooks": queryEndpoint(endpointParams.orderbooks, (p) =>
-    latestOrderBooks({ symbol: p.symbol, exchange: p.exchange, depth: p.depth }), false)
+    latestOrderBooks({ symbol: p.symbol, exchange: p.exchange, depth: p.depth }), false),
+  "/api/v1/exchange/gaps": queryEndpoint(endpointParams.gaps, (p) =>
+    gaps({
+      symbol: p.symbol,
+      exchange: p.exchange,
+      hours: p.hours ?? 24,
+      limit: p.limit ?? 100,
+      channels: p.channel === undefined ? undefined : [p.channel],
+      status: p.status
+    }), true)
 }
 
 const health = Effect.gen(function*() {

@@ -191,3 +191,63 @@ export const latestOrderBooks = (filter: {
       }
     })
   )
+
+export interface GapFilter {
+  readonly exchange?: string | undefined
+  readonly symbol?: string | undefined
+  readonly hours: number
+  readonly limit: number
+  readonly channels?: ReadonlyArray<string> | undefined
+  readonly status?: string | undefined
+}
+
+const gapConditions = (sql: SqlClient.SqlClient, filter: GapFilter): Array<Statement.Fragment> => {
+  // A gap overlaps the window if it ends inside it or is still open.
+  const conditions = [sql`(gap_end IS NULL OR gap_end >= (${cutoff(filter.hours)}::timestamptz AT TIME ZONE 'UTC'))`]
+  if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
+  if (filter.symbol !== undefined) {
+    conditions.push(sql`(symbol = ${filter.symbol} OR symbol ~ ${baseAssetPattern(filter.symbol)})`)
+  }
+  if (filter.channels !== undefined) conditions.push(sql`channel IN ${sql.in(filter.channels)}`)
+  if (filter.status !== undefined) conditions.push(sql`repair_status = ${filter.status}`)
+  return conditions
+}
+
+const gapJson = (r: Record<string, unknown>) => ({
+  exchange: r.exchange as string,
+  channel: r.channel as string,
+  symbol: r.symbol as string,
+  start: toIso(r.gap_start),
+  end: toIsoOrNull(r.gap_end),
+  cause: r.cause as string,
+  estimated_missing: toNumberOrNull(r.estimated_missing),
+  repair_status: r.repair_status as string,
+  repaired_count: toNumber(r.repaired_count),
+  metadata: (r.metadata as unknown) ?? null
+})
+
+export const gaps = (filter: GapFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const where = sql.and(gapConditions(sql, filter))
+      const [rows, counts] = yield* Effect.all([
+        sql`SELECT exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata
+            FROM data_gaps WHERE ${where} ORDER BY gap_start DESC, id DESC LIMIT ${filter.limit}`,
+        sql`SELECT count(*) AS count, count(*) FILTER (WHERE repair_status <> 'verified') AS unrepaired FROM data_gaps WHERE ${where}`
+      ], { concurrency: 2 })
+      return {
+        count: toNumber(counts[0]?.count),
+        unrepaired: toNumber(counts[0]?.unrepaired),
+        gaps: rows.map(gapJson)
+      }
+    })
+  )
+
+/** What a query's answer may be missing: the gaps overlapping its window, for the channels it draws on. */
+export const coverage = (filter: Omit<GapFilter, "limit" | "status">) =>
+  Effect.map(gaps({ ...filter, limit: 100 }), (found) => ({
+    complete: found.unrepaired === 0,
+    gap_count: found.count,
+    unrepaired_gap_count: found.unrepaired,
+    gaps: found.gaps
+  }))

@@ -8,8 +8,15 @@
  * synthesized here from Binance's documented formats, priced from the
  * recording's own bookTicker mid prices, and marked as synthetic in `sent`.
  *
+ * Like a live venue, each market has one timeline: it starts with the first
+ * subscriber and moves on whether or not anyone is connected, so a client that
+ * reconnects has missed what was sent meanwhile. The fake keeps the true order
+ * book (recorded snapshot + every recorded diff that has gone by), so a depth
+ * snapshot is always current, and serves `aggTrades?fromId=` from the recording.
+ *
  * Faults: `failNext` answers a REST path with a status (429/418/500 with
- * Retry-After), `dropConnections` closes every socket.
+ * Retry-After); `dropConnections` closes every socket; `loseNext` drops the
+ * next frames of a stream in transit (they stay in the REST history).
  */
 import { readFileSync } from "node:fs"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
@@ -21,13 +28,29 @@ export const fixtures = new URL("../../../shared/fixtures/recorded/", import.met
 
 type Market = "spot" | "futures"
 
+interface TrueBook {
+  readonly bids: Map<string, string>
+  readonly asks: Map<string, string>
+  lastUpdateId: number
+}
+
+interface Subscriber {
+  readonly ws: WebSocket
+  readonly streams: ReadonlySet<string>
+}
+
 interface MarketData {
   readonly recording: Recording
+  readonly frames: ReadonlyArray<{ readonly stream: string; readonly data: Record<string, unknown> }>
   readonly exchangeInfo: string
-  readonly snapshots: Map<string, string>
+  readonly books: Map<string, TrueBook>
+  readonly aggTrades: Map<string, Array<Record<string, unknown>>>
   /** Offset added to every recorded exchange timestamp so the session happens now. */
   offset: number
   readonly mids: Map<string, number>
+  readonly subscribers: Set<Subscriber>
+  position: number
+  started: boolean
 }
 
 export interface SentFrame {
@@ -43,18 +66,38 @@ const load = (prefix: string): MarketData => {
     parseRecording(readFileSync(`${fixtures}${file}`, "utf8"), recording)
   }
   const exchangeInfo = recording.rest.find((r) => r.url.endsWith("/exchangeInfo"))!.body
-  const snapshots = new Map<string, string>()
+  const books = new Map<string, TrueBook>()
   for (const rest of recording.rest) {
     const symbol = new URL(rest.url).searchParams.get("symbol")
-    if (rest.url.includes("/depth") && symbol !== null) snapshots.set(symbol, rest.body)
+    if (!rest.url.includes("/depth") || symbol === null) continue
+    const snapshot = JSON.parse(rest.body) as { lastUpdateId: number; bids: Array<[string, string]>; asks: Array<[string, string]> }
+    books.set(symbol, { bids: new Map(snapshot.bids), asks: new Map(snapshot.asks), lastUpdateId: snapshot.lastUpdateId })
   }
+  const frames = recording.frames.map((f) => JSON.parse(f.text) as { stream: string; data: Record<string, unknown> })
   const mids = new Map<string, number>()
-  for (const frame of recording.frames) {
-    const parsed = JSON.parse(frame.text) as { stream: string; data: { s: string; b: string; a: string } }
-    if (parsed.stream.endsWith("@bookTicker")) mids.set(parsed.data.s, (Number(parsed.data.b) + Number(parsed.data.a)) / 2)
+  const aggTrades = new Map<string, Array<Record<string, unknown>>>()
+  for (const { stream, data } of frames) {
+    if (stream.endsWith("@bookTicker")) mids.set(data.s as string, (Number(data.b) + Number(data.a)) / 2)
+    if (stream.endsWith("@aggTrade")) aggTrades.set(data.s as string, [...(aggTrades.get(data.s as string) ?? []), data])
   }
-  return { recording, exchangeInfo, snapshots, offset: 0, mids }
+  return { recording, frames, exchangeInfo, books, aggTrades, offset: 0, mids, subscribers: new Set(), position: 0, started: false }
 }
+
+/** The venue's own book moves with every diff that goes by, whoever is listening. */
+const applyToTrueBook = (book: TrueBook, data: Record<string, unknown>) => {
+  const u = data.u as number
+  if (u <= book.lastUpdateId) return
+  for (const [side, levels] of [[book.bids, data.b], [book.asks, data.a]] as const) {
+    for (const [price, size] of levels as Array<[string, string]>) {
+      if (Number(size) === 0) side.delete(price)
+      else side.set(price, size)
+    }
+  }
+  book.lastUpdateId = u
+}
+
+const topLevels = (side: Map<string, string>, descending: boolean, limit: number) =>
+  [...side].sort((a, b) => (descending ? Number(b[0]) - Number(a[0]) : Number(a[0]) - Number(b[0]))).slice(0, limit)
 
 const shiftTimes = (data: Record<string, unknown>, offset: number): Record<string, unknown> => {
   const out = { ...data }
@@ -74,7 +117,11 @@ export class FakeBinance {
   readonly restCalls: Array<string> = []
   readonly openInterest = new Map<string, number>()
   readonly connections = new Set<WebSocket>()
+  readonly lost: Array<SentFrame> = []
+  /** Every frame that has gone by on a market's timeline, delivered to anyone or not. */
+  readonly played: Array<SentFrame> = []
   private readonly failures: Array<{ readonly path: string; readonly status: number; readonly retryAfter?: number }> = []
+  private readonly losses: Array<{ stream: string; count: number; after: number }> = []
   private readonly markets: Record<Market, MarketData>
   private readonly server: Server
   private readonly wss: WebSocketServer
@@ -115,6 +162,11 @@ export class FakeBinance {
   /** The next REST call whose path ends with `path` gets this status. */
   failNext(path: string, status: number, retryAfter?: number): void {
     this.failures.push(retryAfter === undefined ? { path, status } : { path, status, retryAfter })
+  }
+
+  /** After `after` more frames of `stream`, the next `count` are lost in transit (still in the REST history). */
+  loseNext(stream: string, count: number, after = 0): void {
+    this.losses.push({ stream, count, after })
   }
 
   /** Closes every socket with a close frame (or abruptly with `terminate`). */
@@ -160,10 +212,26 @@ export class FakeBinance {
         return this.reply(res, 200, data.exchangeInfo)
       case "/api/v3/depth":
       case "/fapi/v1/depth": {
-        const snapshot = data.snapshots.get(symbol)
-        if (snapshot === undefined) return this.reply(res, 400, JSON.stringify({ code: -1121, msg: "Invalid symbol." }))
-        const body = JSON.parse(snapshot) as Record<string, unknown>
-        return this.reply(res, 200, JSON.stringify(shiftTimes(body, data.offset)))
+        const book = data.books.get(symbol)
+        if (book === undefined) return this.reply(res, 400, JSON.stringify({ code: -1121, msg: "Invalid symbol." }))
+        const limit = Number(url.searchParams.get("limit") ?? 100)
+        const body = {
+          lastUpdateId: book.lastUpdateId,
+          ...(market === "futures" ? { E: now, T: now } : {}),
+          bids: topLevels(book.bids, true, limit),
+          asks: topLevels(book.asks, false, limit)
+        }
+        return this.reply(res, 200, JSON.stringify(body))
+      }
+      case "/api/v3/aggTrades":
+      case "/fapi/v1/aggTrades": {
+        const trades = data.aggTrades.get(symbol)
+        if (trades === undefined) return this.reply(res, 400, JSON.stringify({ code: -1121, msg: "Invalid symbol." }))
+        const fromId = Number(url.searchParams.get("fromId") ?? 0)
+        const limit = Math.min(1000, Number(url.searchParams.get("limit") ?? 500))
+        const page = trades.filter((t) => (t.a as number) >= fromId).slice(0, limit)
+          .map((t) => ({ a: t.a, p: t.p, q: t.q, f: t.f, l: t.l, T: (t.T as number) + data.offset, m: t.m, M: true }))
+        return this.reply(res, 200, JSON.stringify(page))
       }
       case "/fapi/v1/fundingInfo":
         return this.reply(res, 200, "[]")
@@ -206,22 +274,49 @@ export class FakeBinance {
     if (market === undefined) return ws.close(1008, "unknown path")
     const streams = new Set((url.searchParams.get("streams") ?? "").split("/").filter((s) => s.length > 0))
     this.connections.add(ws)
-    ws.on("close", () => this.connections.delete(ws))
     const data = this.markets[market]
-    const frames = data.recording.frames
-      .map((f) => JSON.parse(f.text) as { stream: string; data: Record<string, unknown> })
-      .filter((f) => streams.has(f.stream))
-    let index = 0
-    const pump = () => {
-      if (ws.readyState !== ws.OPEN || index >= frames.length) return
-      const frame = frames[index++]!
-      const shifted = shiftTimes(frame.data, data.offset)
-      this.sent.push({ market, stream: frame.stream, data: shifted, synthetic: false })
-      ws.send(JSON.stringify({ stream: frame.stream, data: shifted }))
-      this.later(this.options.frameIntervalMs, pump)
+    const subscriber = { ws, streams }
+    data.subscribers.add(subscriber)
+    ws.on("close", () => {
+      this.connections.delete(ws)
+      data.subscribers.delete(subscriber)
+    })
+    if (!data.started) {
+      data.started = true
+      this.later(this.options.frameIntervalMs, () => this.pump(market))
     }
-    this.later(this.options.frameIntervalMs, pump)
     if (url.pathname === "/market/stream") this.synthesize(ws, streams, data)
+  }
+
+  /** Moves a market's timeline on by one frame: the true book first, then every subscriber of that stream. */
+  private pump(market: Market): void {
+    const data = this.markets[market]
+    const frame = data.frames[data.position++]
+    if (frame === undefined) return
+    const shifted = shiftTimes(frame.data, data.offset)
+    if (frame.stream.includes("@depth")) {
+      const book = data.books.get(frame.data.s as string)
+      if (book !== undefined) applyToTrueBook(book, frame.data)
+    }
+    this.played.push({ market, stream: frame.stream, data: shifted, synthetic: false })
+    const loss = this.losses.find((l) => l.stream === frame.stream && l.count > 0)
+    if (loss !== undefined && loss.after > 0) loss.after--
+    else if (loss !== undefined) {
+      loss.count--
+      this.lost.push({ market, stream: frame.stream, data: shifted, synthetic: false })
+    } else {
+      for (const { ws, streams } of data.subscribers) {
+        if (!streams.has(frame.stream) || ws.readyState !== ws.OPEN) continue
+        this.sent.push({ market, stream: frame.stream, data: shifted, synthetic: false })
+        ws.send(JSON.stringify({ stream: frame.stream, data: shifted }))
+      }
+    }
+    this.later(this.options.frameIntervalMs, () => this.pump(market))
+  }
+
+  /** True once a market's recording has been played out. */
+  finished(market: Market): boolean {
+    return this.markets[market].position >= this.markets[market].frames.length
   }
 
   /** markPrice@1s and forceOrder in Binance's documented formats, priced off the recording. */
