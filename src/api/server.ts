@@ -106,7 +106,8 @@ const health = Effect.gen(function*() {
     messages: feed.messages,
     reconnects: feed.reconnects,
     last_error: feed.lastError,
-    books: feed.books()
+    books: feed.books(),
+    streams: feed.streams()
   }))
   const venues = Object.fromEntries(registry.venues())
   const healthy = feeds.every((f) => f.state === "connected") && Object.values(venues).every((v) => v === "running")

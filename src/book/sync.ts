@@ -17,7 +17,7 @@ export interface SequenceRule {
   readonly follows: (lastApplied: BookDelta, delta: BookDelta) => Verdict
 }
 
-export type BookState = "initialising" | "buffering" | "syncing" | "live" | "resyncing"
+export type BookState = "initialising" | "buffering" | "syncing" | "live" | "resyncing" | "stale"
 
 export interface BookSyncOptions {
   readonly venue: string
@@ -85,6 +85,7 @@ export class BookSync {
         this.applyDelta(entry, delta)
         return
       case "initialising":
+      case "stale":
         entry.state = "buffering"
         entry.buffer.push(delta)
         this.options.requestSnapshot(delta.symbol, "initial")
@@ -151,6 +152,15 @@ export class BookSync {
     entry.buffer = pending === undefined ? [] : [pending]
     this.options.onResync?.(entry.symbol, reason, entry.lastEventTime)
     this.options.requestSnapshot(entry.symbol, reason)
+  }
+
+  /** The symbol's diffs stopped arriving: its book is no longer trusted; the next diff starts a fresh sync. */
+  markStale(symbol: string): void {
+    const entry = this.books.get(symbol)
+    if (entry === undefined) return
+    entry.state = "stale"
+    entry.buffer = []
+    entry.lastApplied = undefined
   }
 
   /** Forget every book (the socket that fed them is gone); the next delta starts a fresh sync. */

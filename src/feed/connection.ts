@@ -25,7 +25,8 @@ export interface FeedSpec<R = never> {
   readonly maxLifetimeMs: number
   /** Application-level keepalive for venues that need one (protocol pings are answered by `ws`). */
   readonly keepalive?: { readonly intervalMs: number; readonly message: string } | undefined
-  readonly openSession: Effect.Effect<FeedSession, never, Scope.Scope | R>
+  /** Called for every connection; `send` writes to that connection (subscriptions, resubscriptions). */
+  readonly openSession: (send: (message: string) => Effect.Effect<void>) => Effect.Effect<FeedSession, never, Scope.Scope | R>
 }
 
 export interface Backoff {
@@ -75,8 +76,8 @@ export const runSession = <R>(spec: FeedSpec<R>, status: FeedStatus) =>
     const connected = Metric.withAttributes(feedConnected, { feed: spec.feed })
     yield* Metric.update(connected, 1)
     yield* Effect.addFinalizer(() => Metric.update(connected, 0))
-    const session = yield* spec.openSession
     const writer = yield* socket.writer
+    const session = yield* spec.openSession((message) => Effect.ignore(writer.write(message)))
     for (const message of spec.subscribeMessages) {
       yield* writer.write(message).pipe(Effect.mapError(toFeedError(spec.feed, true)))
     }

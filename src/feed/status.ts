@@ -4,6 +4,7 @@
  */
 import { Context, Layer } from "effect"
 import type { BookStatus } from "../book/sync.ts"
+import type { StreamFreshness } from "./freshness.ts"
 
 export type FeedState = "connecting" | "connected" | "backoff" | "stopped"
 
@@ -19,6 +20,7 @@ export interface FeedStatus {
   /** Tag of the error that ended the previous session ("rotation" for a planned one). */
   lastCause: string | null
   books: () => ReadonlyArray<BookStatus>
+  streams: () => ReadonlyArray<StreamFreshness>
 }
 
 export type VenueState = "starting" | "running" | "restarting"
@@ -51,7 +53,8 @@ export class FeedRegistry extends Context.Service<FeedRegistry, {
           reconnects: 0,
           lastError: null,
           lastCause: null,
-          books: () => []
+          books: () => [],
+          streams: () => []
         }
         feeds.set(feed, status)
         return status

@@ -29,6 +29,9 @@ export interface GapTracker {
     readonly symbols: ReadonlyArray<string>
     readonly channels: ReadonlyArray<GapChannel>
   }) => void
+  /** One stream of a live socket went silent (stale), and later came back. */
+  readonly streamStale: (channel: GapChannel, symbol: string, since: number) => void
+  readonly streamFresh: (channel: GapChannel, symbol: string, at: number) => void
   readonly bookResync: (symbol: string, reason: string, lastGoodAt: number) => void
   readonly bookLive: (symbol: string, at: number) => void
 }
@@ -106,8 +109,36 @@ export const makeGapTracker = (options: GapTrackerOptions): Effect.Effect<GapTra
       }))
     }
 
+    const openStreamGaps = new Map<string, Gap>()
+
     return {
       continuity,
+      streamStale: (channel, symbol, since) => {
+        if (channel === "trades") continuity.markInterrupted("stale", [symbol])
+        else if (channel === "book") openBookGap(symbol, "stale", since, "diffs stopped while the socket stayed busy")
+        else {
+          openStreamGaps.set(`${channel}\u0000${symbol}`, ledger.open({
+            exchange: options.venue,
+            channel,
+            symbol,
+            start: since,
+            end: null,
+            cause: "stale",
+            estimatedMissing: null,
+            status: "open",
+            metadata: { reason: "stream stopped while the socket stayed busy" }
+          }))
+        }
+      },
+      streamFresh: (channel, symbol, at) => {
+        const key = `${channel}\u0000${symbol}`
+        const gap = openStreamGaps.get(key)
+        if (gap === undefined) return
+        openStreamGaps.delete(key)
+        gap.end = at
+        gap.status = "unrecoverable"
+        ledger.update(gap)
+      },
       connectionInterrupted: ({ cause, since, now, symbols, channels }) => {
         if (channels.includes("trades")) continuity.markInterrupted(cause, symbols)
         for (const symbol of symbols) {

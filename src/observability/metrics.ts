@@ -21,6 +21,10 @@ export const feedDecodeErrors = Metric.counter("feed_decode_errors_total", {
   incremental: true
 })
 export const feedConnected = Metric.gauge("feed_connected", { description: "1 while the feed's socket is open" })
+export const streamsStale = Metric.counter("streams_stale_total", {
+  description: "Streams (channel x symbol) found silent while their socket stayed busy, and resubscribed alone",
+  incremental: true
+})
 export const bookResyncs = Metric.counter("book_resyncs_total", {
   description: "Order-book resynchronisations, per venue and cause",
   incremental: true

@@ -13,6 +13,7 @@ import { ReferencePrices } from "../domain/valuation.ts"
 import { bookResyncs, feedDecodeErrors, feedRecords, tradesUnvalued } from "../observability/metrics.ts"
 import type { VenueDefinition } from "../venues/venue.ts"
 import type { TradeContinuity } from "../gaps/continuity.ts"
+import { defaultFreshness, type FreshnessMonitor, type FreshnessOptions } from "../feed/freshness.ts"
 import { RecordProcessor } from "./processor.ts"
 
 export interface PipelineSettings {
@@ -21,9 +22,23 @@ export interface PipelineSettings {
   readonly fundingSampleMs: number
   readonly openInterestIntervalMs: number
   readonly thresholds: LargeTradeThresholds
+  readonly freshness: FreshnessOptions
 }
 
 export const PipelineSettings = Config.all({
+  freshness: Config.all({
+    minSamples: Config.Int("FRESHNESS_MIN_SAMPLES").pipe(Config.withDefault(defaultFreshness.minSamples)),
+    factor: Config.Number("FRESHNESS_FACTOR").pipe(Config.withDefault(defaultFreshness.factor)),
+    minStaleMs: Config.Number("FRESHNESS_MIN_STALE_SECONDS").pipe(
+      Config.withDefault(defaultFreshness.minStaleMs / 1000),
+      Config.map((s) => s * 1000)
+    ),
+    maxStaleMs: Config.Number("FRESHNESS_MAX_STALE_SECONDS").pipe(
+      Config.withDefault(defaultFreshness.maxStaleMs / 1000),
+      Config.map((s) => s * 1000)
+    ),
+    socketBusyMs: Config.succeed(defaultFreshness.socketBusyMs)
+  }),
   bookDepth: Config.schema(Schema.Int.check(Schema.isBetween({ minimum: 10, maximum: 100 })), "ORDERBOOK_DEPTH").pipe(
     Config.withDefault(20)
   ),
@@ -46,7 +61,8 @@ export const defaultPipelineSettings: PipelineSettings = {
   bookIntervalMs: 10_000,
   fundingSampleMs: 60_000,
   openInterestIntervalMs: 60_000,
-  thresholds: { byAsset: { BTC: 100_000, ETH: 50_000 }, otherAssets: 20_000 }
+  thresholds: { byAsset: { BTC: 100_000, ETH: 50_000 }, otherAssets: 20_000 },
+  freshness: defaultFreshness
 }
 
 export interface VenueRuntime {
@@ -97,11 +113,21 @@ export const makeProcessor = (
  * The hot path for one batch of frames: plain synchronous decode and processing,
  * then one offer per table and one metric update per counter.
  */
+export interface FreshnessHook {
+  readonly monitor: FreshnessMonitor
+  /** A stream that had been stale delivered again. */
+  readonly onFresh: (channel: string, symbol: string, at: number) => void
+}
+
+const freshnessChannel = (record: NormalizedRecord): string | undefined =>
+  record.kind === "trade" ? "trades" : record.kind === "book_delta" ? "book" : record.kind === "funding" ? "funding" : undefined
+
 export const makeFrameHandler = (
   venue: VenueDefinition,
   processor: RecordProcessor,
   feed: string,
-  emit: (batch: RowBatch) => Effect.Effect<void>
+  emit: (batch: RowBatch) => Effect.Effect<void>,
+  freshness?: FreshnessHook
 ) => {
   const decodeErrors = Metric.withAttributes(feedDecodeErrors, { feed })
   const records = Metric.withAttributes(feedRecords, { feed })
@@ -117,6 +143,14 @@ export const makeFrameHandler = (
         if (error !== undefined) {
           errors++
           firstError ??= `${error.channel}: ${error.detail} | ${error.sample}`
+        }
+      }
+      if (freshness !== undefined) {
+        for (const record of normalized) {
+          const channel = freshnessChannel(record)
+          if (channel !== undefined && freshness.monitor.observe(channel, record.symbol, now)) {
+            freshness.onFresh(channel, record.symbol, now)
+          }
         }
       }
       const batch = new RowBatch()

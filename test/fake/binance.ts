@@ -36,7 +36,7 @@ interface TrueBook {
 
 interface Subscriber {
   readonly ws: WebSocket
-  readonly streams: ReadonlySet<string>
+  readonly streams: Set<string>
 }
 
 interface MarketData {
@@ -122,6 +122,9 @@ export class FakeBinance {
   readonly played: Array<SentFrame> = []
   private readonly failures: Array<{ readonly path: string; readonly status: number; readonly retryAfter?: number }> = []
   private readonly losses: Array<{ stream: string; count: number; after: number }> = []
+  private readonly silenced = new Set<string>()
+  /** SUBSCRIBE / UNSUBSCRIBE requests received from clients. */
+  readonly controlMessages: Array<{ readonly method: string; readonly params: ReadonlyArray<string> }> = []
   private readonly markets: Record<Market, MarketData>
   private readonly server: Server
   private readonly wss: WebSocketServer
@@ -167,6 +170,11 @@ export class FakeBinance {
   /** After `after` more frames of `stream`, the next `count` are lost in transit (still in the REST history). */
   loseNext(stream: string, count: number, after = 0): void {
     this.losses.push({ stream, count, after })
+  }
+
+  /** Stops delivering one stream on every connection (the socket stays busy with the others) until it is subscribed again. */
+  silence(stream: string): void {
+    this.silenced.add(stream)
   }
 
   /** Closes every socket with a close frame (or abruptly with `terminate`). */
@@ -277,6 +285,28 @@ export class FakeBinance {
     const data = this.markets[market]
     const subscriber = { ws, streams }
     data.subscribers.add(subscriber)
+    // Binance's live subscription requests: {"method": "SUBSCRIBE" | "UNSUBSCRIBE", "params": [...], "id": n}.
+    ws.on("message", (raw) => {
+      let request: { method?: unknown; params?: unknown; id?: unknown }
+      try {
+        request = JSON.parse(String(raw))
+      } catch {
+        return ws.send(JSON.stringify({ error: { code: 3, msg: "Invalid JSON" } }))
+      }
+      const params = Array.isArray(request.params) ? request.params.filter((p): p is string => typeof p === "string") : []
+      if (request.method === "SUBSCRIBE") {
+        for (const stream of params) {
+          streams.add(stream)
+          this.silenced.delete(stream)
+        }
+      } else if (request.method === "UNSUBSCRIBE") {
+        for (const stream of params) streams.delete(stream)
+      } else {
+        return ws.send(JSON.stringify({ error: { code: 2, msg: "Invalid request" }, id: request.id ?? null }))
+      }
+      this.controlMessages.push({ method: request.method, params })
+      ws.send(JSON.stringify({ result: null, id: request.id ?? null }))
+    })
     ws.on("close", () => {
       this.connections.delete(ws)
       data.subscribers.delete(subscriber)
@@ -306,7 +336,7 @@ export class FakeBinance {
       this.lost.push({ market, stream: frame.stream, data: shifted, synthetic: false })
     } else {
       for (const { ws, streams } of data.subscribers) {
-        if (!streams.has(frame.stream) || ws.readyState !== ws.OPEN) continue
+        if (!streams.has(frame.stream) || this.silenced.has(frame.stream) || ws.readyState !== ws.OPEN) continue
         this.sent.push({ market, stream: frame.stream, data: shifted, synthetic: false })
         ws.send(JSON.stringify({ stream: frame.stream, data: shifted }))
       }

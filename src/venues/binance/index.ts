@@ -64,7 +64,8 @@ const spotMarket: Market = {
     streams: (s) => [`${s}@aggTrade`, `${s}@depth@100ms`],
     channels: ["trades", "book"]
   }],
-  derivatives: false
+  derivatives: false,
+  streamOf: (channel, s) => (channel === "book" ? `${s}@depth@100ms` : channel === "trades" ? `${s}@aggTrade` : undefined)
 }
 
 const futuresMarket: Market = {
@@ -87,7 +88,15 @@ const futuresMarket: Market = {
       channels: ["trades", "liquidations", "funding"]
     }
   ],
-  derivatives: true
+  derivatives: true,
+  streamOf: (channel, s) =>
+    channel === "book"
+      ? `${s}@depth@100ms`
+      : channel === "trades"
+      ? `${s}@aggTrade`
+      : channel === "funding"
+      ? `${s}@markPrice@1s`
+      : undefined
 }
 
 const define = (market: Market, futures: boolean): VenueDefinition => {

@@ -6,6 +6,7 @@
 import { Clock, Config, Duration, Effect, Metric, Queue, Result } from "effect"
 import type { SequenceRule } from "../../book/sync.ts"
 import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
+import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
 import { defaultGateOptions, makeRestGate, type RestGate } from "../../rest/gate.ts"
 import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
@@ -13,7 +14,7 @@ import { RowBatch } from "../../domain/rows.ts"
 import type { NormalizedRecord } from "../../domain/records.ts"
 import { countResync, makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
-import { tradesUnvalued } from "../../observability/metrics.ts"
+import { streamsStale, tradesUnvalued } from "../../observability/metrics.ts"
 import type { VenueDefinition } from "../venue.ts"
 import { causeOfSessionEnd, makeGapTracker } from "../../gaps/tracker.ts"
 import { GapLedger, type GapChannel } from "../../gaps/ledger.ts"
@@ -52,6 +53,8 @@ export interface Market {
     readonly channels: ReadonlyArray<GapChannel>
   }>
   readonly derivatives: boolean
+  /** The stream a (channel, lower-case symbol) arrives on, to resubscribe it alone. */
+  readonly streamOf: (channel: GapChannel, symbol: string) => string | undefined
 }
 
 export const defaultSymbols = "BTCUSDT,ETHUSDT,SOLUSDT,XRPUSDT,BNBUSDT,DOGEUSDT"
@@ -222,7 +225,31 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
         const status = registry.register(name, market.venue)
         status.books = () => (processor.books?.status() ?? []).filter((b) => group.includes(b.symbol))
         const streams = group.flatMap((symbol) => feed.streams(symbol.toLowerCase()))
-        const handler = makeFrameHandler(definition, processor, name, runtime.emit)
+        const monitor = new FreshnessMonitor(runtime.settings.freshness)
+        status.streams = () => monitor.status(Date.now())
+        const handler = makeFrameHandler(definition, processor, name, runtime.emit, {
+          monitor,
+          onFresh: (channel, symbol, at) => gaps.streamFresh(channel as GapChannel, symbol, at)
+        })
+        let requestId = 0
+        /** Every second: a stream silent for far longer than its usual pace is resubscribed alone. */
+        const watchFreshness = (send: (message: string) => Effect.Effect<void>) =>
+          Effect.gen(function*() {
+            const now = yield* Clock.currentTimeMillis
+            for (const stale of monitor.check(now, status.lastMessageAt)) {
+              const channel = stale.channel as GapChannel
+              const stream = market.streamOf(channel, stale.symbol.toLowerCase())
+              yield* Effect.logWarning("stream stale while its socket is busy; resubscribing it alone").pipe(
+                Effect.annotateLogs({ feed: name, channel, symbol: stale.symbol, silentForMs: stale.silentForMs, limitMs: stale.limitMs })
+              )
+              yield* Metric.update(Metric.withAttributes(streamsStale, { feed: name, channel }), 1)
+              gaps.streamStale(channel, stale.symbol, stale.lastAt)
+              if (channel === "book") processor.books?.markStale(stale.symbol)
+              if (stream === undefined) continue
+              yield* send(JSON.stringify({ method: "UNSUBSCRIBE", params: [stream], id: ++requestId }))
+              yield* send(JSON.stringify({ method: "SUBSCRIBE", params: [stream], id: ++requestId }))
+            }
+          }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
         const spec: FeedSpec = {
           feed: name,
           venue: market.venue,
@@ -230,22 +257,25 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
           subscribeMessages: [],
           staleAfterMs: config.staleAfterMs,
           maxLifetimeMs: config.maxLifetimeMs,
-          openSession: Effect.gen(function*() {
-            const now = yield* Clock.currentTimeMillis
-            // A reconnect: what this connection carried is missing since its last frame.
-            if (status.reconnects > 0) {
-              gaps.connectionInterrupted({
-                cause: causeOfSessionEnd(status.lastCause),
-                since: status.lastMessageAt ?? status.connectedAt ?? now,
-                now,
-                symbols: group,
-                channels: feed.channels
-              })
-            }
-            // Deltas were missed while disconnected: every book of this connection starts over.
-            if (feed.channels.includes("book")) processor.books?.resetAll()
-            return { onFrames: handler }
-          })
+          openSession: (send) =>
+            Effect.gen(function*() {
+              const now = yield* Clock.currentTimeMillis
+              // A reconnect: what this connection carried is missing since its last frame.
+              if (status.reconnects > 0) {
+                gaps.connectionInterrupted({
+                  cause: causeOfSessionEnd(status.lastCause),
+                  since: status.lastMessageAt ?? status.connectedAt ?? now,
+                  now,
+                  symbols: group,
+                  channels: feed.channels
+                })
+              }
+              // Deltas were missed while disconnected: every book of this connection starts over.
+              if (feed.channels.includes("book")) processor.books?.resetAll()
+              monitor.restart(now)
+              yield* watchFreshness(send)
+              return { onFrames: handler }
+            })
         }
         yield* superviseFeed(spec, status).pipe(Effect.forkScoped)
       }
