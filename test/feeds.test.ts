@@ -7,7 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { backoffDelay, defaultBackoff } from "../src/feed/connection.ts"
 import { FakeBinance } from "./fake/binance.ts"
-import { eventually, freePort, getJson, postgresUrl, startService } from "./support/service.ts"
+import { postgresLayer } from "../src/storage/database.ts"
+import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
 const futures = ["SUSHIUSDT", "AKROUSDT"]
 
@@ -88,5 +89,32 @@ describe("feed supervision", () => {
       assert.isAtLeast(Date.now() - started, 2_500, "the ban and the rate limit were waited out")
       const depthCalls = fake.restCalls.filter((c) => c.startsWith("/fapi/v1/depth")).length
       assert.strictEqual(depthCalls, 4, "two refused, then one per symbol: no tight retry loop")
+    })), { timeout: 60_000 })
+})
+
+describe("connection rotation", () => {
+  it.live("rotates make-before-break: no gap, no resync, no trade lost or stored twice", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
+      const fake = yield* Effect.acquireRelease(Effect.promise(() => FakeBinance.start({ frameIntervalMs: 5 })), (f) => Effect.promise(() => f.close()))
+      // A lifetime of about 1.1 s instead of 23.5 h: several rotations during the recording.
+      const base = yield* serviceAgainst(fake, { BINANCE_FUTURES_MAX_CONNECTION_HOURS: "0.0003", LARGE_TRADE_THRESHOLD_DEFAULT: "1" })
+      yield* eventually("the recording played out", Effect.sync(() => (fake.finished("futures") ? true : undefined)), 30_000)
+      const feeds = yield* feedsOf(base)
+      for (const feed of feeds.values()) {
+        assert.isAtLeast(feed.rotations, 2, feed.feed)
+        assert.strictEqual(feed.reconnects, 0, feed.feed)
+      }
+      for (const book of feeds.get("binance-futures/public").books) assert.strictEqual(book.resyncs, 0)
+      assert.strictEqual(fake.restCalls.filter((c) => c.startsWith("/fapi/v1/depth")).length, futures.length, "one snapshot per symbol, ever")
+      const played = fake.played.filter((f) => f.stream.endsWith("@aggTrade") && futures.includes(String(f.data.s)))
+      const trades = yield* eventually("every trade stored", Effect.map(
+        getJson(`${base}/api/v1/exchange/large-trades?hours=1&limit=1000&only_liquidations=false&exchange=binance-futures`),
+        ({ body }) => (body.data.trades.filter((t: any) => !t.is_liquidation).length >= played.length ? body : undefined)
+      ))
+      const ids = trades.data.trades.filter((t: any) => !t.is_liquidation).map((t: any) => t.trade_id)
+      assert.sameMembers(ids, played.map((f) => String(f.data.a)))
+      const gaps = yield* getJson(`${base}/api/v1/exchange/gaps`)
+      assert.strictEqual(gaps.body.data.count, 0)
     })), { timeout: 60_000 })
 })

@@ -105,6 +105,8 @@ const health = Effect.gen(function*() {
     connected_for_ms: feed.connectedAt === null ? null : now - feed.connectedAt,
     messages: feed.messages,
     reconnects: feed.reconnects,
+    rotations: feed.rotations,
+    open_connections: feed.openSessions,
     last_error: feed.lastError,
     books: feed.books(),
     streams: feed.streams()

@@ -3,7 +3,7 @@
  * detect silence, rotate before the venue's connection lifetime, and on any
  * failure reconnect after a capped, jittered exponential backoff. Knows no venue.
  */
-import { Cause, Clock, Duration, Effect, Exit, Metric, Random, type Scope } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Metric, Random, type Scope } from "effect"
 import { Socket } from "effect/socket"
 import { FeedClosedError, FeedConnectError, type FeedError, FeedStaleError } from "../domain/errors.ts"
 import { feedConnected, feedMessages, feedReconnects } from "../observability/metrics.ts"
@@ -25,8 +25,14 @@ export interface FeedSpec<R = never> {
   readonly maxLifetimeMs: number
   /** Application-level keepalive for venues that need one (protocol pings are answered by `ws`). */
   readonly keepalive?: { readonly intervalMs: number; readonly message: string } | undefined
-  /** Called for every connection; `send` writes to that connection (subscriptions, resubscriptions). */
-  readonly openSession: (send: (message: string) => Effect.Effect<void>) => Effect.Effect<FeedSession, never, Scope.Scope | R>
+  /**
+   * Called for every connection; `send` writes to that connection (subscriptions,
+   * resubscriptions). `handover` is true when it replaces a live connection.
+   */
+  readonly openSession: (
+    send: (message: string) => Effect.Effect<void>,
+    context: { readonly handover: boolean }
+  ) => Effect.Effect<FeedSession, never, Scope.Scope | R>
 }
 
 export interface Backoff {
@@ -64,20 +70,33 @@ const toFeedError = (feed: string, opened: boolean) => (error: Socket.SocketErro
     : new FeedClosedError({ feed, detail })
 }
 
-/** One connection, from dial to close. Ends normally only for a planned rotation. */
-export const runSession = <R>(spec: FeedSpec<R>, status: FeedStatus) =>
+export interface SessionOptions {
+  /** This connection replaces a live one (make-before-break): nothing was missed, nothing starts over. */
+  readonly handover: boolean
+  /** Completed once the connection has delivered and handled its first frames. */
+  readonly ready: Deferred.Deferred<void>
+}
+
+/** One connection, from dial to close. Ends only by failing (or by interruption). */
+export const runSession = <R>(spec: FeedSpec<R>, status: FeedStatus, options: SessionOptions) =>
   Effect.gen(function*() {
-    status.state = "connecting"
+    if (!options.handover) status.state = "connecting"
     const socket = yield* Socket.makeWebSocket(spec.url, { openTimeout: Duration.seconds(10) })
     const pull = yield* Socket.readerString(socket).pipe(Effect.mapError(toFeedError(spec.feed, false)))
     const openedAt = yield* Clock.currentTimeMillis
     status.state = "connected"
     status.connectedAt = openedAt
+    status.openSessions++
     const connected = Metric.withAttributes(feedConnected, { feed: spec.feed })
     yield* Metric.update(connected, 1)
-    yield* Effect.addFinalizer(() => Metric.update(connected, 0))
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        status.openSessions--
+        return status.openSessions === 0 ? Metric.update(connected, 0) : Effect.void
+      })
+    )
     const writer = yield* socket.writer
-    const session = yield* spec.openSession((message) => Effect.ignore(writer.write(message)))
+    const session = yield* spec.openSession((message) => Effect.ignore(writer.write(message)), { handover: options.handover })
     for (const message of spec.subscribeMessages) {
       yield* writer.write(message).pipe(Effect.mapError(toFeedError(spec.feed, true)))
     }
@@ -94,63 +113,101 @@ export const runSession = <R>(spec: FeedSpec<R>, status: FeedStatus) =>
     const stale = Effect.suspend(() =>
       Effect.fail(new FeedStaleError({ feed: spec.feed, detail: "no frame within the stale limit", silentForMs: spec.staleAfterMs }))
     )
-    const readLoop = Effect.gen(function*() {
-      while (true) {
-        const frames = yield* pull.pipe(
-          Effect.mapError(toFeedError(spec.feed, true)),
-          Effect.timeoutOrElse({ duration: Duration.millis(spec.staleAfterMs), orElse: () => stale })
-        )
-        const receivedAt = yield* Clock.currentTimeMillis
-        status.lastMessageAt = receivedAt
-        status.messages += frames.length
-        yield* Metric.update(messages, frames.length)
-        yield* session.onFrames(frames, receivedAt)
-      }
-    })
-    // The lifetime timer wins only when the socket outlives the venue's limit: a planned rotation.
-    yield* Effect.raceFirst(readLoop, Effect.sleep(Duration.millis(spec.maxLifetimeMs)))
+    while (true) {
+      const frames = yield* pull.pipe(
+        Effect.mapError(toFeedError(spec.feed, true)),
+        Effect.timeoutOrElse({ duration: Duration.millis(spec.staleAfterMs), orElse: () => stale })
+      )
+      const receivedAt = yield* Clock.currentTimeMillis
+      status.lastMessageAt = receivedAt
+      status.messages += frames.length
+      yield* Metric.update(messages, frames.length)
+      yield* session.onFrames(frames, receivedAt)
+      yield* Deferred.succeed(options.ready, undefined)
+    }
   }).pipe(Effect.scoped)
+
+const describeFailure = (cause: Cause.Cause<unknown>): { readonly tag: string; readonly message: string } => {
+  const error = Cause.squash(cause)
+  const tag = typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : "defect"
+  const detail = typeof error === "object" && error !== null && "detail" in error ? String(error.detail) : undefined
+  const message = detail !== undefined
+    ? `${tag}: ${detail}`
+    : error instanceof Error
+    ? `${tag}: ${error.message}`
+    : Cause.pretty(cause)
+  return { tag, message }
+}
+
+/** How long a replacement connection may take to deliver before the rotation is abandoned (and retried). */
+const handoverTimeout = Duration.seconds(30)
 
 /**
  * Runs a feed forever. Typed failures and defects alike are recorded and followed
- * by a reconnect; only interruption (shutdown) ends it.
+ * by a reconnect after a backoff; only interruption (shutdown) ends it. Before
+ * the venue's connection lifetime runs out, the connection is rotated
+ * make-before-break: the replacement is opened and must deliver before the old
+ * one is closed, so a rotation loses nothing.
  */
 export const superviseFeed = <R>(spec: FeedSpec<R>, status: FeedStatus, backoff: Backoff = defaultBackoff) =>
   Effect.gen(function*() {
     let attempt = 0
+    const start = (handover: boolean) =>
+      Effect.gen(function*() {
+        const ready = yield* Deferred.make<void>()
+        const fiber = yield* Effect.forkChild(Effect.exit(runSession(spec, status, { handover, ready })))
+        return { fiber, ready }
+      })
     while (true) {
       const startedAt = yield* Clock.currentTimeMillis
-      const exit = yield* Effect.exit(runSession(spec, status))
+      let current = yield* start(false)
+      let exit: Exit.Exit<void, unknown>
+      // Serve from `current` until it fails; rotate it whenever its lifetime is up.
+      while (true) {
+        const outcome = yield* Effect.raceFirst(
+          Effect.map(Fiber.join(current.fiber), (exit) => ({ _tag: "ended" as const, exit })),
+          Effect.as(Effect.sleep(Duration.millis(spec.maxLifetimeMs)), { _tag: "rotate" as const })
+        )
+        if (outcome._tag === "ended") {
+          exit = outcome.exit
+          break
+        }
+        const next = yield* start(true)
+        const delivered = yield* Deferred.await(next.ready).pipe(
+          Effect.raceFirst(Effect.flatMap(Fiber.join(next.fiber), () => Effect.fail("ended" as const))),
+          Effect.timeoutOrElse({ duration: handoverTimeout, orElse: () => Effect.fail("timeout" as const) }),
+          Effect.as(true),
+          Effect.catch(() => Effect.succeed(false))
+        )
+        if (!delivered) {
+          // The old connection keeps serving; the next lifetime tick tries again.
+          yield* Fiber.interrupt(next.fiber)
+          yield* Effect.logWarning("connection rotation failed; keeping the current connection").pipe(
+            Effect.annotateLogs({ feed: spec.feed })
+          )
+          continue
+        }
+        yield* Fiber.interrupt(current.fiber)
+        current = next
+        status.rotations++
+        yield* Metric.update(Metric.withAttributes(feedReconnects, { feed: spec.feed, cause: "rotation" }), 1)
+      }
       const endedAt = yield* Clock.currentTimeMillis
       status.state = "backoff"
       status.connectedAt = null
       status.reconnects++
-      let cause: string
-      if (Exit.isSuccess(exit)) {
-        cause = "rotation"
-        status.lastError = "planned rotation before the venue's connection lifetime"
-        attempt = 0
-      } else {
-        if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
-        const error = Cause.squash(exit.cause)
-        cause = typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : "defect"
-        const detail = typeof error === "object" && error !== null && "detail" in error ? String(error.detail) : undefined
-        status.lastError = detail !== undefined
-          ? `${cause}: ${detail}`
-          : error instanceof Error
-          ? `${cause}: ${error.message}`
-          : Cause.pretty(exit.cause)
-        if (endedAt - startedAt >= backoff.resetAfterMs) attempt = 0
-        yield* Effect.logWarning("feed disconnected").pipe(
-          Effect.annotateLogs({ feed: spec.feed, cause, error: status.lastError })
-        )
-      }
-      status.lastCause = cause
-      yield* Metric.update(Metric.withAttributes(feedReconnects, { feed: spec.feed, cause }), 1)
-      if (cause !== "rotation") {
-        const delay = backoffDelay(backoff, attempt++, yield* Random.next)
-        yield* Effect.sleep(Duration.millis(delay))
-      }
+      if (Exit.isSuccess(exit)) continue
+      if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
+      const failure = describeFailure(exit.cause)
+      status.lastError = failure.message
+      status.lastCause = failure.tag
+      if (endedAt - startedAt >= backoff.resetAfterMs) attempt = 0
+      yield* Effect.logWarning("feed disconnected").pipe(
+        Effect.annotateLogs({ feed: spec.feed, cause: failure.tag, error: failure.message })
+      )
+      yield* Metric.update(Metric.withAttributes(feedReconnects, { feed: spec.feed, cause: failure.tag }), 1)
+      const delay = backoffDelay(backoff, attempt++, yield* Random.next)
+      yield* Effect.sleep(Duration.millis(delay))
     }
   }).pipe(Effect.ensuring(Effect.sync(() => {
     status.state = "stopped"

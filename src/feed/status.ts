@@ -16,6 +16,10 @@ export interface FeedStatus {
   lastMessageAt: number | null
   messages: number
   reconnects: number
+  /** Planned make-before-break rotations (not counted as reconnects: nothing is lost). */
+  rotations: number
+  /** Connections open right now: two during a rotation's overlap. */
+  openSessions: number
   lastError: string | null
   /** Tag of the error that ended the previous session ("rotation" for a planned one). */
   lastCause: string | null
@@ -51,6 +55,8 @@ export class FeedRegistry extends Context.Service<FeedRegistry, {
           lastMessageAt: null,
           messages: 0,
           reconnects: 0,
+          rotations: 0,
+          openSessions: 0,
           lastError: null,
           lastCause: null,
           books: () => [],

@@ -257,9 +257,13 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
           subscribeMessages: [],
           staleAfterMs: config.staleAfterMs,
           maxLifetimeMs: config.maxLifetimeMs,
-          openSession: (send) =>
+          openSession: (send, { handover }) =>
             Effect.gen(function*() {
               const now = yield* Clock.currentTimeMillis
+              yield* watchFreshness(send)
+              // A make-before-break rotation: the old connection is still delivering; overlapping
+              // frames are dropped by the trade and book sequence checks. Nothing to repair or resync.
+              if (handover) return { onFrames: handler }
               // A reconnect: what this connection carried is missing since its last frame.
               if (status.reconnects > 0) {
                 gaps.connectionInterrupted({
@@ -273,7 +277,6 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
               // Deltas were missed while disconnected: every book of this connection starts over.
               if (feed.channels.includes("book")) processor.books?.resetAll()
               monitor.restart(now)
-              yield* watchFreshness(send)
               return { onFrames: handler }
             })
         }
