@@ -163,3 +163,47 @@ describe("book state machine", () => {
     assert.strictEqual(rows.length, 2)
   })
 })
+
+describe("book audit against a REST snapshot", () => {
+  const delta = (first: number, last: number, bids: Array<[number, number]>, asks: Array<[number, number]> = []): BookDelta => ({
+    kind: "book_delta", venue: "v", symbol: "A", firstSequence: first, lastSequence: last, bids, asks, timestamp: last
+  })
+  const snapshotAt = (sequence: number, bids: Array<[number, number]>, asks: Array<[number, number]>) => ({
+    kind: "book_snapshot" as const, venue: "v", symbol: "A", sequence, bids, asks, timestamp: sequence
+  })
+  const live = () => {
+    const resyncs: Array<string> = []
+    const sync = new BookSync({
+      venue: "v", rule: spotRule, depth: 10, snapshotIntervalMs: 1000, maxBuffered: 100,
+      requestSnapshot: () => undefined, onResync: (_s, reason) => resyncs.push(reason)
+    })
+    sync.onDelta(delta(1, 1, []))
+    sync.onSnapshot(snapshotAt(1, [[100, 1], [99, 2], [98, 3]], [[101, 1], [102, 2]]))
+    sync.onDelta(delta(2, 2, [[99, 5]]))
+    sync.onDelta(delta(3, 4, [[97, 1]], [[103, 4]]))
+    return { sync, resyncs }
+  }
+
+  it("matches a snapshot taken at an earlier update id, ignoring levels moved since", () => {
+    const { sync, resyncs } = live()
+    // The venue's book at update 2: the later diff (3..4) moved 97 and 103, which are not compared.
+    const result = sync.audit(snapshotAt(2, [[100, 1], [99, 5], [98, 3]], [[101, 1], [102, 2]]), 10)
+    assert.strictEqual(result.outcome, "ok")
+    assert.strictEqual(result.compared, 5)
+    assert.deepStrictEqual(resyncs, [])
+  })
+
+  it("a level that differs where no later diff touched it is a divergence: the book resyncs", () => {
+    const { sync, resyncs } = live()
+    const result = sync.audit(snapshotAt(2, [[100, 1], [99, 5], [98, 4]], [[101, 1], [102, 2]]), 10)
+    assert.strictEqual(result.outcome, "diverged")
+    assert.strictEqual(result.mismatched, 1)
+    assert.deepStrictEqual(resyncs, ["REST audit divergence"])
+    assert.strictEqual(sync.stateOf("A"), "resyncing")
+  })
+
+  it("skips when the snapshot is ahead of the local book", () => {
+    const { sync } = live()
+    assert.strictEqual(sync.audit(snapshotAt(9, [[100, 1]], [[101, 1]]), 10).outcome, "skipped")
+  })
+})

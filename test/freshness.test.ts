@@ -80,3 +80,35 @@ describe("stale symbol on a busy socket", () => {
       assert.match(metrics, /streams_stale_total\{[^}]*channel="book"[^}]*\} 1/)
     })), { timeout: 60_000 })
 })
+
+describe("periodic book audit", () => {
+  it.live("catches a corrupted diff the sequence checks cannot see, and resyncs that book", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
+      const fake = yield* Effect.acquireRelease(Effect.promise(() => FakeBinance.start({ frameIntervalMs: 5 })), (f) => Effect.promise(() => f.close()))
+      const port = freePort()
+      yield* startService({
+        DATABASE_URL: postgresUrl,
+        PORT: String(port),
+        HOST: "127.0.0.1",
+        EXCHANGES: "binance-futures",
+        BINANCE_FUTURES_SYMBOLS: "SUSHIUSDT,CTKUSDT",
+        BINANCE_FUTURES_WS_URL: fake.wsUrl,
+        BINANCE_FUTURES_REST_URL: fake.httpUrl,
+        BOOK_AUDIT_INTERVAL_SECONDS: "0.5"
+      })
+      const base = `http://127.0.0.1:${port}`
+      const metrics = Effect.promise(() => fetch(`${base}/metrics`).then((r) => r.text()))
+      yield* eventually("clean audits", Effect.map(metrics, (text) => (/book_audits_total\{[^}]*outcome="ok"[^}]*\} ([3-9]|\d\d)/.test(text) ? true : undefined)))
+      assert.notMatch(yield* metrics, /outcome="diverged"/)
+      fake.corruptNext("sushiusdt@depth@100ms")
+      const text = yield* eventually("the divergence caught", Effect.map(metrics, (text) => (/outcome="diverged"/.test(text) ? text : undefined)), 15_000)
+      assert.match(text, /book_audit_mismatched_levels\{[^}]*symbol="SUSHIUSDT"[^}]*\} [1-9]/)
+      const gap = yield* eventually("a checksum gap, closed once the book is live again", Effect.map(getJson(`${base}/api/v1/exchange/gaps?channel=book`), ({ body }) =>
+        body.data.gaps.find((g: any) => g.symbol === "SUSHIUSDT" && g.cause === "checksum" && g.end !== null)), 15_000)
+      assert.strictEqual(gap.metadata.reason, "REST audit divergence")
+      const { body } = yield* getJson(`${base}/health`)
+      const books = body.feeds.find((f: any) => f.feed === "binance-futures/public").books
+      assert.strictEqual(books.find((b: any) => b.symbol === "CTKUSDT").resyncs, 0)
+    })), { timeout: 60_000 })
+})

@@ -34,6 +34,18 @@ export interface BookSyncOptions {
   readonly onLive?: ((symbol: string, at: number) => void) | undefined
 }
 
+export interface AuditResult {
+  readonly symbol: string
+  /** ok: every comparable level matches; diverged: some do not (the book resyncs); skipped: not comparable now. */
+  readonly outcome: "ok" | "diverged" | "skipped"
+  readonly compared: number
+  readonly mismatched: number
+  readonly detail: string
+}
+
+/** How many applied deltas each book remembers, so an audit can tell which levels moved after a snapshot. */
+const recentDeltas = 256
+
 class SymbolBook {
   state: BookState = "initialising"
   readonly book = new OrderBook()
@@ -42,6 +54,7 @@ class SymbolBook {
   lastApplied: BookDelta | undefined = undefined
   lastEventTime = 0
   lastStoredSequence = -1
+  readonly recent: Array<BookDelta> = []
   nextDueAt = 0
   resyncs = 0
   readonly symbol: string
@@ -136,6 +149,8 @@ export class BookSync {
       return
     }
     entry.book.apply(delta.bids, delta.asks)
+    entry.recent.push(delta)
+    if (entry.recent.length > recentDeltas) entry.recent.shift()
     entry.lastApplied = delta
     entry.lastEventTime = delta.timestamp
     if (entry.state !== "live") {
@@ -147,11 +162,67 @@ export class BookSync {
 
   private resync(entry: SymbolBook, reason: string, pending: BookDelta | undefined): void {
     entry.state = "resyncing"
+    entry.recent.length = 0
     entry.resyncs++
     entry.lastApplied = undefined
     entry.buffer = pending === undefined ? [] : [pending]
     this.options.onResync?.(entry.symbol, reason, entry.lastEventTime)
     this.options.requestSnapshot(entry.symbol, reason)
+  }
+
+  /**
+   * Compares a live book with a REST snapshot of the venue's book at update id L.
+   * Our book is usually a few diffs past L; the levels those diffs touched may
+   * rightly differ, so only the untouched top levels are compared, exactly.
+   * Any mismatch means the book is corrupt: it resyncs.
+   */
+  audit(snapshot: BookSnapshot, depth: number): AuditResult {
+    const entry = this.books.get(snapshot.symbol)
+    const skipped = (detail: string): AuditResult => ({ symbol: snapshot.symbol, outcome: "skipped", compared: 0, mismatched: 0, detail })
+    if (entry === undefined || entry.state !== "live" || entry.lastApplied === undefined) return skipped("book not live")
+    const local = entry.lastApplied.lastSequence
+    if (local < snapshot.sequence) return skipped("snapshot is ahead of the local book")
+    const since = entry.recent.filter((d) => d.lastSequence > snapshot.sequence)
+    const oldest = since[0]
+    if (since.length === entry.recent.length && oldest !== undefined && oldest.firstSequence > snapshot.sequence + 1) {
+      return skipped("snapshot older than the remembered diffs")
+    }
+    const moved = { bids: new Set<number>(), asks: new Set<number>() }
+    for (const delta of since) {
+      for (const [price] of delta.bids) moved.bids.add(price)
+      for (const [price] of delta.asks) moved.asks.add(price)
+    }
+    let compared = 0
+    let mismatched = 0
+    const examples: Array<string> = []
+    for (const [name, theirs, ours, touched] of [
+      ["bid", snapshot.bids, entry.book.bids.top(depth * 4), moved.bids],
+      ["ask", snapshot.asks, entry.book.asks.top(depth * 4), moved.asks]
+    ] as const) {
+      const mine = new Map(ours)
+      const venue = new Map(theirs.slice(0, depth))
+      // Compare within the price range both sides cover, on levels no later diff touched.
+      const boundary = theirs.slice(0, depth).at(-1)?.[0]
+      if (boundary === undefined) continue
+      const inRange = (price: number) => (name === "bid" ? price >= boundary : price <= boundary)
+      const prices = new Set([...venue.keys(), ...[...mine.keys()].filter(inRange)])
+      for (const price of prices) {
+        if (touched.has(price)) continue
+        compared++
+        if (venue.get(price) !== mine.get(price)) {
+          mismatched++
+          if (examples.length < 3) examples.push(`${name} ${price}: venue ${venue.get(price) ?? "none"}, ours ${mine.get(price) ?? "none"}`)
+        }
+      }
+    }
+    if (mismatched > 0) this.resync(entry, "REST audit divergence", undefined)
+    return {
+      symbol: snapshot.symbol,
+      outcome: mismatched > 0 ? "diverged" : "ok",
+      compared,
+      mismatched,
+      detail: mismatched > 0 ? examples.join("; ") : `snapshot ${snapshot.sequence}, local ${local}, ${since.length} diffs since`
+    }
   }
 
   /** The symbol's diffs stopped arriving: its book is no longer trusted; the next diff starts a fresh sync. */
@@ -210,6 +281,10 @@ export class BookSync {
       askLevels: entry.book.asks.depth,
       resyncs: entry.resyncs
     }))
+  }
+
+  liveSymbols(): Array<string> {
+    return [...this.books.values()].filter((entry) => entry.state === "live").map((entry) => entry.symbol)
   }
 
   /** Read-only view for tests and audits. */

@@ -159,7 +159,8 @@ export const makeGapTracker = (options: GapTrackerOptions): Effect.Effect<GapTra
           }
         }
       },
-      bookResync: (symbol, reason, lastGoodAt) => openBookGap(symbol, "sequence_gap", lastGoodAt, reason),
+      bookResync: (symbol, reason, lastGoodAt) =>
+        openBookGap(symbol, reason.includes("audit") ? "checksum" : "sequence_gap", lastGoodAt, reason),
       bookLive: (symbol, at) => {
         const gap = openBookGaps.get(symbol)
         if (gap === undefined) return

@@ -29,6 +29,13 @@ export const bookResyncs = Metric.counter("book_resyncs_total", {
   description: "Order-book resynchronisations, per venue and cause",
   incremental: true
 })
+export const bookAudits = Metric.counter("book_audits_total", {
+  description: "Periodic comparisons of a live book with a REST snapshot, per venue and outcome (ok, diverged, skipped)",
+  incremental: true
+})
+export const bookAuditMismatched = Metric.gauge("book_audit_mismatched_levels", {
+  description: "Levels that differed from the venue's snapshot at the last audit, per venue and symbol"
+})
 export const tradesUnvalued = Metric.counter("trades_unvalued_total", {
   description: "Trades whose quote currency had no live USD rate, or whose instrument was unknown",
   incremental: true

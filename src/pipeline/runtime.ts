@@ -23,9 +23,11 @@ export interface PipelineSettings {
   readonly openInterestIntervalMs: number
   readonly thresholds: LargeTradeThresholds
   readonly freshness: FreshnessOptions
+  readonly bookAuditIntervalMs: number
 }
 
 export const PipelineSettings = Config.all({
+  bookAuditIntervalMs: Config.Number("BOOK_AUDIT_INTERVAL_SECONDS").pipe(Config.withDefault(600), Config.map((s) => s * 1000)),
   freshness: Config.all({
     minSamples: Config.Int("FRESHNESS_MIN_SAMPLES").pipe(Config.withDefault(defaultFreshness.minSamples)),
     factor: Config.Number("FRESHNESS_FACTOR").pipe(Config.withDefault(defaultFreshness.factor)),
@@ -62,7 +64,8 @@ export const defaultPipelineSettings: PipelineSettings = {
   fundingSampleMs: 60_000,
   openInterestIntervalMs: 60_000,
   thresholds: { byAsset: { BTC: 100_000, ETH: 50_000 }, otherAssets: 20_000 },
-  freshness: defaultFreshness
+  freshness: defaultFreshness,
+  bookAuditIntervalMs: 600_000
 }
 
 export interface VenueRuntime {

@@ -123,6 +123,7 @@ export class FakeBinance {
   private readonly failures: Array<{ readonly path: string; readonly status: number; readonly retryAfter?: number }> = []
   private readonly losses: Array<{ stream: string; count: number; after: number }> = []
   private readonly silenced = new Set<string>()
+  private readonly corruptions: Array<string> = []
   /** SUBSCRIBE / UNSUBSCRIBE requests received from clients. */
   readonly controlMessages: Array<{ readonly method: string; readonly params: ReadonlyArray<string> }> = []
   private readonly markets: Record<Market, MarketData>
@@ -170,6 +171,15 @@ export class FakeBinance {
   /** After `after` more frames of `stream`, the next `count` are lost in transit (still in the REST history). */
   loseNext(stream: string, count: number, after = 0): void {
     this.losses.push({ stream, count, after })
+  }
+
+  /**
+   * The next diff of `stream` carries a phantom bid level (half a tick under its
+   * best bid) the venue's own book never had: the sequence stays intact, so only
+   * a comparison with a REST snapshot can notice.
+   */
+  corruptNext(stream: string): void {
+    this.corruptions.push(stream)
   }
 
   /** Stops delivering one stream on every connection (the socket stays busy with the others) until it is subscribed again. */
@@ -329,6 +339,15 @@ export class FakeBinance {
       if (book !== undefined) applyToTrueBook(book, frame.data)
     }
     this.played.push({ market, stream: frame.stream, data: shifted, synthetic: false })
+    const corrupt = this.corruptions.indexOf(frame.stream)
+    let delivered = shifted
+    if (corrupt >= 0 && frame.stream.includes("@depth")) {
+      this.corruptions.splice(corrupt, 1)
+      const book = data.books.get(frame.data.s as string)!
+      const best = Math.max(...[...book.bids.keys()].map(Number))
+      const bids = [...(shifted.b as Array<[string, string]>), [String(best - 0.00005), "123"]]
+      delivered = { ...shifted, b: bids }
+    }
     const loss = this.losses.find((l) => l.stream === frame.stream && l.count > 0)
     if (loss !== undefined && loss.after > 0) loss.after--
     else if (loss !== undefined) {
@@ -337,8 +356,8 @@ export class FakeBinance {
     } else {
       for (const { ws, streams } of data.subscribers) {
         if (!streams.has(frame.stream) || this.silenced.has(frame.stream) || ws.readyState !== ws.OPEN) continue
-        this.sent.push({ market, stream: frame.stream, data: shifted, synthetic: false })
-        ws.send(JSON.stringify({ stream: frame.stream, data: shifted }))
+        this.sent.push({ market, stream: frame.stream, data: delivered, synthetic: false })
+        ws.send(JSON.stringify({ stream: frame.stream, data: delivered }))
       }
     }
     this.later(this.options.frameIntervalMs, () => this.pump(market))

@@ -14,7 +14,7 @@ import { RowBatch } from "../../domain/rows.ts"
 import type { NormalizedRecord } from "../../domain/records.ts"
 import { countResync, makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
-import { streamsStale, tradesUnvalued } from "../../observability/metrics.ts"
+import { bookAuditMismatched, bookAudits, streamsStale, tradesUnvalued } from "../../observability/metrics.ts"
 import type { VenueDefinition } from "../venue.ts"
 import { causeOfSessionEnd, makeGapTracker } from "../../gaps/tracker.ts"
 import { GapLedger, type GapChannel } from "../../gaps/ledger.ts"
@@ -283,6 +283,31 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
         yield* superviseFeed(spec, status).pipe(Effect.forkScoped)
       }
     }
+
+    // Every book is checked against the venue's own snapshot now and then; a diverged book resyncs.
+    const auditLimit = 100
+    const audit = Effect.gen(function*() {
+      for (const symbol of processor.books?.liveSymbols() ?? []) {
+        const snapshot = yield* fetchDecoded(
+          gate,
+          `${rest}${market.restPrefix}/depth?symbol=${symbol}&limit=${auditLimit}`,
+          market.depthWeight(auditLimit),
+          decodeDepthSnapshot
+        )
+        const now = yield* Clock.currentTimeMillis
+        const result = processor.books!.audit(snapshotRecord(market.venue, symbol, snapshot, now), runtime.settings.bookDepth)
+        yield* Metric.update(Metric.withAttributes(bookAudits, { venue: market.venue, outcome: result.outcome }), 1)
+        if (result.outcome !== "skipped") {
+          yield* Metric.update(Metric.withAttributes(bookAuditMismatched, { venue: market.venue, symbol }), result.mismatched)
+        }
+        if (result.outcome === "diverged") {
+          yield* Effect.logWarning("order book diverged from the venue's snapshot; resyncing").pipe(
+            Effect.annotateLogs({ venue: market.venue, symbol, mismatched: result.mismatched, compared: result.compared, detail: result.detail })
+          )
+        }
+      }
+    }).pipe(Effect.catch((error) => Effect.logWarning("book audit failed").pipe(Effect.annotateLogs({ venue: market.venue, error: error._tag }))))
+    yield* audit.pipe(Effect.delay(Duration.millis(runtime.settings.bookAuditIntervalMs)), Effect.forever, Effect.forkScoped)
 
     // Quiet books still get their periodic rows.
     yield* Effect.gen(function*() {
