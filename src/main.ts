@@ -5,7 +5,7 @@
  */
 import { NodeHttpClient, NodeRuntime, NodeWS } from "@effect/platform-node"
 import { existsSync, readFileSync } from "node:fs"
-import { ConfigProvider, Effect, Layer, Metric } from "effect"
+import { Config, ConfigProvider, Effect, Layer, Metric, References, Schema } from "effect"
 import { ApiServerLive } from "./api/server.ts"
 import { CollectorsLive } from "./collectors.ts"
 import { FeedRegistry } from "./feed/status.ts"
@@ -21,11 +21,20 @@ const StartupLog = Layer.effectDiscard(
   })
 )
 
+/** LOG_LEVEL (default Info): Warn keeps only problems, Debug shows every decision. */
+const LogLevelLive = Layer.unwrap(Effect.gen(function*() {
+  const level = yield* Config.schema(Schema.Literals(["All", "Fatal", "Error", "Warn", "Info", "Debug", "Trace", "None"]), "LOG_LEVEL").pipe(
+    Config.withDefault("Info" as const)
+  )
+  return Layer.succeed(References.MinimumLogLevel, level)
+}))
+
 export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog).pipe(
   Layer.provideMerge(Layer.merge(Writer.layer, GapLedger.layer)),
   Layer.provideMerge(DatabaseLive),
   Layer.provide([FeedRegistry.layer, NodeWS.layerWebSocketConstructor, NodeHttpClient.layerUndici]),
-  Layer.provide(Metric.enableRuntimeMetricsLayer)
+  Layer.provide(Metric.enableRuntimeMetricsLayer),
+  Layer.provide(LogLevelLive)
 )
 
 /**

@@ -3,7 +3,7 @@
  * OpenAPI document. Every answer is JSON in the contract's envelope; a bad
  * parameter is a 400 naming it, a database outage a 503, never a hang.
  */
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Config, Duration, Effect, Layer, Metric } from "effect"
 import { HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -20,6 +20,28 @@ import { BadParameter, parseQuery, type ParamName, type Parsed } from "./params.
 import { failure, raw, success } from "./respond.ts"
 
 const queryTimeout = Duration.seconds(10)
+
+/**
+ * Requests Node's parser rejects before any handler runs (a URL or headers over
+ * its 16 KB limit, bytes that are not HTTP) would get a bare status line with no
+ * body; answer them in the contract's error envelope instead.
+ */
+const answerMalformedRequests = (server: Server) =>
+  server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy()
+    const tooLarge = error.code === "HPE_HEADER_OVERFLOW"
+    const body = JSON.stringify({
+      success: false,
+      error: {
+        code: "INVALID_PARAMETER",
+        message: tooLarge ? "the request line and headers exceed 16 KB: shorten the query string" : `malformed HTTP request (${error.code ?? "parse error"})`
+      },
+      timestamp: new Date().toISOString()
+    })
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+    )
+  })
 
 class DatabaseUnavailable {
   readonly _tag = "DatabaseUnavailable"
@@ -183,6 +205,6 @@ export const ApiServerLive = Layer.unwrap(Effect.gen(function*() {
   const host = yield* Config.String("HOST").pipe(Config.withDefault("0.0.0.0"))
   return HttpServer.serve(app).pipe(
     HttpServer.withLogAddress,
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host }))
+    Layer.provideMerge(NodeHttpServer.layer(() => answerMalformedRequests(createServer()), { port, host }))
   )
 }))

@@ -106,8 +106,8 @@ const shiftTimes = (data: Record<string, unknown>, offset: number): Record<strin
 }
 
 export interface FakeBinanceOptions {
-  /** Milliseconds between replayed frames on one connection. */
-  readonly frameIntervalMs?: number
+  /** Milliseconds between frames of a market's timeline (one number for both, or per market). */
+  readonly frameIntervalMs?: number | { readonly spot: number; readonly futures: number }
   /** Synthesized markPrice frames per symbol on /market, this often. */
   readonly markPriceIntervalMs?: number
 }
@@ -124,24 +124,36 @@ export class FakeBinance {
   private readonly losses: Array<{ stream: string; count: number; after: number }> = []
   private readonly silenced = new Set<string>()
   private readonly corruptions: Array<string> = []
+  private readonly duplicates: Array<string> = []
+  private readonly renames: Array<{ readonly stream: string; readonly from: string; readonly to: string }> = []
+  private readonly reorders = new Map<string, { held: Record<string, unknown> | undefined }>()
+  private paused = false
+  private restDelayMs = 0
   /** SUBSCRIBE / UNSUBSCRIBE requests received from clients. */
   readonly controlMessages: Array<{ readonly method: string; readonly params: ReadonlyArray<string> }> = []
   private readonly markets: Record<Market, MarketData>
   private readonly server: Server
   private readonly wss: WebSocketServer
-  private readonly options: Required<FakeBinanceOptions>
+  private readonly options: { readonly frameIntervalMs: Record<Market, number>; readonly markPriceIntervalMs: number }
   private timers = new Set<NodeJS.Timeout>()
   port = 0
 
   private constructor(options: FakeBinanceOptions) {
-    this.options = { frameIntervalMs: options.frameIntervalMs ?? 2, markPriceIntervalMs: options.markPriceIntervalMs ?? 250 }
+    const interval = options.frameIntervalMs ?? 2
+    this.options = {
+      frameIntervalMs: typeof interval === "number" ? { spot: interval, futures: interval } : interval,
+      markPriceIntervalMs: options.markPriceIntervalMs ?? 250
+    }
     this.markets = { spot: load("BINANCE"), futures: load("BINANCE_FUTURES") }
     const now = Date.now()
     for (const market of Object.values(this.markets)) {
       const first = market.recording.frames[0]!.receivedAt!
       market.offset = Math.round(now - first)
     }
-    this.server = createServer((req, res) => this.rest(req, res))
+    this.server = createServer((req, res) => {
+      if (this.restDelayMs > 0) this.later(this.restDelayMs, () => this.rest(req, res))
+      else this.rest(req, res)
+    })
     this.wss = new WebSocketServer({ noServer: true })
     this.server.on("upgrade", (req, socket, head) => {
       this.wss.handleUpgrade(req, socket, head, (ws) => this.stream(ws, req))
@@ -180,6 +192,40 @@ export class FakeBinance {
    */
   corruptNext(stream: string): void {
     this.corruptions.push(stream)
+  }
+
+  /** The next frame of `stream` arrives with field `from` renamed to `to` (a format change the decoder must survive). */
+  renameNext(stream: string, from: string, to: string): void {
+    this.renames.push({ stream, from, to })
+  }
+
+  /** The next frame of `stream` is delivered twice. */
+  duplicateNext(stream: string): void {
+    this.duplicates.push(stream)
+  }
+
+  /** The next two frames of `stream` are delivered in swapped order. */
+  reorderNext(stream: string): void {
+    this.reorders.set(stream, { held: undefined })
+  }
+
+  /** Every connection stays open but nothing is delivered (the timeline moves on) until `resume`. */
+  pause(): void {
+    this.paused = true
+  }
+
+  resume(): void {
+    this.paused = false
+  }
+
+  /** Sends a raw text frame on every open connection of a market: malformed, unknown or renamed content. */
+  inject(market: Market, text: string): void {
+    for (const { ws } of this.markets[market].subscribers) if (ws.readyState === ws.OPEN) ws.send(text)
+  }
+
+  /** Every REST answer waits this long. */
+  delayRest(ms: number): void {
+    this.restDelayMs = ms
   }
 
   /** Stops delivering one stream on every connection (the socket stays busy with the others) until it is subscribed again. */
@@ -323,7 +369,7 @@ export class FakeBinance {
     })
     if (!data.started) {
       data.started = true
-      this.later(this.options.frameIntervalMs, () => this.pump(market))
+      this.later(this.options.frameIntervalMs[market], () => this.pump(market))
     }
     if (url.pathname === "/market/stream") this.synthesize(ws, streams, data)
   }
@@ -333,12 +379,18 @@ export class FakeBinance {
     const data = this.markets[market]
     const frame = data.frames[data.position++]
     if (frame === undefined) return
-    const shifted = shiftTimes(frame.data, data.offset)
+    let shifted = shiftTimes(frame.data, data.offset)
     if (frame.stream.includes("@depth")) {
       const book = data.books.get(frame.data.s as string)
       if (book !== undefined) applyToTrueBook(book, frame.data)
     }
     this.played.push({ market, stream: frame.stream, data: shifted, synthetic: false })
+    const rename = this.renames.findIndex((r) => r.stream === frame.stream)
+    if (rename >= 0) {
+      const { from, to } = this.renames.splice(rename, 1)[0]!
+      const { [from]: value, ...rest } = shifted
+      shifted = { ...rest, [to]: value }
+    }
     const corrupt = this.corruptions.indexOf(frame.stream)
     let delivered = shifted
     if (corrupt >= 0 && frame.stream.includes("@depth")) {
@@ -354,13 +406,30 @@ export class FakeBinance {
       loss.count--
       this.lost.push({ market, stream: frame.stream, data: shifted, synthetic: false })
     } else {
-      for (const { ws, streams } of data.subscribers) {
-        if (!streams.has(frame.stream) || this.silenced.has(frame.stream) || ws.readyState !== ws.OPEN) continue
-        this.sent.push({ market, stream: frame.stream, data: delivered, synthetic: false })
-        ws.send(JSON.stringify({ stream: frame.stream, data: delivered }))
+      const send = (payload: Record<string, unknown>) => {
+        for (const { ws, streams } of data.subscribers) {
+          if (this.paused || !streams.has(frame.stream) || this.silenced.has(frame.stream) || ws.readyState !== ws.OPEN) continue
+          this.sent.push({ market, stream: frame.stream, data: payload, synthetic: false })
+          ws.send(JSON.stringify({ stream: frame.stream, data: payload }))
+        }
+      }
+      const reorder = this.reorders.get(frame.stream)
+      if (reorder !== undefined && reorder.held === undefined) {
+        reorder.held = delivered
+      } else {
+        send(delivered)
+        if (reorder !== undefined && reorder.held !== undefined) {
+          this.reorders.delete(frame.stream)
+          send(reorder.held)
+        }
+        const duplicate = this.duplicates.indexOf(frame.stream)
+        if (duplicate >= 0) {
+          this.duplicates.splice(duplicate, 1)
+          send(delivered)
+        }
       }
     }
-    this.later(this.options.frameIntervalMs, () => this.pump(market))
+    this.later(this.options.frameIntervalMs[market], () => this.pump(market))
   }
 
   /** True once a market's recording has been played out. */
@@ -372,6 +441,7 @@ export class FakeBinance {
   private synthesize(ws: WebSocket, streams: ReadonlySet<string>, data: MarketData): void {
     const symbols = [...data.mids.keys()]
     const send = (stream: string, payload: Record<string, unknown>) => {
+      if (this.paused) return
       this.sent.push({ market: "futures", stream, data: payload, synthetic: true })
       ws.send(JSON.stringify({ stream, data: payload }))
     }

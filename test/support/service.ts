@@ -2,15 +2,17 @@
 import { ConfigProvider, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { AppLive } from "../../src/main.ts"
+import { runMigrations } from "../../src/storage/migrations.ts"
 
 export const postgresUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 
 export const startService = (env: Record<string, string>) =>
   Layer.build(AppLive.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))))
 
-export const truncateAll = SqlClient.SqlClient.use((sql) =>
+/** Empties every table; migrates first, so a test file may run first on a brand-new database. */
+export const truncateAll = Effect.andThen(runMigrations(), SqlClient.SqlClient.use((sql) =>
   sql`TRUNCATE large_trades, funding_rates, open_interest, exchange_orderbooks, data_gaps, feed_cursors`.pipe(Effect.asVoid)
-)
+))
 
 export const getJson = (url: string) =>
   Effect.promise(async () => {
