@@ -34,6 +34,21 @@ describe("USD notional", () => {
     assert.strictEqual(value.quoteUsdSource, "reference:BTC")
   })
 
+  it("EUR and GBP quotes: converted at a live cross rate from the same asset's USD price", () => {
+    const local = new ReferencePrices()
+    // Coinbase BTC-USD at 60,000 and BTC-EUR at 55,000 make 1 EUR = 60,000 / 55,000 USD.
+    local.observe(instrument("BTC-USD", "BTC", "USD"), 60_000, t)
+    local.observe(instrument("BTC-EUR", "BTC", "EUR"), 55_000, t + 10)
+    const eur = usdNotional(instrument("ETH-EUR", "ETH", "EUR"), 2_000, 3, t + 20, local)!
+    assert.closeTo(eur.usd, 2_000 * 3 * (60_000 / 55_000), 1e-6)
+    assert.strictEqual(eur.quoteUsdSource, "reference:EUR")
+    local.observe(instrument("BTC-GBP", "BTC", "GBP"), 48_000, t + 30)
+    const gbp = usdNotional(instrument("BTC-GBP", "BTC", "GBP"), 48_000, 0.5, t + 40, local)!
+    assert.closeTo(gbp.usd, 0.5 * 60_000, 1e-6)
+    // No GBP cross seen: unconverted, not USD.
+    assert.isUndefined(usdNotional(instrument("ETH-CHF", "ETH", "CHF"), 2_000, 1, t, local))
+  })
+
   it("a quote with no live USD rate is not valued (never silently taken as USD)", () => {
     assert.isUndefined(usdNotional(instrument("BTCEUR", "BTC", "EUR"), 50_000, 1, t, prices))
     const stale = new ReferencePrices(60_000)

@@ -15,6 +15,12 @@ export interface SequenceRule {
   readonly bridge: (snapshotSequence: number, delta: BookDelta) => Verdict
   /** Judges a delta against the last applied one. */
   readonly follows: (lastApplied: BookDelta, delta: BookDelta) => Verdict
+  /**
+   * The venue sends each book's snapshot on the stream itself (Coinbase) rather
+   * than on request over REST: a snapshot is taken in any state and is a valid
+   * book on its own, with no delta needed to bridge it.
+   */
+  readonly snapshotsInStream?: boolean
 }
 
 export type BookState = "initialising" | "buffering" | "syncing" | "live" | "resyncing" | "stale"
@@ -113,7 +119,8 @@ export class BookSync {
 
   onSnapshot(snapshot: BookSnapshot): void {
     const entry = this.bookFor(snapshot.symbol)
-    if (entry.state !== "buffering" && entry.state !== "resyncing") return
+    const inStream = this.options.rule.snapshotsInStream === true
+    if (!inStream && entry.state !== "buffering" && entry.state !== "resyncing") return
     const buffered = entry.buffer
     const first = buffered[0]
     // The snapshot must not predate the deltas we hold, or it cannot be bridged.
@@ -130,6 +137,11 @@ export class BookSync {
     for (const delta of buffered) {
       this.applyDelta(entry, delta)
       if (entry.state !== "syncing" && entry.state !== "live") break
+    }
+    if (inStream && entry.state === "syncing") {
+      if (entry.book.isCrossed()) return this.resync(entry, "crossed book", undefined)
+      entry.state = "live"
+      this.options.onLive?.(entry.symbol, snapshot.timestamp)
     }
   }
 
@@ -235,8 +247,9 @@ export class BookSync {
   }
 
   /** Forget every book (the socket that fed them is gone); the next delta starts a fresh sync. */
-  resetAll(): void {
+  resetAll(symbols?: ReadonlyArray<string>): void {
     for (const entry of this.books.values()) {
+      if (symbols !== undefined && !symbols.includes(entry.symbol)) continue
       entry.state = "initialising"
       entry.buffer = []
       entry.lastApplied = undefined

@@ -12,6 +12,9 @@ export interface UsdValue {
   readonly quoteUsdRate: number
 }
 
+/** Fiat currencies valued through a cross rate; never taken at par with USD. */
+export const fiatQuotes: ReadonlySet<string> = new Set(["EUR", "GBP", "JPY", "CAD", "AUD", "CHF", "SGD"])
+
 /** Latest USD price of an asset, learned from our own USD/stablecoin-quoted spot trades. */
 export class ReferencePrices {
   private readonly prices = new Map<string, { readonly price: number; readonly at: number }>()
@@ -23,10 +26,18 @@ export class ReferencePrices {
   }
 
   observe(instrument: Instrument, price: number, at: number): void {
-    if (instrument.kind !== "spot" || instrument.inverse) return
-    if (instrument.quote !== "USD" && !parQuotes.has(instrument.quote)) return
-    const previous = this.prices.get(instrument.base)
-    if (previous === undefined || previous.at <= at) this.prices.set(instrument.base, { price, at })
+    if (instrument.kind !== "spot" || instrument.inverse || !(price > 0)) return
+    if (instrument.quote === "USD" || parQuotes.has(instrument.quote)) return this.set(instrument.base, price, at)
+    // A fiat quote (EUR, GBP) gets a live USD rate from the same asset's USD price: BTC-EUR vs BTC-USD.
+    if (fiatQuotes.has(instrument.quote)) {
+      const baseUsd = this.usdPrice(instrument.base, at)
+      if (baseUsd !== undefined) this.set(instrument.quote, baseUsd / price, at)
+    }
+  }
+
+  private set(asset: string, price: number, at: number): void {
+    const previous = this.prices.get(asset)
+    if (previous === undefined || previous.at <= at) this.prices.set(asset, { price, at })
   }
 
   usdPrice(asset: string, at: number): number | undefined {

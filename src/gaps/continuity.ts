@@ -25,6 +25,7 @@ export class TradeContinuity {
   private readonly seeded = new Set<string>()
   private readonly pendingCause = new Map<string, GapCause>()
   private readonly dirty = new Map<string, Cursor>()
+  private readonly claims = new Map<string, number>()
   private readonly onGap: (gap: TradeGap) => void
 
   constructor(onGap: (gap: TradeGap) => void) {
@@ -78,6 +79,33 @@ export class TradeContinuity {
     this.last.set(trade.symbol, cursor)
     this.dirty.set(trade.symbol, cursor)
     return true
+  }
+
+  /**
+   * The venue says its last trade on `symbol` is `lastSequence` (Coinbase heartbeats).
+   * A claim still ahead of us one report later means trades were lost, even if no
+   * later trade arrives to reveal the jump: the gap opens up to the claimed id.
+   * A `settled` report (the venue's REST history) is acted on at once.
+   */
+  venueReports(venue: string, symbol: string, lastSequence: number, at: number, settled = false): void {
+    const previous = this.last.get(symbol)
+    const claimed = settled ? lastSequence : this.claims.get(symbol)
+    this.claims.set(symbol, lastSequence)
+    if (previous === undefined || claimed === undefined || claimed <= previous.sequence) return
+    this.onGap({
+      venue,
+      symbol,
+      fromSequence: previous.sequence + 1,
+      toSequence: claimed,
+      start: previous.time,
+      end: at,
+      cause: this.pendingCause.get(symbol) ?? "sequence_gap"
+    })
+    this.pendingCause.delete(symbol)
+    this.seeded.delete(symbol)
+    const cursor = { sequence: claimed, time: at }
+    this.last.set(symbol, cursor)
+    this.dirty.set(symbol, cursor)
   }
 
   symbols(): Array<string> {

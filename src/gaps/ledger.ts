@@ -72,7 +72,7 @@ export class GapLedger extends Context.Service<GapLedger, {
           while (true) {
             const result = yield* Effect.result(upsert(gap))
             if (result._tag === "Success") break
-            yield* Effect.sleep(Duration.millis(Math.min(30_000, 250 * 2 ** Math.min(attempt++, 10))))
+            yield* Effect.sleep(Duration.millis(Math.min(5_000, 250 * 2 ** Math.min(attempt++, 10))))
           }
         }
       })

@@ -38,7 +38,8 @@ export const WriterOptions = Config.all({
   flushIntervalMs: Config.Int("WRITER_FLUSH_MS").pipe(Config.withDefault(250)),
   queueCapacity: Config.Int("WRITER_QUEUE_CAPACITY").pipe(Config.withDefault(200_000)),
   retryInitialMs: Config.succeed(250),
-  retryMaxMs: Config.succeed(30_000),
+  // A short cap: once the database is back, the backlog starts draining within seconds.
+  retryMaxMs: Config.Number("WRITER_RETRY_MAX_SECONDS").pipe(Config.withDefault(5), Config.map((s) => s * 1000)),
   drainTimeoutMs: Config.Int("WRITER_DRAIN_TIMEOUT_MS").pipe(Config.withDefault(15_000))
 })
 

@@ -275,7 +275,7 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
                 })
               }
               // Deltas were missed while disconnected: every book of this connection starts over.
-              if (feed.channels.includes("book")) processor.books?.resetAll()
+              if (feed.channels.includes("book")) processor.books?.resetAll(group)
               monitor.restart(now)
               return { onFrames: handler }
             })

@@ -1,0 +1,317 @@
+/**
+ * A fake Coinbase on loopback: HTTP (`/products`, `/products/{id}/trades`,
+ * `/products/{id}/book`) and one WebSocket endpoint speaking both feeds. A
+ * connection's first subscribe message tells which: the Exchange feed sends
+ * `channels: [...]`, Advanced Trade one `channel` per message.
+ *
+ * The venue's timeline is the recorded Exchange session
+ * (shared/fixtures/recorded/COINBASE.ws.28.0) with its times moved to now; it
+ * starts with the first subscriber and runs whether or not anyone listens. The
+ * fake keeps the true book of every product, so a subscription gets a current
+ * snapshot, as on the real venue. Advanced Trade messages are derived from the
+ * same frames in that feed's documented format (`l2_data` snapshot/update with
+ * bid/offer sides, `market_trades` with the taker side, `heartbeats`), numbered
+ * by a per-connection `sequence_num`. Heartbeats are synthesized every second.
+ *
+ * Faults: `dropConnections`, `loseNext` (frames lost in transit; on Advanced
+ * Trade their `sequence_num` is used up, as on a real loss), `failNext` for REST.
+ */
+import { readFileSync } from "node:fs"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import type { AddressInfo } from "node:net"
+import { WebSocketServer, type WebSocket } from "ws"
+import { parseRecording } from "../../src/replay/recorded.ts"
+import { fixtures } from "./binance.ts"
+
+type Protocol = "exchange" | "advanced"
+type Message = Record<string, any>
+
+interface Client {
+  readonly ws: WebSocket
+  protocol: Protocol | undefined
+  sequence: number
+  readonly channels: Map<string, Set<string>>
+}
+
+const bookChannels = new Set(["level2", "level2_batch"])
+
+export class FakeCoinbase {
+  readonly played: Array<Message> = []
+  readonly sent: Array<{ readonly protocol: Protocol; readonly message: Message }> = []
+  readonly lost: Array<Message> = []
+  readonly restCalls: Array<string> = []
+  readonly subscribeMessages: Array<Message> = []
+  readonly clients = new Set<Client>()
+  private readonly timeline: Array<Message>
+  private readonly productsBody: string
+  private readonly books = new Map<string, { bids: Map<string, string>; asks: Map<string, string> }>()
+  private readonly trades = new Map<string, Array<Message>>()
+  private readonly losses: Array<{ type: string; count: number }> = []
+  private readonly failures: Array<{ path: string; status: number }> = []
+  private position = 0
+  private started = false
+  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly server: Server
+  private readonly wss: WebSocketServer
+  private readonly frameIntervalMs: number
+  port = 0
+
+  private constructor(frameIntervalMs: number) {
+    this.frameIntervalMs = frameIntervalMs
+    const recording = parseRecording(readFileSync(`${fixtures}COINBASE.ws.28.0`, "utf8"))
+    const messages = recording.frames.map((f) => JSON.parse(f.text) as Message)
+    // The recorded snapshots open the session: they are the venue's books when the timeline starts.
+    for (const message of messages) if (message.type === "snapshot") this.applyToTruth(message)
+    this.timeline = messages.filter((m) => m.type !== "subscriptions" && m.type !== "snapshot")
+    const rest = parseRecording(readFileSync(`${fixtures}COINBASE.0`, "utf8")).rest
+    this.productsBody = rest.find((r) => new URL(r.url).pathname === "/products")!.body
+    this.server = createServer((req, res) => this.rest(req, res))
+    this.wss = new WebSocketServer({ noServer: true })
+    this.server.on("upgrade", (req, socket, head) => this.wss.handleUpgrade(req, socket, head, (ws) => this.connect(ws)))
+  }
+
+  static async start(options: { readonly frameIntervalMs?: number } = {}): Promise<FakeCoinbase> {
+    const fake = new FakeCoinbase(options.frameIntervalMs ?? 2)
+    await new Promise<void>((resolve) => fake.server.listen(0, "127.0.0.1", resolve))
+    fake.port = (fake.server.address() as AddressInfo).port
+    return fake
+  }
+
+  get httpUrl(): string {
+    return `http://127.0.0.1:${this.port}`
+  }
+
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${this.port}`
+  }
+
+  /** The products the recording carries. */
+  get products(): ReadonlyArray<string> {
+    return [...this.books.keys()]
+  }
+
+  finished(): boolean {
+    return this.position >= this.timeline.length
+  }
+
+  /** The next `count` messages of `type` (match, l2update) are lost on the way to every client. */
+  loseNext(type: string, count: number): void {
+    this.losses.push({ type, count })
+  }
+
+  failNext(path: string, status: number): void {
+    this.failures.push({ path, status })
+  }
+
+  dropConnections(): void {
+    for (const client of this.clients) client.ws.terminate()
+  }
+
+  async close(): Promise<void> {
+    for (const timer of this.timers) clearTimeout(timer)
+    for (const client of this.clients) client.ws.terminate()
+    this.wss.close()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  }
+
+  private later(ms: number, run: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer)
+      run()
+    }, ms)
+    this.timers.add(timer)
+  }
+
+  private connect(ws: WebSocket): void {
+    const client: Client = { ws, protocol: undefined, sequence: 0, channels: new Map() }
+    this.clients.add(client)
+    ws.on("close", () => this.clients.delete(client))
+    ws.on("message", (raw) => this.control(client, JSON.parse(String(raw)) as Message))
+  }
+
+  private control(client: Client, message: Message): void {
+    this.subscribeMessages.push(message)
+    // The venue's timeline starts with the first subscription (the recording opens with one).
+    if (!this.started) {
+      this.started = true
+      this.later(this.frameIntervalMs, () => this.pump())
+      this.heartbeat()
+    }
+    client.protocol ??= "channels" in message ? "exchange" : "advanced"
+    const channels: Array<string> = client.protocol === "exchange"
+      ? (message.channels as Array<string | { name: string }>).map((c) => (typeof c === "string" ? c : c.name))
+      : [message.channel as string]
+    const products: Array<string> = message.product_ids ?? []
+    for (const channel of channels) {
+      const subscribed = client.channels.get(channel) ?? new Set<string>()
+      client.channels.set(channel, subscribed)
+      for (const product of products) {
+        if (message.type === "unsubscribe") subscribed.delete(product)
+        else {
+          subscribed.add(product)
+          if (bookChannels.has(channel)) this.send(client, this.snapshotOf(product))
+        }
+      }
+    }
+    const summary = [...client.channels].map(([name, ids]) => ({ name, product_ids: [...ids] }))
+    if (client.protocol === "exchange") this.deliver(client, { type: "subscriptions", channels: summary })
+    else this.deliver(client, { channel: "subscriptions", events: [{ subscriptions: Object.fromEntries(summary.map((c) => [c.name, c.product_ids])) }] })
+  }
+
+  private snapshotOf(product: string): Message {
+    const book = this.books.get(product) ?? { bids: new Map(), asks: new Map() }
+    const levels = (side: Map<string, string>, descending: boolean) =>
+      [...side].sort((a, b) => (descending ? Number(b[0]) - Number(a[0]) : Number(a[0]) - Number(b[0])))
+    return { type: "snapshot", product_id: product, bids: levels(book.bids, true), asks: levels(book.asks, false) }
+  }
+
+  /** Moves the venue's timeline on by one message. */
+  private pump(): void {
+    const message = this.timeline[this.position++]
+    if (message === undefined) return
+    const now = new Date().toISOString()
+    const live: Message = "time" in message ? { ...message, time: now } : { ...message }
+    this.applyToTruth(live)
+    this.played.push(live)
+    const loss = this.losses.find((l) => l.type === live.type && l.count > 0)
+    if (loss !== undefined) {
+      loss.count--
+      this.lost.push(live)
+      for (const client of this.clients) if (client.protocol === "advanced" && this.wants(client, live)) client.sequence++
+    } else {
+      for (const client of this.clients) if (this.wants(client, live)) this.send(client, live)
+    }
+    this.later(this.frameIntervalMs, () => this.pump())
+  }
+
+  private applyToTruth(message: Message): void {
+    const product = message.product_id as string
+    if (message.type === "snapshot") {
+      this.books.set(product, { bids: new Map(message.bids.map((l: Array<string>) => [l[0], l[1]])), asks: new Map(message.asks.map((l: Array<string>) => [l[0], l[1]])) })
+    } else if (message.type === "l2update") {
+      const book = this.books.get(product)
+      if (book === undefined) return
+      for (const [side, price, size] of message.changes as Array<[string, string, string]>) {
+        const levels = side === "buy" ? book.bids : book.asks
+        if (Number(size) === 0) levels.delete(price)
+        else levels.set(price, size)
+      }
+    } else if (message.type === "match" || message.type === "last_match") {
+      const list = this.trades.get(product) ?? []
+      list.push(message)
+      this.trades.set(product, list)
+    }
+  }
+
+  private wants(client: Client, message: Message): boolean {
+    const product = message.product_id as string
+    const on = (channel: string) => client.channels.get(channel)?.has(product) === true
+    switch (message.type) {
+      case "l2update":
+        return on("level2") || on("level2_batch")
+      case "match":
+      case "last_match":
+        return on("matches") || on("market_trades")
+      case "ticker":
+        return on("ticker")
+      default:
+        return false
+    }
+  }
+
+  private heartbeat(): void {
+    for (const client of this.clients) {
+      const products = [...(client.channels.get("heartbeat") ?? [])]
+      if (client.protocol === "exchange") {
+        for (const product of products) {
+          const last = this.trades.get(product)?.at(-1)
+          this.deliver(client, { type: "heartbeat", sequence: this.position, last_trade_id: last?.trade_id ?? 0, product_id: product, time: new Date().toISOString() })
+        }
+      } else if (client.channels.has("heartbeats")) {
+        this.deliver(client, { channel: "heartbeats", events: [{ current_time: new Date().toISOString(), heartbeat_counter: this.position }] })
+      }
+    }
+    this.later(1000, () => this.heartbeat())
+  }
+
+  /** Sends a venue message in the client's protocol. */
+  private send(client: Client, message: Message): void {
+    if (client.protocol === "advanced") {
+      const advanced = toAdvanced(message)
+      if (advanced !== undefined) this.deliver(client, advanced)
+    } else {
+      this.deliver(client, message)
+    }
+  }
+
+  private deliver(client: Client, message: Message): void {
+    const framed = client.protocol === "advanced"
+      ? { channel: message.channel, client_id: "", timestamp: new Date().toISOString(), sequence_num: client.sequence++, events: message.events }
+      : message
+    if (client.ws.readyState !== client.ws.OPEN) return
+    this.sent.push({ protocol: client.protocol ?? "exchange", message: framed })
+    client.ws.send(JSON.stringify(framed))
+  }
+
+  private rest(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? "/", this.httpUrl)
+    this.restCalls.push(`${url.pathname}${url.search}`)
+    const failure = this.failures.findIndex((f) => url.pathname.endsWith(f.path))
+    if (failure >= 0) {
+      const { status } = this.failures.splice(failure, 1)[0]!
+      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ message: "Too many requests" }))
+      return
+    }
+    const json = (body: unknown): void => {
+      res.writeHead(200, { "content-type": "application/json" }).end(typeof body === "string" ? body : JSON.stringify(body))
+    }
+    if (url.pathname === "/products") return json(this.productsBody)
+    const trades = /^\/products\/([^/]+)\/trades$/.exec(url.pathname)
+    if (trades !== null) {
+      // Newest first; `after` pages towards older trades (trade_id < after), as Coinbase documents.
+      const after = Number(url.searchParams.get("after") ?? Number.MAX_SAFE_INTEGER)
+      const limit = Number(url.searchParams.get("limit") ?? 100)
+      const page = (this.trades.get(trades[1]!) ?? [])
+        .filter((t) => t.trade_id < after)
+        .sort((a, b) => b.trade_id - a.trade_id)
+        .slice(0, limit)
+        .map((t) => ({ trade_id: t.trade_id, price: t.price, size: t.size, side: t.side, time: t.time }))
+      return json(page)
+    }
+    const book = /^\/products\/([^/]+)\/book$/.exec(url.pathname)
+    if (book !== null) {
+      const snapshot = this.snapshotOf(book[1]!)
+      return json({ sequence: this.position, bids: snapshot.bids.map((l: Array<string>) => [...l, 1]), asks: snapshot.asks.map((l: Array<string>) => [...l, 1]) })
+    }
+    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ message: "NotFound" }))
+  }
+}
+
+/** An Exchange-feed message in the Advanced Trade feed's documented format (sequence_num added on delivery). */
+export const toAdvanced = (message: Message): Message | undefined => {
+  const now = message.time ?? new Date().toISOString()
+  switch (message.type) {
+    case "snapshot":
+    case "l2update": {
+      const updates = message.type === "snapshot"
+        ? [
+          ...message.bids.map((l: Array<string>) => ({ side: "bid", event_time: now, price_level: l[0], new_quantity: l[1] })),
+          ...message.asks.map((l: Array<string>) => ({ side: "offer", event_time: now, price_level: l[0], new_quantity: l[1] }))
+        ]
+        : message.changes.map((c: Array<string>) => ({ side: c[0] === "buy" ? "bid" : "offer", event_time: now, price_level: c[1], new_quantity: c[2] }))
+      return { channel: "l2_data", events: [{ type: message.type === "snapshot" ? "snapshot" : "update", product_id: message.product_id, updates }] }
+    }
+    case "match":
+    case "last_match":
+      // Advanced Trade publishes the taker's side: the opposite of the Exchange feed's maker side.
+      return {
+        channel: "market_trades",
+        events: [{
+          type: "update",
+          trades: [{ trade_id: String(message.trade_id), product_id: message.product_id, price: message.price, size: message.size, side: message.side === "buy" ? "SELL" : "BUY", time: now }]
+        }]
+      }
+    default:
+      return undefined
+  }
+}
