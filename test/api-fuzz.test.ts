@@ -15,7 +15,9 @@ const endpoints: Record<string, ReadonlyArray<string>> = {
   "/api/v1/exchange/funding-rates": endpointParams.fundingRates,
   "/api/v1/exchange/open-interest": endpointParams.openInterest,
   "/api/v1/exchange/orderbooks": endpointParams.orderbooks,
-  "/api/v1/exchange/gaps": endpointParams.gaps
+  "/api/v1/exchange/gaps": endpointParams.gaps,
+  "/api/v1/exchange/volatility-index": endpointParams.volatilityIndex,
+  "/api/v1/exchange/option-chain": endpointParams.optionChain
 }
 const knownNames = [...new Set(Object.values(endpoints).flat())]
 
@@ -23,7 +25,7 @@ const knownNames = [...new Set(Object.values(endpoints).flat())]
 const edgeValues = [
   "", " ", "0", "-0", "1", "-1", "24", "8760", "8760.0001", "1e3", "1e309", "NaN", "Infinity", "-Infinity", "0x10",
   "9007199254740993", "0.0000001", "true", "false", "TRUE", "yes", "buy", "sell", "BUY", "BTC", "BTCUSDT", "btc-usd",
-  "BTC-PERPETUAL", "binance", "binance-futures", "trades", "book", "verified", "open", "%", "%00", "%zz", "'; DROP TABLE x;--",
+  "BTC-PERPETUAL", "binance", "binance-futures", "coinbase", "deribit", "btc_usd", "2026-12-25", "2026-02-30", "trades", "book", "verified", "open", "%", "%00", "%zz", "'; DROP TABLE x;--",
   "\u0000", "\uD800", "🐋", "a".repeat(10_000), "[]", "{}", "null", "undefined", "1,2", "1;2", "../../etc/passwd"
 ]
 

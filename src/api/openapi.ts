@@ -51,7 +51,9 @@ export const endpointParams = {
   fundingRates: ["symbol", "exchange", "hours", "limit"],
   openInterest: ["symbol", "exchange", "hours", "limit"],
   orderbooks: ["symbol", "exchange", "depth"],
-  gaps: ["symbol", "exchange", "hours", "limit", "channel", "status"]
+  gaps: ["symbol", "exchange", "hours", "limit", "channel", "status"],
+  volatilityIndex: ["index", "exchange", "hours", "limit"],
+  optionChain: ["currency", "expiry", "exchange", "limit"]
 } as const satisfies Record<string, ReadonlyArray<ParamName>>
 
 export const openApiDocument = {
@@ -120,6 +122,31 @@ export const openApiDocument = {
         repair_status: str,
         repaired_count: num
       })
+    }),
+    "/api/v1/exchange/volatility-index": operation("Volatility index values (Deribit DVOL), newest first", endpointParams.volatilityIndex, {
+      count: num,
+      values: array({ exchange: str, index: str, value: num, timestamp: time }),
+      summary: { type: "object", properties: { latest: { type: ["number", "null"] }, min: { type: ["number", "null"] }, max: { type: ["number", "null"] }, average: { type: ["number", "null"] }, indexes: names } }
+    }),
+    "/api/v1/exchange/option-chain": operation("The latest option chain snapshot per currency (Deribit)", endpointParams.optionChain, {
+      count: num,
+      options: array({
+        exchange: str,
+        currency: str,
+        instrument: str,
+        expiry: time,
+        strike: num,
+        option_type: str,
+        mark_price: { type: ["number", "null"] },
+        mark_iv: { type: ["number", "null"] },
+        bid_iv: { type: ["number", "null"] },
+        ask_iv: { type: ["number", "null"] },
+        greeks: { type: ["object", "null"] },
+        open_interest: num,
+        underlying_price: { type: ["number", "null"] },
+        timestamp: time
+      }),
+      summary: { type: "object", properties: { snapshot_times: { type: "object" }, expiries: names, calls: num, puts: num, total_open_interest: num } }
     }),
     "/health": { get: { summary: "Per-feed state, writer and database health (503 when the database is unreachable)", responses: { "200": { description: "healthy" }, "503": { description: "database unreachable" } } } },
     "/metrics": { get: { summary: "Prometheus metrics", responses: { "200": { description: "text/plain exposition format" } } } }

@@ -50,7 +50,7 @@ export const params = {
     parse: pattern(/^[A-Za-z0-9._/-]{1,50}$/, "a symbol of letters, digits and . _ / - (at most 50)")
   } satisfies ParamSpec<string>,
   exchange: {
-    description: "Venue id: binance, binance-futures",
+    description: "Venue id: binance, binance-futures, coinbase, deribit",
     schema: { type: "string", pattern: "^[A-Za-z0-9-]{1,50}$" },
     parse: (raw: string, name: string) => {
       const value = pattern(/^[A-Za-z0-9-]{1,50}$/, "a venue id such as binance or binance-futures")(raw, name)
@@ -95,6 +95,31 @@ export const params = {
     schema: { type: "string", enum: ["open", "repairing", "verified", "partial", "unrecoverable"] },
     parse: oneOf(["open", "repairing", "verified", "partial", "unrecoverable"] as const)
   } satisfies ParamSpec<"open" | "repairing" | "verified" | "partial" | "unrecoverable">,
+  index: {
+    description: "Volatility index name: btc_usd, eth_usd",
+    schema: { type: "string", pattern: "^[a-z0-9_]{1,30}$" },
+    parse: (raw: string, name: string) => {
+      const value = pattern(/^[A-Za-z0-9_]{1,30}$/, "an index name such as btc_usd")(raw, name)
+      return typeof value === "string" ? value.toLowerCase() : value
+    }
+  } satisfies ParamSpec<string>,
+  currency: {
+    description: "Underlying currency of an option chain: BTC, ETH",
+    schema: { type: "string", pattern: "^[A-Z]{2,10}$" },
+    parse: (raw: string, name: string) => {
+      const value = pattern(/^[A-Za-z]{2,10}$/, "a currency code such as BTC")(raw, name)
+      return typeof value === "string" ? value.toUpperCase() : value
+    }
+  } satisfies ParamSpec<string>,
+  expiry: {
+    description: "Expiry date (UTC) of the options: YYYY-MM-DD",
+    schema: { type: "string", format: "date" },
+    parse: (raw: string, name: string) => {
+      const valid = /^\d{4}-\d{2}-\d{2}$/.test(raw) && !Number.isNaN(Date.parse(`${raw}T00:00:00Z`)) &&
+        new Date(`${raw}T00:00:00Z`).toISOString().startsWith(raw)
+      return valid ? raw : bad(name, `${name} must be a date as YYYY-MM-DD, got ${JSON.stringify(raw.slice(0, 60))}`)
+    }
+  } satisfies ParamSpec<string>,
   depth: {
     description: "Levels per side (default: all stored, at most 100)",
     schema: { type: "integer", minimum: 1, maximum: 100 },

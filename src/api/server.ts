@@ -12,7 +12,7 @@ import { SqlClient } from "effect/sql"
 import { FeedRegistry } from "../feed/status.ts"
 import { apiRequests, queueDepth } from "../observability/metrics.ts"
 import { DatabaseInfo } from "../storage/database.ts"
-import { coverage, fundingRates, gaps, largeTrades, latestOrderBooks, openInterest } from "../storage/queries.ts"
+import { coverage, fundingRates, gaps, largeTrades, latestOrderBooks, openInterest, optionChain, volatilityIndex } from "../storage/queries.ts"
 import { Writer } from "../storage/writer.ts"
 import { tableNames } from "../domain/rows.ts"
 import { endpointParams, openApiDocument } from "./openapi.ts"
@@ -104,7 +104,11 @@ const routes: Record<string, (search: URLSearchParams) => Effect.Effect<HttpServ
       limit: p.limit ?? 100,
       channels: p.channel === undefined ? undefined : [p.channel],
       status: p.status
-    }), true)
+    }), true),
+  "/api/v1/exchange/volatility-index": queryEndpoint(endpointParams.volatilityIndex, (p) =>
+    volatilityIndex({ index: p.index, exchange: p.exchange, hours: p.hours ?? 24, limit: p.limit ?? 100 }), true),
+  "/api/v1/exchange/option-chain": queryEndpoint(endpointParams.optionChain, (p) =>
+    optionChain({ currency: p.currency, expiry: p.expiry, exchange: p.exchange, limit: p.limit ?? 1000 }), false)
 }
 
 const health = Effect.gen(function*() {

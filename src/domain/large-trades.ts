@@ -37,7 +37,7 @@ export class LargeTradeDetector {
     const instrument = this.instruments.get(trade.venue, trade.symbol)
     if (instrument === undefined) return "unknown_instrument"
     this.prices.observe(instrument, trade.price, trade.timestamp)
-    const value = usdNotional(instrument, trade.price, trade.size, trade.timestamp, this.prices)
+    const value = usdNotional(instrument, trade.price, trade.size, trade.timestamp, this.prices, trade.quoteUsdRate)
     if (value === undefined) return "unvalued"
     if (value.usd < thresholdFor(this.thresholds, instrument.base)) return "below"
     out.push({
@@ -50,12 +50,12 @@ export class LargeTradeDetector {
       valueUsd: roundUsd(value.usd),
       timestamp: trade.timestamp,
       tradeId: trade.tradeId,
-      isLiquidation: false,
+      isLiquidation: trade.liquidation === true,
       metadata: {
         ...trade.details,
         base: instrument.base,
         quote: instrument.quote,
-        contract_type: instrument.inverse ? "inverse" : instrument.kind === "spot" ? "spot" : "linear",
+        contract_type: instrument.inverse ? "inverse" : instrument.kind === "spot" || instrument.kind === "option" ? instrument.kind : "linear",
         contract_size: instrument.contractSize,
         quote_usd_source: value.quoteUsdSource,
         quote_usd_rate: value.quoteUsdRate

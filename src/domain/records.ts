@@ -24,6 +24,10 @@ export const Trade = Schema.Struct({
   /** Taker side. */
   side: Side,
   timestamp: Schema.Number,
+  /** The venue flags this fill as (part of) a liquidation (Deribit `liquidation`). */
+  liquidation: Schema.optional(Schema.Boolean),
+  /** The venue's own USD rate for the quote currency at the trade (Deribit's index price for coin-quoted options). */
+  quoteUsdRate: Schema.optional(Schema.Number),
   /** Venue-specific facts worth keeping (first/last fill ids, sequence). */
   details: Schema.Record(Schema.String, Schema.Unknown)
 })
@@ -90,9 +94,59 @@ export const OpenInterestReading = Schema.Struct({
   symbol: Schema.String,
   /** In contracts as the venue counts them. */
   openInterest: Schema.Number,
-  timestamp: Schema.Number
+  timestamp: Schema.Number,
+  /** USD value when the venue states it (Deribit inverse: OI is counted in USD); otherwise contracts x size x mark. */
+  valueUsd: Schema.optional(Schema.Number),
+  contractSize: Schema.optional(Schema.Number),
+  contractUnit: Schema.optional(Schema.String)
 })
 export type OpenInterestReading = typeof OpenInterestReading.Type
 
-export const NormalizedRecord = Schema.Union([Trade, Liquidation, BookDelta, BookSnapshot, FundingUpdate, OpenInterestReading])
+/** A volatility index value (Deribit DVOL), annualised percent. */
+export const VolatilityIndexReading = Schema.Struct({
+  kind: Schema.Literal("volatility_index"),
+  venue: Schema.String,
+  /** The index name (btc_usd, eth_usd). */
+  symbol: Schema.String,
+  value: Schema.Number,
+  timestamp: Schema.Number
+})
+export type VolatilityIndexReading = typeof VolatilityIndexReading.Type
+
+const Greeks = Schema.Struct({ delta: Schema.Number, gamma: Schema.Number, vega: Schema.Number, theta: Schema.Number, rho: Schema.Number })
+
+/** One option of a chain snapshot: prices in the underlying coin, IVs in percent. */
+export const OptionQuote = Schema.Struct({
+  kind: Schema.Literal("option_quote"),
+  venue: Schema.String,
+  symbol: Schema.String,
+  currency: Schema.String,
+  expiry: Schema.Number,
+  strike: Schema.Number,
+  optionType: Schema.Literals(["call", "put"]),
+  markPrice: Schema.NullOr(Schema.Number),
+  markIv: Schema.NullOr(Schema.Number),
+  bidIv: Schema.NullOr(Schema.Number),
+  askIv: Schema.NullOr(Schema.Number),
+  bestBid: Schema.NullOr(Schema.Number),
+  bestAsk: Schema.NullOr(Schema.Number),
+  greeks: Schema.NullOr(Greeks),
+  openInterest: Schema.Number,
+  underlyingPrice: Schema.NullOr(Schema.Number),
+  underlyingIndex: Schema.NullOr(Schema.String),
+  indexPrice: Schema.NullOr(Schema.Number),
+  timestamp: Schema.Number
+})
+export type OptionQuote = typeof OptionQuote.Type
+
+export const NormalizedRecord = Schema.Union([
+  Trade,
+  Liquidation,
+  BookDelta,
+  BookSnapshot,
+  FundingUpdate,
+  OpenInterestReading,
+  VolatilityIndexReading,
+  OptionQuote
+])
 export type NormalizedRecord = typeof NormalizedRecord.Type

@@ -5,7 +5,14 @@
 import { Schema } from "effect"
 import type { Level, Side } from "./records.ts"
 
-export const TableName = Schema.Literals(["large_trades", "funding_rates", "open_interest", "exchange_orderbooks"])
+export const TableName = Schema.Literals([
+  "large_trades",
+  "funding_rates",
+  "open_interest",
+  "exchange_orderbooks",
+  "volatility_index",
+  "option_chain"
+])
 export type TableName = typeof TableName.Type
 export const tableNames: ReadonlyArray<TableName> = TableName.literals
 
@@ -55,6 +62,42 @@ export interface OrderBookRow {
   readonly metadata: Record<string, unknown> | null
 }
 
+export interface VolatilityIndexRow {
+  readonly id: string
+  readonly exchange: string
+  readonly indexName: string
+  readonly value: number
+  readonly timestamp: number
+  readonly metadata: Record<string, unknown> | null
+}
+
+export interface OptionChainRow {
+  readonly id: string
+  readonly exchange: string
+  readonly currency: string
+  readonly instrument: string
+  readonly expiry: number
+  readonly strike: number
+  readonly optionType: "call" | "put"
+  readonly markPrice: number | null
+  readonly markIv: number | null
+  readonly bidIv: number | null
+  readonly askIv: number | null
+  readonly bestBid: number | null
+  readonly bestAsk: number | null
+  readonly delta: number | null
+  readonly gamma: number | null
+  readonly vega: number | null
+  readonly theta: number | null
+  readonly rho: number | null
+  readonly openInterest: number
+  readonly underlyingPrice: number | null
+  readonly underlyingIndex: string | null
+  readonly indexPrice: number | null
+  readonly timestamp: number
+  readonly metadata: Record<string, unknown> | null
+}
+
 /**
  * How far a stream has been processed. It travels through the writer in the same
  * queue as the large-trade rows, behind the rows it covers, so a stored cursor
@@ -74,6 +117,8 @@ export interface RowsByTable {
   readonly funding_rates: FundingRateRow
   readonly open_interest: OpenInterestRow
   readonly exchange_orderbooks: OrderBookRow
+  readonly volatility_index: VolatilityIndexRow
+  readonly option_chain: OptionChainRow
 }
 
 /** Rows produced while handling one batch of frames, flushed to the writer queues together. */
@@ -82,11 +127,13 @@ export class RowBatch {
   readonly funding_rates: Array<FundingRateRow> = []
   readonly open_interest: Array<OpenInterestRow> = []
   readonly exchange_orderbooks: Array<OrderBookRow> = []
+  readonly volatility_index: Array<VolatilityIndexRow> = []
+  readonly option_chain: Array<OptionChainRow> = []
   readonly cursors: Array<CursorRow> = []
 
   get size(): number {
     return this.large_trades.length + this.funding_rates.length + this.open_interest.length +
-      this.exchange_orderbooks.length + this.cursors.length
+      this.exchange_orderbooks.length + this.volatility_index.length + this.option_chain.length + this.cursors.length
   }
 }
 

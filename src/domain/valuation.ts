@@ -68,11 +68,15 @@ export const usdNotional = (
   price: number,
   size: number,
   at: number,
-  prices: ReferencePrices
+  prices: ReferencePrices,
+  /** The venue's own USD rate for the quote currency at this trade (e.g. Deribit's index price). */
+  venueQuoteRate?: number
 ): UsdValue | undefined => {
+  const conversion = venueQuoteRate !== undefined && instrument.quote !== "USD"
+    ? { rate: venueQuoteRate, source: `venue index:${instrument.quote}` }
+    : quoteToUsd(instrument.quote, at, prices)
   if (instrument.inverse) {
     // Inverse contracts are worth a fixed amount of the quote currency each (e.g. 10 USD).
-    const conversion = quoteToUsd(instrument.quote, at, prices)
     if (conversion === undefined) return undefined
     return {
       usd: size * instrument.contractSize * conversion.rate,
@@ -80,7 +84,6 @@ export const usdNotional = (
       quoteUsdRate: conversion.rate
     }
   }
-  const conversion = quoteToUsd(instrument.quote, at, prices)
   if (conversion === undefined) return undefined
   return {
     usd: price * size * instrument.contractSize * conversion.rate,

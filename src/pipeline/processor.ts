@@ -7,8 +7,8 @@ import { BookSync } from "../book/sync.ts"
 import type { SequenceRule } from "../book/sync.ts"
 import type { DetectOutcome, LargeTradeDetector } from "../domain/large-trades.ts"
 import type { InstrumentRegistry } from "../domain/instruments.ts"
-import type { NormalizedRecord } from "../domain/records.ts"
-import { RowBatch, timedRowId } from "../domain/rows.ts"
+import type { NormalizedRecord, OptionQuote } from "../domain/records.ts"
+import { type OptionChainRow, RowBatch, timedRowId } from "../domain/rows.ts"
 import { roundUsd } from "../domain/valuation.ts"
 import type { TradeContinuity } from "../gaps/continuity.ts"
 import type { Trade } from "../domain/records.ts"
@@ -92,6 +92,19 @@ export class RecordProcessor {
         case "open_interest":
           this.openInterest(record, out)
           break
+        case "volatility_index":
+          out.volatility_index.push({
+            id: timedRowId(record.venue, record.symbol, record.timestamp),
+            exchange: record.venue,
+            indexName: record.symbol,
+            value: record.value,
+            timestamp: record.timestamp,
+            metadata: null
+          })
+          break
+        case "option_quote":
+          out.option_chain.push(optionChainRow(record))
+          break
       }
     }
     this.books?.sample(now, out.exchange_orderbooks)
@@ -120,13 +133,13 @@ export class RecordProcessor {
       this.counters.unknownInstrument++
       return
     }
-    if (mark === undefined) {
+    if (record.valueUsd === undefined && mark === undefined) {
       this.counters.unvalued++
       return
     }
-    const usd = instrument.inverse
+    const usd = record.valueUsd ?? (instrument.inverse
       ? record.openInterest * instrument.contractSize
-      : record.openInterest * instrument.contractSize * mark
+      : record.openInterest * instrument.contractSize * mark!)
     out.open_interest.push({
       id: timedRowId(record.venue, record.symbol, record.timestamp),
       exchange: record.venue,
@@ -135,13 +148,40 @@ export class RecordProcessor {
       openInterestUsd: roundUsd(usd),
       timestamp: record.timestamp,
       metadata: {
-        contract_size: instrument.contractSize,
-        contract_unit: instrument.inverse ? instrument.quote : instrument.base,
-        usd_price_source: "mark",
-        mark_price: mark
+        contract_size: record.contractSize ?? instrument.contractSize,
+        contract_unit: record.contractUnit ?? (instrument.inverse ? instrument.quote : instrument.base),
+        usd_price_source: record.valueUsd === undefined ? "mark" : "venue",
+        mark_price: mark ?? null
       }
     })
   }
 }
 
 export const emptyBatch = () => new RowBatch()
+
+const optionChainRow = (q: OptionQuote): OptionChainRow => ({
+  id: timedRowId(q.venue, q.symbol, q.timestamp),
+  exchange: q.venue,
+  currency: q.currency,
+  instrument: q.symbol,
+  expiry: q.expiry,
+  strike: q.strike,
+  optionType: q.optionType,
+  markPrice: q.markPrice,
+  markIv: q.markIv,
+  bidIv: q.bidIv,
+  askIv: q.askIv,
+  bestBid: q.bestBid,
+  bestAsk: q.bestAsk,
+  delta: q.greeks?.delta ?? null,
+  gamma: q.greeks?.gamma ?? null,
+  vega: q.greeks?.vega ?? null,
+  theta: q.greeks?.theta ?? null,
+  rho: q.greeks?.rho ?? null,
+  openInterest: q.openInterest,
+  underlyingPrice: q.underlyingPrice,
+  underlyingIndex: q.underlyingIndex,
+  indexPrice: q.indexPrice,
+  timestamp: q.timestamp,
+  metadata: null
+})

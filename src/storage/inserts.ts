@@ -7,7 +7,17 @@
 import { PgTypes } from "@effect/sql-pg"
 import { Effect, Result } from "effect"
 import { SqlClient } from "effect/sql"
-import type { CursorRow, FundingRateRow, LargeTradeRow, OpenInterestRow, OrderBookRow, RowsByTable, TableName } from "../domain/rows.ts"
+import type {
+  CursorRow,
+  FundingRateRow,
+  LargeTradeRow,
+  OpenInterestRow,
+  OptionChainRow,
+  OrderBookRow,
+  RowsByTable,
+  TableName,
+  VolatilityIndexRow
+} from "../domain/rows.ts"
 
 const text = (values: ReadonlyArray<string | null>) => Result.getOrThrow(PgTypes.array(values, PgTypes.OID.text))
 
@@ -97,6 +107,42 @@ const insertOrderBooks = (rows: ReadonlyArray<OrderBookRow>) =>
       ON CONFLICT DO NOTHING`.raw
   )
 
+const insertVolatilityIndex = (rows: ReadonlyArray<VolatilityIndexRow>) =>
+  SqlClient.SqlClient.use((sql) =>
+    sql`INSERT INTO volatility_index (id, exchange, index_name, value, timestamp, metadata)
+      SELECT u.id, u.exchange, u.index_name, u.value::numeric, ${sql.literal(utc("u.ts"))}, u.metadata::jsonb
+      FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.indexName))},
+        ${text(rows.map((r) => num(r.value)))}, ${text(rows.map((r) => iso(r.timestamp)))}, ${text(rows.map((r) => json(r.metadata)))})
+        AS u(id, exchange, index_name, value, ts, metadata)
+      ON CONFLICT DO NOTHING`.raw
+  )
+
+const optionColumns = [
+  "markPrice", "markIv", "bidIv", "askIv", "bestBid", "bestAsk", "delta", "gamma", "vega", "theta", "rho", "underlyingPrice", "indexPrice"
+] as const
+
+const insertOptionChain = (rows: ReadonlyArray<OptionChainRow>) =>
+  SqlClient.SqlClient.use((sql) => {
+    const [mark, markIv, bidIv, askIv, bid, ask, delta, gamma, vega, theta, rho, underlying, index] = optionColumns.map((column) =>
+      text(rows.map((r) => numOrNull(r[column])))
+    )
+    return sql`INSERT INTO option_chain (id, exchange, currency, instrument, expiry, strike, option_type, mark_price, mark_iv, bid_iv, ask_iv,
+        best_bid, best_ask, delta, gamma, vega, theta, rho, open_interest, underlying_price, underlying_index, index_price, timestamp, metadata)
+      SELECT u.id, u.exchange, u.currency, u.instrument, ${sql.literal(utc("u.expiry"))}, u.strike::numeric, u.option_type,
+        u.mark::numeric, u.mark_iv::numeric, u.bid_iv::numeric, u.ask_iv::numeric, u.bid::numeric, u.ask::numeric,
+        u.delta::numeric, u.gamma::numeric, u.vega::numeric, u.theta::numeric, u.rho::numeric, u.oi::numeric,
+        u.underlying::numeric, u.underlying_index, u.idx::numeric, ${sql.literal(utc("u.ts"))}, u.metadata::jsonb
+      FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.currency))},
+        ${text(rows.map((r) => r.instrument))}, ${text(rows.map((r) => iso(r.expiry)))}, ${text(rows.map((r) => num(r.strike)))},
+        ${text(rows.map((r) => r.optionType))}, ${mark!}, ${markIv!}, ${bidIv!}, ${askIv!}, ${bid!}, ${ask!}, ${delta!}, ${gamma!},
+        ${vega!}, ${theta!}, ${rho!}, ${text(rows.map((r) => num(r.openInterest)))}, ${underlying!},
+        ${text(rows.map((r) => r.underlyingIndex))}, ${index!}, ${text(rows.map((r) => iso(r.timestamp)))},
+        ${text(rows.map((r) => json(r.metadata)))})
+        AS u(id, exchange, currency, instrument, expiry, strike, option_type, mark, mark_iv, bid_iv, ask_iv, bid, ask,
+          delta, gamma, vega, theta, rho, oi, underlying, underlying_index, idx, ts, metadata)
+      ON CONFLICT DO NOTHING`.raw
+  })
+
 /** The large-trades queue also carries the cursors that follow its rows. */
 export type QueuedRow<T extends TableName> = T extends "large_trades" ? LargeTradeRow | CursorRow : RowsByTable[T]
 
@@ -104,7 +150,9 @@ const inserters: { readonly [T in TableName]: (rows: ReadonlyArray<QueuedRow<T>>
   large_trades: insertLargeTradesThenCursors,
   funding_rates: insertFundingRates,
   open_interest: insertOpenInterest,
-  exchange_orderbooks: insertOrderBooks
+  exchange_orderbooks: insertOrderBooks,
+  volatility_index: insertVolatilityIndex,
+  option_chain: insertOptionChain
 }
 
 /** Inserts a batch; returns how many rows were new. */

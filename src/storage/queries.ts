@@ -251,3 +251,107 @@ export const coverage = (filter: Omit<GapFilter, "limit" | "status">) =>
     unrepaired_gap_count: found.unrepaired,
     gaps: found.gaps
   }))
+
+export interface VolatilityFilter {
+  readonly index?: string | undefined
+  readonly exchange?: string | undefined
+  readonly hours: number
+  readonly limit: number
+}
+
+export const volatilityIndex = (filter: VolatilityFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const conditions = [sql`timestamp >= (${cutoff(filter.hours)}::timestamptz AT TIME ZONE 'UTC')`]
+      if (filter.index !== undefined) conditions.push(sql`index_name = ${filter.index}`)
+      if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
+      const where = sql.and(conditions)
+      const [rows, summaries] = yield* Effect.all([
+        sql`SELECT exchange, index_name, value, timestamp FROM volatility_index WHERE ${where}
+            ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
+        sql`SELECT count(*) AS count, min(value) AS min, max(value) AS max, avg(value) AS average,
+              array_agg(DISTINCT index_name) AS indexes FROM volatility_index WHERE ${where}`
+      ], { concurrency: 2 })
+      const summary = summaries[0] ?? {}
+      return {
+        count: toNumber(summary.count),
+        values: rows.map((r) => ({ exchange: r.exchange as string, index: r.index_name as string, value: toNumber(r.value), timestamp: toIso(r.timestamp) })),
+        summary: {
+          latest: rows[0] === undefined ? null : toNumber(rows[0].value),
+          min: toNumberOrNull(summary.min),
+          max: toNumberOrNull(summary.max),
+          average: toNumberOrNull(summary.average),
+          indexes: toStrings(summary.indexes)
+        }
+      }
+    })
+  )
+
+export interface OptionChainFilter {
+  readonly currency?: string | undefined
+  readonly expiry?: string | undefined
+  readonly exchange?: string | undefined
+  readonly limit: number
+}
+
+/** The newest snapshot of each currency's chain (one snapshot time per exchange and currency), by expiry and strike. */
+export const optionChain = (filter: OptionChainFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const scope = [sql`TRUE`]
+      if (filter.currency !== undefined) scope.push(sql`currency = ${filter.currency}`)
+      if (filter.exchange !== undefined) scope.push(sql`exchange = ${filter.exchange}`)
+      const conditions = [...scope, sql`(exchange, currency, timestamp) IN (
+        SELECT exchange, currency, max(timestamp) FROM option_chain WHERE ${sql.and(scope)} GROUP BY exchange, currency)`]
+      if (filter.expiry !== undefined) {
+        conditions.push(sql`expiry >= ${`${filter.expiry}T00:00:00Z`}::timestamptz AT TIME ZONE 'UTC'`)
+        conditions.push(sql`expiry < (${`${filter.expiry}T00:00:00Z`}::timestamptz AT TIME ZONE 'UTC') + INTERVAL '1 day'`)
+      }
+      const where = sql.and(conditions)
+      const [rows, summaries] = yield* Effect.all([
+        sql`SELECT * FROM option_chain WHERE ${where} ORDER BY currency, expiry, strike, option_type LIMIT ${filter.limit}`,
+        sql`SELECT count(*) AS count, count(*) FILTER (WHERE option_type = 'call') AS calls,
+              count(*) FILTER (WHERE option_type = 'put') AS puts, sum(open_interest) AS open_interest,
+              array_agg(DISTINCT to_char(expiry, 'YYYY-MM-DD')) AS expiries,
+              jsonb_object_agg(currency, timestamp) AS snapshot_times
+            FROM option_chain WHERE ${where}`
+      ], { concurrency: 2 })
+      const summary = summaries[0] ?? {}
+      return {
+        count: toNumber(summary.count),
+        options: rows.map((r) => ({
+          exchange: r.exchange as string,
+          currency: r.currency as string,
+          instrument: r.instrument as string,
+          expiry: toIso(r.expiry),
+          strike: toNumber(r.strike),
+          option_type: r.option_type as string,
+          mark_price: toNumberOrNull(r.mark_price),
+          mark_iv: toNumberOrNull(r.mark_iv),
+          bid_iv: toNumberOrNull(r.bid_iv),
+          ask_iv: toNumberOrNull(r.ask_iv),
+          best_bid: toNumberOrNull(r.best_bid),
+          best_ask: toNumberOrNull(r.best_ask),
+          greeks: r.delta === null ? null : {
+            delta: toNumber(r.delta),
+            gamma: toNumber(r.gamma),
+            vega: toNumber(r.vega),
+            theta: toNumber(r.theta),
+            rho: toNumber(r.rho)
+          },
+          open_interest: toNumber(r.open_interest),
+          underlying_price: toNumberOrNull(r.underlying_price),
+          underlying_index: (r.underlying_index as string | null) ?? null,
+          index_price: toNumberOrNull(r.index_price),
+          timestamp: toIso(r.timestamp)
+        })),
+        summary: {
+          snapshot_times: (summary.snapshot_times as Record<string, string> | null) ?? {},
+          expiries: toStrings(summary.expiries),
+          calls: toNumber(summary.calls),
+          puts: toNumber(summary.puts),
+          total_open_interest: toNumber(summary.open_interest)
+        }
+      }
+    })
+  )

@@ -202,6 +202,8 @@ export class Writer extends Context.Service<Writer, {
             yield* offerTable("funding_rates", batch.funding_rates)
             yield* offerTable("open_interest", batch.open_interest)
             yield* offerTable("exchange_orderbooks", batch.exchange_orderbooks)
+            yield* offerTable("volatility_index", batch.volatility_index)
+            yield* offerTable("option_chain", batch.option_chain)
           }),
         state: () => {
           for (const table of tableNames) state.tables[table].queued = Queue.sizeUnsafe(queues[table])

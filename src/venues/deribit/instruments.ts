@@ -1,0 +1,126 @@
+/** Deribit REST results -> instruments and records. */
+import { Schema } from "effect"
+import type { Instrument } from "../../domain/instruments.ts"
+import type { OpenInterestReading, OptionQuote, Trade } from "../../domain/records.ts"
+import { BookSummaries, DeribitTicker, Instruments, TradesPage } from "./wire.ts"
+
+const rpcResult = <S extends Schema.Top>(schema: S) => Schema.Struct({ result: schema })
+export const decodeInstruments = Schema.decodeUnknownResult(rpcResult(Instruments))
+export const decodeBookSummaries = Schema.decodeUnknownResult(rpcResult(BookSummaries))
+export const decodeTradesPage = Schema.decodeUnknownResult(rpcResult(TradesPage))
+export const decodeTicker = Schema.decodeUnknownResult(rpcResult(DeribitTicker))
+
+const months: Record<string, number> = { JAN: 0, FEB: 1, MAR: 2, APR: 3, MAY: 4, JUN: 5, JUL: 6, AUG: 7, SEP: 8, OCT: 9, NOV: 10, DEC: 11 }
+
+/** BTC-24SEP21-40000-P: currency, expiry (Deribit expires at 08:00 UTC), strike and type, from the name alone. */
+export const parseOptionName = (name: string) => {
+  const match = /^([A-Z]+)(?:_[A-Z]+)?-(\d{1,2})([A-Z]{3})(\d{2})-(\d+(?:d\d+)?)-([CP])$/.exec(name)
+  if (match === null || months[match[3]!] === undefined) return undefined
+  return {
+    currency: match[1]!,
+    expiry: Date.UTC(2000 + Number(match[4]), months[match[3]!]!, Number(match[2]), 8),
+    // Fractional strikes are written with a "d" (XRP_USDC-...-0d625-C).
+    strike: Number(match[5]!.replace("d", ".")),
+    optionType: match[6] === "C" ? ("call" as const) : ("put" as const)
+  }
+}
+
+/** A chain row from the book summary, with greeks and bid/ask IV from the option's ticker when fetched. */
+export const optionQuoteFrom = (
+  venue: string,
+  summary: (typeof BookSummaries.Type)[number],
+  ticker: typeof DeribitTicker.Type | undefined,
+  at: number
+): OptionQuote | undefined => {
+  const parsed = parseOptionName(summary.instrument_name)
+  return parsed === undefined ? undefined : {
+  kind: "option_quote",
+  venue,
+  symbol: summary.instrument_name,
+  ...parsed,
+  markPrice: summary.mark_price,
+  markIv: ticker?.mark_iv ?? summary.mark_iv ?? null,
+  bidIv: ticker?.bid_iv ?? null,
+  askIv: ticker?.ask_iv ?? null,
+  bestBid: summary.bid_price ?? null,
+  bestAsk: summary.ask_price ?? null,
+  greeks: ticker?.greeks ?? null,
+  openInterest: summary.open_interest,
+  underlyingPrice: summary.underlying_price ?? null,
+  underlyingIndex: summary.underlying_index ?? null,
+  indexPrice: ticker?.index_price ?? summary.estimated_delivery_price ?? null,
+  timestamp: at
+}
+}
+
+export type DeribitInstrument = (typeof Instruments.Type)[number]
+
+/**
+ * Inverse futures (settled in the coin) trade in USD: `amount` is USD, so one
+ * unit of size is worth one dollar. Linear (USDC-settled) ones and options
+ * trade in the base coin; option prices are quoted in the coin.
+ */
+/** "reversed" is Deribit's word for inverse; listings older than that field are inverse when quoted in USD. */
+export const isInverse = (i: DeribitInstrument): boolean => {
+  const type = i.future_type ?? i.instrument_type
+  return i.kind.startsWith("future") && (type === undefined ? i.quote_currency === "USD" : type === "reversed")
+}
+
+export const instrumentFrom = (venue: string, i: DeribitInstrument): Instrument => {
+  const inverse = isInverse(i)
+  if (i.kind.startsWith("option")) {
+    return { venue, symbol: i.instrument_name, base: i.base_currency, quote: i.base_currency, kind: "option", contractSize: i.contract_size, inverse: false }
+  }
+  return {
+    venue,
+    symbol: i.instrument_name,
+    base: i.base_currency,
+    quote: inverse ? "USD" : i.quote_currency,
+    kind: i.settlement_period === "perpetual" ? "perpetual" : "future",
+    contractSize: inverse ? 1 : i.contract_size,
+    inverse
+  }
+}
+
+export const guessInstrument = (venue: string) => (symbol: string): Instrument | undefined => {
+  const [base] = symbol.split("-")
+  if (base === undefined || base.includes("_")) return undefined
+  if (/-[CP]$/.test(symbol)) return { venue, symbol, base, quote: base, kind: "option", contractSize: 1, inverse: false }
+  return { venue, symbol, base, quote: "USD", kind: symbol.endsWith("PERPETUAL") ? "perpetual" : "future", contractSize: 1, inverse: true }
+}
+
+/** Open interest from a book summary: inverse contracts count in USD; linear ones in the coin. */
+export const openInterestFrom = (
+  venue: string,
+  instrument: DeribitInstrument,
+  summary: (typeof BookSummaries.Type)[number]
+): OpenInterestReading => {
+  const inverse = isInverse(instrument)
+  const contracts = summary.open_interest / instrument.contract_size
+  const usd = inverse ? summary.open_interest : summary.mark_price === null ? undefined : summary.open_interest * summary.mark_price
+  return {
+    kind: "open_interest",
+    venue,
+    symbol: summary.instrument_name,
+    openInterest: contracts,
+    timestamp: summary.creation_timestamp,
+    ...(usd === undefined ? {} : { valueUsd: usd }),
+    contractSize: instrument.contract_size,
+    contractUnit: inverse ? "USD" : instrument.base_currency
+  }
+}
+
+export const restTradeRecord = (venue: string, t: (typeof TradesPage.Type)["trades"][number]): Trade => ({
+  kind: "trade",
+  venue,
+  symbol: t.instrument_name,
+  tradeId: t.trade_id,
+  sequence: t.trade_seq,
+  price: t.price,
+  size: t.amount,
+  side: t.direction,
+  timestamp: t.timestamp,
+  ...(t.liquidation === undefined ? {} : { liquidation: true }),
+  ...(/-[CP]$/.test(t.instrument_name) ? { quoteUsdRate: t.index_price } : {}),
+  details: { source: "rest trades", trade_seq: t.trade_seq, index_price: t.index_price, ...(t.liquidation === undefined ? {} : { liquidation: t.liquidation }) }
+})

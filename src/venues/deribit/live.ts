@@ -1,0 +1,272 @@
+/**
+ * Deribit live wiring: one JSON-RPC 2.0 WebSocket carrying every channel.
+ *
+ * - Instruments: `public/get_instruments` per currency (futures and perpetuals).
+ * - Channels (public, 100 ms: `raw` needs an authorised connection): trades of every
+ *   future and option of a currency (`trades.{kind}.{currency}.100ms`), the book of
+ *   each future and perpetual (`book.{instrument}.100ms`, chained by change ids),
+ *   perpetual tickers for funding, and DVOL (`deribit_volatility_index.{index}`).
+ * - `public/set_heartbeat`: Deribit then sends `test_request`s, answered with `public/test`.
+ * - Open interest of every future from `public/get_book_summary_by_currency` (one call
+ *   per currency), every OPEN_INTEREST_INTERVAL_SECONDS.
+ * - An option chain snapshot per currency every DERIBIT_OPTION_CHAIN_MINUTES: the
+ *   book summary (mark, mark IV, bid/ask, open interest, underlying) and
+ *   `public/ticker` per option for greeks and bid/ask IV, within the rate budget.
+ * - Trades lost by `trade_seq` are fetched with `public/get_last_trades_by_instrument`.
+ * - REST: 20 requests per second (Deribit's credit refill for public calls).
+ */
+import { Clock, Config, Duration, Effect, Metric } from "effect"
+import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
+import { FreshnessMonitor } from "../../feed/freshness.ts"
+import { FeedRegistry } from "../../feed/status.ts"
+import { GapLedger, type GapChannel } from "../../gaps/ledger.ts"
+import { causeOfSessionEnd, makeGapTracker } from "../../gaps/tracker.ts"
+import { RowBatch } from "../../domain/rows.ts"
+import type { NormalizedRecord, Trade } from "../../domain/records.ts"
+import { countResync, makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
+import type { RecordProcessor } from "../../pipeline/processor.ts"
+import { streamsStale } from "../../observability/metrics.ts"
+import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
+import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
+import type { VenueDefinition } from "../venue.ts"
+import { decodeBookSummaries, decodeInstruments, decodeTicker, decodeTradesPage, type DeribitInstrument, instrumentFrom, openInterestFrom, optionQuoteFrom, restTradeRecord } from "./instruments.ts"
+import { changeIdRule } from "./rules.ts"
+
+export const deribitConfig = Config.all({
+  wsUrl: Config.String("DERIBIT_WS_URL").pipe(Config.withDefault("wss://www.deribit.com/ws/api/v2")),
+  restUrl: Config.String("DERIBIT_REST_URL").pipe(Config.withDefault("https://www.deribit.com/api/v2")),
+  currencies: Config.String("DERIBIT_CURRENCIES").pipe(
+    Config.withDefault("BTC,ETH"),
+    Config.map((list) => [...new Set(list.split(",").map((s) => s.trim().toUpperCase()).filter((s) => s.length > 0))])
+  ),
+  optionTrades: Config.Boolean("DERIBIT_OPTION_TRADES").pipe(Config.withDefault(true)),
+  optionChainMs: Config.Number("DERIBIT_OPTION_CHAIN_MINUTES").pipe(Config.withDefault(15), Config.map((m) => m * 60_000)),
+  optionGreeks: Config.Boolean("DERIBIT_OPTION_GREEKS").pipe(Config.withDefault(true)),
+  requestsPerSecond: Config.Int("DERIBIT_REST_REQUESTS_PER_SECOND").pipe(Config.withDefault(20)),
+  heartbeatSeconds: Config.Int("DERIBIT_HEARTBEAT_SECONDS").pipe(Config.withDefault(30)),
+  staleAfterMs: Config.Number("DERIBIT_STALE_SECONDS").pipe(Config.withDefault(60), Config.map((s) => s * 1000)),
+  maxRepairTrades: Config.Int("GAP_REPAIR_MAX_TRADES").pipe(Config.withDefault(100_000))
+})
+
+const volatilityIndex = (currency: string) => `${currency.toLowerCase()}_usd`
+
+export const runDeribit = (definition: VenueDefinition) => (runtime: VenueRuntime) =>
+  Effect.gen(function*() {
+    const venue = definition.id
+    const config = yield* deribitConfig
+    const registry = yield* FeedRegistry
+    const rest = config.restUrl.replace(/\/$/, "")
+    const gate = yield* makeRestGate({ ...defaultGateOptions(venue, config.requestsPerSecond), windowMs: 1000 })
+
+    const futures = new Map<string, DeribitInstrument>()
+    const options = new Map<string, DeribitInstrument>()
+    for (const currency of config.currencies) {
+      for (const kind of ["future", "option"] as const) {
+        const listed = yield* retryPatiently(
+          `${venue} instruments ${currency} ${kind}`,
+          fetchDecoded(gate, `${rest}/public/get_instruments?currency=${currency}&kind=${kind}&expired=false`, 1, decodeInstruments)
+        )
+        for (const i of listed.result) {
+          runtime.instruments.add(instrumentFrom(venue, i))
+          ;(kind === "future" ? futures : options).set(i.instrument_name, i)
+        }
+      }
+    }
+    const bookSymbols = [...futures.keys()]
+    const perpetuals = [...futures.values()].filter((i) => i.settlement_period === "perpetual").map((i) => i.instrument_name)
+
+    const fetchTrades = (instrument: string, from: number, to: number, limit: number) =>
+      Effect.gen(function*() {
+        const trades: Array<Trade> = []
+        let next = from
+        while (next <= to && trades.length < limit) {
+          const page = yield* fetchDecoded(
+            gate,
+            `${rest}/public/get_last_trades_by_instrument?instrument_name=${instrument}&start_seq=${next}&end_seq=${to}&count=1000&sorting=asc`,
+            1,
+            decodeTradesPage
+          )
+          if (page.result.trades.length === 0) break
+          for (const t of page.result.trades) if (t.trade_seq <= to && trades.length < limit) trades.push(restTradeRecord(venue, t))
+          next = page.result.trades[page.result.trades.length - 1]!.trade_seq + 1
+          if (!page.result.has_more) break
+        }
+        return trades
+      })
+
+    const gaps = yield* makeGapTracker({
+      venue,
+      fetchTrades,
+      maxRepairTrades: config.maxRepairTrades,
+      onRepaired: (trades) =>
+        Effect.suspend(() => {
+          const batch = new RowBatch()
+          processor.processRepaired(trades, batch)
+          return batch.size > 0 ? runtime.emit(batch) : Effect.void
+        })
+    })
+    const ledger = yield* GapLedger
+    for (const [symbol, cursor] of yield* ledger.loadCursors(venue, "trades")) gaps.continuity.seed(symbol, cursor)
+
+    let send: ((message: string) => Effect.Effect<void>) | undefined
+    let requestId = 0
+    const rpc = (method: string, params: Record<string, unknown>) =>
+      JSON.stringify({ jsonrpc: "2.0", id: ++requestId, method, params })
+    const resubscribe = (channel: string) =>
+      Effect.suspend(() =>
+        send === undefined
+          ? Effect.void
+          : send(rpc("public/unsubscribe", { channels: [channel] })).pipe(
+            Effect.andThen(send(rpc("public/subscribe", { channels: [channel] })))
+          )
+      )
+
+    const processor: RecordProcessor = makeProcessor(runtime, venue, {
+      continuity: gaps.continuity,
+      onBookLive: gaps.bookLive,
+      sequenceRule: changeIdRule,
+      fundingIntervalHours: () => ({ hours: 8, source: "funding_8h (Deribit funds continuously)" }),
+      requestSnapshot: (symbol, reason) => {
+        if (reason !== "initial") Effect.runFork(resubscribe(`book.${symbol}.100ms`))
+      },
+      onResync: (symbol, reason, lastGoodAt) => {
+        gaps.bookResync(symbol, reason, lastGoodAt)
+        Effect.runFork(
+          countResync(venue, reason).pipe(
+            Effect.andThen(Effect.logWarning("order book resync").pipe(Effect.annotateLogs({ venue, symbol, reason })))
+          )
+        )
+      }
+    })
+    const emitRecords = (records: ReadonlyArray<NormalizedRecord>) =>
+      Effect.gen(function*() {
+        const batch = new RowBatch()
+        processor.process(records, yield* Clock.currentTimeMillis, batch)
+        if (batch.size > 0) yield* runtime.emit(batch)
+      })
+
+    const channels = [
+      ...config.currencies.map((c) => `trades.future.${c}.100ms`),
+      ...(config.optionTrades ? config.currencies.map((c) => `trades.option.${c}.100ms`) : []),
+      ...bookSymbols.map((s) => `book.${s}.100ms`),
+      ...perpetuals.map((s) => `ticker.${s}.100ms`),
+      ...config.currencies.map((c) => `deribit_volatility_index.${volatilityIndex(c)}`)
+    ]
+    const name = `${venue}/ws`
+    const status = registry.register(name, venue)
+    status.books = () => processor.books?.status() ?? []
+    const monitor = new FreshnessMonitor(runtime.settings.freshness)
+    status.streams = () => monitor.status(Date.now())
+    const handler = makeFrameHandler(definition, processor, name, runtime.emit, {
+      monitor,
+      onFresh: (channel, symbol, at) => gaps.streamFresh(channel as GapChannel, symbol, at)
+    })
+    const watchFreshness = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      for (const stale of monitor.check(now, status.lastMessageAt)) {
+        const channel = stale.channel as GapChannel
+        yield* Effect.logWarning("stream stale while its socket is busy; resubscribing it alone").pipe(
+          Effect.annotateLogs({ feed: name, channel, symbol: stale.symbol, silentForMs: stale.silentForMs })
+        )
+        yield* Metric.update(Metric.withAttributes(streamsStale, { feed: name, channel }), 1)
+        gaps.streamStale(channel, stale.symbol, stale.lastAt)
+        if (channel === "book") {
+          processor.books?.markStale(stale.symbol)
+          yield* resubscribe(`book.${stale.symbol}.100ms`)
+        } else if (channel === "funding") {
+          yield* resubscribe(`ticker.${stale.symbol}.100ms`)
+        }
+      }
+    }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever)
+
+    const spec: FeedSpec = {
+      feed: name,
+      venue,
+      url: config.wsUrl,
+      subscribeMessages: [],
+      staleAfterMs: config.staleAfterMs,
+      maxLifetimeMs: Number.MAX_SAFE_INTEGER,
+      openSession: (sendOnThis) =>
+        Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          send = sendOnThis
+          if (status.reconnects > 0) {
+            gaps.connectionInterrupted({
+              cause: causeOfSessionEnd(status.lastCause),
+              since: status.lastMessageAt ?? status.connectedAt ?? now,
+              now,
+              symbols: bookSymbols,
+              channels: ["trades", "book", "funding"]
+            })
+          }
+          processor.books?.resetAll(bookSymbols)
+          monitor.restart(now)
+          yield* sendOnThis(rpc("public/set_heartbeat", { interval: config.heartbeatSeconds }))
+          // Deribit accepts long channel lists; batches keep each request small.
+          for (let i = 0; i < channels.length; i += 100) {
+            yield* sendOnThis(rpc("public/subscribe", { channels: channels.slice(i, i + 100) }))
+          }
+          yield* Effect.forkScoped(watchFreshness)
+          return {
+            onFrames: (frames: ReadonlyArray<string>, receivedAt: number) =>
+              Effect.gen(function*() {
+                // A heartbeat `test_request` must be answered, or Deribit closes the connection.
+                for (const frame of frames) {
+                  if (frame.length < 200 && frame.includes("test_request")) yield* sendOnThis(rpc("public/test", {}))
+                }
+                yield* handler(frames, receivedAt)
+              })
+          }
+        })
+    }
+    yield* superviseFeed(spec, status).pipe(Effect.forkScoped)
+
+    const pollOpenInterest = Effect.forEach(config.currencies, (currency) =>
+      fetchDecoded(gate, `${rest}/public/get_book_summary_by_currency?currency=${currency}&kind=future`, 1, decodeBookSummaries).pipe(
+        Effect.flatMap((summaries) =>
+          emitRecords(summaries.result.flatMap((s) => {
+            const instrument = futures.get(s.instrument_name)
+            return instrument === undefined ? [] : [openInterestFrom(venue, instrument, s)]
+          }))
+        ),
+        Effect.catch((error) => Effect.logWarning("open interest poll failed").pipe(Effect.annotateLogs({ venue, currency, error: error._tag })))
+      ), { discard: true })
+    yield* pollOpenInterest.pipe(
+      Effect.andThen(Effect.sleep(Duration.millis(runtime.settings.openInterestIntervalMs))),
+      Effect.forever,
+      Effect.forkScoped
+    )
+
+    const chainSnapshot = Effect.forEach(config.currencies, (currency) =>
+      Effect.gen(function*() {
+        const summaries = yield* fetchDecoded(gate, `${rest}/public/get_book_summary_by_currency?currency=${currency}&kind=option`, 1, decodeBookSummaries)
+        const at = yield* Clock.currentTimeMillis
+        const quotes: Array<NormalizedRecord> = []
+        for (const summary of summaries.result) {
+          const instrument = options.get(summary.instrument_name)
+          if (instrument === undefined) continue
+          const ticker = config.optionGreeks
+            ? yield* fetchDecoded(gate, `${rest}/public/ticker?instrument_name=${summary.instrument_name}`, 1, decodeTicker).pipe(
+              Effect.map((t) => t.result),
+              Effect.catch(() => Effect.succeed(undefined))
+            )
+            : undefined
+          const quote = optionQuoteFrom(venue, summary, ticker, at)
+          if (quote !== undefined) quotes.push(quote)
+        }
+        yield* emitRecords(quotes)
+        yield* Effect.logInfo("option chain snapshot stored").pipe(Effect.annotateLogs({ venue, currency, options: quotes.length }))
+      }).pipe(
+        Effect.catch((error) => Effect.logWarning("option chain snapshot failed").pipe(Effect.annotateLogs({ venue, currency, error: error._tag })))
+      ), { discard: true })
+    yield* chainSnapshot.pipe(Effect.andThen(Effect.sleep(Duration.millis(config.optionChainMs))), Effect.forever, Effect.forkScoped)
+
+    yield* Effect.gen(function*() {
+      const batch = new RowBatch()
+      processor.tick(yield* Clock.currentTimeMillis, batch)
+      if (batch.size > 0) yield* runtime.emit(batch)
+    }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
+
+    registry.setVenueState(venue, "running")
+    yield* Effect.never
+  })

@@ -1,0 +1,166 @@
+/**
+ * Deribit JSON-RPC frames -> normalized records. Subscription notifications
+ * carry the data; answers to our requests (subscribe, set_heartbeat, test) are
+ * bookkeeping, and an answer with an `error` is a typed DecodeError naming
+ * Deribit's code. Heartbeat requests are answered by live.ts, not here.
+ *
+ * Amounts: inverse futures and perpetuals trade in USD (`amount` is USD), linear
+ * ones and options in the base coin. Option prices are in the base coin; each
+ * trade carries Deribit's index price, which values it in USD.
+ */
+import { Result, Schema } from "effect"
+import { DecodeError } from "../../domain/errors.ts"
+import type { Level, NormalizedRecord } from "../../domain/records.ts"
+import { parseOptionName } from "./instruments.ts"
+import { DeribitBook, DeribitTicker, DeribitTrade, RpcResponse, VolatilityIndex } from "./wire.ts"
+
+const decodeTrades = Schema.decodeUnknownResult(Schema.Array(DeribitTrade))
+const decodeBook = Schema.decodeUnknownResult(DeribitBook)
+const decodeTicker = Schema.decodeUnknownResult(DeribitTicker)
+const decodeVolatility = Schema.decodeUnknownResult(VolatilityIndex)
+const decodeResponse = Schema.decodeUnknownResult(RpcResponse)
+
+const sampleOf = (frame: string) => (frame.length > 200 ? `${frame.slice(0, 200)}...` : frame)
+
+const levels = (raw: ReadonlyArray<readonly ["new" | "change" | "delete", number, number]>): Array<Level> =>
+  raw.map(([action, price, amount]) => [price, action === "delete" ? 0 : amount])
+
+/** Option names are CURRENCY-DMMMYY-STRIKE-C|P; futures CURRENCY-DMMMYY; perpetuals CURRENCY-PERPETUAL. */
+export const isOption = (instrument: string) => /-[CP]$/.test(instrument)
+
+export const makeDecoder = (venue: string) => {
+  const failure = (channel: string, detail: string, frame: string) =>
+    new DecodeError({ venue, channel, detail, sample: sampleOf(frame) })
+
+  const notification = (channel: string, data: unknown, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+    const kind = channel.slice(0, channel.indexOf("."))
+    switch (kind) {
+      case "trades": {
+        const decoded = decodeTrades(data)
+        if (Result.isFailure(decoded)) return failure("trades", decoded.failure.message, frame)
+        for (const t of decoded.success) {
+          out.push({
+            kind: "trade",
+            venue,
+            symbol: t.instrument_name,
+            tradeId: t.trade_id,
+            sequence: t.trade_seq,
+            price: t.price,
+            size: t.amount,
+            side: t.direction,
+            timestamp: t.timestamp,
+            ...(t.liquidation === undefined ? {} : { liquidation: true }),
+            ...(isOption(t.instrument_name) ? { quoteUsdRate: t.index_price } : {}),
+            details: {
+              source: "trades",
+              trade_seq: t.trade_seq,
+              index_price: t.index_price,
+              ...(t.mark_price === undefined ? {} : { mark_price: t.mark_price }),
+              ...(t.iv === undefined ? {} : { iv: t.iv }),
+              // "M": the maker side was liquidated, "T": the taker side, "MT": both.
+              ...(t.liquidation === undefined ? {} : { liquidation: t.liquidation }),
+              ...(t.block_trade_id === undefined ? {} : { block_trade_id: t.block_trade_id })
+            }
+          })
+        }
+        return undefined
+      }
+      case "book": {
+        const decoded = decodeBook(data)
+        if (Result.isFailure(decoded)) return failure("book", decoded.failure.message, frame)
+        const b = decoded.success
+        if (b.type === "snapshot") {
+          out.push({ kind: "book_snapshot", venue, symbol: b.instrument_name, sequence: b.change_id, bids: levels(b.bids), asks: levels(b.asks), timestamp: b.timestamp })
+        } else {
+          out.push({
+            kind: "book_delta",
+            venue,
+            symbol: b.instrument_name,
+            firstSequence: b.change_id,
+            lastSequence: b.change_id,
+            ...(b.prev_change_id === undefined ? {} : { previousSequence: b.prev_change_id }),
+            bids: levels(b.bids),
+            asks: levels(b.asks),
+            timestamp: b.timestamp
+          })
+        }
+        return undefined
+      }
+      case "ticker": {
+        const decoded = decodeTicker(data)
+        if (Result.isFailure(decoded)) return failure("ticker", decoded.failure.message, frame)
+        const t = decoded.success
+        if (t.funding_8h !== undefined) {
+          out.push({
+            kind: "funding",
+            venue,
+            symbol: t.instrument_name,
+            // Deribit funds continuously; funding_8h is the rate over the last 8 hours, the comparable figure.
+            rate: t.funding_8h,
+            predictedRate: null,
+            markPrice: t.mark_price,
+            indexPrice: t.index_price,
+            nextFundingTime: null,
+            timestamp: t.timestamp,
+            details: { source: "ticker", current_funding: t.current_funding ?? null, funding_basis: "funding_8h (continuous funding)" }
+          })
+        }
+        const option = isOption(t.instrument_name) ? parseOptionName(t.instrument_name) : undefined
+        if (option !== undefined) {
+          out.push({
+            kind: "option_quote",
+            venue,
+            symbol: t.instrument_name,
+            ...option,
+            markPrice: t.mark_price,
+            markIv: t.mark_iv ?? null,
+            bidIv: t.bid_iv ?? null,
+            askIv: t.ask_iv ?? null,
+            bestBid: t.best_bid_price ?? null,
+            bestAsk: t.best_ask_price ?? null,
+            greeks: t.greeks ?? null,
+            openInterest: t.open_interest,
+            underlyingPrice: t.underlying_price ?? null,
+            underlyingIndex: t.underlying_index ?? null,
+            indexPrice: t.index_price,
+            timestamp: t.timestamp
+          })
+        }
+        return undefined
+      }
+      case "deribit_volatility_index": {
+        const decoded = decodeVolatility(data)
+        if (Result.isFailure(decoded)) return failure("volatility_index", decoded.failure.message, frame)
+        const v = decoded.success
+        out.push({ kind: "volatility_index", venue, symbol: v.index_name, value: v.volatility, timestamp: v.timestamp })
+        return undefined
+      }
+      default:
+        return failure(kind, "unknown channel", frame)
+    }
+  }
+
+  return (frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(frame)
+    } catch {
+      return failure("unknown", "frame is not JSON", frame)
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return failure("unknown", "frame is not an object", frame)
+    const message = parsed as { readonly method?: unknown; readonly params?: { readonly channel?: unknown; readonly data?: unknown } }
+    if (message.method === "subscription") {
+      const channel = message.params?.channel
+      if (typeof channel !== "string") return failure("subscription", "no channel", frame)
+      return notification(channel, message.params?.data, frame, out)
+    }
+    // Heartbeats are answered by the connection (public/test); nothing to store.
+    if (message.method === "heartbeat") return undefined
+    const response = decodeResponse(parsed)
+    if (Result.isFailure(response)) return failure("unknown", "neither a notification nor a JSON-RPC answer", frame)
+    if (response.success.error !== undefined) {
+      return failure("rpc", `venue error ${response.success.error.code}: ${response.success.error.message}`, frame)
+    }
+    return undefined
+  }
+}

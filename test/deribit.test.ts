@@ -1,0 +1,199 @@
+/**
+ * Deribit: the normalizer on the recorded session (option books and tickers,
+ * JSON-RPC acks) and on documented trade/DVOL/funding messages; then the
+ * service end to end against the fake Deribit into PostgreSQL: inverse trades
+ * valued in USD, options at the index price, liquidations flagged, books by
+ * change id, funding, open interest in contracts and USD, DVOL and the option
+ * chain through the API, heartbeats answered, lost trades repaired by trade_seq.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { BookSync } from "../src/book/sync.ts"
+import type { NormalizedRecord, OptionQuote, Trade } from "../src/domain/records.ts"
+import { makeDecoder } from "../src/venues/deribit/normalize.ts"
+import { parseOptionName } from "../src/venues/deribit/instruments.ts"
+import { changeIdRule } from "../src/venues/deribit/rules.ts"
+import { activeOption, FakeDeribit } from "./fake/deribit.ts"
+import { recording } from "./support/fixtures.ts"
+import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
+import { postgresLayer } from "../src/storage/database.ts"
+
+const frames = () => recording("DERIBIT.ws.1.0").frames.map((f) => f.text)
+
+describe("deribit normalizer", () => {
+  it("decodes every recorded frame: option books by change id, tickers with greeks as chain quotes", () => {
+    const decode = makeDecoder("deribit")
+    const records: Array<NormalizedRecord> = []
+    for (const frame of frames()) assert.isUndefined(decode(frame, records), frame.slice(0, 120))
+    const quotes = records.filter((r): r is OptionQuote => r.kind === "option_quote")
+    assert.strictEqual(quotes.length, 89)
+    const first = quotes.find((q) => q.symbol === "ETH-30JUL21-2800-C")!
+    assert.deepInclude(first, {
+      currency: "ETH",
+      expiry: Date.UTC(2021, 6, 30, 8),
+      strike: 2800,
+      optionType: "call",
+      markPrice: 0.001972,
+      markIv: 120.74,
+      bidIv: 115.62,
+      askIv: 125.63,
+      openInterest: 12685,
+      underlyingPrice: 2003.61
+    })
+    assert.deepStrictEqual(first.greeks, { vega: 0.20072, theta: -1.64029, rho: 0.01188, gamma: 0.0002, delta: 0.03127 })
+    // Every recorded book chains: snapshot, then prev_change_id = the previous change_id, with no resync.
+    const sync = new BookSync({ venue: "deribit", rule: changeIdRule, depth: 20, snapshotIntervalMs: 1000, maxBuffered: 100, requestSnapshot: () => undefined })
+    for (const r of records) {
+      if (r.kind === "book_snapshot") sync.onSnapshot(r)
+      if (r.kind === "book_delta") sync.onDelta(r)
+    }
+    assert.isAbove(sync.status().length, 5)
+    assert.isTrue(sync.status().every((s) => s.state === "live" && s.resyncs === 0))
+  })
+
+  it("maps documented trades: taker direction, USD amounts, liquidation flag, option index price", () => {
+    const decode = makeDecoder("deribit")
+    const out: Array<NormalizedRecord> = []
+    decode(JSON.stringify({
+      jsonrpc: "2.0",
+      method: "subscription",
+      params: {
+        channel: "trades.future.BTC.100ms",
+        data: [
+          { trade_seq: 30289432, trade_id: "48079254", timestamp: 1590484156350, tick_direction: 0, price: 8950, mark_price: 8948.9, instrument_name: "BTC-PERPETUAL", index_price: 8955.88, direction: "sell", amount: 10, liquidation: "M" },
+          { trade_seq: 1966, trade_id: "ETH-1", timestamp: 1590484156351, price: 0.0125, iv: 71.5, instrument_name: "ETH-25JUN21-2000-C", index_price: 2000, direction: "buy", amount: 3 }
+        ]
+      }
+    }), out)
+    const [perp, option] = out as Array<Trade>
+    assert.deepInclude(perp!, { symbol: "BTC-PERPETUAL", tradeId: "48079254", sequence: 30289432, price: 8950, size: 10, side: "sell", liquidation: true })
+    assert.isUndefined(perp!.quoteUsdRate)
+    assert.deepInclude(option!, { symbol: "ETH-25JUN21-2000-C", sequence: 1966, side: "buy", quoteUsdRate: 2000 })
+  })
+
+  it("reads DVOL, perpetual funding and JSON-RPC errors; heartbeats are not data", () => {
+    const decode = makeDecoder("deribit")
+    const out: Array<NormalizedRecord> = []
+    assert.isUndefined(decode('{"jsonrpc":"2.0","method":"subscription","params":{"channel":"deribit_volatility_index.btc_usd","data":{"volatility":51.13,"timestamp":1700000000000,"index_name":"btc_usd"}}}', out))
+    assert.isUndefined(decode('{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.100ms","data":{"instrument_name":"BTC-PERPETUAL","timestamp":1700000000000,"mark_price":50000,"index_price":49990,"open_interest":123,"current_funding":0.00002,"funding_8h":0.00015}}}', out))
+    assert.isUndefined(decode('{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}', out))
+    assert.deepStrictEqual(out[0], { kind: "volatility_index", venue: "deribit", symbol: "btc_usd", value: 51.13, timestamp: 1700000000000 })
+    assert.deepInclude(out[1]!, { kind: "funding", rate: 0.00015, predictedRate: null, markPrice: 50000, indexPrice: 49990 })
+    assert.strictEqual(out.length, 2)
+    const error = decode('{"jsonrpc":"2.0","id":7,"error":{"code":10028,"message":"too_many_requests"}}', out)
+    assert.strictEqual(error?._tag, "DecodeError")
+    assert.include(error!.detail, "10028")
+    assert.strictEqual(decode('{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":{"type":"change","timestamp":1,"instrument_name":"BTC-PERPETUAL","change_id":2,"prev_change_id":1,"bids":[["replace",1,1]],"asks":[]}}}', out)?._tag, "DecodeError")
+  })
+
+  it("reads option names: expiry at 08:00 UTC, strike, type", () => {
+    assert.deepStrictEqual(parseOptionName("BTC-24SEP21-40000-P"), { currency: "BTC", expiry: Date.UTC(2021, 8, 24, 8), strike: 40000, optionType: "put" })
+    assert.deepStrictEqual(parseOptionName("XRP_USDC-5JAN26-0d625-C"), { currency: "XRP", expiry: Date.UTC(2026, 0, 5, 8), strike: 0.625, optionType: "call" })
+    assert.isUndefined(parseOptionName("BTC-PERPETUAL"))
+  })
+})
+
+const env = (fake: FakeDeribit, port: number) => ({
+  DATABASE_URL: postgresUrl,
+  PORT: String(port),
+  HOST: "127.0.0.1",
+  EXCHANGES: "deribit",
+  DERIBIT_WS_URL: fake.wsUrl,
+  DERIBIT_REST_URL: fake.restUrl,
+  DERIBIT_HEARTBEAT_SECONDS: "1",
+  DERIBIT_OPTION_CHAIN_MINUTES: "0.05",
+  LARGE_TRADE_THRESHOLD_BTC: "1",
+  LARGE_TRADE_THRESHOLD_ETH: "1",
+  LARGE_TRADE_THRESHOLD_DEFAULT: "1",
+  ORDERBOOK_INTERVAL_SECONDS: "1",
+  OPEN_INTEREST_INTERVAL_SECONDS: "1",
+  FUNDING_SAMPLE_SECONDS: "1",
+  WRITER_FLUSH_MS: "20"
+})
+
+const startFake = Effect.acquireRelease(Effect.promise(() => FakeDeribit.start({ frameIntervalMs: 3 })), (f) => Effect.promise(() => f.close()))
+const clean = truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
+
+describe("deribit end to end", () => {
+  it.live("trades valued per contract type, books, funding, open interest, DVOL and the option chain through the API", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* clean
+      const fake = yield* startFake
+      const port = freePort()
+      yield* startService(env(fake, port))
+      const base = `http://127.0.0.1:${port}/api/v1/exchange`
+      yield* eventually("trades of every kind", Effect.sync(() =>
+        fake.played("BTC-PERPETUAL").length >= 20 && fake.played(activeOption).length >= 3 ? true : undefined), 30_000)
+      const perpetual = fake.played("BTC-PERPETUAL").slice(0, 10)
+      const { body } = yield* eventually("trades stored", Effect.map(getJson(`${base}/large-trades?exchange=deribit&limit=1000`), (answer) => {
+        const ids = new Set(answer.body.data.trades.map((t: any) => t.trade_id))
+        return perpetual.every((t) => ids.has(t.trade_id)) && answer.body.data.trades.some((t: any) => t.symbol === activeOption) ? answer : undefined
+      }), 30_000)
+      const rows = new Map<string, any>(body.data.trades.map((t: any) => [t.trade_id, t]))
+      for (const trade of perpetual) {
+        const row = rows.get(trade.trade_id)
+        // Inverse: the amount is USD already; 10 USD contracts.
+        assert.strictEqual(row.value_usd, trade.amount, `${trade.trade_id} USD value`)
+        assert.strictEqual(row.side, trade.direction)
+        assert.strictEqual(row.is_liquidation, trade.liquidation !== undefined)
+        assert.strictEqual(row.metadata.contract_type, "inverse")
+      }
+      const option = body.data.trades.find((t: any) => t.symbol === activeOption)
+      const played = fake.played(activeOption).find((t) => t.trade_id === option.trade_id)!
+      assert.closeTo(option.value_usd, Math.round(played.price * played.amount * played.index_price * 100) / 100, 0.005, "option: coin price x amount x index")
+      assert.strictEqual(option.metadata.quote_usd_source, "venue index:BTC")
+
+      const oi = yield* eventually("open interest", Effect.map(getJson(`${base}/open-interest?symbol=BTC-PERPETUAL`), ({ body }) =>
+        body.data.count > 0 ? body.data.open_interest[0] : undefined), 20_000)
+      assert.strictEqual(oi.open_interest_usd, 1_200_000_000, "Deribit counts inverse open interest in USD")
+      assert.strictEqual(oi.open_interest, 120_000_000, "in 10 USD contracts")
+      const funding = yield* eventually("funding", Effect.map(getJson(`${base}/funding-rates?exchange=deribit`), ({ body }) =>
+        body.data.count > 0 ? body.data.funding_rates[0] : undefined), 20_000)
+      assert.match(funding.symbol, /PERPETUAL$/)
+      assert.isAbove(funding.rate, 0)
+      const dvol = yield* eventually("DVOL", Effect.map(getJson(`${base}/volatility-index?index=btc_usd`), ({ body }) =>
+        body.data.count > 0 ? body.data : undefined), 20_000)
+      assert.strictEqual(dvol.values[0].value, 55.25)
+      assert.deepStrictEqual(dvol.summary.indexes, ["btc_usd"])
+      const chain = yield* eventually("option chain", Effect.map(getJson(`${base}/option-chain?currency=BTC`), ({ body }) =>
+        body.data.count > 0 ? body.data : undefined), 30_000)
+      const put = chain.options.find((o: any) => o.instrument === "BTC-24SEP21-34000-P")
+      assert.strictEqual(put.option_type, "put")
+      assert.strictEqual(put.strike, 34000)
+      assert.isNotNull(put.greeks, "greeks from the option's ticker")
+      assert.isNumber(put.mark_iv)
+      const byExpiry = yield* getJson(`${base}/option-chain?currency=BTC&expiry=2021-09-24`)
+      assert.isTrue(byExpiry.body.data.options.every((o: any) => o.expiry.startsWith("2021-09-24")))
+      assert.isAbove(byExpiry.body.data.count, 0)
+
+      const books = yield* eventually("books", Effect.map(getJson(`${base}/orderbooks?exchange=deribit&symbol=BTC-PERPETUAL`), ({ body }) =>
+        body.data.orderbooks.length > 0 ? body.data.orderbooks[0] : undefined), 20_000)
+      assert.isBelow(books.bids[0][0], books.asks[0][0])
+      assert.isAbove(fake.tests, 0, "heartbeat test_requests answered")
+      const health = yield* getJson(`http://127.0.0.1:${port}/health`)
+      const feed = health.body.feeds.find((f: any) => f.venue === "deribit")
+      assert.strictEqual(feed.reconnects, 0, "never closed for an unanswered heartbeat")
+    })), { timeout: 90_000 })
+
+  it.live("trades lost in transit are repaired by trade_seq exactly once", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* clean
+      const fake = yield* startFake
+      const port = freePort()
+      yield* startService(env(fake, port))
+      const base = `http://127.0.0.1:${port}/api/v1/exchange`
+      yield* eventually("trades flowing", Effect.sync(() => (fake.sentTrades.length >= 5 ? true : undefined)), 30_000)
+      fake.loseNext("trade", 4)
+      yield* eventually("trades after the loss", Effect.sync(() => (fake.lost.length === 4 && fake.sentTrades.length >= 30 ? true : undefined)), 30_000)
+      const gaps = yield* eventually("gaps verified", Effect.map(getJson(`${base}/gaps?exchange=deribit&channel=trades`), ({ body }) =>
+        body.data.count > 0 && body.data.gaps.every((g: any) => g.repair_status === "verified") ? body.data.gaps : undefined), 30_000)
+      assert.strictEqual(gaps.reduce((n: number, g: any) => n + g.repaired_count, 0), 4)
+      const lostIds = fake.lost.flatMap((l) => (l.data as Array<any>).map((t) => t.trade_id))
+      const { body } = yield* eventually("lost trades stored", Effect.map(getJson(`${base}/large-trades?exchange=deribit&limit=1000`), (answer) => {
+        const ids = answer.body.data.trades.map((t: any) => t.trade_id)
+        return lostIds.every((id) => ids.includes(id)) ? answer : undefined
+      }), 30_000)
+      const ids = body.data.trades.map((t: any) => `${t.symbol}:${t.trade_id}`)
+      assert.strictEqual(new Set(ids).size, ids.length, "nothing stored twice")
+    })), { timeout: 90_000 })
+})
