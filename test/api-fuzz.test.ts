@@ -17,7 +17,10 @@ const endpoints: Record<string, ReadonlyArray<string>> = {
   "/api/v1/exchange/orderbooks": endpointParams.orderbooks,
   "/api/v1/exchange/gaps": endpointParams.gaps,
   "/api/v1/exchange/volatility-index": endpointParams.volatilityIndex,
-  "/api/v1/exchange/option-chain": endpointParams.optionChain
+  "/api/v1/exchange/option-chain": endpointParams.optionChain,
+  "/api/v1/exchange/settlements": endpointParams.settlements,
+  "/api/v1/exchange/basis": endpointParams.basis,
+  "/api/v1/exchange/rolls": endpointParams.rolls
 }
 const knownNames = [...new Set(Object.values(endpoints).flat())]
 

@@ -53,7 +53,10 @@ export const endpointParams = {
   orderbooks: ["symbol", "exchange", "depth"],
   gaps: ["symbol", "exchange", "hours", "limit", "channel", "status"],
   volatilityIndex: ["index", "exchange", "hours", "limit"],
-  optionChain: ["currency", "expiry", "exchange", "limit"]
+  optionChain: ["currency", "expiry", "exchange", "limit"],
+  settlements: ["symbol", "exchange", "hours", "limit"],
+  basis: ["symbol", "exchange", "hours", "limit"],
+  rolls: ["root", "exchange", "hours", "limit"]
 } as const satisfies Record<string, ReadonlyArray<ParamName>>
 
 export const openApiDocument = {
@@ -147,6 +150,21 @@ export const openApiDocument = {
         timestamp: time
       }),
       summary: { type: "object", properties: { snapshot_times: { type: "object" }, expiries: names, calls: num, puts: num, total_open_interest: num } }
+    }),
+    "/api/v1/exchange/settlements": operation("Daily futures settlements (CME), with volume and open interest", endpointParams.settlements, {
+      count: num,
+      settlements: array({ exchange: str, symbol: str, root: str, trade_date: str, expiry: str, settlement_price: num, volume: { type: ["number", "null"] }, open_interest: { type: ["number", "null"] }, contract_size: num, source: str, timestamp: time }),
+      summary: { type: "object", properties: { latest_trade_date: { type: ["string", "null"] }, symbols: names } }
+    }),
+    "/api/v1/exchange/basis": operation("Futures basis to spot: absolute, percent, annualised to expiry", endpointParams.basis, {
+      count: num,
+      basis: array({ exchange: str, symbol: str, futures_price: num, spot_price: num, spot_source: str, basis: num, basis_percent: num, annualized_percent: { type: ["number", "null"] }, days_to_expiry: num, timestamp: time }),
+      summary: { type: "object", properties: { average_annualized_percent: { type: ["number", "null"] }, symbols: names } }
+    }),
+    "/api/v1/exchange/rolls": operation("Roll events and each product's front and most-held contract", endpointParams.rolls, {
+      count: num,
+      rolls: array({ exchange: str, root: str, from_symbol: str, to_symbol: str, reason: str, trade_date: str, timestamp: time }),
+      front_months: array({ exchange: str, root: str, trade_date: str, front: str, next: { type: ["string", "null"] }, active: str, active_open_interest: { type: ["number", "null"] } })
     }),
     "/health": { get: { summary: "Per-feed state, writer and database health (503 when the database is unreachable)", responses: { "200": { description: "healthy" }, "503": { description: "database unreachable" } } } },
     "/metrics": { get: { summary: "Prometheus metrics", responses: { "200": { description: "text/plain exposition format" } } } }

@@ -103,6 +103,14 @@ export const params = {
       return typeof value === "string" ? value.toLowerCase() : value
     }
   } satisfies ParamSpec<string>,
+  root: {
+    description: "Futures product root: BTC, MBT, ETH, MET",
+    schema: { type: "string", pattern: "^[A-Z]{2,5}$" },
+    parse: (raw: string, name: string) => {
+      const value = pattern(/^[A-Za-z]{2,5}$/, "a product root such as BTC or MBT")(raw, name)
+      return typeof value === "string" ? value.toUpperCase() : value
+    }
+  } satisfies ParamSpec<string>,
   currency: {
     description: "Underlying currency of an option chain: BTC, ETH",
     schema: { type: "string", pattern: "^[A-Z]{2,10}$" },

@@ -12,7 +12,19 @@ import { SqlClient } from "effect/sql"
 import { FeedRegistry } from "../feed/status.ts"
 import { apiRequests, queueDepth } from "../observability/metrics.ts"
 import { DatabaseInfo } from "../storage/database.ts"
-import { coverage, fundingRates, gaps, largeTrades, latestOrderBooks, openInterest, optionChain, volatilityIndex } from "../storage/queries.ts"
+import {
+  basis,
+  coverage,
+  fundingRates,
+  gaps,
+  largeTrades,
+  latestOrderBooks,
+  openInterest,
+  optionChain,
+  rolls,
+  settlements,
+  volatilityIndex
+} from "../storage/queries.ts"
 import { Writer } from "../storage/writer.ts"
 import { tableNames } from "../domain/rows.ts"
 import { endpointParams, openApiDocument } from "./openapi.ts"
@@ -108,7 +120,13 @@ const routes: Record<string, (search: URLSearchParams) => Effect.Effect<HttpServ
   "/api/v1/exchange/volatility-index": queryEndpoint(endpointParams.volatilityIndex, (p) =>
     volatilityIndex({ index: p.index, exchange: p.exchange, hours: p.hours ?? 24, limit: p.limit ?? 100 }), true),
   "/api/v1/exchange/option-chain": queryEndpoint(endpointParams.optionChain, (p) =>
-    optionChain({ currency: p.currency, expiry: p.expiry, exchange: p.exchange, limit: p.limit ?? 1000 }), false)
+    optionChain({ currency: p.currency, expiry: p.expiry, exchange: p.exchange, limit: p.limit ?? 1000 }), false),
+  "/api/v1/exchange/settlements": queryEndpoint(endpointParams.settlements, (p) =>
+    settlements({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24 * 7, limit: p.limit ?? 100 }), true),
+  "/api/v1/exchange/basis": queryEndpoint(endpointParams.basis, (p) =>
+    basis({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24 * 7, limit: p.limit ?? 100 }), true),
+  "/api/v1/exchange/rolls": queryEndpoint(endpointParams.rolls, (p) =>
+    rolls({ root: p.root, exchange: p.exchange, hours: p.hours ?? 24 * 90, limit: p.limit ?? 100 }), true)
 }
 
 const health = Effect.gen(function*() {

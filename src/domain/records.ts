@@ -139,6 +139,59 @@ export const OptionQuote = Schema.Struct({
 })
 export type OptionQuote = typeof OptionQuote.Type
 
+/** A dated future's daily settlement (CME), with that day's volume and open interest in contracts. */
+export const FuturesSettlement = Schema.Struct({
+  kind: Schema.Literal("settlement"),
+  venue: Schema.String,
+  symbol: Schema.String,
+  root: Schema.String,
+  base: Schema.String,
+  /** Coins per contract. */
+  contractSize: Schema.Number,
+  tradeDate: Schema.Number,
+  expiry: Schema.Number,
+  price: Schema.Number,
+  volume: Schema.NullOr(Schema.Number),
+  openInterest: Schema.NullOr(Schema.Number),
+  source: Schema.String,
+  /** When the settlement price was struck. */
+  timestamp: Schema.Number
+})
+export type FuturesSettlement = typeof FuturesSettlement.Type
+
+export const FuturesBasis = Schema.Struct({
+  kind: Schema.Literal("basis"),
+  venue: Schema.String,
+  symbol: Schema.String,
+  futuresPrice: Schema.Number,
+  spotPrice: Schema.Number,
+  spotSource: Schema.String,
+  basis: Schema.Number,
+  basisPercent: Schema.Number,
+  annualizedPercent: Schema.NullOr(Schema.Number),
+  daysToExpiry: Schema.Number,
+  timestamp: Schema.Number,
+  details: Schema.Record(Schema.String, Schema.Unknown)
+})
+export type FuturesBasis = typeof FuturesBasis.Type
+
+export const FuturesRoll = Schema.Struct({
+  kind: Schema.Literal("roll"),
+  venue: Schema.String,
+  /** The product root (BTC, MBT, ETH, MET). */
+  symbol: Schema.String,
+  fromSymbol: Schema.String,
+  toSymbol: Schema.String,
+  reason: Schema.Literals(["open_interest", "volume"]),
+  tradeDate: Schema.Number,
+  fromOpenInterest: Schema.NullOr(Schema.Number),
+  toOpenInterest: Schema.NullOr(Schema.Number),
+  fromVolume: Schema.NullOr(Schema.Number),
+  toVolume: Schema.NullOr(Schema.Number),
+  timestamp: Schema.Number
+})
+export type FuturesRoll = typeof FuturesRoll.Type
+
 export const NormalizedRecord = Schema.Union([
   Trade,
   Liquidation,
@@ -147,6 +200,9 @@ export const NormalizedRecord = Schema.Union([
   FundingUpdate,
   OpenInterestReading,
   VolatilityIndexReading,
-  OptionQuote
+  OptionQuote,
+  FuturesSettlement,
+  FuturesBasis,
+  FuturesRoll
 ])
 export type NormalizedRecord = typeof NormalizedRecord.Type

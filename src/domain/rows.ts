@@ -11,7 +11,10 @@ export const TableName = Schema.Literals([
   "open_interest",
   "exchange_orderbooks",
   "volatility_index",
-  "option_chain"
+  "option_chain",
+  "futures_settlements",
+  "futures_basis",
+  "futures_rolls"
 ])
 export type TableName = typeof TableName.Type
 export const tableNames: ReadonlyArray<TableName> = TableName.literals
@@ -98,6 +101,53 @@ export interface OptionChainRow {
   readonly metadata: Record<string, unknown> | null
 }
 
+export interface FuturesSettlementRow {
+  readonly id: string
+  readonly exchange: string
+  readonly symbol: string
+  readonly root: string
+  readonly tradeDate: number
+  readonly expiry: number
+  readonly price: number
+  readonly volume: number | null
+  readonly openInterest: number | null
+  readonly contractSize: number
+  readonly source: string
+  readonly timestamp: number
+  readonly metadata: Record<string, unknown> | null
+}
+
+export interface FuturesBasisRow {
+  readonly id: string
+  readonly exchange: string
+  readonly symbol: string
+  readonly futuresPrice: number
+  readonly spotPrice: number
+  readonly spotSource: string
+  readonly basis: number
+  readonly basisPercent: number
+  readonly annualizedPercent: number | null
+  readonly daysToExpiry: number
+  readonly timestamp: number
+  readonly metadata: Record<string, unknown> | null
+}
+
+export interface FuturesRollRow {
+  readonly id: string
+  readonly exchange: string
+  readonly root: string
+  readonly fromSymbol: string
+  readonly toSymbol: string
+  readonly reason: string
+  readonly tradeDate: number
+  readonly fromOpenInterest: number | null
+  readonly toOpenInterest: number | null
+  readonly fromVolume: number | null
+  readonly toVolume: number | null
+  readonly timestamp: number
+  readonly metadata: Record<string, unknown> | null
+}
+
 /**
  * How far a stream has been processed. It travels through the writer in the same
  * queue as the large-trade rows, behind the rows it covers, so a stored cursor
@@ -119,6 +169,9 @@ export interface RowsByTable {
   readonly exchange_orderbooks: OrderBookRow
   readonly volatility_index: VolatilityIndexRow
   readonly option_chain: OptionChainRow
+  readonly futures_settlements: FuturesSettlementRow
+  readonly futures_basis: FuturesBasisRow
+  readonly futures_rolls: FuturesRollRow
 }
 
 /** Rows produced while handling one batch of frames, flushed to the writer queues together. */
@@ -129,11 +182,15 @@ export class RowBatch {
   readonly exchange_orderbooks: Array<OrderBookRow> = []
   readonly volatility_index: Array<VolatilityIndexRow> = []
   readonly option_chain: Array<OptionChainRow> = []
+  readonly futures_settlements: Array<FuturesSettlementRow> = []
+  readonly futures_basis: Array<FuturesBasisRow> = []
+  readonly futures_rolls: Array<FuturesRollRow> = []
   readonly cursors: Array<CursorRow> = []
 
   get size(): number {
     return this.large_trades.length + this.funding_rates.length + this.open_interest.length +
-      this.exchange_orderbooks.length + this.volatility_index.length + this.option_chain.length + this.cursors.length
+      this.exchange_orderbooks.length + this.volatility_index.length + this.option_chain.length +
+      this.futures_settlements.length + this.futures_basis.length + this.futures_rolls.length + this.cursors.length
   }
 }
 

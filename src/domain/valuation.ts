@@ -25,8 +25,19 @@ export class ReferencePrices {
     this.maxAgeMs = maxAgeMs
   }
 
+  private readonly lastTrades = new Map<string, { readonly price: number; readonly at: number }>()
+
+  /** The latest trade price of one instrument (e.g. Coinbase BTC-USD for the CME basis). */
+  lastTrade(venue: string, symbol: string): { readonly price: number; readonly at: number } | undefined {
+    return this.lastTrades.get(`${venue}\u0000${symbol}`)
+  }
+
   observe(instrument: Instrument, price: number, at: number): void {
-    if (instrument.kind !== "spot" || instrument.inverse || !(price > 0)) return
+    if (!(price > 0)) return
+    const key = `${instrument.venue}\u0000${instrument.symbol}`
+    const last = this.lastTrades.get(key)
+    if (last === undefined || last.at <= at) this.lastTrades.set(key, { price, at })
+    if (instrument.kind !== "spot" || instrument.inverse) return
     if (instrument.quote === "USD" || parQuotes.has(instrument.quote)) return this.set(instrument.base, price, at)
     // A fiat quote (EUR, GBP) gets a live USD rate from the same asset's USD price: BTC-EUR vs BTC-USD.
     if (fiatQuotes.has(instrument.quote)) {

@@ -7,7 +7,7 @@ import { BookSync } from "../book/sync.ts"
 import type { SequenceRule } from "../book/sync.ts"
 import type { DetectOutcome, LargeTradeDetector } from "../domain/large-trades.ts"
 import type { InstrumentRegistry } from "../domain/instruments.ts"
-import type { NormalizedRecord, OptionQuote } from "../domain/records.ts"
+import type { FuturesSettlement, NormalizedRecord, OptionQuote } from "../domain/records.ts"
 import { type OptionChainRow, RowBatch, timedRowId } from "../domain/rows.ts"
 import { roundUsd } from "../domain/valuation.ts"
 import type { TradeContinuity } from "../gaps/continuity.ts"
@@ -105,6 +105,42 @@ export class RecordProcessor {
         case "option_quote":
           out.option_chain.push(optionChainRow(record))
           break
+        case "settlement":
+          this.settlement(record, out)
+          break
+        case "basis":
+          out.futures_basis.push({
+            id: timedRowId(record.venue, record.symbol, record.timestamp),
+            exchange: record.venue,
+            symbol: record.symbol,
+            futuresPrice: record.futuresPrice,
+            spotPrice: record.spotPrice,
+            spotSource: record.spotSource,
+            basis: record.basis,
+            basisPercent: record.basisPercent,
+            annualizedPercent: record.annualizedPercent,
+            daysToExpiry: record.daysToExpiry,
+            timestamp: record.timestamp,
+            metadata: record.details
+          })
+          break
+        case "roll":
+          out.futures_rolls.push({
+            id: `${record.venue}_${record.symbol}_${record.fromSymbol}_${record.toSymbol}`,
+            exchange: record.venue,
+            root: record.symbol,
+            fromSymbol: record.fromSymbol,
+            toSymbol: record.toSymbol,
+            reason: record.reason,
+            tradeDate: record.tradeDate,
+            fromOpenInterest: record.fromOpenInterest,
+            toOpenInterest: record.toOpenInterest,
+            fromVolume: record.fromVolume,
+            toVolume: record.toVolume,
+            timestamp: record.timestamp,
+            metadata: null
+          })
+          break
       }
     }
     this.books?.sample(now, out.exchange_orderbooks)
@@ -124,6 +160,36 @@ export class RecordProcessor {
   /** Emits book rows that came due without any new record (quiet books). */
   tick(now: number, out: RowBatch): void {
     this.books?.sample(now, out.exchange_orderbooks)
+  }
+
+  /** A settlement row, and the day's open interest valued at the settlement price. */
+  private settlement(s: FuturesSettlement, out: RowBatch): void {
+    const day = new Date(s.tradeDate).toISOString().slice(0, 10)
+    out.futures_settlements.push({
+      id: `${s.venue}_${s.symbol}_${day}`,
+      exchange: s.venue,
+      symbol: s.symbol,
+      root: s.root,
+      tradeDate: s.tradeDate,
+      expiry: s.expiry,
+      price: s.price,
+      volume: s.volume,
+      openInterest: s.openInterest,
+      contractSize: s.contractSize,
+      source: s.source,
+      timestamp: s.timestamp,
+      metadata: null
+    })
+    if (s.openInterest === null) return
+    out.open_interest.push({
+      id: timedRowId(s.venue, s.symbol, s.timestamp),
+      exchange: s.venue,
+      symbol: s.symbol,
+      openInterest: s.openInterest,
+      openInterestUsd: roundUsd(s.openInterest * s.contractSize * s.price),
+      timestamp: s.timestamp,
+      metadata: { contract_size: s.contractSize, contract_unit: s.base, usd_price_source: "settlement", settlement_price: s.price, trade_date: day, source: s.source }
+    })
   }
 
   private openInterest(record: Extract<NormalizedRecord, { kind: "open_interest" }>, out: RowBatch): void {

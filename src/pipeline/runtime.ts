@@ -72,15 +72,19 @@ export interface VenueRuntime {
   readonly settings: PipelineSettings
   readonly instruments: InstrumentRegistry
   readonly detector: LargeTradeDetector
+  /** Live USD prices learned from every venue's trades (valuation, basis). */
+  readonly prices: ReferencePrices
   readonly emit: (batch: RowBatch) => Effect.Effect<void>
 }
 
 export const makeVenueRuntime = (settings: PipelineSettings, emit: (batch: RowBatch) => Effect.Effect<void>): VenueRuntime => {
   const instruments = new InstrumentRegistry()
+  const prices = new ReferencePrices()
   return {
     settings,
     instruments,
-    detector: new LargeTradeDetector(instruments, new ReferencePrices(), settings.thresholds),
+    detector: new LargeTradeDetector(instruments, prices, settings.thresholds),
+    prices,
     emit
   }
 }

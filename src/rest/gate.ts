@@ -48,10 +48,17 @@ export interface RestGateState {
 
 export type RestFailure = RestError | RateLimitedError | BannedError
 
+export interface RestRequest {
+  readonly headers?: Record<string, string>
+  /** The body is JSON lines (Databento): parsed into an array. */
+  readonly lines?: boolean
+}
+
 export interface RestGate {
   readonly venue: string
   /** GET a JSON body, spending `weight` of the budget first (waiting for it if needed). */
-  readonly getJson: (url: string, weight: number) => Effect.Effect<unknown, RestFailure>
+  /** GET a JSON body (or, with `lines`, a JSON-lines body as an array) within the budget. */
+  readonly getJson: (url: string, weight: number, request?: RestRequest) => Effect.Effect<unknown, RestFailure>
   readonly setWeightLimit: (limit: number) => void
   readonly state: () => RestGateState
 }
@@ -121,9 +128,9 @@ export const makeRestGate = (options: RestGateOptions) =>
       }
     })
 
-    const call = (url: string) =>
+    const call = (url: string, request: RestRequest | undefined) =>
       Effect.gen(function*() {
-        const response = yield* client.get(url).pipe(
+        const response = yield* client.get(url, request?.headers === undefined ? undefined : { headers: request.headers }).pipe(
           Effect.timeoutOrElse({
             duration: Duration.millis(options.requestTimeoutMs),
             orElse: () => Effect.fail(new RestError({ venue: options.venue, url, detail: "request timed out" }))
@@ -178,7 +185,10 @@ export const makeRestGate = (options: RestGateOptions) =>
         }
         yield* count("ok")
         return yield* Effect.try({
-          try: () => JSON.parse(body) as unknown,
+          try: () =>
+            request?.lines === true
+              ? body.split("\n").filter((line) => line.trim().length > 0).map((line) => JSON.parse(line) as unknown)
+              : (JSON.parse(body) as unknown),
           catch: () => new RestError({ venue: options.venue, url, status, detail: "response is not JSON" })
         })
       }).pipe(
@@ -189,12 +199,12 @@ export const makeRestGate = (options: RestGateOptions) =>
 
     const gate: RestGate = {
       venue: options.venue,
-      getJson: (url, weight) =>
+      getJson: (url, weight, request) =>
         Semaphore.withPermits(inFlight, 1)(
           Effect.gen(function*() {
             yield* circuitCheck(url)
             yield* reserve(weight)
-            return yield* call(url)
+            return yield* call(url, request)
           })
         ),
       setWeightLimit: (limit) => {

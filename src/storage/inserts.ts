@@ -16,7 +16,10 @@ import type {
   OrderBookRow,
   RowsByTable,
   TableName,
-  VolatilityIndexRow
+  VolatilityIndexRow,
+  FuturesBasisRow,
+  FuturesRollRow,
+  FuturesSettlementRow
 } from "../domain/rows.ts"
 
 const text = (values: ReadonlyArray<string | null>) => Result.getOrThrow(PgTypes.array(values, PgTypes.OID.text))
@@ -143,6 +146,54 @@ const insertOptionChain = (rows: ReadonlyArray<OptionChainRow>) =>
       ON CONFLICT DO NOTHING`.raw
   })
 
+const date = (ms: number) => new Date(ms).toISOString().slice(0, 10)
+
+const insertSettlements = (rows: ReadonlyArray<FuturesSettlementRow>) =>
+  SqlClient.SqlClient.use((sql) =>
+    sql`INSERT INTO futures_settlements (id, exchange, symbol, root, trade_date, expiry, settlement_price, volume, open_interest,
+        contract_size, source, timestamp, metadata)
+      SELECT u.id, u.exchange, u.symbol, u.root, u.trade_date::date, u.expiry::date, u.price::numeric, u.volume::bigint,
+        u.oi::bigint, u.size::numeric, u.source, ${sql.literal(utc("u.ts"))}, u.metadata::jsonb
+      FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.symbol))},
+        ${text(rows.map((r) => r.root))}, ${text(rows.map((r) => date(r.tradeDate)))}, ${text(rows.map((r) => date(r.expiry)))},
+        ${text(rows.map((r) => num(r.price)))}, ${text(rows.map((r) => numOrNull(r.volume)))},
+        ${text(rows.map((r) => numOrNull(r.openInterest)))}, ${text(rows.map((r) => num(r.contractSize)))},
+        ${text(rows.map((r) => r.source))}, ${text(rows.map((r) => iso(r.timestamp)))}, ${text(rows.map((r) => json(r.metadata)))})
+        AS u(id, exchange, symbol, root, trade_date, expiry, price, volume, oi, size, source, ts, metadata)
+      ON CONFLICT DO NOTHING`.raw
+  )
+
+const insertBasis = (rows: ReadonlyArray<FuturesBasisRow>) =>
+  SqlClient.SqlClient.use((sql) =>
+    sql`INSERT INTO futures_basis (id, exchange, symbol, futures_price, spot_price, spot_source, basis, basis_percent,
+        annualized_percent, days_to_expiry, timestamp, metadata)
+      SELECT u.id, u.exchange, u.symbol, u.futures::numeric, u.spot::numeric, u.spot_source, u.basis::numeric, u.pct::numeric,
+        u.annual::numeric, u.days::numeric, ${sql.literal(utc("u.ts"))}, u.metadata::jsonb
+      FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.symbol))},
+        ${text(rows.map((r) => num(r.futuresPrice)))}, ${text(rows.map((r) => num(r.spotPrice)))}, ${text(rows.map((r) => r.spotSource))},
+        ${text(rows.map((r) => num(r.basis)))}, ${text(rows.map((r) => num(r.basisPercent)))},
+        ${text(rows.map((r) => numOrNull(r.annualizedPercent)))}, ${text(rows.map((r) => num(r.daysToExpiry)))},
+        ${text(rows.map((r) => iso(r.timestamp)))}, ${text(rows.map((r) => json(r.metadata)))})
+        AS u(id, exchange, symbol, futures, spot, spot_source, basis, pct, annual, days, ts, metadata)
+      ON CONFLICT DO NOTHING`.raw
+  )
+
+const insertRolls = (rows: ReadonlyArray<FuturesRollRow>) =>
+  SqlClient.SqlClient.use((sql) =>
+    sql`INSERT INTO futures_rolls (id, exchange, root, from_symbol, to_symbol, reason, trade_date, from_open_interest,
+        to_open_interest, from_volume, to_volume, timestamp, metadata)
+      SELECT u.id, u.exchange, u.root, u.from_symbol, u.to_symbol, u.reason, u.trade_date::date, u.from_oi::bigint,
+        u.to_oi::bigint, u.from_volume::bigint, u.to_volume::bigint, ${sql.literal(utc("u.ts"))}, u.metadata::jsonb
+      FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.root))},
+        ${text(rows.map((r) => r.fromSymbol))}, ${text(rows.map((r) => r.toSymbol))}, ${text(rows.map((r) => r.reason))},
+        ${text(rows.map((r) => date(r.tradeDate)))}, ${text(rows.map((r) => numOrNull(r.fromOpenInterest)))},
+        ${text(rows.map((r) => numOrNull(r.toOpenInterest)))}, ${text(rows.map((r) => numOrNull(r.fromVolume)))},
+        ${text(rows.map((r) => numOrNull(r.toVolume)))}, ${text(rows.map((r) => iso(r.timestamp)))},
+        ${text(rows.map((r) => json(r.metadata)))})
+        AS u(id, exchange, root, from_symbol, to_symbol, reason, trade_date, from_oi, to_oi, from_volume, to_volume, ts, metadata)
+      ON CONFLICT DO NOTHING`.raw
+  )
+
 /** The large-trades queue also carries the cursors that follow its rows. */
 export type QueuedRow<T extends TableName> = T extends "large_trades" ? LargeTradeRow | CursorRow : RowsByTable[T]
 
@@ -152,7 +203,10 @@ const inserters: { readonly [T in TableName]: (rows: ReadonlyArray<QueuedRow<T>>
   open_interest: insertOpenInterest,
   exchange_orderbooks: insertOrderBooks,
   volatility_index: insertVolatilityIndex,
-  option_chain: insertOptionChain
+  option_chain: insertOptionChain,
+  futures_settlements: insertSettlements,
+  futures_basis: insertBasis,
+  futures_rolls: insertRolls
 }
 
 /** Inserts a batch; returns how many rows were new. */

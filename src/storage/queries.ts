@@ -30,8 +30,13 @@ const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")
  */
 export const baseAssetPattern = (base: string): string => {
   const b = escapeRegex(base.toUpperCase())
-  return `^${b}([-_/]?(${quoteSuffixes.join("|")})(_[0-9]{6})?|-PERPETUAL|-[0-9]{1,2}[A-Z]{3}[0-9]{2}.*|[FGHJKMNQUVXZ][0-9]{1,2})$`
+  // CME's micro contracts carry their own roots: MBT for bitcoin, MET for ether.
+  const micro = microRoots[base.toUpperCase()]
+  const cme = micro === undefined ? "" : `|^${micro}[FGHJKMNQUVXZ][0-9]{1,2}$`
+  return `^${b}([-_/]?(${quoteSuffixes.join("|")})(_[0-9]{6})?|-PERPETUAL|-[0-9]{1,2}[A-Z]{3}[0-9]{2}.*|[FGHJKMNQUVXZ][0-9]{1,2})$${cme}`
 }
+
+const microRoots: Record<string, string> = { BTC: "MBT", ETH: "MET" }
 
 const cutoff = (hours: number) => new Date(Date.now() - hours * 3_600_000).toISOString()
 
@@ -352,6 +357,119 @@ export const optionChain = (filter: OptionChainFilter) =>
           puts: toNumber(summary.puts),
           total_open_interest: toNumber(summary.open_interest)
         }
+      }
+    })
+  )
+
+const toDate = (value: unknown): string => (value instanceof Date ? value.toISOString().slice(0, 10) : String(value).slice(0, 10))
+
+export const settlements = (filter: WindowFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const where = sql.and(windowConditions(sql, filter))
+      const [rows, summaries] = yield* Effect.all([
+        sql`SELECT * FROM futures_settlements WHERE ${where} ORDER BY trade_date DESC, expiry, symbol LIMIT ${filter.limit}`,
+        sql`SELECT count(*) AS count, array_agg(DISTINCT symbol) AS symbols, max(trade_date) AS latest FROM futures_settlements WHERE ${where}`
+      ], { concurrency: 2 })
+      const summary = summaries[0] ?? {}
+      return {
+        count: toNumber(summary.count),
+        settlements: rows.map((r) => ({
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          root: r.root as string,
+          trade_date: toDate(r.trade_date),
+          expiry: toDate(r.expiry),
+          settlement_price: toNumber(r.settlement_price),
+          volume: toNumberOrNull(r.volume),
+          open_interest: toNumberOrNull(r.open_interest),
+          contract_size: toNumber(r.contract_size),
+          source: r.source as string,
+          timestamp: toIso(r.timestamp)
+        })),
+        summary: { latest_trade_date: summary.latest === null || summary.latest === undefined ? null : toDate(summary.latest), symbols: toStrings(summary.symbols) }
+      }
+    })
+  )
+
+export const basis = (filter: WindowFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const where = sql.and(windowConditions(sql, filter))
+      const [rows, summaries] = yield* Effect.all([
+        sql`SELECT * FROM futures_basis WHERE ${where} ORDER BY timestamp DESC, symbol LIMIT ${filter.limit}`,
+        sql`SELECT count(*) AS count, avg(annualized_percent) AS average, array_agg(DISTINCT symbol) AS symbols FROM futures_basis WHERE ${where}`
+      ], { concurrency: 2 })
+      const summary = summaries[0] ?? {}
+      return {
+        count: toNumber(summary.count),
+        basis: rows.map((r) => ({
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          futures_price: toNumber(r.futures_price),
+          spot_price: toNumber(r.spot_price),
+          spot_source: r.spot_source as string,
+          basis: toNumber(r.basis),
+          basis_percent: toNumber(r.basis_percent),
+          annualized_percent: toNumberOrNull(r.annualized_percent),
+          days_to_expiry: toNumber(r.days_to_expiry),
+          timestamp: toIso(r.timestamp),
+          metadata: (r.metadata as unknown) ?? null
+        })),
+        summary: { average_annualized_percent: toNumberOrNull(summary.average), symbols: toStrings(summary.symbols) }
+      }
+    })
+  )
+
+/** Roll events in the window, and each product's front and most-held contract on its latest trade date. */
+export const rolls = (filter: Omit<WindowFilter, "symbol"> & { readonly root?: string | undefined }) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const conditions = [sql`timestamp >= (${cutoff(filter.hours)}::timestamptz AT TIME ZONE 'UTC')`]
+      if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
+      if (filter.root !== undefined) conditions.push(sql`root = ${filter.root}`)
+      const where = sql.and(conditions)
+      const scope = [sql`TRUE`]
+      if (filter.exchange !== undefined) scope.push(sql`exchange = ${filter.exchange}`)
+      if (filter.root !== undefined) scope.push(sql`root = ${filter.root}`)
+      const [events, latest] = yield* Effect.all([
+        sql`SELECT * FROM futures_rolls WHERE ${where} ORDER BY trade_date DESC, root LIMIT ${filter.limit}`,
+        sql`SELECT s.exchange, s.root, s.symbol, s.expiry, s.open_interest, s.volume, s.trade_date FROM futures_settlements s
+            JOIN (SELECT exchange, root, max(trade_date) AS trade_date FROM futures_settlements WHERE ${sql.and(scope)} GROUP BY exchange, root) l
+              ON s.exchange = l.exchange AND s.root = l.root AND s.trade_date = l.trade_date
+            WHERE s.expiry >= s.trade_date ORDER BY s.exchange, s.root, s.expiry`
+      ], { concurrency: 2 })
+      const fronts = new Map<string, { exchange: string; root: string; trade_date: string; front: string; next: string | null; active: string; active_open_interest: number | null }>()
+      for (const r of latest) {
+        const key = `${r.exchange}_${r.root}`
+        const entry = fronts.get(key)
+        const oi = toNumberOrNull(r.open_interest)
+        if (entry === undefined) {
+          fronts.set(key, { exchange: r.exchange as string, root: r.root as string, trade_date: toDate(r.trade_date), front: r.symbol as string, next: null, active: r.symbol as string, active_open_interest: oi })
+          continue
+        }
+        entry.next ??= r.symbol as string
+        if ((oi ?? -1) > (entry.active_open_interest ?? -1)) {
+          entry.active = r.symbol as string
+          entry.active_open_interest = oi
+        }
+      }
+      return {
+        count: events.length,
+        rolls: events.map((r) => ({
+          exchange: r.exchange as string,
+          root: r.root as string,
+          from_symbol: r.from_symbol as string,
+          to_symbol: r.to_symbol as string,
+          reason: r.reason as string,
+          trade_date: toDate(r.trade_date),
+          from_open_interest: toNumberOrNull(r.from_open_interest),
+          to_open_interest: toNumberOrNull(r.to_open_interest),
+          from_volume: toNumberOrNull(r.from_volume),
+          to_volume: toNumberOrNull(r.to_volume),
+          timestamp: toIso(r.timestamp)
+        })),
+        front_months: [...fronts.values()]
       }
     })
   )

@@ -204,6 +204,9 @@ export class Writer extends Context.Service<Writer, {
             yield* offerTable("exchange_orderbooks", batch.exchange_orderbooks)
             yield* offerTable("volatility_index", batch.volatility_index)
             yield* offerTable("option_chain", batch.option_chain)
+            yield* offerTable("futures_settlements", batch.futures_settlements)
+            yield* offerTable("futures_basis", batch.futures_basis)
+            yield* offerTable("futures_rolls", batch.futures_rolls)
           }),
         state: () => {
           for (const table of tableNames) state.tables[table].queued = Queue.sizeUnsafe(queues[table])

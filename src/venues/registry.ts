@@ -2,8 +2,9 @@
 import { binance, binanceFutures } from "./binance/index.ts"
 import { coinbase } from "./coinbase/index.ts"
 import { deribit } from "./deribit/index.ts"
+import { cme } from "./cme/index.ts"
 import type { VenueDefinition } from "./venue.ts"
 
-export const venues: ReadonlyArray<VenueDefinition> = [binance, binanceFutures, coinbase, deribit]
+export const venues: ReadonlyArray<VenueDefinition> = [binance, binanceFutures, coinbase, deribit, cme]
 
 export const venueById = (id: string): VenueDefinition | undefined => venues.find((venue) => venue.id === id)
