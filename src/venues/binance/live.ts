@@ -10,14 +10,13 @@ import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
 import { defaultGateOptions, makeRestGate, type RestGate } from "../../rest/gate.ts"
 import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
-import { RowBatch } from "../../domain/rows.ts"
-import type { NormalizedRecord } from "../../domain/records.ts"
-import { countResync, makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
+import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
+import { emitRecords, makeVenueGaps, recordResync, tickBooks } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { bookAuditMismatched, bookAudits, streamsStale, tradesUnvalued } from "../../observability/metrics.ts"
 import type { VenueDefinition } from "../venue.ts"
-import { causeOfSessionEnd, makeGapTracker } from "../../gaps/tracker.ts"
-import { GapLedger, type GapChannel } from "../../gaps/ledger.ts"
+import { causeOfSessionEnd } from "../../gaps/tracker.ts"
+import type { GapChannel } from "../../gaps/ledger.ts"
 import type { Trade } from "../../domain/records.ts"
 import {
   decodeAggTradesPage,
@@ -86,16 +85,6 @@ const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<Array<A>> => {
   return out
 }
 
-const emitRecords = (
-  processor: RecordProcessor,
-  runtime: VenueRuntime,
-  records: ReadonlyArray<NormalizedRecord>
-) =>
-  Effect.gen(function*() {
-    const batch = new RowBatch()
-    processor.process(records, yield* Clock.currentTimeMillis, batch)
-    if (batch.size > 0) yield* runtime.emit(batch)
-  })
 
 export const runMarket = (market: Market, definition: VenueDefinition) => (runtime: VenueRuntime) =>
   Effect.gen(function*() {
@@ -157,23 +146,13 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
         }
         return trades
       })
-    const gaps = yield* makeGapTracker({
+    const gaps = yield* makeVenueGaps({
       venue: market.venue,
+      runtime,
       fetchTrades: fetchAggTrades,
       maxRepairTrades: config.maxRepairTrades,
-      onRepaired: (trades) =>
-        Effect.suspend(() => {
-          const batch = new RowBatch()
-          processor.processRepaired(trades, batch)
-          return batch.size > 0 ? runtime.emit(batch) : Effect.void
-        })
+      processor: () => processor
     })
-    const ledger = yield* GapLedger
-    const cursors = yield* ledger.loadCursors(market.venue, "trades")
-    for (const symbol of symbols) {
-      const cursor = cursors.get(symbol)
-      if (cursor !== undefined) gaps.continuity.seed(symbol, cursor)
-    }
 
     const processor: RecordProcessor = makeProcessor(runtime, market.venue, {
       continuity: gaps.continuity,
@@ -188,14 +167,7 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
         pending.add(symbol)
         Queue.offerUnsafe(snapshotRequests, symbol)
       },
-      onResync: (symbol, reason, lastGoodAt) => {
-        gaps.bookResync(symbol, reason, lastGoodAt)
-        Effect.runFork(
-          countResync(market.venue, reason).pipe(
-            Effect.andThen(Effect.logWarning("order book resync").pipe(Effect.annotateLogs({ venue: market.venue, symbol, reason })))
-          )
-        )
-      }
+      onResync: recordResync(market.venue, gaps)
     })
 
     const fetchSnapshot = (symbol: string) =>
@@ -309,12 +281,7 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
     }).pipe(Effect.catch((error) => Effect.logWarning("book audit failed").pipe(Effect.annotateLogs({ venue: market.venue, error: error._tag }))))
     yield* audit.pipe(Effect.delay(Duration.millis(runtime.settings.bookAuditIntervalMs)), Effect.forever, Effect.forkScoped)
 
-    // Quiet books still get their periodic rows.
-    yield* Effect.gen(function*() {
-      const batch = new RowBatch()
-      processor.tick(yield* Clock.currentTimeMillis, batch)
-      if (batch.size > 0) yield* runtime.emit(batch)
-    }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
+    yield* tickBooks(processor, runtime)
 
     if (market.derivatives) {
       const pollOpenInterest = Effect.forEach(symbols, (symbol) =>

@@ -10,9 +10,9 @@
  */
 import { Clock, Config, Duration, Effect, Metric, Option, Redacted } from "effect"
 import type { NormalizedRecord } from "../../domain/records.ts"
-import { RowBatch } from "../../domain/rows.ts"
 import { FeedRegistry } from "../../feed/status.ts"
 import { makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
+import { emitRecords } from "../../pipeline/venue-kit.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
 import type { VenueDefinition } from "../venue.ts"
 import { computeBasis, detectRoll, rollState, settlementTime } from "./analytics.ts"
@@ -126,13 +126,7 @@ export const runCme = (definition: VenueDefinition) => (runtime: VenueRuntime) =
     const emitted = new Set<string>()
     const withBasis = new Set<string>()
     const processor = makeProcessor(runtime, venue, { sequenceRule: undefined, requestSnapshot: () => undefined })
-    const emit = (records: ReadonlyArray<NormalizedRecord>) =>
-      Effect.gen(function*() {
-        if (records.length === 0) return
-        const batch = new RowBatch()
-        processor.process(records, yield* Clock.currentTimeMillis, batch)
-        if (batch.size > 0) yield* runtime.emit(batch)
-      })
+    const emit = (records: ReadonlyArray<NormalizedRecord>) => emitRecords(processor, runtime, records)
 
     const basisOf = (s: Settlement, at: number): NormalizedRecord | undefined => {
       const product = products[s.contract.root]!

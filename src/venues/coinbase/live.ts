@@ -19,11 +19,11 @@ import { Clock, Config, Duration, Effect, Metric, Redacted, Schema } from "effec
 import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
 import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
-import { GapLedger, type GapChannel } from "../../gaps/ledger.ts"
-import { causeOfSessionEnd, makeGapTracker } from "../../gaps/tracker.ts"
-import { RowBatch } from "../../domain/rows.ts"
+import type { GapChannel } from "../../gaps/ledger.ts"
+import { causeOfSessionEnd } from "../../gaps/tracker.ts"
 import type { Trade } from "../../domain/records.ts"
-import { countResync, makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
+import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
+import { makeVenueGaps, recordResync, tickBooks } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { streamsStale, tradesUnvalued } from "../../observability/metrics.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
@@ -119,23 +119,7 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
         return trades.sort((a, b) => a.sequence! - b.sequence!).slice(0, limit)
       })
 
-    const gaps = yield* makeGapTracker({
-      venue,
-      fetchTrades,
-      maxRepairTrades: config.maxRepairTrades,
-      onRepaired: (trades) =>
-        Effect.suspend(() => {
-          const batch = new RowBatch()
-          processor.processRepaired(trades, batch)
-          return batch.size > 0 ? runtime.emit(batch) : Effect.void
-        })
-    })
-    const ledger = yield* GapLedger
-    const cursors = yield* ledger.loadCursors(venue, "trades")
-    for (const symbol of symbols) {
-      const cursor = cursors.get(symbol)
-      if (cursor !== undefined) gaps.continuity.seed(symbol, cursor)
-    }
+    const gaps = yield* makeVenueGaps({ venue, runtime, fetchTrades, maxRepairTrades: config.maxRepairTrades, processor: () => processor })
 
     // Each product's connection, so one book can be resubscribed alone.
     const senders = new Map<string, (message: string) => Effect.Effect<void>>()
@@ -168,14 +152,7 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
       requestSnapshot: (symbol, reason) => {
         if (reason !== "initial") Effect.runFork(resubscribeBook(symbol))
       },
-      onResync: (symbol, reason, lastGoodAt) => {
-        gaps.bookResync(symbol, reason, lastGoodAt)
-        Effect.runFork(
-          countResync(venue, reason).pipe(
-            Effect.andThen(Effect.logWarning("order book resync").pipe(Effect.annotateLogs({ venue, symbol, reason })))
-          )
-        )
-      }
+      onResync: recordResync(venue, gaps)
     })
 
     // Exchange heartbeats carry each product's last trade id: trades lost at the tail of a burst show up too.
@@ -288,12 +265,7 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
       yield* superviseFeed(spec, status).pipe(Effect.forkScoped)
     }
 
-    // Quiet books still get their periodic rows.
-    yield* Effect.gen(function*() {
-      const batch = new RowBatch()
-      processor.tick(yield* Clock.currentTimeMillis, batch)
-      if (batch.size > 0) yield* runtime.emit(batch)
-    }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
+    yield* tickBooks(processor, runtime)
 
     registry.setVenueState(venue, "running")
     yield* Effect.never

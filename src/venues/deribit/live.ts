@@ -19,11 +19,11 @@ import { Clock, Config, Duration, Effect, Metric } from "effect"
 import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
 import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
-import { GapLedger, type GapChannel } from "../../gaps/ledger.ts"
-import { causeOfSessionEnd, makeGapTracker } from "../../gaps/tracker.ts"
-import { RowBatch } from "../../domain/rows.ts"
+import type { GapChannel } from "../../gaps/ledger.ts"
+import { causeOfSessionEnd } from "../../gaps/tracker.ts"
 import type { NormalizedRecord, Trade } from "../../domain/records.ts"
-import { countResync, makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
+import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
+import { emitRecords as emitRecordsThrough, makeVenueGaps, recordResync, tickBooks } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { streamsStale } from "../../observability/metrics.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
@@ -94,19 +94,7 @@ export const runDeribit = (definition: VenueDefinition) => (runtime: VenueRuntim
         return trades
       })
 
-    const gaps = yield* makeGapTracker({
-      venue,
-      fetchTrades,
-      maxRepairTrades: config.maxRepairTrades,
-      onRepaired: (trades) =>
-        Effect.suspend(() => {
-          const batch = new RowBatch()
-          processor.processRepaired(trades, batch)
-          return batch.size > 0 ? runtime.emit(batch) : Effect.void
-        })
-    })
-    const ledger = yield* GapLedger
-    for (const [symbol, cursor] of yield* ledger.loadCursors(venue, "trades")) gaps.continuity.seed(symbol, cursor)
+    const gaps = yield* makeVenueGaps({ venue, runtime, fetchTrades, maxRepairTrades: config.maxRepairTrades, processor: () => processor })
 
     let send: ((message: string) => Effect.Effect<void>) | undefined
     let requestId = 0
@@ -129,21 +117,9 @@ export const runDeribit = (definition: VenueDefinition) => (runtime: VenueRuntim
       requestSnapshot: (symbol, reason) => {
         if (reason !== "initial") Effect.runFork(resubscribe(`book.${symbol}.100ms`))
       },
-      onResync: (symbol, reason, lastGoodAt) => {
-        gaps.bookResync(symbol, reason, lastGoodAt)
-        Effect.runFork(
-          countResync(venue, reason).pipe(
-            Effect.andThen(Effect.logWarning("order book resync").pipe(Effect.annotateLogs({ venue, symbol, reason })))
-          )
-        )
-      }
+      onResync: recordResync(venue, gaps)
     })
-    const emitRecords = (records: ReadonlyArray<NormalizedRecord>) =>
-      Effect.gen(function*() {
-        const batch = new RowBatch()
-        processor.process(records, yield* Clock.currentTimeMillis, batch)
-        if (batch.size > 0) yield* runtime.emit(batch)
-      })
+    const emitRecords = (records: ReadonlyArray<NormalizedRecord>) => emitRecordsThrough(processor, runtime, records)
 
     const channels = [
       ...config.currencies.map((c) => `trades.future.${c}.100ms`),
@@ -261,11 +237,7 @@ export const runDeribit = (definition: VenueDefinition) => (runtime: VenueRuntim
       ), { discard: true })
     yield* chainSnapshot.pipe(Effect.andThen(Effect.sleep(Duration.millis(config.optionChainMs))), Effect.forever, Effect.forkScoped)
 
-    yield* Effect.gen(function*() {
-      const batch = new RowBatch()
-      processor.tick(yield* Clock.currentTimeMillis, batch)
-      if (batch.size > 0) yield* runtime.emit(batch)
-    }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
+    yield* tickBooks(processor, runtime)
 
     registry.setVenueState(venue, "running")
     yield* Effect.never

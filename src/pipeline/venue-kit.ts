@@ -1,0 +1,69 @@
+/**
+ * The pieces every streaming venue wires the same way: the gap tracker with
+ * trade repair through the processor, seeded from the stored cursors; the
+ * resync hook that records, counts and logs a book resync; and the loops that
+ * hand records to the processor and emit quiet books' periodic rows.
+ */
+import { Clock, Duration, Effect, type Scope } from "effect"
+import type { NormalizedRecord, Trade } from "../domain/records.ts"
+import { RowBatch } from "../domain/rows.ts"
+import { GapLedger } from "../gaps/ledger.ts"
+import { type GapTracker, makeGapTracker } from "../gaps/tracker.ts"
+import type { RecordProcessor } from "./processor.ts"
+import { countResync, type VenueRuntime } from "./runtime.ts"
+
+/**
+ * A gap tracker whose repaired trades go through `processor()` (created after
+ * the tracker, hence a thunk), with each symbol's continuity resumed from the
+ * cursor a previous run stored.
+ */
+export const makeVenueGaps = (options: {
+  readonly venue: string
+  readonly runtime: VenueRuntime
+  readonly fetchTrades: (symbol: string, from: number, to: number, limit: number) => Effect.Effect<ReadonlyArray<Trade>, { readonly _tag: string }>
+  readonly maxRepairTrades: number
+  readonly processor: () => RecordProcessor
+}): Effect.Effect<GapTracker, never, GapLedger | Scope.Scope> =>
+  Effect.gen(function*() {
+    const gaps = yield* makeGapTracker({
+      venue: options.venue,
+      fetchTrades: options.fetchTrades,
+      maxRepairTrades: options.maxRepairTrades,
+      onRepaired: (trades) =>
+        Effect.suspend(() => {
+          const batch = new RowBatch()
+          options.processor().processRepaired(trades, batch)
+          return batch.size > 0 ? options.runtime.emit(batch) : Effect.void
+        })
+    })
+    const ledger = yield* GapLedger
+    for (const [symbol, cursor] of yield* ledger.loadCursors(options.venue, "trades")) gaps.continuity.seed(symbol, cursor)
+    return gaps
+  })
+
+/** A book resync: a gap in the ledger, a metric and a warning. */
+export const recordResync = (venue: string, gaps: GapTracker) => (symbol: string, reason: string, lastGoodAt: number) => {
+  gaps.bookResync(symbol, reason, lastGoodAt)
+  Effect.runFork(
+    countResync(venue, reason).pipe(
+      Effect.andThen(Effect.logWarning("order book resync").pipe(Effect.annotateLogs({ venue, symbol, reason })))
+    )
+  )
+}
+
+/** Records that came from REST (snapshots, open interest, chains) through the same processor as frames. */
+export const emitRecords = (processor: RecordProcessor, runtime: VenueRuntime, records: ReadonlyArray<NormalizedRecord>) =>
+  Effect.gen(function*() {
+    if (records.length === 0) return
+    const batch = new RowBatch()
+    processor.process(records, yield* Clock.currentTimeMillis, batch)
+    if (batch.size > 0) yield* runtime.emit(batch)
+  })
+
+/** Every second, the periodic rows of books that received nothing new. */
+export const tickBooks = (processor: RecordProcessor, runtime: VenueRuntime) =>
+  Effect.gen(function*() {
+    const batch = new RowBatch()
+    processor.tick(yield* Clock.currentTimeMillis, batch)
+    if (batch.size > 0) yield* runtime.emit(batch)
+  }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
