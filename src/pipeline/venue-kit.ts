@@ -4,7 +4,11 @@
  * resync hook that records, counts and logs a book resync; and the loops that
  * hand records to the processor and emit quiet books' periodic rows.
  */
-import { Clock, Duration, Effect, type Scope } from "effect"
+import { Clock, Duration, Effect, Metric, type Scope } from "effect"
+import type { FreshnessMonitor } from "../feed/freshness.ts"
+import type { FeedStatus } from "../feed/status.ts"
+import type { GapChannel } from "../gaps/ledger.ts"
+import { streamsStale } from "../observability/metrics.ts"
 import type { NormalizedRecord, Trade } from "../domain/records.ts"
 import { RowBatch } from "../domain/rows.ts"
 import { GapLedger } from "../gaps/ledger.ts"
@@ -66,4 +70,31 @@ export const tickBooks = (processor: RecordProcessor, runtime: VenueRuntime) =>
     const batch = new RowBatch()
     processor.tick(yield* Clock.currentTimeMillis, batch)
     if (batch.size > 0) yield* runtime.emit(batch)
+  }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
+
+/**
+ * Every second: each (channel, symbol) silent for far longer than its usual
+ * pace while the socket stays busy is logged, counted, put in the ledger and,
+ * for books, marked stale; then `resubscribe` asks the venue for it alone.
+ */
+export const watchStaleStreams = (options: {
+  readonly feed: string
+  readonly monitor: FreshnessMonitor
+  readonly status: FeedStatus
+  readonly gaps: GapTracker
+  readonly processor: RecordProcessor
+  readonly resubscribe: (channel: GapChannel, symbol: string, now: number) => Effect.Effect<void>
+}) =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    for (const stale of options.monitor.check(now, options.status.lastMessageAt)) {
+      const channel = stale.channel as GapChannel
+      yield* Effect.logWarning("stream stale while its socket is busy; resubscribing it alone").pipe(
+        Effect.annotateLogs({ feed: options.feed, channel, symbol: stale.symbol, silentForMs: stale.silentForMs, limitMs: stale.limitMs })
+      )
+      yield* Metric.update(Metric.withAttributes(streamsStale, { feed: options.feed, channel }), 1)
+      options.gaps.streamStale(channel, stale.symbol, stale.lastAt)
+      if (channel === "book") options.processor.books?.markStale(stale.symbol)
+      yield* options.resubscribe(channel, stale.symbol, now)
+    }
   }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)

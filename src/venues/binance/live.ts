@@ -11,9 +11,9 @@ import { FeedRegistry } from "../../feed/status.ts"
 import { defaultGateOptions, makeRestGate, type RestGate } from "../../rest/gate.ts"
 import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
 import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { emitRecords, makeVenueGaps, recordResync, tickBooks } from "../../pipeline/venue-kit.ts"
+import { emitRecords, makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
-import { bookAuditMismatched, bookAudits, streamsStale, tradesUnvalued } from "../../observability/metrics.ts"
+import { bookAuditMismatched, bookAudits, tradesUnvalued } from "../../observability/metrics.ts"
 import type { VenueDefinition } from "../venue.ts"
 import { causeOfSessionEnd } from "../../gaps/tracker.ts"
 import type { GapChannel } from "../../gaps/ledger.ts"
@@ -206,22 +206,21 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
         let requestId = 0
         /** Every second: a stream silent for far longer than its usual pace is resubscribed alone. */
         const watchFreshness = (send: (message: string) => Effect.Effect<void>) =>
-          Effect.gen(function*() {
-            const now = yield* Clock.currentTimeMillis
-            for (const stale of monitor.check(now, status.lastMessageAt)) {
-              const channel = stale.channel as GapChannel
-              const stream = market.streamOf(channel, stale.symbol.toLowerCase())
-              yield* Effect.logWarning("stream stale while its socket is busy; resubscribing it alone").pipe(
-                Effect.annotateLogs({ feed: name, channel, symbol: stale.symbol, silentForMs: stale.silentForMs, limitMs: stale.limitMs })
-              )
-              yield* Metric.update(Metric.withAttributes(streamsStale, { feed: name, channel }), 1)
-              gaps.streamStale(channel, stale.symbol, stale.lastAt)
-              if (channel === "book") processor.books?.markStale(stale.symbol)
-              if (stream === undefined) continue
-              yield* send(JSON.stringify({ method: "UNSUBSCRIBE", params: [stream], id: ++requestId }))
-              yield* send(JSON.stringify({ method: "SUBSCRIBE", params: [stream], id: ++requestId }))
+          watchStaleStreams({
+            feed: name,
+            monitor,
+            status,
+            gaps,
+            processor,
+            resubscribe: (channel, symbol) => {
+              const stream = market.streamOf(channel, symbol.toLowerCase())
+              return stream === undefined
+                ? Effect.void
+                : send(JSON.stringify({ method: "UNSUBSCRIBE", params: [stream], id: ++requestId })).pipe(
+                  Effect.andThen(send(JSON.stringify({ method: "SUBSCRIBE", params: [stream], id: ++requestId })))
+                )
             }
-          }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
+          })
         const spec: FeedSpec = {
           feed: name,
           venue: market.venue,

@@ -15,7 +15,7 @@
  * product: a jump is repaired from REST `/products/{id}/trades`.
  */
 import { createHmac } from "node:crypto"
-import { Clock, Config, Duration, Effect, Metric, Redacted, Schema } from "effect"
+import { Clock, Config, Effect, Metric, Redacted, Schema } from "effect"
 import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
 import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
@@ -23,9 +23,9 @@ import type { GapChannel } from "../../gaps/ledger.ts"
 import { causeOfSessionEnd } from "../../gaps/tracker.ts"
 import type { Trade } from "../../domain/records.ts"
 import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { makeVenueGaps, recordResync, tickBooks } from "../../pipeline/venue-kit.ts"
+import { makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
-import { streamsStale, tradesUnvalued } from "../../observability/metrics.ts"
+import { tradesUnvalued } from "../../observability/metrics.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
 import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
 import type { VenueDefinition } from "../venue.ts"
@@ -174,26 +174,23 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
       const tradeChannel = config.feed === "advanced" ? "market_trades" : "matches"
       const heartbeatChannel = config.feed === "advanced" ? "heartbeats" : "heartbeat"
 
-      const watchFreshness = Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        for (const stale of monitor.check(now, status.lastMessageAt)) {
-          const channel = stale.channel as GapChannel
-          yield* Effect.logWarning("stream stale while its socket is busy; resubscribing it alone").pipe(
-            Effect.annotateLogs({ feed: name, channel, symbol: stale.symbol, silentForMs: stale.silentForMs })
-          )
-          yield* Metric.update(Metric.withAttributes(streamsStale, { feed: name, channel }), 1)
-          gaps.streamStale(channel, stale.symbol, stale.lastAt)
-          const send = senders.get(stale.symbol)
-          if (send === undefined) continue
-          if (channel === "book") {
-            processor.books?.markStale(stale.symbol)
-            yield* resubscribeBook(stale.symbol)
-          } else if (channel === "trades") {
-            yield* send(subscription("unsubscribe", tradeChannel, [stale.symbol], now))
-            yield* send(subscription("subscribe", tradeChannel, [stale.symbol], now))
-          }
-        }
-      }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever)
+      const watchFreshness = watchStaleStreams({
+        feed: name,
+        monitor,
+        status,
+        gaps,
+        processor,
+        resubscribe: (channel, product, now) =>
+          Effect.suspend(() => {
+            const send = senders.get(product)
+            if (send === undefined) return Effect.void
+            if (channel === "book") return resubscribeBook(product)
+            if (channel !== "trades") return Effect.void
+            return send(subscription("unsubscribe", tradeChannel, [product], now)).pipe(
+              Effect.andThen(send(subscription("subscribe", tradeChannel, [product], now)))
+            )
+          })
+      })
 
       const spec: FeedSpec = {
         feed: name,
@@ -221,7 +218,7 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
             yield* send(subscription("subscribe", heartbeatChannel, group, now))
             yield* send(subscription("subscribe", tradeChannel, group, now))
             yield* send(subscription("subscribe", bookChannel, group, now))
-            yield* Effect.forkScoped(watchFreshness)
+            yield* watchFreshness
             if (config.feed === "exchange") return { onFrames: handler }
             // Advanced Trade numbers every message of the connection: a jump is lost data.
             const sessionScope = yield* Effect.scope

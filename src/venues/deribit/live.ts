@@ -15,7 +15,7 @@
  * - Trades lost by `trade_seq` are fetched with `public/get_last_trades_by_instrument`.
  * - REST: 20 requests per second (Deribit's credit refill for public calls).
  */
-import { Clock, Config, Duration, Effect, Metric } from "effect"
+import { Clock, Config, Duration, Effect } from "effect"
 import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
 import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
@@ -23,9 +23,8 @@ import type { GapChannel } from "../../gaps/ledger.ts"
 import { causeOfSessionEnd } from "../../gaps/tracker.ts"
 import type { NormalizedRecord, Trade } from "../../domain/records.ts"
 import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { emitRecords as emitRecordsThrough, makeVenueGaps, recordResync, tickBooks } from "../../pipeline/venue-kit.ts"
+import { emitRecords as emitRecordsThrough, makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
-import { streamsStale } from "../../observability/metrics.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
 import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
 import type { VenueDefinition } from "../venue.ts"
@@ -137,23 +136,20 @@ export const runDeribit = (definition: VenueDefinition) => (runtime: VenueRuntim
       monitor,
       onFresh: (channel, symbol, at) => gaps.streamFresh(channel as GapChannel, symbol, at)
     })
-    const watchFreshness = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      for (const stale of monitor.check(now, status.lastMessageAt)) {
-        const channel = stale.channel as GapChannel
-        yield* Effect.logWarning("stream stale while its socket is busy; resubscribing it alone").pipe(
-          Effect.annotateLogs({ feed: name, channel, symbol: stale.symbol, silentForMs: stale.silentForMs })
-        )
-        yield* Metric.update(Metric.withAttributes(streamsStale, { feed: name, channel }), 1)
-        gaps.streamStale(channel, stale.symbol, stale.lastAt)
-        if (channel === "book") {
-          processor.books?.markStale(stale.symbol)
-          yield* resubscribe(`book.${stale.symbol}.100ms`)
-        } else if (channel === "funding") {
-          yield* resubscribe(`ticker.${stale.symbol}.100ms`)
-        }
-      }
-    }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever)
+    const watchFreshness = watchStaleStreams({
+      feed: name,
+      monitor,
+      status,
+      gaps,
+      processor,
+      // Trades arrive per currency, not per instrument: a quiet instrument's trades are not resubscribed alone.
+      resubscribe: (channel, symbol) =>
+        channel === "book"
+          ? resubscribe(`book.${symbol}.100ms`)
+          : channel === "funding"
+          ? resubscribe(`ticker.${symbol}.100ms`)
+          : Effect.void
+    })
 
     const spec: FeedSpec = {
       feed: name,
@@ -182,7 +178,7 @@ export const runDeribit = (definition: VenueDefinition) => (runtime: VenueRuntim
           for (let i = 0; i < channels.length; i += 100) {
             yield* sendOnThis(rpc("public/subscribe", { channels: channels.slice(i, i + 100) }))
           }
-          yield* Effect.forkScoped(watchFreshness)
+          yield* watchFreshness
           return {
             onFrames: (frames: ReadonlyArray<string>, receivedAt: number) =>
               Effect.gen(function*() {
