@@ -1,6 +1,6 @@
 /**
  * npm run bench: prints figures measured in one run on this machine.
- *  1. pipeline: recorded Binance frames, looped, through JSON.parse alone and
+ *  1. pipeline: recorded Binance, Coinbase and Deribit frames, looped, through JSON.parse alone and
  *     through our decode -> normalize -> detect -> book apply (no database);
  *  2. writer: rows/s through the batched writer into PostgreSQL (DATABASE_URL or
  *     127.0.0.1:5432/test) and into the embedded database.
@@ -16,6 +16,8 @@ import { embeddedLayer, postgresLayer } from "../src/storage/database.ts"
 import { runMigrations } from "../src/storage/migrations.ts"
 import { Writer } from "../src/storage/writer.ts"
 import { binance, binanceFutures } from "../src/venues/binance/index.ts"
+import { coinbase } from "../src/venues/coinbase/index.ts"
+import { deribit } from "../src/venues/deribit/index.ts"
 import type { VenueDefinition } from "../src/venues/venue.ts"
 
 const fixtures = new URL("../../shared/fixtures/recorded/", import.meta.url).pathname
@@ -90,6 +92,65 @@ function measurePipeline(venue: VenueDefinition, recording: Recording, frames: R
     batch.large_trades.length = 0
     batch.exchange_orderbooks.length = 0
   })
+}
+
+/**
+ * Venues whose books start from an in-stream snapshot (Coinbase, Deribit): the
+ * recorded snapshot frames are applied once per pass, then the channel's frames
+ * are timed through decode + normalize + detect + book apply.
+ */
+function measureStream(venue: VenueDefinition, recording: Recording, frames: ReadonlyArray<string>, setup: ReadonlyArray<string>): number {
+  const instruments = recording.rest.flatMap((rest) => venue.fromRest(rest).instruments ?? [])
+  const records: Array<any> = []
+  const batch = new RowBatch()
+  let processor = makeProcessor(makeVenueRuntime(settings, () => Effect.void), venue.id, { sequenceRule: venue.sequenceRule, requestSnapshot: () => undefined })
+  let index = 0
+  return timeFrames(frames, 200, (frame) => {
+    if (index++ % frames.length === 0) {
+      const runtime = makeVenueRuntime(settings, () => Effect.void)
+      for (const instrument of instruments) runtime.instruments.add(instrument)
+      processor = makeProcessor(runtime, venue.id, { sequenceRule: venue.sequenceRule, requestSnapshot: () => undefined })
+      for (const f of setup) {
+        records.length = 0
+        venue.decodeFrame(f, records)
+        processor.process(records, 0, batch)
+      }
+    }
+    records.length = 0
+    venue.decodeFrame(frame, records)
+    processor.process(records, 0, batch)
+    batch.large_trades.length = 0
+    batch.exchange_orderbooks.length = 0
+    batch.option_chain.length = 0
+  })
+}
+
+const loadFiles = (...files: ReadonlyArray<string>): Recording => {
+  const into: Recording = { frames: [], sent: [], rest: [] }
+  for (const f of files) parseRecording(readFileSync(fixtures + f, "utf8"), into)
+  return into
+}
+
+const streamCases: ReadonlyArray<readonly [VenueDefinition, Recording, string, (t: string) => boolean, (t: string) => boolean]> = [
+  [coinbase, loadFiles("COINBASE.0", "COINBASE.ws.28.0"), "match", (t) => t.includes('"type":"match"'), () => false],
+  [coinbase, loadFiles("COINBASE.0", "COINBASE.ws.28.0"), "l2update", (t) => t.includes('"type":"l2update"'), (t) => t.includes('"type":"snapshot"')],
+  [deribit, loadFiles("DERIBIT.0", "DERIBIT.ws.1.0"), "book.raw", (t) => t.includes('"type":"change"'), (t) => t.includes('"type":"snapshot"')],
+  [deribit, loadFiles("DERIBIT.0", "DERIBIT.ws.1.0"), "ticker.raw (options)", (t) => t.includes('"channel":"ticker.'), () => false]
+]
+for (const [venue, recording, channel, select, setup] of streamCases) {
+  const texts = recording.frames.map((f) => f.text)
+  const frames = texts.filter(select)
+  const parseNs = timeFrames(frames, 200, (frame) => JSON.parse(frame))
+  const pipelineNs = measureStream(venue, recording, frames, texts.filter(setup))
+  pipelineRows.push([
+    venue.id,
+    channel,
+    String(frames.length),
+    parseNs.toFixed(0),
+    pipelineNs.toFixed(0),
+    (pipelineNs / parseNs).toFixed(2),
+    Math.round(1e9 / pipelineNs).toLocaleString("en-US")
+  ])
 }
 
 const trade = (run: number, i: number): LargeTradeRow => ({

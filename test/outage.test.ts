@@ -106,13 +106,18 @@ describe("outages", () => {
 
       yield* Effect.promise(() => proxy.restore())
       const restoredAt = Date.now()
+      // The backlog is gone when the writer has stopped retrying and every queue is empty again.
+      yield* eventually("the backlog drained", Effect.map(getJson(`${base}/health`), ({ status, body }) =>
+        status === 200 && !body.database.writer_retrying &&
+          Object.values(body.queues as Record<string, { queued: number }>).every((q) => q.queued === 0) ? true : undefined), 30_000)
+      const drainedAfterMs = Date.now() - restoredAt
       yield* eventually("the recording played out", Effect.sync(() => (fake.finished("futures") ? true : undefined)), 60_000)
       const expected = recordedTradeIds(fake)
       const stored = yield* eventually("the backlog drained", Effect.map(storedTrades, (ids) =>
         ids.length >= expected.length ? ids : undefined), 60_000)
       assert.sameMembers(stored, expected, "every trade of the session stored exactly once")
       console.log(`database outage: ${tradesSent(fake) - sentAtCut} trades sent during 60 s, ${queuedDuringOutage} rows queued, ` +
-        `${stored.length}/${expected.length} trades stored ${((Date.now() - restoredAt) / 1000).toFixed(1)} s after the database came back`)
+        `backlog drained ${(drainedAfterMs / 1000).toFixed(1)} s after the database came back; ${stored.length}/${expected.length} trades of the session stored`)
       const after = yield* eventually("healthy again with empty queues", Effect.map(getJson(`${base}/health`), ({ status, body }) =>
         status === 200 && !body.database.writer_retrying &&
           Object.values(body.queues as Record<string, { queued: number }>).every((q) => q.queued === 0) ? body : undefined), 30_000)

@@ -49,6 +49,9 @@ export interface AuditResult {
   readonly detail: string
 }
 
+/** How long a book waits for a requested snapshot before asking again. */
+const snapshotOverdueMs = 5_000
+
 /** How many applied deltas each book remembers, so an audit can tell which levels moved after a snapshot. */
 const recentDeltas = 256
 
@@ -63,6 +66,8 @@ class SymbolBook {
   readonly recent: Array<BookDelta> = []
   nextDueAt = 0
   resyncs = 0
+  /** When the book started waiting for a snapshot (0: not waiting, or not yet seen by `sample`). */
+  waitingSince = 0
   readonly symbol: string
   constructor(symbol: string) {
     this.symbol = symbol
@@ -133,6 +138,7 @@ export class BookSync {
     entry.lastApplied = undefined
     entry.lastEventTime = snapshot.timestamp
     entry.state = "syncing"
+    entry.waitingSince = 0
     entry.buffer = []
     for (const delta of buffered) {
       this.applyDelta(entry, delta)
@@ -143,6 +149,26 @@ export class BookSync {
       entry.state = "live"
       this.options.onLive?.(entry.symbol, snapshot.timestamp)
     }
+  }
+
+  /**
+   * A requested snapshot can be lost like any message (a silent socket, a
+   * dropped subscription answer): a book waiting too long asks again.
+   */
+  private chaseSnapshot(entry: SymbolBook, now: number): void {
+    if (entry.waitingSince === 0) {
+      entry.waitingSince = now
+      return
+    }
+    if (now - entry.waitingSince < snapshotOverdueMs) return
+    entry.waitingSince = now
+    this.options.requestSnapshot(entry.symbol, "snapshot overdue")
+  }
+
+  /** Starts this book over from a new snapshot (the venue reported, or we saw, that its stream lost data). */
+  resyncBook(symbol: string, reason: string): void {
+    const entry = this.books.get(symbol)
+    if (entry !== undefined) this.resync(entry, reason, undefined)
   }
 
   /** A snapshot may be older than the first buffered delta's start only if some later delta still bridges it. */
@@ -260,6 +286,7 @@ export class BookSync {
   sample(now: number, out: Array<OrderBookRow>): void {
     const interval = this.options.snapshotIntervalMs
     for (const entry of this.books.values()) {
+      if (entry.state === "buffering" || entry.state === "resyncing") this.chaseSnapshot(entry, now)
       if (entry.state !== "live" || now < entry.nextDueAt) continue
       entry.nextDueAt = (Math.floor(now / interval) + 1) * interval
       const sequence = entry.lastApplied?.lastSequence ?? entry.snapshotSequence
@@ -279,7 +306,7 @@ export class BookSync {
           bid_levels_held: entry.book.bids.depth,
           ask_levels_held: entry.book.asks.depth,
           resyncs: entry.resyncs,
-          source: "rest snapshot + websocket diffs"
+          source: this.options.rule.snapshotsInStream === true ? "websocket snapshot + updates" : "rest snapshot + websocket diffs"
         }
       })
     }

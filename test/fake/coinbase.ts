@@ -13,8 +13,11 @@
  * bid/offer sides, `market_trades` with the taker side, `heartbeats`), numbered
  * by a per-connection `sequence_num`. Heartbeats are synthesized every second.
  *
- * Faults: `dropConnections`, `loseNext` (frames lost in transit; on Advanced
- * Trade their `sequence_num` is used up, as on a real loss), `failNext` for REST.
+ * Faults (`faults`, see faults.ts): messages lost, duplicated, reordered or
+ * renamed in transit (on Advanced Trade the `sequence_num` is stamped when the
+ * venue emits, so a lost or swapped message shows in the numbering, as on a
+ * real loss), a silent open socket, REST errors and delays; `dropConnections`
+ * with or without a close frame; `inject` of raw frames.
  */
 import { readFileSync } from "node:fs"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
@@ -22,6 +25,7 @@ import type { AddressInfo } from "node:net"
 import { WebSocketServer, type WebSocket } from "ws"
 import { parseRecording } from "../../src/replay/recorded.ts"
 import { fixtures } from "./binance.ts"
+import { FaultPlan } from "./faults.ts"
 
 type Protocol = "exchange" | "advanced"
 type Message = Record<string, any>
@@ -42,12 +46,11 @@ export class FakeCoinbase {
   readonly restCalls: Array<string> = []
   readonly subscribeMessages: Array<Message> = []
   readonly clients = new Set<Client>()
+  readonly faults = new FaultPlan()
   private readonly timeline: Array<Message>
   private readonly productsBody: string
   private readonly books = new Map<string, { bids: Map<string, string>; asks: Map<string, string> }>()
   private readonly trades = new Map<string, Array<Message>>()
-  private readonly losses: Array<{ type: string; count: number }> = []
-  private readonly failures: Array<{ path: string; status: number }> = []
   private position = 0
   private started = false
   private readonly timers = new Set<NodeJS.Timeout>()
@@ -96,15 +99,28 @@ export class FakeCoinbase {
 
   /** The next `count` messages of `type` (match, l2update) are lost on the way to every client. */
   loseNext(type: string, count: number): void {
-    this.losses.push({ type, count })
+    this.faults.loseNext(type, count)
   }
 
-  failNext(path: string, status: number): void {
-    this.failures.push({ path, status })
+  failNext(path: string, status: number, retryAfter?: number): void {
+    this.faults.failNext(path, status, retryAfter)
   }
 
-  dropConnections(): void {
-    for (const client of this.clients) client.ws.terminate()
+  /** Stops the timeline: what has been played is all there will be. */
+  freeze(): void {
+    this.position = this.timeline.length
+  }
+
+  /** A raw frame to every client, as the venue would send something we do not expect. */
+  inject(raw: string): void {
+    for (const client of this.clients) if (client.ws.readyState === client.ws.OPEN) client.ws.send(raw)
+  }
+
+  dropConnections(mode: "close" | "terminate" = "terminate"): void {
+    for (const client of this.clients) {
+      if (mode === "close") client.ws.close(1001, "going away")
+      else client.ws.terminate()
+    }
   }
 
   async close(): Promise<void> {
@@ -173,13 +189,13 @@ export class FakeCoinbase {
     const live: Message = "time" in message ? { ...message, time: now } : { ...message }
     this.applyToTruth(live)
     this.played.push(live)
-    const loss = this.losses.find((l) => l.type === live.type && l.count > 0)
-    if (loss !== undefined) {
-      loss.count--
-      this.lost.push(live)
-      for (const client of this.clients) if (client.protocol === "advanced" && this.wants(client, live)) client.sequence++
-    } else {
-      for (const client of this.clients) if (this.wants(client, live)) this.send(client, live)
+    let lost = false
+    for (const client of this.clients) {
+      if (!this.wants(client, live)) continue
+      this.send(client, live, `${live.type}:${live.product_id}`, () => {
+        if (!lost) this.lost.push(live)
+        lost = true
+      })
     }
     this.later(this.frameIntervalMs, () => this.pump())
   }
@@ -234,32 +250,47 @@ export class FakeCoinbase {
     this.later(1000, () => this.heartbeat())
   }
 
-  /** Sends a venue message in the client's protocol. */
-  private send(client: Client, message: Message): void {
-    if (client.protocol === "advanced") {
-      const advanced = toAdvanced(message)
-      if (advanced !== undefined) this.deliver(client, advanced)
-    } else {
-      this.deliver(client, message)
-    }
+  /** Sends a venue message in the client's protocol; timeline messages (`kind`) pass through the fault plan. */
+  private send(client: Client, message: Message, kind?: string, onLost?: () => void): void {
+    const framed = client.protocol === "advanced" ? this.frame(client, toAdvanced(message)) : message
+    if (framed === undefined) return
+    if (kind === undefined) this.write(client, framed)
+    else this.faults.route(kind, framed, (m) => this.write(client, m), onLost)
+  }
+
+  /** Advanced Trade's envelope; the sequence number is the venue's, taken when the message is emitted. */
+  private frame(client: Client, message: Message | undefined): Message | undefined {
+    if (message === undefined) return undefined
+    return { channel: message.channel, client_id: "", timestamp: new Date().toISOString(), sequence_num: client.sequence++, events: message.events }
   }
 
   private deliver(client: Client, message: Message): void {
-    const framed = client.protocol === "advanced"
-      ? { channel: message.channel, client_id: "", timestamp: new Date().toISOString(), sequence_num: client.sequence++, events: message.events }
-      : message
-    if (client.ws.readyState !== client.ws.OPEN) return
-    this.sent.push({ protocol: client.protocol ?? "exchange", message: framed })
-    client.ws.send(JSON.stringify(framed))
+    const framed = client.protocol === "advanced" ? this.frame(client, message) : message
+    if (framed !== undefined) this.write(client, framed)
+  }
+
+  private write(client: Client, message: Message): void {
+    if (client.ws.readyState !== client.ws.OPEN || this.faults.paused) return
+    this.sent.push({ protocol: client.protocol ?? "exchange", message })
+    client.ws.send(JSON.stringify(message))
   }
 
   private rest(req: IncomingMessage, res: ServerResponse): void {
+    if (this.faults.restDelayMs > 0) {
+      this.later(this.faults.restDelayMs, () => this.answer(req, res))
+      return
+    }
+    this.answer(req, res)
+  }
+
+  private answer(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? "/", this.httpUrl)
     this.restCalls.push(`${url.pathname}${url.search}`)
-    const failure = this.failures.findIndex((f) => url.pathname.endsWith(f.path))
-    if (failure >= 0) {
-      const { status } = this.failures.splice(failure, 1)[0]!
-      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ message: "Too many requests" }))
+    const failure = this.faults.takeFailure(url.pathname)
+    if (failure !== undefined) {
+      const headers: Record<string, string> = { "content-type": "application/json" }
+      if (failure.retryAfter !== undefined) headers["retry-after"] = String(failure.retryAfter)
+      res.writeHead(failure.status, headers).end(JSON.stringify({ message: failure.status === 429 ? "Too many requests" : "Forbidden" }))
       return
     }
     const json = (body: unknown): void => {

@@ -11,8 +11,10 @@
  * numbered by `trade_seq`, USD amounts for these inverse contracts, some
  * flagged `liquidation`), book changes chained by `prev_change_id`, perpetual
  * tickers with funding, DVOL every second, and option trades in BTC with the
- * index price. Faults: `loseNext` (trades or book changes lost in transit),
- * `dropConnections`.
+ * index price. Faults (`faults`, see faults.ts): trades or book changes lost,
+ * duplicated, reordered or renamed in transit, a silent open socket (no
+ * heartbeats either), REST errors and delays; `dropConnections` with or
+ * without a close frame; `inject` of raw frames.
  */
 import { readFileSync } from "node:fs"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
@@ -20,6 +22,7 @@ import type { AddressInfo } from "node:net"
 import { WebSocketServer, type WebSocket } from "ws"
 import { parseRecording } from "../../src/replay/recorded.ts"
 import { fixtures } from "./binance.ts"
+import { FaultPlan } from "./faults.ts"
 
 type Message = Record<string, any>
 
@@ -36,6 +39,10 @@ interface Book {
   changeId: number
 }
 
+/** The instrument a notification is about: routed faults pair messages of one stream. */
+const streamOf = (data: unknown): string =>
+  String((Array.isArray(data) ? data[0] : (data as Message)).instrument_name)
+
 export const activeFutures = ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC-25MAR22"] as const
 export const activeOption = "BTC-24SEP21-34000-P"
 
@@ -46,18 +53,19 @@ export class FakeDeribit {
   readonly requests: Array<Message> = []
   readonly restCalls: Array<string> = []
   readonly clients = new Set<Client>()
+  readonly faults = new FaultPlan()
   tests = 0
   private readonly instruments = new Map<string, Array<Message>>()
   private readonly optionTickers = new Map<string, Message>()
   private readonly books = new Map<string, Book>()
   private readonly prices = new Map<string, number>([["BTC", 50_000], ["ETH", 3_000]])
-  private readonly losses: Array<{ kind: "trade" | "book"; count: number }> = []
   private readonly timers = new Set<NodeJS.Timeout>()
   private readonly server: Server
   private readonly wss: WebSocketServer
   private readonly frameIntervalMs: number
   private step = 0
   private started = false
+  private frozen = false
   port = 0
 
   private constructor(frameIntervalMs: number) {
@@ -91,11 +99,23 @@ export class FakeDeribit {
   }
 
   loseNext(kind: "trade" | "book", count: number): void {
-    this.losses.push({ kind, count })
+    this.faults.loseNext(kind, count)
   }
 
-  dropConnections(): void {
-    for (const client of this.clients) client.ws.terminate()
+  /** Stops the synthetic market: what has traded is all there will be. */
+  freeze(): void {
+    this.frozen = true
+  }
+
+  inject(raw: string): void {
+    for (const client of this.clients) if (client.ws.readyState === client.ws.OPEN) client.ws.send(raw)
+  }
+
+  dropConnections(mode: "close" | "terminate" = "terminate"): void {
+    for (const client of this.clients) {
+      if (mode === "close") client.ws.close(1001, "going away")
+      else client.ws.terminate()
+    }
   }
 
   /** Every trade of `instrument` so far, in order. */
@@ -169,8 +189,10 @@ export class FakeDeribit {
     if (client.ws.readyState !== client.ws.OPEN) return
     // Deribit closes a connection that leaves a test_request unanswered.
     if (client.unanswered > 0) return client.ws.close(1000, "heartbeat not answered")
-    client.unanswered++
-    this.deliver(client, { jsonrpc: "2.0", method: "heartbeat", params: { type: "test_request" } })
+    if (!this.faults.paused) {
+      client.unanswered++
+      this.deliver(client, { jsonrpc: "2.0", method: "heartbeat", params: { type: "test_request" } })
+    }
     this.later(client.heartbeatMs, () => this.heartbeat(client))
   }
 
@@ -207,6 +229,7 @@ export class FakeDeribit {
 
   /** One step of the synthetic market: a book change, a trade, a ticker, round robin. */
   private pump(): void {
+    if (this.frozen) return
     const step = this.step++
     const instrument = activeFutures[step % activeFutures.length]!
     const now = Date.now()
@@ -303,16 +326,21 @@ export class FakeDeribit {
   }
 
   private publish(channel: string, data: unknown, kind: "trade" | "book" | undefined): void {
-    const loss = kind === undefined ? undefined : this.losses.find((l) => l.kind === kind && l.count > 0)
-    if (loss !== undefined) {
-      loss.count--
-      this.lost.push({ channel, data })
-      return
-    }
+    let lost = false
     for (const client of this.clients) {
       if (!client.channels.has(channel)) continue
-      if (kind === "trade") this.sentTrades.push(...(data as Array<Message>))
-      this.notify(client, channel, data)
+      const message = { jsonrpc: "2.0", method: "subscription", params: { channel, data } }
+      if (kind === undefined) {
+        this.deliver(client, message)
+        continue
+      }
+      this.faults.route(`${kind}:${streamOf(data)}`, message, (m) => {
+        if (kind === "trade") this.sentTrades.push(...(m.params.data as Array<Message>))
+        this.deliver(client, m)
+      }, () => {
+        if (!lost) this.lost.push({ channel, data })
+        lost = true
+      })
     }
   }
 
@@ -321,12 +349,27 @@ export class FakeDeribit {
   }
 
   private deliver(client: Client, message: Message): void {
-    if (client.ws.readyState === client.ws.OPEN) client.ws.send(JSON.stringify(message))
+    if (client.ws.readyState === client.ws.OPEN && !this.faults.paused) client.ws.send(JSON.stringify(message))
   }
 
   private rest(req: IncomingMessage, res: ServerResponse): void {
+    if (this.faults.restDelayMs > 0) {
+      this.later(this.faults.restDelayMs, () => this.answer(req, res))
+      return
+    }
+    this.answer(req, res)
+  }
+
+  private answer(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? "/", `http://127.0.0.1:${this.port}`)
     this.restCalls.push(`${url.pathname}${url.search}`)
+    const failure = this.faults.takeFailure(url.pathname)
+    if (failure !== undefined) {
+      const headers: Record<string, string> = { "content-type": "application/json" }
+      if (failure.retryAfter !== undefined) headers["retry-after"] = String(failure.retryAfter)
+      res.writeHead(failure.status, headers).end(JSON.stringify({ jsonrpc: "2.0", error: { code: 10028, message: "too_many_requests" } }))
+      return
+    }
     const q = (name: string) => url.searchParams.get(name) ?? ""
     const ok = (result: unknown): void => {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", result, usIn: 0, usOut: 0, usDiff: 0, testnet: false }))

@@ -15,7 +15,7 @@
  * product: a jump is repaired from REST `/products/{id}/trades`.
  */
 import { createHmac } from "node:crypto"
-import { Clock, Config, Effect, Metric, Redacted, Schema } from "effect"
+import { Clock, Config, Duration, Effect, Metric, Redacted, Schema } from "effect"
 import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
 import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
@@ -158,7 +158,13 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
     // Exchange heartbeats carry each product's last trade id: trades lost at the tail of a burst show up too.
     const decoding: VenueDefinition = {
       ...definition,
-      decodeFrame: makeDecoder(venue, { onHeartbeat: (product, lastTradeId, at) => gaps.continuity.venueReports(venue, product, lastTradeId, at) })
+      decodeFrame: makeDecoder(venue, {
+        onHeartbeat: (product, lastTradeId, at) => gaps.continuity.venueReports(venue, product, lastTradeId, at),
+        // The resync records the gap and resubscribes the product for a fresh snapshot.
+        onBookLoss: (product) => {
+          for (const p of product === undefined ? symbols : [product]) processor.books?.resyncBook(p, "undecodable book message")
+        }
+      })
     }
     const channels: ReadonlyArray<GapChannel> = ["trades", "book"]
     for (const [index, group] of chunk(symbols, Math.max(1, config.productsPerConnection)).entries()) {
@@ -223,7 +229,6 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
             // Advanced Trade numbers every message of the connection: a jump is lost data.
             const sessionScope = yield* Effect.scope
             let expected: number | undefined
-            let previousFrameAt = now
             return {
               onFrames: (frames: ReadonlyArray<string>, receivedAt: number) =>
                 Effect.gen(function*() {
@@ -236,16 +241,13 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
                     expected = n + 1
                   }
                   yield* handler(frames, receivedAt)
-                  const since = previousFrameAt
-                  previousFrameAt = receivedAt
                   if (!lost) return
                   yield* Effect.logWarning("messages lost on the connection (sequence_num jumped); resyncing its books").pipe(
                     Effect.annotateLogs({ feed: name })
                   )
-                  gaps.connectionInterrupted({ cause: "sequence_gap", since, now: receivedAt, symbols: group, channels: ["book"] })
-                  processor.books?.resetAll(group)
-                  yield* Effect.forEach(group, resubscribeBook, { discard: true })
-                  // The lost message may have been a trade with nothing after it yet: ask the venue's history.
+                  for (const product of group) processor.books?.resyncBook(product, "sequence_num jump")
+                  // The lost message may have been a trade with nothing after it yet: ask the venue's history,
+                  // once the frames already in flight have landed (else their trades would look missing).
                   yield* Effect.forEach(group, (product) =>
                     fetchDecoded(gate, `${rest}/products/${product}/trades?limit=1`, 1, decodeTradesPage).pipe(
                       Effect.tap((page) =>
@@ -254,7 +256,7 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
                         })
                       ),
                       Effect.ignore
-                    ), { discard: true }).pipe(Effect.forkIn(sessionScope))
+                    ), { discard: true }).pipe(Effect.delay(Duration.seconds(2)), Effect.forkIn(sessionScope))
                 })
             }
           })

@@ -43,7 +43,18 @@ const time = (iso: string): number => Date.parse(iso)
 /** What the decoder learned besides records: heartbeats carry the venue's last trade id per product. */
 export interface CoinbaseObservations {
   readonly onHeartbeat?: (product: string, lastTradeId: number, at: number) => void
+  /**
+   * A book message could not be read. Nothing numbers Coinbase's book messages
+   * per product, so no later message would reveal the hole: the book (or every
+   * book, when the product is unknown) must be rebuilt.
+   */
+  readonly onBookLoss?: (product: string | undefined) => void
 }
+
+const productOf = (data: unknown): string | undefined =>
+  typeof data === "object" && data !== null && typeof (data as { product_id?: unknown }).product_id === "string"
+    ? (data as { product_id: string }).product_id
+    : undefined
 
 export const makeDecoder = (venue: string, observations: CoinbaseObservations = {}) => {
   let ordinal = 0
@@ -73,14 +84,20 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
       }
       case "snapshot": {
         const decoded = decodeSnapshot(data)
-        if (Result.isFailure(decoded)) return failure("level2", decoded.failure.message, frame)
+        if (Result.isFailure(decoded)) {
+          observations.onBookLoss?.(productOf(data))
+          return failure("level2", decoded.failure.message, frame)
+        }
         const s = decoded.success
         out.push({ kind: "book_snapshot", venue, symbol: s.product_id, sequence: ++ordinal, bids: s.bids, asks: s.asks, timestamp: Date.now() })
         return undefined
       }
       case "l2update": {
         const decoded = decodeUpdate(data)
-        if (Result.isFailure(decoded)) return failure("level2", decoded.failure.message, frame)
+        if (Result.isFailure(decoded)) {
+          observations.onBookLoss?.(productOf(data))
+          return failure("level2", decoded.failure.message, frame)
+        }
         const u = decoded.success
         const bids: Array<Level> = []
         const asks: Array<Level> = []
@@ -105,7 +122,10 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
 
   const advancedMessage = (data: unknown, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
     const envelope = decodeEnvelope(data)
-    if (Result.isFailure(envelope)) return failure("unknown", envelope.failure.message, frame)
+    if (Result.isFailure(envelope)) {
+      if ((data as { channel?: unknown }).channel === "l2_data") observations.onBookLoss?.(undefined)
+      return failure("unknown", envelope.failure.message, frame)
+    }
     const { channel, events } = envelope.success
     const at = time(envelope.success.timestamp)
     switch (channel) {
@@ -134,7 +154,10 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
       case "l2_data": {
         for (const raw of events) {
           const event = decodeL2Event(raw)
-          if (Result.isFailure(event)) return failure(channel, event.failure.message, frame)
+          if (Result.isFailure(event)) {
+            observations.onBookLoss?.(productOf(raw))
+            return failure(channel, event.failure.message, frame)
+          }
           const e = event.success
           const bids: Array<Level> = []
           const asks: Array<Level> = []
