@@ -2,6 +2,7 @@
 import { Schema } from "effect"
 import type { Instrument } from "../../domain/instruments.ts"
 import type { OpenInterestReading, OptionQuote, Trade } from "../../domain/records.ts"
+import { tradeRecord } from "./normalize.ts"
 import { BookSummaries, DeribitTicker, Instruments, TradesPage } from "./wire.ts"
 
 const rpcResult = <S extends Schema.Top>(schema: S) => Schema.Struct({ result: schema })
@@ -110,17 +111,4 @@ export const openInterestFrom = (
   }
 }
 
-export const restTradeRecord = (venue: string, t: (typeof TradesPage.Type)["trades"][number]): Trade => ({
-  kind: "trade",
-  venue,
-  symbol: t.instrument_name,
-  tradeId: t.trade_id,
-  sequence: t.trade_seq,
-  price: t.price,
-  size: t.amount,
-  side: t.direction,
-  timestamp: t.timestamp,
-  ...(t.liquidation === undefined ? {} : { liquidation: true }),
-  ...(/-[CP]$/.test(t.instrument_name) ? { quoteUsdRate: t.index_price } : {}),
-  details: { source: "rest trades", trade_seq: t.trade_seq, index_price: t.index_price, ...(t.liquidation === undefined ? {} : { liquidation: t.liquidation }) }
-})
+export const restTradeRecord = (venue: string, t: (typeof TradesPage.Type)["trades"][number]): Trade => tradeRecord(venue, t, "rest trades")

@@ -12,6 +12,7 @@ import { Result, Schema } from "effect"
 import { DecodeError } from "../../domain/errors.ts"
 import type { Level, NormalizedRecord } from "../../domain/records.ts"
 import { parseOptionName } from "./instruments.ts"
+import type { Trade } from "../../domain/records.ts"
 import { DeribitBook, DeribitTicker, DeribitTrade, RpcResponse, VolatilityIndex } from "./wire.ts"
 
 const decodeTrades = Schema.decodeUnknownResult(Schema.Array(DeribitTrade))
@@ -28,6 +29,31 @@ const levels = (raw: ReadonlyArray<readonly ["new" | "change" | "delete", number
 /** Option names are CURRENCY-DMMMYY-STRIKE-C|P; futures CURRENCY-DMMMYY; perpetuals CURRENCY-PERPETUAL. */
 export const isOption = (instrument: string) => /-[CP]$/.test(instrument)
 
+/** One Deribit trade, from the feed or from REST (the same documented fields). */
+export const tradeRecord = (venue: string, t: typeof DeribitTrade.Type, source: string): Trade => ({
+  kind: "trade",
+  venue,
+  symbol: t.instrument_name,
+  tradeId: t.trade_id,
+  sequence: t.trade_seq,
+  price: t.price,
+  size: t.amount,
+  side: t.direction,
+  timestamp: t.timestamp,
+  ...(t.liquidation === undefined ? {} : { liquidation: true }),
+  ...(isOption(t.instrument_name) ? { quoteUsdRate: t.index_price } : {}),
+  details: {
+    source,
+    trade_seq: t.trade_seq,
+    index_price: t.index_price,
+    ...(t.mark_price === undefined ? {} : { mark_price: t.mark_price }),
+    ...(t.iv === undefined ? {} : { iv: t.iv }),
+    // "M": the maker side was liquidated, "T": the taker side, "MT": both.
+    ...(t.liquidation === undefined ? {} : { liquidation: t.liquidation }),
+    ...(t.block_trade_id === undefined ? {} : { block_trade_id: t.block_trade_id })
+  }
+})
+
 export const makeDecoder = (venue: string) => {
   const failure = (channel: string, detail: string, frame: string) =>
     new DecodeError({ venue, channel, detail, sample: sampleOf(frame) })
@@ -38,31 +64,7 @@ export const makeDecoder = (venue: string) => {
       case "trades": {
         const decoded = decodeTrades(data)
         if (Result.isFailure(decoded)) return failure("trades", decoded.failure.message, frame)
-        for (const t of decoded.success) {
-          out.push({
-            kind: "trade",
-            venue,
-            symbol: t.instrument_name,
-            tradeId: t.trade_id,
-            sequence: t.trade_seq,
-            price: t.price,
-            size: t.amount,
-            side: t.direction,
-            timestamp: t.timestamp,
-            ...(t.liquidation === undefined ? {} : { liquidation: true }),
-            ...(isOption(t.instrument_name) ? { quoteUsdRate: t.index_price } : {}),
-            details: {
-              source: "trades",
-              trade_seq: t.trade_seq,
-              index_price: t.index_price,
-              ...(t.mark_price === undefined ? {} : { mark_price: t.mark_price }),
-              ...(t.iv === undefined ? {} : { iv: t.iv }),
-              // "M": the maker side was liquidated, "T": the taker side, "MT": both.
-              ...(t.liquidation === undefined ? {} : { liquidation: t.liquidation }),
-              ...(t.block_trade_id === undefined ? {} : { block_trade_id: t.block_trade_id })
-            }
-          })
-        }
+        for (const t of decoded.success) out.push(tradeRecord(venue, t, "trades"))
         return undefined
       }
       case "book": {
