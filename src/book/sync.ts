@@ -287,7 +287,8 @@ export class BookSync {
     const interval = this.options.snapshotIntervalMs
     for (const entry of this.books.values()) {
       if (entry.state === "buffering" || entry.state === "resyncing") this.chaseSnapshot(entry, now)
-      if (entry.state !== "live" || now < entry.nextDueAt) continue
+      // A book whose exchange time is not known yet (a snapshot without time, no update since) has no row.
+      if (entry.state !== "live" || now < entry.nextDueAt || entry.lastEventTime === 0) continue
       entry.nextDueAt = (Math.floor(now / interval) + 1) * interval
       const sequence = entry.lastApplied?.lastSequence ?? entry.snapshotSequence
       if (sequence === entry.lastStoredSequence) continue

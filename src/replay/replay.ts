@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect"
 import type { NormalizedRecord } from "../domain/records.ts"
-import { RowBatch } from "../domain/rows.ts"
+import { RowBatch, type TableName, tableNames } from "../domain/rows.ts"
 import { makeFrameHandler, makeProcessor, makeVenueRuntime, type PipelineSettings } from "../pipeline/runtime.ts"
 import type { RecordedRest, VenueDefinition } from "../venues/venue.ts"
 import type { Recording } from "./recorded.ts"
@@ -16,7 +16,7 @@ export interface ReplayStats {
   records: number
   decodeErrors: number
   snapshotsServed: number
-  rows: { large_trades: number; funding_rates: number; open_interest: number; exchange_orderbooks: number }
+  rows: Record<TableName, number>
 }
 
 const isDepthSnapshot = (rest: RecordedRest) => /\/depth$/.test(new URL(rest.url).pathname)
@@ -33,13 +33,10 @@ export const replayRecording = (
       records: 0,
       decodeErrors: 0,
       snapshotsServed: 0,
-      rows: { large_trades: 0, funding_rates: 0, open_interest: 0, exchange_orderbooks: 0 }
+      rows: Object.fromEntries(tableNames.map((table) => [table, 0])) as Record<TableName, number>
     }
     const counting = (batch: RowBatch) => {
-      stats.rows.large_trades += batch.large_trades.length
-      stats.rows.funding_rates += batch.funding_rates.length
-      stats.rows.open_interest += batch.open_interest.length
-      stats.rows.exchange_orderbooks += batch.exchange_orderbooks.length
+      for (const table of tableNames) stats.rows[table] += batch[table].length
       return emit(batch)
     }
     const runtime = makeVenueRuntime(settings, counting)

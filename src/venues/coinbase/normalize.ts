@@ -89,7 +89,8 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
           return failure("level2", decoded.failure.message, frame)
         }
         const s = decoded.success
-        out.push({ kind: "book_snapshot", venue, symbol: s.product_id, sequence: ++ordinal, bids: s.bids, asks: s.asks, timestamp: Date.now() })
+        // The Exchange snapshot carries no time: 0 (unknown) keeps stored rows' ids independent of when it was read.
+        out.push({ kind: "book_snapshot", venue, symbol: s.product_id, sequence: ++ordinal, bids: s.bids, asks: s.asks, timestamp: 0 })
         return undefined
       }
       case "l2update": {
