@@ -25,18 +25,22 @@ export class ReferencePrices {
     this.maxAgeMs = maxAgeMs
   }
 
-  private readonly lastTrades = new Map<string, { readonly price: number; readonly at: number }>()
+  // Keyed by the registry's instrument object: no key to build on the per-trade path.
+  private readonly lastTrades = new Map<Instrument, { price: number; at: number }>()
 
   /** The latest trade price of one instrument (e.g. Coinbase BTC-USD for the CME basis). */
-  lastTrade(venue: string, symbol: string): { readonly price: number; readonly at: number } | undefined {
-    return this.lastTrades.get(`${venue}\u0000${symbol}`)
+  lastTrade(instrument: Instrument): { readonly price: number; readonly at: number } | undefined {
+    return this.lastTrades.get(instrument)
   }
 
   observe(instrument: Instrument, price: number, at: number): void {
     if (!(price > 0)) return
-    const key = `${instrument.venue}\u0000${instrument.symbol}`
-    const last = this.lastTrades.get(key)
-    if (last === undefined || last.at <= at) this.lastTrades.set(key, { price, at })
+    const last = this.lastTrades.get(instrument)
+    if (last === undefined) this.lastTrades.set(instrument, { price, at })
+    else if (last.at <= at) {
+      last.price = price
+      last.at = at
+    }
     if (instrument.kind !== "spot" || instrument.inverse) return
     if (instrument.quote === "USD" || parQuotes.has(instrument.quote)) return this.set(instrument.base, price, at)
     // A fiat quote (EUR, GBP) gets a live USD rate from the same asset's USD price: BTC-EUR vs BTC-USD.

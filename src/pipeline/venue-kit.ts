@@ -12,7 +12,7 @@ import { streamsStale } from "../observability/metrics.ts"
 import type { NormalizedRecord, Trade } from "../domain/records.ts"
 import { RowBatch } from "../domain/rows.ts"
 import { GapLedger } from "../gaps/ledger.ts"
-import { type GapTracker, makeGapTracker } from "../gaps/tracker.ts"
+import { causeOfSessionEnd, type GapTracker, makeGapTracker } from "../gaps/tracker.ts"
 import type { RecordProcessor } from "./processor.ts"
 import { countResync, type VenueRuntime } from "./runtime.ts"
 
@@ -98,3 +98,38 @@ export const watchStaleStreams = (options: {
       yield* options.resubscribe(channel, stale.symbol, now)
     }
   }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
+
+/** Splits a list into runs of at most `size` (symbols per connection, channels per request). */
+export const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<Array<A>> => {
+  const out: Array<Array<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+/**
+ * A connection (re)opened, not as a make-before-break handover: after a
+ * reconnect everything it carried is missing since its last frame (a ledger
+ * gap per symbol and channel), its books start over, and freshness relearns.
+ */
+export const connectionOpened = (options: {
+  readonly status: FeedStatus
+  readonly gaps: GapTracker
+  readonly processor: RecordProcessor
+  readonly monitor: FreshnessMonitor
+  readonly symbols: ReadonlyArray<string>
+  readonly channels: ReadonlyArray<GapChannel>
+  readonly now: number
+}): void => {
+  const { status, now } = options
+  if (status.reconnects > 0) {
+    options.gaps.connectionInterrupted({
+      cause: causeOfSessionEnd(status.lastCause),
+      since: status.lastMessageAt ?? status.connectedAt ?? now,
+      now,
+      symbols: options.symbols,
+      channels: options.channels
+    })
+  }
+  if (options.channels.includes("book")) options.processor.books?.resetAll(options.symbols)
+  options.monitor.restart(now)
+}

@@ -11,11 +11,10 @@ import { FeedRegistry } from "../../feed/status.ts"
 import { defaultGateOptions, makeRestGate, type RestGate } from "../../rest/gate.ts"
 import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
 import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { emitRecords, makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
+import { chunk, connectionOpened, emitRecords, makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { bookAuditMismatched, bookAudits, tradesUnvalued } from "../../observability/metrics.ts"
 import type { VenueDefinition } from "../venue.ts"
-import { causeOfSessionEnd } from "../../gaps/tracker.ts"
 import type { GapChannel } from "../../gaps/ledger.ts"
 import type { Trade } from "../../domain/records.ts"
 import {
@@ -78,12 +77,6 @@ const marketConfig = (market: Market) =>
     streamsPerConnection: Config.Int(`${market.configPrefix}_STREAMS_PER_CONNECTION`).pipe(Config.withDefault(200)),
     maxRepairTrades: Config.Int("GAP_REPAIR_MAX_TRADES").pipe(Config.withDefault(100_000))
   })
-
-const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<Array<A>> => {
-  const out: Array<Array<A>> = []
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
-  return out
-}
 
 
 export const runMarket = (market: Market, definition: VenueDefinition) => (runtime: VenueRuntime) =>
@@ -235,19 +228,7 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
               // A make-before-break rotation: the old connection is still delivering; overlapping
               // frames are dropped by the trade and book sequence checks. Nothing to repair or resync.
               if (handover) return { onFrames: handler }
-              // A reconnect: what this connection carried is missing since its last frame.
-              if (status.reconnects > 0) {
-                gaps.connectionInterrupted({
-                  cause: causeOfSessionEnd(status.lastCause),
-                  since: status.lastMessageAt ?? status.connectedAt ?? now,
-                  now,
-                  symbols: group,
-                  channels: feed.channels
-                })
-              }
-              // Deltas were missed while disconnected: every book of this connection starts over.
-              if (feed.channels.includes("book")) processor.books?.resetAll(group)
-              monitor.restart(now)
+              connectionOpened({ status, gaps, processor, monitor, symbols: group, channels: feed.channels, now })
               return { onFrames: handler }
             })
         }

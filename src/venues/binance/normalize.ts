@@ -4,7 +4,8 @@
  * are recognised and skipped; anything else is a DecodeError.
  */
 import { Result, Schema } from "effect"
-import { DecodeError } from "../../domain/errors.ts"
+import type { DecodeError } from "../../domain/errors.ts"
+import { decodeFailure, parseFrame } from "../../domain/frames.ts"
 import type { NormalizedRecord } from "../../domain/records.ts"
 import { AggTrade, DepthUpdate, ForceOrder, MarkPriceUpdate } from "./wire.ts"
 
@@ -15,11 +16,8 @@ const decodeForceOrder = Schema.decodeUnknownResult(ForceOrder)
 
 const ignoredEvents: ReadonlySet<string> = new Set(["kline", "24hrTicker", "24hrMiniTicker", "bookTicker", "trade"])
 
-const sampleOf = (frame: string) => (frame.length > 200 ? `${frame.slice(0, 200)}...` : frame)
-
 export const makeDecoder = (venue: string) => {
-  const failure = (channel: string, detail: string, frame: string) =>
-    new DecodeError({ venue, channel, detail, sample: sampleOf(frame) })
+  const failure = decodeFailure(venue)
 
   const payload = (data: unknown, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
     if (Array.isArray(data)) {
@@ -123,13 +121,8 @@ export const makeDecoder = (venue: string) => {
   }
 
   return (frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(frame)
-    } catch {
-      return failure("unknown", "frame is not JSON", frame)
-    }
-    if (typeof parsed !== "object" || parsed === null) return failure("unknown", "frame is not an object", frame)
+    const parsed = parseFrame(frame, { arrays: true })
+    if (typeof parsed === "string") return failure("unknown", parsed, frame)
     if ("stream" in parsed && "data" in parsed) return payload(parsed.data, frame, out)
     if ("result" in parsed && "id" in parsed) return undefined
     if ("error" in parsed) return failure("error", `venue error: ${JSON.stringify(parsed.error)}`, frame)

@@ -114,11 +114,15 @@ export const runCme = (definition: VenueDefinition) => (runtime: VenueRuntime) =
       )
     yield* Effect.logInfo("CME settlements source").pipe(Effect.annotateLogs({ venue, source: source.name, products: config.roots.join(",") }))
 
+    const spotOf = (spotVenue: string, symbol: string) => {
+      const instrument = runtime.instruments.get(spotVenue, symbol)
+      return instrument === undefined ? undefined : runtime.prices.lastTrade(instrument)
+    }
     const spot = new SpotHistory()
     yield* Effect.gen(function*() {
       const at = yield* Clock.currentTimeMillis
       for (const [asset, { venue: spotVenue, symbol }] of Object.entries(config.spotSources)) {
-        const last = runtime.prices.lastTrade(spotVenue, symbol)
+        const last = spotOf(spotVenue, symbol)
         if (last !== undefined && at - last.at < 5 * minute) spot.record(asset, last.price, last.at)
       }
     }).pipe(Effect.andThen(Effect.sleep(Duration.seconds(15))), Effect.forever, Effect.forkScoped)
@@ -134,7 +138,7 @@ export const runCme = (definition: VenueDefinition) => (runtime: VenueRuntime) =
       const atSettlement = spot.at(product.base, struck)
       const source = config.spotSources[product.base]
       if (source === undefined) return undefined
-      const live = runtime.prices.lastTrade(source.venue, source.symbol)
+      const live = spotOf(source.venue, source.symbol)
       // Spot at the settlement moment when we saw it; otherwise live spot only within the configured tolerance.
       const [spotPrice, timing] = atSettlement !== undefined
         ? [atSettlement, "at settlement"]

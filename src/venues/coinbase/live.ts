@@ -20,10 +20,9 @@ import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
 import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
 import type { GapChannel } from "../../gaps/ledger.ts"
-import { causeOfSessionEnd } from "../../gaps/tracker.ts"
 import type { Trade } from "../../domain/records.ts"
 import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
+import { chunk, connectionOpened, makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { tradesUnvalued } from "../../observability/metrics.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
@@ -72,13 +71,17 @@ export const signSubscription = (credentials: Credentials, nowMs: number) => {
   return { signature, key: credentials.key, passphrase: Redacted.value(credentials.passphrase), timestamp }
 }
 
-const chunk = <A>(items: ReadonlyArray<A>, size: number): Array<Array<A>> => {
-  const out: Array<Array<A>> = []
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
-  return out
-}
+const sequenceKey = '"sequence_num":'
 
-const sequenceNumber = /"sequence_num":(\d+)/
+/** The envelope's sequence number, read in place (no parse, no copy): this runs for every frame. */
+const sequenceOf = (frame: string): number | undefined => {
+  const at = frame.indexOf(sequenceKey)
+  if (at < 0 || at > 200) return undefined
+  let n = 0
+  let i = at + sequenceKey.length
+  for (let c = frame.charCodeAt(i); c >= 48 && c <= 57; c = frame.charCodeAt(++i)) n = n * 10 + (c - 48)
+  return i === at + sequenceKey.length ? undefined : n
+}
 
 export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRuntime) =>
   Effect.gen(function*() {
@@ -210,17 +213,7 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
           Effect.gen(function*() {
             const now = yield* Clock.currentTimeMillis
             for (const product of group) senders.set(product, send)
-            if (status.reconnects > 0) {
-              gaps.connectionInterrupted({
-                cause: causeOfSessionEnd(status.lastCause),
-                since: status.lastMessageAt ?? status.connectedAt ?? now,
-                now,
-                symbols: group,
-                channels
-              })
-            }
-            processor.books?.resetAll(group)
-            monitor.restart(now)
+            connectionOpened({ status, gaps, processor, monitor, symbols: group, channels, now })
             yield* send(subscription("subscribe", heartbeatChannel, group, now))
             yield* send(subscription("subscribe", tradeChannel, group, now))
             yield* send(subscription("subscribe", bookChannel, group, now))
@@ -234,9 +227,8 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
                 Effect.gen(function*() {
                   let lost = false
                   for (const frame of frames) {
-                    const match = sequenceNumber.exec(frame.slice(0, 200))
-                    if (match === null) continue
-                    const n = Number(match[1])
+                    const n = sequenceOf(frame)
+                    if (n === undefined) continue
                     if (expected !== undefined && n > expected) lost = true
                     expected = n + 1
                   }

@@ -12,7 +12,8 @@
  * its opposite. Advanced Trade `market_trades` publish the taker side.
  */
 import { Result, Schema } from "effect"
-import { DecodeError } from "../../domain/errors.ts"
+import type { DecodeError } from "../../domain/errors.ts"
+import { decodeFailure, parseFrame } from "../../domain/frames.ts"
 import type { Level, NormalizedRecord } from "../../domain/records.ts"
 import {
   AdvancedEnvelope,
@@ -36,8 +37,6 @@ const decodeL2Event = Schema.decodeUnknownResult(AdvancedL2Event)
 const ignoredExchangeTypes: ReadonlySet<string> = new Set(["subscriptions", "ticker", "ticker_batch", "status"])
 const ignoredAdvancedChannels: ReadonlySet<string> = new Set(["subscriptions", "ticker", "ticker_batch", "status", "candles"])
 
-const sampleOf = (frame: string) => (frame.length > 200 ? `${frame.slice(0, 200)}...` : frame)
-
 const time = (iso: string): number => Date.parse(iso)
 
 /** What the decoder learned besides records: heartbeats carry the venue's last trade id per product. */
@@ -58,8 +57,7 @@ const productOf = (data: unknown): string | undefined =>
 
 export const makeDecoder = (venue: string, observations: CoinbaseObservations = {}) => {
   let ordinal = 0
-  const failure = (channel: string, detail: string, frame: string) =>
-    new DecodeError({ venue, channel, detail, sample: sampleOf(frame) })
+  const failure = decodeFailure(venue)
 
   const exchangeMessage = (data: Record<string, unknown>, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
     switch (data.type) {
@@ -180,13 +178,8 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
   }
 
   return (frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(frame)
-    } catch {
-      return failure("unknown", "frame is not JSON", frame)
-    }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return failure("unknown", "frame is not an object", frame)
+    const parsed = parseFrame(frame, { arrays: false })
+    if (typeof parsed === "string") return failure("unknown", parsed, frame)
     if ("channel" in parsed && "events" in parsed) return advancedMessage(parsed, frame, out)
     if ("type" in parsed) return exchangeMessage(parsed as Record<string, unknown>, frame, out)
     return failure("unknown", "neither an Exchange nor an Advanced Trade message", frame)

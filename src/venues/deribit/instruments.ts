@@ -2,7 +2,7 @@
 import { Schema } from "effect"
 import type { Instrument } from "../../domain/instruments.ts"
 import type { OpenInterestReading, OptionQuote, Trade } from "../../domain/records.ts"
-import { tradeRecord } from "./normalize.ts"
+import { isOption, parseOptionName, tradeRecord } from "./normalize.ts"
 import { BookSummaries, DeribitTicker, Instruments, TradesPage } from "./wire.ts"
 
 const rpcResult = <S extends Schema.Top>(schema: S) => Schema.Struct({ result: schema })
@@ -10,21 +10,6 @@ export const decodeInstruments = Schema.decodeUnknownResult(rpcResult(Instrument
 export const decodeBookSummaries = Schema.decodeUnknownResult(rpcResult(BookSummaries))
 export const decodeTradesPage = Schema.decodeUnknownResult(rpcResult(TradesPage))
 export const decodeTicker = Schema.decodeUnknownResult(rpcResult(DeribitTicker))
-
-const months: Record<string, number> = { JAN: 0, FEB: 1, MAR: 2, APR: 3, MAY: 4, JUN: 5, JUL: 6, AUG: 7, SEP: 8, OCT: 9, NOV: 10, DEC: 11 }
-
-/** BTC-24SEP21-40000-P: currency, expiry (Deribit expires at 08:00 UTC), strike and type, from the name alone. */
-export const parseOptionName = (name: string) => {
-  const match = /^([A-Z]+)(?:_[A-Z]+)?-(\d{1,2})([A-Z]{3})(\d{2})-(\d+(?:d\d+)?)-([CP])$/.exec(name)
-  if (match === null || months[match[3]!] === undefined) return undefined
-  return {
-    currency: match[1]!,
-    expiry: Date.UTC(2000 + Number(match[4]), months[match[3]!]!, Number(match[2]), 8),
-    // Fractional strikes are written with a "d" (XRP_USDC-...-0d625-C).
-    strike: Number(match[5]!.replace("d", ".")),
-    optionType: match[6] === "C" ? ("call" as const) : ("put" as const)
-  }
-}
 
 /** A chain row from the book summary, with greeks and bid/ask IV from the option's ticker when fetched. */
 export const optionQuoteFrom = (
@@ -53,6 +38,7 @@ export const optionQuoteFrom = (
   timestamp: at
 }
 }
+
 
 export type DeribitInstrument = (typeof Instruments.Type)[number]
 
@@ -86,7 +72,7 @@ export const instrumentFrom = (venue: string, i: DeribitInstrument): Instrument 
 export const guessInstrument = (venue: string) => (symbol: string): Instrument | undefined => {
   const [base] = symbol.split("-")
   if (base === undefined || base.includes("_")) return undefined
-  if (/-[CP]$/.test(symbol)) return { venue, symbol, base, quote: base, kind: "option", contractSize: 1, inverse: false }
+  if (isOption(symbol)) return { venue, symbol, base, quote: base, kind: "option", contractSize: 1, inverse: false }
   return { venue, symbol, base, quote: "USD", kind: symbol.endsWith("PERPETUAL") ? "perpetual" : "future", contractSize: 1, inverse: true }
 }
 

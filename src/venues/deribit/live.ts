@@ -20,10 +20,17 @@ import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
 import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
 import type { GapChannel } from "../../gaps/ledger.ts"
-import { causeOfSessionEnd } from "../../gaps/tracker.ts"
 import type { NormalizedRecord, Trade } from "../../domain/records.ts"
 import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { emitRecords as emitRecordsThrough, makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
+import {
+  chunk,
+  connectionOpened,
+  emitRecords as emitRecordsThrough,
+  makeVenueGaps,
+  recordResync,
+  tickBooks,
+  watchStaleStreams
+} from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
 import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
@@ -162,22 +169,10 @@ export const runDeribit = (definition: VenueDefinition) => (runtime: VenueRuntim
         Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           send = sendOnThis
-          if (status.reconnects > 0) {
-            gaps.connectionInterrupted({
-              cause: causeOfSessionEnd(status.lastCause),
-              since: status.lastMessageAt ?? status.connectedAt ?? now,
-              now,
-              symbols: bookSymbols,
-              channels: ["trades", "book", "funding"]
-            })
-          }
-          processor.books?.resetAll(bookSymbols)
-          monitor.restart(now)
+          connectionOpened({ status, gaps, processor, monitor, symbols: bookSymbols, channels: ["trades", "book", "funding"], now })
           yield* sendOnThis(rpc("public/set_heartbeat", { interval: config.heartbeatSeconds }))
           // Deribit accepts long channel lists; batches keep each request small.
-          for (let i = 0; i < channels.length; i += 100) {
-            yield* sendOnThis(rpc("public/subscribe", { channels: channels.slice(i, i + 100) }))
-          }
+          for (const batch of chunk(channels, 100)) yield* sendOnThis(rpc("public/subscribe", { channels: batch }))
           yield* watchFreshness
           return {
             onFrames: (frames: ReadonlyArray<string>, receivedAt: number) =>

@@ -9,10 +9,9 @@
  * trade carries Deribit's index price, which values it in USD.
  */
 import { Result, Schema } from "effect"
-import { DecodeError } from "../../domain/errors.ts"
-import type { Level, NormalizedRecord } from "../../domain/records.ts"
-import { parseOptionName } from "./instruments.ts"
-import type { Trade } from "../../domain/records.ts"
+import type { DecodeError } from "../../domain/errors.ts"
+import { decodeFailure, parseFrame } from "../../domain/frames.ts"
+import type { Level, NormalizedRecord, Trade } from "../../domain/records.ts"
 import { DeribitBook, DeribitTicker, DeribitTrade, RpcResponse, VolatilityIndex } from "./wire.ts"
 
 const decodeTrades = Schema.decodeUnknownResult(Schema.Array(DeribitTrade))
@@ -21,10 +20,23 @@ const decodeTicker = Schema.decodeUnknownResult(DeribitTicker)
 const decodeVolatility = Schema.decodeUnknownResult(VolatilityIndex)
 const decodeResponse = Schema.decodeUnknownResult(RpcResponse)
 
-const sampleOf = (frame: string) => (frame.length > 200 ? `${frame.slice(0, 200)}...` : frame)
-
 const levels = (raw: ReadonlyArray<readonly ["new" | "change" | "delete", number, number]>): Array<Level> =>
   raw.map(([action, price, amount]) => [price, action === "delete" ? 0 : amount])
+
+const months: Record<string, number> = { JAN: 0, FEB: 1, MAR: 2, APR: 3, MAY: 4, JUN: 5, JUL: 6, AUG: 7, SEP: 8, OCT: 9, NOV: 10, DEC: 11 }
+
+/** BTC-24SEP21-40000-P: currency, expiry (Deribit expires at 08:00 UTC), strike and type, from the name alone. */
+export const parseOptionName = (name: string) => {
+  const match = /^([A-Z]+)(?:_[A-Z]+)?-(\d{1,2})([A-Z]{3})(\d{2})-(\d+(?:d\d+)?)-([CP])$/.exec(name)
+  if (match === null || months[match[3]!] === undefined) return undefined
+  return {
+    currency: match[1]!,
+    expiry: Date.UTC(2000 + Number(match[4]), months[match[3]!]!, Number(match[2]), 8),
+    // Fractional strikes are written with a "d" (XRP_USDC-...-0d625-C).
+    strike: Number(match[5]!.replace("d", ".")),
+    optionType: match[6] === "C" ? ("call" as const) : ("put" as const)
+  }
+}
 
 /** Option names are CURRENCY-DMMMYY-STRIKE-C|P; futures CURRENCY-DMMMYY; perpetuals CURRENCY-PERPETUAL. */
 export const isOption = (instrument: string) => /-[CP]$/.test(instrument)
@@ -55,8 +67,7 @@ export const tradeRecord = (venue: string, t: typeof DeribitTrade.Type, source: 
 })
 
 export const makeDecoder = (venue: string) => {
-  const failure = (channel: string, detail: string, frame: string) =>
-    new DecodeError({ venue, channel, detail, sample: sampleOf(frame) })
+  const failure = decodeFailure(venue)
 
   const notification = (channel: string, data: unknown, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
     const kind = channel.slice(0, channel.indexOf("."))
@@ -143,13 +154,8 @@ export const makeDecoder = (venue: string) => {
   }
 
   return (frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(frame)
-    } catch {
-      return failure("unknown", "frame is not JSON", frame)
-    }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return failure("unknown", "frame is not an object", frame)
+    const parsed = parseFrame(frame, { arrays: false })
+    if (typeof parsed === "string") return failure("unknown", parsed, frame)
     const message = parsed as { readonly method?: unknown; readonly params?: { readonly channel?: unknown; readonly data?: unknown } }
     if (message.method === "subscription") {
       const channel = message.params?.channel
