@@ -1,4 +1,15 @@
-/** The first step of every venue decoder: one frame to a JSON value, and a DecodeError that quotes it briefly. */
+/**
+ * The first steps of every venue decoder: one frame to a JSON value, a
+ * DecodeError that quotes it briefly, and the readers that decode the hot
+ * messages (trades, book updates) without the Schema machinery.
+ *
+ * A hand reader accepts only the exact documented shape and yields exactly what
+ * the message's Schema would (test/fast-readers.test.ts holds them equal on
+ * every recorded frame and on mutated ones). Anything it cannot read sends the
+ * whole frame back through the Schemas, which decide and name the error; so the
+ * Schema stays the definition and the reader is only a faster way to the same result.
+ */
+import { Result, Schema } from "effect"
 import { DecodeError } from "./errors.ts"
 
 const sampleOf = (frame: string) => (frame.length > 200 ? `${frame.slice(0, 200)}...` : frame)
@@ -16,4 +27,123 @@ export const parseFrame = (frame: string, options: { readonly arrays: boolean })
   }
   if (typeof parsed !== "object" || parsed === null || (!options.arrays && Array.isArray(parsed))) return "frame is not an object"
   return parsed
+}
+
+/** Why a Schema refused a message. */
+export class WireFailure {
+  readonly message: string
+  constructor(message: string) {
+    this.message = message
+  }
+}
+
+/**
+ * One message type's decoder: `read(data, true)` (`wireReader(schema)(handReader)`) tries the hand reader and gives
+ * undefined when it cannot read (the caller then re-reads the whole frame with
+ * `fast` false); `read(data, false)` is the Schema alone.
+ */
+export const wireReader = <S extends Schema.Decoder<unknown>>(schema: S) => (fast: (data: unknown) => S["Type"] | undefined) => {
+  const decode = Schema.decodeUnknownResult(schema)
+  return (data: unknown, useFast: boolean): S["Type"] | WireFailure | undefined => {
+    if (useFast) return fast(data)
+    const result = decode(data)
+    return Result.isFailure(result) ? new WireFailure(result.failure.message) : result.success
+  }
+}
+
+export type FrameDecoder<R> = ((frame: string, out: Array<R>) => DecodeError | undefined) & {
+  /** The same decoder with the Schemas alone (tests hold the two equal). */
+  readonly schemaOnly: (frame: string, out: Array<R>) => DecodeError | undefined
+}
+
+/**
+ * Runs a decoder pass with the hand readers and, if any of them gave up, again
+ * with the Schemas alone. `rewind` undoes what the abandoned pass counted
+ * (Coinbase numbers its book messages) so the second pass numbers them the same.
+ */
+export const withSchemaFallback = <R>(
+  decode: (frame: string, out: Array<R>, fast: boolean) => DecodeError | undefined | typeof unreadable,
+  hooks: { readonly mark: () => void; readonly rewind: () => void } = { mark: () => undefined, rewind: () => undefined }
+): FrameDecoder<R> => {
+  const decoder = (frame: string, out: Array<R>): DecodeError | undefined => {
+    const before = out.length
+    hooks.mark()
+    const fast = decode(frame, out, true)
+    if (fast !== unreadable) return fast
+    out.length = before
+    hooks.rewind()
+    return decode(frame, out, false) as DecodeError | undefined
+  }
+  return Object.assign(decoder, { schemaOnly: (frame: string, out: Array<R>) => decode(frame, out, false) as DecodeError | undefined })
+}
+
+/** A hand reader gave up on this frame: read it again through the Schemas. */
+export const unreadable: unique symbol = Symbol("unreadable")
+
+export const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+/** Schema.FiniteFromString's rule (`Number(s)`, finite), NaN when it would fail. */
+export const decimal = (u: unknown): number => (typeof u === "string" ? Number(u) : NaN)
+
+/** A JSON number (Schema.Number), NaN otherwise. */
+export const numeric = (u: unknown): number => (typeof u === "number" ? u : NaN)
+
+/** An array of [decimal string, decimal string] as numbers (Binance, Coinbase Exchange snapshot levels), or undefined. */
+export const decimalPairs = (u: unknown): Array<[number, number]> | undefined => {
+  if (!Array.isArray(u)) return undefined
+  const out = new Array<[number, number]>(u.length)
+  for (let i = 0; i < u.length; i++) {
+    const level = u[i]
+    if (!Array.isArray(level) || level.length !== 2) return undefined
+    const price = decimal(level[0])
+    const size = decimal(level[1])
+    if (!Number.isFinite(price) || !Number.isFinite(size)) return undefined
+    out[i] = [price, size]
+  }
+  return out
+}
+
+const monthDays = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+const daysIn = (year: number, month: number): number =>
+  month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : monthDays[month - 1]!
+
+const digits = (s: string, from: number, count: number): number => {
+  let n = 0
+  for (let i = from; i < from + count; i++) {
+    const d = s.charCodeAt(i) - 48
+    if (d < 0 || d > 9) return NaN
+    n = n * 10 + d
+  }
+  return n
+}
+
+/**
+ * `YYYY-MM-DDTHH:MM:SS[.fraction]Z` to epoch ms as `Date.parse` gives it (the
+ * fraction truncated to ms), without its general-purpose parser; any other
+ * form goes to `Date.parse`.
+ */
+export const isoMillis = (s: string): number => {
+  const n = s.length
+  if (n < 20 || s.charCodeAt(n - 1) !== 90 /* Z */ || s[4] !== "-" || s[7] !== "-" || s[10] !== "T" || s[13] !== ":" || s[16] !== ":") {
+    return Date.parse(s)
+  }
+  let ms = 0
+  if (n > 20) {
+    if (s[19] !== ".") return Date.parse(s)
+    const fraction = n - 21
+    if (fraction < 1 || fraction > 9) return Date.parse(s)
+    const take = Math.min(3, fraction)
+    ms = digits(s, 20, take) * (take === 1 ? 100 : take === 2 ? 10 : 1)
+    if (fraction > 3 && Number.isNaN(digits(s, 23, fraction - 3))) return Date.parse(s)
+  }
+  const month = digits(s, 5, 2)
+  const day = digits(s, 8, 2)
+  const hour = digits(s, 11, 2)
+  const minute = digits(s, 14, 2)
+  const second = digits(s, 17, 2)
+  if (!(month >= 1 && month <= 12 && day >= 1 && day <= 31 && hour <= 24 && minute <= 59 && second <= 59) || Number.isNaN(ms)) return Date.parse(s)
+  const year = digits(s, 0, 4)
+  // Date.parse accepts 24:00:00 only exactly, and rejects impossible days (Feb 30): leave those to it.
+  if (hour === 24 || day > daysIn(year, month)) return Date.parse(s)
+  return Date.UTC(year, month - 1, day, hour, minute, second, ms)
 }

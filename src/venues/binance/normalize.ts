@@ -5,12 +5,10 @@
  */
 import { Result, Schema } from "effect"
 import type { DecodeError } from "../../domain/errors.ts"
-import { decodeFailure, parseFrame } from "../../domain/frames.ts"
+import { decodeFailure, parseFrame, unreadable, WireFailure, withSchemaFallback } from "../../domain/frames.ts"
 import type { NormalizedRecord } from "../../domain/records.ts"
-import { AggTrade, DepthUpdate, ForceOrder, MarkPriceUpdate } from "./wire.ts"
+import { ForceOrder, MarkPriceUpdate, readAggTrade, readDepthUpdate } from "./wire.ts"
 
-const decodeAggTrade = Schema.decodeUnknownResult(AggTrade)
-const decodeDepth = Schema.decodeUnknownResult(DepthUpdate)
 const decodeMarkPrice = Schema.decodeUnknownResult(MarkPriceUpdate)
 const decodeForceOrder = Schema.decodeUnknownResult(ForceOrder)
 
@@ -19,10 +17,12 @@ const ignoredEvents: ReadonlySet<string> = new Set(["kline", "24hrTicker", "24hr
 export const makeDecoder = (venue: string) => {
   const failure = decodeFailure(venue)
 
-  const payload = (data: unknown, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+  type Outcome = DecodeError | undefined | typeof unreadable
+
+  const payload = (data: unknown, frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     if (Array.isArray(data)) {
       for (const item of data) {
-        const error = payload(item, frame, out)
+        const error = payload(item, frame, out, fast)
         if (error !== undefined) return error
       }
       return undefined
@@ -31,9 +31,9 @@ export const makeDecoder = (venue: string) => {
     const event = (data as { readonly e?: unknown }).e
     switch (event) {
       case "aggTrade": {
-        const decoded = decodeAggTrade(data)
-        if (Result.isFailure(decoded)) return failure("aggTrade", decoded.failure.message, frame)
-        const t = decoded.success
+        const t = readAggTrade(data, fast)
+        if (t === undefined) return unreadable
+        if (t instanceof WireFailure) return failure("aggTrade", t.message, frame)
         out.push({
           kind: "trade",
           venue,
@@ -49,9 +49,9 @@ export const makeDecoder = (venue: string) => {
         return undefined
       }
       case "depthUpdate": {
-        const decoded = decodeDepth(data)
-        if (Result.isFailure(decoded)) return failure("depth", decoded.failure.message, frame)
-        const d = decoded.success
+        const d = readDepthUpdate(data, fast)
+        if (d === undefined) return unreadable
+        if (d instanceof WireFailure) return failure("depth", d.message, frame)
         const delta: NormalizedRecord = d.pu === undefined
           ? { kind: "book_delta", venue, symbol: d.s, firstSequence: d.U, lastSequence: d.u, bids: d.b, asks: d.a, timestamp: d.E }
           : {
@@ -120,12 +120,12 @@ export const makeDecoder = (venue: string) => {
     }
   }
 
-  return (frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+  return withSchemaFallback((frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     const parsed = parseFrame(frame, { arrays: true })
     if (typeof parsed === "string") return failure("unknown", parsed, frame)
-    if ("stream" in parsed && "data" in parsed) return payload(parsed.data, frame, out)
+    if ("stream" in parsed && "data" in parsed) return payload(parsed.data, frame, out, fast)
     if ("result" in parsed && "id" in parsed) return undefined
     if ("error" in parsed) return failure("error", `venue error: ${JSON.stringify(parsed.error)}`, frame)
-    return payload(parsed, frame, out)
-  }
+    return payload(parsed, frame, out, fast)
+  })
 }

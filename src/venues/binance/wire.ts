@@ -3,6 +3,7 @@
  * the REST bodies we read). Decimal strings decode to numbers here, once.
  */
 import { Schema } from "effect"
+import { decimal, decimalPairs, isRecord, wireReader } from "../../domain/frames.ts"
 
 const Decimal = Schema.FiniteFromString
 const Levels = Schema.Array(Schema.Tuple([Decimal, Decimal]))
@@ -19,6 +20,18 @@ export const AggTrade = Schema.Struct({
   l: Schema.Number,
   T: Schema.Number,
   m: Schema.Boolean
+})
+
+export const readAggTrade = wireReader(AggTrade)((u) => {
+  if (!isRecord(u) || u.e !== "aggTrade") return undefined
+  const { E, s, a, f, l, T, m } = u
+  const p = decimal(u.p)
+  const q = decimal(u.q)
+  if (
+    typeof E !== "number" || typeof s !== "string" || typeof a !== "number" || typeof f !== "number" || typeof l !== "number" ||
+    typeof T !== "number" || typeof m !== "boolean" || !Number.isFinite(p) || !Number.isFinite(q)
+  ) return undefined
+  return { e: "aggTrade", E, s, a, p, q, f, l, T, m }
 })
 
 /** REST `aggTrades?fromId=`: the same fields as the stream, without event type and symbol. */
@@ -42,6 +55,19 @@ export const DepthUpdate = Schema.Struct({
   pu: Schema.optional(Schema.Number),
   b: Levels,
   a: Levels
+})
+
+export const readDepthUpdate = wireReader(DepthUpdate)((u) => {
+  if (!isRecord(u) || u.e !== "depthUpdate") return undefined
+  const { E, s, U, pu } = u
+  const last = u.u
+  const b = decimalPairs(u.b)
+  const a = decimalPairs(u.a)
+  if (typeof E !== "number" || typeof s !== "string" || typeof U !== "number" || typeof last !== "number" || b === undefined || a === undefined) {
+    return undefined
+  }
+  if (pu === undefined) return { e: "depthUpdate", E, s, U, u: last, b, a }
+  return typeof pu === "number" ? { e: "depthUpdate", E, s, U, u: last, pu, b, a } : undefined
 })
 
 /** Futures `<symbol>@markPrice@1s`. `P` is the estimated settle price, not a predicted rate. */

@@ -13,31 +13,27 @@
  */
 import { Result, Schema } from "effect"
 import type { DecodeError } from "../../domain/errors.ts"
-import { decodeFailure, parseFrame } from "../../domain/frames.ts"
+import { decodeFailure, isoMillis, parseFrame, unreadable, WireFailure, withSchemaFallback } from "../../domain/frames.ts"
 import type { Level, NormalizedRecord } from "../../domain/records.ts"
 import {
-  AdvancedEnvelope,
-  AdvancedL2Event,
-  AdvancedTradesEvent,
   ExchangeHeartbeat,
-  ExchangeL2Snapshot,
-  ExchangeL2Update,
-  ExchangeMatch
+  readAdvancedEnvelope,
+  readAdvancedL2Event,
+  readAdvancedTradesEvent,
+  readExchangeL2Snapshot,
+  readExchangeL2Update,
+  readExchangeMatch
 } from "./wire.ts"
 
-const decodeMatch = Schema.decodeUnknownResult(ExchangeMatch)
-const decodeSnapshot = Schema.decodeUnknownResult(ExchangeL2Snapshot)
-const decodeUpdate = Schema.decodeUnknownResult(ExchangeL2Update)
 const decodeHeartbeat = Schema.decodeUnknownResult(ExchangeHeartbeat)
-const decodeEnvelope = Schema.decodeUnknownResult(AdvancedEnvelope)
-const decodeTradesEvent = Schema.decodeUnknownResult(AdvancedTradesEvent)
-const decodeL2Event = Schema.decodeUnknownResult(AdvancedL2Event)
+
+type Outcome = DecodeError | undefined | typeof unreadable
 
 /** Exchange messages we do not store (ticker duplicates matches; status/subscriptions are bookkeeping). */
 const ignoredExchangeTypes: ReadonlySet<string> = new Set(["subscriptions", "ticker", "ticker_batch", "status"])
 const ignoredAdvancedChannels: ReadonlySet<string> = new Set(["subscriptions", "ticker", "ticker_batch", "status", "candles"])
 
-const time = (iso: string): number => Date.parse(iso)
+const time = isoMillis
 
 /** What the decoder learned besides records: heartbeats carry the venue's last trade id per product. */
 export interface CoinbaseObservations {
@@ -57,15 +53,16 @@ const productOf = (data: unknown): string | undefined =>
 
 export const makeDecoder = (venue: string, observations: CoinbaseObservations = {}) => {
   let ordinal = 0
+  let ordinalAtFrame = 0
   const failure = decodeFailure(venue)
 
-  const exchangeMessage = (data: Record<string, unknown>, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+  const exchangeMessage = (data: Record<string, unknown>, frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     switch (data.type) {
       case "match":
       case "last_match": {
-        const decoded = decodeMatch(data)
-        if (Result.isFailure(decoded)) return failure("matches", decoded.failure.message, frame)
-        const m = decoded.success
+        const m = readExchangeMatch(data, fast)
+        if (m === undefined) return unreadable
+        if (m instanceof WireFailure) return failure("matches", m.message, frame)
         out.push({
           kind: "trade",
           venue,
@@ -81,26 +78,29 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
         return undefined
       }
       case "snapshot": {
-        const decoded = decodeSnapshot(data)
-        if (Result.isFailure(decoded)) {
+        const s = readExchangeL2Snapshot(data, fast)
+        if (s === undefined) return unreadable
+        if (s instanceof WireFailure) {
           observations.onBookLoss?.(productOf(data))
-          return failure("level2", decoded.failure.message, frame)
+          return failure("level2", s.message, frame)
         }
-        const s = decoded.success
         // The Exchange snapshot carries no time: 0 (unknown) keeps stored rows' ids independent of when it was read.
         out.push({ kind: "book_snapshot", venue, symbol: s.product_id, sequence: ++ordinal, bids: s.bids, asks: s.asks, timestamp: 0 })
         return undefined
       }
       case "l2update": {
-        const decoded = decodeUpdate(data)
-        if (Result.isFailure(decoded)) {
+        const u = readExchangeL2Update(data, fast)
+        if (u === undefined) return unreadable
+        if (u instanceof WireFailure) {
           observations.onBookLoss?.(productOf(data))
-          return failure("level2", decoded.failure.message, frame)
+          return failure("level2", u.message, frame)
         }
-        const u = decoded.success
         const bids: Array<Level> = []
         const asks: Array<Level> = []
-        for (const [side, price, size] of u.changes) (side === "buy" ? bids : asks).push([price, size])
+        for (let i = 0; i < u.changes.length; i++) {
+          const change = u.changes[i]!
+          ;(change[0] === "buy" ? bids : asks).push([change[1], change[2]])
+        }
         const n = ++ordinal
         out.push({ kind: "book_delta", venue, symbol: u.product_id, firstSequence: n, lastSequence: n, bids, asks, timestamp: time(u.time) })
         return undefined
@@ -119,20 +119,22 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
     }
   }
 
-  const advancedMessage = (data: unknown, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
-    const envelope = decodeEnvelope(data)
-    if (Result.isFailure(envelope)) {
+  const advancedMessage = (data: unknown, frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
+    const envelope = readAdvancedEnvelope(data, fast)
+    if (envelope === undefined) return unreadable
+    if (envelope instanceof WireFailure) {
       if ((data as { channel?: unknown }).channel === "l2_data") observations.onBookLoss?.(undefined)
-      return failure("unknown", envelope.failure.message, frame)
+      return failure("unknown", envelope.message, frame)
     }
-    const { channel, events } = envelope.success
-    const at = time(envelope.success.timestamp)
+    const { channel, events } = envelope
+    const at = time(envelope.timestamp)
     switch (channel) {
       case "market_trades": {
         for (const raw of events) {
-          const event = decodeTradesEvent(raw)
-          if (Result.isFailure(event)) return failure(channel, event.failure.message, frame)
-          for (const t of event.success.trades) {
+          const event = readAdvancedTradesEvent(raw, fast)
+          if (event === undefined) return unreadable
+          if (event instanceof WireFailure) return failure(channel, event.message, frame)
+          for (const t of event.trades) {
             const id = Number(t.trade_id)
             out.push({
               kind: "trade",
@@ -144,7 +146,7 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
               size: t.size,
               side: t.side === "BUY" ? "buy" : "sell",
               timestamp: time(t.time),
-              details: { source: `market_trades ${event.success.type}` }
+              details: { source: event.type === "update" ? "market_trades update" : "market_trades snapshot" }
             })
           }
         }
@@ -152,12 +154,12 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
       }
       case "l2_data": {
         for (const raw of events) {
-          const event = decodeL2Event(raw)
-          if (Result.isFailure(event)) {
+          const e = readAdvancedL2Event(raw, fast)
+          if (e === undefined) return unreadable
+          if (e instanceof WireFailure) {
             observations.onBookLoss?.(productOf(raw))
-            return failure(channel, event.failure.message, frame)
+            return failure(channel, e.message, frame)
           }
-          const e = event.success
           const bids: Array<Level> = []
           const asks: Array<Level> = []
           for (const u of e.updates) (u.side === "bid" ? bids : asks).push([u.price_level, u.new_quantity])
@@ -177,11 +179,18 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
     }
   }
 
-  return (frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+  return withSchemaFallback((frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     const parsed = parseFrame(frame, { arrays: false })
     if (typeof parsed === "string") return failure("unknown", parsed, frame)
-    if ("channel" in parsed && "events" in parsed) return advancedMessage(parsed, frame, out)
-    if ("type" in parsed) return exchangeMessage(parsed as Record<string, unknown>, frame, out)
+    if ("channel" in parsed && "events" in parsed) return advancedMessage(parsed, frame, out, fast)
+    if ("type" in parsed) return exchangeMessage(parsed as Record<string, unknown>, frame, out, fast)
     return failure("unknown", "neither an Exchange nor an Advanced Trade message", frame)
-  }
+  }, {
+    mark: () => {
+      ordinalAtFrame = ordinal
+    },
+    rewind: () => {
+      ordinal = ordinalAtFrame
+    }
+  })
 }

@@ -10,18 +10,23 @@
  */
 import { Result, Schema } from "effect"
 import type { DecodeError } from "../../domain/errors.ts"
-import { decodeFailure, parseFrame } from "../../domain/frames.ts"
+import { decodeFailure, parseFrame, unreadable, WireFailure, withSchemaFallback } from "../../domain/frames.ts"
 import type { Level, NormalizedRecord, Trade } from "../../domain/records.ts"
-import { DeribitBook, DeribitTicker, DeribitTrade, RpcResponse, VolatilityIndex } from "./wire.ts"
+import { type DeribitTrade, readBook, readTicker, readTrades, RpcResponse, VolatilityIndex } from "./wire.ts"
 
-const decodeTrades = Schema.decodeUnknownResult(Schema.Array(DeribitTrade))
-const decodeBook = Schema.decodeUnknownResult(DeribitBook)
-const decodeTicker = Schema.decodeUnknownResult(DeribitTicker)
+type Outcome = DecodeError | undefined | typeof unreadable
+
 const decodeVolatility = Schema.decodeUnknownResult(VolatilityIndex)
 const decodeResponse = Schema.decodeUnknownResult(RpcResponse)
 
-const levels = (raw: ReadonlyArray<readonly ["new" | "change" | "delete", number, number]>): Array<Level> =>
-  raw.map(([action, price, amount]) => [price, action === "delete" ? 0 : amount])
+const levels = (raw: ReadonlyArray<readonly ["new" | "change" | "delete", number, number]>): Array<Level> => {
+  const out = new Array<Level>(raw.length)
+  for (let i = 0; i < raw.length; i++) {
+    const level = raw[i]!
+    out[i] = [level[1], level[0] === "delete" ? 0 : level[2]]
+  }
+  return out
+}
 
 const months: Record<string, number> = { JAN: 0, FEB: 1, MAR: 2, APR: 3, MAY: 4, JUN: 5, JUL: 6, AUG: 7, SEP: 8, OCT: 9, NOV: 10, DEC: 11 }
 
@@ -36,6 +41,17 @@ export const parseOptionName = (name: string) => {
     strike: Number(match[5]!.replace("d", ".")),
     optionType: match[6] === "C" ? ("call" as const) : ("put" as const)
   }
+}
+
+// Tickers repeat the same few thousand option names: parse each once.
+const parsedOptions = new Map<string, ReturnType<typeof parseOptionName>>()
+const optionNamed = (name: string) => {
+  let parsed = parsedOptions.get(name)
+  if (parsed === undefined && !parsedOptions.has(name)) {
+    parsed = parseOptionName(name)
+    if (parsedOptions.size < 100_000) parsedOptions.set(name, parsed)
+  }
+  return parsed
 }
 
 /** Option names are CURRENCY-DMMMYY-STRIKE-C|P; futures CURRENCY-DMMMYY; perpetuals CURRENCY-PERPETUAL. */
@@ -69,19 +85,20 @@ export const tradeRecord = (venue: string, t: typeof DeribitTrade.Type, source: 
 export const makeDecoder = (venue: string) => {
   const failure = decodeFailure(venue)
 
-  const notification = (channel: string, data: unknown, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+  const notification = (channel: string, data: unknown, frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     const kind = channel.slice(0, channel.indexOf("."))
     switch (kind) {
       case "trades": {
-        const decoded = decodeTrades(data)
-        if (Result.isFailure(decoded)) return failure("trades", decoded.failure.message, frame)
-        for (const t of decoded.success) out.push(tradeRecord(venue, t, "trades"))
+        const trades = readTrades(data, fast)
+        if (trades === undefined) return unreadable
+        if (trades instanceof WireFailure) return failure("trades", trades.message, frame)
+        for (const t of trades) out.push(tradeRecord(venue, t, "trades"))
         return undefined
       }
       case "book": {
-        const decoded = decodeBook(data)
-        if (Result.isFailure(decoded)) return failure("book", decoded.failure.message, frame)
-        const b = decoded.success
+        const b = readBook(data, fast)
+        if (b === undefined) return unreadable
+        if (b instanceof WireFailure) return failure("book", b.message, frame)
         if (b.type === "snapshot") {
           out.push({ kind: "book_snapshot", venue, symbol: b.instrument_name, sequence: b.change_id, bids: levels(b.bids), asks: levels(b.asks), timestamp: b.timestamp })
         } else {
@@ -100,9 +117,9 @@ export const makeDecoder = (venue: string) => {
         return undefined
       }
       case "ticker": {
-        const decoded = decodeTicker(data)
-        if (Result.isFailure(decoded)) return failure("ticker", decoded.failure.message, frame)
-        const t = decoded.success
+        const t = readTicker(data, fast)
+        if (t === undefined) return unreadable
+        if (t instanceof WireFailure) return failure("ticker", t.message, frame)
         if (t.funding_8h !== undefined) {
           out.push({
             kind: "funding",
@@ -118,7 +135,7 @@ export const makeDecoder = (venue: string) => {
             details: { source: "ticker", current_funding: t.current_funding ?? null, funding_basis: "funding_8h (continuous funding)" }
           })
         }
-        const option = isOption(t.instrument_name) ? parseOptionName(t.instrument_name) : undefined
+        const option = isOption(t.instrument_name) ? optionNamed(t.instrument_name) : undefined
         if (option !== undefined) {
           out.push({
             kind: "option_quote",
@@ -153,14 +170,14 @@ export const makeDecoder = (venue: string) => {
     }
   }
 
-  return (frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+  return withSchemaFallback((frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     const parsed = parseFrame(frame, { arrays: false })
     if (typeof parsed === "string") return failure("unknown", parsed, frame)
     const message = parsed as { readonly method?: unknown; readonly params?: { readonly channel?: unknown; readonly data?: unknown } }
     if (message.method === "subscription") {
       const channel = message.params?.channel
       if (typeof channel !== "string") return failure("subscription", "no channel", frame)
-      return notification(channel, message.params?.data, frame, out)
+      return notification(channel, message.params?.data, frame, out, fast)
     }
     // Heartbeats are answered by the connection (public/test); nothing to store.
     if (message.method === "heartbeat") return undefined
@@ -170,5 +187,5 @@ export const makeDecoder = (venue: string) => {
       return failure("rpc", `venue error ${response.success.error.code}: ${response.success.error.message}`, frame)
     }
     return undefined
-  }
+  })
 }

@@ -5,6 +5,7 @@
  * read. Numbers arrive as JSON numbers.
  */
 import { Schema } from "effect"
+import { isRecord, wireReader } from "../../domain/frames.ts"
 
 /** `trades.{instrument}.100ms`: `direction` is the taker's; `liquidation` is "M", "T" or "MT" when present. */
 export const DeribitTrade = Schema.Struct({
@@ -23,6 +24,34 @@ export const DeribitTrade = Schema.Struct({
   block_trade_id: Schema.optional(Schema.String)
 })
 
+type Trade = typeof DeribitTrade.Type
+const optionalNumber = (u: unknown): boolean => u === undefined || typeof u === "number"
+const optionalString = (u: unknown): boolean => u === undefined || typeof u === "string"
+
+export const readTrades = wireReader(Schema.Array(DeribitTrade))((u) => {
+  if (!Array.isArray(u)) return undefined
+  const read = new Array<Trade>(u.length)
+  for (let i = 0; i < u.length; i++) {
+    const t = u[i]
+    if (!isRecord(t)) return undefined
+    const { trade_seq, trade_id, timestamp, price, amount, direction, instrument_name, index_price, mark_price, iv, tick_direction, liquidation, block_trade_id } = t
+    if (
+      typeof trade_seq !== "number" || typeof trade_id !== "string" || typeof timestamp !== "number" || typeof price !== "number" ||
+      typeof amount !== "number" || (direction !== "buy" && direction !== "sell") || typeof instrument_name !== "string" ||
+      typeof index_price !== "number" || !optionalNumber(mark_price) || !optionalNumber(iv) || !optionalNumber(tick_direction) ||
+      !optionalString(liquidation) || !optionalString(block_trade_id)
+    ) return undefined
+    const trade: { -readonly [K in keyof Trade]: Trade[K] } = { trade_seq, trade_id, timestamp, price, amount, direction, instrument_name, index_price }
+    if (mark_price !== undefined) trade.mark_price = mark_price as number
+    if (iv !== undefined) trade.iv = iv as number
+    if (tick_direction !== undefined) trade.tick_direction = tick_direction as number
+    if (liquidation !== undefined) trade.liquidation = liquidation as string
+    if (block_trade_id !== undefined) trade.block_trade_id = block_trade_id as string
+    read[i] = trade
+  }
+  return read
+})
+
 const BookLevel = Schema.Tuple([Schema.Literals(["new", "change", "delete"]), Schema.Number, Schema.Number])
 
 /** `book.{instrument}.100ms`: a snapshot, then changes chained by `prev_change_id`. */
@@ -34,6 +63,33 @@ export const DeribitBook = Schema.Struct({
   prev_change_id: Schema.optional(Schema.Number),
   bids: Schema.Array(BookLevel),
   asks: Schema.Array(BookLevel)
+})
+
+type Action = "new" | "change" | "delete"
+const bookLevels = (u: unknown): Array<readonly [Action, number, number]> | undefined => {
+  if (!Array.isArray(u)) return undefined
+  const read = new Array<readonly [Action, number, number]>(u.length)
+  for (let i = 0; i < u.length; i++) {
+    const level = u[i]
+    if (!Array.isArray(level) || level.length !== 3) return undefined
+    const [action, price, amount] = level
+    if ((action !== "new" && action !== "change" && action !== "delete") || typeof price !== "number" || typeof amount !== "number") return undefined
+    read[i] = [action, price, amount]
+  }
+  return read
+}
+
+export const readBook = wireReader(DeribitBook)((u) => {
+  if (!isRecord(u)) return undefined
+  const { type, timestamp, instrument_name, change_id, prev_change_id } = u
+  const bids = bookLevels(u.bids)
+  const asks = bookLevels(u.asks)
+  if (
+    (type !== "snapshot" && type !== "change") || typeof timestamp !== "number" || typeof instrument_name !== "string" ||
+    typeof change_id !== "number" || bids === undefined || asks === undefined
+  ) return undefined
+  if (prev_change_id === undefined) return { type, timestamp, instrument_name, change_id, bids, asks }
+  return typeof prev_change_id === "number" ? { type, timestamp, instrument_name, change_id, prev_change_id, bids, asks } : undefined
 })
 
 /** `ticker.{instrument}.100ms`; perpetuals add `current_funding` and `funding_8h`, options greeks and IVs. */
@@ -60,6 +116,38 @@ export const DeribitTicker = Schema.Struct({
     theta: Schema.Number,
     rho: Schema.Number
   }))
+})
+
+type Ticker = { -readonly [K in keyof typeof DeribitTicker.Type]: (typeof DeribitTicker.Type)[K] }
+const tickerNumbers = ["current_funding", "funding_8h", "estimated_delivery_price", "underlying_price", "mark_iv", "bid_iv", "ask_iv"] as const
+
+export const readTicker = wireReader(DeribitTicker)((u) => {
+  if (!isRecord(u)) return undefined
+  const { instrument_name, timestamp, mark_price, index_price, open_interest, underlying_index, best_bid_price, best_ask_price, greeks } = u
+  if (
+    typeof instrument_name !== "string" || typeof timestamp !== "number" || typeof mark_price !== "number" ||
+    typeof index_price !== "number" || typeof open_interest !== "number" || !optionalString(underlying_index) ||
+    !(best_bid_price === null || optionalNumber(best_bid_price)) || !(best_ask_price === null || optionalNumber(best_ask_price))
+  ) return undefined
+  const ticker: Ticker = { instrument_name, timestamp, mark_price, index_price, open_interest }
+  for (const key of tickerNumbers) {
+    const value = u[key]
+    if (value === undefined) continue
+    if (typeof value !== "number") return undefined
+    ticker[key] = value
+  }
+  if (underlying_index !== undefined) ticker.underlying_index = underlying_index as string
+  if (best_bid_price !== undefined) ticker.best_bid_price = best_bid_price as number | null
+  if (best_ask_price !== undefined) ticker.best_ask_price = best_ask_price as number | null
+  if (greeks !== undefined) {
+    if (!isRecord(greeks)) return undefined
+    const { delta, gamma, vega, theta, rho } = greeks
+    if (typeof delta !== "number" || typeof gamma !== "number" || typeof vega !== "number" || typeof theta !== "number" || typeof rho !== "number") {
+      return undefined
+    }
+    ticker.greeks = { delta, gamma, vega, theta, rho }
+  }
+  return ticker
 })
 
 /** `deribit_volatility_index.{btc_usd|eth_usd}`: DVOL. */
