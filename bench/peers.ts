@@ -23,7 +23,13 @@ export interface PeerCase {
   /** tardis-dev exchange id and mapper kind, or undefined where tardis-dev has none. */
   readonly tardis?: { readonly exchange: string; readonly kind: "trades" | "book" | "options" }
   /** ccxt pro exchange class and the client URL its handlers look at. */
-  readonly ccxt?: { readonly exchange: string; readonly url: string; readonly binanceSnapshots?: boolean }
+  readonly ccxt?: {
+    readonly exchange: string
+    readonly url: string
+    readonly binanceSnapshots?: boolean
+    /** Spot markets for handlers that need loaded markets (loadMarkets would fetch them over REST). */
+    readonly spotMarkets?: ReadonlyArray<{ readonly id: string; readonly base: string; readonly quote: string }>
+  }
   /** Frames applied before timing (in-stream snapshots), and REST snapshots for Binance books. */
   readonly setup: ReadonlyArray<string>
   readonly restSnapshots: ReadonlyArray<{ readonly symbol: string; readonly body: string }>
@@ -73,8 +79,17 @@ const quietClient = (url: string) => ({
 export const ccxtConsumer = (peer: PeerCase): (() => FrameConsumer) | undefined => {
   const spec = peer.ccxt
   if (spec === undefined) return undefined
+  // Constructing a ccxt exchange costs milliseconds; each pass resets its caches instead.
+  const exchange = new ccxt.pro[spec.exchange]({ enableRateLimit: false })
+  if (spec.spotMarkets !== undefined) {
+    exchange.setMarkets(spec.spotMarkets.map(({ base, id, quote }) => ({
+      id, base, quote, symbol: `${base}/${quote}`, baseId: base, quoteId: quote, type: "spot", spot: true, active: true
+    })))
+  }
   return () => {
-    const exchange = new ccxt.pro[spec.exchange]({ enableRateLimit: false })
+    exchange.orderbooks = {}
+    exchange.trades = {}
+    exchange.tickers = {}
     const client = quietClient(spec.url)
     if (spec.binanceSnapshots === true) {
       for (const snapshot of peer.restSnapshots) {

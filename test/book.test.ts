@@ -202,6 +202,18 @@ describe("book audit against a REST snapshot", () => {
     assert.strictEqual(sync.stateOf("A"), "resyncing")
   })
 
+  it("remembers only the last 256 diffs, oldest first, across wrap-around", () => {
+    const { sync } = live()
+    // Diffs 5..304 each move level 90 only; the book remembers 49..304.
+    for (let id = 5; id <= 304; id++) sync.onDelta(delta(id, id, [[90, id]]))
+    const before = sync.audit(snapshotAt(40, [[100, 1], [99, 5], [98, 3]], [[101, 1], [102, 2]]), 10)
+    assert.strictEqual(before.detail, "snapshot older than the remembered diffs")
+    const within = sync.audit(snapshotAt(100, [[100, 1], [99, 5], [98, 3], [97, 1]], [[101, 1], [102, 2], [103, 4]]), 10)
+    assert.strictEqual(within.outcome, "ok")
+    assert.strictEqual(within.compared, 7)
+    assert.strictEqual(within.detail, "snapshot 100, local 304, 204 diffs since")
+  })
+
   it("skips when the snapshot is ahead of the local book", () => {
     const { sync } = live()
     assert.strictEqual(sync.audit(snapshotAt(9, [[100, 1]], [[101, 1]]), 10).outcome, "skipped")

@@ -55,6 +55,35 @@ const snapshotOverdueMs = 5_000
 /** How many applied deltas each book remembers, so an audit can tell which levels moved after a snapshot. */
 const recentDeltas = 256
 
+/** The last `capacity` applied deltas, oldest first on read; a push never moves the others. */
+class RecentDeltas {
+  private readonly slots: Array<BookDelta | undefined>
+  private next = 0
+  private count = 0
+  constructor(capacity: number) {
+    this.slots = new Array<BookDelta | undefined>(capacity).fill(undefined)
+  }
+  get length(): number {
+    return this.count
+  }
+  push(delta: BookDelta): void {
+    this.slots[this.next] = delta
+    this.next = (this.next + 1) % this.slots.length
+    if (this.count < this.slots.length) this.count++
+  }
+  clear(): void {
+    this.slots.fill(undefined)
+    this.next = 0
+    this.count = 0
+  }
+  toArray(): Array<BookDelta> {
+    const out: Array<BookDelta> = []
+    const start = (this.next - this.count + this.slots.length) % this.slots.length
+    for (let i = 0; i < this.count; i++) out.push(this.slots[(start + i) % this.slots.length]!)
+    return out
+  }
+}
+
 class SymbolBook {
   state: BookState = "initialising"
   readonly book = new OrderBook()
@@ -63,7 +92,7 @@ class SymbolBook {
   lastApplied: BookDelta | undefined = undefined
   lastEventTime = 0
   lastStoredSequence = -1
-  readonly recent: Array<BookDelta> = []
+  readonly recent = new RecentDeltas(recentDeltas)
   nextDueAt = 0
   resyncs = 0
   /** When the book started waiting for a snapshot (0: not waiting, or not yet seen by `sample`). */
@@ -188,7 +217,6 @@ export class BookSync {
     }
     entry.book.apply(delta.bids, delta.asks)
     entry.recent.push(delta)
-    if (entry.recent.length > recentDeltas) entry.recent.shift()
     entry.lastApplied = delta
     entry.lastEventTime = delta.timestamp
     if (entry.state !== "live") {
@@ -200,7 +228,7 @@ export class BookSync {
 
   private resync(entry: SymbolBook, reason: string, pending: BookDelta | undefined): void {
     entry.state = "resyncing"
-    entry.recent.length = 0
+    entry.recent.clear()
     entry.resyncs++
     entry.lastApplied = undefined
     entry.buffer = pending === undefined ? [] : [pending]
@@ -220,7 +248,7 @@ export class BookSync {
     if (entry === undefined || entry.state !== "live" || entry.lastApplied === undefined) return skipped("book not live")
     const local = entry.lastApplied.lastSequence
     if (local < snapshot.sequence) return skipped("snapshot is ahead of the local book")
-    const since = entry.recent.filter((d) => d.lastSequence > snapshot.sequence)
+    const since = entry.recent.toArray().filter((d) => d.lastSequence > snapshot.sequence)
     const oldest = since[0]
     if (since.length === entry.recent.length && oldest !== undefined && oldest.firstSequence > snapshot.sequence + 1) {
       return skipped("snapshot older than the remembered diffs")
