@@ -77,6 +77,13 @@ export interface SessionOptions {
   readonly ready: Deferred.Deferred<void>
 }
 
+/**
+ * Handing the event loop back to I/O for a turn before the next pull lets the
+ * frames that arrived meanwhile gather into one batch: per-batch work (timers,
+ * metrics, queue offers) is then paid once per burst, not once per frame.
+ */
+const letFramesGather = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
 /** One connection, from dial to close. Ends only by failing (or by interruption). */
 export const runSession = <R>(spec: FeedSpec<R>, status: FeedStatus, options: SessionOptions) =>
   Effect.gen(function*() {
@@ -124,6 +131,7 @@ export const runSession = <R>(spec: FeedSpec<R>, status: FeedStatus, options: Se
       yield* Metric.update(messages, frames.length)
       yield* session.onFrames(frames, receivedAt)
       yield* Deferred.succeed(options.ready, undefined)
+      yield* letFramesGather
     }
   }).pipe(Effect.scoped)
 
