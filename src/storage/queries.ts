@@ -47,30 +47,56 @@ const toIsoOrNull = (value: unknown): string | null => (value === null || value 
 const toStrings = (value: unknown): Array<string> =>
   Array.isArray(value) ? value.filter((v): v is string => typeof v === "string").sort() : []
 
-const windowConditions = (sql: SqlClient.SqlClient, filter: WindowFilter): Array<Statement.Fragment> => {
+/** Tables whose first index column is `symbol` (their original indexes). */
+type SymbolIndexed = "large_trades" | "funding_rates" | "open_interest" | "futures_settlements" | "futures_basis"
+
+/**
+ * A symbol filter as `symbol = ANY(the table's symbols that match)`. The
+ * distinct symbols come from a loose index scan of the symbol index (one probe
+ * per instrument), so the base-asset regex runs once per instrument instead of
+ * once per row, and the symbol index can serve the filter.
+ */
+const symbolCondition = (sql: SqlClient.SqlClient, table: SymbolIndexed, symbol: string) => {
+  const from = sql.literal(table)
+  return sql`symbol = ANY(ARRAY(
+    WITH RECURSIVE known(symbol) AS (
+      (SELECT symbol FROM ${from} ORDER BY symbol LIMIT 1)
+      UNION ALL
+      SELECT (SELECT s.symbol FROM ${from} AS s WHERE s.symbol > known.symbol ORDER BY s.symbol LIMIT 1)
+      FROM known WHERE known.symbol IS NOT NULL
+    )
+    SELECT symbol FROM known WHERE symbol IS NOT NULL AND (symbol = ${symbol} OR symbol ~ ${baseAssetPattern(symbol)})))`
+}
+
+const windowConditions = (sql: SqlClient.SqlClient, table: SymbolIndexed, filter: WindowFilter): Array<Statement.Fragment> => {
   const conditions = [sql`timestamp >= (${cutoff(filter.hours)}::timestamptz AT TIME ZONE 'UTC')`]
   if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
-  if (filter.symbol !== undefined) {
-    conditions.push(sql`(symbol = ${filter.symbol} OR symbol ~ ${baseAssetPattern(filter.symbol)})`)
-  }
+  if (filter.symbol !== undefined) conditions.push(symbolCondition(sql, table, filter.symbol))
   return conditions
+}
+
+/** The statements behind each endpoint, exported so the bench can EXPLAIN exactly what the API runs. */
+export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTradeFilter) => {
+  const conditions = windowConditions(sql, "large_trades", filter)
+  if (filter.minValueUsd !== undefined) conditions.push(sql`value_usd >= ${String(filter.minValueUsd)}::numeric`)
+  if (filter.onlyLiquidations === true) conditions.push(sql`is_liquidation = TRUE`)
+  if (filter.side !== undefined) conditions.push(sql`side = ${filter.side}`)
+  const where = sql.and(conditions)
+  return [
+    sql`SELECT exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata
+        FROM large_trades WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
+    // Grouped per instrument first: a hash aggregate over the window, then DISTINCT over a few dozen groups.
+    sql`SELECT sum(n) AS count, sum(total) AS total, sum(liquidations) AS liquidations,
+          array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
+        FROM (SELECT exchange, symbol, count(*) AS n, sum(value_usd) AS total, count(*) FILTER (WHERE is_liquidation) AS liquidations
+          FROM large_trades WHERE ${where} GROUP BY exchange, symbol) AS per_instrument`
+  ] as const
 }
 
 export const largeTrades = (filter: LargeTradeFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const conditions = windowConditions(sql, filter)
-      if (filter.minValueUsd !== undefined) conditions.push(sql`value_usd >= ${String(filter.minValueUsd)}::numeric`)
-      if (filter.onlyLiquidations === true) conditions.push(sql`is_liquidation = TRUE`)
-      if (filter.side !== undefined) conditions.push(sql`side = ${filter.side}`)
-      const where = sql.and(conditions)
-      const [rows, summaries] = yield* Effect.all([
-        sql`SELECT exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata
-            FROM large_trades WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-        sql`SELECT count(*) AS count, sum(value_usd) AS total, count(*) FILTER (WHERE is_liquidation) AS liquidations,
-              array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
-            FROM large_trades WHERE ${where}`
-      ], { concurrency: 2 })
+      const [rows, summaries] = yield* Effect.all(largeTradesStatements(sql, filter), { concurrency: 2 })
       const summary = summaries[0] ?? {}
       return {
         count: toNumber(summary.count),
@@ -96,17 +122,22 @@ export const largeTrades = (filter: LargeTradeFilter) =>
     })
   )
 
+export const fundingRatesStatements = (sql: SqlClient.SqlClient, filter: WindowFilter) => {
+  const where = sql.and(windowConditions(sql, "funding_rates", filter))
+  return [
+    sql`SELECT exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata
+        FROM funding_rates WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
+    sql`SELECT sum(n) AS count, sum(rates) / sum(n) AS average, array_agg(DISTINCT exchange) AS exchanges,
+          array_agg(DISTINCT symbol) AS symbols
+        FROM (SELECT exchange, symbol, count(*) AS n, sum(rate) AS rates
+          FROM funding_rates WHERE ${where} GROUP BY exchange, symbol) AS per_instrument`
+  ] as const
+}
+
 export const fundingRates = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const where = sql.and(windowConditions(sql, filter))
-      const [rows, summaries] = yield* Effect.all([
-        sql`SELECT exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata
-            FROM funding_rates WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-        sql`SELECT count(*) AS count, avg(rate) AS average, array_agg(DISTINCT exchange) AS exchanges,
-              array_agg(DISTINCT symbol) AS symbols
-            FROM funding_rates WHERE ${where}`
-      ], { concurrency: 2 })
+      const [rows, summaries] = yield* Effect.all(fundingRatesStatements(sql, filter), { concurrency: 2 })
       const summary = summaries[0] ?? {}
       const average = toNumber(summary.average)
       return {
@@ -130,20 +161,24 @@ export const fundingRates = (filter: WindowFilter) =>
     })
   )
 
+export const openInterestStatements = (sql: SqlClient.SqlClient, filter: WindowFilter) => {
+  const where = sql.and(windowConditions(sql, "open_interest", filter))
+  return [
+    sql`SELECT exchange, symbol, open_interest, open_interest_usd, timestamp, metadata
+        FROM open_interest WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
+    sql`SELECT sum(n) AS count, array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
+        FROM (SELECT exchange, symbol, count(*) AS n FROM open_interest WHERE ${where} GROUP BY exchange, symbol) AS per_instrument`,
+    // Each instrument's latest reading in the window: summing the series would count contracts many times.
+    sql`SELECT sum(latest.open_interest_usd) AS total FROM (
+          SELECT DISTINCT ON (exchange, symbol) open_interest_usd FROM open_interest WHERE ${where}
+          ORDER BY exchange, symbol, timestamp DESC) AS latest`
+  ] as const
+}
+
 export const openInterest = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const where = sql.and(windowConditions(sql, filter))
-      const [rows, summaries, totals] = yield* Effect.all([
-        sql`SELECT exchange, symbol, open_interest, open_interest_usd, timestamp, metadata
-            FROM open_interest WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-        sql`SELECT count(*) AS count, array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
-            FROM open_interest WHERE ${where}`,
-        // Each instrument's latest reading in the window: summing the series would count contracts many times.
-        sql`SELECT sum(latest.open_interest_usd) AS total FROM (
-              SELECT DISTINCT ON (exchange, symbol) open_interest_usd FROM open_interest WHERE ${where}
-              ORDER BY exchange, symbol, timestamp DESC) AS latest`
-      ], { concurrency: 3 })
+      const [rows, summaries, totals] = yield* Effect.all(openInterestStatements(sql, filter), { concurrency: 3 })
       const summary = summaries[0] ?? {}
       return {
         count: toNumber(summary.count),
@@ -366,7 +401,7 @@ const toDate = (value: unknown): string => (value instanceof Date ? value.toISOS
 export const settlements = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const where = sql.and(windowConditions(sql, filter))
+      const where = sql.and(windowConditions(sql, "futures_settlements", filter))
       const [rows, summaries] = yield* Effect.all([
         sql`SELECT * FROM futures_settlements WHERE ${where} ORDER BY trade_date DESC, expiry, symbol LIMIT ${filter.limit}`,
         sql`SELECT count(*) AS count, array_agg(DISTINCT symbol) AS symbols, max(trade_date) AS latest FROM futures_settlements WHERE ${where}`
@@ -395,7 +430,7 @@ export const settlements = (filter: WindowFilter) =>
 export const basis = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const where = sql.and(windowConditions(sql, filter))
+      const where = sql.and(windowConditions(sql, "futures_basis", filter))
       const [rows, summaries] = yield* Effect.all([
         sql`SELECT * FROM futures_basis WHERE ${where} ORDER BY timestamp DESC, symbol LIMIT ${filter.limit}`,
         sql`SELECT count(*) AS count, avg(annualized_percent) AS average, array_agg(DISTINCT symbol) AS symbols FROM futures_basis WHERE ${where}`
