@@ -5,6 +5,7 @@
  * last applied diff, its best bid/ask (price and size) must equal our book's.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { BookSide, OrderBook } from "../src/book/orderbook.ts"
 import { BookSync, type SequenceRule } from "../src/book/sync.ts"
 import type { BookDelta, NormalizedRecord } from "../src/domain/records.ts"
 import type { OrderBookRow } from "../src/domain/rows.ts"
@@ -217,5 +218,39 @@ describe("book audit against a REST snapshot", () => {
   it("skips when the snapshot is ahead of the local book", () => {
     const { sync } = live()
     assert.strictEqual(sync.audit(snapshotAt(9, [[100, 1]], [[101, 1]]), 10).outcome, "skipped")
+  })
+})
+
+describe("order book sides", () => {
+  const reference = (levels: Array<[number, number]>, bestIsHighest: boolean) => {
+    const book = new Map<number, number>()
+    for (const [price, size] of levels) size === 0 ? book.delete(price) : book.set(price, size)
+    return [...book].sort((a, b) => (bestIsHighest ? b[0] - a[0] : a[0] - b[0]))
+  }
+
+  it("a snapshot in any order, with repeats and zeros, loads as level-by-level sets would build it", () => {
+    const levels: Array<[number, number]> = [[100, 1], [99, 2], [101, 3], [99, 5], [98, 0], [97, 4], [96, 1], [96, 0]]
+    const book = new OrderBook()
+    book.replace(levels, levels)
+    assert.deepStrictEqual(book.bids.top(10), reference(levels, true))
+    assert.deepStrictEqual(book.asks.top(10), reference(levels, false))
+  })
+
+  it("keeps the best price first in top() and best() through random updates", () => {
+    let seed = 7
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647
+    const bids = new BookSide(true)
+    const asks = new BookSide(false)
+    const updates: Array<[number, number]> = []
+    for (let i = 0; i < 2000; i++) {
+      const update: [number, number] = [Math.round(random() * 200), random() < 0.3 ? 0 : Math.round(random() * 10) + 1]
+      updates.push(update)
+      bids.set(update[0], update[1])
+      asks.set(update[0], update[1])
+    }
+    assert.deepStrictEqual(bids.top(1000), reference(updates, true))
+    assert.deepStrictEqual(asks.top(1000), reference(updates, false))
+    assert.strictEqual(bids.best(), reference(updates, true)[0]![0])
+    assert.strictEqual(asks.best(), reference(updates, false)[0]![0])
   })
 })

@@ -1,7 +1,9 @@
 /**
  * A price-level book kept as two sorted arrays per side. Binary search + splice
- * beats a tree at the depths exchanges send (hundreds to a few thousand levels),
- * and the top N is a slice.
+ * beats a tree at the depths exchanges send (hundreds to tens of thousands of
+ * levels). Each side is stored worst price first, best price last: nearly
+ * every update lands near the top of the book, so a splice there moves only
+ * the few levels above it, not the whole side.
  */
 import type { Level } from "../domain/records.ts"
 
@@ -9,11 +11,12 @@ export class BookSide {
   private readonly prices: Array<number> = []
   private readonly sizes: Array<number> = []
 
-  private readonly descending: boolean
+  /** Stored order: bids low to high, asks high to low (the best price last either way). */
+  private readonly bestIsHighest: boolean
 
-  /** Bids sort high to low, asks low to high. */
+  /** `descending`: this side's best price is its highest (bids). */
   constructor(descending: boolean) {
-    this.descending = descending
+    this.bestIsHighest = descending
   }
 
   get depth(): number {
@@ -21,12 +24,36 @@ export class BookSide {
   }
 
   best(): number | undefined {
-    return this.prices[0]
+    return this.prices[this.prices.length - 1]
   }
 
   clear(): void {
     this.prices.length = 0
     this.sizes.length = 0
+  }
+
+  /**
+   * Replaces the whole side in one sort (a snapshot arrives best first, which
+   * level-by-level inserts would make quadratic). A repeated price keeps its
+   * last size, as `set` would; zero sizes are left out.
+   */
+  load(levels: ReadonlyArray<Level>): void {
+    const sorted = [...levels].sort(this.bestIsHighest ? (a, b) => a[0] - b[0] : (a, b) => b[0] - a[0])
+    this.clear()
+    for (const [price, size] of sorted) {
+      const last = this.prices.length - 1
+      if (last >= 0 && this.prices[last] === price) this.sizes[last] = size
+      else {
+        this.prices.push(price)
+        this.sizes.push(size)
+      }
+    }
+    for (let i = this.sizes.length - 1; i >= 0; i--) {
+      if (this.sizes[i] === 0) {
+        this.prices.splice(i, 1)
+        this.sizes.splice(i, 1)
+      }
+    }
   }
 
   /** Sets a level to an absolute size; 0 removes it. */
@@ -37,7 +64,7 @@ export class BookSide {
     while (low < high) {
       const mid = (low + high) >>> 1
       const p = prices[mid]!
-      if (this.descending ? p > price : p < price) low = mid + 1
+      if (this.bestIsHighest ? p < price : p > price) low = mid + 1
       else high = mid
     }
     const found = low < prices.length && prices[low] === price
@@ -56,8 +83,9 @@ export class BookSide {
 
   top(n: number): Array<Level> {
     const count = Math.min(n, this.prices.length)
+    const last = this.prices.length - 1
     const out = new Array<Level>(count)
-    for (let i = 0; i < count; i++) out[i] = [this.prices[i]!, this.sizes[i]!]
+    for (let i = 0; i < count; i++) out[i] = [this.prices[last - i]!, this.sizes[last - i]!]
     return out
   }
 }
@@ -67,9 +95,8 @@ export class OrderBook {
   readonly asks = new BookSide(false)
 
   replace(bids: ReadonlyArray<Level>, asks: ReadonlyArray<Level>): void {
-    this.bids.clear()
-    this.asks.clear()
-    this.apply(bids, asks)
+    this.bids.load(bids)
+    this.asks.load(asks)
   }
 
   apply(bids: ReadonlyArray<Level>, asks: ReadonlyArray<Level>): void {
