@@ -150,11 +150,10 @@ const runTarget = (target: E2eTarget, paces: ReadonlyArray<number>, stepSeconds:
     return rows
   }).pipe(Effect.scoped)
 
-export const e2eSection = async (targets: ReadonlyArray<E2eTarget>, paces: ReadonlyArray<number>, stepSeconds: number): Promise<Table> => {
-  const rows: Array<Array<string>> = []
-  for (const target of targets) rows.push(...await Effect.runPromise(runTarget(target, paces, stepSeconds)))
+export const e2eSection = async (target: E2eTarget, paces: ReadonlyArray<number>, stepSeconds: number): Promise<Table> => {
+  const rows = await Effect.runPromise(runTarget(target, paces, stepSeconds))
   return {
-    title: `2. end to end: flood Binance spot venue (6 symbols, aggTrade + depth diffs) -> service -> database, ${stepSeconds} s per pace`,
+    title: `2. end to end into ${target.name}: flood Binance spot venue (6 symbols, aggTrade + depth diffs) -> service -> database, ${stepSeconds} s per pace`,
     header: ["database", "pace/s", "frames", "sustained/s", "rows", "lag p50 ms", "lag p99 ms", "peak RSS MB", "CPU busy", "drops", "verdict"],
     rows,
     notes: [

@@ -8,37 +8,54 @@
  *  3. API: the three endpoints under concurrent load on 10M/1M rows (bench/api.ts).
  * Sections and sizes come from the environment (see README, "Benchmark").
  */
+import { spawnSync } from "node:child_process"
 import { cpus, totalmem } from "node:os"
+import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import { apiSection } from "./api.ts"
-import { benchDatabaseUrl, ensureBenchDatabase } from "./database.ts"
+import { benchDatabaseUrl, benchE2eDatabaseUrl, ensureBenchDatabase } from "./database.ts"
 import { e2eSection } from "./e2e.ts"
 import { normalizeSection } from "./normalize.ts"
 import { printTable } from "./report.ts"
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback
-const sections = new Set(env("BENCH_SECTIONS", "normalize,e2e,api").split(",").map((s) => s.trim()))
 const log = (line: string) => console.error(line)
 
-const cpu = cpus()
-console.log(`node ${process.version}, ${cpu.length} cores (${cpu[0]?.model}), ${(totalmem() / 2 ** 30).toFixed(1)} GB, ${new Date().toISOString()}`)
+/**
+ * Each section (and each database of section 2) runs in a fresh child
+ * process, so one's loaded modules and heap do not count in another's RSS.
+ */
+const child = process.env.BENCH_CHILD
+if (child === undefined) {
+  const cpu = cpus()
+  console.log(`node ${process.version}, ${cpu.length} cores (${cpu[0]?.model}), ${(totalmem() / 2 ** 30).toFixed(1)} GB, ${new Date().toISOString()}`)
+  const sections = env("BENCH_SECTIONS", "normalize,e2e,api").split(",").map((s) => s.trim())
+  const e2eTargets = env("BENCH_E2E_DATABASES", "postgres,embedded").split(",").map((s) => s.trim())
+  const children = sections.flatMap((section) => (section === "e2e" ? e2eTargets.map((t) => `e2e:${t}`) : [section]))
+  for (const name of children) {
+    const result = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], { stdio: "inherit", env: { ...process.env, BENCH_CHILD: name } })
+    if (result.status !== 0) {
+      console.error(`bench section ${name} failed (exit ${result.status})`)
+      process.exit(1)
+    }
+  }
+  process.exit(0)
+}
 
-if (sections.has("normalize")) {
+if (child === "normalize") {
   printTable(normalizeSection(Number(env("BENCH_FRAMES_PER_RUN", "20000")), process.env.BENCH_ONLY))
 }
 
-if (sections.has("e2e") || sections.has("api")) await ensureBenchDatabase(benchDatabaseUrl)
-
-if (sections.has("e2e")) {
+if (child.startsWith("e2e:")) {
+  const name = child.slice(4)
+  const url = name === "postgres" ? benchE2eDatabaseUrl : undefined
+  if (url !== undefined) await ensureBenchDatabase(url)
   const paces = env("BENCH_E2E_PACES", "25000,50000,75000,max").split(",").map((p) => (p.trim() === "max" ? 0 : Number(p)))
-  const targets = [
-    { name: "postgres", url: benchDatabaseUrl },
-    { name: "embedded", url: undefined }
-  ].filter((t) => env("BENCH_E2E_DATABASES", "postgres,embedded").includes(t.name))
-  printTable(await e2eSection(targets, paces, Number(env("BENCH_E2E_STEP_SECONDS", "10"))))
+  printTable(await e2eSection({ name, url }, paces, Number(env("BENCH_E2E_STEP_SECONDS", "10"))))
 }
 
-if (sections.has("api")) {
+if (child === "api") {
+  await ensureBenchDatabase(benchDatabaseUrl)
   printTable(await Effect.runPromise(apiSection(
     benchDatabaseUrl,
     Number(env("BENCH_API_CONNECTIONS", "10")),
