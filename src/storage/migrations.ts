@@ -10,18 +10,26 @@ import { Migrator, SqlClient } from "effect/sql"
 
 export const migrationsDirectory = new URL("../../migrations/", import.meta.url).pathname
 
-/** Splits on `;` at the end of a line, skipping `--` comment lines. Enough for plain DDL files. */
-export const splitStatements = (text: string): Array<string> =>
-  text
-    .split(/;\s*$/m)
-    .map((chunk) =>
-      chunk
-        .split("\n")
-        .filter((line) => !line.trim().startsWith("--"))
-        .join("\n")
-        .trim()
-    )
-    .filter((statement) => statement.length > 0)
+/**
+ * Splits on `;` at the end of a line, skipping `--` comment lines, except
+ * inside a `$$`-quoted body (a function's statements end lines too).
+ */
+export const splitStatements = (text: string): Array<string> => {
+  const statements: Array<string> = []
+  let current: Array<string> = []
+  let quoted = false
+  for (const line of text.split("\n")) {
+    if (!quoted && line.trim().startsWith("--")) continue
+    current.push(line)
+    if ((line.match(/\$\$/g)?.length ?? 0) % 2 === 1) quoted = !quoted
+    if (!quoted && /;\s*$/.test(line)) {
+      statements.push(current.join("\n").replace(/;\s*$/, "").trim())
+      current = []
+    }
+  }
+  statements.push(current.join("\n").trim())
+  return statements.filter((statement) => statement.length > 0)
+}
 
 export const sqlFileLoader = (directory: string): Migrator.Loader =>
   Effect.tryPromise({

@@ -38,7 +38,8 @@ export const baseAssetPattern = (base: string): string => {
 
 const microRoots: Record<string, string> = { BTC: "MBT", ETH: "MET" }
 
-const cutoff = (hours: number) => new Date(Date.now() - hours * 3_600_000).toISOString()
+const cutoffMs = (hours: number) => Date.now() - hours * 3_600_000
+const cutoff = (hours: number) => new Date(cutoffMs(hours)).toISOString()
 
 const toNumber = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value))
 const toNumberOrNull = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value))
@@ -68,16 +69,51 @@ const symbolCondition = (sql: SqlClient.SqlClient, table: SymbolIndexed, symbol:
     SELECT symbol FROM known WHERE symbol IS NOT NULL AND (symbol = ${symbol} OR symbol ~ ${baseAssetPattern(symbol)})))`
 }
 
-const windowConditions = (sql: SqlClient.SqlClient, table: SymbolIndexed, filter: WindowFilter): Array<Statement.Fragment> => {
-  const conditions = [sql`timestamp >= (${cutoff(filter.hours)}::timestamptz AT TIME ZONE 'UTC')`]
+const instrumentConditions = (sql: SqlClient.SqlClient, table: SymbolIndexed, filter: WindowFilter): Array<Statement.Fragment> => {
+  const conditions: Array<Statement.Fragment> = []
   if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
   if (filter.symbol !== undefined) conditions.push(symbolCondition(sql, table, filter.symbol))
   return conditions
 }
 
+const utcTimestamp = (sql: SqlClient.SqlClient, ms: number) => sql`(${new Date(ms).toISOString()}::timestamptz AT TIME ZONE 'UTC')`
+
+const windowConditions = (
+  sql: SqlClient.SqlClient,
+  table: SymbolIndexed,
+  filter: WindowFilter,
+  from = cutoffMs(filter.hours)
+): Array<Statement.Fragment> => [
+  sql`timestamp >= ${utcTimestamp(sql, from)}`,
+  ...instrumentConditions(sql, table, filter)
+]
+
+const hourMs = 3_600_000
+
+/**
+ * The large-trades summary from the hourly rollup (migration 0006) for the
+ * window's whole hours, plus the raw trades of its first, partial hour. Only
+ * filters the rollup carries (exchange, symbol) can take this path.
+ */
+const largeTradesSummaryFromRollup = (sql: SqlClient.SqlClient, filter: LargeTradeFilter, from: number) => {
+  const firstWholeHour = Math.ceil(from / hourMs) * hourMs
+  const instruments = instrumentConditions(sql, "large_trades", filter)
+  return sql`SELECT sum(n) AS count, sum(total) AS total, sum(liquidations) AS liquidations,
+      array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
+    FROM (
+      SELECT exchange, symbol, trades AS n, total_value_usd AS total, liquidations FROM large_trades_hourly
+      WHERE ${sql.and([sql`hour >= ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
+      UNION ALL
+      SELECT exchange, symbol, count(*), sum(value_usd), count(*) FILTER (WHERE is_liquidation) FROM large_trades
+      WHERE ${sql.and([sql`timestamp >= ${utcTimestamp(sql, from)}`, sql`timestamp < ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
+      GROUP BY exchange, symbol
+    ) AS parts`
+}
+
 /** The statements behind each endpoint, exported so the bench can EXPLAIN exactly what the API runs. */
 export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTradeFilter) => {
-  const conditions = windowConditions(sql, "large_trades", filter)
+  const from = cutoffMs(filter.hours)
+  const conditions = windowConditions(sql, "large_trades", filter, from)
   if (filter.minValueUsd !== undefined) conditions.push(sql`value_usd >= ${String(filter.minValueUsd)}::numeric`)
   if (filter.onlyLiquidations === true) conditions.push(sql`is_liquidation = TRUE`)
   if (filter.side !== undefined) conditions.push(sql`side = ${filter.side}`)
@@ -85,8 +121,10 @@ export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTra
   return [
     sql`SELECT exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata
         FROM large_trades WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-    // Grouped per instrument first: a hash aggregate over the window, then DISTINCT over a few dozen groups.
-    sql`SELECT sum(n) AS count, sum(total) AS total, sum(liquidations) AS liquidations,
+    filter.minValueUsd === undefined && filter.onlyLiquidations !== true && filter.side === undefined
+      ? largeTradesSummaryFromRollup(sql, filter, from)
+      // Grouped per instrument first: a hash aggregate over the window, then DISTINCT over a few dozen groups.
+      : sql`SELECT sum(n) AS count, sum(total) AS total, sum(liquidations) AS liquidations,
           array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
         FROM (SELECT exchange, symbol, count(*) AS n, sum(value_usd) AS total, count(*) FILTER (WHERE is_liquidation) AS liquidations
           FROM large_trades WHERE ${where} GROUP BY exchange, symbol) AS per_instrument`
@@ -166,19 +204,18 @@ export const openInterestStatements = (sql: SqlClient.SqlClient, filter: WindowF
   return [
     sql`SELECT exchange, symbol, open_interest, open_interest_usd, timestamp, metadata
         FROM open_interest WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-    sql`SELECT sum(n) AS count, array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
-        FROM (SELECT exchange, symbol, count(*) AS n FROM open_interest WHERE ${where} GROUP BY exchange, symbol) AS per_instrument`,
-    // Each instrument's latest reading in the window: summing the series would count contracts many times.
-    sql`SELECT sum(latest.open_interest_usd) AS total FROM (
-          SELECT DISTINCT ON (exchange, symbol) open_interest_usd FROM open_interest WHERE ${where}
-          ORDER BY exchange, symbol, timestamp DESC) AS latest`
+    // One pass, grouped per instrument: its count, and its latest reading in the window (the greatest
+    // [epoch, usd] pair); summing the whole series would count the same contracts many times.
+    sql`SELECT sum(n) AS count, array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols, sum(latest[2]) AS total
+        FROM (SELECT exchange, symbol, count(*) AS n, max(ARRAY[extract(epoch FROM timestamp), open_interest_usd]) AS latest
+          FROM open_interest WHERE ${where} GROUP BY exchange, symbol) AS per_instrument`
   ] as const
 }
 
 export const openInterest = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const [rows, summaries, totals] = yield* Effect.all(openInterestStatements(sql, filter), { concurrency: 3 })
+      const [rows, summaries] = yield* Effect.all(openInterestStatements(sql, filter), { concurrency: 2 })
       const summary = summaries[0] ?? {}
       return {
         count: toNumber(summary.count),
@@ -191,7 +228,7 @@ export const openInterest = (filter: WindowFilter) =>
           metadata: (r.metadata as unknown) ?? null
         })),
         summary: {
-          total_oi_usd: toNumber(totals[0]?.total),
+          total_oi_usd: toNumber(summary.total),
           exchanges: toStrings(summary.exchanges),
           symbols: toStrings(summary.symbols)
         }
