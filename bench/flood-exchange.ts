@@ -12,17 +12,12 @@
  * frames are written only while less than 1 MB waits in the kernel and ws).
  * It answers { counts } with frames sent so far.
  */
-import { readFileSync } from "node:fs"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { WebSocketServer, type WebSocket } from "ws"
-import { parseRecording, type Recording } from "../src/replay/recorded.ts"
+import { recording } from "../test/support/fixtures.ts"
 
-const fixtures = new URL("../../shared/fixtures/recorded/", import.meta.url).pathname
-const recording: Recording = { frames: [], sent: [], rest: [] }
-parseRecording(readFileSync(`${fixtures}BINANCE.http.0.0`, "utf8"), recording)
-parseRecording(readFileSync(`${fixtures}BINANCE.0`, "utf8"), recording)
-const exchangeInfo = recording.rest.find((r) => r.url.endsWith("/exchangeInfo"))!.body
+const exchangeInfo = recording("BINANCE.0", "BINANCE.http.0.0").rest.find((r) => r.url.endsWith("/exchangeInfo"))!.body
 
 const levelsPerSide = 200
 

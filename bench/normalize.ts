@@ -5,26 +5,19 @@
  * before every pass, outside the timed loop, so every pass applies the same
  * deltas to the same snapshot.
  */
-import { readFileSync } from "node:fs"
 import { Effect } from "effect"
 import type { NormalizedRecord } from "../src/domain/records.ts"
 import { RowBatch } from "../src/domain/rows.ts"
 import { defaultPipelineSettings, makeProcessor, makeVenueRuntime } from "../src/pipeline/runtime.ts"
-import { parseRecording, type Recording } from "../src/replay/recorded.ts"
+import type { Recording } from "../src/replay/recorded.ts"
 import { binance, binanceFutures } from "../src/venues/binance/index.ts"
 import { coinbase } from "../src/venues/coinbase/index.ts"
 import { deribit } from "../src/venues/deribit/index.ts"
 import type { VenueDefinition } from "../src/venues/venue.ts"
+import { binanceFutures as loadBinanceFutures, binanceSpot as loadBinanceSpot, recording as loadRecording } from "../test/support/fixtures.ts"
 import { ccxtConsumer, type FrameConsumer, type PeerCase, tardisConsumer } from "./peers.ts"
 import { formatRate, median, type Table } from "./report.ts"
 
-const fixtures = new URL("../../shared/fixtures/recorded/", import.meta.url).pathname
-
-const loadRecording = (...files: ReadonlyArray<string>): Recording => {
-  const into: Recording = { frames: [], sent: [], rest: [] }
-  for (const file of files) parseRecording(readFileSync(fixtures + file, "utf8"), into)
-  return into
-}
 
 interface NormalizeCase {
   readonly venue: VenueDefinition
@@ -36,8 +29,8 @@ interface NormalizeCase {
   readonly peers: Omit<PeerCase, "setup" | "restSnapshots">
 }
 
-const binanceSpot = loadRecording("BINANCE.0", "BINANCE.http.0.0", "BINANCE.ws.1.0")
-const binanceUsdm = loadRecording("BINANCE_FUTURES.0", "BINANCE_FUTURES.http.0.0", "BINANCE_FUTURES.ws.1.0")
+const binanceSpot = loadBinanceSpot()
+const binanceUsdm = loadBinanceFutures()
 const coinbaseExchange = loadRecording("COINBASE.0", "COINBASE.ws.28.0")
 const deribitFeed = loadRecording("DERIBIT.0", "DERIBIT.ws.1.0")
 const coinbaseMarkets = [...new Set(coinbaseExchange.frames.flatMap((f) => f.text.match(/"product_id":"([A-Z0-9]+-[A-Z0-9]+)"/)?.[1] ?? []))]

@@ -46,6 +46,14 @@ const seed = Effect.gen(function*() {
     { id: "o2", exchange: "binance-futures", symbol: "BTCUSDT", openInterest: 11, openInterestUsd: 1_100, timestamp: now - 60_000, metadata: null },
     { id: "o3", exchange: "deribit", symbol: "BTC-PERPETUAL", openInterest: 5, openInterestUsd: 500, timestamp: now - 90_000, metadata: null }
   ])
+  const book = (exchange: string, symbol: string, secondsAgo: number) => ({
+    id: `${exchange}_${symbol}_${secondsAgo}`, exchange, symbol, bids: [[99, 1]] as Array<[number, number]>, asks: [[101, 1]] as Array<[number, number]>,
+    timestamp: now - secondsAgo * 1000, sequence: null, metadata: null
+  })
+  yield* insertRows("exchange_orderbooks", [
+    book("binance", "BTCUSDT", 20), book("binance", "BTCUSDT", 10), book("deribit", "BTC-PERPETUAL", 5),
+    book("binance", "ETHUSDT", 5), book("binance", "BTCDOMUSDT", 5)
+  ])
   yield* insertRows("funding_rates", [
     { id: "f1", exchange: "binance-futures", symbol: "BTCUSDT", rate: 0.0001, predictedRate: null, timestamp: now - 60_000, nextFundingTime: now + 3_600_000, metadata: { interval_hours: 8 } },
     { id: "f2", exchange: "binance-futures", symbol: "ETHUSDT", rate: 0.0003, predictedRate: null, timestamp: now - 60_000, nextFundingTime: null, metadata: null }
@@ -90,6 +98,10 @@ describe("HTTP API", () => {
       assert.strictEqual(funding.body.data.count, 2)
       assert.closeTo(funding.body.data.summary.average_rate, 0.0002, 1e-12)
       assert.closeTo(funding.body.data.summary.average_rate_percent, 0.02, 1e-10)
+
+      const books = yield* getJson(`${base}/api/v1/exchange/orderbooks?symbol=BTC`)
+      assert.deepStrictEqual(books.body.data.orderbooks.map((b: any) => `${b.exchange}:${b.symbol}`), ["binance:BTCUSDT", "deribit:BTC-PERPETUAL"])
+      assert.strictEqual(books.body.data.orderbooks[0].timestamp, new Date(now - 10_000).toISOString(), "the latest book per instrument")
 
       const openapi = yield* getJson(`${base}/openapi.json`)
       assert.strictEqual(openapi.status, 200)

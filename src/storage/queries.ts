@@ -38,8 +38,8 @@ export const baseAssetPattern = (base: string): string => {
 
 const microRoots: Record<string, string> = { BTC: "MBT", ETH: "MET" }
 
-const cutoffMs = (hours: number) => Date.now() - hours * 3_600_000
-const cutoff = (hours: number) => new Date(cutoffMs(hours)).toISOString()
+const hourMs = 3_600_000
+const cutoffMs = (hours: number) => Date.now() - hours * hourMs
 
 const toNumber = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value))
 const toNumberOrNull = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value))
@@ -49,7 +49,10 @@ const toStrings = (value: unknown): Array<string> =>
   Array.isArray(value) ? value.filter((v): v is string => typeof v === "string").sort() : []
 
 /** Tables whose first index column is `symbol` (their original indexes). */
-type SymbolIndexed = "large_trades" | "funding_rates" | "open_interest" | "futures_settlements" | "futures_basis"
+type SymbolIndexed = "large_trades" | "funding_rates" | "open_interest" | "futures_settlements" | "futures_basis" | "exchange_orderbooks"
+
+/** `symbol` is the exact native symbol or an instrument on that base asset. */
+const symbolMatches = (sql: SqlClient.SqlClient, symbol: string) => sql`(symbol = ${symbol} OR symbol ~ ${baseAssetPattern(symbol)})`
 
 /**
  * A symbol filter as `symbol = ANY(the table's symbols that match)`. The
@@ -66,7 +69,7 @@ const symbolCondition = (sql: SqlClient.SqlClient, table: SymbolIndexed, symbol:
       SELECT (SELECT s.symbol FROM ${from} AS s WHERE s.symbol > known.symbol ORDER BY s.symbol LIMIT 1)
       FROM known WHERE known.symbol IS NOT NULL
     )
-    SELECT symbol FROM known WHERE symbol IS NOT NULL AND (symbol = ${symbol} OR symbol ~ ${baseAssetPattern(symbol)})))`
+    SELECT symbol FROM known WHERE symbol IS NOT NULL AND ${symbolMatches(sql, symbol)}))`
 }
 
 const instrumentConditions = (sql: SqlClient.SqlClient, table: SymbolIndexed, filter: WindowFilter): Array<Statement.Fragment> => {
@@ -87,8 +90,6 @@ const windowConditions = (
   sql`timestamp >= ${utcTimestamp(sql, from)}`,
   ...instrumentConditions(sql, table, filter)
 ]
-
-const hourMs = 3_600_000
 
 /**
  * The large-trades summary from the hourly rollup (migration 0006) for the
@@ -247,9 +248,7 @@ export const latestOrderBooks = (filter: {
     Effect.gen(function*() {
       const conditions: Array<Statement.Fragment> = [sql`TRUE`]
       if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
-      if (filter.symbol !== undefined) {
-        conditions.push(sql`(symbol = ${filter.symbol} OR symbol ~ ${baseAssetPattern(filter.symbol)})`)
-      }
+      if (filter.symbol !== undefined) conditions.push(symbolCondition(sql, "exchange_orderbooks", filter.symbol))
       const rows = yield* sql`SELECT DISTINCT ON (exchange, symbol) exchange, symbol, bids, asks, timestamp, sequence, metadata
         FROM exchange_orderbooks WHERE ${sql.and(conditions)} ORDER BY exchange, symbol, timestamp DESC`
       const cut = (levels: unknown) =>
@@ -280,11 +279,10 @@ export interface GapFilter {
 
 const gapConditions = (sql: SqlClient.SqlClient, filter: GapFilter): Array<Statement.Fragment> => {
   // A gap overlaps the window if it ends inside it or is still open.
-  const conditions = [sql`(gap_end IS NULL OR gap_end >= (${cutoff(filter.hours)}::timestamptz AT TIME ZONE 'UTC'))`]
+  const conditions = [sql`(gap_end IS NULL OR gap_end >= ${utcTimestamp(sql, cutoffMs(filter.hours))})`]
   if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
-  if (filter.symbol !== undefined) {
-    conditions.push(sql`(symbol = ${filter.symbol} OR symbol ~ ${baseAssetPattern(filter.symbol)})`)
-  }
+  // The gap ledger is small and has no symbol-first index: the predicate runs per row.
+  if (filter.symbol !== undefined) conditions.push(symbolMatches(sql, filter.symbol))
   if (filter.channels !== undefined) conditions.push(sql`channel IN ${sql.in(filter.channels)}`)
   if (filter.status !== undefined) conditions.push(sql`repair_status = ${filter.status}`)
   return conditions
@@ -339,7 +337,7 @@ export interface VolatilityFilter {
 export const volatilityIndex = (filter: VolatilityFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const conditions = [sql`timestamp >= (${cutoff(filter.hours)}::timestamptz AT TIME ZONE 'UTC')`]
+      const conditions = [sql`timestamp >= ${utcTimestamp(sql, cutoffMs(filter.hours))}`]
       if (filter.index !== undefined) conditions.push(sql`index_name = ${filter.index}`)
       if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
       const where = sql.and(conditions)
@@ -497,7 +495,7 @@ export const basis = (filter: WindowFilter) =>
 export const rolls = (filter: Omit<WindowFilter, "symbol"> & { readonly root?: string | undefined }) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const conditions = [sql`timestamp >= (${cutoff(filter.hours)}::timestamptz AT TIME ZONE 'UTC')`]
+      const conditions = [sql`timestamp >= ${utcTimestamp(sql, cutoffMs(filter.hours))}`]
       if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
       if (filter.root !== undefined) conditions.push(sql`root = ${filter.root}`)
       const where = sql.and(conditions)
