@@ -158,12 +158,12 @@ const cases = [
   { endpoint: "open-interest", query: "hours=24&symbol=BTC", filter: { hours: 24, limit: 100, symbol: "BTC" } }
 ] as const
 
-const statementsFor = (sql: SqlClient.SqlClient, endpoint: string, filter: (typeof cases)[number]["filter"]) =>
+const statementsFor = (sql: SqlClient.SqlClient, endpoint: string, filter: (typeof cases)[number]["filter"], now: number) =>
   endpoint === "large-trades"
-    ? largeTradesStatements(sql, filter)
+    ? largeTradesStatements(sql, filter, now)
     : endpoint === "funding-rates"
-    ? fundingRatesStatements(sql, filter)
-    : openInterestStatements(sql, filter)
+    ? fundingRatesStatements(sql, filter, now)
+    : openInterestStatements(sql, filter, now)
 
 export const apiSection = (url: string, connections: number, seconds: number, log: (line: string) => void) =>
   Effect.gen(function*() {
@@ -185,7 +185,7 @@ export const apiSection = (url: string, connections: number, seconds: number, lo
         load.requestsPerSecond.toFixed(0),
         String(load.non2xx + load.errors)
       ])
-      for (const statement of statementsFor(sql, endpoint, filter)) {
+      for (const statement of statementsFor(sql, endpoint, filter, Date.now())) {
         const plan = yield* explain(sql, statement as Statement.Statement<unknown>)
         // The table's own scans (not the symbol lookup's CTE nodes) and the execution time.
         const scans = plan.filter((line) => /(Index|Index Only|Seq|Bitmap Heap|Bitmap Index) Scan|Execution Time/.test(line))

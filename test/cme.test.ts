@@ -13,6 +13,7 @@ import { contract, fromMonthLabel, fromSymbol, lastFriday, listedContracts } fro
 import { websiteNumber, type Settlement } from "../src/venues/cme/sources.ts"
 import { FakeCme } from "./fake/cme.ts"
 import { FakeCoinbase } from "./fake/coinbase.ts"
+import { pinnedClock } from "./support/clock.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 
@@ -91,83 +92,116 @@ describe("CME analytics", () => {
 
 const clean = truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
 const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10)
-/** The most recent weekday before today (the service looks back from today). */
-const lastWeekday = () => {
-  let date = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 86_400_000
+/** The most recent weekday before `today` (the service looks back from its own today). */
+const lastWeekdayBefore = (today: number) => {
+  let date = Math.floor(today / 86_400_000) * 86_400_000 - 86_400_000
   while ([0, 6].includes(new Date(date).getUTCDay())) date -= 86_400_000
   return date
 }
 
+/**
+ * The service's "now" for each run (12:00 UTC that day), pinned: the trade date
+ * it finds is the weekday before. Chosen for what makes dates awkward.
+ */
+const pinnedDays = {
+  "the front contract's expiry day (Fri 27 Nov 2026, seen from Sunday the 29th)": "2026-11-29",
+  "a month end (Mon 30 Nov 2026)": "2026-12-01",
+  "an expiry moved for Christmas (Thu 24 Dec 2026)": "2026-12-25",
+  "Christmas Day (Fri 25 Dec 2026, after the moved expiry)": "2026-12-26",
+  "a year end (Thu 31 Dec 2026)": "2027-01-01",
+  "an expiry moved for Good Friday (Thu 25 Mar 2027)": "2027-03-26",
+  "Good Friday (26 Mar 2027)": "2027-03-27"
+} as const
+
+const endToEnd = (source: "cme-website" | "databento", pinnedDay: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    yield* clean
+    const clock = pinnedClock(Date.parse(`${pinnedDay}T12:00:00Z`))
+    const cme = yield* Effect.acquireRelease(Effect.promise(() => FakeCme.start()), (f) => Effect.promise(() => f.close()))
+    const coinbase = yield* Effect.acquireRelease(Effect.promise(() => FakeCoinbase.start({ frameIntervalMs: 1, now: clock.now })), (f) => Effect.promise(() => f.close()))
+    const tradeDate = lastWeekdayBefore(clock.now())
+    const day = isoDay(tradeDate)
+    const btc = cme.publish(day, "BTC", 95_000)
+    cme.publish(day, "MBT", 95_000, { rolled: true })
+    const port = freePort()
+    yield* startService({
+      DATABASE_URL: postgresUrl,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      EXCHANGES: "coinbase,cme",
+      COINBASE_FEED: "exchange",
+      COINBASE_PRODUCTS: "SKL-USD",
+      COINBASE_WS_URL: coinbase.wsUrl,
+      COINBASE_REST_URL: coinbase.httpUrl,
+      CME_PRODUCTS: "BTC,MBT",
+      CME_WEBSITE_URL: cme.url,
+      ...(source === "databento" ? { DATABENTO_API_KEY: "db-test-key", DATABENTO_URL: cme.url } : {}),
+      // The test's spot: whatever Coinbase product runs; the arithmetic is what is checked.
+      CME_SPOT_SOURCES: "BTC=coinbase:SKL-USD",
+      CME_BASIS_SPOT_TOLERANCE_MINUTES: "100000",
+      CME_LOOKBACK_DAYS: "4",
+      CME_POLL_MINUTES: "0.02",
+      WRITER_FLUSH_MS: "20"
+    }, clock.layer)
+    const base = `http://127.0.0.1:${port}/api/v1/exchange`
+    const settlements = yield* eventually("settlements", Effect.map(getJson(`${base}/settlements?exchange=cme&hours=240`), ({ body }) =>
+      body.data.count >= 8 ? body.data : undefined), 30_000)
+    const front = btc[0]!
+    const row = settlements.settlements.find((s: any) => s.symbol === front.contract.symbol)
+    assert.strictEqual(row.settlement_price, front.price)
+    assert.strictEqual(row.open_interest, front.openInterest)
+    assert.strictEqual(row.volume, front.volume)
+    assert.strictEqual(row.trade_date, day)
+    assert.strictEqual(row.expiry, isoDay(front.contract.expiry))
+    assert.strictEqual(row.contract_size, 5)
+    assert.strictEqual(row.source, source)
+
+    const oi = yield* getJson(`${base}/open-interest?symbol=${front.contract.symbol}&hours=240`)
+    const reading = oi.body.data.open_interest[0]
+    assert.strictEqual(reading.open_interest, front.openInterest, "contracts")
+    assert.strictEqual(reading.open_interest_usd, front.openInterest * 5 * front.price, "contracts x 5 BTC x settlement")
+    const micro = yield* getJson(`${base}/open-interest?symbol=MBT${front.contract.symbol.slice(3)}&hours=240`)
+    assert.strictEqual(micro.body.data.open_interest[0].metadata.contract_size, 0.1)
+    const everything = yield* getJson(`${base}/open-interest?symbol=BTC&hours=240&limit=1000`)
+    assert.isTrue(everything.body.data.open_interest.some((r: any) => r.symbol.startsWith("MBT")), "symbol=BTC finds the micro contracts too")
+
+    // Every listed contract gets a basis; within a day of (or past) its expiry the annualised figure is null, not a division by ~0.
+    const bases = yield* eventually("basis", Effect.map(getJson(`${base}/basis?symbol=BTC&hours=240&limit=1000`), ({ body }) =>
+      btc.every((p) => body.data.basis.some((b: any) => b.symbol === p.contract.symbol)) ? body.data.basis : undefined), 30_000)
+    for (const published of btc) {
+      const basis = bases.find((b: any) => b.symbol === published.contract.symbol)
+      assert.isDefined(basis, `a basis for ${published.contract.symbol}`)
+      assert.strictEqual(basis.futures_price, published.price)
+      assert.closeTo(basis.basis, published.price - basis.spot_price, 1e-6)
+      assert.strictEqual(basis.spot_source, "coinbase:SKL-USD")
+      assert.closeTo(basis.days_to_expiry, (published.contract.expiry - Date.parse(basis.timestamp)) / 86_400_000, 1e-6)
+      if (basis.days_to_expiry >= 1) {
+        const expected = basis.basis_percent * 365 / basis.days_to_expiry
+        assert.closeTo(basis.annualized_percent, expected, Math.abs(expected) * 1e-9, "stored figures are rounded: compare relatively")
+      }
+      else assert.isNull(basis.annualized_percent, `${published.contract.symbol} expires within a day of ${day}`)
+    }
+
+    const rolls = yield* getJson(`${base}/rolls?hours=240`)
+    assert.strictEqual(rolls.body.data.count, 1, "only MBT rolled")
+    assert.deepInclude(rolls.body.data.rolls[0], { root: "MBT", reason: "open_interest", trade_date: day })
+    const fronts = rolls.body.data.front_months
+    const btcFront = fronts.find((f: any) => f.root === "BTC")
+    assert.strictEqual(btcFront.front, front.contract.symbol)
+    assert.strictEqual(btcFront.active, front.contract.symbol)
+    const mbtFront = fronts.find((f: any) => f.root === "MBT")
+    assert.notStrictEqual(mbtFront.active, mbtFront.front, "MBT's open interest has moved to the next month")
+  }))
+
 describe.each(["cme-website", "databento"] as const)("CME end to end from %s", (source) => {
   it.live("settlements, open interest in contracts and USD, basis to our own spot, rolls and front months", () =>
-    Effect.scoped(Effect.gen(function*() {
-      yield* clean
-      const cme = yield* Effect.acquireRelease(Effect.promise(() => FakeCme.start()), (f) => Effect.promise(() => f.close()))
-      const coinbase = yield* Effect.acquireRelease(Effect.promise(() => FakeCoinbase.start({ frameIntervalMs: 1 })), (f) => Effect.promise(() => f.close()))
-      const tradeDate = lastWeekday()
-      const day = isoDay(tradeDate)
-      const btc = cme.publish(day, "BTC", 95_000)
-      cme.publish(day, "MBT", 95_000, { rolled: true })
-      const port = freePort()
-      yield* startService({
-        DATABASE_URL: postgresUrl,
-        PORT: String(port),
-        HOST: "127.0.0.1",
-        EXCHANGES: "coinbase,cme",
-        COINBASE_FEED: "exchange",
-        COINBASE_PRODUCTS: "SKL-USD",
-        COINBASE_WS_URL: coinbase.wsUrl,
-        COINBASE_REST_URL: coinbase.httpUrl,
-        CME_PRODUCTS: "BTC,MBT",
-        CME_WEBSITE_URL: cme.url,
-        ...(source === "databento" ? { DATABENTO_API_KEY: "db-test-key", DATABENTO_URL: cme.url } : {}),
-        // The test's spot: whatever Coinbase product runs; the arithmetic is what is checked.
-        CME_SPOT_SOURCES: "BTC=coinbase:SKL-USD",
-        CME_BASIS_SPOT_TOLERANCE_MINUTES: "100000",
-        CME_LOOKBACK_DAYS: "4",
-        CME_POLL_MINUTES: "0.02",
-        WRITER_FLUSH_MS: "20"
-      })
-      const base = `http://127.0.0.1:${port}/api/v1/exchange`
-      // Basis needs a spot price: wait for Coinbase trades before the CME settlement is first seen... or the next poll.
-      const settlements = yield* eventually("settlements", Effect.map(getJson(`${base}/settlements?exchange=cme&hours=240`), ({ body }) =>
-        body.data.count >= 8 ? body.data : undefined), 30_000)
-      const front = btc[0]!
-      const row = settlements.settlements.find((s: any) => s.symbol === front.contract.symbol)
-      assert.strictEqual(row.settlement_price, front.price)
-      assert.strictEqual(row.open_interest, front.openInterest)
-      assert.strictEqual(row.volume, front.volume)
-      assert.strictEqual(row.trade_date, day)
-      assert.strictEqual(row.expiry, isoDay(front.contract.expiry))
-      assert.strictEqual(row.contract_size, 5)
-      assert.strictEqual(row.source, source)
+    endToEnd(source, "2026-11-24"), { timeout: 60_000 })
+})
 
-      const oi = yield* getJson(`${base}/open-interest?symbol=${front.contract.symbol}&hours=240`)
-      const reading = oi.body.data.open_interest[0]
-      assert.strictEqual(reading.open_interest, front.openInterest, "contracts")
-      assert.strictEqual(reading.open_interest_usd, front.openInterest * 5 * front.price, "contracts x 5 BTC x settlement")
-      const micro = yield* getJson(`${base}/open-interest?symbol=MBT${front.contract.symbol.slice(3)}&hours=240`)
-      assert.strictEqual(micro.body.data.open_interest[0].metadata.contract_size, 0.1)
-      const everything = yield* getJson(`${base}/open-interest?symbol=BTC&hours=240&limit=1000`)
-      assert.isTrue(everything.body.data.open_interest.some((r: any) => r.symbol.startsWith("MBT")), "symbol=BTC finds the micro contracts too")
-
-      const basis = yield* eventually("basis", Effect.map(getJson(`${base}/basis?symbol=${front.contract.symbol}&hours=240`), ({ body }) =>
-        body.data.count > 0 ? body.data.basis[0] : undefined), 30_000)
-      assert.strictEqual(basis.futures_price, front.price)
-      assert.closeTo(basis.basis, front.price - basis.spot_price, 1e-6)
-      assert.closeTo(basis.annualized_percent, basis.basis_percent * 365 / basis.days_to_expiry, 1e-4)
-      assert.strictEqual(basis.spot_source, "coinbase:SKL-USD")
-
-      const rolls = yield* getJson(`${base}/rolls?hours=240`)
-      assert.strictEqual(rolls.body.data.count, 1, "only MBT rolled")
-      assert.deepInclude(rolls.body.data.rolls[0], { root: "MBT", reason: "open_interest", trade_date: day })
-      const fronts = rolls.body.data.front_months
-      const btcFront = fronts.find((f: any) => f.root === "BTC")
-      assert.strictEqual(btcFront.front, front.contract.symbol)
-      assert.strictEqual(btcFront.active, front.contract.symbol)
-      const mbtFront = fronts.find((f: any) => f.root === "MBT")
-      assert.notStrictEqual(mbtFront.active, mbtFront.front, "MBT's open interest has moved to the next month")
-    })), { timeout: 60_000 })
+describe("CME end to end on awkward dates", () => {
+  for (const [what, pinnedDay] of Object.entries(pinnedDays)) {
+    it.live(what, () => endToEnd("cme-website", pinnedDay), { timeout: 60_000 })
+  }
 })
 
 describe("CME source refusing", () => {
@@ -176,12 +210,13 @@ describe("CME source refusing", () => {
       yield* clean
       const cme = yield* Effect.acquireRelease(Effect.promise(() => FakeCme.start()), (f) => Effect.promise(() => f.close()))
       cme.refuse = 403
-      cme.publish(isoDay(lastWeekday()), "BTC", 95_000)
+      const clock = pinnedClock(Date.parse("2026-11-25T12:00:00Z"))
+      cme.publish(isoDay(lastWeekdayBefore(clock.now())), "BTC", 95_000)
       const port = freePort()
       yield* startService({
         DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "cme",
         CME_PRODUCTS: "BTC", CME_WEBSITE_URL: cme.url, CME_POLL_MINUTES: "0.01", CME_LOOKBACK_DAYS: "4"
-      })
+      }, clock.layer)
       yield* eventually("a few refused polls", Effect.sync(() => (cme.calls.length >= 2 ? true : undefined)), 20_000)
       const metrics = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()))
       assert.match(metrics, /cme_source_failures_total\{[^}]*source="cme-website"[^}]*\} [1-9]/)

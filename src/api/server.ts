@@ -5,7 +5,7 @@
  */
 import { createServer, type Server } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Config, Duration, Effect, Layer, Metric } from "effect"
+import { Clock, Config, Duration, Effect, Layer, Metric } from "effect"
 import { HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { SqlClient } from "effect/sql"
@@ -139,7 +139,7 @@ const health = Effect.gen(function*() {
     Effect.as(true),
     Effect.catchCause(() => Effect.succeed(false))
   )
-  const now = Date.now()
+  const now = yield* Clock.currentTimeMillis
   const writerState = writer.state()
   const feeds = registry.all().map((feed) => ({
     feed: feed.feed,

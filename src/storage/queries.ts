@@ -3,7 +3,7 @@
  * original indexes serve it; `count` and `summary` cover every matching row,
  * not just the page.
  */
-import { Effect } from "effect"
+import { Clock, Effect } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { parQuotes } from "../domain/instruments.ts"
 
@@ -39,7 +39,8 @@ export const baseAssetPattern = (base: string): string => {
 const microRoots: Record<string, string> = { BTC: "MBT", ETH: "MET" }
 
 const hourMs = 3_600_000
-const cutoffMs = (hours: number) => Date.now() - hours * hourMs
+/** The start of a window of `hours` ending at `now` (the Effect Clock's time, so a test can pin the date). */
+const cutoffMs = (hours: number, now: number) => now - hours * hourMs
 
 const toNumber = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value))
 const toNumberOrNull = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value))
@@ -85,7 +86,7 @@ const windowConditions = (
   sql: SqlClient.SqlClient,
   table: SymbolIndexed,
   filter: WindowFilter,
-  from = cutoffMs(filter.hours)
+  from: number
 ): Array<Statement.Fragment> => [
   sql`timestamp >= ${utcTimestamp(sql, from)}`,
   ...instrumentConditions(sql, table, filter)
@@ -112,8 +113,8 @@ const largeTradesSummaryFromRollup = (sql: SqlClient.SqlClient, filter: LargeTra
 }
 
 /** The statements behind each endpoint, exported so the bench can EXPLAIN exactly what the API runs. */
-export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTradeFilter) => {
-  const from = cutoffMs(filter.hours)
+export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTradeFilter, now: number) => {
+  const from = cutoffMs(filter.hours, now)
   const conditions = windowConditions(sql, "large_trades", filter, from)
   if (filter.minValueUsd !== undefined) conditions.push(sql`value_usd >= ${String(filter.minValueUsd)}::numeric`)
   if (filter.onlyLiquidations === true) conditions.push(sql`is_liquidation = TRUE`)
@@ -135,7 +136,7 @@ export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTra
 export const largeTrades = (filter: LargeTradeFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const [rows, summaries] = yield* Effect.all(largeTradesStatements(sql, filter), { concurrency: 2 })
+      const [rows, summaries] = yield* Effect.all(largeTradesStatements(sql, filter, yield* Clock.currentTimeMillis), { concurrency: 2 })
       const summary = summaries[0] ?? {}
       return {
         count: toNumber(summary.count),
@@ -161,8 +162,8 @@ export const largeTrades = (filter: LargeTradeFilter) =>
     })
   )
 
-export const fundingRatesStatements = (sql: SqlClient.SqlClient, filter: WindowFilter) => {
-  const where = sql.and(windowConditions(sql, "funding_rates", filter))
+export const fundingRatesStatements = (sql: SqlClient.SqlClient, filter: WindowFilter, now: number) => {
+  const where = sql.and(windowConditions(sql, "funding_rates", filter, cutoffMs(filter.hours, now)))
   return [
     sql`SELECT exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata
         FROM funding_rates WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
@@ -176,7 +177,7 @@ export const fundingRatesStatements = (sql: SqlClient.SqlClient, filter: WindowF
 export const fundingRates = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const [rows, summaries] = yield* Effect.all(fundingRatesStatements(sql, filter), { concurrency: 2 })
+      const [rows, summaries] = yield* Effect.all(fundingRatesStatements(sql, filter, yield* Clock.currentTimeMillis), { concurrency: 2 })
       const summary = summaries[0] ?? {}
       const average = toNumber(summary.average)
       return {
@@ -200,8 +201,8 @@ export const fundingRates = (filter: WindowFilter) =>
     })
   )
 
-export const openInterestStatements = (sql: SqlClient.SqlClient, filter: WindowFilter) => {
-  const where = sql.and(windowConditions(sql, "open_interest", filter))
+export const openInterestStatements = (sql: SqlClient.SqlClient, filter: WindowFilter, now: number) => {
+  const where = sql.and(windowConditions(sql, "open_interest", filter, cutoffMs(filter.hours, now)))
   return [
     sql`SELECT exchange, symbol, open_interest, open_interest_usd, timestamp, metadata
         FROM open_interest WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
@@ -216,7 +217,7 @@ export const openInterestStatements = (sql: SqlClient.SqlClient, filter: WindowF
 export const openInterest = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const [rows, summaries] = yield* Effect.all(openInterestStatements(sql, filter), { concurrency: 2 })
+      const [rows, summaries] = yield* Effect.all(openInterestStatements(sql, filter, yield* Clock.currentTimeMillis), { concurrency: 2 })
       const summary = summaries[0] ?? {}
       return {
         count: toNumber(summary.count),
@@ -277,9 +278,9 @@ export interface GapFilter {
   readonly status?: string | undefined
 }
 
-const gapConditions = (sql: SqlClient.SqlClient, filter: GapFilter): Array<Statement.Fragment> => {
+const gapConditions = (sql: SqlClient.SqlClient, filter: GapFilter, now: number): Array<Statement.Fragment> => {
   // A gap overlaps the window if it ends inside it or is still open.
-  const conditions = [sql`(gap_end IS NULL OR gap_end >= ${utcTimestamp(sql, cutoffMs(filter.hours))})`]
+  const conditions = [sql`(gap_end IS NULL OR gap_end >= ${utcTimestamp(sql, cutoffMs(filter.hours, now))})`]
   if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
   // The gap ledger is small and has no symbol-first index: the predicate runs per row.
   if (filter.symbol !== undefined) conditions.push(symbolMatches(sql, filter.symbol))
@@ -304,7 +305,7 @@ const gapJson = (r: Record<string, unknown>) => ({
 export const gaps = (filter: GapFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const where = sql.and(gapConditions(sql, filter))
+      const where = sql.and(gapConditions(sql, filter, yield* Clock.currentTimeMillis))
       const [rows, counts] = yield* Effect.all([
         sql`SELECT exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata
             FROM data_gaps WHERE ${where} ORDER BY gap_start DESC, id DESC LIMIT ${filter.limit}`,
@@ -337,7 +338,7 @@ export interface VolatilityFilter {
 export const volatilityIndex = (filter: VolatilityFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const conditions = [sql`timestamp >= ${utcTimestamp(sql, cutoffMs(filter.hours))}`]
+      const conditions = [sql`timestamp >= ${utcTimestamp(sql, cutoffMs(filter.hours, yield* Clock.currentTimeMillis))}`]
       if (filter.index !== undefined) conditions.push(sql`index_name = ${filter.index}`)
       if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
       const where = sql.and(conditions)
@@ -436,7 +437,7 @@ const toDate = (value: unknown): string => (value instanceof Date ? value.toISOS
 export const settlements = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const where = sql.and(windowConditions(sql, "futures_settlements", filter))
+      const where = sql.and(windowConditions(sql, "futures_settlements", filter, cutoffMs(filter.hours, yield* Clock.currentTimeMillis)))
       const [rows, summaries] = yield* Effect.all([
         sql`SELECT * FROM futures_settlements WHERE ${where} ORDER BY trade_date DESC, expiry, symbol LIMIT ${filter.limit}`,
         sql`SELECT count(*) AS count, array_agg(DISTINCT symbol) AS symbols, max(trade_date) AS latest FROM futures_settlements WHERE ${where}`
@@ -465,7 +466,7 @@ export const settlements = (filter: WindowFilter) =>
 export const basis = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const where = sql.and(windowConditions(sql, "futures_basis", filter))
+      const where = sql.and(windowConditions(sql, "futures_basis", filter, cutoffMs(filter.hours, yield* Clock.currentTimeMillis)))
       const [rows, summaries] = yield* Effect.all([
         sql`SELECT * FROM futures_basis WHERE ${where} ORDER BY timestamp DESC, symbol LIMIT ${filter.limit}`,
         sql`SELECT count(*) AS count, avg(annualized_percent) AS average, array_agg(DISTINCT symbol) AS symbols FROM futures_basis WHERE ${where}`
@@ -495,7 +496,7 @@ export const basis = (filter: WindowFilter) =>
 export const rolls = (filter: Omit<WindowFilter, "symbol"> & { readonly root?: string | undefined }) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const conditions = [sql`timestamp >= ${utcTimestamp(sql, cutoffMs(filter.hours))}`]
+      const conditions = [sql`timestamp >= ${utcTimestamp(sql, cutoffMs(filter.hours, yield* Clock.currentTimeMillis))}`]
       if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
       if (filter.root !== undefined) conditions.push(sql`root = ${filter.root}`)
       const where = sql.and(conditions)

@@ -57,10 +57,13 @@ export class FakeCoinbase {
   private readonly server: Server
   private readonly wss: WebSocketServer
   private readonly frameIntervalMs: number
+  /** The venue's clock: message times, heartbeats (a test may pin the date). */
+  private readonly now: () => number
   port = 0
 
-  private constructor(frameIntervalMs: number) {
+  private constructor(frameIntervalMs: number, now: () => number) {
     this.frameIntervalMs = frameIntervalMs
+    this.now = now
     const recording = parseRecording(readFileSync(`${fixtures}COINBASE.ws.28.0`, "utf8"))
     const messages = recording.frames.map((f) => JSON.parse(f.text) as Message)
     // The recorded snapshots open the session: they are the venue's books when the timeline starts.
@@ -73,8 +76,8 @@ export class FakeCoinbase {
     this.server.on("upgrade", (req, socket, head) => this.wss.handleUpgrade(req, socket, head, (ws) => this.connect(ws)))
   }
 
-  static async start(options: { readonly frameIntervalMs?: number } = {}): Promise<FakeCoinbase> {
-    const fake = new FakeCoinbase(options.frameIntervalMs ?? 2)
+  static async start(options: { readonly frameIntervalMs?: number; readonly now?: () => number } = {}): Promise<FakeCoinbase> {
+    const fake = new FakeCoinbase(options.frameIntervalMs ?? 2, options.now ?? Date.now)
     await new Promise<void>((resolve) => fake.server.listen(0, "127.0.0.1", resolve))
     fake.port = (fake.server.address() as AddressInfo).port
     return fake
@@ -185,7 +188,7 @@ export class FakeCoinbase {
   private pump(): void {
     const message = this.timeline[this.position++]
     if (message === undefined) return
-    const now = new Date().toISOString()
+    const now = new Date(this.now()).toISOString()
     const live: Message = "time" in message ? { ...message, time: now } : { ...message }
     this.applyToTruth(live)
     this.played.push(live)
@@ -241,10 +244,10 @@ export class FakeCoinbase {
       if (client.protocol === "exchange") {
         for (const product of products) {
           const last = this.trades.get(product)?.at(-1)
-          this.deliver(client, { type: "heartbeat", sequence: this.position, last_trade_id: last?.trade_id ?? 0, product_id: product, time: new Date().toISOString() })
+          this.deliver(client, { type: "heartbeat", sequence: this.position, last_trade_id: last?.trade_id ?? 0, product_id: product, time: new Date(this.now()).toISOString() })
         }
       } else if (client.channels.has("heartbeats")) {
-        this.deliver(client, { channel: "heartbeats", events: [{ current_time: new Date().toISOString(), heartbeat_counter: this.position }] })
+        this.deliver(client, { channel: "heartbeats", events: [{ current_time: new Date(this.now()).toISOString(), heartbeat_counter: this.position }] })
       }
     }
     this.later(1000, () => this.heartbeat())
@@ -261,7 +264,7 @@ export class FakeCoinbase {
   /** Advanced Trade's envelope; the sequence number is the venue's, taken when the message is emitted. */
   private frame(client: Client, message: Message | undefined): Message | undefined {
     if (message === undefined) return undefined
-    return { channel: message.channel, client_id: "", timestamp: new Date().toISOString(), sequence_num: client.sequence++, events: message.events }
+    return { channel: message.channel, client_id: "", timestamp: new Date(this.now()).toISOString(), sequence_num: client.sequence++, events: message.events }
   }
 
   private deliver(client: Client, message: Message): void {

@@ -6,8 +6,9 @@ import { runMigrations } from "../../src/storage/migrations.ts"
 
 export const postgresUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 
-export const startService = (env: Record<string, string>) =>
-  Layer.build(AppLive.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))))
+/** `clock` (see clock.ts) pins the service's calendar. */
+export const startService = (env: Record<string, string>, clock: Layer.Layer<never> = Layer.empty) =>
+  Layer.build(AppLive.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env }))), Layer.provide(clock)))
 
 /** Empties every table; migrates first, so a test file may run first on a brand-new database. */
 export const truncateAll = Effect.andThen(runMigrations(), SqlClient.SqlClient.use((sql) =>
