@@ -2,12 +2,11 @@
  * npm run cli -- replay --venue <id> <files...>   recorded frames through the live pipeline into the database
  * npm run cli -- normalize --venue <id> <file>    normalized records as JSON lines on stdout
  */
-import { readFileSync } from "node:fs"
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer } from "effect"
 import type { NormalizedRecord } from "./domain/records.ts"
 import { PipelineSettings } from "./pipeline/runtime.ts"
-import { parseRecording, type Recording } from "./replay/recorded.ts"
+import { readRecordings } from "./replay/recorded.ts"
 import { replayRecording } from "./replay/replay.ts"
 import { DatabaseLive } from "./storage/database.ts"
 import { Writer } from "./storage/writer.ts"
@@ -41,19 +40,13 @@ const parseArgs = (argv: ReadonlyArray<string>) => {
   return { command, venue, files }
 }
 
-const load = (files: ReadonlyArray<string>): Recording => {
-  const recording: Recording = { frames: [], sent: [], rest: [] }
-  for (const file of files) parseRecording(readFileSync(file, "utf8"), recording)
-  return recording
-}
-
 const program = Effect.gen(function*() {
   const args = parseArgs(process.argv.slice(2))
   if (args instanceof UsageError) {
     yield* Console.error(args.message)
     return yield* Effect.sync(() => process.exit(2))
   }
-  const recording = load(args.files)
+  const recording = readRecordings(args.files)
   if (args.command === "normalize") {
     for (const rest of recording.rest) {
       for (const record of args.venue.fromRest(rest).records ?? []) process.stdout.write(`${JSON.stringify(record)}\n`)

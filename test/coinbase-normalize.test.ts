@@ -13,7 +13,7 @@ import { orderedRule } from "../src/venues/coinbase/rules.ts"
 import { signSubscription } from "../src/venues/coinbase/live.ts"
 import { Redacted } from "effect"
 import { toAdvanced } from "./fake/coinbase.ts"
-import { recording } from "./support/fixtures.ts"
+import { recording, session as realSession } from "./support/fixtures.ts"
 
 const session = () => recording("COINBASE.ws.28.0").frames.map((f) => f.text)
 
@@ -120,6 +120,58 @@ describe("coinbase normalizer", () => {
     }
     assert.strictEqual(compared, 97)
     assert.isTrue(sync.status().every((s) => s.state === "live" && s.resyncs === 0))
+  })
+
+  it("stores the taker side of Advanced Trade trades: the real 2026 session, sides derived from the book independently", () => {
+    // An independent rebuild of each book from the raw l2_data (no normalizer, no BookSync).
+    const books = new Map<string, { bid: Map<string, number>; offer: Map<string, number> }>()
+    const derived = new Map<string, "buy" | "sell">()
+    let inside = 0
+    const frames = realSession("COINBASE.jsonl.zst").frames.map((f) => f.text)
+    for (const frame of frames) {
+      const message = JSON.parse(frame)
+      if (message.channel === "l2_data") {
+        for (const event of message.events) {
+          const book = books.get(event.product_id) ?? { bid: new Map(), offer: new Map() }
+          books.set(event.product_id, book)
+          if (event.type === "snapshot") (book.bid.clear(), book.offer.clear())
+          for (const u of event.updates) {
+            const side = u.side === "bid" ? book.bid : book.offer
+            if (Number(u.new_quantity) === 0) side.delete(u.price_level)
+            else side.set(u.price_level, Number(u.new_quantity))
+          }
+        }
+      }
+      if (message.channel !== "market_trades") continue
+      for (const event of message.events) {
+        if (event.type !== "update") continue
+        for (const t of event.trades) {
+          const book = books.get(t.product_id)
+          if (book === undefined) continue
+          const bestBid = Math.max(...[...book.bid.keys()].map(Number))
+          const bestAsk = Math.min(...[...book.offer.keys()].map(Number))
+          const price = Number(t.price)
+          // At or through the ask a buyer lifted the offer; at or through the bid a seller hit it.
+          if (price >= bestAsk) derived.set(t.trade_id, "buy")
+          else if (price <= bestBid) derived.set(t.trade_id, "sell")
+          else inside++
+        }
+      }
+    }
+    assert.strictEqual(derived.size, 71, "trades placed against the book")
+    assert.strictEqual(inside, 7)
+    const { records, errors } = decodeAll(frames)
+    assert.deepStrictEqual(errors, [])
+    const trades = records.filter((r): r is Trade => r.kind === "trade")
+    assert.strictEqual(new Set(trades.map((t) => t.tradeId)).size, 279, "every trade of the session")
+    let compared = 0
+    for (const trade of trades) {
+      const side = derived.get(trade.tradeId!)
+      if (side === undefined) continue
+      assert.strictEqual(trade.side, side, `trade ${trade.tradeId} at ${trade.price}`)
+      compared++
+    }
+    assert.strictEqual(compared, 71)
   })
 
   it("turns malformed frames, unknown types, renamed fields and venue errors into typed errors, and keeps going", () => {

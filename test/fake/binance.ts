@@ -24,7 +24,8 @@ import type { AddressInfo } from "node:net"
 import { WebSocketServer, type WebSocket } from "ws"
 import { parseRecording, type Recording } from "../../src/replay/recorded.ts"
 
-export const fixtures = new URL("../../../shared/fixtures/recorded/", import.meta.url).pathname
+export { fixtures } from "../support/fixtures.ts"
+import { fixtures } from "../support/fixtures.ts"
 
 type Market = "spot" | "futures"
 

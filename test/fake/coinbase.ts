@@ -337,12 +337,12 @@ export const toAdvanced = (message: Message): Message | undefined => {
     }
     case "match":
     case "last_match":
-      // Advanced Trade publishes the taker's side: the opposite of the Exchange feed's maker side.
+      // Advanced Trade labels trades with the maker's side, as the Exchange feed does (seen in the real 2026 session).
       return {
         channel: "market_trades",
         events: [{
           type: "update",
-          trades: [{ trade_id: String(message.trade_id), product_id: message.product_id, price: message.price, size: message.size, side: message.side === "buy" ? "SELL" : "BUY", time: now }]
+          trades: [{ trade_id: String(message.trade_id), product_id: message.product_id, price: message.price, size: message.size, side: message.side === "buy" ? "BUY" : "SELL", time: now }]
         }]
       }
     default:

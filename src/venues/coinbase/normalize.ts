@@ -8,8 +8,11 @@
  * Connection-level loss on Advanced Trade is caught by its `sequence_num` (see
  * live.ts); trade loss by trade ids, which are contiguous per product.
  *
- * Sides: on the Exchange feed `side` is the maker's side, so the taker side is
- * its opposite. Advanced Trade `market_trades` publish the taker side.
+ * Sides: on both feeds `side` is the maker's side (the resting order's), so
+ * the taker side is its opposite. Advanced Trade's docs call it the trade's
+ * side; the real session of 2026-08-09 (shared/fixtures/sessions) shows 48
+ * `SELL` trades printed at or above the best ask and 23 `BUY` at or below the
+ * best bid, none the other way: the label is the maker's.
  */
 import { Result, Schema } from "effect"
 import type { DecodeError } from "../../domain/errors.ts"
@@ -144,9 +147,9 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
               ...(Number.isSafeInteger(id) ? { sequence: id } : {}),
               price: t.price,
               size: t.size,
-              side: t.side === "BUY" ? "buy" : "sell",
+              side: t.side === "BUY" ? "sell" : "buy",
               timestamp: time(t.time),
-              details: { source: event.type === "update" ? "market_trades update" : "market_trades snapshot" }
+              details: { source: event.type === "update" ? "market_trades update" : "market_trades snapshot", maker_side: t.side === "BUY" ? "buy" : "sell" }
             })
           }
         }
