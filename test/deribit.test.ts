@@ -10,7 +10,12 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { BookSync } from "../src/book/sync.ts"
 import type { NormalizedRecord, OptionQuote, Trade } from "../src/domain/records.ts"
-import { makeDecoder } from "../src/venues/deribit/normalize.ts"
+import { makeDecoder, tradeRecord } from "../src/venues/deribit/normalize.ts"
+import { type DeribitInstrument, instrumentFrom } from "../src/venues/deribit/instruments.ts"
+import { InstrumentRegistry } from "../src/domain/instruments.ts"
+import { LargeTradeDetector } from "../src/domain/large-trades.ts"
+import { ReferencePrices } from "../src/domain/valuation.ts"
+import type { LargeTradeRow } from "../src/domain/rows.ts"
 import { parseOptionName } from "../src/venues/deribit/normalize.ts"
 import { changeIdRule } from "../src/venues/deribit/rules.ts"
 import { activeOption, FakeDeribit } from "./fake/deribit.ts"
@@ -69,6 +74,49 @@ describe("deribit normalizer", () => {
     assert.deepInclude(perp!, { symbol: "BTC-PERPETUAL", tradeId: "48079254", sequence: 30289432, price: 8950, size: 10, side: "sell", liquidation: true })
     assert.isUndefined(perp!.quoteUsdRate)
     assert.deepInclude(option!, { symbol: "ETH-25JUN21-2000-C", sequence: 1966, side: "buy", quoteUsdRate: 2000 })
+  })
+
+  it("values every contract type as a hand computation does, and stores the liquidated order's side", () => {
+    const listing = (instrument_name: string, kind: string, base: string, quote: string, contract_size: number, type?: string) => ({
+      instrument_name, kind, base_currency: base, quote_currency: quote, contract_size, expiration_timestamp: 1_798_185_600_000,
+      settlement_period: instrument_name.endsWith("PERPETUAL") ? "perpetual" : "month", ...(type === undefined ? {} : { instrument_type: type, future_type: type })
+    })
+    const instruments = new InstrumentRegistry()
+    for (const i of [
+      listing("BTC-PERPETUAL", "future", "BTC", "USD", 10, "reversed"),
+      listing("BTC-25DEC26", "future", "BTC", "USD", 10, "reversed"),
+      listing("ETH-PERPETUAL", "future", "ETH", "USD", 1, "reversed"),
+      listing("BTC_USDC-PERPETUAL", "future", "BTC", "USDC", 0.001, "linear"),
+      listing("ETH_USDC-25DEC26", "future", "ETH", "USDC", 0.01, "linear"),
+      listing("BTC-25DEC26-60000-C", "option", "BTC", "BTC", 1),
+      listing("SOL_USDC-25DEC26-200-P", "option", "SOL", "USDC", 1)
+    ]) instruments.add(instrumentFrom("deribit", i as DeribitInstrument))
+    const detector = new LargeTradeDetector(instruments, new ReferencePrices(), { byAsset: {}, otherAssets: 0 })
+    const trade = (instrument_name: string, price: number, amount: number, extra: Record<string, unknown> = {}) =>
+      tradeRecord("deribit", { trade_seq: 1, trade_id: instrument_name, timestamp: 1_790_000_000_000, price, amount, direction: "sell", instrument_name, index_price: 60_000, ...extra } as any, "trades")
+    const rows: Array<LargeTradeRow> = []
+    const cases: Array<[Trade, number, string]> = [
+      [trade("BTC-PERPETUAL", 60_000, 1000), 1000, "inverse perpetual: amount is USD"],
+      [trade("BTC-25DEC26", 61_000, 500), 500, "inverse future: amount is USD"],
+      [trade("ETH-PERPETUAL", 3000, 250), 250, "inverse ETH perpetual: amount is USD"],
+      [trade("BTC_USDC-PERPETUAL", 60_000, 0.5), 30_000, "linear perpetual: 0.5 BTC x 60,000 (not x contract size 0.001)"],
+      [trade("ETH_USDC-25DEC26", 3000, 2), 6000, "linear future: 2 ETH x 3,000"],
+      [trade("BTC-25DEC26-60000-C", 0.05, 2), 6000, "coin option: 0.05 BTC x 2 x index 60,000"],
+      [trade("SOL_USDC-25DEC26-200-P", 12, 3, { index_price: 180 }), 36, "USDC option: 12 USDC x 3 SOL, not at the SOL index"]
+    ]
+    for (const [t, usd, what] of cases) {
+      assert.strictEqual(detector.trade(t, rows), "stored", what)
+      assert.strictEqual(rows.at(-1)!.valueUsd, usd, what)
+    }
+    // Liquidations: "M" the maker's order was liquidated (the taker sold, so the liquidated order bought), "T" the taker's, "MT" both.
+    const liquidations: Array<[string, string, string | undefined]> = [["M", "buy", "buy"], ["T", "sell", "sell"], ["MT", "sell", "both"]]
+    for (const [flag, side, liquidated] of liquidations) {
+      detector.trade(trade("BTC-PERPETUAL", 60_000, 200_000, { liquidation: flag, trade_id: `liq-${flag}` }), rows)
+      const row = rows.at(-1)!
+      assert.isTrue(row.isLiquidation)
+      assert.strictEqual(row.side, side, `liquidation ${flag}`)
+      assert.deepInclude(row.metadata as object, { taker_side: "sell", liquidated_side: liquidated, liquidation: flag })
+    }
   })
 
   it("reads DVOL, perpetual funding and JSON-RPC errors; heartbeats are not data", () => {

@@ -40,11 +40,13 @@ export class LargeTradeDetector {
     const value = usdNotional(instrument, trade.price, trade.size, trade.timestamp, this.prices, trade.quoteUsdRate)
     if (value === undefined) return "unvalued"
     if (value.usd < thresholdFor(this.thresholds, instrument.base)) return "below"
+    // A liquidation row carries the side of the liquidated order (the taker's when both were).
+    const liquidated = trade.liquidatedSide
     out.push({
       id: tradeRowId(trade.venue, trade.symbol, trade.tradeId),
       exchange: trade.venue,
       symbol: trade.symbol,
-      side: trade.side,
+      side: liquidated === "buy" || liquidated === "sell" ? liquidated : trade.side,
       price: trade.price,
       size: trade.size,
       valueUsd: roundUsd(value.usd),
@@ -53,6 +55,7 @@ export class LargeTradeDetector {
       isLiquidation: trade.liquidation === true,
       metadata: {
         ...trade.details,
+        ...(liquidated === undefined ? {} : { taker_side: trade.side, liquidated_side: liquidated }),
         base: instrument.base,
         quote: instrument.quote,
         contract_type: instrument.inverse ? "inverse" : instrument.kind === "spot" || instrument.kind === "option" ? instrument.kind : "linear",

@@ -26,6 +26,12 @@ export const Trade = Schema.Struct({
   timestamp: Schema.Number,
   /** The venue flags this fill as (part of) a liquidation (Deribit `liquidation`). */
   liquidation: Schema.optional(Schema.Boolean),
+  /**
+   * Side of the liquidated order, where the venue says which one it was
+   * (Deribit "M": the maker's, the taker's opposite; "T": the taker's); "both"
+   * when both orders were liquidations. A liquidation row is stored with it.
+   */
+  liquidatedSide: Schema.optional(Schema.Literals(["buy", "sell", "both"])),
   /** The venue's own USD rate for the quote currency at the trade (Deribit's index price for coin-quoted options). */
   quoteUsdRate: Schema.optional(Schema.Number),
   /** Venue-specific facts worth keeping (first/last fill ids, sequence). */

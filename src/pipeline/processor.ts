@@ -203,9 +203,11 @@ export class RecordProcessor {
       this.counters.unvalued++
       return
     }
+    // Open interest is counted in contracts of the reading's own contract size where it says one.
+    const contractSize = record.contractSize ?? instrument.contractSize
     const usd = record.valueUsd ?? (instrument.inverse
-      ? record.openInterest * instrument.contractSize
-      : record.openInterest * instrument.contractSize * mark!)
+      ? record.openInterest * contractSize
+      : record.openInterest * contractSize * mark!)
     out.open_interest.push({
       id: timedRowId(record.venue, record.symbol, record.timestamp),
       exchange: record.venue,

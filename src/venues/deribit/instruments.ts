@@ -42,21 +42,24 @@ export const optionQuoteFrom = (
 
 export type DeribitInstrument = (typeof Instruments.Type)[number]
 
-/**
- * Inverse futures (settled in the coin) trade in USD: `amount` is USD, so one
- * unit of size is worth one dollar. Linear (USDC-settled) ones and options
- * trade in the base coin; option prices are quoted in the coin.
- */
 /** "reversed" is Deribit's word for inverse; listings older than that field are inverse when quoted in USD. */
 export const isInverse = (i: DeribitInstrument): boolean => {
   const type = i.future_type ?? i.instrument_type
   return i.kind.startsWith("future") && (type === undefined ? i.quote_currency === "USD" : type === "reversed")
 }
 
+/**
+ * `contractSize` is what one unit of a trade's `amount` is worth in the base
+ * coin (or, inverse, in USD). Deribit's `amount` is USD for inverse futures and
+ * perpetuals, and the base coin itself for linear (USDC-settled) futures and
+ * for options: so it is 1 in every case, whatever the listing's
+ * `contract_size` (the minimum order step: 10 USD, 0.001 BTC, ...). Option
+ * prices are quoted in the coin (linear options in USDC).
+ */
 export const instrumentFrom = (venue: string, i: DeribitInstrument): Instrument => {
   const inverse = isInverse(i)
   if (i.kind.startsWith("option")) {
-    return { venue, symbol: i.instrument_name, base: i.base_currency, quote: i.base_currency, kind: "option", contractSize: i.contract_size, inverse: false }
+    return { venue, symbol: i.instrument_name, base: i.base_currency, quote: i.quote_currency, kind: "option", contractSize: 1, inverse: false }
   }
   return {
     venue,
@@ -64,7 +67,7 @@ export const instrumentFrom = (venue: string, i: DeribitInstrument): Instrument 
     base: i.base_currency,
     quote: inverse ? "USD" : i.quote_currency,
     kind: i.settlement_period === "perpetual" ? "perpetual" : "future",
-    contractSize: inverse ? 1 : i.contract_size,
+    contractSize: 1,
     inverse
   }
 }

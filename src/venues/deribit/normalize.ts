@@ -56,6 +56,18 @@ const optionNamed = (name: string) => {
 
 /** Option names are CURRENCY-DMMMYY-STRIKE-C|P; futures CURRENCY-DMMMYY; perpetuals CURRENCY-PERPETUAL. */
 export const isOption = (instrument: string) => /-[CP]$/.test(instrument)
+const isCoinQuotedOption = (instrument: string) => isOption(instrument) && !/^[A-Z]+_/.test(instrument)
+
+const opposite = (side: "buy" | "sell") => (side === "buy" ? "sell" : "buy")
+
+/** Deribit's `liquidation`: "M" the maker's order was liquidated, "T" the taker's, "MT" both. */
+const liquidatedSide = (flag: string, takerSide: "buy" | "sell"): "buy" | "sell" | "both" | undefined =>
+  flag === "M" ? opposite(takerSide) : flag === "T" ? takerSide : flag === "MT" ? "both" : undefined
+
+const optionalLiquidatedSide = (flag: string, takerSide: "buy" | "sell") => {
+  const side = liquidatedSide(flag, takerSide)
+  return side === undefined ? {} : { liquidatedSide: side }
+}
 
 /** One Deribit trade, from the feed or from REST (the same documented fields). */
 export const tradeRecord = (venue: string, t: typeof DeribitTrade.Type, source: string): Trade => ({
@@ -68,8 +80,9 @@ export const tradeRecord = (venue: string, t: typeof DeribitTrade.Type, source: 
   size: t.amount,
   side: t.direction,
   timestamp: t.timestamp,
-  ...(t.liquidation === undefined ? {} : { liquidation: true }),
-  ...(isOption(t.instrument_name) ? { quoteUsdRate: t.index_price } : {}),
+  ...(t.liquidation === undefined ? {} : { liquidation: true, ...optionalLiquidatedSide(t.liquidation, t.direction) }),
+  // Coin-quoted options are valued at the trade's index price; linear (XRP_USDC-...) ones are quoted in USDC.
+  ...(isCoinQuotedOption(t.instrument_name) ? { quoteUsdRate: t.index_price } : {}),
   details: {
     source,
     trade_seq: t.trade_seq,
