@@ -70,6 +70,22 @@ describe("coinbase normalizer", () => {
     assert.isAbove(second!.firstSequence, first!.lastSequence)
   })
 
+  it("treats Coinbase's placeholder time 0001-01-01 as unknown: the previous message's time, or none", () => {
+    const decode = makeDecoder("coinbase")
+    const out: Array<NormalizedRecord> = []
+    decode('{"type":"l2update","product_id":"BTC-USD","changes":[["buy","50000.00","1"]],"time":"0001-01-01T00:00:00.000000Z"}', out)
+    decode('{"type":"l2update","product_id":"BTC-USD","changes":[["buy","50000.00","2"]],"time":"2026-08-09T12:00:00.123456Z"}', out)
+    decode('{"type":"l2update","product_id":"BTC-USD","changes":[["buy","50000.00","3"]],"time":"0001-01-01T00:00:00.000000Z"}', out)
+    assert.deepStrictEqual(out.map((r) => r.timestamp), [0, Date.parse("2026-08-09T12:00:00.123Z"), Date.parse("2026-08-09T12:00:00.123Z")])
+    // The book keeps its last known time through an unknown one: its stored row is never dated 0 or 1901.
+    const sync = new BookSync({ venue: "coinbase", rule: orderedRule, depth: 20, snapshotIntervalMs: 1000, maxBuffered: 1000, requestSnapshot: () => undefined })
+    sync.onSnapshot({ kind: "book_snapshot", venue: "coinbase", symbol: "BTC-USD", sequence: 0, bids: [[49_999, 1]], asks: [[50_001, 1]], timestamp: 0 })
+    for (const r of out) if (r.kind === "book_delta") sync.onDelta(r)
+    const rows: Array<{ timestamp: number }> = []
+    sync.sample(5_000, rows as any)
+    assert.deepStrictEqual(rows.map((r) => r.timestamp), [Date.parse("2026-08-09T12:00:00.123Z")])
+  })
+
   it("reads the same session in the Advanced Trade format: same trades, same sides, same books", () => {
     const frames = session()
     const exchange = decodeAll(frames)

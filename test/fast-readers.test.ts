@@ -125,5 +125,14 @@ describe("hand readers agree with the Schemas", () => {
       assert.strictEqual(isoMillis(iso), Date.parse(iso), iso)
       assert.strictEqual(isoMillis(date.toISOString()), date.getTime())
     }))
+    // Coinbase's placeholder time: Date.UTC would read year 1 as 1901.
+    assert.strictEqual(isoMillis("0001-01-01T00:00:00.000000Z"), Date.parse("0001-01-01T00:00:00.000000Z"))
+    // Every string of the accepted shape, any digits in any field (years 0000-9999, impossible months and
+    // days, 24:00, leap seconds, 0-9 fraction digits): the same answer as Date.parse, or both NaN.
+    const field = (width: number) => fc.integer({ min: 0, max: 10 ** width - 1 }).map((n) => String(n).padStart(width, "0"))
+    fc.assert(fc.property(field(4), field(2), field(2), field(2), fc.integer({ min: 0, max: 61 }), fc.integer({ min: 0, max: 61 }), fc.string({ unit: fc.constantFrom("0", "1", "5", "9"), maxLength: 10 }), (year, month, day, hour, minute, second, fraction) => {
+      const iso = `${year}-${month}-${day}T${hour}:${String(minute).padStart(2, "0")}:${String(second).padStart(2, "0")}${fraction === "" ? "" : `.${fraction}`}Z`
+      assert.isTrue(Object.is(isoMillis(iso), Date.parse(iso)), iso)
+    }), { numRuns: 5000 })
   })
 })

@@ -218,7 +218,8 @@ export class BookSync {
     entry.book.apply(delta.bids, delta.asks)
     entry.recent.push(delta)
     entry.lastApplied = delta
-    entry.lastEventTime = delta.timestamp
+    // 0 is an unknown time (a venue placeholder): the book keeps the last one it knew.
+    if (delta.timestamp > 0) entry.lastEventTime = delta.timestamp
     if (entry.state !== "live") {
       entry.state = "live"
       this.options.onLive?.(entry.symbol, delta.timestamp)

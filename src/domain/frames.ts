@@ -144,6 +144,7 @@ export const isoMillis = (s: string): number => {
   if (!(month >= 1 && month <= 12 && day >= 1 && day <= 31 && hour <= 24 && minute <= 59 && second <= 59) || Number.isNaN(ms)) return Date.parse(s)
   const year = digits(s, 0, 4)
   // Date.parse accepts 24:00:00 only exactly, and rejects impossible days (Feb 30): leave those to it.
-  if (hour === 24 || day > daysIn(year, month)) return Date.parse(s)
+  // Date.UTC reads years 0-99 as 1900-1999 (Coinbase's "0001-01-01T00:00:00Z" would be 1901): leave those too.
+  if (hour === 24 || day > daysIn(year, month) || year < 100 || Number.isNaN(year)) return Date.parse(s)
   return Date.UTC(year, month - 1, day, hour, minute, second, ms)
 }

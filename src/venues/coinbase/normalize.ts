@@ -36,7 +36,8 @@ type Outcome = DecodeError | undefined | typeof unreadable
 const ignoredExchangeTypes: ReadonlySet<string> = new Set(["subscriptions", "ticker", "ticker_batch", "status"])
 const ignoredAdvancedChannels: ReadonlySet<string> = new Set(["subscriptions", "ticker", "ticker_batch", "status", "candles"])
 
-const time = isoMillis
+/** Before this no Coinbase message can be dated: an earlier time is a placeholder, not a time. */
+const earliestPlausible = Date.UTC(2014, 0, 1)
 
 /** What the decoder learned besides records: heartbeats carry the venue's last trade id per product. */
 export interface CoinbaseObservations {
@@ -58,6 +59,21 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
   let ordinal = 0
   let ordinalAtFrame = 0
   const failure = decodeFailure(venue)
+  /**
+   * A message's time as stated. Some Exchange l2updates carry
+   * "0001-01-01T00:00:00.000000Z" (unknown): they take the previous message's
+   * time instead, or 0 (unknown: the book keeps its last known time) when none
+   * came before.
+   */
+  let lastKnownTime = 0
+  const time = (stated: string): number => {
+    const at = isoMillis(stated)
+    if (at >= earliestPlausible) {
+      lastKnownTime = at
+      return at
+    }
+    return lastKnownTime
+  }
 
   const exchangeMessage = (data: Record<string, unknown>, frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     switch (data.type) {
@@ -182,7 +198,7 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
     }
   }
 
-  return withSchemaFallback((frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
+  const decode = withSchemaFallback((frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     const parsed = parseFrame(frame, { arrays: false })
     if (typeof parsed === "string") return failure("unknown", parsed, frame)
     if ("channel" in parsed && "events" in parsed) return advancedMessage(parsed, frame, out, fast)
@@ -196,4 +212,5 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
       ordinal = ordinalAtFrame
     }
   })
+  return decode
 }
