@@ -1,6 +1,9 @@
 /** The Binance normalizer on every recorded real frame, and on documented formats the recordings lack. */
 import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
 import type { NormalizedRecord } from "../src/domain/records.ts"
+import { RowBatch } from "../src/domain/rows.ts"
+import { defaultPipelineSettings, makeProcessor, makeVenueRuntime } from "../src/pipeline/runtime.ts"
 import { binance, binanceFutures } from "../src/venues/binance/index.ts"
 import { binanceFutures as futuresRecording, binanceSpot as spotRecording } from "./support/fixtures.ts"
 
@@ -72,6 +75,24 @@ describe("binance normalizer", () => {
     assert.strictEqual(funding.markPrice, 11794.15)
     assert.strictEqual(funding.nextFundingTime, 1562306400000)
     assert.strictEqual(funding.details.estimated_settle_price, 11784.25641265)
+  })
+
+  it("stores no funding for a dated contract: its markPrice carries r \"\" and T 0 (documented), a mark price only", () => {
+    const frame = JSON.stringify({
+      stream: "btcusdt_261225@markPrice@1s",
+      data: { e: "markPriceUpdate", E: 1_790_000_000_000, s: "BTCUSDT_261225", p: "97000.10000000", i: "95000.20000000", P: "96950.00000000", r: "", T: 0 }
+    })
+    const out: Array<NormalizedRecord> = []
+    assert.isUndefined(binanceFutures.decodeFrame(frame, out))
+    assert.deepStrictEqual(out, [{ kind: "mark_price", venue: "binance-futures", symbol: "BTCUSDT_261225", markPrice: 97000.1, indexPrice: 95000.2, timestamp: 1_790_000_000_000 }])
+    // Through the processor: no funding row, and the mark price values the contract's open interest.
+    const runtime = makeVenueRuntime(defaultPipelineSettings, () => Effect.void)
+    runtime.instruments.add({ venue: "binance-futures", symbol: "BTCUSDT_261225", base: "BTC", quote: "USDT", kind: "future", contractSize: 1, inverse: false })
+    const processor = makeProcessor(runtime, "binance-futures", { sequenceRule: undefined, requestSnapshot: () => undefined })
+    const batch = new RowBatch()
+    processor.process([...out, { kind: "open_interest", venue: "binance-futures", symbol: "BTCUSDT_261225", openInterest: 2, timestamp: 1_790_000_000_500 }], 1_790_000_001_000, batch)
+    assert.strictEqual(batch.funding_rates.length, 0)
+    assert.strictEqual(batch.open_interest[0]!.openInterestUsd, 194_000.2)
   })
 
   it("reads forceOrder (documented format) as a liquidation sized by filled quantity", () => {

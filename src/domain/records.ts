@@ -94,6 +94,17 @@ export const FundingUpdate = Schema.Struct({
 })
 export type FundingUpdate = typeof FundingUpdate.Type
 
+/** A mark price with no funding: a dated (delivery) contract's `markPrice` stream. Values open interest; stores nothing. */
+export const MarkPriceReading = Schema.Struct({
+  kind: Schema.Literal("mark_price"),
+  venue: Schema.String,
+  symbol: Schema.String,
+  markPrice: Schema.Number,
+  indexPrice: Schema.NullOr(Schema.Number),
+  timestamp: Schema.Number
+})
+export type MarkPriceReading = typeof MarkPriceReading.Type
+
 export const OpenInterestReading = Schema.Struct({
   kind: Schema.Literal("open_interest"),
   venue: Schema.String,
@@ -204,6 +215,7 @@ export const NormalizedRecord = Schema.Union([
   BookDelta,
   BookSnapshot,
   FundingUpdate,
+  MarkPriceReading,
   OpenInterestReading,
   VolatilityIndexReading,
   OptionQuote,

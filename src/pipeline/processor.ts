@@ -89,6 +89,9 @@ export class RecordProcessor {
           if (record.markPrice !== null) this.markPrices.set(record.symbol, record.markPrice)
           this.funding.observe(record, out.funding_rates)
           break
+        case "mark_price":
+          this.markPrices.set(record.symbol, record.markPrice)
+          break
         case "open_interest":
           this.openInterest(record, out)
           break

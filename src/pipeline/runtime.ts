@@ -127,7 +127,7 @@ export interface FreshnessHook {
 }
 
 const freshnessChannel = (record: NormalizedRecord): string | undefined =>
-  record.kind === "trade" ? "trades" : record.kind === "book_delta" ? "book" : record.kind === "funding" ? "funding" : undefined
+  record.kind === "trade" ? "trades" : record.kind === "book_delta" ? "book" : record.kind === "funding" || record.kind === "mark_price" ? "funding" : undefined
 
 export const makeFrameHandler = (
   venue: VenueDefinition,

@@ -72,6 +72,11 @@ export const makeDecoder = (venue: string) => {
         const decoded = decodeMarkPrice(data)
         if (Result.isFailure(decoded)) return failure("markPrice", decoded.failure.message, frame)
         const m = decoded.success
+        // Dated (delivery) contracts publish `r: ""` and `T: 0`: no funding, only a mark price.
+        if (m.r === "" || m.T === 0) {
+          out.push({ kind: "mark_price", venue, symbol: m.s, markPrice: m.p, indexPrice: m.i, timestamp: m.E })
+          return undefined
+        }
         out.push({
           kind: "funding",
           venue,

@@ -78,7 +78,9 @@ export const MarkPriceUpdate = Schema.Struct({
   p: Decimal,
   i: Decimal,
   P: Schema.optional(Decimal),
-  r: Decimal,
+  /** The funding rate; "" on dated (delivery) contracts, which have none. */
+  r: Schema.Union([Schema.Literal(""), Decimal]),
+  /** The next funding time; 0 on dated contracts. */
   T: Schema.Number
 })
 
