@@ -86,6 +86,29 @@ describe("coinbase normalizer", () => {
     assert.deepStrictEqual(rows.map((r) => r.timestamp), [Date.parse("2026-08-09T12:00:00.123Z")])
   })
 
+  it("keeps a snapshot with one unreadable level: the level dropped and counted, the book not refused whole", () => {
+    const decode = makeDecoder("coinbase")
+    const out: Array<NormalizedRecord> = []
+    const exchange = decode('{"type":"snapshot","product_id":"BTC-USD","bids":[["50000.00","1.5"],["49999.00","oops"]],"asks":[["50001.00","2"]]}', out)
+    assert.strictEqual(exchange?.dropped, 1)
+    assert.deepInclude(out[0]!, { kind: "book_snapshot", symbol: "BTC-USD", bids: [[50000, 1.5]], asks: [[50001, 2]] })
+    const advanced = decode(JSON.stringify({
+      channel: "l2_data", client_id: "", timestamp: "2026-08-09T12:00:00Z", sequence_num: 1,
+      events: [{ type: "snapshot", product_id: "ETH-USD", updates: [
+        { side: "bid", event_time: "2026-08-09T12:00:00Z", price_level: "3000.1", new_quantity: "1" },
+        { side: "bid", event_time: "2026-08-09T12:00:00Z", price_level: null, new_quantity: "1" },
+        { side: "offer", event_time: "2026-08-09T12:00:00Z", price_level: "3000.2", new_quantity: "4" }
+      ] }]
+    }), out)
+    assert.strictEqual(advanced?.dropped, 1)
+    assert.deepInclude(out[1]!, { kind: "book_snapshot", symbol: "ETH-USD", bids: [[3000.1, 1]], asks: [[3000.2, 4]] })
+    // An update is never salvaged: a lost change would corrupt the book, so it is refused and the book resynced.
+    const update = decode('{"type":"l2update","product_id":"BTC-USD","changes":[["buy","50000.00","x"]],"time":"2026-08-09T12:00:00Z"}', out)
+    assert.isUndefined(update?.dropped)
+    assert.strictEqual(update?._tag, "DecodeError")
+    assert.strictEqual(out.length, 2)
+  })
+
   it("reads the same session in the Advanced Trade format: same trades, same sides, same books", () => {
     const frames = session()
     const exchange = decodeAll(frames)

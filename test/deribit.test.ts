@@ -11,7 +11,7 @@ import { Effect } from "effect"
 import { BookSync } from "../src/book/sync.ts"
 import type { NormalizedRecord, OptionQuote, Trade } from "../src/domain/records.ts"
 import { makeDecoder, tradeRecord } from "../src/venues/deribit/normalize.ts"
-import { type DeribitInstrument, instrumentFrom } from "../src/venues/deribit/instruments.ts"
+import { decodeInstruments, type DeribitInstrument, instrumentFrom } from "../src/venues/deribit/instruments.ts"
 import { InstrumentRegistry } from "../src/domain/instruments.ts"
 import { LargeTradeDetector } from "../src/domain/large-trades.ts"
 import { ReferencePrices } from "../src/domain/valuation.ts"
@@ -117,6 +117,17 @@ describe("deribit normalizer", () => {
       assert.strictEqual(row.side, side, `liquidation ${flag}`)
       assert.deepInclude(row.metadata as object, { taker_side: "sell", liquidated_side: liquidated, liquidation: flag })
     }
+  })
+
+  it("keeps the instruments of a get_instruments answer when one listing is odd (a combo without expiration_timestamp)", () => {
+    const listings = JSON.parse(recording("DERIBIT.0").rest.find((r) => r.url.includes("get_instruments"))!.body).result
+    const combo = { instrument_name: "BTC-FS-27DEC26_PERP", kind: "future_combo", base_currency: "BTC", quote_currency: "USD", contract_size: 10 }
+    const decoded = decodeInstruments({ jsonrpc: "2.0", result: [...listings.slice(0, 5), combo, ...listings.slice(5)] })
+    assert.isTrue(decoded._tag === "Success")
+    const { kept, dropped, problem } = (decoded as any).success
+    assert.strictEqual(kept.length, listings.length)
+    assert.strictEqual(dropped, 1)
+    assert.include(problem, "expiration_timestamp")
   })
 
   it("reads DVOL, perpetual funding and JSON-RPC errors; heartbeats are not data", () => {

@@ -21,12 +21,17 @@ export class FeedStaleError extends Schema.TaggedError<FeedStaleError>()("FeedSt
 /** The venue broke its own protocol (an error event, a failed subscription, a lifetime rotation). */
 export class FeedProtocolError extends Schema.TaggedError<FeedProtocolError>()("FeedProtocolError", feedFields) {}
 
-/** A frame or REST body that does not match the venue's documented format. */
+/**
+ * A frame or REST body that does not match the venue's documented format.
+ * With `dropped`, the message was read but for that many unreadable elements
+ * (book levels, instruments), which were left out: the rest was kept.
+ */
 export class DecodeError extends Schema.TaggedError<DecodeError>()("DecodeError", {
   venue: Schema.String,
   channel: Schema.String,
   detail: Schema.String,
-  sample: Schema.String
+  sample: Schema.String,
+  dropped: Schema.optional(Schema.Number)
 }) {}
 
 /** HTTP 429 (or an exhausted local budget): back off until `retryAfterMs`. */

@@ -51,6 +51,34 @@ export const wireReader = <S extends Schema.Decoder<unknown>>(schema: S) => (fas
   }
 }
 
+/** What decoding an array element by element kept and dropped. */
+export interface Salvaged<A> {
+  readonly kept: Array<A>
+  readonly dropped: number
+  /** Why the first dropped element was refused. */
+  readonly problem: string | undefined
+}
+
+/**
+ * Decodes an array element by element: one unreadable element (a book level,
+ * an odd instrument) is dropped and counted, never the whole message refused
+ * for it. Undefined when `items` is not an array at all.
+ */
+export const decodeEach = <S extends Schema.Decoder<unknown>>(schema: S) => {
+  const decode = Schema.decodeUnknownResult(schema)
+  return (items: unknown): Salvaged<S["Type"]> | undefined => {
+    if (!Array.isArray(items)) return undefined
+    const kept: Array<S["Type"]> = []
+    let problem: string | undefined
+    for (const item of items) {
+      const result = decode(item)
+      if (Result.isSuccess(result)) kept.push(result.success)
+      else problem ??= result.failure.message
+    }
+    return { kept, dropped: items.length - kept.length, problem }
+  }
+}
+
 export type FrameDecoder<R> = ((frame: string, out: Array<R>) => DecodeError | undefined) & {
   /** The same decoder with the Schemas alone (tests hold the two equal). */
   readonly schemaOnly: (frame: string, out: Array<R>) => DecodeError | undefined

@@ -20,6 +20,10 @@ export const feedDecodeErrors = Metric.counter("feed_decode_errors_total", {
   description: "Frames that did not match the venue's documented format, per feed",
   incremental: true
 })
+export const elementsDropped = Metric.counter("elements_dropped_total", {
+  description: "Unreadable elements (a book level, an instrument) left out of otherwise readable messages, per venue and source; the rest was kept",
+  incremental: true
+})
 export const feedConnected = Metric.gauge("feed_connected", { description: "1 while the feed's socket is open" })
 export const streamsStale = Metric.counter("streams_stale_total", {
   description: "Streams (channel x symbol) found silent while their socket stayed busy, and resubscribed alone",

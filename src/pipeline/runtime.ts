@@ -10,7 +10,8 @@ import { InstrumentRegistry } from "../domain/instruments.ts"
 import type { NormalizedRecord } from "../domain/records.ts"
 import { RowBatch } from "../domain/rows.ts"
 import { ReferencePrices } from "../domain/valuation.ts"
-import { bookResyncs, feedDecodeErrors, feedRecords, tradesUnvalued } from "../observability/metrics.ts"
+import { bookResyncs, elementsDropped, feedDecodeErrors, feedRecords, tradesUnvalued } from "../observability/metrics.ts"
+import type { DecodeError } from "../domain/errors.ts"
 import type { VenueDefinition } from "../venues/venue.ts"
 import type { TradeContinuity } from "../gaps/continuity.ts"
 import { defaultFreshness, type FreshnessMonitor, type FreshnessOptions } from "../feed/freshness.ts"
@@ -145,9 +146,13 @@ export const makeFrameHandler = (
       const normalized: Array<NormalizedRecord> = []
       let errors = 0
       let firstError: string | undefined
+      let partial: DecodeError | undefined
       for (const frame of frames) {
         const error = venue.decodeFrame(frame, normalized)
-        if (error !== undefined) {
+        if (error === undefined) continue
+        // A message read but for a few unreadable elements: its records are kept, the elements counted.
+        if (error.dropped !== undefined) partial = error
+        else {
           errors++
           firstError ??= `${error.channel}: ${error.detail} | ${error.sample}`
         }
@@ -168,6 +173,7 @@ export const makeFrameHandler = (
         if (batch.size > 0) yield* emit(batch)
         if (normalized.length > 0) yield* Metric.update(records, normalized.length)
         if (skipped > 0) yield* Metric.update(unvalued, skipped)
+        if (partial !== undefined) yield* reportDropped(partial)
         if (errors > 0) {
           yield* Metric.update(decodeErrors, errors)
           // Log the first few and then one in a hundred, so a broken feed cannot flood the log.
@@ -178,6 +184,15 @@ export const makeFrameHandler = (
       })
     })
 }
+
+/** Elements left out of a message that was otherwise kept: a metric and a warning saying what and why. */
+export const reportDropped = (error: DecodeError) =>
+  Effect.gen(function*() {
+    yield* Metric.update(Metric.withAttributes(elementsDropped, { venue: error.venue, source: error.channel }), error.dropped ?? 0)
+    yield* Effect.logWarning("unreadable elements dropped; the rest of the message was kept").pipe(
+      Effect.annotateLogs({ venue: error.venue, source: error.channel, dropped: error.dropped, detail: error.detail })
+    )
+  })
 
 export const countResync = (venue: string, reason: string) =>
   Metric.update(Metric.withAttributes(bookResyncs, { venue, reason }), 1)

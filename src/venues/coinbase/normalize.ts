@@ -15,7 +15,7 @@
  * best bid, none the other way: the label is the maker's.
  */
 import { Result, Schema } from "effect"
-import type { DecodeError } from "../../domain/errors.ts"
+import { DecodeError } from "../../domain/errors.ts"
 import { decodeFailure, isoMillis, parseFrame, unreadable, WireFailure, withSchemaFallback } from "../../domain/frames.ts"
 import type { Level, NormalizedRecord } from "../../domain/records.ts"
 import {
@@ -25,7 +25,9 @@ import {
   readAdvancedTradesEvent,
   readExchangeL2Snapshot,
   readExchangeL2Update,
-  readExchangeMatch
+  readExchangeMatch,
+  salvageAdvancedL2Snapshot,
+  salvageExchangeL2Snapshot
 } from "./wire.ts"
 
 const decodeHeartbeat = Schema.decodeUnknownResult(ExchangeHeartbeat)
@@ -55,10 +57,19 @@ const productOf = (data: unknown): string | undefined =>
     ? (data as { product_id: string }).product_id
     : undefined
 
+const levelsOf = (updates: ReadonlyArray<{ readonly side: "bid" | "offer"; readonly price_level: number; readonly new_quantity: number }>) => {
+  const bids: Array<Level> = []
+  const asks: Array<Level> = []
+  for (const u of updates) (u.side === "bid" ? bids : asks).push([u.price_level, u.new_quantity])
+  return { bids, asks }
+}
+
 export const makeDecoder = (venue: string, observations: CoinbaseObservations = {}) => {
   let ordinal = 0
   let ordinalAtFrame = 0
   const failure = decodeFailure(venue)
+  const dropped = (channel: string, salvaged: { readonly dropped: number; readonly problem: string | undefined }, frame: string) =>
+    new DecodeError({ venue, channel, detail: `dropped ${salvaged.dropped} unreadable level(s), kept the rest: ${salvaged.problem ?? ""}`, sample: frame.slice(0, 200), dropped: salvaged.dropped })
   /**
    * A message's time as stated. Some Exchange l2updates carry
    * "0001-01-01T00:00:00.000000Z" (unknown): they take the previous message's
@@ -100,8 +111,13 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
         const s = readExchangeL2Snapshot(data, fast)
         if (s === undefined) return unreadable
         if (s instanceof WireFailure) {
-          observations.onBookLoss?.(productOf(data))
-          return failure("level2", s.message, frame)
+          const salvaged = salvageExchangeL2Snapshot(data)
+          if (salvaged === undefined || salvaged.bids.length + salvaged.asks.length === 0) {
+            observations.onBookLoss?.(productOf(data))
+            return failure("level2", s.message, frame)
+          }
+          out.push({ kind: "book_snapshot", venue, symbol: salvaged.product_id, sequence: ++ordinal, bids: salvaged.bids, asks: salvaged.asks, timestamp: 0 })
+          return dropped("level2", salvaged, frame)
         }
         // The Exchange snapshot carries no time: 0 (unknown) keeps stored rows' ids independent of when it was read.
         out.push({ kind: "book_snapshot", venue, symbol: s.product_id, sequence: ++ordinal, bids: s.bids, asks: s.asks, timestamp: 0 })
@@ -172,24 +188,30 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
         return undefined
       }
       case "l2_data": {
+        let partial: DecodeError | undefined
         for (const raw of events) {
           const e = readAdvancedL2Event(raw, fast)
           if (e === undefined) return unreadable
           if (e instanceof WireFailure) {
-            observations.onBookLoss?.(productOf(raw))
-            return failure(channel, e.message, frame)
+            const salvaged = salvageAdvancedL2Snapshot(raw)
+            if (salvaged === undefined || salvaged.updates.length === 0) {
+              observations.onBookLoss?.(productOf(raw))
+              return failure(channel, e.message, frame)
+            }
+            // A snapshot short of a few unreadable levels is still the book; the rest of the message is read on.
+            partial = dropped(channel, salvaged, frame)
+            const n = ++ordinal
+            out.push({ kind: "book_snapshot", venue, symbol: salvaged.product_id, sequence: n, ...levelsOf(salvaged.updates), timestamp: at })
+            continue
           }
-          const bids: Array<Level> = []
-          const asks: Array<Level> = []
-          for (const u of e.updates) (u.side === "bid" ? bids : asks).push([u.price_level, u.new_quantity])
           const n = ++ordinal
           out.push(
             e.type === "snapshot"
-              ? { kind: "book_snapshot", venue, symbol: e.product_id, sequence: n, bids, asks, timestamp: at }
-              : { kind: "book_delta", venue, symbol: e.product_id, firstSequence: n, lastSequence: n, bids, asks, timestamp: at }
+              ? { kind: "book_snapshot", venue, symbol: e.product_id, sequence: n, ...levelsOf(e.updates), timestamp: at }
+              : { kind: "book_delta", venue, symbol: e.product_id, firstSequence: n, lastSequence: n, ...levelsOf(e.updates), timestamp: at }
           )
         }
-        return undefined
+        return partial
       }
       case "heartbeats":
         return undefined

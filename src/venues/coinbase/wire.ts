@@ -6,7 +6,7 @@
  * numbers here, once.
  */
 import { Schema } from "effect"
-import { decimal, decimalPairs, isRecord, wireReader } from "../../domain/frames.ts"
+import { decimal, decimalPairs, decodeEach, isRecord, wireReader } from "../../domain/frames.ts"
 
 const Decimal = Schema.FiniteFromString
 const IsoTime = Schema.String
@@ -50,6 +50,21 @@ export const readExchangeL2Snapshot = wireReader(ExchangeL2Snapshot)((u) => {
   const asks = decimalPairs(u.asks)
   return bids === undefined || asks === undefined ? undefined : { type: "snapshot", product_id: u.product_id, bids, asks }
 })
+
+const eachLevel = decodeEach(Schema.Tuple([Decimal, Decimal]))
+
+/**
+ * A snapshot the Schema refused, read level by level: the readable levels and
+ * how many were not. Refusing it whole would resubscribe for ever if Coinbase
+ * kept serving the same odd level.
+ */
+export const salvageExchangeL2Snapshot = (u: unknown) => {
+  if (!isRecord(u) || u.type !== "snapshot" || typeof u.product_id !== "string") return undefined
+  const bids = eachLevel(u.bids)
+  const asks = eachLevel(u.asks)
+  if (bids === undefined || asks === undefined) return undefined
+  return { product_id: u.product_id, bids: bids.kept, asks: asks.kept, dropped: bids.dropped + asks.dropped, problem: bids.problem ?? asks.problem }
+}
 
 /** Exchange `l2update`: [side, price, new size]; a size of 0 removes the level. */
 export const ExchangeL2Update = Schema.Struct({
@@ -120,17 +135,28 @@ export const readAdvancedTradesEvent = wireReader(AdvancedTradesEvent)((u) => {
   return { type, trades: read }
 })
 
+const AdvancedL2Update = Schema.Struct({
+  side: Schema.Literals(["bid", "offer"]),
+  event_time: IsoTime,
+  price_level: Decimal,
+  new_quantity: Decimal
+})
+
 /** Advanced Trade `l2_data` event: `new_quantity` is the level's new size (0 removes it), not a delta. */
 export const AdvancedL2Event = Schema.Struct({
   type: Schema.Literals(["snapshot", "update"]),
   product_id: Schema.String,
-  updates: Schema.Array(Schema.Struct({
-    side: Schema.Literals(["bid", "offer"]),
-    event_time: IsoTime,
-    price_level: Decimal,
-    new_quantity: Decimal
-  }))
+  updates: Schema.Array(AdvancedL2Update)
 })
+
+const eachAdvancedUpdate = decodeEach(AdvancedL2Update)
+
+/** An Advanced Trade snapshot event the Schema refused, read level by level (updates are never salvaged: a lost change corrupts the book). */
+export const salvageAdvancedL2Snapshot = (u: unknown) => {
+  if (!isRecord(u) || u.type !== "snapshot" || typeof u.product_id !== "string") return undefined
+  const updates = eachAdvancedUpdate(u.updates)
+  return updates === undefined ? undefined : { product_id: u.product_id, updates: updates.kept, dropped: updates.dropped, problem: updates.problem }
+}
 
 export const readAdvancedL2Event = wireReader(AdvancedL2Event)((u) => {
   if (!isRecord(u)) return undefined

@@ -15,7 +15,7 @@ const fromRest = (response: RecordedRest): {
 } => {
   if (!new URL(response.url).pathname.endsWith("/public/get_instruments")) return {}
   const decoded = decodeInstruments(JSON.parse(response.body))
-  return decoded._tag === "Success" ? { instruments: decoded.success.result.map((i) => instrumentFrom(venue, i)) } : {}
+  return decoded._tag === "Success" ? { instruments: decoded.success.kept.map((i) => instrumentFrom(venue, i)) } : {}
 }
 
 export const deribit: VenueDefinition = {

@@ -1,12 +1,21 @@
 /** Deribit REST results -> instruments and records. */
-import { Schema } from "effect"
+import { Result, Schema } from "effect"
 import type { Instrument } from "../../domain/instruments.ts"
 import type { OpenInterestReading, OptionQuote, Trade } from "../../domain/records.ts"
 import { isOption, parseOptionName, tradeRecord } from "./normalize.ts"
-import { BookSummaries, DeribitTicker, Instruments, TradesPage } from "./wire.ts"
+import { decodeEach, type Salvaged } from "../../domain/frames.ts"
+import { BookSummaries, DeribitTicker, Instrument as InstrumentListing, TradesPage } from "./wire.ts"
 
 const rpcResult = <S extends Schema.Top>(schema: S) => Schema.Struct({ result: schema })
-export const decodeInstruments = Schema.decodeUnknownResult(rpcResult(Instruments))
+const decodeInstrumentList = Schema.decodeUnknownResult(rpcResult(Schema.Array(Schema.Unknown)))
+const eachInstrument = decodeEach(InstrumentListing)
+/**
+ * `public/get_instruments`, instrument by instrument: one odd listing (a combo
+ * without `expiration_timestamp`, a new kind) is dropped and counted, never the
+ * whole answer refused for it.
+ */
+export const decodeInstruments = (body: unknown): Result.Result<Salvaged<typeof InstrumentListing.Type>, Schema.SchemaError> =>
+  Result.map(decodeInstrumentList(body), ({ result }) => eachInstrument(result)!)
 export const decodeBookSummaries = Schema.decodeUnknownResult(rpcResult(BookSummaries))
 export const decodeTradesPage = Schema.decodeUnknownResult(rpcResult(TradesPage))
 export const decodeTicker = Schema.decodeUnknownResult(rpcResult(DeribitTicker))
@@ -40,7 +49,7 @@ export const optionQuoteFrom = (
 }
 
 
-export type DeribitInstrument = (typeof Instruments.Type)[number]
+export type DeribitInstrument = typeof InstrumentListing.Type
 
 /** "reversed" is Deribit's word for inverse; listings older than that field are inverse when quoted in USD. */
 export const isInverse = (i: DeribitInstrument): boolean => {

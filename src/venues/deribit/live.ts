@@ -21,7 +21,8 @@ import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
 import type { GapChannel } from "../../gaps/ledger.ts"
 import type { NormalizedRecord, Trade } from "../../domain/records.ts"
-import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
+import { makeFrameHandler, makeProcessor, reportDropped, type VenueRuntime } from "../../pipeline/runtime.ts"
+import { DecodeError } from "../../domain/errors.ts"
 import {
   chunk,
   connectionOpened,
@@ -72,7 +73,10 @@ export const runDeribit = (definition: VenueDefinition) => (runtime: VenueRuntim
           `${venue} instruments ${currency} ${kind}`,
           fetchDecoded(gate, `${rest}/public/get_instruments?currency=${currency}&kind=${kind}&expired=false`, 1, decodeInstruments)
         )
-        for (const i of listed.result) {
+        if (listed.dropped > 0) {
+          yield* reportDropped(new DecodeError({ venue, channel: `get_instruments ${currency} ${kind}`, detail: listed.problem ?? "", sample: "", dropped: listed.dropped }))
+        }
+        for (const i of listed.kept) {
           runtime.instruments.add(instrumentFrom(venue, i))
           ;(kind === "future" ? futures : options).set(i.instrument_name, i)
         }

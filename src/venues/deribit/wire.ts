@@ -158,7 +158,7 @@ export const VolatilityIndex = Schema.Struct({
 })
 
 /** `public/get_instruments`. */
-export const Instruments = Schema.Array(Schema.Struct({
+export const Instrument = Schema.Struct({
   instrument_name: Schema.String,
   kind: Schema.String,
   base_currency: Schema.String,
@@ -173,7 +173,8 @@ export const Instruments = Schema.Array(Schema.Struct({
   is_active: Schema.optional(Schema.Boolean),
   instrument_type: Schema.optional(Schema.String),
   future_type: Schema.optional(Schema.String)
-}))
+})
+export const Instruments = Schema.Array(Instrument)
 
 /** `public/get_book_summary_by_currency`: one entry per instrument of the currency and kind. */
 export const BookSummaries = Schema.Array(Schema.Struct({
