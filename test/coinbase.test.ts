@@ -6,7 +6,8 @@
  * by its sequence_num and the connection's books resynced.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { ConfigProvider, Effect } from "effect"
+import { coinbaseConfig } from "../src/venues/coinbase/live.ts"
 import { SqlClient } from "effect/sql"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeCoinbase } from "./fake/coinbase.ts"
@@ -39,6 +40,14 @@ const large = (m: any) => m.product_id.endsWith("-USD") && Number(m.price) * Num
 const storedTrades = withDatabase(SqlClient.SqlClient.use((sql) =>
   sql<{ trade_id: string; symbol: string }>`SELECT trade_id, symbol FROM large_trades WHERE exchange = 'coinbase'`
 ))
+
+describe("coinbase defaults", () => {
+  it.effect("budgets public REST at Coinbase's sustained 10 requests/s (15 is only the burst)", () =>
+    Effect.gen(function*() {
+      const config = yield* coinbaseConfig
+      assert.strictEqual(config.requestsPerSecond, 10)
+    }).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: {} })))))
+})
 
 describe.each(["advanced", "exchange"] as const)("coinbase on the %s feed", (feed) => {
   it.live("stores every USD-valued trade right, converts GBP at a live cross rate, leaves EUR and BTC quotes unvalued, keeps books live", () =>

@@ -40,6 +40,18 @@ describe("feed supervision", () => {
     assert.strictEqual(backoffDelay(defaultBackoff, 30, 0), 15_000)
   })
 
+  it.live("names the cause of a connection failure in /health (connection refused, not just \"open failed\")", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const fake = yield* withFake
+      const base = yield* serviceAgainst(fake, { BINANCE_FUTURES_WS_URL: "ws://127.0.0.1:1" })
+      const feed = yield* eventually("a failed connection", Effect.map(feedsOf(base), (feeds) => {
+        const public_ = feeds.get("binance-futures/public")
+        return public_?.last_error ? public_ : undefined
+      }), 20_000)
+      assert.include(feed.last_error, "FeedConnectError")
+      assert.include(feed.last_error, "ECONNREFUSED (connection refused)")
+    })))
+
   it.live("reconnects dropped sockets and resyncs their books", () =>
     Effect.scoped(Effect.gen(function*() {
       const fake = yield* withFake

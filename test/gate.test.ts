@@ -1,6 +1,10 @@
 /** The REST gate on virtual time: weight budget, 429 + Retry-After, 418 ban, circuit breaker. */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Fiber, Layer } from "effect"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
+import { NodeHttpClient } from "@effect/platform-node"
+import { Clock, ConfigProvider, Effect, Fiber, Layer } from "effect"
+import { defaultUserAgent } from "../src/version.ts"
 import { HttpClient, HttpClientResponse } from "effect/http"
 import { TestClock } from "effect/testing"
 import { defaultGateOptions, makeRestGate } from "../src/rest/gate.ts"
@@ -100,4 +104,35 @@ describe("REST gate", () => {
       yield* Fiber.join(waiting)
       assert.strictEqual(calls.length, 2)
     }))
+
+  it.live("introduces itself on every call (User-Agent), POSTs forms, and names a transport failure's cause", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const seen: Array<{ method: string; agent: string | undefined; type: string | undefined; body: string }> = []
+      const server = createServer((req, res) => {
+        let body = ""
+        req.on("data", (chunk) => (body += chunk))
+        req.on("end", () => {
+          seen.push({ method: req.method!, agent: req.headers["user-agent"], type: req.headers["content-type"], body })
+          res.writeHead(200, { "content-type": "application/json" }).end("{}")
+        })
+      })
+      yield* Effect.acquireRelease(Effect.promise(() => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))), () =>
+        Effect.promise(() => new Promise<void>((resolve) => server.close(() => resolve()))))
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+      const gate = yield* makeRestGate(defaultGateOptions("test", 100))
+      yield* gate.getJson(`${url}/products`, 1)
+      yield* gate.getJson(`${url}/v0/timeseries.get_range`, 1, { form: { dataset: "GLBX.MDP3", schema: "statistics" } })
+      assert.deepStrictEqual(seen[0], { method: "GET", agent: defaultUserAgent, type: undefined, body: "" })
+      assert.match(defaultUserAgent, /^market-data-service\/\d+\.\d+\.\d+$/)
+      assert.deepStrictEqual(seen[1], { method: "POST", agent: defaultUserAgent, type: "application/x-www-form-urlencoded", body: "dataset=GLBX.MDP3&schema=statistics" })
+      const configured = yield* makeRestGate(defaultGateOptions("test", 100)).pipe(
+        Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { USER_AGENT: "acme-research/2" } })))
+      )
+      yield* configured.getJson(`${url}/products`, 1)
+      assert.strictEqual(seen[2]!.agent, "acme-research/2")
+      // Nothing listens on port 1 of loopback: the error says "connection refused", not just "Transport error".
+      const refused = yield* Effect.flip(gate.getJson("http://127.0.0.1:1/products", 1))
+      assert.strictEqual(refused._tag, "RestError")
+      assert.include(refused.detail, "ECONNREFUSED (connection refused)")
+    }).pipe(Effect.provide(NodeHttpClient.layerUndici))))
 })

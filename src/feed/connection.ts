@@ -6,6 +6,7 @@
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Metric, Random, type Scope } from "effect"
 import { Socket } from "effect/socket"
 import { FeedClosedError, FeedConnectError, type FeedError, FeedStaleError } from "../domain/errors.ts"
+import { transportCause } from "../domain/transport.ts"
 import { feedConnected, feedMessages, feedReconnects } from "../observability/metrics.ts"
 import type { FeedStatus } from "./status.ts"
 
@@ -55,10 +56,14 @@ const describeSocketError = (error: Socket.SocketError): string => {
   switch (reason._tag) {
     case "SocketCloseError":
       return `closed with code ${reason.code}${reason.closeReason ? `: ${reason.closeReason}` : ""}`
-    case "SocketOpenError":
-      return `open failed (${reason.kind})`
-    default:
-      return reason._tag
+    case "SocketOpenError": {
+      const cause = transportCause(reason.cause)
+      return `open failed (${reason.kind === "Timeout" ? "timed out" : "error"})${cause === undefined ? "" : `: ${cause}`}`
+    }
+    default: {
+      const cause = transportCause(reason.cause)
+      return cause === undefined ? reason._tag : `${reason._tag}: ${cause}`
+    }
   }
 }
 

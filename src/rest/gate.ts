@@ -5,8 +5,10 @@
  * calls in flight, and a circuit breaker for a venue that keeps failing.
  * It reads the Effect Clock, so TestClock drives it in tests.
  */
-import { Clock, Duration, Effect, Metric, Semaphore } from "effect"
-import { HttpClient } from "effect/http"
+import { Clock, Config, Duration, Effect, Metric, Semaphore } from "effect"
+import { HttpClient, HttpClientRequest } from "effect/http"
+import { transportCause } from "../domain/transport.ts"
+import { defaultUserAgent } from "../version.ts"
 import { BannedError, RateLimitedError, RestError } from "../domain/errors.ts"
 import { restBanned, restRequests, restWeightUsed } from "../observability/metrics.ts"
 
@@ -50,17 +52,24 @@ export type RestFailure = RestError | RateLimitedError | BannedError
 
 export interface RestRequest {
   readonly headers?: Record<string, string>
+  /** POST this form (`application/x-www-form-urlencoded`) instead of a GET: Databento's documented way. */
+  readonly form?: Record<string, string>
   /** The body is JSON lines (Databento): parsed into an array. */
   readonly lines?: boolean
 }
 
 export interface RestGate {
   readonly venue: string
-  /** GET a JSON body, spending `weight` of the budget first (waiting for it if needed). */
-  /** GET a JSON body (or, with `lines`, a JSON-lines body as an array) within the budget. */
+  /** GET (or POST a form) for a JSON body (or, with `lines`, a JSON-lines body as an array), spending `weight` of the budget first. */
   readonly getJson: (url: string, weight: number, request?: RestRequest) => Effect.Effect<unknown, RestFailure>
   readonly setWeightLimit: (limit: number) => void
   readonly state: () => RestGateState
+}
+
+/** An HTTP client failure with what lies under it (DNS, refused, TLS, timeout), not just "Transport error". */
+const describeHttpError = (error: { readonly message: string }): string => {
+  const cause = transportCause((error as { reason?: unknown }).reason ?? error)
+  return cause === undefined || error.message.includes(cause) ? error.message : `${error.message}: ${cause}`
 }
 
 const retryAfterMs = (header: string | undefined, fallback: number): number => {
@@ -68,9 +77,13 @@ const retryAfterMs = (header: string | undefined, fallback: number): number => {
   return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : fallback
 }
 
+/** USER_AGENT: what every REST call says it is (default market-data-service/<version>). */
+export const userAgentConfig = Config.String("USER_AGENT").pipe(Config.withDefault(defaultUserAgent))
+
 export const makeRestGate = (options: RestGateOptions) =>
   Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
+    const userAgent = yield* userAgentConfig
+    const client = (yield* HttpClient.HttpClient).pipe(HttpClient.mapRequest(HttpClientRequest.setHeader("user-agent", userAgent)))
     const inFlight = yield* Semaphore.make(options.maxInFlight)
     let weightLimit = options.weightLimit
     let windowStart = 0
@@ -130,13 +143,17 @@ export const makeRestGate = (options: RestGateOptions) =>
 
     const call = (url: string, request: RestRequest | undefined) =>
       Effect.gen(function*() {
-        const response = yield* client.get(url, request?.headers === undefined ? undefined : { headers: request.headers }).pipe(
+        const init = request?.headers === undefined ? undefined : { headers: request.headers }
+        const outgoing = request?.form === undefined
+          ? HttpClientRequest.get(url, init)
+          : HttpClientRequest.post(url, init).pipe(HttpClientRequest.bodyUrlParams(request.form))
+        const response = yield* client.execute(outgoing).pipe(
           Effect.timeoutOrElse({
             duration: Duration.millis(options.requestTimeoutMs),
             orElse: () => Effect.fail(new RestError({ venue: options.venue, url, detail: "request timed out" }))
           }),
           Effect.mapError((error) =>
-            error._tag === "RestError" ? error : new RestError({ venue: options.venue, url, detail: error.message })
+            error._tag === "RestError" ? error : new RestError({ venue: options.venue, url, detail: describeHttpError(error) })
           )
         )
         const now = yield* Clock.currentTimeMillis

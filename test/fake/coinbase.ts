@@ -289,6 +289,11 @@ export class FakeCoinbase {
   private answer(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? "/", this.httpUrl)
     this.restCalls.push(`${url.pathname}${url.search}`)
+    // As the real venue: a request without a User-Agent is refused.
+    if (req.headers["user-agent"] === undefined) {
+      res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ message: "User-Agent header is required" }))
+      return
+    }
     const failure = this.faults.takeFailure(url.pathname)
     if (failure !== undefined) {
       const headers: Record<string, string> = { "content-type": "application/json" }

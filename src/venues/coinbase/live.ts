@@ -51,7 +51,8 @@ export const coinbaseConfig = Config.all({
   restUrl: Config.String("COINBASE_REST_URL").pipe(Config.withDefault("https://api.exchange.coinbase.com")),
   productsPerConnection: Config.Int("COINBASE_PRODUCTS_PER_CONNECTION").pipe(Config.withDefault(10)),
   staleAfterMs: Config.Number("COINBASE_STALE_SECONDS").pipe(Config.withDefault(30), Config.map((s) => s * 1000)),
-  requestsPerSecond: Config.Int("COINBASE_REST_REQUESTS_PER_SECOND").pipe(Config.withDefault(15)),
+  // Coinbase's public REST allows 10 requests/s sustained (15 is only the burst).
+  requestsPerSecond: Config.Int("COINBASE_REST_REQUESTS_PER_SECOND").pipe(Config.withDefault(10)),
   credentials: Config.all({
     key: Config.String("COINBASE_API_KEY"),
     secret: Config.Redacted("COINBASE_API_SECRET"),
