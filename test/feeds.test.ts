@@ -129,4 +129,38 @@ describe("connection rotation", () => {
       const gaps = yield* getJson(`${base}/api/v1/exchange/gaps`)
       assert.strictEqual(gaps.body.data.count, 0)
     })), { timeout: 60_000 })
+
+  it.live("replaces a connection at once when Binance announces a server shutdown: no gap, no resync, every trade once", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
+      const fake = yield* Effect.acquireRelease(Effect.promise(() => FakeBinance.start({ frameIntervalMs: 5 })), (f) => Effect.promise(() => f.close()))
+      const port = freePort()
+      yield* startService({
+        DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "binance",
+        BINANCE_SYMBOLS: "NKNUSDT", BINANCE_WS_URL: fake.wsUrl, BINANCE_REST_URL: fake.httpUrl, LARGE_TRADE_THRESHOLD_DEFAULT: "1"
+      })
+      const base = `http://127.0.0.1:${port}`
+      yield* eventually("book live", Effect.map(feedsOf(base), (feeds) =>
+        [...feeds.values()].some((f) => f.books.some((b: any) => b.state === "live")) ? true : undefined))
+      // The notice, then the old sockets close 1.5 s later: long before the 23.5 h lifetime.
+      fake.announceShutdown("spot", 1500)
+      yield* eventually("the recording played out", Effect.sync(() => (fake.finished("spot") ? true : undefined)), 30_000)
+      const feeds = yield* feedsOf(base)
+      for (const feed of feeds.values()) {
+        assert.strictEqual(feed.rotations, 1, feed.feed)
+        assert.strictEqual(feed.reconnects, 0, `${feed.feed} was replaced before the venue closed it`)
+        for (const book of feed.books) assert.strictEqual(book.resyncs, 0)
+      }
+      const played = fake.played.filter((f) => f.stream.endsWith("@aggTrade") && f.data.s === "NKNUSDT")
+      assert.isAbove(played.length, 0)
+      const trades = yield* eventually("every trade stored", Effect.map(
+        getJson(`${base}/api/v1/exchange/large-trades?hours=1&limit=1000&exchange=binance&symbol=NKNUSDT`),
+        ({ body }) => (body.data.trades.length >= played.length ? body : undefined)
+      ))
+      assert.sameMembers(trades.data.trades.map((t: any) => t.trade_id), played.map((f) => String(f.data.a)))
+      const gaps = yield* getJson(`${base}/api/v1/exchange/gaps`)
+      assert.strictEqual(gaps.body.data.count, 0)
+      const metrics = yield* Effect.promise(() => fetch(`${base}/metrics`).then((r) => r.text()))
+      assert.notMatch(metrics, /feed_decode_errors_total\{[^}]*\} [1-9]/, "the notice is not a decode error")
+    })), { timeout: 60_000 })
 })

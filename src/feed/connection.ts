@@ -28,11 +28,13 @@ export interface FeedSpec<R = never> {
   readonly keepalive?: { readonly intervalMs: number; readonly message: string } | undefined
   /**
    * Called for every connection; `send` writes to that connection (subscriptions,
-   * resubscriptions). `handover` is true when it replaces a live connection.
+   * resubscriptions). `handover` is true when it replaces a live connection;
+   * `rotate` asks for this connection to be replaced now, make-before-break
+   * (the venue announced it will close it: Binance `serverShutdown`).
    */
   readonly openSession: (
     send: (message: string) => Effect.Effect<void>,
-    context: { readonly handover: boolean }
+    context: { readonly handover: boolean; readonly rotate: Effect.Effect<void> }
   ) => Effect.Effect<FeedSession, never, Scope.Scope | R>
 }
 
@@ -80,6 +82,8 @@ export interface SessionOptions {
   readonly handover: boolean
   /** Completed once the connection has delivered and handled its first frames. */
   readonly ready: Deferred.Deferred<void>
+  /** Completed when the session asks to be replaced before its lifetime is up. */
+  readonly rotation: Deferred.Deferred<void>
 }
 
 /**
@@ -108,7 +112,10 @@ export const runSession = <R>(spec: FeedSpec<R>, status: FeedStatus, options: Se
       })
     )
     const writer = yield* socket.writer
-    const session = yield* spec.openSession((message) => Effect.ignore(writer.write(message)), { handover: options.handover })
+    const session = yield* spec.openSession((message) => Effect.ignore(writer.write(message)), {
+      handover: options.handover,
+      rotate: Effect.asVoid(Deferred.succeed(options.rotation, undefined))
+    })
     for (const message of spec.subscribeMessages) {
       yield* writer.write(message).pipe(Effect.mapError(toFeedError(spec.feed, true)))
     }
@@ -154,6 +161,8 @@ const describeFailure = (cause: Cause.Cause<unknown>): { readonly tag: string; r
 
 /** How long a replacement connection may take to deliver before the rotation is abandoned (and retried). */
 const handoverTimeout = Duration.seconds(30)
+/** After a failed rotation the venue announced, the next try (Binance closes ~10 minutes after its notice). */
+const announcedRetry = Duration.seconds(5)
 
 /**
  * Runs a feed forever. Typed failures and defects alike are recorded and followed
@@ -168,19 +177,21 @@ export const superviseFeed = <R>(spec: FeedSpec<R>, status: FeedStatus, backoff:
     const start = (handover: boolean) =>
       Effect.gen(function*() {
         const ready = yield* Deferred.make<void>()
-        const fiber = yield* Effect.forkChild(Effect.exit(runSession(spec, status, { handover, ready })))
-        return { fiber, ready }
+        const rotation = yield* Deferred.make<void>()
+        const fiber = yield* Effect.forkChild(Effect.exit(runSession(spec, status, { handover, ready, rotation })))
+        return { fiber, ready, rotation }
       })
     while (true) {
       const startedAt = yield* Clock.currentTimeMillis
       let current = yield* start(false)
       let exit: Exit.Exit<void, unknown>
-      // Serve from `current` until it fails; rotate it whenever its lifetime is up.
+      // Serve from `current` until it fails; rotate it when its lifetime is up or the venue announces its end.
       while (true) {
-        const outcome = yield* Effect.raceFirst(
+        const outcome = yield* Effect.raceAll([
           Effect.map(Fiber.join(current.fiber), (exit) => ({ _tag: "ended" as const, exit })),
-          Effect.as(Effect.sleep(Duration.millis(spec.maxLifetimeMs)), { _tag: "rotate" as const })
-        )
+          Effect.as(Effect.sleep(Duration.millis(spec.maxLifetimeMs)), { _tag: "rotate" as const, announced: false }),
+          Effect.as(Deferred.await(current.rotation), { _tag: "rotate" as const, announced: true })
+        ])
         if (outcome._tag === "ended") {
           exit = outcome.exit
           break
@@ -193,11 +204,13 @@ export const superviseFeed = <R>(spec: FeedSpec<R>, status: FeedStatus, backoff:
           Effect.catch(() => Effect.succeed(false))
         )
         if (!delivered) {
-          // The old connection keeps serving; the next lifetime tick tries again.
+          // The old connection keeps serving; the next lifetime tick (or, when the venue announced
+          // the end, a retry shortly) tries again.
           yield* Fiber.interrupt(next.fiber)
           yield* Effect.logWarning("connection rotation failed; keeping the current connection").pipe(
-            Effect.annotateLogs({ feed: spec.feed })
+            Effect.annotateLogs({ feed: spec.feed, announced: outcome.announced })
           )
+          if (outcome.announced) yield* Effect.sleep(announcedRetry)
           continue
         }
         yield* Fiber.interrupt(current.fiber)

@@ -224,6 +224,19 @@ export class FakeBinance {
     for (const { ws } of this.markets[market].subscribers) if (ws.readyState === ws.OPEN) ws.send(text)
   }
 
+  /**
+   * Announces a server shutdown on every open connection of a market (the
+   * documented connection event) and closes those connections `closeAfterMs`
+   * later, as Binance does about ten minutes after its notice.
+   */
+  announceShutdown(market: Market, closeAfterMs: number): void {
+    const doomed = [...this.markets[market].subscribers].map(({ ws }) => ws).filter((ws) => ws.readyState === ws.OPEN)
+    for (const ws of doomed) ws.send(JSON.stringify({ event: { e: "serverShutdown", E: Date.now() } }))
+    this.later(closeAfterMs, () => {
+      for (const ws of doomed) ws.close(1001, "server shutdown")
+    })
+  }
+
   /** Every REST answer waits this long. */
   delayRest(ms: number): void {
     this.restDelayMs = ms

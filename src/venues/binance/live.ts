@@ -14,6 +14,7 @@ import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeli
 import { chunk, connectionOpened, emitRecords, makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { bookAuditMismatched, bookAudits, tradesUnvalued } from "../../observability/metrics.ts"
+import { makeDecoder } from "./normalize.ts"
 import type { VenueDefinition } from "../venue.ts"
 import type { GapChannel } from "../../gaps/ledger.ts"
 import type { Trade } from "../../domain/records.ts"
@@ -192,10 +193,25 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
         const streams = group.flatMap((symbol) => feed.streams(symbol.toLowerCase()))
         const monitor = new FreshnessMonitor(runtime.settings.freshness)
         status.streams = () => monitor.status(Date.now())
-        const handler = makeFrameHandler(definition, processor, name, runtime.emit, {
-          monitor,
-          onFresh: (channel, symbol, at) => gaps.streamFresh(channel as GapChannel, symbol, at)
-        })
+        const freshness = { monitor, onFresh: (channel: string, symbol: string, at: number) => gaps.streamFresh(channel as GapChannel, symbol, at) }
+        /** One connection's frame handler: a `serverShutdown` on it asks for that connection to be replaced now. */
+        const sessionHandler = (rotate: Effect.Effect<void>) => {
+          let shutdownAnnounced = false
+          const decoding: VenueDefinition = {
+            ...definition,
+            decodeFrame: makeDecoder(market.venue, { onServerShutdown: () => (shutdownAnnounced = true) })
+          }
+          const handle = makeFrameHandler(decoding, processor, name, runtime.emit, freshness)
+          return (frames: ReadonlyArray<string>, receivedAt: number) =>
+            Effect.andThen(handle(frames, receivedAt), Effect.suspend(() => {
+              if (!shutdownAnnounced) return Effect.void
+              shutdownAnnounced = false
+              return Effect.logInfo("venue announced a server shutdown; replacing the connection now (make-before-break)").pipe(
+                Effect.annotateLogs({ feed: name }),
+                Effect.andThen(rotate)
+              )
+            }))
+        }
         let requestId = 0
         /** Every second: a stream silent for far longer than its usual pace is resubscribed alone. */
         const watchFreshness = (send: (message: string) => Effect.Effect<void>) =>
@@ -221,15 +237,16 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
           subscribeMessages: [],
           staleAfterMs: config.staleAfterMs,
           maxLifetimeMs: config.maxLifetimeMs,
-          openSession: (send, { handover }) =>
+          openSession: (send, { handover, rotate }) =>
             Effect.gen(function*() {
               const now = yield* Clock.currentTimeMillis
               yield* watchFreshness(send)
+              const onFrames = sessionHandler(rotate)
               // A make-before-break rotation: the old connection is still delivering; overlapping
               // frames are dropped by the trade and book sequence checks. Nothing to repair or resync.
-              if (handover) return { onFrames: handler }
+              if (handover) return { onFrames }
               connectionOpened({ status, gaps, processor, monitor, symbols: group, channels: feed.channels, now })
-              return { onFrames: handler }
+              return { onFrames }
             })
         }
         yield* superviseFeed(spec, status).pipe(Effect.forkScoped)

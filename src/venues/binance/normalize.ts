@@ -14,7 +14,16 @@ const decodeForceOrder = Schema.decodeUnknownResult(ForceOrder)
 
 const ignoredEvents: ReadonlySet<string> = new Set(["kline", "24hrTicker", "24hrMiniTicker", "bookTicker", "trade"])
 
-export const makeDecoder = (venue: string) => {
+/** What the decoder learned besides records. */
+export interface BinanceObservations {
+  /**
+   * `serverShutdown` (spot, 2026): the server will close this connection soon
+   * (about ten minutes); a new one should be opened at once.
+   */
+  readonly onServerShutdown?: () => void
+}
+
+export const makeDecoder = (venue: string, observations: BinanceObservations = {}) => {
   const failure = decodeFailure(venue)
 
   type Outcome = DecodeError | undefined | typeof unreadable
@@ -117,6 +126,9 @@ export const makeDecoder = (venue: string) => {
         })
         return undefined
       }
+      case "serverShutdown":
+        observations.onServerShutdown?.()
+        return undefined
       default:
         if (typeof event === "string" && ignoredEvents.has(event)) return undefined
         // Spot bookTicker carries no event type: recognise it by its fields.
@@ -131,6 +143,8 @@ export const makeDecoder = (venue: string) => {
     if ("stream" in parsed && "data" in parsed) return payload(parsed.data, frame, out, fast)
     if ("result" in parsed && "id" in parsed) return undefined
     if ("error" in parsed) return failure("error", `venue error: ${JSON.stringify(parsed.error)}`, frame)
+    // Connection events come wrapped as {"event": {"e": "serverShutdown", "E": ...}} (documented for the WebSocket API).
+    if ("event" in parsed && typeof parsed.event === "object" && parsed.event !== null) return payload(parsed.event, frame, out, fast)
     return payload(parsed, frame, out, fast)
   })
 }
