@@ -10,7 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { computeBasis, detectRoll, rollState, settlementTime } from "../src/venues/cme/analytics.ts"
 import { contract, fromMonthLabel, fromSymbol, lastFriday, listedContracts } from "../src/venues/cme/contracts.ts"
-import { websiteNumber, type Settlement } from "../src/venues/cme/sources.ts"
+import { databentoQuantity, websiteNumber, type Settlement } from "../src/venues/cme/sources.ts"
 import { FakeCme } from "./fake/cme.ts"
 import { FakeCoinbase } from "./fake/coinbase.ts"
 import { pinnedClock } from "./support/clock.ts"
@@ -45,6 +45,15 @@ describe("CME contracts", () => {
     assert.deepStrictEqual(listedContracts("BTC", utc("2026-11-24"), 3).map((c) => c.symbol), ["BTCX26", "BTCZ26", "BTCF27"])
     assert.deepStrictEqual(listedContracts("BTC", utc("2026-11-27") + 3_600_000, 2).map((c) => c.symbol), ["BTCX26", "BTCZ26"])
     assert.deepStrictEqual(listedContracts("BTC", utc("2026-11-28"), 2).map((c) => c.symbol), ["BTCZ26", "BTCF27"])
+  })
+
+  it("reads Databento quantities of DBN v3 (quoted 64-bit, i64::MAX undefined) and v2 (numbers, i32::MAX undefined)", () => {
+    assert.strictEqual(databentoQuantity("12345"), 12345)
+    assert.strictEqual(databentoQuantity(12345), 12345)
+    assert.isUndefined(databentoQuantity("9223372036854775807"))
+    assert.isUndefined(databentoQuantity(2147483647))
+    assert.isUndefined(databentoQuantity(null))
+    assert.isUndefined(databentoQuantity("12.5x"))
   })
 
   it("reads CME's display numbers", () => {
@@ -113,11 +122,12 @@ const pinnedDays = {
   "Good Friday (26 Mar 2027)": "2027-03-27"
 } as const
 
-const endToEnd = (source: "cme-website" | "databento", pinnedDay: string) =>
+const endToEnd = (source: "cme-website" | "databento" | "databento-v2", pinnedDay: string) =>
   Effect.scoped(Effect.gen(function*() {
     yield* clean
     const clock = pinnedClock(Date.parse(`${pinnedDay}T12:00:00Z`))
     const cme = yield* Effect.acquireRelease(Effect.promise(() => FakeCme.start()), (f) => Effect.promise(() => f.close()))
+    if (source === "databento-v2") cme.dbnVersion = 2
     const coinbase = yield* Effect.acquireRelease(Effect.promise(() => FakeCoinbase.start({ frameIntervalMs: 1, now: clock.now })), (f) => Effect.promise(() => f.close()))
     const tradeDate = lastWeekdayBefore(clock.now())
     const day = isoDay(tradeDate)
@@ -135,7 +145,7 @@ const endToEnd = (source: "cme-website" | "databento", pinnedDay: string) =>
       COINBASE_REST_URL: coinbase.httpUrl,
       CME_PRODUCTS: "BTC,MBT",
       CME_WEBSITE_URL: cme.url,
-      ...(source === "databento" ? { DATABENTO_API_KEY: "db-test-key", DATABENTO_URL: cme.url } : {}),
+      ...(source !== "cme-website" ? { DATABENTO_API_KEY: "db-test-key", DATABENTO_URL: cme.url } : {}),
       // The test's spot: whatever Coinbase product runs; the arithmetic is what is checked.
       CME_SPOT_SOURCES: "BTC=coinbase:SKL-USD",
       CME_BASIS_SPOT_TOLERANCE_MINUTES: "100000",
@@ -143,6 +153,7 @@ const endToEnd = (source: "cme-website" | "databento", pinnedDay: string) =>
       CME_POLL_MINUTES: "0.02",
       WRITER_FLUSH_MS: "20"
     }, clock.layer)
+    const stored = source === "cme-website" ? "cme-website" : "databento"
     const base = `http://127.0.0.1:${port}/api/v1/exchange`
     const settlements = yield* eventually("settlements", Effect.map(getJson(`${base}/settlements?exchange=cme&hours=240`), ({ body }) =>
       body.data.count >= 8 ? body.data : undefined), 30_000)
@@ -154,7 +165,11 @@ const endToEnd = (source: "cme-website" | "databento", pinnedDay: string) =>
     assert.strictEqual(row.trade_date, day)
     assert.strictEqual(row.expiry, isoDay(front.contract.expiry))
     assert.strictEqual(row.contract_size, 5)
-    assert.strictEqual(row.source, source)
+    assert.strictEqual(row.source, stored)
+    if (stored === "databento") {
+      assert.isTrue(cme.databentoCalls.length > 0 && cme.databentoCalls.every((c) => c.method === "POST"), "get_range is POSTed with a form, as the official clients do")
+      assert.deepInclude(cme.databentoCalls[0]!.params, { dataset: "GLBX.MDP3", schema: "statistics", stype_in: "parent", symbols: "BTC.FUT,MBT.FUT", encoding: "json" })
+    }
 
     const oi = yield* getJson(`${base}/open-interest?symbol=${front.contract.symbol}&hours=240`)
     const reading = oi.body.data.open_interest[0]
@@ -193,7 +208,7 @@ const endToEnd = (source: "cme-website" | "databento", pinnedDay: string) =>
     assert.notStrictEqual(mbtFront.active, mbtFront.front, "MBT's open interest has moved to the next month")
   }))
 
-describe.each(["cme-website", "databento"] as const)("CME end to end from %s", (source) => {
+describe.each(["cme-website", "databento", "databento-v2"] as const)("CME end to end from %s", (source) => {
   it.live("settlements, open interest in contracts and USD, basis to our own spot, rolls and front months", () =>
     endToEnd(source, "2026-11-24"), { timeout: 60_000 })
 })
@@ -222,8 +237,17 @@ describe("CME source refusing", () => {
       assert.match(metrics, /cme_source_failures_total\{[^}]*source="cme-website"[^}]*\} [1-9]/)
       const { body } = yield* getJson(`http://127.0.0.1:${port}/api/v1/exchange/settlements?hours=240`)
       assert.strictEqual(body.data.count, 0)
+      // /health says so: the venue is degraded, with the source, the status and what to do about it.
+      const health = yield* eventually("the refusal in /health", Effect.map(getJson(`http://127.0.0.1:${port}/health`), ({ body }) =>
+        body.venues.cme === "degraded" ? body : undefined))
+      assert.include(health.venue_reasons.cme, "cme-website failing")
+      assert.include(health.venue_reasons.cme, "403")
+      assert.include(health.venue_reasons.cme, "DATABENTO_API_KEY")
       cme.refuse = undefined
       yield* eventually("settlements once it answers", Effect.map(getJson(`http://127.0.0.1:${port}/api/v1/exchange/settlements?hours=240`), ({ body }) =>
         body.data.count > 0 ? true : undefined), 20_000)
+      const recovered = yield* eventually("running again", Effect.map(getJson(`http://127.0.0.1:${port}/health`), ({ body }) =>
+        body.venues.cme === "running" ? body : undefined))
+      assert.isUndefined(recovered.venue_reasons.cme)
     })), { timeout: 60_000 })
 })

@@ -160,6 +160,7 @@ const health = Effect.gen(function*() {
   const body = {
     status: !reachable ? "unavailable" : healthy ? "ok" : "degraded",
     venues,
+    venue_reasons: Object.fromEntries(registry.venueReasons()),
     database: {
       kind: database.kind,
       location: database.location,

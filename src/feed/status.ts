@@ -27,23 +27,30 @@ export interface FeedStatus {
   streams: () => ReadonlyArray<StreamFreshness>
 }
 
-export type VenueState = "starting" | "running" | "restarting"
+/** "degraded": running, but a source it depends on is failing (the reason says which, and why). */
+export type VenueState = "starting" | "running" | "restarting" | "degraded"
 
 export class FeedRegistry extends Context.Service<FeedRegistry, {
   readonly register: (feed: string, venue: string) => FeedStatus
   readonly all: () => ReadonlyArray<FeedStatus>
-  /** A venue's own state: it is "starting" until its metadata has loaded and its feeds run. */
-  readonly setVenueState: (venue: string, state: VenueState) => void
+  /** A venue's own state: it is "starting" until its metadata has loaded and its feeds run; `reason` says why it is not plainly running. */
+  readonly setVenueState: (venue: string, state: VenueState, reason?: string) => void
   readonly venues: () => ReadonlyMap<string, VenueState>
+  /** Why each venue that has a reason is in its state (shown in /health beside the states). */
+  readonly venueReasons: () => ReadonlyMap<string, string>
 }>()("market-data/feed/FeedRegistry") {
   static readonly layer = Layer.sync(FeedRegistry, () => {
     const feeds = new Map<string, FeedStatus>()
     const venues = new Map<string, VenueState>()
+    const reasons = new Map<string, string>()
     return FeedRegistry.of({
-      setVenueState: (venue, state) => {
+      setVenueState: (venue, state, reason) => {
         venues.set(venue, state)
+        if (reason === undefined) reasons.delete(venue)
+        else reasons.set(venue, reason)
       },
       venues: () => venues,
+      venueReasons: () => reasons,
       register: (feed, venue) => {
         const existing = feeds.get(feed)
         if (existing !== undefined) return existing

@@ -3,9 +3,10 @@
  * - cmegroup.com's settlements JSON (`/CmeWS/mvc/Settlements/Futures/Settlements/{id}/FUT`):
  *   `settlements[]` with `month` ("DEC 26"), `settle`, `volume`, `openInterest`
  *   as display strings ("91,250", "-"), closing with a "Total" row;
- * - Databento's `/v0/timeseries.get_range` (statistics schema, JSON lines with
- *   pretty_px/pretty_ts/map_symbols): stat_type 3 settlement, 6 cleared volume,
- *   9 open interest, Globex symbols with one-digit years, spreads included.
+ * - Databento's `/v0/timeseries.get_range` (POSTed form or GET; statistics
+ *   schema, JSON lines with pretty_px/pretty_ts/map_symbols): stat_type 3
+ *   settlement, 6 cleared volume, 9 open interest, Globex symbols with
+ *   one-digit years, spreads included; DBN v3 quantities (quoted 64-bit) or v2.
  * Each can be told to refuse (403 as CME's bot protection does, 401 for a bad key).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
@@ -26,7 +27,10 @@ const productIds: Record<string, string> = { "8478": "BTC", "9024": "MBT" }
 
 export class FakeCme {
   readonly calls: Array<string> = []
+  readonly databentoCalls: Array<{ readonly method: string; readonly params: Record<string, string> }> = []
   refuse: number | undefined
+  /** Databento's DBN version for its JSON: 3 (the default since 2025) or 2. */
+  dbnVersion: 2 | 3 = 3
   private readonly server: Server
   /** Settlements per trade date (YYYY-MM-DD) and root. */
   readonly days = new Map<string, Map<string, Array<DaySettlement>>>()
@@ -69,7 +73,13 @@ export class FakeCme {
     return new Promise((resolve) => this.server.close(() => resolve()))
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const readBody = () =>
+      new Promise<string>((resolve) => {
+        let text = ""
+        req.on("data", (chunk) => (text += chunk))
+        req.on("end", () => resolve(text))
+      })
     const url = new URL(req.url ?? "/", this.url)
     this.calls.push(`${url.pathname}${url.search}`)
     if (this.refuse !== undefined) {
@@ -107,19 +117,26 @@ export class FakeCme {
         res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ detail: "Authentication failed." }))
         return
       }
-      const start = url.searchParams.get("start")!
-      const roots = url.searchParams.get("symbols")!.split(",").map((s) => s.replace(".FUT", ""))
+      // Every official client POSTs a form; a GET with the same query parameters is served too.
+      const params = req.method === "POST" ? new URLSearchParams(await readBody()) : url.searchParams
+      this.databentoCalls.push({ method: req.method ?? "GET", params: Object.fromEntries(params) })
+      const start = params.get("start")!
+      const roots = params.get("symbols")!.split(",").map((s) => s.replace(".FUT", ""))
+      // DBN v3 (Databento's default): 64-bit quantities as quoted strings, "undefined" = i64::MAX; v2: numbers, i32::MAX.
+      const v3 = this.dbnVersion === 3
+      const quantity = (n: number) => (v3 ? String(n) : n)
+      const undefinedQuantity = v3 ? "9223372036854775807" : 2147483647
       const lines: Array<string> = []
       for (const root of roots) {
         for (const s of this.days.get(start)?.get(root) ?? []) {
           const symbol = `${root}${monthCodes[s.contract.month - 1]}${s.contract.year % 10}`
           const base = { ts_recv: `${start}T22:00:00.000000000Z`, hd: { ts_event: `${start}T21:00:00.000000000Z`, rtype: 24, publisher_id: 1, instrument_id: 42 }, ts_ref: `${start}T00:00:00.000000000Z`, sequence: 1, ts_in_delta: 0, channel_id: 0, update_action: 1, stat_flags: 1, symbol }
-          lines.push(JSON.stringify({ ...base, stat_type: 3, price: s.price.toFixed(9), quantity: 2147483647 }))
-          lines.push(JSON.stringify({ ...base, stat_type: 6, price: null, quantity: s.volume }))
-          lines.push(JSON.stringify({ ...base, stat_type: 9, price: null, quantity: s.openInterest }))
+          lines.push(JSON.stringify({ ...base, stat_type: 3, price: s.price.toFixed(9), quantity: undefinedQuantity }))
+          lines.push(JSON.stringify({ ...base, stat_type: 6, price: null, quantity: quantity(s.volume) }))
+          lines.push(JSON.stringify({ ...base, stat_type: 9, price: null, quantity: quantity(s.openInterest) }))
         }
         // A calendar spread of the same parent: not an outright contract.
-        lines.push(JSON.stringify({ ts_recv: `${start}T22:00:00Z`, stat_type: 3, price: "150.000000000", quantity: 2147483647, ts_ref: `${start}T00:00:00Z`, symbol: `${root}Z6-${root}F7` }))
+        lines.push(JSON.stringify({ ts_recv: `${start}T22:00:00Z`, stat_type: 3, price: "150.000000000", quantity: undefinedQuantity, ts_ref: `${start}T00:00:00Z`, symbol: `${root}Z6-${root}F7` }))
       }
       res.writeHead(200, { "content-type": "application/json" }).end(lines.join("\n") + "\n")
       return

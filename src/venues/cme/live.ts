@@ -112,6 +112,10 @@ export const runCme = (definition: VenueDefinition) => (runtime: VenueRuntime) =
         config.websiteUrl.replace(/\/$/, ""),
         Object.fromEntries(Object.entries(config.productIds).filter(([root, id]) => config.roots.includes(root) && Number.isFinite(id)))
       )
+    // CME's website sits behind bot protection that refuses non-browser clients (2026: 403 "IP blocked").
+    const sourceAdvice = source.name === "cme-website"
+      ? ". CME's website often refuses non-browser clients; set DATABENTO_API_KEY to use Databento's documented API instead"
+      : ""
     yield* Effect.logInfo("CME settlements source").pipe(Effect.annotateLogs({ venue, source: source.name, products: config.roots.join(",") }))
 
     const spotOf = (spotVenue: string, symbol: string) => {
@@ -164,6 +168,7 @@ export const runCme = (definition: VenueDefinition) => (runtime: VenueRuntime) =
     }
 
     const poll = Effect.gen(function*() {
+      const failures: Array<string> = []
       const at = yield* Clock.currentTimeMillis
       const today = Math.floor(at / day) * day
       for (let back = config.lookbackDays; back >= 0; back--) {
@@ -173,6 +178,8 @@ export const runCme = (definition: VenueDefinition) => (runtime: VenueRuntime) =
         const result = yield* Effect.result(source.fetch(tradeDate))
         if (result._tag === "Failure") {
           const error = result.failure
+          const status = "status" in error && error.status !== undefined ? ` HTTP ${error.status}` : ""
+          failures.push(`${new Date(tradeDate).toISOString().slice(0, 10)}: ${error._tag}${status}${"detail" in error ? ` (${error.detail.slice(0, 120)})` : ""}`)
           yield* Metric.update(Metric.withAttributes(sourceFailures, { source: source.name, error: error._tag }), 1)
           yield* Effect.logWarning("CME settlements unavailable; retrying at the next poll").pipe(
             Effect.annotateLogs({ venue, source: source.name, tradeDate: new Date(tradeDate).toISOString().slice(0, 10), error: error._tag, detail: "detail" in error ? error.detail : "" })
@@ -229,7 +236,9 @@ export const runCme = (definition: VenueDefinition) => (runtime: VenueRuntime) =
         yield* emit(records)
         for (const s of fresh) emitted.add(`${s.contract.symbol}_${tradeDate}`)
       }
+      // A refusing source shows in /health (state and why), not only in the log.
+      if (failures.length === 0) registry.setVenueState(venue, "running")
+      else registry.setVenueState(venue, "degraded", `${source.name} failing: ${failures.join("; ")}${sourceAdvice}`)
     })
-    registry.setVenueState(venue, "running")
     yield* poll.pipe(Effect.andThen(Effect.sleep(Duration.millis(config.pollMs))), Effect.forever)
   })

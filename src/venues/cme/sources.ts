@@ -10,11 +10,14 @@
  *   Product ids: BTC 8478 and MBT 9024 are verified; ETH and MET must be given
  *   in CME_PRODUCT_IDS (ROOT:id pairs) to be fetched from this source.
  * - `databento` (when DATABENTO_API_KEY is set): the documented historical API,
- *   `GET {DATABENTO_URL}/v0/timeseries.get_range` on dataset GLBX.MDP3, schema
- *   `statistics`, parent symbols (BTC.FUT, MBT.FUT, ETH.FUT, MET.FUT),
- *   JSON lines with `pretty_px`/`pretty_ts`/`map_symbols`; HTTP basic auth with
- *   the key as user name. Statistic types: 3 settlement price, 6 cleared
- *   volume, 9 open interest.
+ *   `POST {DATABENTO_URL}/v0/timeseries.get_range` with a form body (as every
+ *   official client calls it) on dataset GLBX.MDP3, schema `statistics`, parent
+ *   symbols (BTC.FUT, MBT.FUT, ETH.FUT, MET.FUT), JSON lines with
+ *   `pretty_px`/`pretty_ts`/`map_symbols`; HTTP basic auth with the key as user
+ *   name. Statistic types: 3 settlement price, 6 cleared volume, 9 open
+ *   interest. DBN v3 (the default encoding since 2025) widened `quantity` to
+ *   64 bits, which JSON carries as a quoted string, with i64::MAX as
+ *   "undefined"; v2 sends a number with i32::MAX. Both are read.
  */
 import { Effect, Result, Schema } from "effect"
 import { DecodeError } from "../../domain/errors.ts"
@@ -97,23 +100,40 @@ export const cmeWebsiteSource = (gate: RestGate, baseUrl: string, productIds: Re
 const StatisticsRecord = Schema.Struct({
   stat_type: Schema.Number,
   price: Schema.optional(Schema.NullOr(Schema.String)),
-  quantity: Schema.optional(Schema.NullOr(Schema.Number)),
+  quantity: Schema.optional(Schema.NullOr(Schema.Union([Schema.Number, Schema.String]))),
   ts_ref: Schema.optional(Schema.NullOr(Schema.String)),
   symbol: Schema.String
 })
 const decodeStatistics = Schema.decodeUnknownResult(Schema.Array(StatisticsRecord))
 
-/** Databento's "undefined" sentinels for quantity (i32 max) and price (i64 max as a fixed-point decimal). */
-const undefinedQuantity = 2_147_483_647
+/** Databento's "undefined" quantity: i32::MAX in DBN v2 (a JSON number), i64::MAX in v3 (a quoted string). */
+const undefinedQuantities: ReadonlySet<string> = new Set(["2147483647", "9223372036854775807"])
+
+/** A statistics quantity (number or, DBN v3, decimal string), null when it is Databento's "undefined". */
+export const databentoQuantity = (raw: number | string | null | undefined): number | undefined => {
+  if (raw === undefined || raw === null) return undefined
+  const text = typeof raw === "number" ? String(raw) : raw.trim()
+  if (undefinedQuantities.has(text) || !/^-?\d+$/.test(text)) return undefined
+  return Number(text)
+}
 
 export const databentoSource = (gate: RestGate, baseUrl: string, apiKey: string, roots: ReadonlyArray<string>): SettlementSource => ({
   name: "databento",
   fetch: (tradeDate) => {
-    const symbols = roots.map((root) => `${root}.FUT`).join(",")
-    const url = `${baseUrl}/v0/timeseries.get_range?dataset=GLBX.MDP3&schema=statistics&stype_in=parent&symbols=${symbols}` +
-      `&start=${isoDate(tradeDate)}&end=${isoDate(tradeDate + 2 * 86_400_000)}&encoding=json&pretty_px=true&pretty_ts=true&map_symbols=true`
+    const form = {
+      dataset: "GLBX.MDP3",
+      schema: "statistics",
+      stype_in: "parent",
+      symbols: roots.map((root) => `${root}.FUT`).join(","),
+      start: isoDate(tradeDate),
+      end: isoDate(tradeDate + 2 * 86_400_000),
+      encoding: "json",
+      pretty_px: "true",
+      pretty_ts: "true",
+      map_symbols: "true"
+    }
     const headers = { authorization: `Basic ${Buffer.from(`${apiKey}:`).toString("base64")}` }
-    return Effect.flatMap(gate.getJson(url, 1, { headers, lines: true }), (body) => {
+    return Effect.flatMap(gate.getJson(`${baseUrl}/v0/timeseries.get_range`, 1, { headers, form, lines: true }), (body) => {
       const records = decodeStatistics(body)
       if (Result.isFailure(records)) {
         return Effect.fail(new DecodeError({ venue: gate.venue, channel: "databento statistics", detail: records.failure.message, sample: JSON.stringify(body).slice(0, 200) }))
@@ -128,7 +148,7 @@ export const databentoSource = (gate: RestGate, baseUrl: string, apiKey: string,
         const entry = byContract.get(contract.symbol) ?? { contract }
         byContract.set(contract.symbol, entry)
         const price = r.price === undefined || r.price === null ? undefined : Number(r.price)
-        const quantity = r.quantity === undefined || r.quantity === null || r.quantity === undefinedQuantity ? undefined : r.quantity
+        const quantity = databentoQuantity(r.quantity)
         if (r.stat_type === 3 && price !== undefined && Number.isFinite(price)) entry.price = price
         if (r.stat_type === 6 && quantity !== undefined) entry.volume = quantity
         if (r.stat_type === 9 && quantity !== undefined) entry.openInterest = quantity
