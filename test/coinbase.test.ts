@@ -11,6 +11,7 @@ import { coinbaseConfig } from "../src/venues/coinbase/live.ts"
 import { SqlClient } from "effect/sql"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeCoinbase } from "./fake/coinbase.ts"
+import { maxInWindow } from "./support/rate.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
 const withDatabase = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) =>
@@ -139,8 +140,11 @@ describe("coinbase advanced trade sequence_num", () => {
       const gaps = yield* eventually("a book gap recorded", Effect.map(getJson(`${base}/gaps?channel=book&exchange=coinbase`), ({ body }) =>
         body.data.count > 0 ? body.data.gaps : undefined), 20_000)
       assert.isTrue(gaps.every((g: any) => g.cause === "sequence_gap"))
-      const resubscribed = fake.subscribeMessages.filter((m) => m.channel === "level2" && m.type === "subscribe").length - subscribesBefore
-      assert.strictEqual(resubscribed, fake.products.length, "each book of the connection asked for a fresh snapshot")
+      const resubscribes = fake.subscribeMessages.filter((m) => m.channel === "level2" && m.type === "subscribe").slice(subscribesBefore)
+      assert.sameMembers(resubscribes.flatMap((m) => m.product_ids), [...fake.products], "each book of the connection asked for a fresh snapshot")
+      assert.strictEqual(resubscribes.length, 1, "in one message listing them all, not one per product")
+      // Coinbase takes 8 messages a second per IP: the storm (and the start, every connection subscribing) never exceeds it.
+      assert.isAtMost(maxInWindow(fake.receivedAt, 1000), 8)
       yield* eventually("books live again", Effect.map(getJson(`http://127.0.0.1:${port}/health`), ({ body }) =>
         body.feeds.some((f: any) => f.venue === "coinbase" && f.books.every((b: any) => b.state === "live")) ? true : undefined), 20_000)
     })), { timeout: 90_000 })

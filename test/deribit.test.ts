@@ -20,6 +20,7 @@ import { parseOptionName } from "../src/venues/deribit/normalize.ts"
 import { changeIdRule } from "../src/venues/deribit/rules.ts"
 import { activeOption, FakeDeribit } from "./fake/deribit.ts"
 import { recording } from "./support/fixtures.ts"
+import { maxInWindow } from "./support/rate.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 
@@ -254,5 +255,27 @@ describe("deribit end to end", () => {
       }), 30_000)
       const ids = body.data.trades.map((t: any) => `${t.symbol}:${t.trade_id}`)
       assert.strictEqual(new Set(ids).size, ids.length, "nothing stored twice")
+    })), { timeout: 90_000 })
+
+  it.live("a storm of book gaps resubscribes in few, listed requests, never over Deribit's 3 requests a second", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* clean
+      const fake = yield* startFake
+      const port = freePort()
+      yield* startService(env(fake, port))
+      yield* eventually("books live", Effect.map(getJson(`http://127.0.0.1:${port}/health`), ({ body }) =>
+        body.feeds.some((f: any) => f.venue === "deribit" && f.books.length > 1 && f.books.every((b: any) => b.state === "live")) ? true : undefined), 30_000)
+      const before = fake.requests.length
+      // Lose many book changes at once: most books see a change_id gap within moments of each other.
+      fake.loseNext("book", 40)
+      yield* eventually("books resynced", Effect.map(getJson(`http://127.0.0.1:${port}/health`), ({ body }) => {
+        const books = body.feeds.find((f: any) => f.venue === "deribit")?.books ?? []
+        return books.filter((b: any) => b.resyncs > 0).length >= 3 && books.every((b: any) => b.state === "live") ? true : undefined
+      }), 30_000)
+      const resubscribes = fake.requests.slice(before).filter((r) => r.method === "public/subscribe")
+      const channels = resubscribes.flatMap((r) => r.params.channels as Array<string>)
+      assert.isAtLeast(channels.length, 3)
+      assert.isBelow(resubscribes.length, channels.length, "resubscriptions gathered into listed requests")
+      assert.isAtMost(maxInWindow(fake.receivedAt, 1000), 3, "never over the pace, at the start or in the storm")
     })), { timeout: 90_000 })
 })

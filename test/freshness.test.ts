@@ -8,6 +8,7 @@ import { Effect } from "effect"
 import { FreshnessMonitor } from "../src/feed/freshness.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeBinance } from "./fake/binance.ts"
+import { maxInWindow } from "./support/rate.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
 describe("freshness monitor", () => {
@@ -110,5 +111,31 @@ describe("periodic book audit", () => {
       const { body } = yield* getJson(`${base}/health`)
       const books = body.feeds.find((f: any) => f.feed === "binance-futures/public").books
       assert.strictEqual(books.find((b: any) => b.symbol === "CTKUSDT").resyncs, 0)
+    })), { timeout: 60_000 })
+
+  it.live("streams gone stale are resubscribed by listed requests, within Binance's pace per connection", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
+      const fake = yield* Effect.acquireRelease(Effect.promise(() => FakeBinance.start({ frameIntervalMs: 5 })), (f) => Effect.promise(() => f.close()))
+      const port = freePort()
+      yield* startService({
+        DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "binance-futures",
+        BINANCE_FUTURES_SYMBOLS: "SUSHIUSDT,CTKUSDT", BINANCE_FUTURES_WS_URL: fake.wsUrl, BINANCE_FUTURES_REST_URL: fake.httpUrl,
+        FRESHNESS_MIN_SAMPLES: "10", FRESHNESS_FACTOR: "10", FRESHNESS_MIN_STALE_SECONDS: "1"
+      })
+      yield* eventually("both paces learned", Effect.sync(() =>
+        ["sushiusdt", "ctkusdt"].every((s) => fake.sent.filter((f) => f.stream === `${s}@depth@100ms`).length >= 40) ? true : undefined), 20_000)
+      fake.silence("sushiusdt@depth@100ms")
+      fake.silence("ctkusdt@depth@100ms")
+      const requests = yield* eventually("both resubscribed", Effect.sync(() => {
+        const subscribed = fake.controlMessages.filter((m) => m.method === "SUBSCRIBE").flatMap((m) => m.params)
+        return subscribed.includes("sushiusdt@depth@100ms") && subscribed.includes("ctkusdt@depth@100ms") ? fake.controlMessages : undefined
+      }), 15_000)
+      // Found stale in the same check they share one request pair; in two checks, two pairs: never one pair per stream and more.
+      assert.isAtMost(requests.length, 4)
+      assert.sameMembers(requests.filter((m) => m.method === "SUBSCRIBE").flatMap((m) => m.params), ["sushiusdt@depth@100ms", "ctkusdt@depth@100ms"])
+      for (const ws of new Set(fake.receivedAt.map((r) => r.ws))) {
+        assert.isAtMost(maxInWindow(fake.receivedAt.filter((r) => r.ws === ws).map((r) => r.at), 1000), 10, "USD-M: 10 messages a second per connection")
+      }
     })), { timeout: 60_000 })
 })

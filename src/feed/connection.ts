@@ -8,6 +8,7 @@ import { Socket } from "effect/socket"
 import { FeedClosedError, FeedConnectError, type FeedError, FeedStaleError } from "../domain/errors.ts"
 import { transportCause } from "../domain/transport.ts"
 import { feedConnected, feedMessages, feedReconnects } from "../observability/metrics.ts"
+import type { Pacer } from "./pacing.ts"
 import type { FeedStatus } from "./status.ts"
 
 /** Handles the frames of one connection; built anew for every connection. */
@@ -24,6 +25,12 @@ export interface FeedSpec<R = never> {
   readonly staleAfterMs: number
   /** Reconnect before the venue's own connection limit (Binance: 24 h). */
   readonly maxLifetimeMs: number
+  /**
+   * The pacer every outgoing frame of a connection waits for (see pacing.ts):
+   * a new one per connection where the venue counts per connection, the same
+   * one for all where it counts per IP. None: unpaced.
+   */
+  readonly pacer?: (() => Pacer) | undefined
   /** Application-level keepalive for venues that need one (protocol pings are answered by `ws`). */
   readonly keepalive?: { readonly intervalMs: number; readonly message: string } | undefined
   /**
@@ -112,16 +119,18 @@ export const runSession = <R>(spec: FeedSpec<R>, status: FeedStatus, options: Se
       })
     )
     const writer = yield* socket.writer
-    const session = yield* spec.openSession((message) => Effect.ignore(writer.write(message)), {
+    const pacer = spec.pacer?.()
+    const write = (message: string) => pacer === undefined ? writer.write(message) : Effect.andThen(pacer.take, writer.write(message))
+    const session = yield* spec.openSession((message) => Effect.ignore(write(message)), {
       handover: options.handover,
       rotate: Effect.asVoid(Deferred.succeed(options.rotation, undefined))
     })
     for (const message of spec.subscribeMessages) {
-      yield* writer.write(message).pipe(Effect.mapError(toFeedError(spec.feed, true)))
+      yield* write(message).pipe(Effect.mapError(toFeedError(spec.feed, true)))
     }
     if (spec.keepalive !== undefined) {
       const { intervalMs, message } = spec.keepalive
-      yield* writer.write(message).pipe(
+      yield* write(message).pipe(
         Effect.delay(Duration.millis(intervalMs)),
         Effect.forever,
         Effect.ignore,

@@ -118,6 +118,8 @@ export class FakeBinance {
   readonly restCalls: Array<string> = []
   readonly openInterest = new Map<string, number>()
   readonly connections = new Set<WebSocket>()
+  /** When each message from a client arrived, and on which connection (Binance counts per connection). */
+  readonly receivedAt: Array<{ readonly ws: WebSocket; readonly at: number }> = []
   readonly lost: Array<SentFrame> = []
   /** Every frame that has gone by on a market's timeline, delivered to anyone or not. */
   readonly played: Array<SentFrame> = []
@@ -357,6 +359,7 @@ export class FakeBinance {
     data.subscribers.add(subscriber)
     // Binance's live subscription requests: {"method": "SUBSCRIBE" | "UNSUBSCRIBE", "params": [...], "id": n}.
     ws.on("message", (raw) => {
+      this.receivedAt.push({ ws, at: Date.now() })
       let request: { method?: unknown; params?: unknown; id?: unknown }
       try {
         request = JSON.parse(String(raw))

@@ -45,6 +45,8 @@ export class FakeCoinbase {
   readonly lost: Array<Message> = []
   readonly restCalls: Array<string> = []
   readonly subscribeMessages: Array<Message> = []
+  /** When each message from a client arrived (all connections: Coinbase counts per IP). */
+  readonly receivedAt: Array<number> = []
   readonly clients = new Set<Client>()
   readonly faults = new FaultPlan()
   private readonly timeline: Array<Message>
@@ -145,7 +147,10 @@ export class FakeCoinbase {
     const client: Client = { ws, protocol: undefined, sequence: 0, channels: new Map() }
     this.clients.add(client)
     ws.on("close", () => this.clients.delete(client))
-    ws.on("message", (raw) => this.control(client, JSON.parse(String(raw)) as Message))
+    ws.on("message", (raw) => {
+      this.receivedAt.push(Date.now())
+      this.control(client, JSON.parse(String(raw)) as Message)
+    })
   }
 
   private control(client: Client, message: Message): void {

@@ -51,6 +51,8 @@ export class FakeDeribit {
   readonly sentTrades: Array<Message> = []
   readonly lost: Array<Message> = []
   readonly requests: Array<Message> = []
+  /** When each request arrived (one connection per client). */
+  readonly receivedAt: Array<number> = []
   readonly restCalls: Array<string> = []
   readonly clients = new Set<Client>()
   readonly faults = new FaultPlan()
@@ -142,7 +144,10 @@ export class FakeDeribit {
     const client: Client = { ws, channels: new Set(), heartbeatMs: 0, unanswered: 0 }
     this.clients.add(client)
     ws.on("close", () => this.clients.delete(client))
-    ws.on("message", (raw) => this.request(client, JSON.parse(String(raw))))
+    ws.on("message", (raw) => {
+      this.receivedAt.push(Date.now())
+      this.request(client, JSON.parse(String(raw)))
+    })
   }
 
   private reply(client: Client, id: number, result: unknown): void {

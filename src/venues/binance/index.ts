@@ -65,6 +65,7 @@ const spotMarket: Market = {
     channels: ["trades", "book"]
   }],
   derivatives: false,
+  incomingMessagesPerSecond: 5,
   streamOf: (channel, s) => (channel === "book" ? `${s}@depth@100ms` : channel === "trades" ? `${s}@aggTrade` : undefined)
 }
 
@@ -89,6 +90,7 @@ const futuresMarket: Market = {
     }
   ],
   derivatives: true,
+  incomingMessagesPerSecond: 10,
   streamOf: (channel, s) =>
     channel === "book"
       ? `${s}@depth@100ms`

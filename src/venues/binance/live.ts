@@ -6,6 +6,7 @@
 import { Clock, Config, Duration, Effect, Metric, Queue, Result } from "effect"
 import type { SequenceRule } from "../../book/sync.ts"
 import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
+import { makePacer, makeResubscriber } from "../../feed/pacing.ts"
 import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
 import { defaultGateOptions, makeRestGate, type RestGate } from "../../rest/gate.ts"
@@ -52,6 +53,12 @@ export interface Market {
     readonly channels: ReadonlyArray<GapChannel>
   }>
   readonly derivatives: boolean
+  /**
+   * Messages the venue accepts from us per second on one connection (spot 5,
+   * USD-M 10; pings, pongs and SUBSCRIBEs all count). We pace one under it: the
+   * socket library answers the server's pings with pongs on its own.
+   */
+  readonly incomingMessagesPerSecond: number
   /** The stream a (channel, lower-case symbol) arrives on, to resubscribe it alone. */
   readonly streamOf: (channel: GapChannel, symbol: string) => string | undefined
 }
@@ -213,6 +220,15 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
             }))
         }
         let requestId = 0
+        // Stale streams found together are resubscribed together: one UNSUBSCRIBE and one SUBSCRIBE listing them.
+        const resubscriber = makeResubscriber({
+          lingerMs: 100,
+          maxKeys: 100,
+          messages: (streams) => [
+            JSON.stringify({ method: "UNSUBSCRIBE", params: streams, id: ++requestId }),
+            JSON.stringify({ method: "SUBSCRIBE", params: streams, id: ++requestId })
+          ]
+        })
         /** Every second: a stream silent for far longer than its usual pace is resubscribed alone. */
         const watchFreshness = (send: (message: string) => Effect.Effect<void>) =>
           watchStaleStreams({
@@ -223,11 +239,7 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
             processor,
             resubscribe: (channel, symbol) => {
               const stream = market.streamOf(channel, symbol.toLowerCase())
-              return stream === undefined
-                ? Effect.void
-                : send(JSON.stringify({ method: "UNSUBSCRIBE", params: [stream], id: ++requestId })).pipe(
-                  Effect.andThen(send(JSON.stringify({ method: "SUBSCRIBE", params: [stream], id: ++requestId })))
-                )
+              return stream === undefined ? Effect.void : resubscriber.request(stream, send)
             }
           })
         const spec: FeedSpec = {
@@ -237,6 +249,7 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
           subscribeMessages: [],
           staleAfterMs: config.staleAfterMs,
           maxLifetimeMs: config.maxLifetimeMs,
+          pacer: () => makePacer({ messages: market.incomingMessagesPerSecond - 1, perMs: 1000 }),
           openSession: (send, { handover, rotate }) =>
             Effect.gen(function*() {
               const now = yield* Clock.currentTimeMillis

@@ -16,6 +16,7 @@
  */
 import { createHmac } from "node:crypto"
 import { Clock, Config, Duration, Effect, Metric, Redacted, Schema } from "effect"
+import { makePacer, makeResubscriber } from "../../feed/pacing.ts"
 import { superviseFeed, type FeedSpec } from "../../feed/connection.ts"
 import { FreshnessMonitor } from "../../feed/freshness.ts"
 import { FeedRegistry } from "../../feed/status.ts"
@@ -51,6 +52,8 @@ export const coinbaseConfig = Config.all({
   restUrl: Config.String("COINBASE_REST_URL").pipe(Config.withDefault("https://api.exchange.coinbase.com")),
   productsPerConnection: Config.Int("COINBASE_PRODUCTS_PER_CONNECTION").pipe(Config.withDefault(10)),
   staleAfterMs: Config.Number("COINBASE_STALE_SECONDS").pipe(Config.withDefault(30), Config.map((s) => s * 1000)),
+  /** Coinbase's WebSocket takes 8 messages/s per IP unauthenticated: one under, for every connection together. */
+  outgoingMessagesPerSecond: Config.Int("COINBASE_WS_MESSAGES_PER_SECOND").pipe(Config.withDefault(7)),
   // Coinbase's public REST allows 10 requests/s sustained (15 is only the burst).
   requestsPerSecond: Config.Int("COINBASE_REST_REQUESTS_PER_SECOND").pipe(Config.withDefault(10)),
   credentials: Config.all({
@@ -139,14 +142,29 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
             ...(channel === "level2" && config.credentials._tag === "Some" ? signSubscription(config.credentials.value, now) : {})
           }
       )
-    const resubscribeBook = (product: string) =>
-      Effect.gen(function*() {
+    // Resubscriptions of one connection gather while they wait and go out together, one list per channel
+    // (a sequence_num jump resyncs every book of the connection: 2 messages, not 20).
+    const resubscribers = new Map<string, ReturnType<typeof makeResubscriber>>()
+    const resubscribeMessages = (keys: ReadonlyArray<string>, now: number) => {
+      const byChannel = new Map<string, Array<string>>()
+      for (const key of keys) {
+        const [channel, product] = key.split("|") as [string, string]
+        byChannel.set(channel, [...(byChannel.get(channel) ?? []), product])
+      }
+      return [...byChannel].flatMap(([channel, products]) => [
+        subscription("unsubscribe", channel, products, now),
+        subscription("subscribe", channel, products, now)
+      ])
+    }
+    const resubscribe = (channel: string, product: string) =>
+      Effect.suspend(() => {
         const send = senders.get(product)
-        if (send === undefined) return
-        const now = yield* Clock.currentTimeMillis
-        yield* send(subscription("unsubscribe", bookChannel, [product], now))
-        yield* send(subscription("subscribe", bookChannel, [product], now))
+        const resubscriber = resubscribers.get(product)
+        return send === undefined || resubscriber === undefined ? Effect.void : resubscriber.request(`${channel}|${product}`, send)
       })
+    const resubscribeBook = (product: string) => resubscribe(bookChannel, product)
+    // Coinbase counts messages per IP (Advanced Trade: 8/s unauthenticated): one pacer for every connection.
+    const pacer = makePacer({ messages: config.outgoingMessagesPerSecond, perMs: 1000 })
 
     const processor: RecordProcessor = makeProcessor(runtime, venue, {
       continuity: gaps.continuity,
@@ -190,17 +208,11 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
         status,
         gaps,
         processor,
-        resubscribe: (channel, product, now) =>
-          Effect.suspend(() => {
-            const send = senders.get(product)
-            if (send === undefined) return Effect.void
-            if (channel === "book") return resubscribeBook(product)
-            if (channel !== "trades") return Effect.void
-            return send(subscription("unsubscribe", tradeChannel, [product], now)).pipe(
-              Effect.andThen(send(subscription("subscribe", tradeChannel, [product], now)))
-            )
-          })
+        resubscribe: (channel, product) =>
+          channel === "book" ? resubscribeBook(product) : channel === "trades" ? resubscribe(tradeChannel, product) : Effect.void
       })
+      const groupResubscriber = makeResubscriber({ lingerMs: 100, maxKeys: 100, messages: resubscribeMessages })
+      for (const product of group) resubscribers.set(product, groupResubscriber)
 
       const spec: FeedSpec = {
         feed: name,
@@ -210,6 +222,7 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
         staleAfterMs: config.staleAfterMs,
         // Coinbase documents no connection lifetime; the heartbeat channel keeps quiet subscriptions open.
         maxLifetimeMs: Number.MAX_SAFE_INTEGER,
+        pacer: () => pacer,
         openSession: (send) =>
           Effect.gen(function*() {
             const now = yield* Clock.currentTimeMillis
