@@ -14,6 +14,7 @@ import { signSubscription } from "../src/venues/coinbase/live.ts"
 import { Redacted } from "effect"
 import { toAdvanced } from "./fake/coinbase.ts"
 import { recording, session as realSession } from "./support/fixtures.ts"
+import { rebuildBooks, takerSidesFromBook } from "./support/coinbase-session.ts"
 
 const session = () => recording("COINBASE.ws.28.0").frames.map((f) => f.text)
 
@@ -84,6 +85,70 @@ describe("coinbase normalizer", () => {
     const rows: Array<{ timestamp: number }> = []
     sync.sample(5_000, rows as any)
     assert.deepStrictEqual(rows.map((r) => r.timestamp), [Date.parse("2026-08-09T12:00:00.123Z")])
+  })
+
+  it("keeps every book of the real 2026 session at Coinbase's own ticker best bid and ask", () => {
+    // The ticker and level2 channels are not synchronised: a ticker is held to the book within 10 l2_data messages of it.
+    const frames = realSession("COINBASE.jsonl.zst").frames.map((f) => f.text)
+    const decode = makeDecoder("coinbase")
+    const sync = new BookSync({ venue: "coinbase", rule: orderedRule, depth: 20, snapshotIntervalMs: 1000, maxBuffered: 1000, requestSnapshot: () => undefined })
+    const topsAfter: Array<Map<string, string>> = []
+    const tickers: Array<{ at: number; product: string; top: string }> = []
+    for (const frame of frames) {
+      const out: Array<NormalizedRecord> = []
+      assert.isUndefined(decode(frame, out))
+      for (const r of out) {
+        if (r.kind === "book_snapshot") sync.onSnapshot(r)
+        if (r.kind === "book_delta") sync.onDelta(r)
+      }
+      const message = JSON.parse(frame)
+      if (message.channel === "l2_data") {
+        topsAfter.push(new Map(sync.status().map((s) => [s.symbol, `${sync.bookOf(s.symbol)!.bids.top(1)[0]![0]}/${sync.bookOf(s.symbol)!.asks.top(1)[0]![0]}`])))
+      }
+      if (message.channel === "ticker") {
+        for (const event of message.events) {
+          // Tickers from before the product's first book message have no book to be compared with.
+          for (const t of event.tickers) {
+            if (topsAfter.at(-1)?.has(t.product_id) !== true) continue
+            tickers.push({ at: topsAfter.length - 1, product: t.product_id, top: `${Number(t.best_bid)}/${Number(t.best_ask)}` })
+          }
+        }
+      }
+    }
+    let atOwnPosition = 0
+    for (const t of tickers) {
+      if (topsAfter[t.at]?.get(t.product) === t.top) atOwnPosition++
+      const near = topsAfter.slice(Math.max(0, t.at - 10), t.at + 11).some((tops) => tops.get(t.product) === t.top)
+      assert.isTrue(near, `${t.product} ticker ${t.top} at l2_data ${t.at}`)
+    }
+    assert.strictEqual(tickers.length, 154)
+    assert.strictEqual(atOwnPosition, 132)
+    assert.isTrue(sync.status().every((s) => s.state === "live" && s.resyncs === 0))
+    // The same holds for an independent rebuild from the raw messages: the machinery adds nothing of its own.
+    let independent = 0
+    rebuildBooks(frames.map((f) => JSON.parse(f)), (message, tops) => {
+      if (message.channel !== "ticker") return
+      for (const event of message.events) {
+        for (const t of event.tickers) {
+          if (tops.get(t.product_id)?.bestBid === Number(t.best_bid) && tops.get(t.product_id)?.bestAsk === Number(t.best_ask)) independent++
+        }
+      }
+    })
+    assert.strictEqual(independent, atOwnPosition)
+  })
+
+  it("emits an Advanced Trade event's trades oldest first: Coinbase lists them newest first", () => {
+    // As in the real 2026 session: an update of two trades, the newer first. Emitted as listed, the id
+    // continuity check took the older one for a late duplicate and dropped it (found playing that session).
+    const out: Array<NormalizedRecord> = []
+    makeDecoder("coinbase")(JSON.stringify({
+      channel: "market_trades", client_id: "", timestamp: "2026-08-09T21:05:50.000Z", sequence_num: 9,
+      events: [{ type: "update", trades: [
+        { product_id: "BTC-USD", trade_id: "1068572096", price: "65090.01", size: "0.01", time: "2026-08-09T21:05:49.900Z", side: "SELL" },
+        { product_id: "BTC-USD", trade_id: "1068572095", price: "65090.00", size: "0.02", time: "2026-08-09T21:05:49.899Z", side: "SELL" }
+      ] }]
+    }), out)
+    assert.deepStrictEqual(out.map((r) => (r as Trade).tradeId), ["1068572095", "1068572096"])
   })
 
   it("keeps a snapshot with one unreadable level: the level dropped and counted, the book not refused whole", () => {
@@ -162,41 +227,8 @@ describe("coinbase normalizer", () => {
   })
 
   it("stores the taker side of Advanced Trade trades: the real 2026 session, sides derived from the book independently", () => {
-    // An independent rebuild of each book from the raw l2_data (no normalizer, no BookSync).
-    const books = new Map<string, { bid: Map<string, number>; offer: Map<string, number> }>()
-    const derived = new Map<string, "buy" | "sell">()
-    let inside = 0
     const frames = realSession("COINBASE.jsonl.zst").frames.map((f) => f.text)
-    for (const frame of frames) {
-      const message = JSON.parse(frame)
-      if (message.channel === "l2_data") {
-        for (const event of message.events) {
-          const book = books.get(event.product_id) ?? { bid: new Map(), offer: new Map() }
-          books.set(event.product_id, book)
-          if (event.type === "snapshot") (book.bid.clear(), book.offer.clear())
-          for (const u of event.updates) {
-            const side = u.side === "bid" ? book.bid : book.offer
-            if (Number(u.new_quantity) === 0) side.delete(u.price_level)
-            else side.set(u.price_level, Number(u.new_quantity))
-          }
-        }
-      }
-      if (message.channel !== "market_trades") continue
-      for (const event of message.events) {
-        if (event.type !== "update") continue
-        for (const t of event.trades) {
-          const book = books.get(t.product_id)
-          if (book === undefined) continue
-          const bestBid = Math.max(...[...book.bid.keys()].map(Number))
-          const bestAsk = Math.min(...[...book.offer.keys()].map(Number))
-          const price = Number(t.price)
-          // At or through the ask a buyer lifted the offer; at or through the bid a seller hit it.
-          if (price >= bestAsk) derived.set(t.trade_id, "buy")
-          else if (price <= bestBid) derived.set(t.trade_id, "sell")
-          else inside++
-        }
-      }
-    }
+    const { sides: derived, inside } = takerSidesFromBook(frames.map((f) => JSON.parse(f)))
     assert.strictEqual(derived.size, 71, "trades placed against the book")
     assert.strictEqual(inside, 7)
     const { records, errors } = decodeAll(frames)

@@ -11,7 +11,7 @@ import { Effect } from "effect"
 import { BookSync } from "../src/book/sync.ts"
 import type { NormalizedRecord, OptionQuote, Trade } from "../src/domain/records.ts"
 import { makeDecoder, tradeRecord } from "../src/venues/deribit/normalize.ts"
-import { decodeInstruments, type DeribitInstrument, instrumentFrom } from "../src/venues/deribit/instruments.ts"
+import { decodeInstruments, deribitGreeks, type DeribitInstrument, instrumentFrom } from "../src/venues/deribit/instruments.ts"
 import { InstrumentRegistry } from "../src/domain/instruments.ts"
 import { LargeTradeDetector } from "../src/domain/large-trades.ts"
 import { ReferencePrices } from "../src/domain/valuation.ts"
@@ -146,6 +146,28 @@ describe("deribit normalizer", () => {
     assert.strictEqual(decode('{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":{"type":"change","timestamp":1,"instrument_name":"BTC-PERPETUAL","change_id":2,"prev_change_id":1,"bids":[["replace",1,1]],"asks":[]}}}', out)?._tag, "DecodeError")
   })
 
+  it("computes greeks that agree with Deribit's own on the 89 real option tickers of the recorded session", () => {
+    const tickers = frames().map((f) => JSON.parse(f)).filter((m) => String(m.params?.channel ?? "").startsWith("ticker.")).map((m) => m.params.data)
+    assert.strictEqual(tickers.length, 89)
+    const worst: Record<string, { relative: number; absolute: number }> = {}
+    for (const t of tickers) {
+      const computed = deribitGreeks(parseOptionName(t.instrument_name)!, t.underlying_price, t.mark_iv, t.timestamp)!
+      for (const name of ["delta", "gamma", "vega", "theta", "rho"] as const) {
+        const theirs = t.greeks[name] as number
+        const absolute = Math.abs(computed[name] - theirs)
+        // Deribit publishes 5 decimals: below 0.01 compare absolutely, above relatively.
+        const relative = Math.abs(theirs) >= 0.01 ? absolute / Math.abs(theirs) : 0
+        const w = worst[name] ?? { relative: 0, absolute: 0 }
+        worst[name] = { relative: Math.max(w.relative, relative), absolute: Math.abs(theirs) < 0.01 ? Math.max(w.absolute, absolute) : w.absolute }
+      }
+    }
+    console.log("greeks against Deribit's (worst of 89):", JSON.stringify(worst))
+    for (const [name, w] of Object.entries(worst)) {
+      assert.isAtMost(w.relative, 1e-3, `${name}: within 0.1 % where it is 0.01 or more`)
+      assert.isAtMost(w.absolute, 1e-4, `${name}: within 0.0001 where it is under 0.01`)
+    }
+  })
+
   it("reads option names: expiry at 08:00 UTC, strike, type", () => {
     assert.deepStrictEqual(parseOptionName("BTC-24SEP21-40000-P"), { currency: "BTC", expiry: Date.UTC(2021, 8, 24, 8), strike: 40000, optionType: "put" })
     assert.deepStrictEqual(parseOptionName("XRP_USDC-5JAN26-0d625-C"), { currency: "XRP", expiry: Date.UTC(2026, 0, 5, 8), strike: 0.625, optionType: "call" })
@@ -220,7 +242,12 @@ describe("deribit end to end", () => {
       const put = chain.options.find((o: any) => o.instrument === "BTC-24SEP21-34000-P")
       assert.strictEqual(put.option_type, "put")
       assert.strictEqual(put.strike, 34000)
-      assert.isNotNull(put.greeks, "greeks from the option's ticker")
+      // Computed from the book summary's mark IV (no per-option ticker call by default), as Deribit's own were.
+      const recorded = fake.optionTicker("BTC-24SEP21-34000-P")!
+      for (const name of ["delta", "gamma", "vega", "theta", "rho"] as const) {
+        assert.closeTo(put.greeks[name], recorded.greeks[name], Math.max(1e-4, Math.abs(recorded.greeks[name]) * 1e-3), name)
+      }
+      assert.isFalse(fake.restCalls.some((c) => c.includes("/public/ticker")), "no per-option ticker calls")
       assert.isNumber(put.mark_iv)
       const byExpiry = yield* getJson(`${base}/option-chain?currency=BTC&expiry=2021-09-24`)
       assert.isTrue(byExpiry.body.data.options.every((o: any) => o.expiry.startsWith("2021-09-24")))

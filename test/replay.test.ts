@@ -10,7 +10,7 @@ import { Writer } from "../src/storage/writer.ts"
 import { binanceFutures } from "../src/venues/binance/index.ts"
 import { binanceFutures as futuresRecording } from "./support/fixtures.ts"
 import { postgresUrl, truncateAll } from "./support/service.ts"
-import { recording } from "./support/fixtures.ts"
+import { recording, session } from "./support/fixtures.ts"
 import { coinbase } from "../src/venues/coinbase/index.ts"
 import type { VenueDefinition } from "../src/venues/venue.ts"
 import type { Recording } from "../src/replay/recorded.ts"
@@ -63,4 +63,44 @@ describe("replay", () => {
       assert.strictEqual(second.written.large_trades.written, 0)
       assert.strictEqual(second.written.exchange_orderbooks.written, 0)
     }).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped), { timeout: 60_000 })
+
+  it.live("replays a sessions/ capture (JSON lines, zstd): the 2026 Coinbase session, book rows on the recording's clock", () =>
+    Effect.gen(function*() {
+      yield* truncateAll
+      const capture = session("COINBASE.jsonl.zst")
+      const low: PipelineSettings = { ...settings, thresholds: { byAsset: {}, otherAssets: 0 } }
+      const first = yield* replay(coinbase, capture, low)
+      assert.strictEqual(first.stats.frames, 1030)
+      assert.strictEqual(first.stats.decodeErrors, 0)
+      assert.strictEqual(first.written.large_trades.written, 279)
+      // A row per product for each ORDERBOOK_INTERVAL (10 s) of the recording in which its book moved:
+      // the replay takes seconds of wall time, the recording spans 24 s of its own.
+      const buckets = new Map<string, Set<number>>()
+      for (const frame of capture.frames) {
+        const message = JSON.parse(frame.text)
+        if (message.channel !== "l2_data") continue
+        for (const event of message.events) {
+          const set = buckets.get(event.product_id) ?? new Set<number>()
+          set.add(Math.floor(frame.receivedAt! / defaultPipelineSettings.bookIntervalMs))
+          buckets.set(event.product_id, set)
+        }
+      }
+      const expected = [...buckets.values()].reduce((n, set) => n + set.size, 0)
+      assert.isAtLeast(expected, 6)
+      assert.strictEqual(first.written.exchange_orderbooks.written, expected)
+      const second = yield* replay(coinbase, capture, low)
+      assert.strictEqual(second.written.large_trades.written + second.written.exchange_orderbooks.written, 0, "nothing stored twice")
+    }).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped), { timeout: 60_000 })
+
+  it("reads sessions/ captures of every kind: base64 gzip frames (Huobi), several connections in one file (Bybit), send and http lines", () => {
+    const huobi = session("HUOBI.jsonl.zst")
+    assert.strictEqual(huobi.frames.length, 362)
+    for (const frame of huobi.frames) assert.doesNotThrow(() => JSON.parse(frame.text), frame.text.slice(0, 80))
+    assert.include(huobi.frames[0]!.text, '"subbed":"market.trioeth.depth.step0"')
+    const bybit = session("BYBIT.jsonl.zst")
+    assert.sameMembers([...new Set(bybit.frames.map((f) => f.connection))], ["BYBIT.ws.2", "BYBIT.ws.3"])
+    assert.strictEqual(bybit.sent.length, 24)
+    assert.strictEqual(bybit.rest.length, 2)
+    assert.isTrue(bybit.frames.every((f) => f.receivedAt !== undefined && f.receivedAt > Date.UTC(2026, 0, 1)), "receive times read, in ms")
+  })
 })

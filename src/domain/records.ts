@@ -148,6 +148,8 @@ export const OptionQuote = Schema.Struct({
   bestBid: Schema.NullOr(Schema.Number),
   bestAsk: Schema.NullOr(Schema.Number),
   greeks: Schema.NullOr(Greeks),
+  /** "venue": the venue's own figures; "computed": Black-Scholes on the forward with the mark IV (domain/black-scholes.ts). */
+  greeksSource: Schema.optional(Schema.Literals(["venue", "computed"])),
   openInterest: Schema.Number,
   underlyingPrice: Schema.NullOr(Schema.Number),
   underlyingIndex: Schema.NullOr(Schema.String),

@@ -254,5 +254,5 @@ const optionChainRow = (q: OptionQuote): OptionChainRow => ({
   underlyingIndex: q.underlyingIndex,
   indexPrice: q.indexPrice,
   timestamp: q.timestamp,
-  metadata: null
+  metadata: q.greeksSource === undefined ? null : { greeks_source: q.greeksSource }
 })

@@ -59,6 +59,11 @@ export class FakeDeribit {
   tests = 0
   private readonly instruments = new Map<string, Array<Message>>()
   private readonly optionTickers = new Map<string, Message>()
+
+  /** The recorded ticker of an option (its greeks as Deribit computed them). */
+  optionTicker(name: string): Message | undefined {
+    return this.optionTickers.get(name)
+  }
   private readonly books = new Map<string, Book>()
   private readonly prices = new Map<string, number>([["BTC", 50_000], ["ETH", 3_000]])
   private readonly timers = new Set<NodeJS.Timeout>()
@@ -406,7 +411,8 @@ export class FakeDeribit {
             ask_price: t.best_ask_price,
             underlying_price: t.underlying_price,
             underlying_index: t.underlying_index,
-            creation_timestamp: now
+            // The recorded values were true at the recording's moment (the options expired in 2021): dated so.
+            creation_timestamp: t.timestamp
           }
         }))
       }

@@ -15,7 +15,7 @@ export interface PinnedClock {
 
 export const pinnedClock = (startAt: number): PinnedClock => {
   const real = Clock.Clock.defaultValue()
-  const offset = startAt - Date.now()
+  const offset = Math.round(startAt) - Date.now()
   const now = () => Date.now() + offset
   const clock: Clock.Clock = {
     currentTimeMillisUnsafe: now,

@@ -1,13 +1,21 @@
 /**
  * Where the real captures are, and readers for them. `FIXTURES_DIR` (default
  * `../shared/fixtures` beside the repository) holds `recorded/` and `sessions/`;
- * a clone without it gets them with `npm run fixtures` (see scripts/fixtures.ts).
+ * a clone without it gets them with `npm run fixtures` (scripts/fixtures.ts),
+ * into `.fixtures/`.
  */
+import { existsSync } from "node:fs"
 import { resolve } from "node:path"
 import { readRecordings, type Recording } from "../../src/replay/recorded.ts"
 
 const repositoryRoot = new URL("../../", import.meta.url).pathname
-export const fixturesDir = resolve(repositoryRoot, process.env.FIXTURES_DIR ?? "../shared/fixtures")
+const shared = resolve(repositoryRoot, "../shared/fixtures")
+/** FIXTURES_DIR, else ../shared/fixtures beside the clone, else what `npm run fixtures` cached. */
+export const fixturesDir = process.env.FIXTURES_DIR !== undefined
+  ? resolve(repositoryRoot, process.env.FIXTURES_DIR)
+  : existsSync(shared)
+  ? shared
+  : resolve(repositoryRoot, process.env.FIXTURES_CACHE ?? ".fixtures")
 /** The 2021-22 captures, with a trailing slash (files are named by appending). */
 export const fixtures = `${fixturesDir}/recorded/`
 export const sessions = `${fixturesDir}/sessions/`

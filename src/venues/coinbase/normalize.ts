@@ -57,6 +57,12 @@ const productOf = (data: unknown): string | undefined =>
     ? (data as { product_id: string }).product_id
     : undefined
 
+/** Trades in the order they happened: by numeric trade id where every id is one, else as listed. */
+const oldestFirst = <T extends { readonly trade_id: string }>(trades: ReadonlyArray<T>): ReadonlyArray<T> =>
+  trades.every((t) => Number.isSafeInteger(Number(t.trade_id)))
+    ? [...trades].sort((a, b) => Number(a.trade_id) - Number(b.trade_id))
+    : trades
+
 const levelsOf = (updates: ReadonlyArray<{ readonly side: "bid" | "offer"; readonly price_level: number; readonly new_quantity: number }>) => {
   const bids: Array<Level> = []
   const asks: Array<Level> = []
@@ -169,7 +175,10 @@ export const makeDecoder = (venue: string, observations: CoinbaseObservations = 
           const event = readAdvancedTradesEvent(raw, fast)
           if (event === undefined) return unreadable
           if (event instanceof WireFailure) return failure(channel, event.message, frame)
-          for (const t of event.trades) {
+          // Coinbase lists an event's trades newest first (the 2026 session: every snapshot and every
+          // multi-trade update): emitted oldest first, as they happened, so the id continuity check sees a sequence.
+          const trades = event.trades.length > 1 ? oldestFirst(event.trades) : event.trades
+          for (const t of trades) {
             const id = Number(t.trade_id)
             out.push({
               kind: "trade",

@@ -9,9 +9,10 @@
  * - `public/set_heartbeat`: Deribit then sends `test_request`s, answered with `public/test`.
  * - Open interest of every future from `public/get_book_summary_by_currency` (one call
  *   per currency), every OPEN_INTEREST_INTERVAL_SECONDS.
- * - An option chain snapshot per currency every DERIBIT_OPTION_CHAIN_MINUTES: the
- *   book summary (mark, mark IV, bid/ask, open interest, underlying) and
- *   `public/ticker` per option for greeks and bid/ask IV, within the rate budget.
+ * - An option chain snapshot per currency every DERIBIT_OPTION_CHAIN_MINUTES from
+ *   one book summary call (mark, mark IV, bid/ask, open interest, underlying),
+ *   greeks computed from the mark IV as Deribit does; `public/ticker` per option
+ *   (Deribit's own greeks, bid/ask IV) only with DERIBIT_OPTION_TICKERS.
  * - Trades lost by `trade_seq` are fetched with `public/get_last_trades_by_instrument`.
  * - REST: 20 requests per second (Deribit's credit refill for public calls).
  */
@@ -49,7 +50,13 @@ export const deribitConfig = Config.all({
   ),
   optionTrades: Config.Boolean("DERIBIT_OPTION_TRADES").pipe(Config.withDefault(true)),
   optionChainMs: Config.Number("DERIBIT_OPTION_CHAIN_MINUTES").pipe(Config.withDefault(15), Config.map((m) => m * 60_000)),
-  optionGreeks: Config.Boolean("DERIBIT_OPTION_GREEKS").pipe(Config.withDefault(true)),
+  /**
+   * Opt-in: one `public/ticker` per option (about 1,200 a snapshot, against an
+   * unpublished per-IP limit) for Deribit's own greeks and bid/ask IV. Without
+   * it the chain is one book-summary call per currency and the greeks are
+   * computed from the mark IV.
+   */
+  optionTickers: Config.Boolean("DERIBIT_OPTION_TICKERS").pipe(Config.withDefault(false)),
   requestsPerSecond: Config.Int("DERIBIT_REST_REQUESTS_PER_SECOND").pipe(Config.withDefault(20)),
   heartbeatSeconds: Config.Int("DERIBIT_HEARTBEAT_SECONDS").pipe(Config.withDefault(30)),
   outgoingMessagesPerSecond: Config.Int("DERIBIT_WS_MESSAGES_PER_SECOND").pipe(Config.withDefault(3)),
@@ -219,7 +226,7 @@ export const runDeribit = (definition: VenueDefinition) => (runtime: VenueRuntim
         for (const summary of summaries.result) {
           const instrument = options.get(summary.instrument_name)
           if (instrument === undefined) continue
-          const ticker = config.optionGreeks
+          const ticker = config.optionTickers
             ? yield* fetchDecoded(gate, `${rest}/public/ticker?instrument_name=${summary.instrument_name}`, 1, decodeTicker).pipe(
               Effect.map((t) => t.result),
               Effect.catch(() => Effect.succeed(undefined))
