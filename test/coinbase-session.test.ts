@@ -5,21 +5,13 @@
  * a state the book really had, no gap, no resync. The service runs on the
  * session's own calendar (a pinned clock), so the API's windows find it.
  */
-import { mkdtempSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeCoinbaseSession } from "./fake/coinbase-session.ts"
 import { pinnedClock } from "./support/clock.ts"
 import { rebuildBooks, takerSidesFromBook } from "./support/coinbase-session.ts"
-import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
-
-const databases: Array<[string, () => Record<string, string>]> = [
-  ["postgres", () => ({ DATABASE_URL: postgresUrl })],
-  ["embedded", () => ({ DATA_DIR: mkdtempSync(join(tmpdir(), "mds-session-")) })]
-]
+import { databases, eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
 describe.each(databases)("the real 2026 Coinbase session through the live service into %s", (name, database) => {
   it.live("every trade once with its taker side, books as they were, nothing missing", () =>

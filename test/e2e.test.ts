@@ -3,24 +3,16 @@
  * PostgreSQL on 127.0.0.1:5432 and the embedded one), from socket to HTTP.
  * Every number served is checked against the frames the fake sent.
  */
-import { mkdtempSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect } from "effect"
 import { SqlClient } from "effect/sql"
 import { FakeBinance } from "./fake/binance.ts"
 import { postgresLayer } from "../src/storage/database.ts"
-import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
+import { databases, eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
 const spotSymbols = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]
 const futuresSymbols = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]
 const round2 = (x: number) => Math.round(x * 100) / 100
-
-const databases: Array<[string, () => Record<string, string>]> = [
-  ["postgres", () => ({ DATABASE_URL: postgresUrl })],
-  ["embedded", () => ({ DATA_DIR: mkdtempSync(join(tmpdir(), "mds-e2e-")) })]
-]
 
 describe.each(databases)("service end to end on %s", (_name, database) => {
   it.live("stores what the fake exchange sent and serves it over the API", () =>

@@ -1,10 +1,19 @@
 /** Starts the whole service (AppLive) inside a test scope, configured by a map of env vars. */
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { ConfigProvider, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { AppLive } from "../../src/main.ts"
 import { runMigrations } from "../../src/storage/migrations.ts"
 
 export const postgresUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+
+/** The two databases every end-to-end test runs against: the PostgreSQL server, and the embedded one in a fresh folder. */
+export const databases: Array<[string, () => Record<string, string>]> = [
+  ["postgres", () => ({ DATABASE_URL: postgresUrl })],
+  ["embedded", () => ({ DATA_DIR: mkdtempSync(join(tmpdir(), "mds-e2e-")) })]
+]
 
 /** `clock` (see clock.ts) pins the service's calendar. */
 export const startService = (env: Record<string, string>, clock: Layer.Layer<never> = Layer.empty) =>
