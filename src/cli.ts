@@ -1,85 +1,98 @@
 /**
- * npm run cli -- replay --venue <id> <files...>   recorded frames through the live pipeline into the database
- * npm run cli -- normalize --venue <id> <file>    normalized records as JSON lines on stdout
+ * The command line, on effect/cli: `--help` on every command, typed options,
+ * errors that say what is wrong, exit codes (0 done, 1 failed, 2 bad usage).
+ *
+ *   npm run cli -- replay --venue <id> <files...>   recorded frames through the live pipeline into the database
+ *   npm run cli -- normalize --venue <id> <file>    normalized records as JSON lines on stdout
  */
-import { NodeRuntime } from "@effect/platform-node"
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Layer } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
 import type { NormalizedRecord } from "./domain/records.ts"
+import { transportCause } from "./domain/transport.ts"
+import { ConfigLive } from "./main.ts"
 import { PipelineSettings } from "./pipeline/runtime.ts"
 import { readRecordings } from "./replay/recorded.ts"
 import { replayRecording } from "./replay/replay.ts"
 import { DatabaseLive } from "./storage/database.ts"
 import { Writer } from "./storage/writer.ts"
+import { serviceVersion } from "./version.ts"
 import { venueById, venues } from "./venues/registry.ts"
 
-const usage = `usage:
-  npm run cli -- replay --venue <id> <files...>
-  npm run cli -- normalize --venue <id> <file>
-venues: ${venues.map((v) => v.id).join(", ")}`
+const venueIds = venues.map((v) => v.id)
 
-class UsageError {
-  readonly _tag = "UsageError"
-  readonly message: string
-  constructor(message: string) {
-    this.message = message
-  }
-}
+const venue = Flag.Literals("venue", venueIds).pipe(Flag.withDescription(`the venue whose frames these are: ${venueIds.join(", ")}`))
 
-const parseArgs = (argv: ReadonlyArray<string>) => {
-  const [command, ...rest] = argv
-  const files: Array<string> = []
-  let venueId: string | undefined
-  for (let i = 0; i < rest.length; i++) {
-    if (rest[i] === "--venue") venueId = rest[++i]
-    else files.push(rest[i]!)
-  }
-  if (command !== "replay" && command !== "normalize") return new UsageError(usage)
-  const venue = venueId === undefined ? undefined : venueById(venueId)
-  if (venue === undefined) return new UsageError(`unknown or missing --venue ${venueId ?? ""}\n${usage}`)
-  if (files.length === 0 || (command === "normalize" && files.length !== 1)) return new UsageError(usage)
-  return { command, venue, files }
-}
+const recordingFiles = Argument.File("files", { mustExist: true }).pipe(
+  Argument.withDescription("capture files: the recorded/ line format, sessions/ JSON lines (.jsonl, .zst, .gz), or one raw frame per line"),
+  Argument.atLeast(1)
+)
 
-const program = Effect.gen(function*() {
-  const args = parseArgs(process.argv.slice(2))
-  if (args instanceof UsageError) {
-    yield* Console.error(args.message)
-    return yield* Effect.sync(() => process.exit(2))
-  }
-  const recording = readRecordings(args.files)
-  if (args.command === "normalize") {
+const replay = Command.make("replay", { venue, files: recordingFiles }, ({ venue: id, files }) =>
+  Effect.gen(function*() {
+    const definition = venueById(id)!
+    const recording = readRecordings(files)
+    const settings = yield* PipelineSettings
+    const { stats, writer } = yield* Effect.scoped(Effect.gen(function*() {
+      const context = yield* Layer.build(Writer.layer.pipe(Layer.provideMerge(DatabaseLive)))
+      return yield* Effect.gen(function*() {
+        const writer = yield* Writer
+        const stats = yield* replayRecording(definition, recording, settings, writer.offer)
+        return { stats, writer }
+      }).pipe(Effect.provideContext(context))
+    }))
+    const inserted = Object.fromEntries(Object.values(writer.state().tables).map((t) => [t.table, t.written]))
+    yield* Console.log(JSON.stringify({ ...stats, inserted }, null, 2))
+  })).pipe(Command.withDescription(
+    "Runs recorded frames through the live pipeline (decode, normalize, detect, writer) into the configured database (DATABASE_URL, else the embedded one). Running it twice stores nothing twice."
+  ))
+
+const normalize = Command.make("normalize", { venue, file: Argument.File("file", { mustExist: true }).pipe(Argument.withDescription("one capture file")) }, ({ venue: id, file }) =>
+  Effect.sync(() => {
+    const definition = venueById(id)!
+    const recording = readRecordings([file])
     for (const rest of recording.rest) {
-      for (const record of args.venue.fromRest(rest).records ?? []) process.stdout.write(`${JSON.stringify(record)}\n`)
+      for (const record of definition.fromRest(rest).records ?? []) process.stdout.write(`${JSON.stringify(record)}\n`)
     }
     let errors = 0
     for (const frame of recording.frames) {
       const out: Array<NormalizedRecord> = []
-      const error = args.venue.decodeFrame(frame.text, out)
-      if (error !== undefined) {
+      const error = definition.decodeFrame(frame.text, out)
+      if (error !== undefined && error.dropped === undefined) {
         errors++
         process.stderr.write(`decode error (${error.channel}): ${error.detail}\n`)
       }
       for (const record of out) process.stdout.write(`${JSON.stringify(record)}\n`)
     }
     if (errors > 0) process.stderr.write(`${errors} frame(s) could not be decoded\n`)
-    return
-  }
-  const settings = yield* PipelineSettings
-  const stats = yield* Effect.scoped(Layer.build(Writer.layer.pipe(Layer.provideMerge(DatabaseLive))).pipe(
-    Effect.flatMap((context) =>
-      Effect.gen(function*() {
-        const writer = yield* Writer
-        const stats = yield* replayRecording(args.venue, recording, settings, writer.offer)
-        return { stats, writer }
-      }).pipe(Effect.provideContext(context))
-    )
-  )).pipe(Effect.map(({ stats, writer }) => ({ ...stats, inserted: Object.fromEntries(Object.values(writer.state().tables).map((t) => [t.table, t.written])) })))
-  yield* Console.log(JSON.stringify(stats, null, 2))
-})
+  })).pipe(Command.withDescription("Prints the normalized records of a capture as JSON lines on stdout; undecodable frames are reported on stderr."))
+
+export const cli = Command.make("market-data").pipe(
+  Command.withDescription("Replays and inspects exchange captures with the service's own pipeline."),
+  Command.withSubcommands([replay, normalize])
+)
+
+const describeFailure = (error: unknown): string => {
+  const { _tag, message } = error as { _tag?: string; message?: string }
+  const cause = transportCause(error)
+  const text = `${_tag ?? "Error"}: ${message ?? String(error)}`
+  return cause === undefined || text.includes(cause) ? text : `${text} (${cause})`
+}
 
 // `normalize ... | head` closes stdout early; that is not an error.
 process.stdout.on("error", (error: NodeJS.ErrnoException) => {
   if (error.code === "EPIPE") process.exit(0)
 })
 
-program.pipe(NodeRuntime.runMain)
+if (import.meta.main) {
+  Command.run(cli, { version: serviceVersion }).pipe(
+    // Help and the error were shown already; bad usage exits 2, as command-line tools do.
+    Effect.catchTag("ShowHelp", (help) => Effect.sync(() => void (process.exitCode = help.errors.length > 0 ? 2 : 0))),
+    // Anything else that failed: one line saying what and why (e.g. the database refused the connection), exit 1.
+    Effect.catch((error) =>
+      Console.error(`market-data: ${describeFailure(error)}`).pipe(Effect.andThen(Effect.sync(() => void (process.exitCode = 1))))
+    ),
+    Effect.provide(Layer.mergeAll(NodeServices.layer, ConfigLive)),
+    NodeRuntime.runMain
+  )
+}
