@@ -11,7 +11,8 @@ import { PrometheusMetrics } from "effect/observability"
 import { SqlClient } from "effect/sql"
 import { FeedRegistry } from "../feed/status.ts"
 import { apiRequests, queueDepth } from "../observability/metrics.ts"
-import { DatabaseInfo } from "../storage/database.ts"
+import { DatabaseInfo, DatabaseProbe, readPoolLayer } from "../storage/database.ts"
+import { admissionConfig, type Overloaded, QueryAdmission } from "./admission.ts"
 import {
   basis,
   coverage,
@@ -79,19 +80,23 @@ const queryEndpoint = <N extends ParamName, A, R>(
   Effect.gen(function*() {
     const parsed = parseQuery(search, allowed)
     if (parsed instanceof BadParameter) return failure(400, "INVALID_PARAMETER", parsed.message)
-    const data = yield* guarded(run(parsed))
     const hours = withHours ? ((parsed as { hours?: number }).hours ?? 24) : undefined
     const window = parsed as { symbol?: string; exchange?: string; hours?: number }
-    const covered = gapChannels === undefined ? undefined : yield* guarded(coverage({
-      symbol: window.symbol,
-      exchange: window.exchange,
-      hours: window.hours ?? 24,
-      channels: gapChannels(parsed)
+    const admission = yield* QueryAdmission
+    // Long windows queue in the heavy lane: they can be shed, never hold up short ones or /health.
+    return yield* admission.admit(admission.laneOf(hours), Effect.gen(function*() {
+      const data = yield* guarded(run(parsed))
+      const covered = gapChannels === undefined ? undefined : yield* guarded(coverage({
+        symbol: window.symbol,
+        exchange: window.exchange,
+        hours: window.hours ?? 24,
+        channels: gapChannels(parsed)
+      }))
+      return success(data, filtersOf(parsed as Record<string, unknown>, hours), covered)
     }))
-    return success(data, filtersOf(parsed as Record<string, unknown>, hours), covered)
   })
 
-const routes: Record<string, (search: URLSearchParams) => Effect.Effect<HttpServerResponse.HttpServerResponse, DatabaseUnavailable, SqlClient.SqlClient>> = {
+const routes: Record<string, (search: URLSearchParams) => Effect.Effect<HttpServerResponse.HttpServerResponse, DatabaseUnavailable | Overloaded, SqlClient.SqlClient | QueryAdmission>> = {
   "/api/v1/exchange/large-trades": queryEndpoint(endpointParams.largeTrades, (p) =>
     largeTrades({
       symbol: p.symbol,
@@ -130,15 +135,11 @@ const routes: Record<string, (search: URLSearchParams) => Effect.Effect<HttpServ
 }
 
 const health = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
   const registry = yield* FeedRegistry
   const writer = yield* Writer
   const database = yield* DatabaseInfo
-  const reachable = yield* sql`SELECT 1`.pipe(
-    Effect.timeout(Duration.seconds(2)),
-    Effect.as(true),
-    Effect.catchCause(() => Effect.succeed(false))
-  )
+  // Its own connection: never queued behind API queries, so a busy API is not reported as a dead database.
+  const reachable = yield* (yield* DatabaseProbe).reachable
   const now = yield* Clock.currentTimeMillis
   const writerState = writer.state()
   const feeds = registry.all().map((feed) => ({
@@ -210,7 +211,14 @@ export const app = Effect.gen(function*() {
     ? raw(200, openApiDocument)
     : yield* routes[path]!(url.searchParams).pipe(
       Effect.catchTag("DatabaseUnavailable", () =>
-        Effect.succeed(failure(503, "DATABASE_UNAVAILABLE", "the database did not answer; try again shortly")))
+        Effect.succeed(failure(503, "DATABASE_UNAVAILABLE", "the database did not answer; try again shortly"))),
+      Effect.catchTag("Overloaded", (overloaded) =>
+        Effect.succeed(failure(
+          503,
+          "OVERLOADED",
+          `too many ${overloaded.lane === "heavy" ? "long-window " : ""}queries at once; retry after ${overloaded.retryAfterSeconds} s`,
+          { "retry-after": String(overloaded.retryAfterSeconds) }
+        )))
     )
   yield* countRequest(path, response.status)
   return response
@@ -226,8 +234,16 @@ export const app = Effect.gen(function*() {
 export const ApiServerLive = Layer.unwrap(Effect.gen(function*() {
   const port = yield* Config.Port("PORT").pipe(Config.withDefault(8002))
   const host = yield* Config.String("HOST").pipe(Config.withDefault("0.0.0.0"))
+  const statementTimeoutMs = yield* Config.Number("API_STATEMENT_TIMEOUT_SECONDS").pipe(Config.withDefault(5), Config.map((s) => s * 1000))
+  const { light, heavy } = yield* admissionConfig
   return HttpServer.serve(app).pipe(
     HttpServer.withLogAddress,
-    Layer.provideMerge(NodeHttpServer.layer(() => answerMalformedRequests(createServer()), { port, host }))
+    Layer.provideMerge(NodeHttpServer.layer(() => answerMalformedRequests(createServer()), { port, host })),
+    // The API reads through its own pool (sized for what admission lets in), beside the writer's.
+    Layer.provide([
+      readPoolLayer({ connections: 2 * (light + heavy), statementTimeoutMs }),
+      QueryAdmission.layer,
+      DatabaseProbe.layer(Duration.seconds(2))
+    ])
   )
 }))

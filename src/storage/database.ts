@@ -7,13 +7,20 @@ import { mkdirSync } from "node:fs"
 import { PGlite } from "@electric-sql/pglite"
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import { PgClient } from "@effect/sql-pg"
-import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
+import { Config, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Reactivity } from "effect/reactivity"
+import { SqlClient } from "effect/sql"
 import { runMigrations } from "./migrations.ts"
+
+/** How to reach the database: a URL, or the embedded server's loopback port. */
+type Target = { readonly url: Redacted.Redacted } | { readonly host: string; readonly port: number; readonly database: string; readonly username: string }
 
 export class DatabaseInfo extends Context.Service<DatabaseInfo, {
   readonly kind: "postgres" | "embedded"
   /** Where it lives, without credentials. */
   readonly location: string
+  /** For the pools beside the writer's (the API's reads, the health probe). */
+  readonly target: Target
 }>()("market-data/storage/DatabaseInfo") {}
 
 const redactUrl = (url: string): string => {
@@ -34,7 +41,8 @@ export const startEmbeddedPostgres = (dataDir: string | undefined) =>
       const db = await PGlite.create(dataDir === undefined ? {} : { dataDir })
       // PostgreSQL's default lets pg_wal grow to 1 GB; keep an embedded store small. Applies from the next start.
       if (dataDir !== undefined) await db.query("ALTER SYSTEM SET max_wal_size = '256MB'")
-      const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 16 })
+      // The writer's pool, the API's read pool and the health probe all connect here.
+      const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 32 })
       await server.start()
       const [, port] = server.getServerConn().split(":")
       return { db, server, port: Number(port) }
@@ -45,22 +53,63 @@ export const startEmbeddedPostgres = (dataDir: string | undefined) =>
     })
   )
 
+/** The writer's pool (the sink of record): API reads have their own, so they never starve it. */
 const poolOptions = { maxConnections: 4, connectTimeout: "5 seconds" } as const
 
-export const postgresLayer = (url: string) =>
-  Layer.merge(
-    PgClient.layer({ url: Redacted.make(url), ...poolOptions }),
-    Layer.succeed(DatabaseInfo, DatabaseInfo.of({ kind: "postgres", location: redactUrl(url) }))
+export const postgresLayer = (url: string) => {
+  const target = { url: Redacted.make(url) }
+  return Layer.merge(
+    PgClient.layer({ ...target, ...poolOptions }),
+    Layer.succeed(DatabaseInfo, DatabaseInfo.of({ kind: "postgres", location: redactUrl(url), target }))
   )
+}
 
 export const embeddedLayer = (dataDir: string | undefined) =>
   Layer.unwrap(Effect.gen(function*() {
     const { port } = yield* startEmbeddedPostgres(dataDir)
+    const target = { host: "127.0.0.1", port, database: "postgres", username: "postgres" }
     return Layer.merge(
-      PgClient.layer({ host: "127.0.0.1", port, database: "postgres", username: "postgres", ...poolOptions }),
-      Layer.succeed(DatabaseInfo, DatabaseInfo.of({ kind: "embedded", location: dataDir ?? "in-memory" }))
+      PgClient.layer({ ...target, ...poolOptions }),
+      Layer.succeed(DatabaseInfo, DatabaseInfo.of({ kind: "embedded", location: dataDir ?? "in-memory", target }))
     )
   }))
+
+/**
+ * The API's own pool, beside the writer's: its queries can be slow or many,
+ * and must never hold the writer up. Every statement on it is cut off after
+ * `API_STATEMENT_TIMEOUT_SECONDS` (PostgreSQL's statement_timeout), so one
+ * runaway query cannot hold a connection for long.
+ */
+export const readPoolLayer = (options: { readonly connections: number; readonly statementTimeoutMs: number }) =>
+  Layer.unwrap(DatabaseInfo.use((info) =>
+    Effect.succeed(PgClient.layer({
+      ...info.target,
+      maxConnections: options.connections,
+      connectTimeout: "5 seconds",
+      applicationName: "market-data-api",
+      startupParameters: { statement_timeout: String(Math.round(options.statementTimeoutMs)) }
+    }))))
+
+/**
+ * A database check that never queues behind queries: one connection of its
+ * own, used by /health alone, answering within `timeout` or not at all.
+ */
+export class DatabaseProbe extends Context.Service<DatabaseProbe, {
+  readonly reachable: Effect.Effect<boolean>
+}>()("market-data/storage/DatabaseProbe") {
+  static readonly layer = (timeout: Duration.Input) =>
+    Layer.effect(DatabaseProbe, Effect.gen(function*() {
+      const info = yield* DatabaseInfo
+      const sql: SqlClient.SqlClient = yield* PgClient.make({ ...info.target, maxConnections: 1, connectTimeout: timeout, applicationName: "market-data-health" })
+      return DatabaseProbe.of({
+        reachable: sql`SELECT 1`.pipe(
+          Effect.timeout(timeout),
+          Effect.as(true),
+          Effect.catchCause(() => Effect.succeed(false))
+        )
+      })
+    })).pipe(Layer.provide(Reactivity.layer))
+}
 
 /** Chosen by configuration; migrations are applied before anything else uses it. */
 export const DatabaseLive = Layer.unwrap(Effect.gen(function*() {
