@@ -10,7 +10,7 @@ import { SqlClient } from "effect/sql"
 import type { LargeTradeRow } from "../src/domain/rows.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { insertRows } from "../src/storage/inserts.ts"
-import { largeTrades, type LargeTradeFilter } from "../src/storage/queries.ts"
+import { fundingRates, largeTrades, type LargeTradeFilter, openInterest as openInterestQuery, type WindowFilter } from "../src/storage/queries.ts"
 import { postgresUrl, truncateAll } from "./support/service.ts"
 
 const instruments = [["binance", "BTCUSDT"], ["deribit", "BTC-PERPETUAL"], ["coinbase", "ETH-USD"]] as const
@@ -71,5 +71,59 @@ describe("large-trades hourly rollup", () => {
       const [{ hourly }] = yield* sql<{ hourly: number }>`SELECT count(*)::int AS hourly FROM large_trades_hourly`
       assert.strictEqual(hourly, 0)
       assert.strictEqual((yield* largeTrades({ hours: 48, limit: 10 })).count, 0)
+    }).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped), 60_000)
+
+  it.live("funding and open-interest summaries from their hourly rollups agree with the raw rows through inserts, duplicates, deletes, updates and truncate", () =>
+    Effect.gen(function*() {
+      yield* truncateAll
+      const sql = yield* SqlClient.SqlClient
+      const at = (i: number) => anchor - Math.floor(random() * 1800) * 60_000 - 30_000 - (i % 3) * 1000
+      const funding = Array.from({ length: 500 }, (_, i) => {
+        const [exchange, symbol] = instruments[i % instruments.length]!
+        return { id: `${exchange}_${symbol}_f${i}`, exchange, symbol, rate: Math.round((random() - 0.3) * 1e6) / 1e10, predictedRate: null, timestamp: at(i), nextFundingTime: null, metadata: null }
+      })
+      const openInterest = Array.from({ length: 500 }, (_, i) => {
+        const [exchange, symbol] = instruments[i % instruments.length]!
+        return { id: `${exchange}_${symbol}_o${i}`, exchange, symbol, openInterest: 100 + i, openInterestUsd: 1_000_000 + Math.round(random() * 1e8) / 100, timestamp: at(i), metadata: null }
+      })
+      yield* insertRows("funding_rates", funding.slice(0, 350))
+      yield* insertRows("funding_rates", funding.slice(250))
+      yield* insertRows("open_interest", openInterest.slice(0, 350))
+      yield* insertRows("open_interest", openInterest.slice(250))
+      yield* sql`DELETE FROM funding_rates WHERE id IN ('binance_BTCUSDT_f0', 'deribit_BTC-PERPETUAL_f7', 'coinbase_ETH-USD_f499')`
+      yield* sql`UPDATE funding_rates SET rate = rate + 0.0001, timestamp = timestamp - interval '2 hours' WHERE id IN ('binance_BTCUSDT_f3', 'deribit_BTC-PERPETUAL_f4')`
+      // The latest readings move: deleted, moved back in time, raised.
+      const latest = yield* sql<{ id: string }>`SELECT DISTINCT ON (symbol) id FROM open_interest ORDER BY symbol, timestamp DESC, open_interest_usd DESC`
+      yield* sql`DELETE FROM open_interest WHERE id = ${latest[0]!.id}`
+      yield* sql`UPDATE open_interest SET timestamp = timestamp - interval '5 hours' WHERE id = ${latest[1]!.id}`
+      yield* sql`UPDATE open_interest SET open_interest_usd = open_interest_usd + 12345.67 WHERE id = ${latest[2]!.id}`
+      for (const hours of [0.5, 1, 2.25, 7, 24, 30, 48]) {
+        for (const filter of [{ hours, limit: 10 }, { hours, limit: 10, exchange: "deribit" }, { hours, limit: 10, symbol: "BTC" }, { hours, limit: 10, symbol: "ETH-USD" }] as Array<WindowFilter>) {
+          const from = new Date(Date.now() - hours * 3_600_000).toISOString()
+          const matches = (row: { exchange: string; symbol: string }) =>
+            (filter.exchange === undefined || row.exchange === filter.exchange) &&
+            (filter.symbol === undefined || row.symbol === filter.symbol || (filter.symbol === "BTC" && row.symbol.startsWith("BTC")))
+          // Independent: straight from the raw rows.
+          const rawFunding = (yield* sql<{ exchange: string; symbol: string; rate: string }>`SELECT exchange, symbol, rate FROM funding_rates WHERE timestamp >= (${from}::timestamptz AT TIME ZONE 'UTC')`).filter(matches)
+          const rawOi = (yield* sql<{ exchange: string; symbol: string; usd: string; t: string }>`
+            SELECT exchange, symbol, open_interest_usd AS usd, extract(epoch FROM timestamp)::text AS t FROM open_interest WHERE timestamp >= (${from}::timestamptz AT TIME ZONE 'UTC')`).filter(matches)
+          const f = yield* fundingRates(filter)
+          assert.strictEqual(f.count, rawFunding.length, `funding count ${JSON.stringify(filter)}`)
+          if (rawFunding.length > 0) assert.closeTo(f.summary.average_rate, rawFunding.reduce((n, r) => n + Number(r.rate), 0) / rawFunding.length, 1e-15)
+          assert.deepStrictEqual(f.summary.symbols, [...new Set(rawFunding.map((r) => r.symbol))].sort())
+          const o = yield* openInterestQuery(filter)
+          assert.strictEqual(o.count, rawOi.length, `open interest count ${JSON.stringify(filter)}`)
+          const latestBy = new Map<string, { t: number; usd: number }>()
+          for (const r of rawOi) {
+            const key = `${r.exchange}/${r.symbol}`
+            const seen = latestBy.get(key)
+            if (seen === undefined || Number(r.t) > seen.t || (Number(r.t) === seen.t && Number(r.usd) > seen.usd)) latestBy.set(key, { t: Number(r.t), usd: Number(r.usd) })
+          }
+          assert.closeTo(o.summary.total_oi_usd, [...latestBy.values()].reduce((n, v) => n + v.usd, 0), 0.005, `total_oi_usd ${JSON.stringify(filter)}`)
+        }
+      }
+      yield* sql`TRUNCATE funding_rates, open_interest`
+      const [{ n }] = yield* sql<{ n: number }>`SELECT (SELECT count(*) FROM funding_rates_hourly) + (SELECT count(*) FROM open_interest_hourly) AS n`
+      assert.strictEqual(Number(n), 0)
     }).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped), 60_000)
 })

@@ -163,14 +163,24 @@ export const largeTrades = (filter: LargeTradeFilter) =>
   )
 
 export const fundingRatesStatements = (sql: SqlClient.SqlClient, filter: WindowFilter, now: number) => {
-  const where = sql.and(windowConditions(sql, "funding_rates", filter, cutoffMs(filter.hours, now)))
+  const from = cutoffMs(filter.hours, now)
+  const firstWholeHour = Math.ceil(from / hourMs) * hourMs
+  const instruments = instrumentConditions(sql, "funding_rates", filter)
+  const where = sql.and(windowConditions(sql, "funding_rates", filter, from))
   return [
     sql`SELECT exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata
         FROM funding_rates WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
+    // The window's whole hours from the hourly rollup (migration 0007), its partial first hour from raw rows.
     sql`SELECT sum(n) AS count, sum(rates) / sum(n) AS average, array_agg(DISTINCT exchange) AS exchanges,
           array_agg(DISTINCT symbol) AS symbols
-        FROM (SELECT exchange, symbol, count(*) AS n, sum(rate) AS rates
-          FROM funding_rates WHERE ${where} GROUP BY exchange, symbol) AS per_instrument`
+        FROM (
+          SELECT exchange, symbol, readings AS n, rate_sum AS rates FROM funding_rates_hourly
+          WHERE ${sql.and([sql`hour >= ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
+          UNION ALL
+          SELECT exchange, symbol, count(*), sum(rate) FROM funding_rates
+          WHERE ${sql.and([sql`timestamp >= ${utcTimestamp(sql, from)}`, sql`timestamp < ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
+          GROUP BY exchange, symbol
+        ) AS parts`
   ] as const
 }
 
@@ -202,15 +212,27 @@ export const fundingRates = (filter: WindowFilter) =>
   )
 
 export const openInterestStatements = (sql: SqlClient.SqlClient, filter: WindowFilter, now: number) => {
-  const where = sql.and(windowConditions(sql, "open_interest", filter, cutoffMs(filter.hours, now)))
+  const from = cutoffMs(filter.hours, now)
+  const firstWholeHour = Math.ceil(from / hourMs) * hourMs
+  const instruments = instrumentConditions(sql, "open_interest", filter)
+  const where = sql.and(windowConditions(sql, "open_interest", filter, from))
   return [
     sql`SELECT exchange, symbol, open_interest, open_interest_usd, timestamp, metadata
         FROM open_interest WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-    // One pass, grouped per instrument: its count, and its latest reading in the window (the greatest
-    // [epoch, usd] pair); summing the whole series would count the same contracts many times.
+    // Per instrument: its count, and its latest reading in the window (the greatest [epoch, usd] pair);
+    // summing the whole series would count the same contracts many times. Whole hours from the hourly
+    // rollup (migration 0007), the partial first hour from raw rows.
     sql`SELECT sum(n) AS count, array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols, sum(latest[2]) AS total
-        FROM (SELECT exchange, symbol, count(*) AS n, max(ARRAY[extract(epoch FROM timestamp), open_interest_usd]) AS latest
-          FROM open_interest WHERE ${where} GROUP BY exchange, symbol) AS per_instrument`
+        FROM (
+          SELECT exchange, symbol, sum(n) AS n, max(latest) AS latest FROM (
+            SELECT exchange, symbol, readings AS n, latest FROM open_interest_hourly
+            WHERE ${sql.and([sql`hour >= ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
+            UNION ALL
+            SELECT exchange, symbol, count(*), max(ARRAY[extract(epoch FROM timestamp), open_interest_usd]) FROM open_interest
+            WHERE ${sql.and([sql`timestamp >= ${utcTimestamp(sql, from)}`, sql`timestamp < ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
+            GROUP BY exchange, symbol
+          ) AS parts GROUP BY exchange, symbol
+        ) AS per_instrument`
   ] as const
 }
 
