@@ -7,21 +7,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import fc from "fast-check"
-import { endpointParams } from "../src/api/openapi.ts"
+import { endpointParameters } from "../src/api/contract.ts"
 import { freePort, postgresUrl, startService } from "./support/service.ts"
 
-const endpoints: Record<string, ReadonlyArray<string>> = {
-  "/api/v1/exchange/large-trades": endpointParams.largeTrades,
-  "/api/v1/exchange/funding-rates": endpointParams.fundingRates,
-  "/api/v1/exchange/open-interest": endpointParams.openInterest,
-  "/api/v1/exchange/orderbooks": endpointParams.orderbooks,
-  "/api/v1/exchange/gaps": endpointParams.gaps,
-  "/api/v1/exchange/volatility-index": endpointParams.volatilityIndex,
-  "/api/v1/exchange/option-chain": endpointParams.optionChain,
-  "/api/v1/exchange/settlements": endpointParams.settlements,
-  "/api/v1/exchange/basis": endpointParams.basis,
-  "/api/v1/exchange/rolls": endpointParams.rolls
-}
+const endpoints = endpointParameters
 const knownNames = [...new Set(Object.values(endpoints).flat())]
 
 // Values near the edges of every parameter's domain, plus hostile text.

@@ -1,38 +1,29 @@
 /**
- * The HTTP API: the contract's query endpoints, /health, /metrics and the
- * OpenAPI document. Every answer is JSON in the contract's envelope; a bad
- * parameter is a 400 naming it, a database outage a 503, never a hang.
+ * The HTTP server: the data endpoints declared in contract.ts (effect/http-api:
+ * validation, OpenAPI at /openapi.json, a documentation page at /docs),
+ * /health and /metrics beside them, and the contract's JSON for everything
+ * else: 404 for an unknown route, 405 for a known one asked with another
+ * method, 500 for the unexpected, never an empty body.
  */
 import { createServer, type Server } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Clock, Config, Duration, Effect, Layer, Metric } from "effect"
-import { HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { Cause, Clock, Config, Duration, Effect, Layer, Metric, Option } from "effect"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
-import { SqlClient } from "effect/sql"
+import type * as Types from "effect/Types"
+import { tableNames } from "../domain/rows.ts"
 import { FeedRegistry } from "../feed/status.ts"
 import { apiRequests, queueDepth } from "../observability/metrics.ts"
 import { DatabaseInfo, DatabaseProbe, readPoolLayer } from "../storage/database.ts"
-import { admissionConfig, type Overloaded, QueryAdmission } from "./admission.ts"
-import {
-  basis,
-  coverage,
-  fundingRates,
-  gaps,
-  largeTrades,
-  latestOrderBooks,
-  openInterest,
-  optionChain,
-  rolls,
-  settlements,
-  volatilityIndex
-} from "../storage/queries.ts"
 import { Writer } from "../storage/writer.ts"
-import { tableNames } from "../domain/rows.ts"
-import { endpointParams, openApiDocument } from "./openapi.ts"
-import { BadParameter, parseQuery, type ParamName, type Parsed } from "./params.ts"
-import { failure, raw, success } from "./respond.ts"
+import { admissionConfig, QueryAdmission } from "./admission.ts"
+import { MarketDataApi } from "./contract.ts"
+import { ExchangeDataLive } from "./handlers.ts"
+import { ContractMiddlewareLive, errorResponse, makeGuard } from "./middleware.ts"
 
-const queryTimeout = Duration.seconds(10)
+const json = (status: number, body: unknown) =>
+  HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json" })
 
 /**
  * Requests Node's parser rejects before any handler runs (a URL or headers over
@@ -55,84 +46,6 @@ const answerMalformedRequests = (server: Server) =>
       `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
     )
   })
-
-class DatabaseUnavailable {
-  readonly _tag = "DatabaseUnavailable"
-}
-
-/** Runs a query; any database failure or a timeout becomes DatabaseUnavailable (a 503). */
-const guarded = <A, E, R>(query: Effect.Effect<A, E, R>) =>
-  query.pipe(
-    Effect.timeoutOrElse({ duration: queryTimeout, orElse: () => Effect.fail(new DatabaseUnavailable()) }),
-    Effect.mapError(() => new DatabaseUnavailable())
-  )
-
-const filtersOf = (parsed: Record<string, unknown>, hours: number | undefined) =>
-  hours === undefined ? parsed : { ...parsed, hours }
-
-const queryEndpoint = <N extends ParamName, A, R>(
-  allowed: ReadonlyArray<N>,
-  run: (parsed: Parsed<N>) => Effect.Effect<A, unknown, R>,
-  withHours: boolean,
-  gapChannels?: (parsed: Parsed<N>) => ReadonlyArray<string>
-) =>
-(search: URLSearchParams) =>
-  Effect.gen(function*() {
-    const parsed = parseQuery(search, allowed)
-    if (parsed instanceof BadParameter) return failure(400, "INVALID_PARAMETER", parsed.message)
-    const hours = withHours ? ((parsed as { hours?: number }).hours ?? 24) : undefined
-    const window = parsed as { symbol?: string; exchange?: string; hours?: number }
-    const admission = yield* QueryAdmission
-    // Long windows queue in the heavy lane: they can be shed, never hold up short ones or /health.
-    return yield* admission.admit(admission.laneOf(hours), Effect.gen(function*() {
-      const data = yield* guarded(run(parsed))
-      const covered = gapChannels === undefined ? undefined : yield* guarded(coverage({
-        symbol: window.symbol,
-        exchange: window.exchange,
-        hours: window.hours ?? 24,
-        channels: gapChannels(parsed)
-      }))
-      return success(data, filtersOf(parsed as Record<string, unknown>, hours), covered)
-    }))
-  })
-
-const routes: Record<string, (search: URLSearchParams) => Effect.Effect<HttpServerResponse.HttpServerResponse, DatabaseUnavailable | Overloaded, SqlClient.SqlClient | QueryAdmission>> = {
-  "/api/v1/exchange/large-trades": queryEndpoint(endpointParams.largeTrades, (p) =>
-    largeTrades({
-      symbol: p.symbol,
-      exchange: p.exchange,
-      hours: p.hours ?? 24,
-      limit: p.limit ?? 100,
-      minValueUsd: p.min_value_usd,
-      onlyLiquidations: p.only_liquidations,
-      side: p.side
-    }), true, (p) => (p.only_liquidations === true ? ["liquidations"] : ["trades", "liquidations"])),
-  "/api/v1/exchange/funding-rates": queryEndpoint(endpointParams.fundingRates, (p) =>
-    fundingRates({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24, limit: p.limit ?? 100 }), true, () => ["funding"]),
-  "/api/v1/exchange/open-interest": queryEndpoint(endpointParams.openInterest, (p) =>
-    openInterest({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24, limit: p.limit ?? 100 }), true, () => ["open_interest"]),
-  "/api/v1/exchange/orderbooks": queryEndpoint(endpointParams.orderbooks, (p) =>
-    latestOrderBooks({ symbol: p.symbol, exchange: p.exchange, depth: p.depth }), false),
-  "/api/v1/exchange/gaps": queryEndpoint(endpointParams.gaps, (p) =>
-    gaps({
-      symbol: p.symbol,
-      exchange: p.exchange,
-      hours: p.hours ?? 24,
-      limit: p.limit ?? 100,
-      channels: p.channel === undefined ? undefined : [p.channel],
-      status: p.status
-    }), true),
-  "/api/v1/exchange/volatility-index": queryEndpoint(endpointParams.volatilityIndex, (p) =>
-    volatilityIndex({ index: p.index, exchange: p.exchange, hours: p.hours ?? 24, limit: p.limit ?? 100 }), true),
-  "/api/v1/exchange/option-chain": queryEndpoint(endpointParams.optionChain, (p) =>
-    optionChain({ currency: p.currency, expiry: p.expiry, exchange: p.exchange, limit: p.limit ?? 1000 }), false),
-  "/api/v1/exchange/settlements": queryEndpoint(endpointParams.settlements, (p) =>
-    settlements({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24 * 7, limit: p.limit ?? 100 }), true),
-  "/api/v1/exchange/basis": queryEndpoint(endpointParams.basis, (p) =>
-    basis({ symbol: p.symbol, exchange: p.exchange, hours: p.hours ?? 24 * 7, limit: p.limit ?? 100 }), true),
-  "/api/v1/exchange/rolls": queryEndpoint(endpointParams.rolls, (p) =>
-    rolls({ root: p.root, exchange: p.exchange, hours: p.hours ?? 24 * 90, limit: p.limit ?? 100 }), true)
-}
 
 const health = Effect.gen(function*() {
   const registry = yield* FeedRegistry
@@ -174,70 +87,78 @@ const health = Effect.gen(function*() {
     feeds,
     timestamp: new Date(now).toISOString()
   }
-  return raw(reachable ? 200 : 503, body)
+  return json(reachable ? 200 : 503, body)
 })
 
-const metrics = Effect.gen(function*() {
-  const writer = yield* Writer
-  const state = writer.state()
-  for (const table of tableNames) {
-    yield* Metric.update(Metric.withAttributes(queueDepth, { table }), state.tables[table].queued)
-  }
-  const body = yield* PrometheusMetrics.format()
-  return HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
-})
+/** Prometheus text; behind the same access control as the data when API_TOKENS is set. */
+const MetricsRoute = HttpRouter.add("GET", "/metrics", (request) =>
+  Effect.gen(function*() {
+    const refused = yield* (yield* makeGuard)(request)
+    if (refused !== undefined) return refused
+    const writer = yield* Writer
+    const state = writer.state()
+    for (const table of tableNames) {
+      yield* Metric.update(Metric.withAttributes(queueDepth, { table }), state.tables[table].queued)
+    }
+    const body = yield* PrometheusMetrics.format()
+    return HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+  }))
 
-const countRequest = (route: string, status: number) =>
-  Metric.update(Metric.withAttributes(apiRequests, { route, status: String(status) }), 1)
+const HealthRoute = HttpRouter.add("GET", "/health", health)
 
-export const app = Effect.gen(function*() {
-  const request = yield* HttpServerRequest.HttpServerRequest
-  const url = new URL(request.url, "http://localhost")
-  const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname
-  const known = path in routes || path === "/health" || path === "/metrics" || path === "/openapi.json"
-  if (!known) {
-    yield* countRequest("unknown", 404)
-    return failure(404, "NOT_FOUND", `no route ${request.method} ${path.slice(0, 100)}`)
-  }
-  if (request.method !== "GET" && request.method !== "HEAD") {
-    yield* countRequest(path, 405)
-    return failure(405, "METHOD_NOT_ALLOWED", `${path} accepts GET only`)
-  }
-  const response = path === "/health"
-    ? yield* health
-    : path === "/metrics"
-    ? yield* metrics
-    : path === "/openapi.json"
-    ? raw(200, openApiDocument)
-    : yield* routes[path]!(url.searchParams).pipe(
-      Effect.catchTag("DatabaseUnavailable", () =>
-        Effect.succeed(failure(503, "DATABASE_UNAVAILABLE", "the database did not answer; try again shortly"))),
-      Effect.catchTag("Overloaded", (overloaded) =>
-        Effect.succeed(failure(
-          503,
-          "OVERLOADED",
-          `too many ${overloaded.lane === "heavy" ? "long-window " : ""}queries at once; retry after ${overloaded.retryAfterSeconds} s`,
-          { "retry-after": String(overloaded.retryAfterSeconds) }
-        )))
+/** Paths the API serves (GET or HEAD only): another method on them is a 405, anything else a 404. */
+const knownPath = (path: string) =>
+  path === "/health" || path === "/metrics" || path === "/openapi.json" || path === "/docs" || path.startsWith("/api/v1/exchange/") &&
+    ["large-trades", "funding-rates", "open-interest", "orderbooks", "gaps", "volatility-index", "option-chain", "settlements", "basis", "rolls"]
+      .includes(path.slice("/api/v1/exchange/".length))
+
+/** The contract's JSON for what the router and the handlers do not answer themselves, and a count per route and status. */
+const ContractFallback = HttpRouter.middleware((effect) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const path = new URL(request.url, "http://localhost").pathname
+    const response = yield* effect.pipe(
+      Effect.catchCause((cause) => {
+        const error = Cause.squash(cause) as { _tag?: string; reason?: { _tag?: string } }
+        if (error?.reason?._tag === "RouteNotFound") {
+          return Effect.succeed(
+            knownPath(path.length > 1 ? path.replace(/\/+$/, "") : path)
+              ? errorResponse(405, "METHOD_NOT_ALLOWED", `${path.slice(0, 100)} accepts GET only`, { allow: "GET, HEAD" })
+              : errorResponse(404, "NOT_FOUND", `no route ${request.method} ${path.slice(0, 100)}`)
+          )
+        }
+        return Effect.logError("request failed", cause).pipe(
+          Effect.as(errorResponse(500, "INTERNAL_ERROR", "the request failed unexpectedly; it has been logged"))
+        )
+      })
     )
-  yield* countRequest(path, response.status)
-  return response
-}).pipe(
-  // Whatever went wrong, the client gets the contract's JSON, never an empty 500.
-  Effect.catchCause((cause) =>
-    Effect.logError("request failed", cause).pipe(
-      Effect.as(failure(500, "INTERNAL_ERROR", "the request failed unexpectedly; it has been logged"))
-    )
-  )
-)
+    yield* Metric.update(Metric.withAttributes(apiRequests, { route: knownPath(path) ? path : "unknown", status: String(response.status) }), 1)
+    return response
+  }) as Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled, HttpServerRequest.HttpServerRequest>, { global: true })
+
+/** CORS_ORIGINS: origins allowed to call the API from a browser (`*` for any); none: no CORS headers. */
+const CorsLive = Layer.unwrap(Effect.gen(function*() {
+  const origins = yield* Config.String("CORS_ORIGINS").pipe(Config.option)
+  if (Option.isNone(origins) || origins.value.trim() === "") return Layer.empty
+  const allowedOrigins = origins.value.split(",").map((o) => o.trim()).filter((o) => o.length > 0)
+  return HttpRouter.cors({ allowedOrigins, allowedMethods: ["GET", "HEAD", "OPTIONS"], allowedHeaders: ["authorization", "content-type"], maxAge: 600 })
+}))
+
+const Routes = Layer.mergeAll(
+  HttpApiBuilder.layer(MarketDataApi, { openapiPath: "/openapi.json" }),
+  HttpApiScalar.layer(MarketDataApi, { path: "/docs" }),
+  HealthRoute,
+  MetricsRoute,
+  ContractFallback,
+  CorsLive
+).pipe(Layer.provide(ExchangeDataLive), Layer.provide(ContractMiddlewareLive))
 
 export const ApiServerLive = Layer.unwrap(Effect.gen(function*() {
   const port = yield* Config.Port("PORT").pipe(Config.withDefault(8002))
   const host = yield* Config.String("HOST").pipe(Config.withDefault("0.0.0.0"))
   const statementTimeoutMs = yield* Config.Number("API_STATEMENT_TIMEOUT_SECONDS").pipe(Config.withDefault(5), Config.map((s) => s * 1000))
   const { light, heavy } = yield* admissionConfig
-  return HttpServer.serve(app).pipe(
-    HttpServer.withLogAddress,
+  return HttpRouter.serve(Routes, { disableLogger: true }).pipe(
     Layer.provideMerge(NodeHttpServer.layer(() => answerMalformedRequests(createServer()), { port, host })),
     // The API reads through its own pool (sized for what admission lets in), beside the writer's.
     Layer.provide([

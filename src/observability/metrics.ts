@@ -84,3 +84,7 @@ export const apiRequests = Metric.counter("api_requests_total", {
   description: "HTTP API requests, per route and status",
   incremental: true
 })
+export const apiRejected = Metric.counter("api_requests_rejected_total", {
+  description: "API requests refused before any query ran, per reason (unauthorized, rate_limited)",
+  incremental: true
+})

@@ -1,0 +1,317 @@
+/**
+ * The HTTP API, declared once with effect/http-api: every endpoint's query
+ * parameters, success body and errors as Schemas. The same declaration
+ * validates requests, writes the OpenAPI document (/openapi.json, /docs) and
+ * derives the typed client TypeScript users import (`market-data-service/client`).
+ * The wire format is the service contract's: a success envelope
+ * (`success`, `data`, `coverage`, `filters`, `timestamp`) and an error
+ * envelope (`success: false`, `error: {code, message}`, `timestamp`).
+ */
+import { Schema, SchemaTransformation } from "effect"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
+
+/** The data endpoints' middleware (middleware.ts): the contract's 400s, access control, the per-client budget. */
+export class ContractMiddleware extends HttpApiMiddleware.Service<ContractMiddleware>()("market-data/api/ContractMiddleware", {}) {}
+
+// ---------------------------------------------------------------------------
+// Query parameters (strings on the wire; decoded, checked and normalised here)
+// ---------------------------------------------------------------------------
+
+const lowerCased = <S extends Schema.Top & { readonly Type: string; readonly Encoded: string }>(to: S) =>
+  Schema.String.pipe(Schema.decodeTo(to, SchemaTransformation.toLowerCase()))
+const upperCased = <S extends Schema.Top & { readonly Type: string; readonly Encoded: string }>(to: S) =>
+  Schema.String.pipe(Schema.decodeTo(to, SchemaTransformation.toUpperCase()))
+
+export const queryParameters = {
+  symbol: Schema.String.check(Schema.isPattern(/^[A-Za-z0-9._/-]{1,50}$/)).annotate({ description: "Exact native symbol (BTCUSDT, BTC-USD, BTC-PERPETUAL) or a base asset (BTC) matching every instrument on it" }),
+  exchange: lowerCased(Schema.String.check(Schema.isPattern(/^[a-z0-9-]{1,50}$/))).annotate({ description: "Venue id: binance, binance-futures, coinbase, deribit, cme" }),
+  hours: Schema.Finite.check(Schema.isGreaterThan(0), Schema.isLessThanOrEqualTo(8760)).annotate({ description: "Window ending now, in hours (>0, at most 8760)" }),
+  min_value_usd: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(1e18)).annotate({ description: "Only trades worth at least this many USD" }),
+  only_liquidations: Schema.Boolean.annotate({ description: "true: liquidations only; false: everything" }),
+  side: lowerCased(Schema.Literals(["buy", "sell"])).annotate({ description: "Taker side (for liquidations: the liquidated order's side)" }),
+  limit: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 })).annotate({ description: "Rows returned (default 100, at most 1000)" }),
+  channel: lowerCased(Schema.Literals(["trades", "book", "liquidations", "funding"])).annotate({ description: "Gap channel" }),
+  status: lowerCased(Schema.Literals(["open", "repairing", "verified", "partial", "unrecoverable"])).annotate({ description: "Gap repair status" }),
+  index: lowerCased(Schema.String.check(Schema.isPattern(/^[a-z0-9_]{1,30}$/))).annotate({ description: "Volatility index name: btc_usd, eth_usd" }),
+  root: upperCased(Schema.String.check(Schema.isPattern(/^[A-Z]{2,5}$/))).annotate({ description: "Futures product root: BTC, MBT, ETH, MET" }),
+  currency: upperCased(Schema.String.check(Schema.isPattern(/^[A-Z]{2,10}$/))).annotate({ description: "Underlying currency of an option chain: BTC, ETH" }),
+  expiry: Schema.String.check(Schema.makeFilter((s: string) =>
+    /^\d{4}-\d{2}-\d{2}$/.test(s) && !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s)
+      ? undefined
+      : "Expected a date as YYYY-MM-DD"
+  )).annotate({ description: "Expiry date (UTC) of the options: YYYY-MM-DD" }),
+  depth: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100 })).annotate({ description: "Levels per side (default: all stored, at most 100)" })
+}
+
+type ParameterName = keyof typeof queryParameters
+const query = <const N extends ParameterName>(...names: ReadonlyArray<N>) =>
+  Object.fromEntries(names.map((name) => [name, Schema.optional(queryParameters[name])])) as {
+    readonly [K in N]: Schema.optional<(typeof queryParameters)[K]>
+  }
+
+// ---------------------------------------------------------------------------
+// Bodies
+// ---------------------------------------------------------------------------
+
+const Timestamp = Schema.String.annotate({ description: "ISO-8601 UTC" })
+const Metadata = Schema.Unknown
+const Strings = Schema.Array(Schema.String)
+
+export const Gap = Schema.Struct({
+  exchange: Schema.String,
+  channel: Schema.String,
+  symbol: Schema.String,
+  start: Timestamp,
+  end: Schema.NullOr(Timestamp),
+  cause: Schema.String,
+  estimated_missing: Schema.NullOr(Schema.Number),
+  repair_status: Schema.String,
+  repaired_count: Schema.Number,
+  metadata: Metadata
+})
+
+export const Coverage = Schema.Struct({
+  complete: Schema.Boolean,
+  gap_count: Schema.Number,
+  unrepaired_gap_count: Schema.Number,
+  gaps: Schema.Array(Gap)
+}).annotate({ description: "What the answer may be missing: the gaps of the window, for the channels it draws on" })
+
+const Filters = Schema.Record(Schema.String, Schema.Unknown)
+
+/** The contract's success envelope around an endpoint's data. */
+const envelope = <D extends Schema.Top>(data: D) =>
+  Schema.Struct({ success: Schema.Literal(true), data, filters: Filters, timestamp: Timestamp })
+
+/** The same, with the coverage of the window (endpoints over channels the gap ledger covers). */
+const envelopeWithCoverage = <D extends Schema.Top>(data: D) =>
+  Schema.Struct({ success: Schema.Literal(true), data, coverage: Coverage, filters: Filters, timestamp: Timestamp })
+
+const LargeTrades = Schema.Struct({
+  count: Schema.Number,
+  trades: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    symbol: Schema.String,
+    side: Schema.String,
+    price: Schema.Number,
+    size: Schema.Number,
+    value_usd: Schema.Number,
+    timestamp: Timestamp,
+    trade_id: Schema.NullOr(Schema.String),
+    is_liquidation: Schema.Boolean,
+    metadata: Metadata
+  })),
+  summary: Schema.Struct({ total_value_usd: Schema.Number, liquidation_count: Schema.Number, exchanges: Strings, symbols: Strings })
+})
+
+const FundingRates = Schema.Struct({
+  count: Schema.Number,
+  funding_rates: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    symbol: Schema.String,
+    rate: Schema.Number,
+    predicted_rate: Schema.NullOr(Schema.Number),
+    timestamp: Timestamp,
+    next_funding_time: Schema.NullOr(Timestamp),
+    metadata: Metadata
+  })),
+  summary: Schema.Struct({ average_rate: Schema.Number, average_rate_percent: Schema.Number, exchanges: Strings, symbols: Strings })
+})
+
+const OpenInterest = Schema.Struct({
+  count: Schema.Number,
+  open_interest: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    symbol: Schema.String,
+    open_interest: Schema.Number,
+    open_interest_usd: Schema.Number,
+    timestamp: Timestamp,
+    metadata: Metadata
+  })),
+  summary: Schema.Struct({ total_oi_usd: Schema.Number, exchanges: Strings, symbols: Strings })
+})
+
+const Level = Schema.Tuple([Schema.Number, Schema.Number])
+const OrderBooks = Schema.Struct({
+  count: Schema.Number,
+  orderbooks: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    symbol: Schema.String,
+    bids: Schema.Array(Level),
+    asks: Schema.Array(Level),
+    timestamp: Timestamp,
+    sequence: Schema.NullOr(Schema.Number),
+    metadata: Metadata
+  }))
+})
+
+const Gaps = Schema.Struct({ count: Schema.Number, unrepaired: Schema.Number, gaps: Schema.Array(Gap) })
+
+const VolatilityIndex = Schema.Struct({
+  count: Schema.Number,
+  values: Schema.Array(Schema.Struct({ exchange: Schema.String, index: Schema.String, value: Schema.Number, timestamp: Timestamp })),
+  summary: Schema.Struct({
+    latest: Schema.NullOr(Schema.Number),
+    min: Schema.NullOr(Schema.Number),
+    max: Schema.NullOr(Schema.Number),
+    average: Schema.NullOr(Schema.Number),
+    indexes: Strings
+  })
+})
+
+const Greeks = Schema.Struct({ delta: Schema.Number, gamma: Schema.Number, vega: Schema.Number, theta: Schema.Number, rho: Schema.Number })
+const OptionChain = Schema.Struct({
+  count: Schema.Number,
+  options: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    currency: Schema.String,
+    instrument: Schema.String,
+    expiry: Timestamp,
+    strike: Schema.Number,
+    option_type: Schema.String,
+    mark_price: Schema.NullOr(Schema.Number),
+    mark_iv: Schema.NullOr(Schema.Number),
+    bid_iv: Schema.NullOr(Schema.Number),
+    ask_iv: Schema.NullOr(Schema.Number),
+    best_bid: Schema.NullOr(Schema.Number),
+    best_ask: Schema.NullOr(Schema.Number),
+    greeks: Schema.NullOr(Greeks),
+    open_interest: Schema.Number,
+    underlying_price: Schema.NullOr(Schema.Number),
+    underlying_index: Schema.NullOr(Schema.String),
+    index_price: Schema.NullOr(Schema.Number),
+    timestamp: Timestamp
+  })),
+  summary: Schema.Struct({
+    snapshot_times: Schema.Record(Schema.String, Schema.String),
+    expiries: Strings,
+    calls: Schema.Number,
+    puts: Schema.Number,
+    total_open_interest: Schema.Number
+  })
+})
+
+const Settlements = Schema.Struct({
+  count: Schema.Number,
+  settlements: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    symbol: Schema.String,
+    root: Schema.String,
+    trade_date: Schema.String,
+    expiry: Schema.String,
+    settlement_price: Schema.Number,
+    volume: Schema.NullOr(Schema.Number),
+    open_interest: Schema.NullOr(Schema.Number),
+    contract_size: Schema.Number,
+    source: Schema.String,
+    timestamp: Timestamp
+  })),
+  summary: Schema.Struct({ latest_trade_date: Schema.NullOr(Schema.String), symbols: Strings })
+})
+
+const Basis = Schema.Struct({
+  count: Schema.Number,
+  basis: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    symbol: Schema.String,
+    futures_price: Schema.Number,
+    spot_price: Schema.Number,
+    spot_source: Schema.String,
+    basis: Schema.Number,
+    basis_percent: Schema.Number,
+    annualized_percent: Schema.NullOr(Schema.Number),
+    days_to_expiry: Schema.Number,
+    timestamp: Timestamp,
+    metadata: Metadata
+  })),
+  summary: Schema.Struct({ average_annualized_percent: Schema.NullOr(Schema.Number), symbols: Strings })
+})
+
+const Rolls = Schema.Struct({
+  count: Schema.Number,
+  rolls: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    root: Schema.String,
+    from_symbol: Schema.String,
+    to_symbol: Schema.String,
+    reason: Schema.String,
+    trade_date: Schema.String,
+    from_open_interest: Schema.NullOr(Schema.Number),
+    to_open_interest: Schema.NullOr(Schema.Number),
+    from_volume: Schema.NullOr(Schema.Number),
+    to_volume: Schema.NullOr(Schema.Number),
+    timestamp: Timestamp
+  })),
+  front_months: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    root: Schema.String,
+    trade_date: Schema.String,
+    front: Schema.String,
+    next: Schema.NullOr(Schema.String),
+    active: Schema.String,
+    active_open_interest: Schema.NullOr(Schema.Number)
+  }))
+})
+
+// ---------------------------------------------------------------------------
+// Errors: the contract's error envelope, one Schema per status
+// ---------------------------------------------------------------------------
+
+const errorEnvelope = <const Codes extends ReadonlyArray<string>>(codes: Codes) =>
+  Schema.Struct({
+    success: Schema.Literal(false),
+    error: Schema.Struct({ code: Schema.Literals(codes), message: Schema.String }),
+    timestamp: Timestamp
+  })
+
+export const BadRequest = errorEnvelope(["INVALID_PARAMETER"]).pipe(HttpApiSchema.status(400))
+export const Unauthorized = errorEnvelope(["UNAUTHORIZED"]).pipe(HttpApiSchema.status(401))
+export const TooManyRequests = errorEnvelope(["RATE_LIMITED"]).pipe(HttpApiSchema.status(429))
+export const Unavailable = errorEnvelope(["DATABASE_UNAVAILABLE", "OVERLOADED"]).pipe(HttpApiSchema.status(503))
+export type UnavailableBody = typeof Unavailable.Type
+
+const errors = [BadRequest, Unauthorized, TooManyRequests, Unavailable]
+
+// ---------------------------------------------------------------------------
+// Endpoints
+// ---------------------------------------------------------------------------
+
+const get = <const Name extends string, const N extends ParameterName, S extends Schema.Top>(
+  name: Name,
+  path: `/${string}`,
+  parameters: ReadonlyArray<N>,
+  success: S,
+  description: string
+) =>
+  HttpApiEndpoint.get(name, path, { query: query(...parameters), success, error: errors }).annotate(OpenApi.Description, description)
+
+export class ExchangeData extends HttpApiGroup.make("exchange")
+  .add(get("largeTrades", "/large-trades", ["symbol", "exchange", "hours", "min_value_usd", "only_liquidations", "side", "limit"], envelopeWithCoverage(LargeTrades), "Large trades and liquidations, newest first; count and summary cover every matching row"))
+  .add(get("fundingRates", "/funding-rates", ["symbol", "exchange", "hours", "limit"], envelopeWithCoverage(FundingRates), "Funding rates, each over its venue's own interval (metadata.interval_hours)"))
+  .add(get("openInterest", "/open-interest", ["symbol", "exchange", "hours", "limit"], envelopeWithCoverage(OpenInterest), "Open interest readings; total_oi_usd sums each instrument's latest reading in the window"))
+  .add(get("orderBooks", "/orderbooks", ["symbol", "exchange", "depth"], envelope(OrderBooks), "The latest stored order-book snapshot per instrument"))
+  .add(get("gaps", "/gaps", ["symbol", "exchange", "hours", "limit", "channel", "status"], envelope(Gaps), "The gap ledger: what is missing, and whether it was repaired"))
+  .add(get("volatilityIndex", "/volatility-index", ["index", "exchange", "hours", "limit"], envelope(VolatilityIndex), "Deribit DVOL"))
+  .add(get("optionChain", "/option-chain", ["currency", "expiry", "exchange", "limit"], envelope(OptionChain), "The newest option chain snapshot per currency"))
+  .add(get("settlements", "/settlements", ["symbol", "exchange", "hours", "limit"], envelope(Settlements), "CME daily settlements (default window 7 days)"))
+  .add(get("basis", "/basis", ["symbol", "exchange", "hours", "limit"], envelope(Basis), "Futures basis to spot, annualised (default window 7 days)"))
+  .add(get("rolls", "/rolls", ["root", "exchange", "hours", "limit"], envelope(Rolls), "Roll events and front months (default window 90 days)"))
+  .prefix("/api/v1/exchange")
+  .middleware(ContractMiddleware)
+{}
+
+export class MarketDataApi extends HttpApi.make("market-data").add(ExchangeData).annotateMerge(OpenApi.annotations({
+  title: "Market data service",
+  description: "Trades, liquidations, funding, open interest, order books, options and futures data from Binance, Coinbase, Deribit and CME."
+})) {}
+
+/** The query parameters an endpoint declares (the names of its query schema's properties). */
+export const declaredParameters = (endpoint: { readonly query: Schema.Top | undefined }): ReadonlyArray<string> => {
+  const ast = endpoint.query?.ast as { readonly propertySignatures?: ReadonlyArray<{ readonly name: PropertyKey }> } | undefined
+  return (ast?.propertySignatures ?? []).map((p) => String(p.name))
+}
+
+/** Each data endpoint's path and the query parameters it takes, read from the declaration. */
+export const endpointParameters: Readonly<Record<string, ReadonlyArray<string>>> = Object.fromEntries(
+  Object.values(ExchangeData.endpoints).map((endpoint) => [endpoint.path, declaredParameters(endpoint)])
+)

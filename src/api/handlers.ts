@@ -1,0 +1,131 @@
+/**
+ * The data endpoints' handlers: each runs its query (and the gap coverage of
+ * its window) under admission control and answers in the contract's envelope.
+ * Failures are the contract's error envelopes, declared in contract.ts.
+ */
+import { Clock, Duration, Effect } from "effect"
+import { HttpApiBuilder } from "effect/http-api"
+import {
+  basis,
+  coverage,
+  fundingRates,
+  gaps,
+  largeTrades,
+  latestOrderBooks,
+  openInterest,
+  optionChain,
+  rolls,
+  settlements,
+  volatilityIndex
+} from "../storage/queries.ts"
+import { type Lane, type Overloaded, QueryAdmission } from "./admission.ts"
+import { MarketDataApi, type UnavailableBody } from "./contract.ts"
+
+const queryTimeout = Duration.seconds(10)
+
+const failureBody = (code: UnavailableBody["error"]["code"], message: string): UnavailableBody => ({
+  success: false,
+  error: { code, message },
+  timestamp: new Date().toISOString()
+})
+
+/** Any database failure or a timeout is the contract's 503; a full lane is 503 OVERLOADED (Retry-After added by the middleware). */
+const guarded = <A, E, R>(query: Effect.Effect<A, E, R>) =>
+  query.pipe(
+    Effect.timeoutOrElse({ duration: queryTimeout, orElse: () => Effect.fail("timeout" as const) }),
+    Effect.mapError(() => failureBody("DATABASE_UNAVAILABLE", "the database did not answer; try again shortly"))
+  )
+
+const overloaded = (error: Overloaded) =>
+  failureBody("OVERLOADED", `too many ${error.lane === "heavy" ? "long-window " : ""}queries at once; retry after ${error.retryAfterSeconds} s`)
+
+/** The filters echoed back: what the request gave, with the window it got. */
+const filtersOf = (query: Record<string, unknown>, hours: number | undefined) => {
+  const out: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(query)) if (value !== undefined) out[key] = value
+  if (hours !== undefined) out.hours = hours
+  return out
+}
+
+/** Runs `work` in its admission lane: windows over the large tables longer than a day go to the heavy one. */
+const admitted = <A, R>(hours: number | undefined, largeTable: boolean, work: Effect.Effect<A, UnavailableBody, R>) =>
+  Effect.gen(function*() {
+    const admission = yield* QueryAdmission
+    const lane: Lane = largeTable ? admission.laneOf(hours) : "light"
+    return yield* admission.admit(lane, work).pipe(Effect.catchTag("Overloaded", (e) => Effect.fail(overloaded(e))))
+  })
+
+const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms).toISOString())
+
+/** An endpoint's data in the success envelope. */
+const answer = <A, E, R>(query: Record<string, unknown>, hours: number | undefined, run: Effect.Effect<A, E, R>) =>
+  admitted(hours, false, Effect.gen(function*() {
+    const data = yield* guarded(run)
+    return { success: true as const, data, filters: filtersOf(query, hours), timestamp: yield* now }
+  }))
+
+/** The same for the large tables, with the gap coverage of the window for the channels the data draws on. */
+const answerWithCoverage = <A, E, R>(
+  query: { readonly symbol?: string | undefined; readonly exchange?: string | undefined },
+  hours: number,
+  run: Effect.Effect<A, E, R>,
+  channels: ReadonlyArray<string>
+) =>
+  admitted(hours, true, Effect.gen(function*() {
+    const data = yield* guarded(run)
+    const covered = yield* guarded(coverage({ symbol: query.symbol, exchange: query.exchange, hours, channels }))
+    return { success: true as const, data, coverage: covered, filters: filtersOf(query, hours), timestamp: yield* now }
+  }))
+
+export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", (handlers) =>
+  handlers
+    .handle("largeTrades", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answerWithCoverage(q, hours, largeTrades({
+        symbol: q.symbol,
+        exchange: q.exchange,
+        hours,
+        limit: q.limit ?? 100,
+        minValueUsd: q.min_value_usd,
+        onlyLiquidations: q.only_liquidations,
+        side: q.side
+      }), q.only_liquidations === true ? ["liquidations"] : ["trades", "liquidations"])
+    })
+    .handle("fundingRates", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answerWithCoverage(q, hours, fundingRates({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }), ["funding"])
+    })
+    .handle("openInterest", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answerWithCoverage(q, hours, openInterest({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }), ["open_interest"])
+    })
+    .handle("orderBooks", ({ query: q }) => answer(q, undefined, latestOrderBooks({ symbol: q.symbol, exchange: q.exchange, depth: q.depth })))
+    .handle("gaps", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answer(q, hours, gaps({
+        symbol: q.symbol,
+        exchange: q.exchange,
+        hours,
+        limit: q.limit ?? 100,
+        channels: q.channel === undefined ? undefined : [q.channel],
+        status: q.status
+      }))
+    })
+    .handle("volatilityIndex", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answer(q, hours, volatilityIndex({ index: q.index, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
+    })
+    .handle("optionChain", ({ query: q }) =>
+      answer(q, undefined, optionChain({ currency: q.currency, expiry: q.expiry, exchange: q.exchange, limit: q.limit ?? 1000 })))
+    .handle("settlements", ({ query: q }) => {
+      const hours = q.hours ?? 24 * 7
+      return answer(q, hours, settlements({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
+    })
+    .handle("basis", ({ query: q }) => {
+      const hours = q.hours ?? 24 * 7
+      return answer(q, hours, basis({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
+    })
+    .handle("rolls", ({ query: q }) => {
+      const hours = q.hours ?? 24 * 90
+      return answer(q, hours, rolls({ root: q.root, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
+    }))
