@@ -25,7 +25,7 @@ const shed = Metric.counter("api_requests_shed_total", { description: "API queri
 const admitted = Metric.counter("api_queries_admitted_total", { description: "API queries admitted, per lane", incremental: true })
 
 export const admissionConfig = Config.all({
-  light: Config.Int("API_MAX_LIGHT_QUERIES").pipe(Config.withDefault(8)),
+  light: Config.Int("API_MAX_LIGHT_QUERIES").pipe(Config.withDefault(4)),
   heavy: Config.Int("API_MAX_HEAVY_QUERIES").pipe(Config.withDefault(2)),
   waitMs: Config.Number("API_QUEUE_WAIT_MS").pipe(Config.withDefault(1000)),
   /** Windows longer than this are heavy. */
