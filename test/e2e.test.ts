@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect } from "effect"
 import { SqlClient } from "effect/sql"
+import { MarketDataClient } from "../src/client.ts"
 import { FakeBinance } from "./fake/binance.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { databases, eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
@@ -38,7 +39,8 @@ describe.each(databases)("service end to end on %s", (_name, database) => {
         WRITER_FLUSH_MS: "50"
       })
       assert.isDefined(Context.get(context, SqlClient.SqlClient))
-      const api = `http://127.0.0.1:${port}/api/v1/exchange`
+      // The API read through the typed client users get (src/client.ts): typed queries, decoded answers.
+      const client = yield* MarketDataClient.make(`http://127.0.0.1:${port}`)
 
       // Every recorded aggTrade of a USD-valued instrument becomes a row (threshold 1 USD).
       // LRCBTC (BTC quote, no BTC-USD price on this feed) and BLZETH (ETH quote) must not be valued as USD.
@@ -48,14 +50,14 @@ describe.each(databases)("service end to end on %s", (_name, database) => {
       const expectedTrades = valuedTrades().length
       assert.isAtLeast(expectedTrades, 80, "the recordings hold 92 USD-valued aggTrades")
       const trades = yield* eventually("all trades stored", Effect.gen(function*() {
-        const { body } = yield* getJson(`${api}/large-trades?hours=1&limit=1000&only_liquidations=false`)
+        const body = yield* client.exchange.largeTrades({ query: { hours: 1, limit: 1000, only_liquidations: false } })
         return body.data.count >= expectedTrades + 4 ? body : undefined
       }))
-      const byId = new Map<string, any>(trades.data.trades.map((t: any) => [`${t.exchange}/${t.trade_id}`, t]))
+      const byId = new Map(trades.data.trades.map((t) => [`${t.exchange}/${t.trade_id}`, t]))
       for (const frame of valuedTrades()) {
         const exchange = frame.market === "spot" ? "binance" : "binance-futures"
         const row = byId.get(`${exchange}/${frame.data.a}`)
-        assert.isDefined(row, `trade ${frame.data.a}`)
+        if (row === undefined) return assert.fail(`trade ${frame.data.a} not stored`)
         const price = Number(frame.data.p)
         const size = Number(frame.data.q)
         assert.strictEqual(row.price, price)
@@ -65,58 +67,56 @@ describe.each(databases)("service end to end on %s", (_name, database) => {
         assert.strictEqual(row.timestamp, new Date(frame.data.T as number).toISOString())
         assert.strictEqual(row.is_liquidation, false)
       }
-      assert.isFalse(trades.data.trades.some((t: any) => t.symbol === "LRCBTC" || t.symbol === "BLZETH"))
+      assert.isFalse(trades.data.trades.some((t) => t.symbol === "LRCBTC" || t.symbol === "BLZETH"))
 
       // Liquidations: ap x z, flagged, sampled.
-      const liquidations = yield* getJson(`${api}/large-trades?only_liquidations=true&exchange=binance-futures`)
-      assert.strictEqual(liquidations.status, 200)
+      const liquidations = yield* client.exchange.largeTrades({ query: { only_liquidations: true, exchange: "binance-futures" } })
       const sentLiquidations = fake.sent.filter((f) => f.stream.endsWith("@forceOrder"))
-      assert.strictEqual(liquidations.body.data.count, sentLiquidations.length)
+      assert.strictEqual(liquidations.data.count, sentLiquidations.length)
       for (const frame of sentLiquidations) {
         const order = frame.data.o as Record<string, string>
-        const row = liquidations.body.data.trades.find((t: any) => t.symbol === order.s)
+        const row = liquidations.data.trades.find((t) => t.symbol === order.s)!
         assert.strictEqual(row.value_usd, round2(Number(order.ap) * Number(order.z)))
         assert.strictEqual(row.side, "sell")
-        assert.strictEqual(row.metadata.liquidated_position, "long")
-        assert.strictEqual(row.metadata.sampled, true)
+        assert.deepInclude(row.metadata as object, { liquidated_position: "long", sampled: true })
       }
-      assert.strictEqual(liquidations.body.data.summary.liquidation_count, sentLiquidations.length)
+      assert.strictEqual(liquidations.data.summary.liquidation_count, sentLiquidations.length)
 
       // Funding: Binance's rate, no predicted rate, the interval in metadata.
       const funding = yield* eventually("funding rows", Effect.gen(function*() {
-        const { body } = yield* getJson(`${api}/funding-rates?symbol=SUSHIUSDT`)
+        const body = yield* client.exchange.fundingRates({ query: { symbol: "SUSHIUSDT" } })
         return body.data.count > 0 ? body : undefined
       }))
-      const rate = funding.data.funding_rates[0]
+      const rate = funding.data.funding_rates[0]!
       assert.strictEqual(rate.rate, 0.0001)
       assert.strictEqual(rate.predicted_rate, null)
-      assert.strictEqual(rate.metadata.interval_hours, 8)
-      assert.match(rate.next_funding_time, /Z$/)
+      assert.deepInclude(rate.metadata as object, { interval_hours: 8 })
+      assert.match(rate.next_funding_time ?? "", /Z$/)
 
       // Open interest in contracts and USD at the mark price; the total sums each instrument's latest reading.
       const oi = yield* eventually("open interest for every futures symbol", Effect.gen(function*() {
-        const { body } = yield* getJson(`${api}/open-interest?exchange=binance-futures&limit=1000`)
+        const body = yield* client.exchange.openInterest({ query: { exchange: "binance-futures", limit: 1000 } })
         return body.data.summary.symbols.length === futuresSymbols.length ? body : undefined
       }))
       let total = 0
       for (const symbol of futuresSymbols) {
-        const latest = oi.data.open_interest.find((r: any) => r.symbol === symbol)
+        const latest = oi.data.open_interest.find((r) => r.symbol === symbol)!
         assert.strictEqual(latest.open_interest, fake.openInterest.get(symbol))
-        assert.closeTo(latest.open_interest_usd, latest.open_interest * latest.metadata.mark_price, 0.01)
+        assert.closeTo(latest.open_interest_usd, latest.open_interest * (latest.metadata as { mark_price: number }).mark_price, 0.01)
         total += latest.open_interest_usd
       }
       assert.closeTo(oi.data.summary.total_oi_usd, total, 0.05)
 
       // Order books: synced from snapshot + diffs, top 20, never crossed.
       const books = yield* eventually("books for every futures symbol", Effect.gen(function*() {
-        const { body } = yield* getJson(`${api}/orderbooks?exchange=binance-futures`)
+        const body = yield* client.exchange.orderBooks({ query: { exchange: "binance-futures" } })
         return body.data.count === futuresSymbols.length ? body : undefined
       }))
       for (const book of books.data.orderbooks) {
         assert.isAtMost(book.bids.length, 20)
         assert.isAbove(book.bids.length, 0)
-        assert.isBelow(book.bids[0][0], book.asks[0][0])
-        assert.strictEqual(book.metadata.book_state, "live")
+        assert.isBelow(book.bids[0]![0], book.asks[0]![0])
+        assert.deepInclude(book.metadata as object, { book_state: "live" })
       }
 
       // Health names every feed; the unknown symbol was skipped without harming the others.
@@ -124,5 +124,5 @@ describe.each(databases)("service end to end on %s", (_name, database) => {
       assert.strictEqual(health.status, 200)
       assert.deepStrictEqual(health.body.venues, { binance: "running", "binance-futures": "running" })
       assert.sameMembers(health.body.feeds.map((f: any) => f.feed), ["binance/market", "binance-futures/public", "binance-futures/market"])
-    })), { timeout: 90_000 })
+    }).pipe(Effect.provide(MarketDataClient.layer))), { timeout: 90_000 })
 })
