@@ -5,6 +5,7 @@
 import { Cause, Config, Duration, Effect, Layer } from "effect"
 import { FeedRegistry } from "./feed/status.ts"
 import { makeVenueRuntime, PipelineSettings } from "./pipeline/runtime.ts"
+import { Publisher } from "./publish/publisher.ts"
 import { Writer } from "./storage/writer.ts"
 import { venueById, venues } from "./venues/registry.ts"
 
@@ -18,8 +19,10 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const enabled = yield* EnabledVenues
   const settings = yield* PipelineSettings
   const writer = yield* Writer
+  const publisher = yield* Publisher
   const registry = yield* FeedRegistry
-  const runtime = makeVenueRuntime(settings, writer.offer)
+  // The one fan-out point: every batch to the broker's outbox (never waits) and to the writer, the sink of record.
+  const runtime = makeVenueRuntime(settings, (batch) => Effect.andThen(Effect.sync(() => publisher.offer(batch)), writer.offer(batch)))
   for (const id of enabled) {
     const venue = venueById(id)
     if (venue === undefined) {

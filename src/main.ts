@@ -11,6 +11,7 @@ import { CollectorsLive } from "./collectors.ts"
 import { FeedRegistry } from "./feed/status.ts"
 import { GapLedger } from "./gaps/ledger.ts"
 import { DatabaseInfo, DatabaseLive } from "./storage/database.ts"
+import { Publisher } from "./publish/publisher.ts"
 import { Writer } from "./storage/writer.ts"
 
 const StartupLog = Layer.effectDiscard(
@@ -30,7 +31,7 @@ const LogLevelLive = Layer.unwrap(Effect.gen(function*() {
 }))
 
 export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog).pipe(
-  Layer.provideMerge(Layer.merge(Writer.layer, GapLedger.layer)),
+  Layer.provideMerge(Layer.mergeAll(Writer.layer, GapLedger.layer, Publisher.layer)),
   Layer.provideMerge(DatabaseLive),
   Layer.provide([FeedRegistry.layer, NodeWS.layerWebSocketConstructor, NodeHttpClient.layerUndici]),
   Layer.provide(Metric.enableRuntimeMetricsLayer),

@@ -16,6 +16,7 @@ import { tableNames } from "../domain/rows.ts"
 import { FeedRegistry } from "../feed/status.ts"
 import { apiRequests, queueDepth } from "../observability/metrics.ts"
 import { DatabaseInfo, DatabaseProbe, readPoolLayer } from "../storage/database.ts"
+import { Publisher } from "../publish/publisher.ts"
 import { Writer } from "../storage/writer.ts"
 import { admissionConfig, QueryAdmission } from "./admission.ts"
 import { MarketDataApi } from "./contract.ts"
@@ -50,6 +51,7 @@ const answerMalformedRequests = (server: Server) =>
 const health = Effect.gen(function*() {
   const registry = yield* FeedRegistry
   const writer = yield* Writer
+  const publisher = yield* Publisher
   const database = yield* DatabaseInfo
   // Its own connection: never queued behind API queries, so a busy API is not reported as a dead database.
   const reachable = yield* (yield* DatabaseProbe).reachable
@@ -70,7 +72,9 @@ const health = Effect.gen(function*() {
     streams: feed.streams()
   }))
   const venues = Object.fromEntries(registry.venues())
-  const healthy = feeds.every((f) => f.state === "connected") && Object.values(venues).every((v) => v === "running")
+  const broker = publisher.state()
+  const healthy = feeds.every((f) => f.state === "connected") && Object.values(venues).every((v) => v === "running") &&
+    (!broker.enabled || broker.state === "connected")
   const body = {
     status: !reachable ? "unavailable" : healthy ? "ok" : "degraded",
     venues,
@@ -84,6 +88,7 @@ const health = Effect.gen(function*() {
       last_success: writerState.lastSuccessAt === null ? null : new Date(writerState.lastSuccessAt).toISOString()
     },
     queues: writerState.tables,
+    broker,
     feeds,
     timestamp: new Date(now).toISOString()
   }
