@@ -140,7 +140,11 @@ describe("coinbase advanced trade sequence_num", () => {
       const gaps = yield* eventually("a book gap recorded", Effect.map(getJson(`${base}/gaps?channel=book&exchange=coinbase`), ({ body }) =>
         body.data.count > 0 ? body.data.gaps : undefined), 20_000)
       assert.isTrue(gaps.every((g: any) => g.cause === "sequence_gap"))
-      const resubscribes = fake.subscribeMessages.filter((m) => m.channel === "level2" && m.type === "subscribe").slice(subscribesBefore)
+      // Resubscriptions gather for a moment and wait for the pacer: they follow the gap shortly.
+      const resubscribes = yield* eventually("the books resubscribed", Effect.sync(() => {
+        const sent = fake.subscribeMessages.filter((m) => m.channel === "level2" && m.type === "subscribe").slice(subscribesBefore)
+        return sent.flatMap((m) => m.product_ids).length >= fake.products.length ? sent : undefined
+      }), 10_000)
       assert.sameMembers(resubscribes.flatMap((m) => m.product_ids), [...fake.products], "each book of the connection asked for a fresh snapshot")
       assert.strictEqual(resubscribes.length, 1, "in one message listing them all, not one per product")
       // Coinbase takes 8 messages a second per IP: the storm (and the start, every connection subscribing) never exceeds it.

@@ -9,10 +9,9 @@
  *   so one client cannot starve the others.
  * Without configuration the API stays open and unmetered, as it always was.
  */
-import { Clock, Config, Effect, Layer, Metric, Option, Redacted } from "effect"
+import { Clock, Config, Effect, Layer, Metric, Option, Redacted, SchemaIssue } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiSchemaError } from "effect/http-api/HttpApiError"
-import { SchemaIssue } from "effect"
 import { apiRejected } from "../observability/metrics.ts"
 import { ContractMiddleware, declaredParameters } from "./contract.ts"
 

@@ -96,9 +96,9 @@ const health = Effect.gen(function*() {
 })
 
 /** Prometheus text; behind the same access control as the data when API_TOKENS is set. */
-const MetricsRoute = HttpRouter.add("GET", "/metrics", (request) =>
+const MetricsRoute = Layer.unwrap(Effect.map(makeGuard, (guard) => HttpRouter.add("GET", "/metrics", (request) =>
   Effect.gen(function*() {
-    const refused = yield* (yield* makeGuard)(request)
+    const refused = yield* guard(request)
     if (refused !== undefined) return refused
     const writer = yield* Writer
     const state = writer.state()
@@ -107,7 +107,7 @@ const MetricsRoute = HttpRouter.add("GET", "/metrics", (request) =>
     }
     const body = yield* PrometheusMetrics.format()
     return HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
-  }))
+  }))))
 
 const HealthRoute = HttpRouter.add("GET", "/health", health)
 
