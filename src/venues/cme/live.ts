@@ -179,7 +179,9 @@ export const runCme = (definition: VenueDefinition) => (runtime: VenueRuntime) =
         if (result._tag === "Failure") {
           const error = result.failure
           const status = "status" in error && error.status !== undefined ? ` HTTP ${error.status}` : ""
-          failures.push(`${new Date(tradeDate).toISOString().slice(0, 10)}: ${error._tag}${status}${"detail" in error ? ` (${error.detail.slice(0, 120)})` : ""}`)
+          // The request URL is long and the same every day: the reason keeps what went wrong.
+          const detail = "detail" in error ? error.detail.replace(/\s*\((GET|POST) [^)]*\)/, "").slice(0, 160) : ""
+          failures.push(`${new Date(tradeDate).toISOString().slice(0, 10)}: ${error._tag}${status}${detail === "" ? "" : ` (${detail})`}`)
           yield* Metric.update(Metric.withAttributes(sourceFailures, { source: source.name, error: error._tag }), 1)
           yield* Effect.logWarning("CME settlements unavailable; retrying at the next poll").pipe(
             Effect.annotateLogs({ venue, source: source.name, tradeDate: new Date(tradeDate).toISOString().slice(0, 10), error: error._tag, detail: "detail" in error ? error.detail : "" })
