@@ -112,7 +112,9 @@ describe("periodic book audit", () => {
       const books = body.feeds.find((f: any) => f.feed === "binance-futures/public").books
       assert.strictEqual(books.find((b: any) => b.symbol === "CTKUSDT").resyncs, 0)
     })), { timeout: 60_000 })
+})
 
+describe("resubscription pacing", () => {
   it.live("streams gone stale are resubscribed by listed requests, within Binance's pace per connection", () =>
     Effect.scoped(Effect.gen(function*() {
       yield* truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
