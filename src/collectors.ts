@@ -3,9 +3,11 @@
  * with a defect) is logged and restarted after a pause; it never stops another.
  */
 import { Cause, Config, Duration, Effect, Layer } from "effect"
+import { AlertEngine } from "./alerts/engine.ts"
 import { FeedRegistry } from "./feed/status.ts"
-import { makeVenueRuntime, PipelineSettings } from "./pipeline/runtime.ts"
-import { Publisher } from "./publish/publisher.ts"
+import { GapLedger } from "./gaps/ledger.ts"
+import { makeVenueRuntime, PipelineSettings, type VenueRuntime } from "./pipeline/runtime.ts"
+import { gapEvent, Publisher } from "./publish/publisher.ts"
 import { Writer } from "./storage/writer.ts"
 import { venueById, venues } from "./venues/registry.ts"
 
@@ -20,9 +22,22 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const settings = yield* PipelineSettings
   const writer = yield* Writer
   const publisher = yield* Publisher
+  const alerts = yield* AlertEngine
   const registry = yield* FeedRegistry
-  // The one fan-out point: every batch to the broker's outbox (never waits) and to the writer, the sink of record.
-  const runtime = makeVenueRuntime(settings, (batch) => Effect.andThen(Effect.sync(() => publisher.offer(batch)), writer.offer(batch)))
+  // The one fan-out point: every batch to the broker's outbox and the alert engine's queue (neither ever waits),
+  // and to the writer, the sink of record.
+  const runtime: VenueRuntime = makeVenueRuntime(settings, (batch) =>
+    Effect.andThen(
+      Effect.sync(() => {
+        publisher.offer(batch)
+        alerts.offer(batch, lookup)
+      }),
+      writer.offer(batch)
+    ))
+  const lookup = (exchange: string, symbol: string) => runtime.instruments.get(exchange, symbol)
+  // Gaps leave through the ledger (they are not rows of a batch): every opening and change to the broker too.
+  const ledger = yield* GapLedger
+  ledger.watch((gap) => publisher.offerEvent(gapEvent(gap)))
   for (const id of enabled) {
     const venue = venueById(id)
     if (venue === undefined) {

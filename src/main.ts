@@ -6,6 +6,7 @@
 import { NodeHttpClient, NodeRuntime, NodeWS } from "@effect/platform-node"
 import { existsSync, readFileSync } from "node:fs"
 import { Config, ConfigProvider, Effect, Layer, Metric, References, Schema } from "effect"
+import { AlertEngine } from "./alerts/engine.ts"
 import { ApiServerLive } from "./api/server.ts"
 import { CollectorsLive } from "./collectors.ts"
 import { FeedRegistry } from "./feed/status.ts"
@@ -31,6 +32,7 @@ const LogLevelLive = Layer.unwrap(Effect.gen(function*() {
 }))
 
 export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog).pipe(
+  Layer.provideMerge(AlertEngine.layer),
   Layer.provideMerge(Layer.mergeAll(Writer.layer, GapLedger.layer, Publisher.layer)),
   Layer.provideMerge(DatabaseLive),
   Layer.provide([FeedRegistry.layer, NodeWS.layerWebSocketConstructor, NodeHttpClient.layerUndici]),

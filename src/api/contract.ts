@@ -40,6 +40,8 @@ export const queryParameters = {
       ? undefined
       : "Expected a date as YYYY-MM-DD"
   )).annotate({ description: "Expiry date (UTC) of the options: YYYY-MM-DD" }),
+  rule: lowerCased(Schema.String.check(Schema.isPattern(/^[a-z0-9][a-z0-9_-]{0,62}$/))).annotate({ description: "Alert rule name, as in the rules file" }),
+  rule_kind: lowerCased(Schema.String.check(Schema.isPattern(/^[a-z_]{1,40}$/))).annotate({ description: "Alert rule kind: large_trade, liquidation_cluster, funding, open_interest_change, basis, price_divergence, stale_feed, unrepaired_gap, book_resyncs" }),
   depth: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100 })).annotate({ description: "Levels per side (default: all stored, at most 100)" })
 }
 
@@ -253,6 +255,24 @@ const Rolls = Schema.Struct({
   }))
 })
 
+const Alerts = Schema.Struct({
+  count: Schema.Number,
+  alerts: Schema.Array(Schema.Struct({
+    id: Schema.String,
+    rule: Schema.String,
+    rule_kind: Schema.String,
+    exchange: Schema.NullOr(Schema.String),
+    symbol: Schema.String,
+    value: Schema.Number,
+    threshold: Schema.Number,
+    message: Schema.String,
+    event_time: Timestamp,
+    fired_at: Timestamp,
+    details: Metadata
+  })),
+  summary: Schema.Struct({ by_rule: Schema.Record(Schema.String, Schema.Number) })
+})
+
 // ---------------------------------------------------------------------------
 // Errors: the contract's error envelope, one Schema per status
 // ---------------------------------------------------------------------------
@@ -295,6 +315,7 @@ export class ExchangeData extends HttpApiGroup.make("exchange")
   .add(get("optionChain", "/option-chain", ["currency", "expiry", "exchange", "limit"], envelope(OptionChain), "The newest option chain snapshot per currency"))
   .add(get("settlements", "/settlements", ["symbol", "exchange", "hours", "limit"], envelope(Settlements), "CME daily settlements (default window 7 days)"))
   .add(get("basis", "/basis", ["symbol", "exchange", "hours", "limit"], envelope(Basis), "Futures basis to spot, annualised (default window 7 days)"))
+  .add(get("alerts", "/alerts", ["symbol", "exchange", "rule", "rule_kind", "hours", "limit"], envelope(Alerts), "Alert firings (rules of ALERT_RULES), newest first; count and by_rule cover every match"))
   .add(get("rolls", "/rolls", ["root", "exchange", "hours", "limit"], envelope(Rolls), "Roll events and front months (default window 90 days)"))
   .prefix("/api/v1/exchange")
   .middleware(ContractMiddleware)

@@ -10,6 +10,7 @@ import {
   coverage,
   fundingRates,
   gaps,
+  alerts,
   largeTrades,
   latestOrderBooks,
   openInterest,
@@ -110,6 +111,10 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
         channels: q.channel === undefined ? undefined : [q.channel],
         status: q.status
       }))
+    })
+    .handle("alerts", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answer(q, hours, alerts({ symbol: q.symbol, exchange: q.exchange, rule: q.rule, kind: q.rule_kind, hours, limit: q.limit ?? 100 }))
     })
     .handle("volatilityIndex", ({ query: q }) => {
       const hours = q.hours ?? 24

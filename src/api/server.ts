@@ -16,10 +16,11 @@ import { tableNames } from "../domain/rows.ts"
 import { FeedRegistry } from "../feed/status.ts"
 import { apiRequests, queueDepth } from "../observability/metrics.ts"
 import { DatabaseInfo, DatabaseProbe, readPoolLayer } from "../storage/database.ts"
+import { AlertEngine } from "../alerts/engine.ts"
 import { Publisher } from "../publish/publisher.ts"
 import { Writer } from "../storage/writer.ts"
 import { admissionConfig, QueryAdmission } from "./admission.ts"
-import { MarketDataApi } from "./contract.ts"
+import { endpointParameters, MarketDataApi } from "./contract.ts"
 import { ExchangeDataLive } from "./handlers.ts"
 import { ContractMiddlewareLive, errorResponse, makeGuard } from "./middleware.ts"
 
@@ -52,6 +53,7 @@ const health = Effect.gen(function*() {
   const registry = yield* FeedRegistry
   const writer = yield* Writer
   const publisher = yield* Publisher
+  const alerts = yield* AlertEngine
   const database = yield* DatabaseInfo
   // Its own connection: never queued behind API queries, so a busy API is not reported as a dead database.
   const reachable = yield* (yield* DatabaseProbe).reachable
@@ -89,6 +91,7 @@ const health = Effect.gen(function*() {
     },
     queues: writerState.tables,
     broker,
+    alerts: alerts.state(),
     feeds,
     timestamp: new Date(now).toISOString()
   }
@@ -113,9 +116,8 @@ const HealthRoute = HttpRouter.add("GET", "/health", health)
 
 /** Paths the API serves (GET or HEAD only): another method on them is a 405, anything else a 404. */
 const knownPath = (path: string) =>
-  path === "/health" || path === "/metrics" || path === "/openapi.json" || path === "/docs" || path.startsWith("/api/v1/exchange/") &&
-    ["large-trades", "funding-rates", "open-interest", "orderbooks", "gaps", "volatility-index", "option-chain", "settlements", "basis", "rolls"]
-      .includes(path.slice("/api/v1/exchange/".length))
+  path === "/health" || path === "/metrics" || path === "/openapi.json" || path === "/docs" ||
+  path.startsWith("/api/v1/exchange/") && Object.hasOwn(endpointParameters, path.slice("/api/v1/exchange".length))
 
 /** The contract's JSON for what the router and the handlers do not answer themselves, and a count per route and status. */
 const ContractFallback = HttpRouter.middleware((effect) =>

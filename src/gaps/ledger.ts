@@ -44,6 +44,8 @@ export class GapLedger extends Context.Service<GapLedger, {
   readonly open: (gap: Omit<Gap, "id" | "repairedCount"> & { readonly repairedCount?: number }) => Gap
   readonly update: (gap: Gap) => void
   readonly recent: () => ReadonlyArray<Gap>
+  /** Calls `listener` with every gap opened or changed from now on (synchronously: it must only hand the gap on). */
+  readonly watch: (listener: (gap: Gap) => void) => void
   readonly loadCursors: (exchange: string, channel: string) => Effect.Effect<ReadonlyMap<string, Cursor>>
 }>()("market-data/gaps/GapLedger") {
   static readonly layer = Layer.effect(
@@ -83,8 +85,10 @@ export class GapLedger extends Context.Service<GapLedger, {
         }).pipe(Effect.timeout(Duration.seconds(5)), Effect.ignore)
       )
 
+      const listeners: Array<(gap: Gap) => void> = []
       const enqueue = (gap: Gap) => {
         Queue.offerUnsafe(pending, gap)
+        for (const listener of listeners) listener(gap)
       }
 
       return GapLedger.of({
@@ -109,6 +113,9 @@ export class GapLedger extends Context.Service<GapLedger, {
         },
         update: enqueue,
         recent: () => recent,
+        watch: (listener) => {
+          listeners.push(listener)
+        },
         loadCursors: (exchange, channel) =>
           sql<{ symbol: string; last_sequence: bigint | string; last_time: Date }>`SELECT symbol, last_sequence, last_time
             FROM feed_cursors WHERE exchange = ${exchange} AND channel = ${channel}`.pipe(

@@ -19,6 +19,7 @@
 import * as amqp from "amqplib"
 import { Cause, Config, Context, Duration, Effect, Layer, Metric, Option, Random, Redacted } from "effect"
 import type { LargeTradeRow, RowBatch } from "../domain/rows.ts"
+import type { Gap } from "../gaps/ledger.ts"
 import { transportCause } from "../domain/transport.ts"
 
 export const schemaVersion = 1
@@ -48,7 +49,7 @@ const connectedGauge = Metric.gauge("publish_connected", { description: "1 while
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
 /** Topic words are dot-separated: a dot inside a symbol must not split it. */
-const word = (s: string) => s.replace(/[.#*\s]/g, "_")
+export const word = (s: string) => s.replace(/[.#*\s]/g, "_")
 
 const largeTrade = (r: LargeTradeRow) => ({
   exchange: r.exchange,
@@ -103,16 +104,57 @@ export const publisherConfig = Config.all({
   retryMaxSeconds: Config.Number("PUBLISH_RETRY_MAX_SECONDS").pipe(Config.withDefault(30))
 })
 
+/** A message that is not a row of a batch (a gap, an alert), with its routing key already made. */
+export interface PublishedEvent {
+  readonly kind: string
+  readonly routingKey: string
+  readonly id: string
+  readonly row: object
+}
+
+const eventMessage = (event: PublishedEvent): Outbound => ({
+  kind: event.kind,
+  id: event.id,
+  routingKey: event.routingKey,
+  body: Buffer.from(JSON.stringify({ kind: event.kind, schema_version: schemaVersion, ...event.row }))
+})
+
+/**
+ * A gap as published on `gap.<venue>.<symbol>`, in the API's gap shape. The
+ * ledger reports a gap again as it changes (closed, repaired), so the message
+ * id names the state: a consumer dropping duplicates keeps every change.
+ */
+export const gapEvent = (gap: Gap): PublishedEvent => ({
+  kind: "gap",
+  routingKey: `gap.${word(gap.exchange)}.${word(gap.symbol)}`,
+  id: `${gap.id}:${gap.status}:${gap.end ?? "open"}:${gap.repairedCount}`,
+  row: {
+    id: gap.id,
+    exchange: gap.exchange,
+    channel: gap.channel,
+    symbol: gap.symbol,
+    start: iso(gap.start),
+    end: iso(gap.end),
+    cause: gap.cause,
+    estimated_missing: gap.estimatedMissing,
+    repair_status: gap.status,
+    repaired_count: gap.repairedCount,
+    metadata: gap.metadata
+  }
+})
+
 export class Publisher extends Context.Service<Publisher, {
   /** Hands a batch to the outbox; never waits, never fails. */
   readonly offer: (batch: RowBatch) => void
+  /** Hands one event (a gap, an alert) to the outbox; never waits, never fails. */
+  readonly offerEvent: (event: PublishedEvent) => void
   readonly state: () => PublisherState
 }>()("market-data/publish/Publisher") {
   static readonly layer = Layer.effect(Publisher, Effect.gen(function*() {
     const config = yield* publisherConfig
     if (Option.isNone(config.url)) {
       const disabled: PublisherState = { enabled: false, state: "disabled", exchange: config.exchange, outbox: 0, published: 0, confirmed: 0, returned: 0, dropped: 0, lastError: null }
-      return Publisher.of({ offer: () => undefined, state: () => disabled })
+      return Publisher.of({ offer: () => undefined, offerEvent: () => undefined, state: () => disabled })
     }
     const url = Redacted.value(config.url.value)
     // The outbox: a plain array with a moving head; confirmed messages leave from the front.
@@ -130,6 +172,11 @@ export class Publisher extends Context.Service<Publisher, {
         if (depth() >= config.capacity) counts.dropped++
         else outbox.push(message)
       }
+      wake?.()
+    }
+    const offerEvent = (event: PublishedEvent) => {
+      if (depth() >= config.capacity) counts.dropped++
+      else outbox.push(eventMessage(event))
       wake?.()
     }
 
@@ -231,6 +278,7 @@ export class Publisher extends Context.Service<Publisher, {
 
     return Publisher.of({
       offer,
+      offerEvent,
       state: () => ({ enabled: true, state, exchange: config.exchange, outbox: depth(), ...counts, lastError })
     })
   }))

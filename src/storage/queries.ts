@@ -566,3 +566,48 @@ export const rolls = (filter: Omit<WindowFilter, "symbol"> & { readonly root?: s
       }
     })
   )
+
+export interface AlertFilter {
+  readonly symbol?: string | undefined
+  readonly exchange?: string | undefined
+  readonly rule?: string | undefined
+  readonly kind?: string | undefined
+  readonly hours: number
+  readonly limit: number
+}
+
+/** Alert firings of the window, newest first; the count and per-rule tally cover every match. */
+export const alerts = (filter: AlertFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const conditions = [sql`fired_at >= ${utcTimestamp(sql, cutoffMs(filter.hours, yield* Clock.currentTimeMillis))}`]
+      if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
+      // The alerts table is small and has no symbol index: the predicate runs per row.
+      if (filter.symbol !== undefined) conditions.push(symbolMatches(sql, filter.symbol))
+      if (filter.rule !== undefined) conditions.push(sql`rule = ${filter.rule}`)
+      if (filter.kind !== undefined) conditions.push(sql`kind = ${filter.kind}`)
+      const where = sql.and(conditions)
+      const [rows, tally] = yield* Effect.all([
+        sql`SELECT id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details
+            FROM alerts WHERE ${where} ORDER BY fired_at DESC, id DESC LIMIT ${filter.limit}`,
+        sql`SELECT rule, count(*) AS count FROM alerts WHERE ${where} GROUP BY rule ORDER BY rule`
+      ], { concurrency: 2 })
+      return {
+        count: tally.reduce((sum, r) => sum + toNumber(r.count), 0),
+        alerts: rows.map((r) => ({
+          id: r.id as string,
+          rule: r.rule as string,
+          rule_kind: r.kind as string,
+          exchange: (r.exchange as string | null) ?? null,
+          symbol: r.symbol as string,
+          value: toNumber(r.value),
+          threshold: toNumber(r.threshold),
+          message: r.message as string,
+          event_time: toIso(r.event_time),
+          fired_at: toIso(r.fired_at),
+          details: (r.details as unknown) ?? null
+        })),
+        summary: { by_rule: Object.fromEntries(tally.map((r) => [r.rule as string, toNumber(r.count)])) }
+      }
+    })
+  )
