@@ -6,38 +6,15 @@
  * after reconnecting); refused credentials are a clear state in /health while
  * collection and the API go on.
  */
-import * as amqp from "amqplib"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeBinance } from "./fake/binance.ts"
+import { consumer } from "./support/broker.ts"
 import { TcpProxy } from "./support/proxy.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
-const brokerUrl = process.env.TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672"
 const futures = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]
-
-/** A consumer of `bindings` on `exchange`, collecting bodies by message id (and counting every delivery). */
-const consumer = (exchange: string, bindings: ReadonlyArray<string>) =>
-  Effect.acquireRelease(
-    Effect.promise(async () => {
-      const connection = await amqp.connect(brokerUrl)
-      const channel = await connection.createChannel()
-      await channel.assertExchange(exchange, "topic", { durable: true })
-      const { queue } = await channel.assertQueue("", { exclusive: true })
-      for (const binding of bindings) await channel.bindQueue(queue, exchange, binding)
-      const received = { byId: new Map<string, any>(), deliveries: 0, keys: new Set<string>() }
-      await channel.consume(queue, (message) => {
-        if (message === null) return
-        received.deliveries++
-        received.keys.add(message.fields.routingKey)
-        received.byId.set(String(message.properties.messageId), JSON.parse(message.content.toString()))
-        channel.ack(message)
-      })
-      return { connection, received }
-    }),
-    ({ connection }) => Effect.promise(() => connection.close().catch(() => undefined))
-  )
 
 const clean = truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
 

@@ -8,6 +8,7 @@ import { createHmac } from "node:crypto"
 import { Clock, Duration, Effect, Metric, Queue, Random } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
 import { SqlClient } from "effect/sql"
+import { transportCause } from "../domain/transport.ts"
 import { word } from "../publish/publisher.ts"
 import type { PublishedEvent } from "../publish/publisher.ts"
 import type { Firing } from "./evaluate.ts"
@@ -143,7 +144,8 @@ export const makeWebhook = (webhook: Webhook & { readonly secret: string | undef
       return client.execute(request).pipe(
         Effect.flatMap((response) => response.status >= 200 && response.status < 300 ? Effect.void : Effect.fail(`HTTP ${response.status}`)),
         Effect.timeoutOrElse({ duration: Duration.millis(timeoutMs), orElse: () => Effect.fail(`no answer within ${timeoutMs} ms`) }),
-        Effect.mapError((error) => (typeof error === "string" ? error : String((error as { message?: unknown }).message ?? error))),
+        // What went wrong, without the URL: a webhook's path is often its secret.
+        Effect.mapError((error) => typeof error === "string" ? error : transportCause((error as { reason?: unknown }).reason ?? error) ?? "transport error"),
         Effect.scoped
       )
     }

@@ -16,7 +16,7 @@ import { Publisher } from "../publish/publisher.ts"
 import { userAgentConfig } from "../rest/gate.ts"
 import { type Alert, alertEvent, countDelivery, makeAlertStore, makeWebhook, type WebhookState } from "./delivery.ts"
 import { type Firing, type InstrumentLookup, limits, RuleSet } from "./evaluate.ts"
-import { AlertRulesError, loadRulesFile, type RulesFile } from "./rules.ts"
+import { AlertRulesError, decodeRulesOf, readRulesDocument, type RulesFile, secretNames } from "./rules.ts"
 
 export interface RuleState {
   readonly name: string
@@ -54,12 +54,23 @@ export const alertsConfig = Config.all({
   webhookRetryMaxSeconds: Config.Number("ALERT_WEBHOOK_RETRY_MAX_SECONDS").pipe(Config.withDefault(60))
 })
 
-/** Reads the rules file named by ALERT_RULES; a bad file fails start-up with the message naming the rule and field. */
+/**
+ * Reads the rules file named by ALERT_RULES, its webhook secrets through
+ * Config (like every other setting); a bad file fails start-up with a message
+ * naming the rule and the field.
+ */
 const loadRules = (file: string) =>
-  Effect.try({
-    try: () => loadRulesFile(file, process.env),
-    catch: (error) => error instanceof AlertRulesError ? error : new AlertRulesError({ message: `${file}: ${String(error)}` })
+  Effect.gen(function*() {
+    const document = yield* Effect.try({ try: () => readRulesDocument(file), catch: asRulesError(file) })
+    const env: Record<string, string | undefined> = {}
+    for (const name of secretNames(document)) {
+      env[name] = yield* Config.String(name).pipe(Config.option, Effect.map(Option.getOrUndefined), Effect.orElseSucceed(() => undefined))
+    }
+    return yield* Effect.try({ try: () => decodeRulesOf(file, document, env), catch: asRulesError(file) })
   })
+
+const asRulesError = (file: string) => (error: unknown) =>
+  error instanceof AlertRulesError ? error : new AlertRulesError({ message: `${file}: ${String(error)}` })
 
 export class AlertEngine extends Context.Service<AlertEngine, {
   /** Hands a batch to the engine's queue; never waits, never fails. */

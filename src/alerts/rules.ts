@@ -155,8 +155,26 @@ export const defaultCooldownSeconds = 300
 
 const strict = { errors: "all", onExcessProperty: "error" } as const
 
-const schemaMessage = (exit: Exit.Exit<unknown, Schema.SchemaError>): string | undefined =>
-  Exit.isSuccess(exit) ? undefined : (Cause.squash(exit.cause) as Error).message.replace(/\n/g, "; ")
+/** `["rules"][0]["min_value_usd"]` as `rules[0].min_value_usd`. */
+const fieldPath = (path: string) => path.replace(/\["([^"]*)"\]/g, ".$1").replace(/^\./, "")
+
+/**
+ * Schema's report ("Expected a number / at [\"min_value_usd\"]" pairs) as
+ * "min_value_usd: Expected a number", problems separated by "; ".
+ */
+const schemaMessage = (exit: Exit.Exit<unknown, Schema.SchemaError>): string | undefined => {
+  if (Exit.isSuccess(exit)) return undefined
+  const lines = (Cause.squash(exit.cause) as Error).message.split("\n")
+  const problems: Array<string> = []
+  for (let i = 0; i < lines.length; i++) {
+    const at = /^\s*at (.+)$/.exec(lines[i + 1] ?? "")
+    if (at !== null) {
+      problems.push(`${fieldPath(at[1]!)}: ${lines[i]!.trim()}`)
+      i++
+    } else if (lines[i]!.trim().length > 0) problems.push(lines[i]!.trim())
+  }
+  return problems.join("; ")
+}
 
 /**
  * Decodes a rules document (already parsed from YAML or JSON). `env` resolves
@@ -209,24 +227,37 @@ export const decodeRules = (document: unknown, env: Readonly<Record<string, stri
   return { rules, webhooks, defaultCooldownSeconds: file.defaults?.cooldown_seconds ?? defaultCooldownSeconds }
 }
 
-/** Reads and decodes `path`: JSON when it ends in .json, YAML otherwise (YAML is a superset of JSON). */
-export const loadRulesFile = (path: string, env: Readonly<Record<string, string | undefined>>): RulesFile => {
+/** Reads and parses `path`: JSON when it ends in .json, YAML otherwise. */
+export const readRulesDocument = (path: string): unknown => {
   let text: string
   try {
     text = readFileSync(path, "utf8")
   } catch (error) {
     throw new AlertRulesError({ message: `cannot read ${path}: ${(error as Error).message}` })
   }
-  let document: unknown
   try {
-    document = path.endsWith(".json") ? JSON.parse(text) : parseYaml(text)
+    return path.endsWith(".json") ? JSON.parse(text) : parseYaml(text)
   } catch (error) {
     throw new AlertRulesError({ message: `${path} is not valid ${path.endsWith(".json") ? "JSON" : "YAML"}: ${(error as Error).message}` })
   }
+}
+
+/** The environment variables a rules document's webhooks take their secrets from. */
+export const secretNames = (document: unknown): ReadonlyArray<string> => {
+  const webhooks = (document as { webhooks?: unknown } | null)?.webhooks
+  return Array.isArray(webhooks) ? webhooks.map((w) => (w as { secret_env?: unknown } | null)?.secret_env).filter((n): n is string => typeof n === "string") : []
+}
+
+/** Reads and decodes `path`; every problem is reported under the file's name. */
+export const loadRulesFile = (path: string, env: Readonly<Record<string, string | undefined>>): RulesFile =>
+  decodeRulesOf(path, readRulesDocument(path), env)
+
+/** Decodes the document read from `path`, naming the file in the message. */
+export const decodeRulesOf = (path: string, document: unknown, env: Readonly<Record<string, string | undefined>>): RulesFile => {
   try {
     return decodeRules(document, env)
   } catch (error) {
-    if (error instanceof AlertRulesError) throw new AlertRulesError({ message: `${path}:\n${error.message}` })
+    if (error instanceof AlertRulesError) throw new AlertRulesError({ message: `the alert rules in ${path} are not usable:\n${error.message}` })
     throw error
   }
 }
