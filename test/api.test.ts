@@ -5,6 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { SqlClient } from "effect/sql"
 import { RowBatch } from "../src/domain/rows.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { insertRows } from "../src/storage/inserts.ts"
@@ -58,6 +59,16 @@ const seed = Effect.gen(function*() {
     { id: "f1", exchange: "binance-futures", symbol: "BTCUSDT", rate: 0.0001, predictedRate: null, timestamp: now - 60_000, nextFundingTime: now + 3_600_000, metadata: { interval_hours: 8 } },
     { id: "f2", exchange: "binance-futures", symbol: "ETHUSDT", rate: 0.0003, predictedRate: null, timestamp: now - 60_000, nextFundingTime: null, metadata: null }
   ])
+  const alert = (id: string, rule: string, kind: string, exchange: string | null, symbol: string, minutesAgo: number) =>
+    SqlClient.SqlClient.use((sql) => sql`INSERT INTO alerts (id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details)
+      VALUES (${id}, ${rule}, ${kind}, ${exchange}, ${symbol}, 2e6, 1e6, ${`${symbol} fired`},
+        (${new Date(now - minutesAgo * 60_000 - 500).toISOString()}::timestamptz AT TIME ZONE 'UTC'),
+        (${new Date(now - minutesAgo * 60_000).toISOString()}::timestamptz AT TIME ZONE 'UTC'), '{"n":1}'::jsonb)`)
+  yield* alert("a1", "whale", "large_trade", "binance", "BTCUSDT", 1)
+  yield* alert("a2", "whale", "large_trade", "deribit", "BTC-PERPETUAL", 2)
+  yield* alert("a3", "venue-divergence", "price_divergence", null, "BTC", 3)
+  yield* alert("a4", "whale", "large_trade", "binance", "ETHUSDT", 4)
+  yield* alert("a5", "whale", "large_trade", "binance", "BTCUSDT", 60 * 25)
 }).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
 
 describe("HTTP API", () => {
@@ -103,9 +114,25 @@ describe("HTTP API", () => {
       assert.deepStrictEqual(books.body.data.orderbooks.map((b: any) => `${b.exchange}:${b.symbol}`), ["binance:BTCUSDT", "deribit:BTC-PERPETUAL"])
       assert.strictEqual(books.body.data.orderbooks[0].timestamp, new Date(now - 10_000).toISOString(), "the latest book per instrument")
 
+      const alerts = yield* getJson(`${base}/api/v1/exchange/alerts`)
+      assert.strictEqual(alerts.body.data.count, 4, "the last 24 h")
+      assert.deepStrictEqual(alerts.body.data.alerts.map((a: any) => a.id), ["a1", "a2", "a3", "a4"], "newest first")
+      assert.deepStrictEqual(alerts.body.data.summary.by_rule, { "venue-divergence": 1, whale: 3 })
+      assert.deepStrictEqual(alerts.body.data.alerts[0], {
+        id: "a1", rule: "whale", rule_kind: "large_trade", exchange: "binance", symbol: "BTCUSDT", value: 2e6, threshold: 1e6,
+        message: "BTCUSDT fired", event_time: new Date(now - 60_000 - 500).toISOString(), fired_at: new Date(now - 60_000).toISOString(), details: { n: 1 }
+      })
+      const btcAlerts = yield* getJson(`${base}/api/v1/exchange/alerts?symbol=BTC&rule=WHALE&hours=48`)
+      assert.deepStrictEqual(btcAlerts.body.data.alerts.map((a: any) => a.id), ["a1", "a2", "a5"], "BTC instruments of rule whale (names are lower case)")
+      const byKind = yield* getJson(`${base}/api/v1/exchange/alerts?rule_kind=price_divergence`)
+      assert.deepStrictEqual(byKind.body.data.alerts.map((a: any) => a.id), ["a3"])
+      const byExchange = yield* getJson(`${base}/api/v1/exchange/alerts?exchange=deribit&limit=1`)
+      assert.deepStrictEqual(byExchange.body.data.alerts.map((a: any) => a.id), ["a2"])
+
       const openapi = yield* getJson(`${base}/openapi.json`)
       assert.strictEqual(openapi.status, 200)
       assert.property(openapi.body.paths, "/api/v1/exchange/large-trades")
+      assert.property(openapi.body.paths, "/api/v1/exchange/alerts")
     })), { timeout: 60_000 })
 
   it.live("answers bad input with a 400 that names the parameter, and unknown routes with a JSON 404", () =>
@@ -126,7 +153,10 @@ describe("HTTP API", () => {
         ["large-trades?limt=5", "limt"],
         ["funding-rates?limit=5&limit=6", "limit"],
         ["open-interest?side=buy", "side"],
-        ["orderbooks?depth=0", "depth"]
+        ["orderbooks?depth=0", "depth"],
+        ["alerts?rule=no%20spaces", "rule"],
+        ["alerts?rule_kind=large-trade", "rule_kind"],
+        ["alerts?channel=trades", "channel"]
       ]
       for (const [query, parameter] of cases) {
         const { status, body } = yield* getJson(`${base}/${query}`)

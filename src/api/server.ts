@@ -117,7 +117,7 @@ const HealthRoute = HttpRouter.add("GET", "/health", health)
 /** Paths the API serves (GET or HEAD only): another method on them is a 405, anything else a 404. */
 const knownPath = (path: string) =>
   path === "/health" || path === "/metrics" || path === "/openapi.json" || path === "/docs" ||
-  path.startsWith("/api/v1/exchange/") && Object.hasOwn(endpointParameters, path.slice("/api/v1/exchange".length))
+  Object.hasOwn(endpointParameters, path)
 
 /** The contract's JSON for what the router and the handlers do not answer themselves, and a count per route and status. */
 const ContractFallback = HttpRouter.middleware((effect) =>
