@@ -78,7 +78,7 @@ export class LargeTradeDetector {
       this.prices
     )
     if (value === undefined) return "unvalued"
-    const tradeId = `liquidation-${liquidation.timestamp}-${liquidation.side}`
+    const tradeId = `liquidation-${liquidation.id ?? `${liquidation.timestamp}-${liquidation.side}`}`
     out.push({
       id: tradeRowId(liquidation.venue, liquidation.symbol, tradeId),
       exchange: liquidation.venue,

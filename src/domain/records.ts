@@ -49,6 +49,8 @@ export const Liquidation = Schema.Struct({
   averagePrice: Schema.Number,
   filledSize: Schema.Number,
   timestamp: Schema.Number,
+  /** The venue's own id, or one made of what identifies the event (several liquidations can share a millisecond and a side). */
+  id: Schema.optional(Schema.String),
   details: Schema.Record(Schema.String, Schema.Unknown)
 })
 export type Liquidation = typeof Liquidation.Type

@@ -9,7 +9,8 @@ import { Context, Duration, Effect, Layer, Metric, Queue } from "effect"
 import { SqlClient } from "effect/sql"
 
 export type GapChannel = "trades" | "book" | "liquidations" | "funding"
-export type GapCause = "disconnect" | "sequence_gap" | "checksum" | "stale" | "rate_limited" | "restart"
+/** `missed`: trades the venue's REST history has and its stream never delivered (venues without trade sequences, found by reconciliation). */
+export type GapCause = "disconnect" | "sequence_gap" | "checksum" | "stale" | "rate_limited" | "restart" | "missed"
 export type RepairStatus = "open" | "repairing" | "verified" | "partial" | "unrecoverable"
 
 export interface Gap {

@@ -7,11 +7,11 @@
 import { Clock, Duration, Effect, Metric, type Scope } from "effect"
 import type { FreshnessMonitor } from "../feed/freshness.ts"
 import type { FeedStatus } from "../feed/status.ts"
-import type { GapChannel } from "../gaps/ledger.ts"
+import type { GapCause, GapChannel } from "../gaps/ledger.ts"
 import { streamsStale } from "../observability/metrics.ts"
 import type { NormalizedRecord, Trade } from "../domain/records.ts"
 import { RowBatch } from "../domain/rows.ts"
-import { GapLedger } from "../gaps/ledger.ts"
+import { GapLedger, gapTradesRepaired } from "../gaps/ledger.ts"
 import { causeOfSessionEnd, type GapTracker, makeGapTracker } from "../gaps/tracker.ts"
 import type { RecordProcessor } from "./processor.ts"
 import { countResync, type VenueRuntime } from "./runtime.ts"
@@ -24,7 +24,8 @@ import { countResync, type VenueRuntime } from "./runtime.ts"
 export const makeVenueGaps = (options: {
   readonly venue: string
   readonly runtime: VenueRuntime
-  readonly fetchTrades: (symbol: string, from: number, to: number, limit: number) => Effect.Effect<ReadonlyArray<Trade>, { readonly _tag: string }>
+  /** Undefined for venues whose trades carry no sequence (nothing to fetch a numbered stretch by). */
+  readonly fetchTrades: ((symbol: string, from: number, to: number, limit: number) => Effect.Effect<ReadonlyArray<Trade>, { readonly _tag: string }>) | undefined
   readonly maxRepairTrades: number
   readonly processor: () => RecordProcessor
 }): Effect.Effect<GapTracker, never, GapLedger | Scope.Scope> =>
@@ -133,3 +134,59 @@ export const connectionOpened = (options: {
   if (options.channels.includes("book")) options.processor.books?.resetAll(options.symbols)
   options.monitor.restart(now)
 }
+
+/**
+ * For venues whose trades carry no contiguous number (Bybit): after a
+ * reconnect, each symbol's missing stretch is a trades gap, refilled from the
+ * venue's most recent trades over REST. The gap is `verified` when the
+ * oldest trade returned is at or before the stretch's start (the window
+ * covered it all), `partial` when the stretch is older than what REST keeps,
+ * `unrecoverable` when REST fails. Trades the live feed also delivers have the
+ * same row id: stored once.
+ */
+export const refillRecentTrades = (options: {
+  readonly venue: string
+  readonly runtime: VenueRuntime
+  readonly processor: RecordProcessor
+  readonly symbols: ReadonlyArray<string>
+  readonly since: number
+  readonly cause: GapCause
+  readonly fetchRecent: (symbol: string) => Effect.Effect<ReadonlyArray<Trade>, { readonly _tag: string }>
+}) =>
+  Effect.gen(function*() {
+    const ledger = yield* GapLedger
+    for (const symbol of options.symbols) {
+      const now = yield* Clock.currentTimeMillis
+      const gap = ledger.open({
+        exchange: options.venue,
+        channel: "trades",
+        symbol,
+        start: options.since,
+        end: now,
+        cause: options.cause,
+        estimatedMissing: null,
+        status: "repairing",
+        metadata: { repair: "the venue's most recent trades over REST (its trades carry no sequence to detect a loss by)" }
+      })
+      const result = yield* Effect.result(options.fetchRecent(symbol))
+      if (result._tag === "Failure") {
+        gap.status = "unrecoverable"
+        gap.metadata = { ...gap.metadata, error: result.failure._tag }
+        ledger.update(gap)
+        continue
+      }
+      const trades = result.success
+      const missing = trades.filter((t) => t.timestamp > options.since)
+      const covered = trades.some((t) => t.timestamp <= options.since)
+      if (missing.length > 0) {
+        const batch = new RowBatch()
+        options.processor.processRepaired(missing, batch)
+        if (batch.size > 0) yield* options.runtime.emit(batch)
+        yield* Metric.update(Metric.withAttributes(gapTradesRepaired, { exchange: options.venue }), missing.length)
+      }
+      gap.repairedCount = missing.length
+      gap.status = covered ? "verified" : "partial"
+      gap.metadata = { ...gap.metadata, oldest_returned: trades.length === 0 ? null : new Date(Math.min(...trades.map((t) => t.timestamp))).toISOString() }
+      ledger.update(gap)
+    }
+  })

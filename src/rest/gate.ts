@@ -24,6 +24,8 @@ export interface RestGateOptions {
   /** Consecutive failures (network, 5xx, timeout) that open the circuit. */
   readonly breakerThreshold: number
   readonly breakerOpenMs: number
+  /** Statuses that mean "banned for a while" (Binance 418; Bybit answers 403 when an IP went over its limit). Default [418]. */
+  readonly banStatuses?: ReadonlyArray<number>
   /** Used when a 429/418 carries no Retry-After. */
   readonly defaultRetryAfterMs: number
 }
@@ -172,15 +174,15 @@ export const makeRestGate = (options: RestGateOptions) =>
           )
           return yield* new RateLimitedError({ venue: options.venue, retryAfterMs: wait, detail: `HTTP 429 from ${url}` })
         }
-        if (status === 418) {
+        if ((options.banStatuses ?? [418]).includes(status)) {
           const wait = retryAfterMs(response.headers["retry-after"], options.defaultRetryAfterMs * 10)
           bannedUntil = now + wait
           yield* count("banned")
           yield* Metric.update(bannedGauge, 1)
-          yield* Effect.logError("REST access banned by the venue (HTTP 418); no calls until it expires").pipe(
+          yield* Effect.logError(`REST access banned by the venue (HTTP ${status}); no calls until it expires`).pipe(
             Effect.annotateLogs({ venue: options.venue, bannedForMs: wait })
           )
-          return yield* new BannedError({ venue: options.venue, untilMs: bannedUntil, detail: `HTTP 418 from ${url}` })
+          return yield* new BannedError({ venue: options.venue, untilMs: bannedUntil, detail: `HTTP ${status} from ${url}` })
         }
         const body = yield* response.text.pipe(
           Effect.mapError((error) => new RestError({ venue: options.venue, url, status, detail: error.message }))

@@ -26,14 +26,16 @@ const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")
 /**
  * The regex a base asset matches: spot/linear pairs with or without a separator
  * (BTCUSDT, BTC-USD), perpetuals and dated futures (BTC-PERPETUAL, BTC-27DEC24,
- * BTCUSDT_251226) and CME month codes (BTCZ25).
+ * BTCUSDT_251226, BTC-USDT-SWAP, BTC-USD-251226, BTCUSDZ26, BTCPERP) and CME
+ * month codes (BTCZ25).
  */
 export const baseAssetPattern = (base: string): string => {
   const b = escapeRegex(base.toUpperCase())
   // CME's micro contracts carry their own roots: MBT for bitcoin, MET for ether.
   const micro = microRoots[base.toUpperCase()]
   const cme = micro === undefined ? "" : `|^${micro}[FGHJKMNQUVXZ][0-9]{1,2}$`
-  return `^${b}([-_/]?(${quoteSuffixes.join("|")})(_[0-9]{6})?|-PERPETUAL|-[0-9]{1,2}[A-Z]{3}[0-9]{2}.*|[FGHJKMNQUVXZ][0-9]{1,2})$${cme}`
+  // After the quote: Binance's _YYMMDD, OKX's -YYMMDD and -SWAP, Bybit's inverse month code (BTCUSDZ26); Bybit's USDC perpetual is BTCPERP.
+  return `^${b}([-_/]?(${quoteSuffixes.join("|")})(_[0-9]{6}|-[0-9]{6}|-SWAP|[FGHJKMNQUVXZ][0-9]{2})?|PERP|-PERPETUAL|-[0-9]{1,2}[A-Z]{3}[0-9]{2}.*|[FGHJKMNQUVXZ][0-9]{1,2})$${cme}`
 }
 
 const microRoots: Record<string, string> = { BTC: "MBT", ETH: "MET" }

@@ -1,0 +1,179 @@
+/**
+ * Bybit v5 public frames -> normalized records.
+ *
+ * - `orderbook.{depth}.{symbol}`: a snapshot (also whenever Bybit restarts its
+ *   service, with `u` = 1: a reset, not a gap), then deltas numbered by `u`.
+ * - `publicTrade.{symbol}`: `S` is the taker's side; block trades are flagged
+ *   in the details. Trades carry no contiguous number: a lost one is invisible.
+ * - `tickers.{symbol}` (derivatives): a snapshot, then deltas with only the
+ *   fields that changed, merged here per symbol. Each message yields the
+ *   funding reading (a dated future has none: its mark price instead) and, at
+ *   most once per `openInterestIntervalMs` of exchange time, open interest.
+ * - `allLiquidation.{symbol}`: every liquidation. `S` is the liquidated
+ *   POSITION's side, so the liquidation order is the opposite (a long
+ *   liquidated is a sell); `p` is the bankruptcy price.
+ * - `{"op": ...}` answers: a refused subscription is a DecodeError naming
+ *   Bybit's message; pongs and acknowledgements are bookkeeping.
+ */
+import { Result, Schema } from "effect"
+import type { DecodeError } from "../../domain/errors.ts"
+import { decodeFailure, parseFrame, withSchemaFallback } from "../../domain/frames.ts"
+import type { Level, NormalizedRecord, Side } from "../../domain/records.ts"
+import { DerivativeTicker, Envelope, Liquidation, OperationAnswer, OrderbookData, PublicTrade } from "./wire.ts"
+
+const decodeEnvelope = Schema.decodeUnknownResult(Envelope)
+const decodeBook = Schema.decodeUnknownResult(OrderbookData)
+const decodeTrades = Schema.decodeUnknownResult(Schema.Array(PublicTrade))
+const decodeTicker = Schema.decodeUnknownResult(DerivativeTicker)
+const decodeLiquidations = Schema.decodeUnknownResult(Schema.Array(Liquidation))
+const decodeAnswer = Schema.decodeUnknownResult(OperationAnswer)
+
+const side = (s: "Buy" | "Sell"): Side => (s === "Buy" ? "buy" : "sell")
+const opposite = (s: "Buy" | "Sell"): Side => (s === "Buy" ? "sell" : "buy")
+
+/** A ticker field as a number; absent and "" (no value, e.g. a future's funding rate) are undefined. */
+const numberOf = (s: string | undefined): number | undefined => {
+  if (s === undefined || s === "") return undefined
+  const n = Number(s)
+  return Number.isFinite(n) ? n : undefined
+}
+
+type TickerState = { -readonly [K in keyof typeof DerivativeTicker.Type]: (typeof DerivativeTicker.Type)[K] }
+
+export interface BybitDecoderOptions {
+  /** Open interest at most this often per symbol (exchange time); the ticker sends it with every change. */
+  readonly openInterestIntervalMs: number
+  /** Funding interval per symbol, from the instruments (the ticker's `fundingIntervalHour` when it carries one). */
+  readonly fundingHours?: (symbol: string) => number | undefined
+}
+
+export const makeDecoder = (venue: string, options: BybitDecoderOptions = { openInterestIntervalMs: 60_000 }) => {
+  const failure = decodeFailure(venue)
+  const tickers = new Map<string, TickerState>()
+  const openInterestAt = new Map<string, number>()
+
+  const levels = (raw: ReadonlyArray<readonly [number, number]>): Array<Level> => raw.map(([p, q]) => [p, q])
+
+  const ticker = (data: unknown, ts: number, type: string | undefined, frame: string, out: Array<NormalizedRecord>) => {
+    const decoded = decodeTicker(data)
+    if (Result.isFailure(decoded)) return failure("tickers", decoded.failure.message, frame)
+    const update = decoded.success
+    // A snapshot replaces what we knew; a delta changes only the fields it carries.
+    const state: TickerState = type === "snapshot" ? { ...update } : { ...(tickers.get(update.symbol) ?? {}), ...update }
+    tickers.set(update.symbol, state)
+    const symbol = update.symbol
+    const mark = numberOf(state.markPrice)
+    const index = numberOf(state.indexPrice)
+    const rate = numberOf(state.fundingRate)
+    if (rate !== undefined) {
+      const hours = numberOf(state.fundingIntervalHour) ?? options.fundingHours?.(symbol)
+      out.push({
+        kind: "funding",
+        venue,
+        symbol,
+        rate,
+        predictedRate: null,
+        markPrice: mark ?? null,
+        indexPrice: index ?? null,
+        nextFundingTime: numberOf(state.nextFundingTime) ?? null,
+        timestamp: ts,
+        details: { source: "tickers", ...(hours === undefined ? {} : { interval_hours_stated: hours }) }
+      })
+    } else if (mark !== undefined) {
+      // A dated future: no funding, but its mark price values its open interest.
+      out.push({ kind: "mark_price", venue, symbol, markPrice: mark, indexPrice: index ?? null, timestamp: ts })
+    }
+    const openInterest = numberOf(state.openInterest)
+    const last = openInterestAt.get(symbol)
+    if (openInterest !== undefined && mark !== undefined && (last === undefined || ts - last >= options.openInterestIntervalMs)) {
+      openInterestAt.set(symbol, ts)
+      out.push({ kind: "open_interest", venue, symbol, openInterest, timestamp: ts })
+    }
+    return undefined
+  }
+
+  const data = (topic: string, message: typeof Envelope.Type, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+    const channel = topic.slice(0, topic.indexOf("."))
+    switch (channel) {
+      case "orderbook": {
+        const decoded = decodeBook(message.data)
+        if (Result.isFailure(decoded)) return failure("orderbook", decoded.failure.message, frame)
+        const b = decoded.success
+        // The matching engine's time when Bybit gives it, else the message's.
+        const timestamp = message.cts ?? message.ts
+        if (message.type === "snapshot") {
+          out.push({ kind: "book_snapshot", venue, symbol: b.s, sequence: b.u, bids: levels(b.b), asks: levels(b.a), timestamp })
+        } else if (message.type === "delta") {
+          out.push({ kind: "book_delta", venue, symbol: b.s, firstSequence: b.u, lastSequence: b.u, bids: levels(b.b), asks: levels(b.a), timestamp })
+        } else return failure("orderbook", `unknown type ${String(message.type)}`, frame)
+        return undefined
+      }
+      case "publicTrade": {
+        const decoded = decodeTrades(message.data)
+        if (Result.isFailure(decoded)) return failure("publicTrade", decoded.failure.message, frame)
+        for (const t of decoded.success) {
+          out.push({
+            kind: "trade",
+            venue,
+            symbol: t.s,
+            tradeId: t.i,
+            price: t.p,
+            size: t.v,
+            side: side(t.S),
+            timestamp: t.T,
+            details: {
+              ...(t.BT === true ? { block_trade: true } : {}),
+              ...(t.RPI === true ? { rpi: true } : {}),
+              ...(t.seq === undefined ? {} : { seq: t.seq })
+            }
+          })
+        }
+        return undefined
+      }
+      case "tickers":
+        return ticker(message.data, message.ts, message.type, frame, out)
+      case "allLiquidation": {
+        const decoded = decodeLiquidations(message.data)
+        if (Result.isFailure(decoded)) return failure("allLiquidation", decoded.failure.message, frame)
+        for (const l of decoded.success) {
+          out.push({
+            kind: "liquidation",
+            venue,
+            symbol: l.s,
+            side: opposite(l.S),
+            price: l.p,
+            averagePrice: l.p,
+            filledSize: l.v,
+            timestamp: l.T,
+            // Bybit gives no id: what the event is made of (several can share a millisecond and a side).
+            id: `${l.T}-${l.S}-${l.p}-${l.v}`,
+            details: {
+              position_side: l.S === "Buy" ? "long" : "short",
+              price_kind: "bankruptcy",
+              sampling: "every liquidation (allLiquidation, pushed every 500 ms)"
+            }
+          })
+        }
+        return undefined
+      }
+      case "kline":
+        return undefined
+      default:
+        return failure(channel, "unknown topic", frame)
+    }
+  }
+
+  return withSchemaFallback((frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+    const parsed = parseFrame(frame, { arrays: false })
+    if (typeof parsed === "string") return failure("unknown", parsed, frame)
+    if ("topic" in parsed) {
+      const envelope = decodeEnvelope(parsed)
+      if (Result.isFailure(envelope)) return failure("unknown", envelope.failure.message, frame)
+      return data(envelope.success.topic, envelope.success, frame, out)
+    }
+    const answer = decodeAnswer(parsed)
+    if (Result.isFailure(answer)) return failure("unknown", "neither a topic message nor an operation answer", frame)
+    if (answer.success.success === false) return failure(answer.success.op, `venue refused: ${answer.success.ret_msg ?? "no reason given"}`, frame)
+    return undefined
+  })
+}

@@ -1,0 +1,132 @@
+/**
+ * Bybit's documented v5 formats (https://bybit-exchange.github.io/docs/v5/):
+ * public WebSocket topics on /v5/public/{spot,linear,inverse} and the REST
+ * answers we read. Prices and sizes arrive as decimal strings.
+ */
+import { Schema } from "effect"
+
+const Decimal = Schema.FiniteFromString
+const Level = Schema.Tuple([Decimal, Decimal])
+
+/** `orderbook.{depth}.{symbol}`: a snapshot, then deltas whose update id `u` rises by one; `u` = 1 is a reset (a new snapshot). */
+export const OrderbookData = Schema.Struct({
+  s: Schema.String,
+  b: Schema.Array(Level),
+  a: Schema.Array(Level),
+  u: Schema.Number,
+  seq: Schema.optional(Schema.Number)
+})
+
+/** `publicTrade.{symbol}`: `S` is the taker's side; `BT` a block trade; `i` the trade id (a UUID on derivatives, a number on spot). */
+export const PublicTrade = Schema.Struct({
+  T: Schema.Number,
+  s: Schema.String,
+  S: Schema.Literals(["Buy", "Sell"]),
+  v: Decimal,
+  p: Decimal,
+  i: Schema.String,
+  BT: Schema.optional(Schema.Boolean),
+  RPI: Schema.optional(Schema.Boolean),
+  L: Schema.optional(Schema.String),
+  seq: Schema.optional(Schema.Number)
+})
+
+/**
+ * `tickers.{symbol}` on linear and inverse: a snapshot with every field, then
+ * deltas carrying only what changed (merged by the decoder). Empty strings
+ * mean "none" (a dated future's funding rate).
+ */
+export const DerivativeTicker = Schema.Struct({
+  symbol: Schema.String,
+  markPrice: Schema.optional(Schema.String),
+  indexPrice: Schema.optional(Schema.String),
+  openInterest: Schema.optional(Schema.String),
+  openInterestValue: Schema.optional(Schema.String),
+  fundingRate: Schema.optional(Schema.String),
+  nextFundingTime: Schema.optional(Schema.String),
+  fundingIntervalHour: Schema.optional(Schema.String),
+  bid1Price: Schema.optional(Schema.String),
+  ask1Price: Schema.optional(Schema.String),
+  lastPrice: Schema.optional(Schema.String),
+  deliveryTime: Schema.optional(Schema.String)
+})
+
+/** `allLiquidation.{symbol}`: every liquidation (not a sample); `S` is the liquidated position's side, `p` the bankruptcy price. */
+export const Liquidation = Schema.Struct({
+  T: Schema.Number,
+  s: Schema.String,
+  S: Schema.Literals(["Buy", "Sell"]),
+  v: Decimal,
+  p: Decimal
+})
+
+/** Every data message: a topic, a type (snapshot or delta), the system time and the data. */
+export const Envelope = Schema.Struct({
+  topic: Schema.String,
+  type: Schema.optional(Schema.String),
+  ts: Schema.Number,
+  cts: Schema.optional(Schema.Number),
+  data: Schema.Unknown
+})
+
+/** The answer to subscribe, unsubscribe and ping (`op`), with `success` where it can fail. */
+export const OperationAnswer = Schema.Struct({
+  op: Schema.String,
+  success: Schema.optional(Schema.Boolean),
+  ret_msg: Schema.optional(Schema.String),
+  conn_id: Schema.optional(Schema.String),
+  req_id: Schema.optional(Schema.String)
+})
+
+// ---------------------------------------------------------------------------
+// REST
+// ---------------------------------------------------------------------------
+
+const LotSizeFilter = Schema.Struct({
+  qtyStep: Schema.optional(Schema.String),
+  basePrecision: Schema.optional(Schema.String)
+})
+
+/** One listing of `/v5/market/instruments-info` (spot, linear or inverse; the fields we read). */
+export const InstrumentInfo = Schema.Struct({
+  symbol: Schema.String,
+  baseCoin: Schema.String,
+  quoteCoin: Schema.String,
+  status: Schema.optional(Schema.String),
+  /** LinearPerpetual, LinearFutures, InversePerpetual, InverseFutures; absent on spot. */
+  contractType: Schema.optional(Schema.String),
+  settleCoin: Schema.optional(Schema.String),
+  deliveryTime: Schema.optional(Schema.String),
+  /** Minutes between fundings (derivatives). */
+  fundingInterval: Schema.optional(Schema.Number),
+  lotSizeFilter: Schema.optional(LotSizeFilter)
+})
+export type InstrumentInfo = typeof InstrumentInfo.Type
+
+export const InstrumentsPage = Schema.Struct({
+  retCode: Schema.Number,
+  retMsg: Schema.String,
+  result: Schema.Struct({
+    category: Schema.String,
+    list: Schema.Array(Schema.Unknown),
+    nextPageCursor: Schema.optional(Schema.String)
+  })
+})
+
+/** `/v5/market/recent-trade`: the latest trades (up to 1000 on derivatives, 60 on spot), newest first. */
+export const RecentTrades = Schema.Struct({
+  retCode: Schema.Number,
+  retMsg: Schema.String,
+  result: Schema.Struct({
+    category: Schema.String,
+    list: Schema.Array(Schema.Struct({
+      execId: Schema.String,
+      symbol: Schema.String,
+      price: Decimal,
+      size: Decimal,
+      side: Schema.Literals(["Buy", "Sell"]),
+      time: Schema.String,
+      isBlockTrade: Schema.optional(Schema.Boolean)
+    }))
+  })
+})
