@@ -13,8 +13,9 @@ import type { Recording } from "../src/replay/recorded.ts"
 import { binance, binanceFutures } from "../src/venues/binance/index.ts"
 import { coinbase } from "../src/venues/coinbase/index.ts"
 import { deribit } from "../src/venues/deribit/index.ts"
+import { bybit, bybitDerivatives } from "../src/venues/bybit/index.ts"
 import type { VenueDefinition } from "../src/venues/venue.ts"
-import { binanceFutures as loadBinanceFutures, binanceSpot as loadBinanceSpot, recording as loadRecording } from "../test/support/fixtures.ts"
+import { binanceFutures as loadBinanceFutures, binanceSpot as loadBinanceSpot, recording as loadRecording, session as loadSession } from "../test/support/fixtures.ts"
 import { ccxtConsumer, type FrameConsumer, type PeerCase, tardisConsumer } from "./peers.ts"
 import { formatRate, median, type Table } from "./report.ts"
 
@@ -36,6 +37,11 @@ const deribitFeed = loadRecording("DERIBIT.0", "DERIBIT.ws.1.0")
 const coinbaseMarkets = [...new Set(coinbaseExchange.frames.flatMap((f) => f.text.match(/"product_id":"([A-Z0-9]+-[A-Z0-9]+)"/)?.[1] ?? []))]
   .map((id) => ({ id, base: id.split("-")[0]!, quote: id.split("-")[1]! }))
 const coinbaseCcxt = { exchange: "coinbaseexchange", url: "wss://ws-feed.exchange.coinbase.com", spotMarkets: coinbaseMarkets }
+// The real Bybit session: connection 2 is /v5/public/linear, 3 is /v5/public/spot.
+const bybitSession = loadSession("BYBIT.jsonl.zst")
+const bybitConnection = (connection: string): Recording => ({ ...bybitSession, frames: bybitSession.frames.filter((f) => f.connection === connection) })
+const bybitLinear = bybitConnection("BYBIT.ws.2")
+const bybitSpot = bybitConnection("BYBIT.ws.3")
 const spotUrl = "wss://stream.binance.com:9443/stream"
 const usdmUrl = "wss://fstream.binance.com/stream"
 
@@ -65,6 +71,24 @@ const cases: ReadonlyArray<NormalizeCase> = [
     venue: coinbase, channel: "level2 l2update", recording: coinbaseExchange, select: (t) => t.includes('"type":"l2update"'),
     setup: (t) => t.includes('"type":"snapshot"'),
     peers: { tardis: { exchange: "coinbase", kind: "book" }, ccxt: coinbaseCcxt }
+  },
+  {
+    venue: bybitDerivatives, channel: "publicTrade (linear)", recording: bybitLinear, select: (t) => t.includes('"topic":"publicTrade.'),
+    peers: { tardis: { exchange: "bybit", kind: "trades" } }
+  },
+  {
+    venue: bybitDerivatives, channel: "orderbook.200 (linear)", recording: bybitLinear, select: (t) => t.includes('"topic":"orderbook.') && t.includes('"type":"delta"'),
+    setup: (t) => t.includes('"topic":"orderbook.') && t.includes('"type":"snapshot"'),
+    peers: { tardis: { exchange: "bybit", kind: "book", bybitBookDepth: 200 } }
+  },
+  {
+    venue: bybitDerivatives, channel: "tickers (linear)", recording: bybitLinear, select: (t) => t.includes('"topic":"tickers.'),
+    peers: {}
+  },
+  {
+    venue: bybit, channel: "orderbook.200 (spot)", recording: bybitSpot, select: (t) => t.includes('"topic":"orderbook.') && t.includes('"type":"delta"'),
+    setup: (t) => t.includes('"topic":"orderbook.') && t.includes('"type":"snapshot"'),
+    peers: { tardis: { exchange: "bybit-spot", kind: "book", bybitBookDepth: 200 } }
   },
   {
     venue: deribit, channel: "book.raw change", recording: deribitFeed, select: (t) => t.includes('"type":"change"'),

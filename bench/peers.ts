@@ -21,7 +21,12 @@ export type FrameConsumer = (frame: string) => void
 
 export interface PeerCase {
   /** tardis-dev exchange id and mapper kind, or undefined where tardis-dev has none. */
-  readonly tardis?: { readonly exchange: string; readonly kind: "trades" | "book" | "options" }
+  readonly tardis?: {
+    readonly exchange: string
+    readonly kind: "trades" | "book" | "options"
+    /** tardis-dev's Bybit v5 book mapper for another depth than its default 50 (the recorded session is orderbook.200). */
+    readonly bybitBookDepth?: number
+  }
   /** ccxt pro exchange class and the client URL its handlers look at. */
   readonly ccxt?: {
     readonly exchange: string
@@ -45,7 +50,9 @@ export const tardisConsumer = (peer: PeerCase): (() => FrameConsumer) | undefine
   const spec = peer.tardis
   if (spec === undefined) return undefined
   return () => {
-    const mapper = tardisFactories[spec.kind](spec.exchange, new Date())
+    const mapper = spec.bybitBookDepth === undefined
+      ? tardisFactories[spec.kind](spec.exchange, new Date())
+      : new (require("tardis-dev/dist/mappers/bybit").BybitV5BookChangeMapper)(spec.exchange, spec.bybitBookDepth)
     const books = new Map<string, any>()
     const consume = (message: any) => {
       if (!mapper.canHandle(message)) return

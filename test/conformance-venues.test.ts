@@ -13,6 +13,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
 import { postgresLayer } from "../src/storage/database.ts"
+import { FakeBybit } from "./fake/bybit.ts"
 import { FakeCoinbase } from "./fake/coinbase.ts"
 import { FakeDeribit } from "./fake/deribit.ts"
 import type { FaultPlan } from "./fake/faults.ts"
@@ -43,6 +44,12 @@ interface VenueCase<F extends Fake> {
   readonly storedFilter: (key: string) => boolean
   /** Every trade that must be stored (valued at or above the 1 USD threshold), as symbol/trade id. */
   readonly expectedTrades: (fake: F) => Array<string>
+  /**
+   * The venue numbers no trades (Bybit): a trade lost in transit is found by
+   * reconciling with REST (a `missed` gap), and two swapped trades lose
+   * nothing at all.
+   */
+  readonly tradesUnsequenced?: boolean
 }
 
 const coinbase: VenueCase<FakeCoinbase> = {
@@ -88,6 +95,37 @@ const deribit: VenueCase<FakeDeribit> = {
   tradedEnough: (fake) => fake.sentTrades.length >= 60,
   storedFilter: () => true,
   expectedTrades: (fake) => ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC-25MAR22", "BTC-24SEP21-34000-P"].flatMap((i) => fake.played(i).map((t) => `${i}/${t.trade_id}`))
+}
+
+const bybit: VenueCase<FakeBybit> = {
+  id: "bybit-derivatives",
+  start: () => FakeBybit.start({ frameIntervalMs: 2, loop: true }),
+  env: (fake) => ({
+    BYBIT_WS_URL: fake.wsUrl,
+    BYBIT_REST_URL: fake.httpUrl,
+    BYBIT_LINEAR_SYMBOLS: "BTCUSDT,ETHUSDT,SOLUSDT,DOGEUSDT",
+    BYBIT_INVERSE_SYMBOLS: "none",
+    BYBIT_STALE_SECONDS: "1.5",
+    BYBIT_RECONCILE_SECONDS: "1",
+    BYBIT_REFILL_DELAY_SECONDS: "0.5",
+    LARGE_TRADE_THRESHOLD_BTC: "1",
+    LARGE_TRADE_THRESHOLD_ETH: "1"
+  }),
+  symbol: "BTCUSDT",
+  kinds: { book: "orderbook", trade: "publicTrade" },
+  renames: { book: ["a", "asks"], trade: ["p", "px"] },
+  unknownFrame: JSON.stringify({ topic: "spread.BTCUSDT", type: "snapshot", ts: 1786310819000, data: {} }),
+  restPath: "/v5/market/recent-trade",
+  tradedEnough: (fake) => fake.sentTrades.length >= 400,
+  storedFilter: () => true,
+  expectedTrades: (fake) => fake.played("linear").filter((t) => Number(t.p) * Number(t.v) >= 1).map((t) => `${t.s}/${t.i}`),
+  tradesUnsequenced: true
+}
+
+/** What a fault leaves in the ledger on a venue: trade losses on a venue without trade numbers are found as `missed`. */
+const expectedGap = (fault: Fault, venue: VenueCase<any>): Fault["gap"] => {
+  if (venue.tradesUnsequenced !== true || fault.gap?.channel !== "trades") return fault.gap
+  return fault.name === "reorder two trades" ? undefined : { channel: "trades", causes: ["missed"] }
 }
 
 interface Fault {
@@ -160,13 +198,13 @@ const faults: ReadonlyArray<Fault> = [
 const tally = { faults: 0, gaps: 0, tradesRepaired: 0, duplicates: 0 }
 
 afterAll(() => {
-  console.log(`conformance (coinbase, deribit): ${tally.faults} faults injected, ${tally.gaps} gaps recorded, ${tally.tradesRepaired} trades repaired, ${tally.duplicates} duplicates found`)
+  console.log(`conformance (coinbase, deribit, bybit): ${tally.faults} faults injected, ${tally.gaps} gaps recorded, ${tally.tradesRepaired} trades repaired, ${tally.duplicates} duplicates found`)
 })
 
 const withDatabase = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) =>
   effect.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
 
-describe.each([coinbase, deribit] as ReadonlyArray<VenueCase<any>>)("conformance of $id", (venue) => {
+describe.each([coinbase, deribit, bybit] as ReadonlyArray<VenueCase<any>>)("conformance of $id", (venue) => {
   it.live.each(faults)("$name", (fault) =>
     Effect.scoped(Effect.gen(function*() {
       yield* withDatabase(truncateAll)
@@ -217,16 +255,16 @@ describe.each([coinbase, deribit] as ReadonlyArray<VenueCase<any>>)("conformance
 
       const { body } = yield* eventually("trade gaps settled", Effect.map(getJson(`${base}/api/v1/exchange/gaps?limit=1000`), (answer) =>
         answer.body.data.gaps.filter((g: any) => g.channel === "trades").every((g: any) => g.repair_status === "verified") ? answer : undefined), 20_000)
-      if (fault.gap !== undefined) {
-        const expectedGap = fault.gap
-        const found = body.data.gaps.filter((g: any) => g.channel === expectedGap.channel && expectedGap.causes.includes(g.cause))
-        assert.isAtLeast(found.length, 1, `a ${expectedGap.channel} gap (${expectedGap.causes.join("/")}) is recorded`)
+      const gap = expectedGap(fault, venue)
+      if (gap !== undefined) {
+        const found = body.data.gaps.filter((g: any) => g.channel === gap.channel && gap.causes.includes(g.cause))
+        assert.isAtLeast(found.length, 1, `a ${gap.channel} gap (${gap.causes.join("/")}) is recorded: ${JSON.stringify(body.data.gaps.map((g: any) => [g.channel, g.cause])).slice(0, 300)}`)
       } else {
         assert.strictEqual(body.data.count, 0, `a fault that loses nothing leaves no gap: ${JSON.stringify(body.data.gaps).slice(0, 300)}`)
       }
       // A fault that loses nothing disturbs no book. (A lost trade may: on Coinbase's Advanced Trade feed a
       // sequence_num jump cannot say which message went missing, so the connection's books resync.)
-      if (fault.gap === undefined) assert.strictEqual(recovered.resyncs, before.resyncs, "no book was disturbed")
+      if (gap === undefined) assert.strictEqual(recovered.resyncs, before.resyncs, "no book was disturbed")
       tally.gaps += body.data.count
       tally.tradesRepaired += body.data.gaps.filter((g: any) => g.channel === "trades").reduce((n: number, g: any) => n + g.repaired_count, 0)
 

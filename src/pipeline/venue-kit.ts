@@ -137,32 +137,35 @@ export const connectionOpened = (options: {
 
 /**
  * For venues whose trades carry no contiguous number (Bybit): after a
- * reconnect, each symbol's missing stretch is a trades gap, refilled from the
- * venue's most recent trades over REST. The gap is `verified` when the
- * oldest trade returned is at or before the stretch's start (the window
- * covered it all), `partial` when the stretch is older than what REST keeps,
- * `unrecoverable` when REST fails. Trades the live feed also delivers have the
- * same row id: stored once.
+ * reconnect, each symbol's missing stretch (from the last trade the stream
+ * delivered, in the venue's time) is a trades gap, refilled from the venue's
+ * most recent trades over REST: those the stream never delivered are stored.
+ * The gap is `verified` when the oldest trade returned is at or before the
+ * stretch's start (the window covered it all), `partial` when the stretch is
+ * older than what REST keeps, `unrecoverable` when REST fails.
  */
 export const refillRecentTrades = (options: {
   readonly venue: string
   readonly runtime: VenueRuntime
   readonly processor: RecordProcessor
   readonly symbols: ReadonlyArray<string>
-  readonly since: number
+  /** Where the stretch starts: the last delivered trade's time, or when the connection last heard anything. */
+  readonly since: (symbol: string) => number
   readonly cause: GapCause
+  readonly delivered: (symbol: string, tradeId: string) => boolean
+  readonly remember: (trade: Trade) => void
   readonly fetchRecent: (symbol: string) => Effect.Effect<ReadonlyArray<Trade>, { readonly _tag: string }>
 }) =>
   Effect.gen(function*() {
     const ledger = yield* GapLedger
     for (const symbol of options.symbols) {
-      const now = yield* Clock.currentTimeMillis
+      const since = options.since(symbol)
       const gap = ledger.open({
         exchange: options.venue,
         channel: "trades",
         symbol,
-        start: options.since,
-        end: now,
+        start: since,
+        end: yield* Clock.currentTimeMillis,
         cause: options.cause,
         estimatedMissing: null,
         status: "repairing",
@@ -176,16 +179,17 @@ export const refillRecentTrades = (options: {
         continue
       }
       const trades = result.success
-      const missing = trades.filter((t) => t.timestamp > options.since)
-      const covered = trades.some((t) => t.timestamp <= options.since)
+      const missing = trades.filter((t) => t.timestamp >= since && !options.delivered(symbol, t.tradeId))
       if (missing.length > 0) {
+        for (const t of missing) options.remember(t)
         const batch = new RowBatch()
         options.processor.processRepaired(missing, batch)
         if (batch.size > 0) yield* options.runtime.emit(batch)
         yield* Metric.update(Metric.withAttributes(gapTradesRepaired, { exchange: options.venue }), missing.length)
       }
       gap.repairedCount = missing.length
-      gap.status = covered ? "verified" : "partial"
+      gap.estimatedMissing = missing.length
+      gap.status = trades.some((t) => t.timestamp <= since) ? "verified" : "partial"
       gap.metadata = { ...gap.metadata, oldest_returned: trades.length === 0 ? null : new Date(Math.min(...trades.map((t) => t.timestamp))).toISOString() }
       ledger.update(gap)
     }

@@ -40,6 +40,8 @@ interface Book {
 interface Market {
   readonly frames: Array<Message>
   position: number
+  /** Passes over the recording so far (with `loop`); each later pass is shifted in time and renames its trade ids. */
+  pass: number
   started: boolean
   readonly books: Map<string, Book>
   /** Every trade that went by (delivered or lost), oldest first. */
@@ -116,15 +118,19 @@ export class FakeBybit {
   private readonly wss: WebSocketServer
   private readonly frameIntervalMs: number
   private readonly liquidationEvery: number
+  private readonly loop: boolean
+  private readonly span: number
   private frozen = false
   private offset = 0
   private nextClient = 0
 
-  private constructor(options: { readonly frameIntervalMs: number; readonly liquidationEvery: number }) {
+  private constructor(options: { readonly frameIntervalMs: number; readonly liquidationEvery: number; readonly loop: boolean }) {
     this.frameIntervalMs = options.frameIntervalMs
     this.liquidationEvery = options.liquidationEvery
+    this.loop = options.loop
     const recorded = loadSession()
-    const market = (frames: Array<Message>, listings: Array<Message>): Market => ({ frames, position: 0, started: false, books: new Map(), trades: [], listings })
+    this.span = Math.max(...recorded.linear.map((m) => m.ts)) - Math.min(...recorded.linear.map((m) => m.ts)) + 1000
+    const market = (frames: Array<Message>, listings: Array<Message>): Market => ({ frames, position: 0, pass: 0, started: false, books: new Map(), trades: [], listings })
     this.markets = {
       linear: market(recorded.linear, recorded.linearListings),
       spot: market(recorded.spot, recorded.spotListings),
@@ -141,8 +147,13 @@ export class FakeBybit {
     })
   }
 
-  static async start(options: { readonly frameIntervalMs?: number; readonly liquidationEvery?: number } = {}): Promise<FakeBybit> {
-    const fake = new FakeBybit({ frameIntervalMs: options.frameIntervalMs ?? 2, liquidationEvery: options.liquidationEvery ?? 10 })
+  /**
+   * `loop`: after the recording, play it again (a market that never ends, for
+   * fault tests): each pass starts with the recorded book snapshots (a reset,
+   * as after a Bybit service restart), later in time, with its own trade ids.
+   */
+  static async start(options: { readonly frameIntervalMs?: number; readonly liquidationEvery?: number; readonly loop?: boolean } = {}): Promise<FakeBybit> {
+    const fake = new FakeBybit({ frameIntervalMs: options.frameIntervalMs ?? 2, liquidationEvery: options.liquidationEvery ?? 10, loop: options.loop ?? false })
     await new Promise<void>((resolve) => fake.server.listen(0, "127.0.0.1", resolve))
     fake.port = (fake.server.address() as AddressInfo).port
     return fake
@@ -156,14 +167,21 @@ export class FakeBybit {
     return `http://127.0.0.1:${this.port}`
   }
 
-  /** Every recorded (or synthesized) frame of every market that has started has gone by. */
+  /** Every recorded (or synthesized) frame of every market that has started has gone by (never, with `loop`). */
   finished(): boolean {
-    return Object.values(this.markets).every((m) => !m.started || m.position >= m.frames.length)
+    return !this.loop && Object.values(this.markets).every((m) => !m.started || m.position >= m.frames.length)
   }
 
   /** Every trade of a market that went by, oldest first (delivered or lost). */
   played(category: Category): ReadonlyArray<Message> {
     return this.markets[category].trades
+  }
+
+  /** The true book's best bid and ask now. */
+  bestOf(category: Category, symbol: string): readonly [number, number] | undefined {
+    const book = this.markets[category].books.get(symbol)
+    if (book === undefined) return undefined
+    return [Math.max(...[...book.bids.keys()].map(Number)), Math.min(...[...book.asks.keys()].map(Number))]
   }
 
   freeze(): void {
@@ -258,11 +276,12 @@ export class FakeBybit {
     }
   }
 
-  private shift(m: Message): Message {
-    const out: Message = { ...m, ts: m.ts + this.offset }
+  private shift(m: Message, pass: number): Message {
+    const offset = this.offset + pass * this.span
+    const out: Message = { ...m, ts: m.ts + offset }
     delete out.synthetic
-    if (typeof m.cts === "number") out.cts = m.cts + this.offset
-    if (m.topic.startsWith("publicTrade.")) out.data = m.data.map((t: Message) => ({ ...t, T: t.T + this.offset }))
+    if (typeof m.cts === "number") out.cts = m.cts + offset
+    if (m.topic.startsWith("publicTrade.")) out.data = m.data.map((t: Message) => ({ ...t, T: t.T + offset, i: pass === 0 ? t.i : `${t.i}-${pass}` }))
     return out
   }
 
@@ -270,9 +289,13 @@ export class FakeBybit {
   private pump(category: Category): void {
     if (this.frozen) return
     const market = this.markets[category]
+    if (market.position >= market.frames.length && this.loop) {
+      market.position = 0
+      market.pass++
+    }
     const recorded = market.frames[market.position++]
     if (recorded === undefined) return
-    const message = this.shift(recorded)
+    const message = this.shift(recorded, market.pass)
     const channel = message.topic.slice(0, message.topic.indexOf("."))
     const symbol = message.topic.slice(message.topic.lastIndexOf(".") + 1)
     if (channel === "orderbook") this.applyToBook(market, symbol, message)

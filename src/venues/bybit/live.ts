@@ -67,30 +67,31 @@ export const bybitConfig = Config.all({
   reconcileMs: Config.Number("BYBIT_RECONCILE_SECONDS").pipe(Config.withDefault(30), Config.map((s) => s * 1000))
 })
 
-/** A trade newer than the stream's latest minus this may still be on its way: not yet missing. */
-const inFlightMs = 2_000
 /** Trade ids remembered per symbol for reconciliation (beyond REST's window they cannot be checked anyway). */
 const rememberedTrades = 20_000
 
 /**
- * What the stream delivered, per symbol: trade ids with their times, the
- * latest time, and since when the record is complete (this session's start,
- * or the end of a refilled outage).
+ * What the stream delivered, per symbol: trade ids with their times, and
+ * since when the record is complete (this session's first trade, or the end
+ * of a refilled outage).
  */
 class StreamTrades {
   readonly ids = new Map<string, Map<string, number>>()
-  readonly latest = new Map<string, number>()
   readonly since = new Map<string, number>()
+  /** Trades REST had and the stream had not, at the last round: still missing at the next, they are missed. */
+  readonly suspects = new Map<string, Set<string>>()
+  /** The time of the latest trade delivered of a symbol. */
+  readonly latest = new Map<string, number>()
+  has(symbol: string, id: string): boolean {
+    return this.ids.get(symbol)?.has(id) === true
+  }
   saw(symbol: string, id: string, at: number): void {
     let ids = this.ids.get(symbol)
     if (ids === undefined) this.ids.set(symbol, ids = new Map())
     ids.set(id, at)
     if (ids.size > rememberedTrades) ids.delete(ids.keys().next().value as string)
-    if (at > (this.latest.get(symbol) ?? 0)) this.latest.set(symbol, at)
     if (!this.since.has(symbol)) this.since.set(symbol, at)
-  }
-  restart(symbols: ReadonlyArray<string>, from: number): void {
-    for (const symbol of symbols) this.since.set(symbol, from)
+    if (at > (this.latest.get(symbol) ?? 0)) this.latest.set(symbol, at)
   }
 }
 
@@ -253,9 +254,18 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
               Effect.forkScoped
             )
             if (interrupted) {
-              delivered.restart(symbols, now)
               // Once the trades flow again, what the outage missed comes from the recent trades.
-              yield* refillRecentTrades({ venue, runtime, processor, symbols, since, cause: causeOfSessionEnd(status.lastCause), fetchRecent: fetchRecent(category) }).pipe(
+              yield* refillRecentTrades({
+                venue,
+                runtime,
+                processor,
+                symbols,
+                since: (symbol) => delivered.latest.get(symbol) ?? since,
+                cause: causeOfSessionEnd(status.lastCause),
+                delivered: (symbol, id) => delivered.has(symbol, id),
+                remember: (t) => delivered.saw(t.symbol, t.tradeId, t.timestamp),
+                fetchRecent: fetchRecent(category)
+              }).pipe(
                 Effect.provideService(GapLedger, ledger),
                 Effect.delay(Duration.millis(config.refillDelayMs)),
                 Effect.forkScoped
@@ -284,9 +294,10 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
 /**
  * Bybit's trades carry no sequence, so a trade lost in transit is invisible on
  * the stream. Each round compares the REST recent trades with what the stream
- * delivered since its record is complete, leaving out the last moments (still
- * on their way): a trade REST has and the stream never delivered is stored
- * now and recorded as a `missed` trades gap, repaired (verified).
+ * delivered since its record is complete. A trade REST has and the stream has
+ * not may still be on its way; if it still has not come a round later (30 s
+ * by default) it is stored then and recorded as a `missed` trades gap,
+ * repaired (verified).
  */
 const reconcile = (options: {
   readonly venue: string
@@ -300,15 +311,17 @@ const reconcile = (options: {
     const ledger = yield* GapLedger
     for (const symbol of options.symbols) {
       const since = options.delivered.since.get(symbol)
-      const latest = options.delivered.latest.get(symbol)
-      if (since === undefined || latest === undefined) continue
+      if (since === undefined) continue
       const recent = yield* Effect.result(options.fetchRecent(symbol))
       if (recent._tag === "Failure") {
         yield* Effect.logWarning("trade reconciliation skipped: recent trades unavailable").pipe(Effect.annotateLogs({ venue: options.venue, symbol, error: recent.failure._tag }))
         continue
       }
       const seen = options.delivered.ids.get(symbol)
-      const missing = recent.success.filter((t) => t.timestamp >= since && t.timestamp <= latest - inFlightMs && seen?.has(t.tradeId) !== true)
+      const unseen = recent.success.filter((t) => t.timestamp >= since && seen?.has(t.tradeId) !== true)
+      const suspects = options.delivered.suspects.get(symbol)
+      const missing = unseen.filter((t) => suspects?.has(t.tradeId) === true)
+      options.delivered.suspects.set(symbol, new Set(unseen.filter((t) => suspects?.has(t.tradeId) !== true).map((t) => t.tradeId)))
       if (missing.length === 0) continue
       for (const t of missing) options.delivered.saw(symbol, t.tradeId, t.timestamp)
       const batch = new RowBatch()

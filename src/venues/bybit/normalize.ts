@@ -17,14 +17,11 @@
  */
 import { Result, Schema } from "effect"
 import type { DecodeError } from "../../domain/errors.ts"
-import { decodeFailure, parseFrame, withSchemaFallback } from "../../domain/frames.ts"
+import { decodeFailure, parseFrame, unreadable, WireFailure, withSchemaFallback } from "../../domain/frames.ts"
 import type { Level, NormalizedRecord, Side } from "../../domain/records.ts"
-import { DerivativeTicker, Envelope, Liquidation, OperationAnswer, OrderbookData, PublicTrade } from "./wire.ts"
+import { type DerivativeTicker, type Envelope, Liquidation, OperationAnswer, readEnvelope, readOrderbook, readTicker, readTrades } from "./wire.ts"
 
-const decodeEnvelope = Schema.decodeUnknownResult(Envelope)
-const decodeBook = Schema.decodeUnknownResult(OrderbookData)
-const decodeTrades = Schema.decodeUnknownResult(Schema.Array(PublicTrade))
-const decodeTicker = Schema.decodeUnknownResult(DerivativeTicker)
+type Outcome = DecodeError | undefined | typeof unreadable
 const decodeLiquidations = Schema.decodeUnknownResult(Schema.Array(Liquidation))
 const decodeAnswer = Schema.decodeUnknownResult(OperationAnswer)
 
@@ -54,10 +51,10 @@ export const makeDecoder = (venue: string, options: BybitDecoderOptions = { open
 
   const levels = (raw: ReadonlyArray<readonly [number, number]>): Array<Level> => raw.map(([p, q]) => [p, q])
 
-  const ticker = (data: unknown, ts: number, type: string | undefined, frame: string, out: Array<NormalizedRecord>) => {
-    const decoded = decodeTicker(data)
-    if (Result.isFailure(decoded)) return failure("tickers", decoded.failure.message, frame)
-    const update = decoded.success
+  const ticker = (data: unknown, ts: number, type: string | undefined, frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
+    const update = readTicker(data, fast)
+    if (update === undefined) return unreadable
+    if (update instanceof WireFailure) return failure("tickers", update.message, frame)
     // A snapshot replaces what we knew; a delta changes only the fields it carries.
     const state: TickerState = type === "snapshot" ? { ...update } : { ...(tickers.get(update.symbol) ?? {}), ...update }
     tickers.set(update.symbol, state)
@@ -92,13 +89,13 @@ export const makeDecoder = (venue: string, options: BybitDecoderOptions = { open
     return undefined
   }
 
-  const data = (topic: string, message: typeof Envelope.Type, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+  const data = (topic: string, message: typeof Envelope.Type, frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     const channel = topic.slice(0, topic.indexOf("."))
     switch (channel) {
       case "orderbook": {
-        const decoded = decodeBook(message.data)
-        if (Result.isFailure(decoded)) return failure("orderbook", decoded.failure.message, frame)
-        const b = decoded.success
+        const b = readOrderbook(message.data, fast)
+        if (b === undefined) return unreadable
+        if (b instanceof WireFailure) return failure("orderbook", b.message, frame)
         // The matching engine's time when Bybit gives it, else the message's.
         const timestamp = message.cts ?? message.ts
         if (message.type === "snapshot") {
@@ -109,9 +106,10 @@ export const makeDecoder = (venue: string, options: BybitDecoderOptions = { open
         return undefined
       }
       case "publicTrade": {
-        const decoded = decodeTrades(message.data)
-        if (Result.isFailure(decoded)) return failure("publicTrade", decoded.failure.message, frame)
-        for (const t of decoded.success) {
+        const trades = readTrades(message.data, fast)
+        if (trades === undefined) return unreadable
+        if (trades instanceof WireFailure) return failure("publicTrade", trades.message, frame)
+        for (const t of trades) {
           out.push({
             kind: "trade",
             venue,
@@ -131,7 +129,7 @@ export const makeDecoder = (venue: string, options: BybitDecoderOptions = { open
         return undefined
       }
       case "tickers":
-        return ticker(message.data, message.ts, message.type, frame, out)
+        return ticker(message.data, message.ts, message.type, frame, out, fast)
       case "allLiquidation": {
         const decoded = decodeLiquidations(message.data)
         if (Result.isFailure(decoded)) return failure("allLiquidation", decoded.failure.message, frame)
@@ -163,13 +161,14 @@ export const makeDecoder = (venue: string, options: BybitDecoderOptions = { open
     }
   }
 
-  return withSchemaFallback((frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+  return withSchemaFallback((frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     const parsed = parseFrame(frame, { arrays: false })
     if (typeof parsed === "string") return failure("unknown", parsed, frame)
     if ("topic" in parsed) {
-      const envelope = decodeEnvelope(parsed)
-      if (Result.isFailure(envelope)) return failure("unknown", envelope.failure.message, frame)
-      return data(envelope.success.topic, envelope.success, frame, out)
+      const envelope = readEnvelope(parsed, fast)
+      if (envelope === undefined) return unreadable
+      if (envelope instanceof WireFailure) return failure("unknown", envelope.message, frame)
+      return data(envelope.topic, envelope, frame, out, fast)
     }
     const answer = decodeAnswer(parsed)
     if (Result.isFailure(answer)) return failure("unknown", "neither a topic message nor an operation answer", frame)

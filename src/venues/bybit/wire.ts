@@ -4,6 +4,7 @@
  * answers we read. Prices and sizes arrive as decimal strings.
  */
 import { Schema } from "effect"
+import { decimal, decimalPairs, isRecord, wireReader } from "../../domain/frames.ts"
 
 const Decimal = Schema.FiniteFromString
 const Level = Schema.Tuple([Decimal, Decimal])
@@ -129,4 +130,70 @@ export const RecentTrades = Schema.Struct({
       isBlockTrade: Schema.optional(Schema.Boolean)
     }))
   })
+})
+
+// ---------------------------------------------------------------------------
+// Hand readers for the hot messages (test/fast-readers.test.ts holds them equal to the Schemas)
+// ---------------------------------------------------------------------------
+
+const optional = (u: unknown, type: "number" | "string" | "boolean") => u === undefined || typeof u === type
+
+export const readEnvelope = wireReader(Envelope)((u) => {
+  if (!isRecord(u)) return undefined
+  const { topic, type, ts, cts, data } = u
+  if (typeof topic !== "string" || !optional(type, "string") || typeof ts !== "number" || !optional(cts, "number")) return undefined
+  const out: { -readonly [K in keyof typeof Envelope.Type]: (typeof Envelope.Type)[K] } = { topic, ts, data }
+  if (type !== undefined) out.type = type as string
+  if (cts !== undefined) out.cts = cts as number
+  return out
+})
+
+export const readOrderbook = wireReader(OrderbookData)((u) => {
+  if (!isRecord(u)) return undefined
+  const { s, b, a, u: id, seq } = u
+  if (typeof s !== "string" || typeof id !== "number" || !optional(seq, "number")) return undefined
+  const bids = decimalPairs(b)
+  const asks = decimalPairs(a)
+  if (bids === undefined || asks === undefined) return undefined
+  return seq === undefined ? { s, b: bids, a: asks, u: id } : { s, b: bids, a: asks, u: id, seq: seq as number }
+})
+
+type Trade = { -readonly [K in keyof typeof PublicTrade.Type]: (typeof PublicTrade.Type)[K] }
+
+export const readTrades = wireReader(Schema.Array(PublicTrade))((u) => {
+  if (!Array.isArray(u)) return undefined
+  const out = new Array<Trade>(u.length)
+  for (let i = 0; i < u.length; i++) {
+    const t = u[i]
+    if (!isRecord(t)) return undefined
+    const { T, s, S, v, p, i: id, BT, RPI, L, seq } = t
+    const size = decimal(v)
+    const price = decimal(p)
+    if (
+      typeof T !== "number" || typeof s !== "string" || (S !== "Buy" && S !== "Sell") || !Number.isFinite(size) || !Number.isFinite(price) ||
+      typeof id !== "string" || !optional(BT, "boolean") || !optional(RPI, "boolean") || !optional(L, "string") || !optional(seq, "number")
+    ) return undefined
+    const trade: Trade = { T, s, S, v: size, p: price, i: id }
+    if (BT !== undefined) trade.BT = BT as boolean
+    if (RPI !== undefined) trade.RPI = RPI as boolean
+    if (L !== undefined) trade.L = L as string
+    if (seq !== undefined) trade.seq = seq as number
+    out[i] = trade
+  }
+  return out
+})
+
+type Ticker = { -readonly [K in keyof typeof DerivativeTicker.Type]: (typeof DerivativeTicker.Type)[K] }
+const tickerFields = ["markPrice", "indexPrice", "openInterest", "openInterestValue", "fundingRate", "nextFundingTime", "fundingIntervalHour", "bid1Price", "ask1Price", "lastPrice", "deliveryTime"] as const
+
+export const readTicker = wireReader(DerivativeTicker)((u) => {
+  if (!isRecord(u) || typeof u.symbol !== "string") return undefined
+  const out: Ticker = { symbol: u.symbol }
+  for (const field of tickerFields) {
+    const value = u[field]
+    if (value === undefined) continue
+    if (typeof value !== "string") return undefined
+    out[field] = value
+  }
+  return out
 })
