@@ -167,9 +167,10 @@ export class FakeBybit {
     return `http://127.0.0.1:${this.port}`
   }
 
-  /** Every recorded (or synthesized) frame of every market that has started has gone by (never, with `loop`). */
+  /** Some market started, and every market that started has played all its frames (never, with `loop`). */
   finished(): boolean {
-    return !this.loop && Object.values(this.markets).every((m) => !m.started || m.position >= m.frames.length)
+    const started = Object.values(this.markets).filter((m) => m.started)
+    return !this.loop && started.length > 0 && started.every((m) => m.position >= m.frames.length)
   }
 
   /** Every trade of a market that went by, oldest first (delivered or lost). */
