@@ -141,8 +141,9 @@ export const connectionOpened = (options: {
  * delivered, in the venue's time) is a trades gap, refilled from the venue's
  * most recent trades over REST: those the stream never delivered are stored.
  * The gap is `verified` when the oldest trade returned is at or before the
- * stretch's start (the window covered it all), `partial` when the stretch is
- * older than what REST keeps, `unrecoverable` when REST fails.
+ * stretch's start, or the answer was not full (either way the window covered
+ * it all), `partial` when the stretch is older than what REST keeps,
+ * `unrecoverable` when REST fails.
  */
 export const refillRecentTrades = (options: {
   readonly venue: string
@@ -151,6 +152,8 @@ export const refillRecentTrades = (options: {
   readonly symbols: ReadonlyArray<string>
   /** Where the stretch starts: the last delivered trade's time, or when the connection last heard anything. */
   readonly since: (symbol: string) => number
+  /** The most trades one REST answer holds: an answer with fewer holds everything the venue has in its window. */
+  readonly limit: number
   readonly cause: GapCause
   readonly delivered: (symbol: string, tradeId: string) => boolean
   readonly remember: (trade: Trade) => void
@@ -189,7 +192,7 @@ export const refillRecentTrades = (options: {
       }
       gap.repairedCount = missing.length
       gap.estimatedMissing = missing.length
-      gap.status = trades.some((t) => t.timestamp <= since) ? "verified" : "partial"
+      gap.status = trades.length < options.limit || trades.some((t) => t.timestamp <= since) ? "verified" : "partial"
       gap.metadata = { ...gap.metadata, oldest_returned: trades.length === 0 ? null : new Date(Math.min(...trades.map((t) => t.timestamp))).toISOString() }
       ledger.update(gap)
     }

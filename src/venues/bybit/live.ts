@@ -71,29 +71,34 @@ export const bybitConfig = Config.all({
 const rememberedTrades = 20_000
 
 /**
- * What the stream delivered, per symbol: trade ids with their times, and
- * since when the record is complete (this session's first trade, or the end
- * of a refilled outage).
+ * What the stream delivered, per symbol: trade ids with their times, the
+ * latest time, and since when the record is complete (the venue's time of the
+ * first message the connection received: trades before it were never ours).
  */
 class StreamTrades {
   readonly ids = new Map<string, Map<string, number>>()
-  readonly since = new Map<string, number>()
-  /** Trades REST had and the stream had not, at the last round: still missing at the next, they are missed. */
-  readonly suspects = new Map<string, Set<string>>()
   /** The time of the latest trade delivered of a symbol. */
   readonly latest = new Map<string, number>()
+  /** Trades REST had and the stream had not, at the last round: still missing at the next, they are missed. */
+  readonly suspects = new Map<string, Set<string>>()
+  since: number | undefined
   has(symbol: string, id: string): boolean {
     return this.ids.get(symbol)?.has(id) === true
+  }
+  began(at: number): void {
+    this.since ??= at
   }
   saw(symbol: string, id: string, at: number): void {
     let ids = this.ids.get(symbol)
     if (ids === undefined) this.ids.set(symbol, ids = new Map())
     ids.set(id, at)
     if (ids.size > rememberedTrades) ids.delete(ids.keys().next().value as string)
-    if (!this.since.has(symbol)) this.since.set(symbol, at)
     if (at > (this.latest.get(symbol) ?? 0)) this.latest.set(symbol, at)
   }
 }
+
+/** The most `/v5/market/recent-trade` returns: 1000 on derivatives, 60 on spot. */
+const recentLimit = (category: Category) => (category === "spot" ? 60 : 1000)
 
 /** Args per subscribe request: spot takes 10; derivatives any number within 21,000 characters (50 topics stay far inside). */
 const argsPerRequest = (category: Category) => (category === "spot" ? 10 : 50)
@@ -143,7 +148,7 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
     }
 
     const fetchRecent = (category: Category) => (symbol: string) =>
-      fetchDecoded(gate, `${rest}/v5/market/recent-trade?category=${category}&symbol=${symbol}&limit=${category === "spot" ? 60 : 1000}`, 1, decodeRecentTrades).pipe(
+      fetchDecoded(gate, `${rest}/v5/market/recent-trade?category=${category}&symbol=${symbol}&limit=${recentLimit(category)}`, 1, decodeRecentTrades).pipe(
         Effect.map((page): ReadonlyArray<Trade> =>
           page.result.list.map((t) => ({
             kind: "trade" as const,
@@ -178,6 +183,7 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
           const error = decoder(frame, out)
           for (let i = before; i < out.length; i++) {
             const record = out[i]!
+            delivered.began(record.timestamp)
             if (record.kind === "trade") delivered.saw(record.symbol, record.tradeId, record.timestamp)
           }
           return error
@@ -260,7 +266,8 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
                 runtime,
                 processor,
                 symbols,
-                since: (symbol) => delivered.latest.get(symbol) ?? since,
+                since: (symbol) => delivered.latest.get(symbol) ?? delivered.since ?? since,
+                limit: recentLimit(category),
                 cause: causeOfSessionEnd(status.lastCause),
                 delivered: (symbol, id) => delivered.has(symbol, id),
                 remember: (t) => delivered.saw(t.symbol, t.tradeId, t.timestamp),
@@ -310,8 +317,8 @@ const reconcile = (options: {
   Effect.gen(function*() {
     const ledger = yield* GapLedger
     for (const symbol of options.symbols) {
-      const since = options.delivered.since.get(symbol)
-      if (since === undefined) continue
+      const since = options.delivered.since
+      if (since === undefined) return
       const recent = yield* Effect.result(options.fetchRecent(symbol))
       if (recent._tag === "Failure") {
         yield* Effect.logWarning("trade reconciliation skipped: recent trades unavailable").pipe(Effect.annotateLogs({ venue: options.venue, symbol, error: recent.failure._tag }))
