@@ -18,6 +18,8 @@ export const Trade = Schema.Struct({
   tradeId: Schema.String,
   /** Contiguous per-symbol trade sequence, where the venue has one: a jump is a gap. */
   sequence: Schema.optional(Schema.Number),
+  /** The first sequence this record covers, when it aggregates several (OKX `count`): `sequence` is then the last. */
+  firstSequence: Schema.optional(Schema.Number),
   price: Schema.Number,
   /** In the venue's native quantity unit (base units for linear/spot, contracts otherwise). */
   size: Schema.Number,
@@ -116,6 +118,8 @@ export const OpenInterestReading = Schema.Struct({
   timestamp: Schema.Number,
   /** USD value when the venue states it (Deribit inverse: OI is counted in USD); otherwise contracts x size x mark. */
   valueUsd: Schema.optional(Schema.Number),
+  /** The venue's own USD figure when we value it ourselves (OKX `oiUsd`): kept beside ours, and compared. */
+  venueValueUsd: Schema.optional(Schema.Number),
   contractSize: Schema.optional(Schema.Number),
   contractUnit: Schema.optional(Schema.String)
 })
@@ -213,7 +217,21 @@ export const FuturesRoll = Schema.Struct({
 })
 export type FuturesRoll = typeof FuturesRoll.Type
 
+/**
+ * A venue's own integrity check failed for a book (OKX's checksum): the book
+ * is wrong although its sequence looked fine, and must be rebuilt.
+ */
+export const BookInvalid = Schema.Struct({
+  kind: Schema.Literal("book_invalid"),
+  venue: Schema.String,
+  symbol: Schema.String,
+  reason: Schema.String,
+  timestamp: Schema.Number
+})
+export type BookInvalid = typeof BookInvalid.Type
+
 export const NormalizedRecord = Schema.Union([
+  BookInvalid,
   Trade,
   Liquidation,
   BookDelta,

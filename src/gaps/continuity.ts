@@ -63,12 +63,14 @@ export class TradeContinuity {
       return this.seeded.has(trade.symbol)
     }
     this.seeded.delete(trade.symbol)
-    if (previous !== undefined && sequence > previous.sequence + 1) {
+    // A record aggregating several trades (OKX `count`) covers firstSequence..sequence.
+    const first = trade.firstSequence ?? sequence
+    if (previous !== undefined && first > previous.sequence + 1) {
       this.onGap({
         venue: trade.venue,
         symbol: trade.symbol,
         fromSequence: previous.sequence + 1,
-        toSequence: sequence - 1,
+        toSequence: first - 1,
         start: previous.time,
         end: trade.timestamp,
         cause: this.pendingCause.get(trade.symbol) ?? "sequence_gap"

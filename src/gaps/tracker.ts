@@ -82,13 +82,20 @@ export const makeGapTracker = (options: GapTrackerOptions): Effect.Effect<GapTra
           return
         }
         const trades = result.success.filter((t) =>
-          t.sequence !== undefined && t.sequence >= trade.fromSequence && t.sequence <= trade.toSequence
+          t.sequence !== undefined && (t.firstSequence ?? t.sequence) >= trade.fromSequence && t.sequence <= trade.toSequence
         )
         yield* options.onRepaired(trades)
-        yield* Metric.update(repaired, trades.length)
-        const contiguous = trades.every((t, i) => t.sequence === trade.fromSequence + i)
-        gap.repairedCount = trades.length
-        gap.status = contiguous && trades.length === wanted ? "verified" : "partial"
+        // A record may cover several sequence numbers (OKX aggregates fills): contiguous when each starts where the last ended.
+        let next = trade.fromSequence
+        let contiguous = true
+        for (const t of trades) {
+          if ((t.firstSequence ?? t.sequence) !== next) contiguous = false
+          next = t.sequence! + 1
+        }
+        const covered = trades.reduce((n, t) => n + t.sequence! - (t.firstSequence ?? t.sequence!) + 1, 0)
+        yield* Metric.update(repaired, covered)
+        gap.repairedCount = covered
+        gap.status = contiguous && next === trade.toSequence + 1 && covered === wanted ? "verified" : "partial"
         if (wanted > options.maxRepairTrades) gap.metadata = { ...gap.metadata, repair_capped_at: options.maxRepairTrades }
         ledger.update(gap)
       })
@@ -160,7 +167,7 @@ export const makeGapTracker = (options: GapTrackerOptions): Effect.Effect<GapTra
         }
       },
       bookResync: (symbol, reason, lastGoodAt) =>
-        openBookGap(symbol, reason.includes("audit") ? "checksum" : "sequence_gap", lastGoodAt, reason),
+        openBookGap(symbol, reason.includes("audit") || reason.includes("checksum") ? "checksum" : "sequence_gap", lastGoodAt, reason),
       bookLive: (symbol, at) => {
         const gap = openBookGaps.get(symbol)
         if (gap === undefined) return

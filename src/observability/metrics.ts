@@ -88,3 +88,8 @@ export const apiRejected = Metric.counter("api_requests_rejected_total", {
   description: "API requests refused before any query ran, per reason (unauthorized, rate_limited)",
   incremental: true
 })
+
+export const venueFigureMismatches = Metric.counter("venue_figure_mismatch_total", {
+  description: "Our USD figures more than 0.1 % away from the venue's own (OKX oiUsd), per venue",
+  incremental: true
+})

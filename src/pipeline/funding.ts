@@ -33,7 +33,9 @@ export class FundingSampler {
     const due = previous !== undefined && update.timestamp - previous.at >= this.sampleMs && previous.rate !== update.rate
     if (!newInterval && !due) return
     this.last.set(update.symbol, { at: update.timestamp, rate: update.rate, nextFundingTime: update.nextFundingTime })
-    const interval = this.intervalHours(update.symbol)
+    // An interval the venue states with the reading (OKX, Bybit) wins over the configured one.
+    const stated = Number(update.details.interval_hours_stated)
+    const interval = Number.isFinite(stated) && stated > 0 ? { hours: stated, source: "stated by the venue with the reading" } : this.intervalHours(update.symbol)
     out.push({
       id: timedRowId(update.venue, update.symbol, update.timestamp),
       exchange: update.venue,

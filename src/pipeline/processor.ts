@@ -34,11 +34,13 @@ export interface ProcessorCounters {
   records: number
   unvalued: number
   unknownInstrument: number
+  /** Our USD figure more than 0.1 % away from the venue's own (open interest). */
+  venueFigureMismatch: number
 }
 
 export class RecordProcessor {
   readonly books: BookSync | undefined
-  readonly counters: ProcessorCounters = { records: 0, unvalued: 0, unknownInstrument: 0 }
+  readonly counters: ProcessorCounters = { records: 0, unvalued: 0, unknownInstrument: 0, venueFigureMismatch: 0 }
   private readonly funding: FundingSampler
   private readonly markPrices = new Map<string, number>()
   private readonly options: ProcessorOptions
@@ -84,6 +86,9 @@ export class RecordProcessor {
           break
         case "book_snapshot":
           this.books?.onSnapshot(record)
+          break
+        case "book_invalid":
+          this.books?.resyncBook(record.symbol, record.reason)
           break
         case "funding":
           if (record.markPrice !== null) this.markPrices.set(record.symbol, record.markPrice)
@@ -211,6 +216,10 @@ export class RecordProcessor {
     const usd = record.valueUsd ?? (instrument.inverse
       ? record.openInterest * contractSize
       : record.openInterest * contractSize * mark!)
+    // Where the venue states its own figure, ours must agree with it (contract sizes, units): a divergence is counted.
+    if (record.venueValueUsd !== undefined && record.venueValueUsd > 0 && Math.abs(usd - record.venueValueUsd) / record.venueValueUsd > 0.001) {
+      this.counters.venueFigureMismatch++
+    }
     out.open_interest.push({
       id: timedRowId(record.venue, record.symbol, record.timestamp),
       exchange: record.venue,
@@ -222,7 +231,8 @@ export class RecordProcessor {
         contract_size: record.contractSize ?? instrument.contractSize,
         contract_unit: record.contractUnit ?? (instrument.inverse ? instrument.quote : instrument.base),
         usd_price_source: record.valueUsd === undefined ? "mark" : "venue",
-        mark_price: mark ?? null
+        mark_price: mark ?? null,
+        ...(record.venueValueUsd === undefined ? {} : { venue_value_usd: record.venueValueUsd })
       }
     })
   }

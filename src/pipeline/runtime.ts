@@ -10,7 +10,7 @@ import { InstrumentRegistry } from "../domain/instruments.ts"
 import type { NormalizedRecord } from "../domain/records.ts"
 import { RowBatch } from "../domain/rows.ts"
 import { ReferencePrices } from "../domain/valuation.ts"
-import { bookResyncs, elementsDropped, feedDecodeErrors, feedRecords, tradesUnvalued } from "../observability/metrics.ts"
+import { bookResyncs, elementsDropped, feedDecodeErrors, feedRecords, tradesUnvalued, venueFigureMismatches } from "../observability/metrics.ts"
 import type { DecodeError } from "../domain/errors.ts"
 import type { VenueDefinition } from "../venues/venue.ts"
 import type { TradeContinuity } from "../gaps/continuity.ts"
@@ -167,12 +167,18 @@ export const makeFrameHandler = (
       }
       const batch = new RowBatch()
       const before = processor.counters.unvalued + processor.counters.unknownInstrument
+      const mismatchesBefore = processor.counters.venueFigureMismatch
       processor.process(normalized, now, batch)
       const skipped = processor.counters.unvalued + processor.counters.unknownInstrument - before
+      const mismatches = processor.counters.venueFigureMismatch - mismatchesBefore
       return Effect.gen(function*() {
         if (batch.size > 0) yield* emit(batch)
         if (normalized.length > 0) yield* Metric.update(records, normalized.length)
         if (skipped > 0) yield* Metric.update(unvalued, skipped)
+        if (mismatches > 0) {
+          yield* Metric.update(Metric.withAttributes(venueFigureMismatches, { venue: venue.id }), mismatches)
+          yield* Effect.logWarning("our USD value differs from the venue's own by more than 0.1 %").pipe(Effect.annotateLogs({ feed, readings: mismatches }))
+        }
         if (partial !== undefined) yield* reportDropped(partial)
         if (errors > 0) {
           yield* Metric.update(decodeErrors, errors)

@@ -1,0 +1,227 @@
+/**
+ * OKX v5 public pushes -> normalized records.
+ *
+ * - `books` (400 levels, every 100 ms): a snapshot on subscribing, then
+ *   updates. Today's docs number them (`prevSeqId` must be the previous
+ *   `seqId`; an update with no change repeats it) and every message carries a
+ *   CRC32 `checksum` of the top 25 levels, verified here against the book kept
+ *   in OKX's own strings (checksum.ts): a mismatch is a `book_invalid` record
+ *   (the book resyncs and the ledger records a `checksum` gap) and the book is
+ *   not checked again until its next snapshot. The 2022 recording predates
+ *   `seqId`: without it, messages are numbered here in arrival order and the
+ *   checksum alone guards the book.
+ * - `trades`: one push per taker order and price (like Binance's aggTrade);
+ *   `count` fills aggregated, `tradeId` the last fill's id, so the record
+ *   covers ids tradeId - count + 1 .. tradeId (contiguous per instrument).
+ * - `funding-rate`: `fundingTime` is the NEXT settlement (stored as the next
+ *   funding time), `nextFundingTime` the one after; their distance is the
+ *   interval.
+ * - `open-interest` (contracts; `oiUsd` kept to compare ours with), at most
+ *   once per `openInterestIntervalMs`; `mark-price` (values open interest).
+ * - `liquidation-orders` (every instrument of a type): `side` is the order's,
+ *   `posSide` the position's, `bkPx` the bankruptcy price; OKX shows at most
+ *   one per contract per second, and repeats recent ones after subscribing
+ *   (ids made of the event absorb the repeats).
+ * - Text `pong` answers our `ping`; events acknowledge subscriptions or report
+ *   an error (a DecodeError naming OKX's code).
+ */
+import { Result, Schema } from "effect"
+import type { DecodeError } from "../../domain/errors.ts"
+import { decodeFailure, parseFrame, withSchemaFallback } from "../../domain/frames.ts"
+import type { Level, NormalizedRecord } from "../../domain/records.ts"
+import { ChecksumBook } from "./checksum.ts"
+import { BookData, Event, FundingRate, LiquidationOrders, MarkPrice, OpenInterest, Push, Trade } from "./wire.ts"
+
+const decodePush = Schema.decodeUnknownResult(Push)
+const decodeEvent = Schema.decodeUnknownResult(Event)
+const decodeBooks = Schema.decodeUnknownResult(Schema.Array(BookData))
+const decodeTrades = Schema.decodeUnknownResult(Schema.Array(Trade))
+const decodeFunding = Schema.decodeUnknownResult(Schema.Array(FundingRate))
+const decodeOpenInterest = Schema.decodeUnknownResult(Schema.Array(OpenInterest))
+const decodeMarkPrice = Schema.decodeUnknownResult(Schema.Array(MarkPrice))
+const decodeLiquidations = Schema.decodeUnknownResult(Schema.Array(LiquidationOrders))
+
+export interface OkxDecoderOptions {
+  readonly openInterestIntervalMs: number
+  /** Liquidations arrive for every instrument of a type: only these are kept. */
+  readonly wanted?: (instId: string) => boolean
+}
+
+interface BookCheck {
+  readonly book: ChecksumBook
+  /** False after a mismatch, until the next snapshot. */
+  valid: boolean
+  /** Our own numbering when OKX sends no seqId (the 2022 format). */
+  counter: number
+}
+
+const levels = (raw: ReadonlyArray<ReadonlyArray<string>>, symbol: string): Array<Level> | string => {
+  const out = new Array<Level>(raw.length)
+  for (let i = 0; i < raw.length; i++) {
+    const price = Number(raw[i]![0])
+    const size = Number(raw[i]![1])
+    if (!Number.isFinite(price) || !Number.isFinite(size) || raw[i]!.length < 2) return `unreadable level in ${symbol}`
+    out[i] = [price, size]
+  }
+  return out
+}
+
+export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openInterestIntervalMs: 60_000 }) => {
+  const failure = decodeFailure(venue)
+  const books = new Map<string, BookCheck>()
+  const openInterestAt = new Map<string, number>()
+
+  const book = (instId: string, action: "snapshot" | "update" | undefined, data: unknown, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+    const decoded = decodeBooks(data)
+    if (Result.isFailure(decoded)) return failure("books", decoded.failure.message, frame)
+    for (const b of decoded.success) {
+      const bids = levels(b.bids, instId)
+      const asks = levels(b.asks, instId)
+      if (typeof bids === "string" || typeof asks === "string") return failure("books", typeof bids === "string" ? bids : asks as string, frame)
+      let check = books.get(instId)
+      if (action === "snapshot" || check === undefined) {
+        check = { book: new ChecksumBook(), valid: action === "snapshot", counter: 0 }
+        books.set(instId, check)
+      }
+      if (check.valid) check.book.apply(b.bids, b.asks)
+      if (action === "snapshot") {
+        out.push({ kind: "book_snapshot", venue, symbol: instId, sequence: b.seqId ?? 0, bids, asks, timestamp: b.ts })
+      } else {
+        const previous = b.prevSeqId ?? check.counter
+        const sequence = b.seqId ?? ++check.counter
+        out.push({ kind: "book_delta", venue, symbol: instId, firstSequence: sequence, lastSequence: sequence, previousSequence: previous, bids, asks, timestamp: b.ts })
+      }
+      if (check.valid && b.checksum !== undefined) {
+        const ours = check.book.checksum()
+        if (ours !== b.checksum) {
+          check.valid = false
+          out.push({ kind: "book_invalid", venue, symbol: instId, reason: `checksum mismatch (OKX ${b.checksum}, ours ${ours})`, timestamp: b.ts })
+        }
+      }
+    }
+    return undefined
+  }
+
+  const push = (message: typeof Push.Type, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+    const { channel, instId } = message.arg
+    switch (channel) {
+      case "books":
+        if (instId === undefined) return failure("books", "no instId", frame)
+        return book(instId, message.action, message.data, frame, out)
+      case "trades": {
+        const decoded = decodeTrades(message.data)
+        if (Result.isFailure(decoded)) return failure("trades", decoded.failure.message, frame)
+        for (const t of decoded.success) {
+          const id = Number(t.tradeId)
+          const count = t.count === undefined ? 1 : Number(t.count)
+          const numbered = Number.isSafeInteger(id) && Number.isSafeInteger(count) && count >= 1
+          out.push({
+            kind: "trade",
+            venue,
+            symbol: t.instId,
+            tradeId: t.tradeId,
+            ...(numbered ? { sequence: id, ...(count > 1 ? { firstSequence: id - count + 1 } : {}) } : {}),
+            price: t.px,
+            size: t.sz,
+            side: t.side,
+            timestamp: t.ts,
+            details: { source: "trades", ...(t.count === undefined ? {} : { fills: count }) }
+          })
+        }
+        return undefined
+      }
+      case "funding-rate": {
+        const decoded = decodeFunding(message.data)
+        if (Result.isFailure(decoded)) return failure("funding-rate", decoded.failure.message, frame)
+        for (const f of decoded.success) {
+          const rate = f.fundingRate === "" ? NaN : Number(f.fundingRate)
+          const next = Number(f.fundingTime)
+          if (!Number.isFinite(rate) || !Number.isFinite(next)) continue
+          const after = f.nextFundingTime === undefined || f.nextFundingTime === "" ? undefined : Number(f.nextFundingTime)
+          out.push({
+            kind: "funding",
+            venue,
+            symbol: f.instId,
+            rate,
+            predictedRate: null,
+            markPrice: null,
+            indexPrice: null,
+            nextFundingTime: next,
+            timestamp: f.ts === undefined ? next : Number(f.ts),
+            details: {
+              source: "funding-rate",
+              ...(after === undefined ? {} : { following_funding_time: after, interval_hours_stated: (after - next) / 3_600_000 }),
+              ...(f.method === undefined ? {} : { method: f.method })
+            }
+          })
+        }
+        return undefined
+      }
+      case "open-interest": {
+        const decoded = decodeOpenInterest(message.data)
+        if (Result.isFailure(decoded)) return failure("open-interest", decoded.failure.message, frame)
+        for (const o of decoded.success) {
+          const last = openInterestAt.get(o.instId)
+          if (last !== undefined && o.ts - last < options.openInterestIntervalMs) continue
+          openInterestAt.set(o.instId, o.ts)
+          const venueUsd = o.oiUsd === undefined || o.oiUsd === "" ? NaN : Number(o.oiUsd)
+          out.push({ kind: "open_interest", venue, symbol: o.instId, openInterest: o.oi, timestamp: o.ts, ...(Number.isFinite(venueUsd) ? { venueValueUsd: venueUsd } : {}) })
+        }
+        return undefined
+      }
+      case "mark-price": {
+        const decoded = decodeMarkPrice(message.data)
+        if (Result.isFailure(decoded)) return failure("mark-price", decoded.failure.message, frame)
+        for (const m of decoded.success) out.push({ kind: "mark_price", venue, symbol: m.instId, markPrice: m.markPx, indexPrice: null, timestamp: m.ts })
+        return undefined
+      }
+      case "liquidation-orders": {
+        const decoded = decodeLiquidations(message.data)
+        if (Result.isFailure(decoded)) return failure("liquidation-orders", decoded.failure.message, frame)
+        for (const l of decoded.success) {
+          if (options.wanted !== undefined && !options.wanted(l.instId)) continue
+          for (const d of l.details) {
+            out.push({
+              kind: "liquidation",
+              venue,
+              symbol: l.instId,
+              side: d.side,
+              price: d.bkPx,
+              averagePrice: d.bkPx,
+              filledSize: d.sz,
+              timestamp: d.ts,
+              // OKX gives no id, and repeats recent liquidations after a subscription: an id made of the event.
+              id: `${d.ts}-${d.side}-${d.bkPx}-${d.sz}`,
+              details: {
+                position_side: d.posSide ?? (d.side === "sell" ? "long" : "short"),
+                price_kind: "bankruptcy",
+                sampling: "a sample: OKX shows at most one liquidation order per contract per second",
+                ...(d.bkLoss === undefined ? {} : { bankruptcy_loss: d.bkLoss })
+              }
+            })
+          }
+        }
+        return undefined
+      }
+      case "tickers":
+        return undefined
+      default:
+        return failure(channel, "unknown channel", frame)
+    }
+  }
+
+  return withSchemaFallback((frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+    if (frame === "pong") return undefined
+    const parsed = parseFrame(frame, { arrays: false })
+    if (typeof parsed === "string") return failure("unknown", parsed, frame)
+    if ("event" in parsed) {
+      const event = decodeEvent(parsed)
+      if (Result.isFailure(event)) return failure("event", event.failure.message, frame)
+      if (event.success.event === "error") return failure("error", `venue error ${event.success.code ?? "?"}: ${event.success.msg ?? ""}`, frame)
+      return undefined
+    }
+    const message = decodePush(parsed)
+    if (Result.isFailure(message)) return failure("unknown", message.failure.message, frame)
+    return push(message.success, frame, out)
+  })
+}

@@ -1,0 +1,130 @@
+/**
+ * OKX's documented v5 formats (https://www.okx.com/docs-v5/en/): pushes on
+ * /ws/v5/public (`{"arg": {...}, "action"?, "data": [...]}`), events
+ * (`{"event": "subscribe" | "error", ...}`), and the REST answers we read
+ * (`{"code": "0", "msg": "", "data": [...]}`). Numbers arrive as strings.
+ */
+import { Schema } from "effect"
+
+const Decimal = Schema.FiniteFromString
+const Millis = Schema.FiniteFromString
+
+export const Push = Schema.Struct({
+  arg: Schema.Struct({ channel: Schema.String, instId: Schema.optional(Schema.String), instType: Schema.optional(Schema.String) }),
+  action: Schema.optional(Schema.Literals(["snapshot", "update"])),
+  data: Schema.Array(Schema.Unknown)
+})
+
+export const Event = Schema.Struct({
+  event: Schema.String,
+  code: Schema.optional(Schema.String),
+  msg: Schema.optional(Schema.String),
+  connId: Schema.optional(Schema.String)
+})
+
+/**
+ * `books`: [price, size, "0" (deprecated), orders] as strings. Today's docs
+ * number each message (`seqId`, and `prevSeqId`: -1 on a snapshot) and give a
+ * CRC32 `checksum` of the top 25 levels; the 2022 recording has the checksum
+ * but no sequence numbers.
+ */
+const BookLevel = Schema.Array(Schema.String)
+export const BookData = Schema.Struct({
+  asks: Schema.Array(BookLevel),
+  bids: Schema.Array(BookLevel),
+  ts: Millis,
+  checksum: Schema.optional(Schema.Number),
+  seqId: Schema.optional(Schema.Number),
+  prevSeqId: Schema.optional(Schema.Number)
+})
+export type BookData = typeof BookData.Type
+
+/**
+ * `trades`: one push per taker order and price; `count` fills aggregated (the
+ * 2022 recording predates `count`: one fill), `tradeId` the last fill's id.
+ */
+export const Trade = Schema.Struct({
+  instId: Schema.String,
+  tradeId: Schema.String,
+  px: Decimal,
+  sz: Decimal,
+  side: Schema.Literals(["buy", "sell"]),
+  ts: Millis,
+  count: Schema.optional(Schema.String)
+})
+
+/** `funding-rate`: `fundingTime` is the next settlement, `nextFundingTime` the one after it. */
+export const FundingRate = Schema.Struct({
+  instId: Schema.String,
+  fundingRate: Schema.String,
+  fundingTime: Schema.String,
+  nextFundingTime: Schema.optional(Schema.String),
+  ts: Schema.optional(Schema.String),
+  method: Schema.optional(Schema.String)
+})
+
+/** `open-interest`: `oi` in contracts, `oiCcy` in coins, `oiUsd` OKX's own USD value. */
+export const OpenInterest = Schema.Struct({
+  instId: Schema.String,
+  oi: Decimal,
+  oiCcy: Schema.optional(Schema.String),
+  oiUsd: Schema.optional(Schema.String),
+  ts: Millis
+})
+
+export const MarkPrice = Schema.Struct({
+  instId: Schema.String,
+  markPx: Decimal,
+  ts: Millis
+})
+
+/**
+ * `liquidation-orders` (per instType, every instrument): at most one order per
+ * contract per second is shown (a sample); `side` is the liquidation order's,
+ * `posSide` the position's; `bkPx` the bankruptcy price; `sz` in contracts.
+ */
+export const LiquidationOrders = Schema.Struct({
+  instId: Schema.String,
+  details: Schema.Array(Schema.Struct({
+    bkPx: Decimal,
+    side: Schema.Literals(["buy", "sell"]),
+    posSide: Schema.optional(Schema.String),
+    sz: Decimal,
+    ts: Millis,
+    bkLoss: Schema.optional(Schema.String)
+  }))
+})
+
+// ---------------------------------------------------------------------------
+// REST
+// ---------------------------------------------------------------------------
+
+export const RestAnswer = Schema.Struct({ code: Schema.String, msg: Schema.optional(Schema.String), data: Schema.Array(Schema.Unknown) })
+
+/** `/api/v5/public/instruments`: contract value `ctVal` in `ctValCcy` (a coin for linear, USD for inverse). */
+export const InstrumentListing = Schema.Struct({
+  instId: Schema.String,
+  instType: Schema.Literals(["SPOT", "SWAP", "FUTURES", "OPTION", "MARGIN"]),
+  baseCcy: Schema.optional(Schema.String),
+  quoteCcy: Schema.optional(Schema.String),
+  settleCcy: Schema.optional(Schema.String),
+  ctVal: Schema.optional(Schema.String),
+  ctMult: Schema.optional(Schema.String),
+  ctValCcy: Schema.optional(Schema.String),
+  ctType: Schema.optional(Schema.String),
+  uly: Schema.optional(Schema.String),
+  instFamily: Schema.optional(Schema.String),
+  expTime: Schema.optional(Schema.String),
+  state: Schema.optional(Schema.String)
+})
+export type InstrumentListing = typeof InstrumentListing.Type
+
+/** `/api/v5/market/history-trades` (type=1: by trade id): single fills, newest first. */
+export const HistoryTrade = Schema.Struct({
+  instId: Schema.String,
+  tradeId: Schema.String,
+  px: Decimal,
+  sz: Decimal,
+  side: Schema.Literals(["buy", "sell"]),
+  ts: Millis
+})
