@@ -14,6 +14,7 @@ import { binance, binanceFutures } from "../src/venues/binance/index.ts"
 import { coinbase } from "../src/venues/coinbase/index.ts"
 import { deribit } from "../src/venues/deribit/index.ts"
 import { bybit, bybitDerivatives } from "../src/venues/bybit/index.ts"
+import { okx } from "../src/venues/okx/index.ts"
 import type { VenueDefinition } from "../src/venues/venue.ts"
 import { binanceFutures as loadBinanceFutures, binanceSpot as loadBinanceSpot, recording as loadRecording, session as loadSession } from "../test/support/fixtures.ts"
 import { ccxtConsumer, type FrameConsumer, type PeerCase, tardisConsumer } from "./peers.ts"
@@ -42,6 +43,7 @@ const bybitSession = loadSession("BYBIT.jsonl.zst")
 const bybitConnection = (connection: string): Recording => ({ ...bybitSession, frames: bybitSession.frames.filter((f) => f.connection === connection) })
 const bybitLinear = bybitConnection("BYBIT.ws.2")
 const bybitSpot = bybitConnection("BYBIT.ws.3")
+const okxFeed = loadRecording("OKX.0", "OKX.ws.1.0")
 const spotUrl = "wss://stream.binance.com:9443/stream"
 const usdmUrl = "wss://fstream.binance.com/stream"
 
@@ -71,6 +73,15 @@ const cases: ReadonlyArray<NormalizeCase> = [
     venue: coinbase, channel: "level2 l2update", recording: coinbaseExchange, select: (t) => t.includes('"type":"l2update"'),
     setup: (t) => t.includes('"type":"snapshot"'),
     peers: { tardis: { exchange: "coinbase", kind: "book" }, ccxt: coinbaseCcxt }
+  },
+  {
+    venue: okx, channel: "trades", recording: okxFeed, select: (t) => t.includes('"channel":"trades"') && t.includes('"data"'),
+    peers: { tardis: { exchange: "okex", kind: "trades" } }
+  },
+  {
+    venue: okx, channel: "books update (checksum)", recording: okxFeed, select: (t) => t.includes('"action":"update"'),
+    setup: (t) => t.includes('"action":"snapshot"'),
+    peers: { tardis: { exchange: "okex", kind: "book" } }
   },
   {
     venue: bybitDerivatives, channel: "publicTrade (linear)", recording: bybitLinear, select: (t) => t.includes('"topic":"publicTrade.'),

@@ -15,6 +15,7 @@ import { SqlClient } from "effect/sql"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeBybit } from "./fake/bybit.ts"
 import { FakeCoinbase } from "./fake/coinbase.ts"
+import { FakeOkx, okxInstruments } from "./fake/okx.ts"
 import { FakeDeribit } from "./fake/deribit.ts"
 import type { FaultPlan } from "./fake/faults.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
@@ -123,6 +124,31 @@ const bybit: VenueCase<FakeBybit> = {
   tradesUnsequenced: true
 }
 
+const okx: VenueCase<FakeOkx> = {
+  id: "okx",
+  start: () => FakeOkx.start({ frameIntervalMs: 3, loop: true }),
+  env: (fake) => ({
+    OKX_WS_URL: fake.wsUrl,
+    OKX_REST_URL: fake.httpUrl,
+    OKX_INSTRUMENTS: okxInstruments.join(","),
+    OKX_STALE_SECONDS: "1.5",
+    LARGE_TRADE_THRESHOLD_BTC: "1",
+    LARGE_TRADE_THRESHOLD_ETH: "1"
+  }),
+  symbol: "BTC-USDT",
+  kinds: { book: "books", trade: "trades" },
+  renames: { book: ["asks", "ask_levels"], trade: ["px", "price"] },
+  unknownFrame: JSON.stringify({ arg: { channel: "bbo-tbt", instId: "BTC-USDT" }, data: [] }),
+  restPath: "/api/v5/market/history-trades",
+  tradedEnough: (fake) => fake.sentTrades.length >= 150,
+  // Liquidation rows are not trades of the stream; spot trades under 1 USD are not stored.
+  storedFilter: (key) => !key.includes("/liquidation-"),
+  expectedTrades: (fake) =>
+    [...fake.trades].flatMap(([instId, list]) =>
+      list.filter((t) => instId !== "BTC-USDT" || Number(t.px) * Number(t.sz) >= 1).map((t) => `${instId}/${t.tradeId}`)
+    )
+}
+
 /** What a fault leaves in the ledger on a venue: trade losses on a venue without trade numbers are found as `missed`. */
 const expectedGap = (fault: Fault, venue: VenueCase<any>): Fault["gap"] => {
   if (venue.tradesUnsequenced !== true || fault.gap?.channel !== "trades") return fault.gap
@@ -199,13 +225,13 @@ const faults: ReadonlyArray<Fault> = [
 const tally = { faults: 0, gaps: 0, tradesRepaired: 0, duplicates: 0 }
 
 afterAll(() => {
-  console.log(`conformance (coinbase, deribit, bybit): ${tally.faults} faults injected, ${tally.gaps} gaps recorded, ${tally.tradesRepaired} trades repaired, ${tally.duplicates} duplicates found`)
+  console.log(`conformance (coinbase, deribit, bybit, okx): ${tally.faults} faults injected, ${tally.gaps} gaps recorded, ${tally.tradesRepaired} trades repaired, ${tally.duplicates} duplicates found`)
 })
 
 const withDatabase = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) =>
   effect.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
 
-describe.each([coinbase, deribit, bybit] as ReadonlyArray<VenueCase<any>>)("conformance of $id", (venue) => {
+describe.each([coinbase, deribit, bybit, okx] as ReadonlyArray<VenueCase<any>>)("conformance of $id", (venue) => {
   it.live.each(faults)("$name", (fault) =>
     Effect.scoped(Effect.gen(function*() {
       yield* withDatabase(truncateAll)

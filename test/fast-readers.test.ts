@@ -13,6 +13,7 @@ import { makeDecoder as binanceDecoder } from "../src/venues/binance/normalize.t
 import { makeDecoder as coinbaseDecoder } from "../src/venues/coinbase/normalize.ts"
 import { makeDecoder as deribitDecoder } from "../src/venues/deribit/normalize.ts"
 import { makeDecoder as bybitDecoder } from "../src/venues/bybit/normalize.ts"
+import { makeDecoder as okxDecoder } from "../src/venues/okx/normalize.ts"
 import { toAdvanced } from "./fake/coinbase.ts"
 import { recording, session } from "./support/fixtures.ts"
 
@@ -45,6 +46,7 @@ const corpora: ReadonlyArray<readonly [string, () => Decoder, () => ReadonlyArra
   ["coinbase exchange", () => coinbaseDecoder("coinbase"), coinbaseFrames],
   ["coinbase advanced", () => coinbaseDecoder("coinbase"), advancedFrames],
   ["deribit", () => deribitDecoder("deribit"), () => [...recording("DERIBIT.ws.1.0").frames.map((f) => f.text), deribitTrades]],
+  ["okx", () => okxDecoder("okx", { openInterestIntervalMs: 0 }), () => recording("OKX.ws.1.0").frames.map((f) => f.text)],
   ["bybit (real 2026 session)", () => bybitDecoder("bybit-derivatives", { openInterestIntervalMs: 0 }), () => session("BYBIT.jsonl.zst").frames.map((f) => f.text)]
 ]
 
@@ -103,7 +105,7 @@ describe("hand readers agree with the Schemas", () => {
 
     it(`${name}: mutated frames give the same records or the same error`, () => {
       // Book and trade frames, where the readers are.
-      const sample = frames().filter((f) => /aggTrade|depthUpdate|l2update|"match"|snapshot|l2_data|market_trades|"change"|trades\.|ticker\.|publicTrade\.|orderbook\.|tickers\./.test(f)).slice(0, 300)
+      const sample = frames().filter((f) => /aggTrade|depthUpdate|l2update|"match"|snapshot|l2_data|market_trades|"change"|trades\.|ticker\.|publicTrade\.|orderbook\.|tickers\.|"books"|"trades"/.test(f)).slice(0, 300)
       fc.assert(
         fc.property(fc.nat(sample.length - 1), fc.nat(10_000), fc.constantFrom(...replacements), (frameIndex, pathIndex, replacement) => {
           const frame = mutate(sample[frameIndex]!, pathIndex, replacement)

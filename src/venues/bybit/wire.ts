@@ -141,7 +141,7 @@ const optional = (u: unknown, type: "number" | "string" | "boolean") => u === un
 export const readEnvelope = wireReader(Envelope)((u) => {
   if (!isRecord(u)) return undefined
   const { topic, type, ts, cts, data } = u
-  if (typeof topic !== "string" || !optional(type, "string") || typeof ts !== "number" || !optional(cts, "number")) return undefined
+  if (typeof topic !== "string" || !optional(type, "string") || typeof ts !== "number" || !optional(cts, "number") || !("data" in u)) return undefined
   const out: { -readonly [K in keyof typeof Envelope.Type]: (typeof Envelope.Type)[K] } = { topic, ts, data }
   if (type !== undefined) out.type = type as string
   if (cts !== undefined) out.cts = cts as number

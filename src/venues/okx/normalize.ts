@@ -27,14 +27,15 @@
  */
 import { Result, Schema } from "effect"
 import type { DecodeError } from "../../domain/errors.ts"
-import { decodeFailure, parseFrame, withSchemaFallback } from "../../domain/frames.ts"
+import { decodeFailure, parseFrame, unreadable, WireFailure, withSchemaFallback } from "../../domain/frames.ts"
 import type { Level, NormalizedRecord } from "../../domain/records.ts"
 import { ChecksumBook } from "./checksum.ts"
-import { BookData, Event, FundingRate, LiquidationOrders, MarkPrice, OpenInterest, Push, Trade } from "./wire.ts"
+import { Event, FundingRate, LiquidationOrders, MarkPrice, OpenInterest, Push, readBooks, Trade } from "./wire.ts"
 
 const decodePush = Schema.decodeUnknownResult(Push)
 const decodeEvent = Schema.decodeUnknownResult(Event)
-const decodeBooks = Schema.decodeUnknownResult(Schema.Array(BookData))
+
+type Outcome = DecodeError | undefined | typeof unreadable
 const decodeTrades = Schema.decodeUnknownResult(Schema.Array(Trade))
 const decodeFunding = Schema.decodeUnknownResult(Schema.Array(FundingRate))
 const decodeOpenInterest = Schema.decodeUnknownResult(Schema.Array(OpenInterest))
@@ -71,10 +72,12 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
   const books = new Map<string, BookCheck>()
   const openInterestAt = new Map<string, number>()
 
-  const book = (instId: string, action: "snapshot" | "update" | undefined, data: unknown, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
-    const decoded = decodeBooks(data)
-    if (Result.isFailure(decoded)) return failure("books", decoded.failure.message, frame)
-    for (const b of decoded.success) {
+  const book = (instId: string, action: "snapshot" | "update" | undefined, data: unknown, frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
+    const decoded = readBooks(data, fast)
+    // Read whole before any state changes: a reader that gives up leaves the checksum books untouched.
+    if (decoded === undefined) return unreadable
+    if (decoded instanceof WireFailure) return failure("books", decoded.message, frame)
+    for (const b of decoded) {
       const bids = levels(b.bids, instId)
       const asks = levels(b.asks, instId)
       if (typeof bids === "string" || typeof asks === "string") return failure("books", typeof bids === "string" ? bids : asks as string, frame)
@@ -102,12 +105,12 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
     return undefined
   }
 
-  const push = (message: typeof Push.Type, frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+  const push = (message: typeof Push.Type, frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     const { channel, instId } = message.arg
     switch (channel) {
       case "books":
         if (instId === undefined) return failure("books", "no instId", frame)
-        return book(instId, message.action, message.data, frame, out)
+        return book(instId, message.action, message.data, frame, out, fast)
       case "trades": {
         const decoded = decodeTrades(message.data)
         if (Result.isFailure(decoded)) return failure("trades", decoded.failure.message, frame)
@@ -210,7 +213,7 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
     }
   }
 
-  return withSchemaFallback((frame: string, out: Array<NormalizedRecord>): DecodeError | undefined => {
+  return withSchemaFallback((frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     if (frame === "pong") return undefined
     const parsed = parseFrame(frame, { arrays: false })
     if (typeof parsed === "string") return failure("unknown", parsed, frame)
@@ -222,6 +225,6 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
     }
     const message = decodePush(parsed)
     if (Result.isFailure(message)) return failure("unknown", message.failure.message, frame)
-    return push(message.success, frame, out)
+    return push(message.success, frame, out, fast)
   })
 }

@@ -5,6 +5,7 @@
  * (`{"code": "0", "msg": "", "data": [...]}`). Numbers arrive as strings.
  */
 import { Schema } from "effect"
+import { isRecord, wireReader } from "../../domain/frames.ts"
 
 const Decimal = Schema.FiniteFromString
 const Millis = Schema.FiniteFromString
@@ -38,6 +39,37 @@ export const BookData = Schema.Struct({
   prevSeqId: Schema.optional(Schema.Number)
 })
 export type BookData = typeof BookData.Type
+
+const stringLevels = (u: unknown): Array<Array<string>> | undefined => {
+  if (!Array.isArray(u)) return undefined
+  for (const level of u) {
+    if (!Array.isArray(level)) return undefined
+    for (const field of level) if (typeof field !== "string") return undefined
+  }
+  return u as Array<Array<string>>
+}
+
+/** The hand reader of `books` data (test/fast-readers.test.ts holds it equal to the Schema). */
+export const readBooks = wireReader(Schema.Array(BookData))((u) => {
+  if (!Array.isArray(u)) return undefined
+  const out = new Array<BookData>(u.length)
+  for (let i = 0; i < u.length; i++) {
+    const b = u[i]
+    if (!isRecord(b)) return undefined
+    const asks = stringLevels(b.asks)
+    const bids = stringLevels(b.bids)
+    const ts = typeof b.ts === "string" ? Number(b.ts) : NaN
+    const { checksum, seqId, prevSeqId } = b
+    if (asks === undefined || bids === undefined || !Number.isFinite(ts) || b.ts === "" || /^\s|\s$/.test(b.ts as string)) return undefined
+    if ((checksum !== undefined && typeof checksum !== "number") || (seqId !== undefined && typeof seqId !== "number") || (prevSeqId !== undefined && typeof prevSeqId !== "number")) return undefined
+    const data: { -readonly [K in keyof BookData]: BookData[K] } = { asks, bids, ts }
+    if (checksum !== undefined) data.checksum = checksum as number
+    if (seqId !== undefined) data.seqId = seqId as number
+    if (prevSeqId !== undefined) data.prevSeqId = prevSeqId as number
+    out[i] = data
+  }
+  return out
+})
 
 /**
  * `trades`: one push per taker order and price; `count` fills aggregated (the

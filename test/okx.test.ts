@@ -1,0 +1,175 @@
+/**
+ * OKX: the normalizer on the recorded 2022 session (every book message's
+ * checksum verified against the book built from the messages), the contract
+ * values of the recorded instruments, and the whole service fed by the fake
+ * OKX (the recording in today's format, plus funding, open interest, mark
+ * prices and liquidations in the documented formats) into both databases.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import type { NormalizedRecord } from "../src/domain/records.ts"
+import { postgresLayer } from "../src/storage/database.ts"
+import { ChecksumBook } from "../src/venues/okx/checksum.ts"
+import { decodeInstruments, instrumentFrom } from "../src/venues/okx/instruments.ts"
+import { aggregateFills } from "../src/venues/okx/live.ts"
+import { makeDecoder } from "../src/venues/okx/normalize.ts"
+import { FakeOkx, okxInstruments } from "./fake/okx.ts"
+import { recording } from "./support/fixtures.ts"
+import { databases, eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
+
+const frames = () => recording("OKX.ws.1.0").frames.map((f) => f.text)
+
+const decodeAll = (texts: ReadonlyArray<string>) => {
+  const decode = makeDecoder("okx", { openInterestIntervalMs: 0 })
+  const records: Array<NormalizedRecord> = []
+  const errors: Array<string> = []
+  for (const text of texts) {
+    const error = decode(text, records)
+    if (error !== undefined) errors.push(`${error.channel}: ${error.detail}`)
+  }
+  return { records, errors }
+}
+
+describe("okx normalizer on the recorded session", () => {
+  it("decodes every frame; every book message passes its checksum once the book is built from the messages", () => {
+    const { records, errors } = decodeAll(frames())
+    assert.deepStrictEqual(errors, [])
+    assert.strictEqual(records.filter((r) => r.kind === "book_invalid").length, 0)
+    assert.strictEqual(records.filter((r) => r.kind === "trade").length, 74)
+    // The same, independently of the decoder: every message carries a checksum, and each equals ours.
+    const books = new Map<string, ChecksumBook>()
+    let checked = 0
+    for (const text of frames()) {
+      const message = JSON.parse(text)
+      if (message.arg?.channel !== "books" || message.data === undefined) continue
+      if (message.action === "snapshot") books.set(message.arg.instId, new ChecksumBook())
+      const book = books.get(message.arg.instId)!
+      book.apply(message.data[0].bids, message.data[0].asks)
+      assert.strictEqual(book.checksum(), message.data[0].checksum, text.slice(0, 120))
+      checked++
+    }
+    assert.strictEqual(checked, 290, "3 snapshots and 287 updates")
+  })
+
+  it("a book whose checksum fails becomes book_invalid, and is not checked again until its next snapshot", () => {
+    const decode = makeDecoder("okx")
+    const out: Array<NormalizedRecord> = []
+    const snapshot = { arg: { channel: "books", instId: "BTC-USDT" }, action: "snapshot", data: [{ asks: [["101", "1", "0", "1"]], bids: [["100", "2", "0", "1"]], ts: "1700000000000", checksum: 0, seqId: 10, prevSeqId: -1 }] }
+    const good = new ChecksumBook()
+    good.apply(snapshot.data[0]!.bids, snapshot.data[0]!.asks)
+    snapshot.data[0]!.checksum = good.checksum()
+    decode(JSON.stringify(snapshot), out)
+    decode(JSON.stringify({ arg: snapshot.arg, action: "update", data: [{ asks: [], bids: [["100", "3", "0", "1"]], ts: "1700000000100", checksum: 12345, seqId: 11, prevSeqId: 10 }] }), out)
+    decode(JSON.stringify({ arg: snapshot.arg, action: "update", data: [{ asks: [], bids: [["99", "3", "0", "1"]], ts: "1700000000200", checksum: 999, seqId: 12, prevSeqId: 11 }] }), out)
+    assert.deepStrictEqual(out.map((r) => r.kind), ["book_snapshot", "book_delta", "book_invalid", "book_delta"])
+    assert.match((out[2] as any).reason, /checksum mismatch \(OKX 12345, ours -?\d+\)/)
+    assert.deepInclude(out[1] as object, { firstSequence: 11, lastSequence: 11, previousSequence: 10 })
+  })
+
+  it("maps trades (count aggregated fills), funding (fundingTime is the next settlement), open interest, marks and liquidations", () => {
+    const decode = makeDecoder("okx", { openInterestIntervalMs: 60_000, wanted: (id) => id === "BTC-USDT-SWAP" })
+    const out: Array<NormalizedRecord> = []
+    decode('{"arg":{"channel":"trades","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP","tradeId":"130639474","px":"42219.9","sz":"0.12","side":"buy","ts":"1630048897897","count":"3"}]}', out)
+    decode('{"arg":{"channel":"funding-rate","instId":"BTC-USD-SWAP"},"data":[{"fundingRate":"0.0001875","fundingTime":"1700726400000","instId":"BTC-USD-SWAP","instType":"SWAP","method":"next_period","nextFundingTime":"1700755200000","ts":"1700724675402"}]}', out)
+    decode('{"arg":{"channel":"open-interest","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP","instType":"SWAP","oi":"5000","oiCcy":"50","oiUsd":"2000000","ts":"1700000000000"}]}', out)
+    decode('{"arg":{"channel":"open-interest","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP","instType":"SWAP","oi":"5001","oiCcy":"50","oiUsd":"2000000","ts":"1700000030000"}]}', out)
+    decode('{"arg":{"channel":"mark-price","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP","instType":"SWAP","markPx":"40000","ts":"1700000000000"}]}', out)
+    decode('{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"details":[{"bkLoss":"0","bkPx":"39000.5","ccy":"","posSide":"long","side":"sell","sz":"12","ts":"1723892524781"}],"instFamily":"BTC-USDT","instId":"BTC-USDT-SWAP","instType":"SWAP","uly":"BTC-USDT"},{"details":[{"bkLoss":"0","bkPx":"1.057","posSide":"long","side":"sell","sz":"768","ts":"1723892524781"}],"instId":"DYDX-USDT-SWAP","instType":"SWAP"}]}', out)
+    assert.isUndefined(decode("pong", out))
+    const [trade, funding, oi, mark, liquidation] = out as Array<any>
+    assert.deepInclude(trade, { tradeId: "130639474", sequence: 130639474, firstSequence: 130639472, side: "buy", size: 0.12, price: 42219.9 })
+    assert.deepInclude(funding, { rate: 0.0001875, nextFundingTime: 1700726400000, timestamp: 1700724675402 })
+    assert.deepInclude(funding.details, { following_funding_time: 1700755200000, interval_hours_stated: 8 })
+    assert.deepInclude(oi, { openInterest: 5000, venueValueUsd: 2000000 })
+    assert.strictEqual(out.filter((r) => r.kind === "open_interest").length, 1, "at most once a minute")
+    assert.deepInclude(mark, { kind: "mark_price", markPrice: 40000 })
+    assert.deepInclude(liquidation, { kind: "liquidation", symbol: "BTC-USDT-SWAP", side: "sell", price: 39000.5, filledSize: 12 })
+    assert.deepInclude(liquidation.details, { position_side: "long", price_kind: "bankruptcy" })
+    assert.strictEqual(out.filter((r) => r.kind === "liquidation").length, 1, "only the configured instruments")
+    const refused: Array<NormalizedRecord> = []
+    assert.match(decode('{"event":"error","code":"60018","msg":"Wrong URL or channel:books,instId:NOPE doesn\'t exist.","connId":"a"}', refused)!.detail, /venue error 60018/)
+  })
+
+  it("contract values of the recorded instruments: linear in coins, inverse in USD", () => {
+    const rest = recording("OKX.0").rest
+    const listed = (type: string) => {
+      const decoded = decodeInstruments(JSON.parse(rest.find((r) => r.url.endsWith(`instType=${type}`))!.body))
+      assert.strictEqual(decoded._tag, "Success")
+      return decoded._tag === "Success" ? decoded.success.kept : []
+    }
+    const find = (type: string, id: string) => instrumentFrom("okx", listed(type).find((l) => l.instId === id)!)!
+    assert.deepInclude(find("SWAP", "BTC-USDT-SWAP"), { base: "BTC", quote: "USDT", kind: "perpetual", contractSize: 0.01, inverse: false })
+    assert.deepInclude(find("SWAP", "BTC-USD-SWAP"), { base: "BTC", quote: "USD", kind: "perpetual", contractSize: 100, inverse: true })
+    assert.deepInclude(find("SWAP", "UNI-USD-SWAP"), { contractSize: 10, inverse: true })
+    assert.deepInclude(find("FUTURES", "BTC-USD-220527"), { kind: "future", contractSize: 100, inverse: true })
+    assert.deepInclude(find("SPOT", "BTC-USDT"), { kind: "spot", contractSize: 1 })
+  })
+
+  it("repaired fills are grouped as the trades channel groups them: one taker order at one price", () => {
+    const fill = (id: number, px: string, ts: string, side: "buy" | "sell" = "buy") => ({ instId: "BTC-USDT", tradeId: String(id), px: Number(px), sz: 0.5, side, ts: Number(ts) })
+    const grouped = aggregateFills("okx", [fill(13, "100", "5"), fill(11, "100", "5"), fill(12, "100", "5"), fill(14, "101", "5"), fill(15, "101", "6")])
+    assert.deepStrictEqual(grouped.map((t) => [t.firstSequence ?? t.sequence, t.sequence, t.size, t.details.fills]), [[11, 13, 1.5, 3], [14, 14, 0.5, 1], [15, 15, 0.5, 1]])
+  })
+})
+
+const clean = truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
+
+describe.each(databases)("okx through the live service into %s", (name, database) => {
+  it.live("every trade once, valued by its contract; funding, open interest against oiUsd, liquidations and books", () =>
+    Effect.scoped(Effect.gen(function*() {
+      if (name === "postgres") yield* clean
+      const fake = yield* Effect.acquireRelease(Effect.promise(() => FakeOkx.start({ frameIntervalMs: 5 })), (f) => Effect.promise(() => f.close()))
+      const port = freePort()
+      yield* startService({
+        ...database(), PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "okx",
+        OKX_WS_URL: fake.wsUrl, OKX_REST_URL: fake.httpUrl, OKX_INSTRUMENTS: okxInstruments.join(","), OKX_PING_SECONDS: "1",
+        LARGE_TRADE_THRESHOLD_BTC: "1", LARGE_TRADE_THRESHOLD_ETH: "1", LARGE_TRADE_THRESHOLD_DEFAULT: "1",
+        ORDERBOOK_INTERVAL_SECONDS: "0.5", OPEN_INTEREST_INTERVAL_SECONDS: "0", FUNDING_SAMPLE_SECONDS: "1", WRITER_FLUSH_MS: "20",
+        FRESHNESS_MIN_STALE_SECONDS: "120"
+      })
+      const base = `http://127.0.0.1:${port}`
+      const api = `${base}/api/v1/exchange`
+      yield* eventually("the session played out", Effect.sync(() => (fake.finished() ? true : undefined)), 60_000)
+      const expected = new Map<string, any>()
+      for (const [instId, list] of fake.trades) for (const t of list) expected.set(`${instId}/${t.tradeId}`, t)
+      const stored = yield* eventually("every trade stored", Effect.map(getJson(`${api}/large-trades?exchange=okx&only_liquidations=false&limit=1000`), ({ body }) => {
+        const trades = body.data.trades.filter((t: any) => !t.is_liquidation)
+        return trades.length >= expected.size ? trades : undefined
+      }), 30_000)
+      assert.sameMembers(stored.map((t: any) => `${t.symbol}/${t.trade_id}`), [...expected.keys()])
+      for (const row of stored) {
+        const t = expected.get(`${row.symbol}/${row.trade_id}`)
+        const listing = fake.listing(row.symbol)!
+        const usd = listing.instType === "SPOT" ? Number(t.px) * Number(t.sz) : Number(t.sz) * Number(listing.ctVal)
+        assert.closeTo(row.value_usd, usd, 0.01, `${row.symbol}: spot coins x price, inverse contracts x ${listing.ctVal} USD`)
+        assert.strictEqual(row.side, t.side)
+      }
+
+      const oi = (yield* getJson(`${api}/open-interest?exchange=okx&limit=1000`)).body.data.open_interest
+      assert.isAbove(oi.length, 0)
+      for (const row of oi) {
+        assert.closeTo(row.open_interest_usd, row.metadata.venue_value_usd, row.metadata.venue_value_usd * 0.001, "ours within 0.1 % of OKX's oiUsd")
+      }
+      const funding = (yield* getJson(`${api}/funding-rates?exchange=okx`)).body.data.funding_rates
+      assert.isAbove(funding.length, 0)
+      assert.strictEqual(funding[0].symbol, "UNI-USD-SWAP")
+      assert.strictEqual(funding[0].metadata.interval_hours, 8)
+      assert.strictEqual(new Date(funding[0].next_funding_time).getTime() % 28_800_000, 0)
+      const liquidations = (yield* getJson(`${api}/large-trades?exchange=okx&only_liquidations=true&limit=1000`)).body.data.trades
+      assert.isAbove(liquidations.length, 0)
+      for (const l of liquidations) assert.strictEqual(l.side, l.metadata.position_side === "long" ? "sell" : "buy")
+
+      yield* Effect.sleep("1500 millis")
+      const books = (yield* getJson(`${api}/orderbooks?exchange=okx&symbol=BTC-USDT`)).body.data.orderbooks
+      assert.deepStrictEqual([books[0].bids[0][0], books[0].asks[0][0]], [...fake.bestOf("BTC-USDT")!])
+      const btc = (yield* getJson(`${api}/large-trades?symbol=BTC&exchange=okx&limit=1`)).body.data.summary.symbols
+      assert.sameMembers(btc, ["BTC-USDT", "BTC-USD-220527"])
+      const gaps = (yield* getJson(`${api}/gaps`)).body.data
+      assert.strictEqual(gaps.count, 0, JSON.stringify(gaps.gaps).slice(0, 300))
+      const metrics = yield* Effect.promise(() => fetch(`${base}/metrics`).then((r) => r.text()))
+      assert.notMatch(metrics, /venue_figure_mismatch_total\{[^}]*\} [1-9]/)
+      assert.isAtLeast(fake.pings, 1)
+      const health = (yield* getJson(`${base}/health`)).body
+      assert.isTrue(health.feeds.every((f: any) => f.state === "connected"))
+    })), { timeout: 120_000 })
+})
