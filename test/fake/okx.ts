@@ -76,6 +76,7 @@ export class FakeOkx {
   private readonly span: number
   private readonly idSpan = new Map<string, number>()
   private readonly lastPrice = new Map<string, number>()
+  private readonly corruptions = new Set<string>()
   private position = 0
   private pass = 0
   private started = false
@@ -139,6 +140,14 @@ export class FakeOkx {
     const book = this.books.get(instId)
     if (book === undefined) return undefined
     return [Math.max(...[...book.bids.keys()].map(Number)), Math.min(...[...book.asks.keys()].map(Number))]
+  }
+
+  /**
+   * The next update of `instId` arrives with one level's size changed but its
+   * sequence numbers and checksum intact: only the checksum can tell.
+   */
+  corruptNext(instId: string): void {
+    this.corruptions.add(instId)
   }
 
   freeze(): void {
@@ -257,6 +266,11 @@ export class FakeOkx {
       }
       const [previous, seqId] = this.nextSeq(instId)
       const data = { ...recorded.data[0], ts: this.shiftTime(recorded.data[0].ts), seqId, prevSeqId: recorded.action === "snapshot" ? -1 : previous }
+      if (recorded.action === "update" && this.corruptions.delete(instId)) {
+        // A phantom size at the best bid: what the venue's own book never had.
+        const best = [...book.bids.values()].sort((a, b) => Number(b[0]) - Number(a[0]))[0]!
+        data.bids = [...data.bids, [best[0], String(Number(best[1]) + 1), "0", "1"]]
+      }
       this.publish({ arg: recorded.arg, action: recorded.action, data: [data] }, `books:${instId}`)
     } else if (channel === "trades") {
       const data = recorded.data.map((t: Message) => ({ ...t, tradeId: String(Number(t.tradeId) + this.pass * this.idSpan.get(instId)!), ts: this.shiftTime(t.ts), count: "1" }))

@@ -82,6 +82,8 @@ class StreamTrades {
   /** Trades REST had and the stream had not, at the last round: still missing at the next, they are missed. */
   readonly suspects = new Map<string, Set<string>>()
   since: number | undefined
+  /** A reconnect's refill is pending: the outage's trades are its business, not reconciliation's. */
+  refilling = false
   has(symbol: string, id: string): boolean {
     return this.ids.get(symbol)?.has(id) === true
   }
@@ -260,6 +262,7 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
               Effect.forkScoped
             )
             if (interrupted) {
+              delivered.refilling = true
               // Once the trades flow again, what the outage missed comes from the recent trades.
               yield* refillRecentTrades({
                 venue,
@@ -275,6 +278,10 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
               }).pipe(
                 Effect.provideService(GapLedger, ledger),
                 Effect.delay(Duration.millis(config.refillDelayMs)),
+                Effect.ensuring(Effect.sync(() => {
+                  delivered.refilling = false
+                  delivered.suspects.clear()
+                })),
                 Effect.forkScoped
               )
             }
@@ -285,7 +292,7 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
       yield* superviseFeed(spec, status).pipe(Effect.forkScoped)
       yield* tickBooks(processor, runtime)
       if (config.reconcileMs > 0) {
-        yield* reconcile({ venue, runtime, processor, symbols, delivered, fetchRecent: fetchRecent(category) }).pipe(
+        yield* reconcile({ venue, runtime, processor, symbols, delivered, connected: () => status.state === "connected", fetchRecent: fetchRecent(category) }).pipe(
           Effect.provideService(GapLedger, ledger),
           Effect.delay(Duration.millis(config.reconcileMs)),
           Effect.forever,
@@ -312,10 +319,16 @@ const reconcile = (options: {
   readonly processor: RecordProcessor
   readonly symbols: ReadonlyArray<string>
   readonly delivered: StreamTrades
+  /** While the connection is down, an outage's trades are the refill's business. */
+  readonly connected: () => boolean
   readonly fetchRecent: (symbol: string) => Effect.Effect<ReadonlyArray<Trade>, { readonly _tag: string }>
 }) =>
   Effect.gen(function*() {
     const ledger = yield* GapLedger
+    if (options.delivered.refilling || !options.connected()) {
+      options.delivered.suspects.clear()
+      return
+    }
     for (const symbol of options.symbols) {
       const since = options.delivered.since
       if (since === undefined) return

@@ -98,7 +98,8 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
         const ours = check.book.checksum()
         if (ours !== b.checksum) {
           check.valid = false
-          out.push({ kind: "book_invalid", venue, symbol: instId, reason: `checksum mismatch (OKX ${b.checksum}, ours ${ours})`, timestamp: b.ts })
+          // A stable reason: it labels the resync metric and the gap.
+          out.push({ kind: "book_invalid", venue, symbol: instId, reason: "checksum mismatch", timestamp: b.ts })
         }
       }
     }
