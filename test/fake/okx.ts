@@ -8,7 +8,9 @@
  * BTC-USDT spot, the UNI-USD-SWAP inverse swap, the BTC-USD-220527 inverse
  * future; books with their real checksums, trades, tickers) with times moved
  * to now, in today's format: book messages numbered with `seqId` /
- * `prevSeqId` and trades with `count` (the recording predates both). What the
+ * `prevSeqId`, and trades as one push per taker order and price with `count`
+ * (the recording predates both: its consecutive fills at one time, side and
+ * price are merged). What the
  * session lacks is synthesized in OKX's documented formats and marked so:
  * `funding-rate`, `open-interest` (with `oiUsd` as OKX defines it),
  * `mark-price` (the last traded price) and `liquidation-orders`. The fake
@@ -53,6 +55,32 @@ const checksumOf = (book: Book): number => {
   return crc32(parts.join(":")) | 0
 }
 
+const decimals = (s: string) => (s.includes(".") ? s.length - s.indexOf(".") - 1 : 0)
+const addDecimal = (a: string, b: string) => String(Number((Number(a) + Number(b)).toFixed(Math.max(decimals(a), decimals(b)))))
+
+/**
+ * Today's `trades` channel pushes one message per taker order and price, `count`
+ * fills aggregated; the 2022 recording has one push per fill. Consecutive fills
+ * with the same time, side and price (consecutive ids) become one push, as OKX
+ * sends them now. `fills` keeps each one for the REST history.
+ */
+const aggregateTrades = (frames: ReadonlyArray<Message>): Array<Message> => {
+  const out: Array<Message> = []
+  for (const frame of frames) {
+    const last = out.at(-1)
+    if (frame.arg.channel === "trades" && frame.data.length === 1 && last?.arg.channel === "trades" && last.arg.instId === frame.arg.instId) {
+      const previous = last.data.at(-1)
+      const fill = frame.data[0]
+      if (previous.ts === fill.ts && previous.side === fill.side && previous.px === fill.px && Number(fill.tradeId) === Number(previous.tradeId) + 1) {
+        last.data[last.data.length - 1] = { ...previous, tradeId: fill.tradeId, sz: addDecimal(previous.sz, fill.sz), count: String(Number(previous.count ?? 1) + 1), fills: [...(previous.fills ?? [previous]), fill] }
+        continue
+      }
+    }
+    out.push(frame.arg.channel === "trades" ? { ...frame, data: frame.data.map((t: Message) => ({ ...t })) } : frame)
+  }
+  return out
+}
+
 export class FakeOkx {
   readonly faults = new FaultPlan()
   readonly restCalls: Array<string> = []
@@ -60,6 +88,8 @@ export class FakeOkx {
   /** Every trade that went by, per instrument (delivered or lost), oldest first. */
   readonly trades = new Map<string, Array<Message>>()
   readonly sentTrades: Array<Message> = []
+  /** Every single fill behind those pushes, per instrument, for the REST history. */
+  readonly fills = new Map<string, Array<Message>>()
   pings = 0
   port = 0
   private readonly frames: Array<Message>
@@ -87,7 +117,7 @@ export class FakeOkx {
     this.frameIntervalMs = options.frameIntervalMs
     this.loop = options.loop
     const recorded = recording("OKX.0", "OKX.ws.1.0")
-    this.frames = recorded.frames.map((f) => JSON.parse(f.text) as Message).filter((m) => m.arg !== undefined && Array.isArray(m.data))
+    this.frames = aggregateTrades(recorded.frames.map((f) => JSON.parse(f.text) as Message).filter((m) => m.arg !== undefined && Array.isArray(m.data)))
     this.listings = new Map()
     for (const rest of recorded.rest) {
       const type = new URL(rest.url).searchParams.get("instType")!
@@ -97,7 +127,8 @@ export class FakeOkx {
     this.offset = Date.now() - Math.min(...times)
     this.span = Math.max(...times) - Math.min(...times) + 1000
     for (const instId of okxInstruments) {
-      const ids = this.frames.filter((m) => m.arg.channel === "trades" && m.arg.instId === instId).flatMap((m) => m.data.map((t: Message) => Number(t.tradeId)))
+      const ids = this.frames.filter((m) => m.arg.channel === "trades" && m.arg.instId === instId)
+        .flatMap((m) => m.data.flatMap((t: Message) => (t.fills ?? [t]).map((f: Message) => Number(f.tradeId))))
       this.idSpan.set(instId, ids.length === 0 ? 0 : Math.max(...ids) - Math.min(...ids) + 1)
     }
     this.server = createServer((req, res) => this.rest(req, res))
@@ -273,10 +304,14 @@ export class FakeOkx {
       }
       this.publish({ arg: recorded.arg, action: recorded.action, data: [data] }, `books:${instId}`)
     } else if (channel === "trades") {
-      const data = recorded.data.map((t: Message) => ({ ...t, tradeId: String(Number(t.tradeId) + this.pass * this.idSpan.get(instId)!), ts: this.shiftTime(t.ts), count: "1" }))
+      const shiftId = (id: string) => String(Number(id) + this.pass * this.idSpan.get(instId)!)
+      const data = recorded.data.map(({ fills: _, ...t }: Message) => ({ ...t, tradeId: shiftId(t.tradeId), ts: this.shiftTime(t.ts), count: t.count ?? "1" }))
       const list = this.trades.get(instId) ?? []
       this.trades.set(instId, list)
       list.push(...data)
+      const fills = this.fills.get(instId) ?? []
+      this.fills.set(instId, fills)
+      for (const t of recorded.data) for (const f of t.fills ?? [t]) fills.push({ instId, tradeId: shiftId(f.tradeId), px: f.px, sz: f.sz, side: f.side, ts: this.shiftTime(f.ts) })
       this.lastPrice.set(instId, Number(data.at(-1).px))
       this.publish({ arg: recorded.arg, data }, `trades:${instId}`)
       if (++this.step % 5 === 0) this.derivatives()
@@ -352,8 +387,8 @@ export class FakeOkx {
         // type=1: by trade id; `after`: ids below it, newest first.
         const after = Number(url.searchParams.get("after") ?? Infinity)
         const limit = Number(url.searchParams.get("limit") ?? 100)
-        const list = (this.trades.get(url.searchParams.get("instId") ?? "") ?? []).filter((t) => Number(t.tradeId) < after)
-        return json(200, { code: "0", msg: "", data: list.slice(-limit).reverse().map(({ count: _, ...t }) => t) })
+        const list = (this.fills.get(url.searchParams.get("instId") ?? "") ?? []).filter((t) => Number(t.tradeId) < after)
+        return json(200, { code: "0", msg: "", data: list.slice(-limit).reverse() })
       }
       default:
         return json(404, { code: "50000", msg: "not found", data: [] })
