@@ -8,6 +8,8 @@ import { FeedRegistry } from "./feed/status.ts"
 import { GapLedger } from "./gaps/ledger.ts"
 import { makeVenueRuntime, PipelineSettings, type VenueRuntime } from "./pipeline/runtime.ts"
 import { gapEvent, Publisher } from "./publish/publisher.ts"
+import { alertJson } from "./alerts/delivery.ts"
+import { gapStreamEvent, StreamHub } from "./stream/hub.ts"
 import { Writer } from "./storage/writer.ts"
 import { venueById, venues } from "./venues/registry.ts"
 
@@ -23,21 +25,37 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const writer = yield* Writer
   const publisher = yield* Publisher
   const alerts = yield* AlertEngine
+  const hub = yield* StreamHub
   const registry = yield* FeedRegistry
-  // The one fan-out point: every batch to the broker's outbox and the alert engine's queue (neither ever waits),
-  // and to the writer, the sink of record.
+  // The one fan-out point: every batch to the broker's outbox, the alert engine's queue and the stream hub
+  // (none ever waits), and to the writer, the sink of record.
   const runtime: VenueRuntime = makeVenueRuntime(settings, (batch) =>
     Effect.andThen(
       Effect.sync(() => {
         publisher.offer(batch)
         alerts.offer(batch, lookup)
+        hub.offer(batch)
       }),
       writer.offer(batch)
     ))
   const lookup = (exchange: string, symbol: string) => runtime.instruments.get(exchange, symbol)
   // Gaps leave through the ledger (they are not rows of a batch): every opening and change to the broker too.
   const ledger = yield* GapLedger
-  ledger.watch((gap) => publisher.offerEvent(gapEvent(gap)))
+  ledger.watch((gap) => {
+    publisher.offerEvent(gapEvent(gap))
+    hub.offerEvent(gapStreamEvent(gap))
+  })
+  alerts.watch((alert) =>
+    hub.offerEvent({
+      id: `${alert.firedAt}:alert:${alert.id}`,
+      kind: "alert",
+      exchange: alert.exchange,
+      symbol: alert.symbol,
+      valueUsd: null,
+      time: alert.firedAt,
+      data: JSON.stringify({ kind: "alert", ...alertJson(alert) })
+    })
+  )
   for (const id of enabled) {
     const venue = venueById(id)
     if (venue === undefined) {

@@ -13,6 +13,7 @@ import { FeedRegistry } from "./feed/status.ts"
 import { GapLedger } from "./gaps/ledger.ts"
 import { DatabaseInfo, DatabaseLive } from "./storage/database.ts"
 import { Publisher } from "./publish/publisher.ts"
+import { StreamHub } from "./stream/hub.ts"
 import { Writer } from "./storage/writer.ts"
 
 const StartupLog = Layer.effectDiscard(
@@ -32,7 +33,7 @@ const LogLevelLive = Layer.unwrap(Effect.gen(function*() {
 }))
 
 export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog).pipe(
-  Layer.provideMerge(AlertEngine.layer),
+  Layer.provideMerge(Layer.mergeAll(AlertEngine.layer, StreamHub.layer)),
   Layer.provideMerge(Layer.mergeAll(Writer.layer, GapLedger.layer, Publisher.layer)),
   Layer.provideMerge(DatabaseLive),
   Layer.provide([FeedRegistry.layer, NodeWS.layerWebSocketConstructor, NodeHttpClient.layerUndici]),

@@ -76,12 +76,14 @@ export class AlertEngine extends Context.Service<AlertEngine, {
   /** Hands a batch to the engine's queue; never waits, never fails. */
   readonly offer: (batch: RowBatch, lookup: InstrumentLookup) => void
   readonly state: () => AlertsState
+  /** Calls `listener` with every alert fired from now on (synchronously: it must only hand it on). */
+  readonly watch: (listener: (alert: Alert) => void) => void
 }>()("market-data/alerts/AlertEngine") {
   static readonly layer = Layer.effect(AlertEngine, Effect.gen(function*() {
     const config = yield* alertsConfig
     if (Option.isNone(config.file)) {
       const disabled: AlertsState = { enabled: false, file: null, queued: 0, dropped_batches: 0, rules: [], webhooks: [] }
-      return AlertEngine.of({ offer: () => undefined, state: () => disabled })
+      return AlertEngine.of({ offer: () => undefined, state: () => disabled, watch: () => undefined })
     }
     const rulesFile: RulesFile = yield* loadRules(config.file.value)
     const publisher = yield* Publisher
@@ -100,6 +102,7 @@ export class AlertEngine extends Context.Service<AlertEngine, {
     const cooldowns = new Map<string, { at: number; held: number }>()
     const queue = yield* Queue.dropping<{ batch: RowBatch; lookup: InstrumentLookup }>(config.queueCapacity)
     let dropped = 0
+    const listeners: Array<(alert: Alert) => void> = []
 
     const deliver = (firing: Firing) =>
       Effect.gen(function*() {
@@ -129,6 +132,7 @@ export class AlertEngine extends Context.Service<AlertEngine, {
         yield* Effect.logInfo(`alert ${alert.rule}: ${alert.message}`)
         yield* store.offer(alert)
         publisher.offerEvent(alertEvent(alert))
+        for (const listener of listeners) listener(alert)
         for (const name of rule.webhooks ?? [...webhooks.keys()]) yield* webhooks.get(name)!.offer(alert)
       })
 
@@ -151,6 +155,9 @@ export class AlertEngine extends Context.Service<AlertEngine, {
     yield* Effect.logInfo(`alert rules loaded from ${config.file.value}: ${rulesFile.rules.map((r) => `${r.name} (${r.kind})`).join(", ")}`)
 
     return AlertEngine.of({
+      watch: (listener) => {
+        listeners.push(listener)
+      },
       offer: (batch, lookup) => {
         if (batch.large_trades.length + batch.funding_rates.length + batch.open_interest.length + batch.exchange_orderbooks.length + batch.futures_basis.length === 0) return
         if (!Queue.offerUnsafe(queue, { batch, lookup })) {

@@ -17,12 +17,15 @@ import { FeedRegistry } from "../feed/status.ts"
 import { apiRequests, queueDepth } from "../observability/metrics.ts"
 import { DatabaseInfo, DatabaseProbe, readPoolLayer } from "../storage/database.ts"
 import { AlertEngine } from "../alerts/engine.ts"
+import { StreamHub } from "../stream/hub.ts"
 import { Publisher } from "../publish/publisher.ts"
 import { Writer } from "../storage/writer.ts"
 import { admissionConfig, QueryAdmission } from "./admission.ts"
 import { endpointParameters, MarketDataApi } from "./contract.ts"
 import { ExchangeDataLive } from "./handlers.ts"
 import { ContractMiddlewareLive, errorResponse, makeGuard } from "./middleware.ts"
+import { StreamRoute } from "./stream.ts"
+import { DashboardRoutes, dashboardPaths } from "./dashboard.ts"
 
 const json = (status: number, body: unknown) =>
   HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json" })
@@ -54,6 +57,7 @@ const health = Effect.gen(function*() {
   const writer = yield* Writer
   const publisher = yield* Publisher
   const alerts = yield* AlertEngine
+  const hub = yield* StreamHub
   const database = yield* DatabaseInfo
   // Its own connection: never queued behind API queries, so a busy API is not reported as a dead database.
   const reachable = yield* (yield* DatabaseProbe).reachable
@@ -92,6 +96,7 @@ const health = Effect.gen(function*() {
     queues: writerState.tables,
     broker,
     alerts: alerts.state(),
+    stream: { clients: hub.clients() },
     feeds,
     timestamp: new Date(now).toISOString()
   }
@@ -116,7 +121,7 @@ const HealthRoute = HttpRouter.add("GET", "/health", health)
 
 /** Paths the API serves (GET or HEAD only): another method on them is a 405, anything else a 404. */
 const knownPath = (path: string) =>
-  path === "/health" || path === "/metrics" || path === "/openapi.json" || path === "/docs" ||
+  path === "/health" || path === "/metrics" || path === "/openapi.json" || path === "/docs" || path === "/api/v1/stream" || dashboardPaths.has(path) ||
   Object.hasOwn(endpointParameters, path)
 
 /** The contract's JSON for what the router and the handlers do not answer themselves, and a count per route and status. */
@@ -156,6 +161,8 @@ const Routes = Layer.mergeAll(
   HttpApiScalar.layer(MarketDataApi, { path: "/docs" }),
   HealthRoute,
   MetricsRoute,
+  StreamRoute,
+  DashboardRoutes,
   ContractFallback,
   CorsLive
 ).pipe(Layer.provide(ExchangeDataLive), Layer.provide(ContractMiddlewareLive))

@@ -613,3 +613,57 @@ export const alerts = (filter: AlertFilter) =>
       }
     })
   )
+
+export interface StreamReplayFilter {
+  readonly since: number
+  readonly kinds: ReadonlySet<string>
+  readonly exchange?: string | undefined
+  readonly symbol?: string | undefined
+  readonly limit: number
+}
+
+/**
+ * What a stream client missed since `since` (a Last-Event-ID's time), as
+ * stream rows of the API's shapes, oldest first: large trades and
+ * liquidations, funding, open interest, gaps and alerts still stored.
+ */
+export const streamReplay = (filter: StreamReplayFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const out: Array<{ kind: string; id: string; exchange: string | null; symbol: string | null; time: number; valueUsd: number | null; row: Record<string, unknown> }> = []
+      const common = (timeColumn: string) => {
+        const conditions = [sql`${sql.literal(timeColumn)} >= ${utcTimestamp(sql, filter.since)}`]
+        if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
+        if (filter.symbol !== undefined) conditions.push(symbolMatches(sql, filter.symbol))
+        return sql.and(conditions)
+      }
+      const wants = (kind: string) => filter.kinds.has(kind)
+      if (wants("large_trade") || wants("liquidation")) {
+        const rows = yield* sql`SELECT id, exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata
+          FROM large_trades WHERE ${common("timestamp")} ORDER BY timestamp LIMIT ${filter.limit}`
+        for (const r of rows) {
+          const kind = r.is_liquidation === true ? "liquidation" : "large_trade"
+          if (!wants(kind)) continue
+          const time = new Date(toIso(r.timestamp)).getTime()
+          out.push({ kind, id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time, valueUsd: toNumber(r.value_usd), row: { kind, exchange: r.exchange, symbol: r.symbol, side: r.side, price: toNumber(r.price), size: toNumber(r.size), value_usd: toNumber(r.value_usd), timestamp: toIso(r.timestamp), trade_id: r.trade_id, is_liquidation: r.is_liquidation, metadata: r.metadata } })
+        }
+      }
+      if (wants("funding")) {
+        const rows = yield* sql`SELECT id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata FROM funding_rates WHERE ${common("timestamp")} ORDER BY timestamp LIMIT ${filter.limit}`
+        for (const r of rows) out.push({ kind: "funding", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: new Date(toIso(r.timestamp)).getTime(), valueUsd: null, row: { kind: "funding", exchange: r.exchange, symbol: r.symbol, rate: toNumber(r.rate), predicted_rate: toNumberOrNull(r.predicted_rate), timestamp: toIso(r.timestamp), next_funding_time: toIsoOrNull(r.next_funding_time), metadata: r.metadata } })
+      }
+      if (wants("open_interest")) {
+        const rows = yield* sql`SELECT id, exchange, symbol, open_interest, open_interest_usd, timestamp, metadata FROM open_interest WHERE ${common("timestamp")} ORDER BY timestamp LIMIT ${filter.limit}`
+        for (const r of rows) out.push({ kind: "open_interest", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: new Date(toIso(r.timestamp)).getTime(), valueUsd: toNumber(r.open_interest_usd), row: { kind: "open_interest", exchange: r.exchange, symbol: r.symbol, open_interest: toNumber(r.open_interest), open_interest_usd: toNumber(r.open_interest_usd), timestamp: toIso(r.timestamp), metadata: r.metadata } })
+      }
+      if (wants("gap")) {
+        const rows = yield* sql`SELECT id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata FROM data_gaps WHERE ${common("gap_start")} ORDER BY gap_start LIMIT ${filter.limit}`
+        for (const r of rows) out.push({ kind: "gap", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: new Date(toIso(r.gap_start)).getTime(), valueUsd: null, row: { kind: "gap", id: r.id, ...gapJson(r) } })
+      }
+      if (wants("alert")) {
+        const rows = yield* sql`SELECT id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details FROM alerts WHERE ${common("fired_at")} ORDER BY fired_at LIMIT ${filter.limit}`
+        for (const r of rows) out.push({ kind: "alert", id: r.id as string, exchange: (r.exchange as string | null) ?? null, symbol: r.symbol as string, time: new Date(toIso(r.fired_at)).getTime(), valueUsd: null, row: { kind: "alert", id: r.id, rule: r.rule, rule_kind: r.kind, exchange: r.exchange, symbol: r.symbol, value: toNumber(r.value), threshold: toNumber(r.threshold), message: r.message, event_time: toIso(r.event_time), fired_at: toIso(r.fired_at), details: r.details } })
+      }
+      return out.sort((a, b) => a.time - b.time).slice(0, filter.limit)
+    })
+  )

@@ -1,0 +1,230 @@
+// The dashboard: plain JavaScript over the service's own API (the JSON endpoints and the
+// /api/v1/stream Server-Sent Events). Charts by uPlot, served from its npm package.
+"use strict"
+
+const $ = (id) => document.getElementById(id)
+const api = "/api/v1/exchange"
+const fmtUsd = (n) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0))
+const fmtPct = (n, digits = 2) => `${n >= 0 ? "+" : ""}${n.toFixed(digits)}%`
+const time = (iso) => new Date(iso).toISOString().slice(11, 19)
+const el = (tag, attrs = {}, text) => {
+  const node = document.createElement(tag)
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v)
+  if (text !== undefined) node.textContent = text
+  return node
+}
+const row = (cells, attrs = {}) => {
+  const tr = el("tr", attrs)
+  for (const [text, cls] of cells) tr.appendChild(el("td", cls ? { class: cls } : {}, text))
+  return tr
+}
+const fill = (tbody, rows) => tbody.replaceChildren(...rows)
+
+/** The filters, in the URL too, so a view can be shared. */
+const filters = () => ({ symbol: $("symbol").value.trim().toUpperCase(), exchange: $("exchange").value, min: Number($("min").value) || 0 })
+const query = (params) => {
+  const f = filters()
+  const q = new URLSearchParams(params)
+  if (f.symbol) q.set("symbol", f.symbol)
+  if (f.exchange) q.set("exchange", f.exchange)
+  return q.toString()
+}
+const getJson = async (path) => {
+  const response = await fetch(path)
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`)
+  return response.json()
+}
+
+// ---------------------------------------------------------------- tape (stream)
+// Rendering is throttled: events wait in a buffer and the table is redrawn at most every 250 ms,
+// keeping the newest 100 rows, so a burst of trades never freezes the page.
+const tapeRows = 100
+let pending = []
+let stream
+const renderTape = () => {
+  if (pending.length === 0) return
+  const fresh = pending.slice(-tapeRows).reverse().map((t) =>
+    row([[time(t.timestamp)], [t.exchange], [t.symbol], [t.side, t.side], [String(t.size), "n"], [fmtUsd(t.value_usd), "n"]], {
+      ...(t.is_liquidation ? { class: "liq" } : {}),
+      "data-trade": `${t.exchange}/${t.symbol}/${t.trade_id}`
+    }))
+  pending = []
+  const tbody = $("tape")
+  tbody.prepend(...fresh)
+  while (tbody.children.length > tapeRows) tbody.lastElementChild.remove()
+}
+setInterval(() => requestAnimationFrame(renderTape), 250)
+
+const connectStream = () => {
+  stream?.close()
+  const f = filters()
+  const params = { kinds: "large_trade,liquidation,funding,feed_state,gap" }
+  if (f.min > 0) params.min_value_usd = String(f.min)
+  stream = new EventSource(`/api/v1/stream?${query(params)}`)
+  $("tape-json").href = `${api}/large-trades?${query({ hours: "1" })}`
+  stream.onopen = () => { $("stream-state").textContent = "live" }
+  stream.onerror = () => { $("stream-state").textContent = "reconnecting" }
+  const trade = (e) => pending.push(JSON.parse(e.data))
+  stream.addEventListener("large_trade", trade)
+  stream.addEventListener("liquidation", trade)
+  stream.addEventListener("feed_state", (e) => feedState(JSON.parse(e.data)))
+  stream.addEventListener("funding", (e) => fundingUpdate(JSON.parse(e.data)))
+  stream.addEventListener("gap", () => scheduleGaps())
+  stream.addEventListener("dropped", (e) => { $("stream-state").textContent = `dropped: ${JSON.parse(e.data).reason}` })
+}
+
+// ---------------------------------------------------------------- feed health
+const feeds = new Map()
+const feedState = (f) => {
+  const known = feeds.get(f.feed) ?? { feed: f.feed, last_message_age_ms: null, reconnects: 0 }
+  feeds.set(f.feed, { ...known, state: f.state, reconnects: f.reconnects ?? known.reconnects })
+  renderFeeds()
+}
+const renderFeeds = () => fill($("feeds"), [...feeds.values()].sort((a, b) => a.feed.localeCompare(b.feed)).map((f) =>
+  row([[f.feed], [f.state, f.state === "connected" ? "state-connected" : "state-down"], [f.last_message_age_ms === null ? "-" : `${(f.last_message_age_ms / 1000).toFixed(1)} s`, "n"], [String(f.reconnects), "n"]], { "data-feed": f.feed, "data-state": f.state })))
+const refreshHealth = async () => {
+  try {
+    const health = await getJson("/health")
+    for (const f of health.feeds) feeds.set(f.feed, f)
+    renderFeeds()
+    const venues = new Set([...$("exchange").options].map((o) => o.value))
+    for (const v of Object.keys(health.venues)) if (!venues.has(v)) $("exchange").appendChild(el("option", { value: v }, v))
+  } catch (error) { console.warn(String(error)) }
+}
+
+// ---------------------------------------------------------------- funding
+const funding = new Map()
+const annualised = (f) => f.rate * (8760 / (f.metadata?.interval_hours || 8)) * 100
+const fundingUpdate = (f) => {
+  funding.set(`${f.exchange}/${f.symbol}`, f)
+  renderFunding()
+}
+const renderFunding = () => fill($("funding"), [...funding.values()].sort((a, b) => a.symbol.localeCompare(b.symbol) || a.exchange.localeCompare(b.exchange)).map((f) =>
+  row([[f.exchange], [f.symbol], [`${(f.rate * 100).toFixed(4)}%`, "n"], [fmtPct(annualised(f)), `n ${f.rate >= 0 ? "buy" : "sell"}`], [`${f.metadata?.interval_hours ?? 8} h`, "n"]], { "data-funding": `${f.exchange}/${f.symbol}` })))
+const refreshFunding = async () => {
+  const path = `${api}/funding-rates?${query({ hours: "24", limit: "1000" })}`
+  $("funding-json").href = path
+  const answer = await getJson(path)
+  funding.clear()
+  for (const f of [...answer.data.funding_rates].reverse()) funding.set(`${f.exchange}/${f.symbol}`, f)
+  renderFunding()
+}
+
+// ---------------------------------------------------------------- charts
+const charts = new Map()
+const chart = (id, opts, data) => {
+  const target = $(id)
+  charts.get(id)?.destroy()
+  if (data[0].length === 0) {
+    target.replaceChildren(el("p", { class: "note" }, "no data in this window yet"))
+    return
+  }
+  target.replaceChildren()
+  charts.set(id, new uPlot({ width: Math.max(300, target.clientWidth), height: 200, ...opts }, data, target))
+}
+const palette = ["#58a6ff", "#3fb950", "#d29922", "#f85149", "#bc8cff", "#39c5cf", "#e3b341", "#ff7b72"]
+
+const refreshOpenInterest = async () => {
+  const path = `${api}/open-interest?${query({ hours: "24", limit: "1000" })}`
+  $("oi-json").href = path
+  const rows = (await getJson(path)).data.open_interest
+  const series = new Map()
+  for (const r of rows) {
+    const key = `${r.exchange} ${r.symbol}`
+    if (!series.has(key)) series.set(key, new Map())
+    series.get(key).set(Math.floor(Date.parse(r.timestamp) / 60000) * 60, r.open_interest_usd)
+  }
+  const keys = [...series.keys()].slice(0, 8)
+  const times = [...new Set(keys.flatMap((k) => [...series.get(k).keys()]))].sort((a, b) => a - b)
+  chart("oi-chart", { series: [{}, ...keys.map((k, i) => ({ label: k, stroke: palette[i % palette.length], spanGaps: true, value: (u, v) => (v == null ? "-" : fmtUsd(v)) }))], axes: [{}, { values: (u, vs) => vs.map(fmtUsd), size: 60 }] },
+    [times, ...keys.map((k) => times.map((t) => series.get(k).get(t) ?? null))])
+  const latest = new Map()
+  for (const r of rows) if (!latest.has(`${r.exchange}/${r.symbol}`)) latest.set(`${r.exchange}/${r.symbol}`, r)
+  fill($("oi"), [...latest.values()].map((r) => row([[r.exchange], [r.symbol], [r.open_interest.toLocaleString("en-US"), "n"], [fmtUsd(r.open_interest_usd), "n"]], { "data-oi": `${r.exchange}/${r.symbol}` })))
+}
+
+const refreshBasis = async () => {
+  const path = `${api}/basis?hours=168&limit=1000`
+  $("basis-json").href = path
+  const rows = (await getJson(path)).data.basis
+  const latest = new Map()
+  for (const r of rows) if (!latest.has(r.symbol)) latest.set(r.symbol, r)
+  const curve = [...latest.values()].sort((a, b) => a.days_to_expiry - b.days_to_expiry)
+  fill($("basis"), curve.map((r) => row([[r.symbol], [r.days_to_expiry.toFixed(0), "n"], [fmtPct(r.basis_percent), "n"], [r.annualized_percent === null ? "-" : fmtPct(r.annualized_percent), "n"]])))
+  chart("basis-chart", { series: [{ label: "days" }, { label: "annualised %", stroke: palette[0], points: { show: true } }], scales: { x: { time: false } } },
+    [curve.map((r) => r.days_to_expiry), curve.map((r) => r.annualized_percent)])
+}
+
+const refreshSmile = async () => {
+  const currency = (filters().symbol.match(/^(BTC|ETH)/) ?? ["BTC"])[0]
+  const path = `${api}/option-chain?currency=${currency}&limit=1000`
+  $("smile-json").href = path
+  const options = (await getJson(path)).data.options
+  const nearest = options.map((o) => o.expiry).sort()[0]
+  const strikes = new Map()
+  for (const o of options.filter((o) => o.expiry === nearest && o.mark_iv !== null)) {
+    const s = strikes.get(o.strike) ?? {}
+    s[o.option_type] = o.mark_iv
+    strikes.set(o.strike, s)
+  }
+  const xs = [...strikes.keys()].sort((a, b) => a - b)
+  $("smile-note").textContent = nearest === undefined ? `no ${currency} option chain stored yet` : `${currency} expiring ${nearest.slice(0, 10)}: mark IV by strike`
+  chart("smile-chart", { series: [{ label: "strike" }, { label: "calls", stroke: palette[1] }, { label: "puts", stroke: palette[3] }], scales: { x: { time: false } } },
+    [xs, xs.map((x) => strikes.get(x).call ?? null), xs.map((x) => strikes.get(x).put ?? null)])
+}
+
+// ---------------------------------------------------------------- coverage
+let gapsTimer
+const scheduleGaps = () => {
+  clearTimeout(gapsTimer)
+  gapsTimer = setTimeout(() => refreshGaps().catch((e) => console.warn(String(e))), 1000)
+}
+const refreshGaps = async () => {
+  const path = `${api}/gaps?${query({ hours: "24", limit: "1000" })}`
+  $("gaps-json").href = path
+  const gaps = (await getJson(path)).data.gaps
+  const now = Date.now()
+  const from = now - 24 * 3600_000
+  const lanes = new Map()
+  for (const g of gaps) {
+    const key = `${g.exchange} ${g.channel} ${g.symbol}`
+    if (!lanes.has(key)) lanes.set(key, [])
+    lanes.get(key).push(g)
+  }
+  const rows = [...lanes].slice(0, 40).map(([key, list]) => {
+    const lane = el("div", { class: "row" })
+    lane.appendChild(el("span", { class: "label" }, key))
+    for (const g of list) {
+      const start = Math.max(from, Date.parse(g.start))
+      const end = g.end === null ? now : Date.parse(g.end)
+      const bar = el("span", { class: `gap ${g.repair_status}`, title: `${g.cause}, ${g.repair_status}: ${g.start} to ${g.end ?? "now"}` })
+      bar.style.left = `${((start - from) / (now - from)) * 100}%`
+      bar.style.width = `${Math.max(0.2, ((end - start) / (now - from)) * 100)}%`
+      lane.appendChild(bar)
+    }
+    return lane
+  })
+  $("gaps-timeline").replaceChildren(...(rows.length > 0 ? rows : [el("p", { class: "note" }, "no gaps in the last 24 hours")]))
+}
+
+// ---------------------------------------------------------------- wiring
+const refreshAll = () => {
+  for (const refresh of [refreshFunding, refreshOpenInterest, refreshBasis, refreshSmile, refreshGaps]) refresh().catch((e) => console.warn(String(e)))
+}
+const fromUrl = new URLSearchParams(location.search)
+$("symbol").value = fromUrl.get("symbol") ?? ""
+$("min").value = fromUrl.get("min_value_usd") ?? "0"
+$("filters").addEventListener("change", () => {
+  const f = filters()
+  history.replaceState(null, "", `?${new URLSearchParams({ ...(f.symbol ? { symbol: f.symbol } : {}), ...(f.exchange ? { exchange: f.exchange } : {}), ...(f.min ? { min_value_usd: String(f.min) } : {}) })}`)
+  $("tape").replaceChildren()
+  connectStream()
+  refreshAll()
+})
+refreshHealth().then(() => {
+  if (fromUrl.get("exchange")) $("exchange").value = fromUrl.get("exchange")
+  connectStream()
+  refreshAll()
+})
+setInterval(refreshHealth, 2000)
+setInterval(refreshAll, 30_000)
