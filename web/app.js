@@ -136,7 +136,12 @@ const refreshOpenInterest = async () => {
   }
   const keys = [...series.keys()].slice(0, 8)
   const times = [...new Set(keys.flatMap((k) => [...series.get(k).keys()]))].sort((a, b) => a - b)
-  chart("oi-chart", { series: [{}, ...keys.map((k, i) => ({ label: k, stroke: palette[i % palette.length], spanGaps: true, value: (u, v) => (v == null ? "-" : fmtUsd(v)) }))], axes: [{}, { values: (u, vs) => vs.map(fmtUsd), size: 60 }] },
+  const now = Date.now() / 1000
+  chart("oi-chart", {
+    series: [{}, ...keys.map((k, i) => ({ label: k, stroke: palette[i % palette.length], spanGaps: true, points: { show: true, size: 4 }, value: (u, v) => (v == null ? "-" : fmtUsd(v)) }))],
+    scales: { x: { range: () => [now - 86400, now] } },
+    axes: [{}, { values: (u, vs) => vs.map(fmtUsd), size: 60 }]
+  },
     [times, ...keys.map((k) => times.map((t) => series.get(k).get(t) ?? null))])
   const latest = new Map()
   for (const r of rows) if (!latest.has(`${r.exchange}/${r.symbol}`)) latest.set(`${r.exchange}/${r.symbol}`, r)
