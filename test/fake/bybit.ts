@@ -26,6 +26,7 @@ import type { AddressInfo } from "node:net"
 import { WebSocketServer, type WebSocket } from "ws"
 import { session } from "../support/fixtures.ts"
 import { FaultPlan } from "./faults.ts"
+import { LoopbackClients } from "./loopback.ts"
 
 type Message = Record<string, any>
 type Category = "spot" | "linear" | "inverse"
@@ -112,8 +113,7 @@ export class FakeBybit {
   pings = 0
   port = 0
   private readonly markets: Record<Category, Market>
-  private readonly clients = new Set<Client>()
-  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly sockets = new LoopbackClients<Client>()
   private readonly server: Server
   private readonly wss: WebSocketServer
   private readonly frameIntervalMs: number
@@ -190,35 +190,24 @@ export class FakeBybit {
   }
 
   inject(raw: string): void {
-    for (const client of this.clients) if (client.ws.readyState === client.ws.OPEN) client.ws.send(raw)
+    this.sockets.inject(raw)
   }
 
   dropConnections(mode: "close" | "terminate" = "terminate"): void {
-    for (const client of this.clients) {
-      if (mode === "close") client.ws.close(1001, "going away")
-      else client.ws.terminate()
-    }
+    this.sockets.dropConnections(mode)
   }
 
-  async close(): Promise<void> {
-    for (const timer of this.timers) clearTimeout(timer)
-    for (const client of this.clients) client.ws.terminate()
-    this.wss.close()
-    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  close(): Promise<void> {
+    return this.sockets.close(this.server, this.wss)
   }
 
   private later(ms: number, run: () => void): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer)
-      run()
-    }, ms)
-    this.timers.add(timer)
+    this.sockets.later(ms, run)
   }
 
   private connect(ws: WebSocket, category: Category): void {
     const client: Client = { ws, category, topics: new Set(), id: `fake-${++this.nextClient}` }
-    this.clients.add(client)
-    ws.on("close", () => this.clients.delete(client))
+    this.sockets.track(client)
     ws.on("message", (raw) => this.request(client, JSON.parse(String(raw)) as Message))
   }
 
@@ -335,7 +324,7 @@ export class FakeBybit {
 
   private publish(category: Category, message: Message, routed: string | undefined): void {
     let lost = false
-    for (const client of this.clients) {
+    for (const client of this.sockets.clients) {
       if (client.category !== category || !client.topics.has(message.topic)) continue
       if (routed === undefined) {
         this.answer(client, message)

@@ -26,6 +26,7 @@ import { WebSocketServer, type WebSocket } from "ws"
 import { parseRecording } from "../../src/replay/recorded.ts"
 import { fixtures } from "./binance.ts"
 import { FaultPlan } from "./faults.ts"
+import { LoopbackClients } from "./loopback.ts"
 
 type Protocol = "exchange" | "advanced"
 type Message = Record<string, any>
@@ -47,7 +48,6 @@ export class FakeCoinbase {
   readonly subscribeMessages: Array<Message> = []
   /** When each message from a client arrived (all connections: Coinbase counts per IP). */
   readonly receivedAt: Array<number> = []
-  readonly clients = new Set<Client>()
   readonly faults = new FaultPlan()
   private readonly timeline: Array<Message>
   private readonly productsBody: string
@@ -55,7 +55,7 @@ export class FakeCoinbase {
   private readonly trades = new Map<string, Array<Message>>()
   private position = 0
   private started = false
-  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly sockets = new LoopbackClients<Client>()
   private readonly server: Server
   private readonly wss: WebSocketServer
   private readonly frameIntervalMs: number
@@ -118,35 +118,24 @@ export class FakeCoinbase {
 
   /** A raw frame to every client, as the venue would send something we do not expect. */
   inject(raw: string): void {
-    for (const client of this.clients) if (client.ws.readyState === client.ws.OPEN) client.ws.send(raw)
+    this.sockets.inject(raw)
   }
 
   dropConnections(mode: "close" | "terminate" = "terminate"): void {
-    for (const client of this.clients) {
-      if (mode === "close") client.ws.close(1001, "going away")
-      else client.ws.terminate()
-    }
+    this.sockets.dropConnections(mode)
   }
 
-  async close(): Promise<void> {
-    for (const timer of this.timers) clearTimeout(timer)
-    for (const client of this.clients) client.ws.terminate()
-    this.wss.close()
-    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  close(): Promise<void> {
+    return this.sockets.close(this.server, this.wss)
   }
 
   private later(ms: number, run: () => void): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer)
-      run()
-    }, ms)
-    this.timers.add(timer)
+    this.sockets.later(ms, run)
   }
 
   private connect(ws: WebSocket): void {
     const client: Client = { ws, protocol: undefined, sequence: 0, channels: new Map() }
-    this.clients.add(client)
-    ws.on("close", () => this.clients.delete(client))
+    this.sockets.track(client)
     ws.on("message", (raw) => {
       this.receivedAt.push(Date.now())
       this.control(client, JSON.parse(String(raw)) as Message)
@@ -198,7 +187,7 @@ export class FakeCoinbase {
     this.applyToTruth(live)
     this.played.push(live)
     let lost = false
-    for (const client of this.clients) {
+    for (const client of this.sockets.clients) {
       if (!this.wants(client, live)) continue
       this.send(client, live, `${live.type}:${live.product_id}`, () => {
         if (!lost) this.lost.push(live)
@@ -244,7 +233,7 @@ export class FakeCoinbase {
   }
 
   private heartbeat(): void {
-    for (const client of this.clients) {
+    for (const client of this.sockets.clients) {
       const products = [...(client.channels.get("heartbeat") ?? [])]
       if (client.protocol === "exchange") {
         for (const product of products) {

@@ -23,6 +23,7 @@ import { WebSocketServer, type WebSocket } from "ws"
 import { parseRecording } from "../../src/replay/recorded.ts"
 import { fixtures } from "./binance.ts"
 import { FaultPlan } from "./faults.ts"
+import { LoopbackClients } from "./loopback.ts"
 
 type Message = Record<string, any>
 
@@ -54,7 +55,6 @@ export class FakeDeribit {
   /** When each request arrived (one connection per client). */
   readonly receivedAt: Array<number> = []
   readonly restCalls: Array<string> = []
-  readonly clients = new Set<Client>()
   readonly faults = new FaultPlan()
   tests = 0
   private readonly instruments = new Map<string, Array<Message>>()
@@ -66,7 +66,7 @@ export class FakeDeribit {
   }
   private readonly books = new Map<string, Book>()
   private readonly prices = new Map<string, number>([["BTC", 50_000], ["ETH", 3_000]])
-  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly sockets = new LoopbackClients<Client>()
   private readonly server: Server
   private readonly wss: WebSocketServer
   private readonly frameIntervalMs: number
@@ -115,14 +115,11 @@ export class FakeDeribit {
   }
 
   inject(raw: string): void {
-    for (const client of this.clients) if (client.ws.readyState === client.ws.OPEN) client.ws.send(raw)
+    this.sockets.inject(raw)
   }
 
   dropConnections(mode: "close" | "terminate" = "terminate"): void {
-    for (const client of this.clients) {
-      if (mode === "close") client.ws.close(1001, "going away")
-      else client.ws.terminate()
-    }
+    this.sockets.dropConnections(mode)
   }
 
   /** Every trade of `instrument` so far, in order. */
@@ -130,25 +127,17 @@ export class FakeDeribit {
     return this.trades.get(instrument) ?? []
   }
 
-  async close(): Promise<void> {
-    for (const timer of this.timers) clearTimeout(timer)
-    for (const client of this.clients) client.ws.terminate()
-    this.wss.close()
-    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  close(): Promise<void> {
+    return this.sockets.close(this.server, this.wss)
   }
 
   private later(ms: number, run: () => void): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer)
-      run()
-    }, ms)
-    this.timers.add(timer)
+    this.sockets.later(ms, run)
   }
 
   private connect(ws: WebSocket): void {
     const client: Client = { ws, channels: new Set(), heartbeatMs: 0, unanswered: 0 }
-    this.clients.add(client)
-    ws.on("close", () => this.clients.delete(client))
+    this.sockets.track(client)
     ws.on("message", (raw) => {
       this.receivedAt.push(Date.now())
       this.request(client, JSON.parse(String(raw)))
@@ -337,7 +326,7 @@ export class FakeDeribit {
 
   private publish(channel: string, data: unknown, kind: "trade" | "book" | undefined): void {
     let lost = false
-    for (const client of this.clients) {
+    for (const client of this.sockets.clients) {
       if (!client.channels.has(channel)) continue
       const message = { jsonrpc: "2.0", method: "subscription", params: { channel, data } }
       if (kind === undefined) {

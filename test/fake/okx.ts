@@ -27,6 +27,7 @@ import { crc32 } from "node:zlib"
 import { WebSocketServer, type WebSocket } from "ws"
 import { recording } from "../support/fixtures.ts"
 import { FaultPlan } from "./faults.ts"
+import { LoopbackClients } from "./loopback.ts"
 
 type Message = Record<string, any>
 
@@ -96,8 +97,7 @@ export class FakeOkx {
   private readonly listings: Map<string, Array<Message>>
   private readonly books = new Map<string, Book>()
   private readonly seqIds = new Map<string, number>()
-  private readonly clients = new Set<Client>()
-  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly sockets = new LoopbackClients<Client>()
   private readonly server: Server
   private readonly wss: WebSocketServer
   private readonly frameIntervalMs: number
@@ -186,35 +186,24 @@ export class FakeOkx {
   }
 
   inject(raw: string): void {
-    for (const client of this.clients) if (client.ws.readyState === client.ws.OPEN) client.ws.send(raw)
+    this.sockets.inject(raw)
   }
 
   dropConnections(mode: "close" | "terminate" = "terminate"): void {
-    for (const client of this.clients) {
-      if (mode === "close") client.ws.close(1001, "going away")
-      else client.ws.terminate()
-    }
+    this.sockets.dropConnections(mode)
   }
 
-  async close(): Promise<void> {
-    for (const timer of this.timers) clearTimeout(timer)
-    for (const client of this.clients) client.ws.terminate()
-    this.wss.close()
-    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  close(): Promise<void> {
+    return this.sockets.close(this.server, this.wss)
   }
 
   private later(ms: number, run: () => void): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer)
-      run()
-    }, ms)
-    this.timers.add(timer)
+    this.sockets.later(ms, run)
   }
 
   private connect(ws: WebSocket): void {
     const client: Client = { ws, args: new Set() }
-    this.clients.add(client)
-    ws.on("close", () => this.clients.delete(client))
+    this.sockets.track(client)
     ws.on("message", (raw) => {
       const text = String(raw)
       if (text === "ping") {
@@ -349,7 +338,7 @@ export class FakeOkx {
 
   private publish(message: Message, routed: string | undefined): void {
     const key = argKey(message.arg)
-    for (const client of this.clients) {
+    for (const client of this.sockets.clients) {
       if (!client.args.has(key)) continue
       if (routed === undefined) {
         this.send(client, message)
