@@ -7,7 +7,7 @@
  * webhook that never answers slows nothing; a bad rules file stops start-up.
  */
 import { spawnSync } from "node:child_process"
-import { createHmac } from "node:crypto"
+import { createHmac, randomUUID } from "node:crypto"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import { tmpdir } from "node:os"
@@ -68,7 +68,7 @@ describe("alerts in the running service", () => {
     Effect.scoped(Effect.gen(function*() {
       yield* clean
       const hookPort = freePort()
-      const exchange = `md-alerts-${Date.now() % 1_000_000}`
+      const exchange = `md-alerts-${randomUUID().slice(0, 8)}`
       const broker = yield* consumer(exchange, ["alert.#", "gap.#"])
       const rules = rulesFile(`
 webhooks:

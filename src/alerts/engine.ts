@@ -14,7 +14,7 @@ import { FeedRegistry } from "../feed/status.ts"
 import { GapLedger } from "../gaps/ledger.ts"
 import { Publisher } from "../publish/publisher.ts"
 import { userAgentConfig } from "../rest/gate.ts"
-import { type Alert, alertEvent, countDelivery, makeAlertStore, makeWebhook, type WebhookState } from "./delivery.ts"
+import { type Alert, alertEvent, makeAlertStore, makeWebhook, type WebhookState } from "./delivery.ts"
 import { type Firing, type InstrumentLookup, limits, RuleSet } from "./evaluate.ts"
 import { AlertRulesError, decodeRulesOf, readRulesDocument, type RulesFile, secretNames } from "./rules.ts"
 
@@ -187,4 +187,3 @@ export class AlertEngine extends Context.Service<AlertEngine, {
   }))
 }
 
-export { countDelivery }

@@ -4,7 +4,7 @@
  * resync hook that records, counts and logs a book resync; and the loops that
  * hand records to the processor and emit quiet books' periodic rows.
  */
-import { Clock, Duration, Effect, Metric, type Scope } from "effect"
+import { Clock, Config, Duration, Effect, Metric, type Scope } from "effect"
 import type { FreshnessMonitor } from "../feed/freshness.ts"
 import type { FeedStatus } from "../feed/status.ts"
 import type { GapCause, GapChannel } from "../gaps/ledger.ts"
@@ -197,3 +197,10 @@ export const refillRecentTrades = (options: {
       ledger.update(gap)
     }
   })
+
+/** A comma-separated list of symbols from `name` (upper-cased, deduplicated; `none` for none), or `fallback`. */
+export const symbolsConfig = (name: string, fallback: string) =>
+  Config.String(name).pipe(
+    Config.withDefault(fallback),
+    Config.map((list) => [...new Set(list.split(",").map((s) => s.trim().toUpperCase()).filter((s) => s.length > 0 && s !== "NONE"))])
+  )

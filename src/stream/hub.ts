@@ -12,10 +12,10 @@
  * An event's id is `<epoch ms>:<kind>:<row id>`: ordered by time, and enough
  * to resume from the database after a reconnect.
  */
-import { Config, Context, Effect, Layer, Metric } from "effect"
+import { Clock, Config, Context, Effect, Layer, Metric } from "effect"
 import type { RowBatch } from "../domain/rows.ts"
 import type { Gap } from "../gaps/ledger.ts"
-import { FeedRegistry } from "../feed/status.ts"
+import { FeedRegistry, type FeedStatus } from "../feed/status.ts"
 
 export const streamKinds = ["large_trade", "liquidation", "funding", "open_interest", "gap", "alert", "feed_state"] as const
 export type StreamKind = (typeof streamKinds)[number]
@@ -88,6 +88,12 @@ export const eventsOf = (batch: RowBatch): Array<StreamEvent> => {
   return out
 }
 
+/** A feed's state as a stream event. */
+const feedStateEvent = (feed: FeedStatus, now: number): StreamEvent => ({
+  id: `${now}:feed_state:${feed.feed}`, kind: "feed_state", exchange: feed.venue, symbol: null, valueUsd: null, time: now,
+  data: JSON.stringify({ kind: "feed_state", feed: feed.feed, venue: feed.venue, state: feed.state, reconnects: feed.reconnects, last_error: feed.lastError, timestamp: iso(now) })
+})
+
 export const gapStreamEvent = (gap: Gap): StreamEvent => ({
   id: `${gap.start}:gap:${gap.id}`,
   kind: "gap",
@@ -146,15 +152,12 @@ export class StreamHub extends Context.Service<StreamHub, {
     const states = new Map<string, string>()
     yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
       yield* Effect.sleep("1 second")
-      const now = Date.now()
+      const now = yield* Clock.currentTimeMillis
       const events: Array<StreamEvent> = []
       for (const feed of registry.all()) {
         if (states.get(feed.feed) === feed.state) continue
         states.set(feed.feed, feed.state)
-        events.push({
-          id: `${now}:feed_state:${feed.feed}`, kind: "feed_state", exchange: feed.venue, symbol: null, valueUsd: null, time: now,
-          data: JSON.stringify({ kind: "feed_state", feed: feed.feed, venue: feed.venue, state: feed.state, reconnects: feed.reconnects, last_error: feed.lastError, timestamp: iso(now) })
-        })
+        events.push(feedStateEvent(feed, now))
       }
       publish(events)
     })))
@@ -173,10 +176,7 @@ export class StreamHub extends Context.Service<StreamHub, {
         // The feeds' current states first, so a client knows where it stands.
         const now = Date.now()
         for (const feed of registry.all()) {
-          const event: StreamEvent = {
-            id: `${now}:feed_state:${feed.feed}`, kind: "feed_state", exchange: feed.venue, symbol: null, valueUsd: null, time: now,
-            data: JSON.stringify({ kind: "feed_state", feed: feed.feed, venue: feed.venue, state: feed.state, reconnects: feed.reconnects, last_error: feed.lastError, timestamp: iso(now) })
-          }
+          const event = feedStateEvent(feed, now)
           if (matchesFilter(filter, event)) subscriber.queue.push(event)
         }
         return {

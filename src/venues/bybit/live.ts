@@ -31,7 +31,7 @@ import { DecodeError } from "../../domain/errors.ts"
 import type { Trade } from "../../domain/records.ts"
 import { RowBatch } from "../../domain/rows.ts"
 import { makeFrameHandler, makeProcessor, reportDropped, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { chunk, connectionOpened, makeVenueGaps, recordResync, refillRecentTrades, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
+import { chunk, connectionOpened, makeVenueGaps, recordResync, refillRecentTrades, symbolsConfig, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
 import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
@@ -45,12 +45,6 @@ export interface BybitMarket {
   readonly venue: string
   readonly categories: ReadonlyArray<{ readonly category: Category; readonly symbolsVariable: string; readonly defaultSymbols: string }>
 }
-
-const symbolList = (name: string, fallback: string) =>
-  Config.String(name).pipe(
-    Config.withDefault(fallback),
-    Config.map((list) => [...new Set(list.split(",").map((s) => s.trim().toUpperCase()).filter((s) => s.length > 0 && s !== "NONE"))])
-  )
 
 export const bybitConfig = Config.all({
   wsUrl: Config.String("BYBIT_WS_URL").pipe(Config.withDefault("wss://stream.bybit.com")),
@@ -118,7 +112,7 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
     const listings = new Map<string, InstrumentInfo>()
     const wanted = new Map<Category, ReadonlyArray<string>>()
     for (const { category, symbolsVariable, defaultSymbols } of market.categories) {
-      const symbols = yield* symbolList(symbolsVariable, defaultSymbols)
+      const symbols = yield* symbolsConfig(symbolsVariable, defaultSymbols)
       if (symbols.length === 0) continue
       let cursor: string | undefined
       do {

@@ -26,7 +26,7 @@ import { DecodeError } from "../../domain/errors.ts"
 import type { Instrument } from "../../domain/instruments.ts"
 import type { Trade } from "../../domain/records.ts"
 import { makeFrameHandler, makeProcessor, reportDropped, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { chunk, connectionOpened, makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
+import { chunk, connectionOpened, makeVenueGaps, recordResync, symbolsConfig, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
 import { retryPatiently } from "../../rest/fetch.ts"
@@ -42,10 +42,7 @@ const defaultInstruments = [
 ].join(",")
 
 export const okxConfig = Config.all({
-  instruments: Config.String("OKX_INSTRUMENTS").pipe(
-    Config.withDefault(defaultInstruments),
-    Config.map((list) => [...new Set(list.split(",").map((s) => s.trim().toUpperCase()).filter((s) => s.length > 0))])
-  ),
+  instruments: symbolsConfig("OKX_INSTRUMENTS", defaultInstruments),
   wsUrl: Config.String("OKX_WS_URL").pipe(Config.withDefault("wss://ws.okx.com:8443")),
   restUrl: Config.String("OKX_REST_URL").pipe(Config.withDefault("https://www.okx.com")),
   instrumentsPerConnection: Config.Int("OKX_INSTRUMENTS_PER_CONNECTION").pipe(Config.withDefault(20)),
