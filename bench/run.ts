@@ -56,12 +56,13 @@ if (child.startsWith("e2e:")) {
 
 if (child === "api") {
   await ensureBenchDatabase(benchDatabaseUrl)
-  printTable(await Effect.runPromise(apiSection(
+  const tables = await Effect.runPromise(apiSection(
     benchDatabaseUrl,
     Number(env("BENCH_API_CONNECTIONS", "10")),
     Number(env("BENCH_API_SECONDS", "10")),
     log
-  )))
+  ))
+  for (const table of tables) printTable(table)
 }
 
 process.exit(0)

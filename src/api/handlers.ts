@@ -4,6 +4,7 @@
  * Failures are the contract's error envelopes, declared in contract.ts.
  */
 import { Clock, Duration, Effect } from "effect"
+import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import {
   basis,
@@ -20,7 +21,7 @@ import {
   volatilityIndex
 } from "../storage/queries.ts"
 import { type Lane, type Overloaded, QueryAdmission } from "./admission.ts"
-import { MarketDataApi, type UnavailableBody } from "./contract.ts"
+import { type ExchangeData, MarketDataApi, type UnavailableBody } from "./contract.ts"
 
 const queryTimeout = Duration.seconds(10)
 
@@ -58,6 +59,25 @@ const admitted = <A, R>(hours: number | undefined, largeTable: boolean, work: Ef
 
 const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms).toISOString())
 
+type Endpoints = (typeof ExchangeData)["endpoints"]
+
+/** A number JSON cannot carry, written as HttpApi's JSON codec writes it ("NaN", "Infinity", "-Infinity"). */
+const nonFiniteAsText = (_key: string, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? String(value) : value)
+
+/** What HttpApi's JSON encoding of a declared success body gives, without walking the body through its Schema. */
+export const successJson = (body: unknown): string => JSON.stringify(body, nonFiniteAsText)
+
+/**
+ * An endpoint's success body as its JSON response. The compiler holds the body
+ * to the endpoint's declared success Schema; the bytes are those HttpApi's own
+ * encoding would write (a property test holds the two equal for every
+ * endpoint's Schema). What is skipped is walking the body through the Schema
+ * again at run time, element by element, which cost a quarter of the API's
+ * throughput on a 100-row answer (306 vs 411 req/s for large-trades?hours=24).
+ */
+const asJson = <K extends keyof Endpoints>(_endpoint: K) => (body: Endpoints[K]["~Success"]["Type"]) =>
+  HttpServerResponse.text(successJson(body), { status: 200, contentType: "application/json" })
+
 /** An endpoint's data in the success envelope. */
 const answer = <A, E, R>(query: Record<string, unknown>, hours: number | undefined, run: Effect.Effect<A, E, R>) =>
   admitted(hours, false, Effect.gen(function*() {
@@ -90,17 +110,20 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
         minValueUsd: q.min_value_usd,
         onlyLiquidations: q.only_liquidations,
         side: q.side
-      }), q.only_liquidations === true ? ["liquidations"] : ["trades", "liquidations"])
+      }), q.only_liquidations === true ? ["liquidations"] : ["trades", "liquidations"]).pipe(Effect.map(asJson("largeTrades")))
     })
     .handle("fundingRates", ({ query: q }) => {
       const hours = q.hours ?? 24
       return answerWithCoverage(q, hours, fundingRates({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }), ["funding"])
+        .pipe(Effect.map(asJson("fundingRates")))
     })
     .handle("openInterest", ({ query: q }) => {
       const hours = q.hours ?? 24
       return answerWithCoverage(q, hours, openInterest({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }), ["open_interest"])
+        .pipe(Effect.map(asJson("openInterest")))
     })
-    .handle("orderBooks", ({ query: q }) => answer(q, undefined, latestOrderBooks({ symbol: q.symbol, exchange: q.exchange, depth: q.depth })))
+    .handle("orderBooks", ({ query: q }) =>
+      answer(q, undefined, latestOrderBooks({ symbol: q.symbol, exchange: q.exchange, depth: q.depth })).pipe(Effect.map(asJson("orderBooks"))))
     .handle("gaps", ({ query: q }) => {
       const hours = q.hours ?? 24
       return answer(q, hours, gaps({
@@ -110,27 +133,33 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
         limit: q.limit ?? 100,
         channels: q.channel === undefined ? undefined : [q.channel],
         status: q.status
-      }))
+      })).pipe(Effect.map(asJson("gaps")))
     })
     .handle("alerts", ({ query: q }) => {
       const hours = q.hours ?? 24
       return answer(q, hours, alerts({ symbol: q.symbol, exchange: q.exchange, rule: q.rule, kind: q.rule_kind, hours, limit: q.limit ?? 100 }))
+        .pipe(Effect.map(asJson("alerts")))
     })
     .handle("volatilityIndex", ({ query: q }) => {
       const hours = q.hours ?? 24
       return answer(q, hours, volatilityIndex({ index: q.index, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
+        .pipe(Effect.map(asJson("volatilityIndex")))
     })
     .handle("optionChain", ({ query: q }) =>
-      answer(q, undefined, optionChain({ currency: q.currency, expiry: q.expiry, exchange: q.exchange, limit: q.limit ?? 1000 })))
+      answer(q, undefined, optionChain({ currency: q.currency, expiry: q.expiry, exchange: q.exchange, limit: q.limit ?? 1000 }))
+        .pipe(Effect.map(asJson("optionChain"))))
     .handle("settlements", ({ query: q }) => {
       const hours = q.hours ?? 24 * 7
       return answer(q, hours, settlements({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
+        .pipe(Effect.map(asJson("settlements")))
     })
     .handle("basis", ({ query: q }) => {
       const hours = q.hours ?? 24 * 7
       return answer(q, hours, basis({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
+        .pipe(Effect.map(asJson("basis")))
     })
     .handle("rolls", ({ query: q }) => {
       const hours = q.hours ?? 24 * 90
       return answer(q, hours, rolls({ root: q.root, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
+        .pipe(Effect.map(asJson("rolls")))
     }))

@@ -4,14 +4,20 @@
  * Heavy clients loop a year-long funding summary (pausing briefly after a
  * shed, as a client honouring Retry-After would not even do); one client asks
  * a cheap query every 100 ms, one /health every 200 ms. Prints the samples as JSON.
+ * Used by the load test and by the bench's overload case.
  */
 const [base, seconds, clients] = process.argv.slice(2)
 
+// No answer within 15 s (or a broken connection) is a sample too: status 0, the failure's name as its code.
 const timed = async (url: string) => {
   const started = performance.now()
-  const response = await fetch(url, { signal: AbortSignal.timeout(15_000) })
-  const body = (await response.json()) as { error?: { code: string } }
-  return { status: response.status, ms: performance.now() - started, code: body.error?.code, retryAfter: response.headers.get("retry-after") }
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(15_000) })
+    const body = (await response.json()) as { error?: { code: string } }
+    return { status: response.status, ms: performance.now() - started, code: body.error?.code, retryAfter: response.headers.get("retry-after") }
+  } catch (error) {
+    return { status: 0, ms: performance.now() - started, code: (error as Error).name, retryAfter: null }
+  }
 }
 
 const loop = async (url: string, until: number, max: number, pauseMs: number, pauseAfterShedMs: number) => {
