@@ -6,7 +6,7 @@
  *
  * Per step: frames sent, sustained frames/s (frames / (step + time to store
  * the backlog)), row lag p50/p99 (send time to commit, from the writer's own
- * RowLag), peak RSS of this process, and drops (queue drops, refused rows and
+ * LagHistogram), peak RSS of this process, and drops (queue drops, refused rows and
  * trades never stored). A step is saturated when it falls 5% short of its
  * pace, drops anything, or its p99 lag passes one second.
  */

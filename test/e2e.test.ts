@@ -124,5 +124,14 @@ describe.each(databases)("service end to end on %s", (_name, database) => {
       assert.strictEqual(health.status, 200)
       assert.deepStrictEqual(health.body.venues, { binance: "running", "binance-futures": "running" })
       assert.sameMembers(health.body.feeds.map((f: any) => f.feed), ["binance/market", "binance-futures/public", "binance-futures/market"])
+      // How late trades arrive, per feed that carries them, in /health and /metrics.
+      for (const name of ["binance/market", "binance-futures/market"]) {
+        const lag = health.body.feeds.find((f: any) => f.feed === name).trade_lag_ms
+        assert.isAbove(lag.samples, 0, name)
+        assert.isTrue(lag.min_ms <= lag.p50_ms && lag.p50_ms <= lag.p99_ms, `${name}: ${JSON.stringify(lag)}`)
+      }
+      assert.isNull(health.body.feeds.find((f: any) => f.feed === "binance-futures/public").trade_lag_ms)
+      const metrics = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()))
+      assert.match(metrics, /feed_trade_lag_ms\{[^}]*feed="binance\/market"[^}]*quantile="0\.99"[^}]*\} -?\d+/)
     }).pipe(Effect.provide(MarketDataClient.layer))), { timeout: 90_000 })
 })

@@ -147,7 +147,7 @@ export class AlertEngine extends Context.Service<AlertEngine, {
       const now = yield* Clock.currentTimeMillis
       const view = {
         now,
-        feeds: registry.all().map((feed) => ({ ...feed, books: feed.books(), streams: feed.streams() })),
+        feeds: registry.all().map((feed) => ({ ...feed, books: feed.books(), streams: feed.freshness?.status(now) ?? [] })),
         gaps: ledger.recent()
       }
       for (const firing of ruleSet.onTick(view)) yield* deliver(firing)

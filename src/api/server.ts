@@ -14,7 +14,7 @@ import { PrometheusMetrics } from "effect/observability"
 import type * as Types from "effect/Types"
 import { tableNames } from "../domain/rows.ts"
 import { FeedRegistry } from "../feed/status.ts"
-import { apiRequests, queueDepth } from "../observability/metrics.ts"
+import { apiRequests, feedTradeLag, queueDepth } from "../observability/metrics.ts"
 import { DatabaseInfo, DatabaseProbe, readPoolLayer } from "../storage/database.ts"
 import { AlertEngine } from "../alerts/engine.ts"
 import { StreamHub } from "../stream/hub.ts"
@@ -75,7 +75,9 @@ const health = Effect.gen(function*() {
     open_connections: feed.openSessions,
     last_error: feed.lastError,
     books: feed.books(),
-    streams: feed.streams()
+    // From the venue's match time to receipt, over the last 5 to 10 minutes (null without trades).
+    trade_lag_ms: feed.freshness?.exchangeLag(now) ?? null,
+    streams: feed.freshness?.status(now) ?? []
   }))
   const venues = Object.fromEntries(registry.venues())
   const broker = publisher.state()
@@ -112,6 +114,14 @@ const MetricsRoute = Layer.unwrap(Effect.map(makeGuard, (guard) => HttpRouter.ad
     const state = writer.state()
     for (const table of tableNames) {
       yield* Metric.update(Metric.withAttributes(queueDepth, { table }), state.tables[table].queued)
+    }
+    const now = yield* Clock.currentTimeMillis
+    for (const feed of (yield* FeedRegistry).all()) {
+      const lag = feed.freshness?.exchangeLag(now)
+      if (lag == null) continue
+      for (const [quantile, ms] of [["0", lag.min_ms], ["0.5", lag.p50_ms], ["0.99", lag.p99_ms]] as const) {
+        yield* Metric.update(Metric.withAttributes(feedTradeLag, { feed: feed.feed, quantile }), ms)
+      }
     }
     const body = yield* PrometheusMetrics.format()
     return HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })

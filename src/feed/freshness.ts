@@ -4,7 +4,13 @@
  * is stale when it has been silent for many times that pace while its socket
  * keeps delivering other streams. A dead socket is the connection's business;
  * this catches the one symbol that quietly stops.
+ *
+ * It also measures how late trades arrive: from the venue's match time to
+ * their receipt, over the last few minutes (network and venue delay, plus any
+ * offset between the venue's clock and ours).
  */
+import { type LagSummary, RecentLag } from "../observability/lag.ts"
+
 export interface FreshnessOptions {
   /** Messages needed before a stream's pace is trusted. */
   readonly minSamples: number
@@ -51,16 +57,24 @@ export interface StreamFreshness {
   readonly stale: boolean
 }
 
+/** Trade lags are summarised over the last 5 to 10 minutes. */
+const lagWindowMs = 5 * 60_000
+
 export class FreshnessMonitor {
   private readonly streams = new Map<string, StreamPace>()
   private readonly options: FreshnessOptions
+  private readonly tradeLag = new RecentLag(lagWindowMs)
 
   constructor(options: FreshnessOptions = defaultFreshness) {
     this.options = options
   }
 
-  /** A message of this stream arrived at `at`. Returns true when it ends a stale period. */
-  observe(channel: string, symbol: string, at: number): boolean {
+  /**
+   * A message of this stream arrived at `at` (a trade matched at `exchangeTime`).
+   * Returns true when it ends a stale period.
+   */
+  observe(channel: string, symbol: string, at: number, exchangeTime?: number): boolean {
+    if (exchangeTime !== undefined && exchangeTime > 0) this.tradeLag.add(at - exchangeTime, at)
     const key = `${channel}\u0000${symbol}`
     const pace = this.streams.get(key)
     if (pace === undefined) {
@@ -112,6 +126,11 @@ export class FreshnessMonitor {
       pace.stale = false
       pace.staleSince = null
     }
+  }
+
+  /** How late trades arrived over the last few minutes, or null if none did. */
+  exchangeLag(now: number): LagSummary | null {
+    return this.tradeLag.summary(now)
   }
 
   status(now: number): Array<StreamFreshness> {

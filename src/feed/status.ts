@@ -4,7 +4,7 @@
  */
 import { Context, Layer } from "effect"
 import type { BookStatus } from "../book/sync.ts"
-import type { StreamFreshness } from "./freshness.ts"
+import type { FreshnessMonitor } from "./freshness.ts"
 
 export type FeedState = "connecting" | "connected" | "backoff" | "stopped"
 
@@ -24,7 +24,8 @@ export interface FeedStatus {
   /** Tag of the error that ended the previous session ("rotation" for a planned one). */
   lastCause: string | null
   books: () => ReadonlyArray<BookStatus>
-  streams: () => ReadonlyArray<StreamFreshness>
+  /** Per-stream paces and trade lags, once the venue's session has set them up. */
+  freshness: FreshnessMonitor | null
 }
 
 /** "degraded": running, but a source it depends on is failing (the reason says which, and why). */
@@ -67,7 +68,7 @@ export class FeedRegistry extends Context.Service<FeedRegistry, {
           lastError: null,
           lastCause: null,
           books: () => [],
-          streams: () => []
+          freshness: null
         }
         feeds.set(feed, status)
         return status

@@ -25,6 +25,9 @@ export const elementsDropped = Metric.counter("elements_dropped_total", {
   incremental: true
 })
 export const feedConnected = Metric.gauge("feed_connected", { description: "1 while the feed's socket is open" })
+export const feedTradeLag = Metric.gauge("feed_trade_lag_ms", {
+  description: "How late trades arrive, from the venue's match time to receipt, over the last 5 to 10 minutes, per feed: quantile 0.5 and 0.99, and quantile 0 (the minimum; below 0 our clock is behind the venue's)"
+})
 export const streamsStale = Metric.counter("streams_stale_total", {
   description: "Streams (channel x symbol) found silent while their socket stayed busy, and resubscribed alone",
   incremental: true

@@ -160,7 +160,8 @@ export const makeFrameHandler = (
       if (freshness !== undefined) {
         for (const record of normalized) {
           const channel = freshnessChannel(record)
-          if (channel !== undefined && freshness.monitor.observe(channel, record.symbol, now)) {
+          const matchedAt = record.kind === "trade" ? record.timestamp : undefined
+          if (channel !== undefined && freshness.monitor.observe(channel, record.symbol, now, matchedAt)) {
             freshness.onFresh(channel, record.symbol, now)
           }
         }

@@ -22,7 +22,7 @@ import {
   writerFailures
 } from "../observability/metrics.ts"
 import { insertRows } from "./inserts.ts"
-import { RowLag } from "./lag.ts"
+import { LagHistogram } from "../observability/lag.ts"
 
 export interface WriterOptions {
   readonly batchSize: number
@@ -61,7 +61,7 @@ export interface WriterState {
   retrying: boolean
   readonly tables: Record<TableName, TableState>
   /** Exchange time to commit, per table, for every row stored since start. */
-  readonly lag: Record<TableName, RowLag>
+  readonly lag: Record<TableName, LagHistogram>
 }
 
 export class Writer extends Context.Service<Writer, {
@@ -86,7 +86,7 @@ export class Writer extends Context.Service<Writer, {
           dropped: 0,
           rejected: 0
         }])) as Record<TableName, TableState>,
-        lag: Object.fromEntries(tableNames.map((table) => [table, new RowLag()])) as Record<TableName, RowLag>
+        lag: Object.fromEntries(tableNames.map((table) => [table, new LagHistogram()])) as Record<TableName, LagHistogram>
       }
       const queues = {} as Record<TableName, Queue.Queue<AnyRow, Cause.Done>>
       for (const table of tableNames) queues[table] = yield* Queue.dropping<AnyRow, Cause.Done>(options.queueCapacity)

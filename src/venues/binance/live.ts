@@ -199,7 +199,7 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
         status.books = () => (processor.books?.status() ?? []).filter((b) => group.includes(b.symbol))
         const streams = group.flatMap((symbol) => feed.streams(symbol.toLowerCase()))
         const monitor = new FreshnessMonitor(runtime.settings.freshness)
-        status.streams = () => monitor.status(Date.now())
+        status.freshness = monitor
         const freshness = { monitor, onFresh: (channel: string, symbol: string, at: number) => gaps.streamFresh(channel as GapChannel, symbol, at) }
         /** One connection's frame handler: a `serverShutdown` on it asks for that connection to be replaced now. */
         const sessionHandler = (rotate: Effect.Effect<void>) => {

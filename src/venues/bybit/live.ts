@@ -206,7 +206,7 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
       })
       status.books = () => processor.books?.status() ?? []
       const monitor = new FreshnessMonitor(runtime.settings.freshness)
-      status.streams = () => monitor.status(Date.now())
+      status.freshness = monitor
       const handler = makeFrameHandler(categoryDefinition, processor, name, runtime.emit, {
         monitor,
         onFresh: (channel, symbol, at) => gaps.streamFresh(channel as GapChannel, symbol, at)

@@ -194,7 +194,7 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
       const status = registry.register(name, venue)
       status.books = () => (processor.books?.status() ?? []).filter((b) => group.includes(b.symbol))
       const monitor = new FreshnessMonitor(runtime.settings.freshness)
-      status.streams = () => monitor.status(Date.now())
+      status.freshness = monitor
       const handler = makeFrameHandler(decoding, processor, name, runtime.emit, {
         monitor,
         onFresh: (channel, symbol, at) => gaps.streamFresh(channel as GapChannel, symbol, at)

@@ -150,7 +150,7 @@ export const runDeribit = (definition: VenueDefinition) => (runtime: VenueRuntim
     const status = registry.register(name, venue)
     status.books = () => processor.books?.status() ?? []
     const monitor = new FreshnessMonitor(runtime.settings.freshness)
-    status.streams = () => monitor.status(Date.now())
+    status.freshness = monitor
     const handler = makeFrameHandler(definition, processor, name, runtime.emit, {
       monitor,
       onFresh: (channel, symbol, at) => gaps.streamFresh(channel as GapChannel, symbol, at)

@@ -175,7 +175,7 @@ export const runOkx = (definition: VenueDefinition) => (runtime: VenueRuntime) =
       const status = registry.register(name, venue)
       const monitor = new FreshnessMonitor(runtime.settings.freshness)
       status.books = () => (processor.books?.status() ?? []).filter((b) => group.includes(b.symbol))
-      status.streams = () => monitor.status(Date.now())
+      status.freshness = monitor
       const handler = makeFrameHandler(okxDefinition, processor, name, runtime.emit, {
         monitor,
         onFresh: (channel, symbol, at) => gaps.streamFresh(channel as GapChannel, symbol, at)
