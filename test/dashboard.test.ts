@@ -83,8 +83,11 @@ describe.skipIf(!existsSync(chromiumPath) && process.env.CI === undefined)("dash
       const oiNow = (yield* getJson(`${base}/api/v1/exchange/open-interest?hours=24&limit=1000`)).body.data.open_interest.find((r: any) => r.exchange === oi.exchange && r.symbol === oi.symbol)
       assert.include([fmtUsd(oi.open_interest_usd), fmtUsd(oiNow.open_interest_usd)], oiCell)
 
-      // Feed health: red while the venue is unreachable, green when it is back.
+      // Feed health: how late trades arrive (as /health has it), red while the venue is unreachable, green when it is back.
       yield* Effect.promise(() => tab.waitForSelector(`tr[data-feed^="binance-futures"][data-state="connected"]`, { timeout: 10_000 }))
+      const lagCell = yield* Effect.promise(() =>
+        tab.waitForSelector(`tr[data-feed="binance-futures/market"] td:nth-child(4)`, { timeout: 10_000 }).then((h) => h.textContent()))
+      assert.match(lagCell ?? "", /^-?\d+ ms$/)
       yield* Effect.promise(() => proxy.cut())
       yield* Effect.promise(() => tab.waitForSelector(`tr[data-feed^="binance-futures"]:not([data-state="connected"]) .state-down`, { timeout: 15_000 }))
       yield* Effect.promise(() => proxy.restore())

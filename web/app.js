@@ -81,7 +81,17 @@ const feedState = (f) => {
   renderFeeds()
 }
 const renderFeeds = () => fill($("feeds"), [...feeds.values()].sort((a, b) => a.feed.localeCompare(b.feed)).map((f) =>
-  row([[f.feed], [f.state, f.state === "connected" ? "state-connected" : "state-down"], [f.last_message_age_ms === null ? "-" : `${(f.last_message_age_ms / 1000).toFixed(1)} s`, "n"], [String(f.reconnects), "n"]], { "data-feed": f.feed, "data-state": f.state })))
+  row([
+    [f.feed],
+    [f.state, f.state === "connected" ? "state-connected" : "state-down"],
+    [f.last_message_age_ms === null ? "-" : `${(f.last_message_age_ms / 1000).toFixed(1)} s`, "n"],
+    [f.trade_lag_ms ? `${f.trade_lag_ms.p50_ms} ms` : "-", "n"],
+    [String(f.reconnects), "n"]
+  ], {
+    "data-feed": f.feed,
+    "data-state": f.state,
+    ...(f.trade_lag_ms ? { title: `trade lag p50 ${f.trade_lag_ms.p50_ms} ms, p99 ${f.trade_lag_ms.p99_ms} ms, min ${f.trade_lag_ms.min_ms} ms` } : {})
+  })))
 const refreshHealth = async () => {
   try {
     const health = await getJson("/health")
