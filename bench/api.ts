@@ -125,10 +125,10 @@ const isShed = (s: OverloadSample) => s.status === 429 || (s.status === 503 && s
 
 const loadClient = new URL("../test/support/load-client.ts", import.meta.url).pathname
 
-/** The load test's own client (test/support/load-client.ts), in a child process, samples as JSON. */
-export const overload = (base: string, seconds: number, clients: number) =>
-  new Promise<Record<"heavy" | "cheap" | "health", ReadonlyArray<OverloadSample>>>((resolve, reject) => {
-    const child = spawn(process.execPath, [loadClient, base, String(seconds), String(clients)], { stdio: ["ignore", "pipe", "inherit"] })
+/** A Node script in a child process (the load it makes must not share this process's core), its stdout read as JSON. */
+const jsonFromChild = (args: ReadonlyArray<string>, stderr: "inherit" | "ignore"): Promise<any> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", stderr] })
     let out = ""
     child.stdout.on("data", (data) => (out += String(data)))
     child.on("error", reject)
@@ -140,6 +140,10 @@ export const overload = (base: string, seconds: number, clients: number) =>
       }
     })
   })
+
+/** The load test's own client (test/support/load-client.ts): its samples. */
+export const overload = (base: string, seconds: number, clients: number): Promise<Record<"heavy" | "cheap" | "health", ReadonlyArray<OverloadSample>>> =>
+  jsonFromChild([loadClient, base, String(seconds), String(clients)], "inherit")
 
 export const overloadTable = async (base: string, seconds: number, clients: number): Promise<Table> => {
   const samples = await overload(base, seconds, clients)
@@ -178,29 +182,18 @@ interface Load {
 
 const require = createRequire(import.meta.url)
 
-/** autocannon's own CLI in a child process, JSON out. */
-const autocannon = (url: string, connections: number, seconds: number): Promise<Load> =>
-  new Promise((resolve, reject) => {
-    const cli = require.resolve("autocannon/autocannon.js")
-    const child = spawn(process.execPath, [cli, "-c", String(connections), "-d", String(seconds), "-j", url], { stdio: ["ignore", "pipe", "ignore"] })
-    let out = ""
-    child.stdout.on("data", (data) => (out += String(data)))
-    child.on("error", reject)
-    child.on("close", () => {
-      try {
-        const result = JSON.parse(out)
-        resolve({
-          p50: result.latency.p50,
-          p99: result.latency.p99,
-          requestsPerSecond: result.requests.average,
-          non2xx: result.non2xx,
-          errors: result.errors
-        })
-      } catch (error) {
-        reject(error)
-      }
-    })
-  })
+/** autocannon's own CLI (it prints progress on stderr). */
+const autocannon = async (url: string, connections: number, seconds: number): Promise<Load> => {
+  const cli = require.resolve("autocannon/autocannon.js")
+  const result = await jsonFromChild([cli, "-c", String(connections), "-d", String(seconds), "-j", url], "ignore")
+  return {
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    requestsPerSecond: result.requests.average,
+    non2xx: result.non2xx,
+    errors: result.errors
+  }
+}
 
 const explain = (sql: SqlClient.SqlClient, statement: Statement.Statement<unknown>) =>
   Effect.gen(function*() {

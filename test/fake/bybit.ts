@@ -21,12 +21,11 @@
  * a silent open socket; REST errors and delays. `dropConnections`, `inject`,
  * `freeze`.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
-import type { AddressInfo } from "node:net"
-import { WebSocketServer, type WebSocket } from "ws"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import type { WebSocket } from "ws"
 import { session } from "../support/fixtures.ts"
 import { FaultPlan } from "./faults.ts"
-import { LoopbackClients } from "./loopback.ts"
+import { LoopbackVenue } from "./loopback.ts"
 
 type Message = Record<string, any>
 type Category = "spot" | "linear" | "inverse"
@@ -103,7 +102,7 @@ const inverseListings = ["BTC", "ETH"].map((base) => ({
   launchTime: "1585526400000", deliveryTime: "0", fundingInterval: 480, lotSizeFilter: { qtyStep: "1" }
 }))
 
-export class FakeBybit {
+export class FakeBybit extends LoopbackVenue<Client> {
   readonly faults = new FaultPlan()
   readonly restCalls: Array<string> = []
   readonly controlMessages: Array<{ readonly category: Category; readonly message: Message }> = []
@@ -111,11 +110,7 @@ export class FakeBybit {
   readonly sentTrades: Array<Message> = []
   readonly lostFrames: Array<Message> = []
   pings = 0
-  port = 0
   private readonly markets: Record<Category, Market>
-  private readonly sockets = new LoopbackClients<Client>()
-  private readonly server: Server
-  private readonly wss: WebSocketServer
   private readonly frameIntervalMs: number
   private readonly liquidationEvery: number
   private readonly loop: boolean
@@ -125,6 +120,7 @@ export class FakeBybit {
   private nextClient = 0
 
   private constructor(options: { readonly frameIntervalMs: number; readonly liquidationEvery: number; readonly loop: boolean }) {
+    super()
     this.frameIntervalMs = options.frameIntervalMs
     this.liquidationEvery = options.liquidationEvery
     this.loop = options.loop
@@ -138,8 +134,6 @@ export class FakeBybit {
     }
     // The session's times moved so that its first frame is now.
     this.offset = Date.now() - Math.min(...recorded.linear.map((m) => m.ts))
-    this.server = createServer((req, res) => this.rest(req, res))
-    this.wss = new WebSocketServer({ noServer: true })
     this.server.on("upgrade", (req, socket, head) => {
       const category = /^\/v5\/public\/(spot|linear|inverse)$/.exec(new URL(req.url ?? "/", "http://x").pathname)?.[1] as Category | undefined
       if (category === undefined) return socket.destroy()
@@ -154,8 +148,7 @@ export class FakeBybit {
    */
   static async start(options: { readonly frameIntervalMs?: number; readonly liquidationEvery?: number; readonly loop?: boolean } = {}): Promise<FakeBybit> {
     const fake = new FakeBybit({ frameIntervalMs: options.frameIntervalMs ?? 2, liquidationEvery: options.liquidationEvery ?? 10, loop: options.loop ?? false })
-    await new Promise<void>((resolve) => fake.server.listen(0, "127.0.0.1", resolve))
-    fake.port = (fake.server.address() as AddressInfo).port
+    await fake.listen()
     return fake
   }
 
@@ -189,25 +182,9 @@ export class FakeBybit {
     this.frozen = true
   }
 
-  inject(raw: string): void {
-    this.sockets.inject(raw)
-  }
-
-  dropConnections(mode: "close" | "terminate" = "terminate"): void {
-    this.sockets.dropConnections(mode)
-  }
-
-  close(): Promise<void> {
-    return this.sockets.close(this.server, this.wss)
-  }
-
-  private later(ms: number, run: () => void): void {
-    this.sockets.later(ms, run)
-  }
-
   private connect(ws: WebSocket, category: Category): void {
     const client: Client = { ws, category, topics: new Set(), id: `fake-${++this.nextClient}` }
-    this.sockets.track(client)
+    this.track(client)
     ws.on("message", (raw) => this.request(client, JSON.parse(String(raw)) as Message))
   }
 
@@ -324,7 +301,7 @@ export class FakeBybit {
 
   private publish(category: Category, message: Message, routed: string | undefined): void {
     let lost = false
-    for (const client of this.sockets.clients) {
+    for (const client of this.clients) {
       if (client.category !== category || !client.topics.has(message.topic)) continue
       if (routed === undefined) {
         this.answer(client, message)
@@ -340,7 +317,7 @@ export class FakeBybit {
     }
   }
 
-  private rest(req: IncomingMessage, res: ServerResponse): void {
+  protected rest(req: IncomingMessage, res: ServerResponse): void {
     if (this.faults.restDelayMs > 0) {
       this.later(this.faults.restDelayMs, () => this.restAnswer(req, res))
       return

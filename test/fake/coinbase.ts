@@ -20,13 +20,12 @@
  * with or without a close frame; `inject` of raw frames.
  */
 import { readFileSync } from "node:fs"
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
-import type { AddressInfo } from "node:net"
-import { WebSocketServer, type WebSocket } from "ws"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import type { WebSocket } from "ws"
 import { parseRecording } from "../../src/replay/recorded.ts"
 import { fixtures } from "./binance.ts"
 import { FaultPlan } from "./faults.ts"
-import { LoopbackClients } from "./loopback.ts"
+import { LoopbackVenue } from "./loopback.ts"
 
 type Protocol = "exchange" | "advanced"
 type Message = Record<string, any>
@@ -40,7 +39,7 @@ interface Client {
 
 const bookChannels = new Set(["level2", "level2_batch"])
 
-export class FakeCoinbase {
+export class FakeCoinbase extends LoopbackVenue<Client> {
   readonly played: Array<Message> = []
   readonly sent: Array<{ readonly protocol: Protocol; readonly message: Message }> = []
   readonly lost: Array<Message> = []
@@ -55,15 +54,12 @@ export class FakeCoinbase {
   private readonly trades = new Map<string, Array<Message>>()
   private position = 0
   private started = false
-  private readonly sockets = new LoopbackClients<Client>()
-  private readonly server: Server
-  private readonly wss: WebSocketServer
   private readonly frameIntervalMs: number
   /** The venue's clock: message times, heartbeats (a test may pin the date). */
   private readonly now: () => number
-  port = 0
 
   private constructor(frameIntervalMs: number, now: () => number) {
+    super()
     this.frameIntervalMs = frameIntervalMs
     this.now = now
     const recording = parseRecording(readFileSync(`${fixtures}COINBASE.ws.28.0`, "utf8"))
@@ -73,15 +69,12 @@ export class FakeCoinbase {
     this.timeline = messages.filter((m) => m.type !== "subscriptions" && m.type !== "snapshot")
     const rest = parseRecording(readFileSync(`${fixtures}COINBASE.0`, "utf8")).rest
     this.productsBody = rest.find((r) => new URL(r.url).pathname === "/products")!.body
-    this.server = createServer((req, res) => this.rest(req, res))
-    this.wss = new WebSocketServer({ noServer: true })
     this.server.on("upgrade", (req, socket, head) => this.wss.handleUpgrade(req, socket, head, (ws) => this.connect(ws)))
   }
 
   static async start(options: { readonly frameIntervalMs?: number; readonly now?: () => number } = {}): Promise<FakeCoinbase> {
     const fake = new FakeCoinbase(options.frameIntervalMs ?? 2, options.now ?? Date.now)
-    await new Promise<void>((resolve) => fake.server.listen(0, "127.0.0.1", resolve))
-    fake.port = (fake.server.address() as AddressInfo).port
+    await fake.listen()
     return fake
   }
 
@@ -116,26 +109,9 @@ export class FakeCoinbase {
     this.position = this.timeline.length
   }
 
-  /** A raw frame to every client, as the venue would send something we do not expect. */
-  inject(raw: string): void {
-    this.sockets.inject(raw)
-  }
-
-  dropConnections(mode: "close" | "terminate" = "terminate"): void {
-    this.sockets.dropConnections(mode)
-  }
-
-  close(): Promise<void> {
-    return this.sockets.close(this.server, this.wss)
-  }
-
-  private later(ms: number, run: () => void): void {
-    this.sockets.later(ms, run)
-  }
-
   private connect(ws: WebSocket): void {
     const client: Client = { ws, protocol: undefined, sequence: 0, channels: new Map() }
-    this.sockets.track(client)
+    this.track(client)
     ws.on("message", (raw) => {
       this.receivedAt.push(Date.now())
       this.control(client, JSON.parse(String(raw)) as Message)
@@ -187,7 +163,7 @@ export class FakeCoinbase {
     this.applyToTruth(live)
     this.played.push(live)
     let lost = false
-    for (const client of this.sockets.clients) {
+    for (const client of this.clients) {
       if (!this.wants(client, live)) continue
       this.send(client, live, `${live.type}:${live.product_id}`, () => {
         if (!lost) this.lost.push(live)
@@ -233,7 +209,7 @@ export class FakeCoinbase {
   }
 
   private heartbeat(): void {
-    for (const client of this.sockets.clients) {
+    for (const client of this.clients) {
       const products = [...(client.channels.get("heartbeat") ?? [])]
       if (client.protocol === "exchange") {
         for (const product of products) {
@@ -272,7 +248,7 @@ export class FakeCoinbase {
     client.ws.send(JSON.stringify(message))
   }
 
-  private rest(req: IncomingMessage, res: ServerResponse): void {
+  protected rest(req: IncomingMessage, res: ServerResponse): void {
     if (this.faults.restDelayMs > 0) {
       this.later(this.faults.restDelayMs, () => this.answer(req, res))
       return

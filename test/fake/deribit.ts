@@ -17,13 +17,12 @@
  * without a close frame; `inject` of raw frames.
  */
 import { readFileSync } from "node:fs"
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
-import type { AddressInfo } from "node:net"
-import { WebSocketServer, type WebSocket } from "ws"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import type { WebSocket } from "ws"
 import { parseRecording } from "../../src/replay/recorded.ts"
 import { fixtures } from "./binance.ts"
 import { FaultPlan } from "./faults.ts"
-import { LoopbackClients } from "./loopback.ts"
+import { LoopbackVenue } from "./loopback.ts"
 
 type Message = Record<string, any>
 
@@ -47,7 +46,7 @@ const streamOf = (data: unknown): string =>
 export const activeFutures = ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC-25MAR22"] as const
 export const activeOption = "BTC-24SEP21-34000-P"
 
-export class FakeDeribit {
+export class FakeDeribit extends LoopbackVenue<Client> {
   readonly trades = new Map<string, Array<Message>>()
   readonly sentTrades: Array<Message> = []
   readonly lost: Array<Message> = []
@@ -66,16 +65,13 @@ export class FakeDeribit {
   }
   private readonly books = new Map<string, Book>()
   private readonly prices = new Map<string, number>([["BTC", 50_000], ["ETH", 3_000]])
-  private readonly sockets = new LoopbackClients<Client>()
-  private readonly server: Server
-  private readonly wss: WebSocketServer
   private readonly frameIntervalMs: number
   private step = 0
   private started = false
   private frozen = false
-  port = 0
 
   private constructor(frameIntervalMs: number) {
+    super()
     this.frameIntervalMs = frameIntervalMs
     for (const response of parseRecording(readFileSync(`${fixtures}DERIBIT.0`, "utf8")).rest) {
       const currency = new URL(response.url).searchParams.get("currency")!
@@ -85,15 +81,12 @@ export class FakeDeribit {
       const message = JSON.parse(frame.text)
       if (message.params?.channel?.startsWith("ticker.")) this.optionTickers.set(message.params.data.instrument_name, message.params.data)
     }
-    this.server = createServer((req, res) => this.rest(req, res))
-    this.wss = new WebSocketServer({ noServer: true })
     this.server.on("upgrade", (req, socket, head) => this.wss.handleUpgrade(req, socket, head, (ws) => this.connect(ws)))
   }
 
   static async start(options: { readonly frameIntervalMs?: number } = {}): Promise<FakeDeribit> {
     const fake = new FakeDeribit(options.frameIntervalMs ?? 5)
-    await new Promise<void>((resolve) => fake.server.listen(0, "127.0.0.1", resolve))
-    fake.port = (fake.server.address() as AddressInfo).port
+    await fake.listen()
     return fake
   }
 
@@ -114,30 +107,14 @@ export class FakeDeribit {
     this.frozen = true
   }
 
-  inject(raw: string): void {
-    this.sockets.inject(raw)
-  }
-
-  dropConnections(mode: "close" | "terminate" = "terminate"): void {
-    this.sockets.dropConnections(mode)
-  }
-
   /** Every trade of `instrument` so far, in order. */
   played(instrument: string): ReadonlyArray<Message> {
     return this.trades.get(instrument) ?? []
   }
 
-  close(): Promise<void> {
-    return this.sockets.close(this.server, this.wss)
-  }
-
-  private later(ms: number, run: () => void): void {
-    this.sockets.later(ms, run)
-  }
-
   private connect(ws: WebSocket): void {
     const client: Client = { ws, channels: new Set(), heartbeatMs: 0, unanswered: 0 }
-    this.sockets.track(client)
+    this.track(client)
     ws.on("message", (raw) => {
       this.receivedAt.push(Date.now())
       this.request(client, JSON.parse(String(raw)))
@@ -326,7 +303,7 @@ export class FakeDeribit {
 
   private publish(channel: string, data: unknown, kind: "trade" | "book" | undefined): void {
     let lost = false
-    for (const client of this.sockets.clients) {
+    for (const client of this.clients) {
       if (!client.channels.has(channel)) continue
       const message = { jsonrpc: "2.0", method: "subscription", params: { channel, data } }
       if (kind === undefined) {
@@ -351,7 +328,7 @@ export class FakeDeribit {
     if (client.ws.readyState === client.ws.OPEN && !this.faults.paused) client.ws.send(JSON.stringify(message))
   }
 
-  private rest(req: IncomingMessage, res: ServerResponse): void {
+  protected rest(req: IncomingMessage, res: ServerResponse): void {
     if (this.faults.restDelayMs > 0) {
       this.later(this.faults.restDelayMs, () => this.answer(req, res))
       return

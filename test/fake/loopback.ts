@@ -1,17 +1,32 @@
 /**
- * What every fake exchange does the same way with its WebSocket clients and
- * timers: track clients, send a raw frame to all of them, drop them (with or
- * without a close frame), run something later, and shut everything down.
+ * What every fake exchange does the same way: an HTTP server for its REST
+ * answers with a WebSocket server beside it on one loopback port, its clients
+ * tracked, a raw frame sent to all of them, clients dropped (with or without a
+ * close frame), timers run later, and everything shut down. A fake extends it
+ * with its protocol: `rest` answers requests, and its own upgrade handler
+ * (paths differ per venue) hands sockets to `track`.
  */
-import type { Server } from "node:http"
-import type { WebSocket, WebSocketServer } from "ws"
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import type { AddressInfo } from "node:net"
+import { type WebSocket, WebSocketServer } from "ws"
 
-export class LoopbackClients<C extends { readonly ws: WebSocket }> {
-  readonly clients = new Set<C>()
+export abstract class LoopbackVenue<C extends { readonly ws: WebSocket }> {
+  port = 0
+  protected readonly clients = new Set<C>()
   private readonly timers = new Set<NodeJS.Timeout>()
+  protected readonly server = createServer((req, res) => this.rest(req, res))
+  protected readonly wss = new WebSocketServer({ noServer: true })
+
+  protected abstract rest(req: IncomingMessage, res: ServerResponse): void
+
+  /** Listens on a free loopback port (then in `port`). */
+  protected async listen(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve))
+    this.port = (this.server.address() as AddressInfo).port
+  }
 
   /** Keeps `client` until its socket closes. */
-  track(client: C): C {
+  protected track(client: C): C {
     this.clients.add(client)
     client.ws.on("close", () => this.clients.delete(client))
     return client
@@ -29,7 +44,7 @@ export class LoopbackClients<C extends { readonly ws: WebSocket }> {
     }
   }
 
-  later(ms: number, run: () => void): void {
+  protected later(ms: number, run: () => void): void {
     const timer = setTimeout(() => {
       this.timers.delete(timer)
       run()
@@ -37,10 +52,10 @@ export class LoopbackClients<C extends { readonly ws: WebSocket }> {
     this.timers.add(timer)
   }
 
-  async close(server: Server, wss: WebSocketServer): Promise<void> {
+  async close(): Promise<void> {
     for (const timer of this.timers) clearTimeout(timer)
     for (const client of this.clients) client.ws.terminate()
-    wss.close()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
+    this.wss.close()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
   }
 }

@@ -21,13 +21,12 @@
  * recorded snapshots (seqId keeps rising), trade ids continue where they left
  * off. Faults (`faults`) aim at `books:<instId>` and `trades:<instId>`.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
-import type { AddressInfo } from "node:net"
+import type { IncomingMessage, ServerResponse } from "node:http"
 import { crc32 } from "node:zlib"
-import { WebSocketServer, type WebSocket } from "ws"
+import type { WebSocket } from "ws"
 import { recording } from "../support/fixtures.ts"
 import { FaultPlan } from "./faults.ts"
-import { LoopbackClients } from "./loopback.ts"
+import { LoopbackVenue } from "./loopback.ts"
 
 type Message = Record<string, any>
 
@@ -82,7 +81,7 @@ const aggregateTrades = (frames: ReadonlyArray<Message>): Array<Message> => {
   return out
 }
 
-export class FakeOkx {
+export class FakeOkx extends LoopbackVenue<Client> {
   readonly faults = new FaultPlan()
   readonly restCalls: Array<string> = []
   readonly requests: Array<Message> = []
@@ -92,14 +91,10 @@ export class FakeOkx {
   /** Every single fill behind those pushes, per instrument, for the REST history. */
   readonly fills = new Map<string, Array<Message>>()
   pings = 0
-  port = 0
   private readonly frames: Array<Message>
   private readonly listings: Map<string, Array<Message>>
   private readonly books = new Map<string, Book>()
   private readonly seqIds = new Map<string, number>()
-  private readonly sockets = new LoopbackClients<Client>()
-  private readonly server: Server
-  private readonly wss: WebSocketServer
   private readonly frameIntervalMs: number
   private readonly loop: boolean
   private readonly offset: number
@@ -114,6 +109,7 @@ export class FakeOkx {
   private step = 0
 
   private constructor(options: { readonly frameIntervalMs: number; readonly loop: boolean }) {
+    super()
     this.frameIntervalMs = options.frameIntervalMs
     this.loop = options.loop
     const recorded = recording("OKX.0", "OKX.ws.1.0")
@@ -131,8 +127,6 @@ export class FakeOkx {
         .flatMap((m) => m.data.flatMap((t: Message) => (t.fills ?? [t]).map((f: Message) => Number(f.tradeId))))
       this.idSpan.set(instId, ids.length === 0 ? 0 : Math.max(...ids) - Math.min(...ids) + 1)
     }
-    this.server = createServer((req, res) => this.rest(req, res))
-    this.wss = new WebSocketServer({ noServer: true })
     this.server.on("upgrade", (req, socket, head) => {
       if (new URL(req.url ?? "/", "http://x").pathname !== "/ws/v5/public") return socket.destroy()
       this.wss.handleUpgrade(req, socket, head, (ws) => this.connect(ws))
@@ -141,8 +135,7 @@ export class FakeOkx {
 
   static async start(options: { readonly frameIntervalMs?: number; readonly loop?: boolean } = {}): Promise<FakeOkx> {
     const fake = new FakeOkx({ frameIntervalMs: options.frameIntervalMs ?? 5, loop: options.loop ?? false })
-    await new Promise<void>((resolve) => fake.server.listen(0, "127.0.0.1", resolve))
-    fake.port = (fake.server.address() as AddressInfo).port
+    await fake.listen()
     return fake
   }
 
@@ -185,25 +178,9 @@ export class FakeOkx {
     this.frozen = true
   }
 
-  inject(raw: string): void {
-    this.sockets.inject(raw)
-  }
-
-  dropConnections(mode: "close" | "terminate" = "terminate"): void {
-    this.sockets.dropConnections(mode)
-  }
-
-  close(): Promise<void> {
-    return this.sockets.close(this.server, this.wss)
-  }
-
-  private later(ms: number, run: () => void): void {
-    this.sockets.later(ms, run)
-  }
-
   private connect(ws: WebSocket): void {
     const client: Client = { ws, args: new Set() }
-    this.sockets.track(client)
+    this.track(client)
     ws.on("message", (raw) => {
       const text = String(raw)
       if (text === "ping") {
@@ -338,7 +315,7 @@ export class FakeOkx {
 
   private publish(message: Message, routed: string | undefined): void {
     const key = argKey(message.arg)
-    for (const client of this.sockets.clients) {
+    for (const client of this.clients) {
       if (!client.args.has(key)) continue
       if (routed === undefined) {
         this.send(client, message)
@@ -351,7 +328,7 @@ export class FakeOkx {
     }
   }
 
-  private rest(req: IncomingMessage, res: ServerResponse): void {
+  protected rest(req: IncomingMessage, res: ServerResponse): void {
     if (this.faults.restDelayMs > 0) {
       this.later(this.faults.restDelayMs, () => this.restAnswer(req, res))
       return

@@ -158,8 +158,7 @@ export const runOkx = (definition: VenueDefinition) => (runtime: VenueRuntime) =
       continuity: gaps.continuity,
       onBookLive: gaps.bookLive,
       sequenceRule: seqIdRule,
-      // The funding interval is the distance between OKX's two funding times (normalize.ts); 8 h when it does not say.
-      // The venue states each interval (the distance between its two funding times); 8 h where it does not.
+      // OKX states each interval (the distance between its two funding times, normalize.ts); 8 h where it does not.
       fundingIntervalHours: () => ({ hours: 8, source: "default" }),
       requestSnapshot: (symbol, reason) => {
         if (reason !== "initial") Effect.runFork(resubscribe("books", symbol))
