@@ -7,7 +7,6 @@ import { AlertEngine } from "./alerts/engine.ts"
 import { FeedRegistry } from "./feed/status.ts"
 import { GapLedger } from "./gaps/ledger.ts"
 import { makeVenueRuntime, PipelineSettings, type VenueRuntime } from "./pipeline/runtime.ts"
-import { gapEvent, Publisher } from "./publish/publisher.ts"
 import { alertJson } from "./alerts/delivery.ts"
 import { gapStreamEvent, StreamHub } from "./stream/hub.ts"
 import { Writer } from "./storage/writer.ts"
@@ -23,7 +22,6 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const enabled = yield* EnabledVenues
   const settings = yield* PipelineSettings
   const writer = yield* Writer
-  const publisher = yield* Publisher
   const alerts = yield* AlertEngine
   const hub = yield* StreamHub
   const registry = yield* FeedRegistry
@@ -32,7 +30,6 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const runtime: VenueRuntime = makeVenueRuntime(settings, (batch) =>
     Effect.andThen(
       Effect.sync(() => {
-        publisher.offer(batch)
         alerts.offer(batch, lookup)
         hub.offer(batch)
       }),
@@ -42,7 +39,6 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   // Gaps leave through the ledger (they are not rows of a batch): every opening and change to the broker too.
   const ledger = yield* GapLedger
   ledger.watch((gap) => {
-    publisher.offerEvent(gapEvent(gap))
     hub.offerEvent(gapStreamEvent(gap))
   })
   alerts.watch((alert) =>

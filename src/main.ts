@@ -6,12 +6,14 @@
 import { NodeHttpClient, NodeRuntime, NodeWS } from "@effect/platform-node"
 import { existsSync, readFileSync } from "node:fs"
 import { Config, ConfigProvider, Effect, Layer, Metric, References, Schema } from "effect"
+import { AlertDelivery } from "./alerts/delivery.ts"
 import { AlertEngine } from "./alerts/engine.ts"
 import { ApiServerLive } from "./api/server.ts"
 import { CollectorsLive } from "./collectors.ts"
 import { FeedRegistry } from "./feed/status.ts"
 import { GapLedger } from "./gaps/ledger.ts"
 import { DatabaseInfo, DatabaseLive } from "./storage/database.ts"
+import { Outbox } from "./storage/outbox.ts"
 import { Publisher } from "./publish/publisher.ts"
 import { StreamHub } from "./stream/hub.ts"
 import { Writer } from "./storage/writer.ts"
@@ -34,7 +36,11 @@ const LogLevelLive = Layer.unwrap(Effect.gen(function*() {
 
 export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog).pipe(
   Layer.provideMerge(Layer.mergeAll(AlertEngine.layer, StreamHub.layer)),
-  Layer.provideMerge(Layer.mergeAll(Writer.layer, GapLedger.layer, Publisher.layer)),
+  Layer.provideMerge(Layer.mergeAll(Writer.layer, GapLedger.layer)),
+  // Released in the reverse order: the writer drains first, then the publisher empties the outbox, then the webhooks theirs.
+  Layer.provideMerge(Publisher.layer),
+  Layer.provideMerge(AlertDelivery.layer),
+  Layer.provideMerge(Outbox.layer),
   Layer.provideMerge(DatabaseLive),
   Layer.provide([FeedRegistry.layer, NodeWS.layerWebSocketConstructor, NodeHttpClient.layerUndici]),
   Layer.provide(Metric.enableRuntimeMetricsLayer),

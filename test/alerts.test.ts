@@ -15,7 +15,7 @@ import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { postgresLayer } from "../src/storage/database.ts"
-import { consumer } from "./support/broker.ts"
+import { brokerUrl, consumer } from "./support/broker.ts"
 import { FakeBinance } from "./fake/binance.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
@@ -103,7 +103,7 @@ rules:
       const port = freePort()
       yield* startService(serviceEnv(fake, port, rules, {
         TEST_ALERT_SECRET: secret, ALERT_WEBHOOK_RETRY_MAX_SECONDS: "1",
-        AMQP_URL: "amqp://guest:guest@127.0.0.1:5672", PUBLISH_EXCHANGE: exchange
+        AMQP_URL: brokerUrl, PUBLISH_EXCHANGE: exchange
       }))
       const base = `http://127.0.0.1:${port}`
       // Once SUSHIUSDT trades reach us, one is lost in transit: a gap in the ledger, published as gap.*.

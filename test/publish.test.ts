@@ -10,7 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeBinance } from "./fake/binance.ts"
-import { consumer } from "./support/broker.ts"
+import { brokerHost, brokerPort, brokerUrlVia, brokerUrlWithPassword, consumer } from "./support/broker.ts"
 import { TcpProxy } from "./support/proxy.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
@@ -24,13 +24,13 @@ describe("publishing to RabbitMQ", () => {
       yield* clean
       const exchange = `md-test-${Date.now() % 1_000_000}`
       const { received } = yield* consumer(exchange, ["large_trade.#"])
-      const proxy = yield* Effect.acquireRelease(Effect.promise(() => TcpProxy.start(5672)), (p) => Effect.promise(() => p.close()))
+      const proxy = yield* Effect.acquireRelease(Effect.promise(() => TcpProxy.start(brokerPort, brokerHost)), (p) => Effect.promise(() => p.close()))
       const fake = yield* Effect.acquireRelease(Effect.promise(() => FakeBinance.start({ frameIntervalMs: 5 })), (f) => Effect.promise(() => f.close()))
       const port = freePort()
       yield* startService({
         DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "binance-futures",
         BINANCE_FUTURES_SYMBOLS: futures.join(","), BINANCE_FUTURES_WS_URL: fake.wsUrl, BINANCE_FUTURES_REST_URL: fake.httpUrl,
-        LARGE_TRADE_THRESHOLD_DEFAULT: "1", AMQP_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}`, PUBLISH_EXCHANGE: exchange,
+        LARGE_TRADE_THRESHOLD_DEFAULT: "1", AMQP_URL: brokerUrlVia(proxy.port), PUBLISH_EXCHANGE: exchange,
         PUBLISH_RETRY_MAX_SECONDS: "2"
       })
       const base = `http://127.0.0.1:${port}`
@@ -53,7 +53,7 @@ describe("publishing to RabbitMQ", () => {
       // The consumer can see a message before the publisher has read the broker's confirm for it: wait for the outbox to empty.
       const after = yield* eventually("the outbox drained by confirms", Effect.map(getJson(`${base}/health`), ({ body }) =>
         body.broker.outbox === 0 ? body.broker : undefined), 30_000)
-      assert.strictEqual(after.dropped, 0)
+      assert.strictEqual(after.aged_out, 0)
       assert.isAtLeast(after.confirmed, ids.size)
       assert.isAbove(after.returned, 0, "the liquidations nobody bound were returned, and counted")
       assert.sameMembers([...received.byId.keys()], [...ids], "exactly the stored large trades, once each by message id")
@@ -62,7 +62,7 @@ describe("publishing to RabbitMQ", () => {
       assert.isTrue([...received.keys].every((k) => /^large_trade\.binance-futures\.[A-Z]+USDT$/.test(k)), [...received.keys].join(" "))
       const metrics = yield* Effect.promise(() => fetch(`${base}/metrics`).then((r) => r.text()))
       assert.match(metrics, /publish_messages_total\{[^}]*outcome="confirmed"[^}]*\} [1-9]/)
-      console.log(`broker cut 30 s: ${during.broker.outbox} held in the outbox, ${received.deliveries} deliveries of ${ids.size} trades after the return, ${after.dropped} dropped`)
+      console.log(`broker cut 30 s: ${during.broker.outbox} held in the outbox, ${received.deliveries} deliveries of ${ids.size} trades after the return, ${after.aged_out} aged out`)
     })), { timeout: 150_000 })
 
   it.live("refused credentials are a clear state in /health; collection and the API go on", () =>
@@ -73,7 +73,7 @@ describe("publishing to RabbitMQ", () => {
       yield* startService({
         DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "binance-futures",
         BINANCE_FUTURES_SYMBOLS: futures.join(","), BINANCE_FUTURES_WS_URL: fake.wsUrl, BINANCE_FUTURES_REST_URL: fake.httpUrl,
-        LARGE_TRADE_THRESHOLD_DEFAULT: "1", AMQP_URL: "amqp://guest:not-the-password@127.0.0.1:5672"
+        LARGE_TRADE_THRESHOLD_DEFAULT: "1", AMQP_URL: brokerUrlWithPassword("not-the-password")
       })
       const base = `http://127.0.0.1:${port}`
       const broker = yield* eventually("the refusal in /health", Effect.map(getJson(`${base}/health`), ({ body }) =>

@@ -5,18 +5,16 @@
  * live state of feeds, books and gaps for the data-quality rules. A condition
  * met becomes an alert unless its rule fired for the same key within the
  * cooldown (then it is counted as suppressed, and the next alert says how
- * many were). Alerts are stored, published and POSTed to webhooks, each on
- * its own fiber (delivery.ts).
+ * many were). An alert is stored with its broker message and its webhook
+ * deliveries in one transaction; they leave from the database (delivery.ts).
  */
 import { Clock, Config, Context, Duration, Effect, Layer, Metric, Option, Queue } from "effect"
 import type { RowBatch } from "../domain/rows.ts"
 import { FeedRegistry } from "../feed/status.ts"
 import { GapLedger } from "../gaps/ledger.ts"
-import { Publisher } from "../publish/publisher.ts"
-import { userAgentConfig } from "../rest/gate.ts"
-import { type Alert, alertEvent, makeAlertStore, makeWebhook, type WebhookState } from "./delivery.ts"
+import { type Alert, AlertDelivery, makeAlertStore, type WebhookState } from "./delivery.ts"
 import { type Firing, type InstrumentLookup, limits, RuleSet } from "./evaluate.ts"
-import { AlertRulesError, decodeRulesOf, readRulesDocument, type RulesFile, secretNames } from "./rules.ts"
+import type { RulesFile } from "./rules.ts"
 
 export interface RuleState {
   readonly name: string
@@ -50,27 +48,8 @@ export const alertsConfig = Config.all({
   file: Config.String("ALERT_RULES").pipe(Config.option),
   queueCapacity: Config.Int("ALERT_QUEUE_CAPACITY").pipe(Config.withDefault(10_000)),
   storeCapacity: Config.Int("ALERT_STORE_CAPACITY").pipe(Config.withDefault(100_000)),
-  tickMs: Config.Int("ALERT_CHECK_INTERVAL_MS").pipe(Config.withDefault(1000)),
-  webhookRetryMaxSeconds: Config.Number("ALERT_WEBHOOK_RETRY_MAX_SECONDS").pipe(Config.withDefault(60))
+  tickMs: Config.Int("ALERT_CHECK_INTERVAL_MS").pipe(Config.withDefault(1000))
 })
-
-/**
- * Reads the rules file named by ALERT_RULES, its webhook secrets through
- * Config (like every other setting); a bad file fails start-up with a message
- * naming the rule and the field.
- */
-const loadRules = (file: string) =>
-  Effect.gen(function*() {
-    const document = yield* Effect.try({ try: () => readRulesDocument(file), catch: asRulesError(file) })
-    const env: Record<string, string | undefined> = {}
-    for (const name of secretNames(document)) {
-      env[name] = yield* Config.String(name).pipe(Config.option, Effect.map(Option.getOrUndefined), Effect.orElseSucceed(() => undefined))
-    }
-    return yield* Effect.try({ try: () => decodeRulesOf(file, document, env), catch: asRulesError(file) })
-  })
-
-const asRulesError = (file: string) => (error: unknown) =>
-  error instanceof AlertRulesError ? error : new AlertRulesError({ message: `${file}: ${String(error)}` })
 
 export class AlertEngine extends Context.Service<AlertEngine, {
   /** Hands a batch to the engine's queue; never waits, never fails. */
@@ -81,20 +60,16 @@ export class AlertEngine extends Context.Service<AlertEngine, {
 }>()("market-data/alerts/AlertEngine") {
   static readonly layer = Layer.effect(AlertEngine, Effect.gen(function*() {
     const config = yield* alertsConfig
-    if (Option.isNone(config.file)) {
+    const delivery = yield* AlertDelivery
+    if (Option.isNone(config.file) || delivery.rules === undefined) {
       const disabled: AlertsState = { enabled: false, file: null, queued: 0, dropped_batches: 0, rules: [], webhooks: [] }
       return AlertEngine.of({ offer: () => undefined, state: () => disabled, watch: () => undefined })
     }
-    const rulesFile: RulesFile = yield* loadRules(config.file.value)
-    const publisher = yield* Publisher
+    const rulesFile: RulesFile = delivery.rules
     const registry = yield* FeedRegistry
     const ledger = yield* GapLedger
-    const store = yield* makeAlertStore(config.storeCapacity)
-    const userAgent = yield* userAgentConfig
-    const webhooks = new Map<string, Effect.Success<ReturnType<typeof makeWebhook>>>()
-    for (const webhook of rulesFile.webhooks) {
-      webhooks.set(webhook.name, yield* makeWebhook(webhook, { retryMaxMs: config.webhookRetryMaxSeconds * 1000, userAgent }))
-    }
+    const store = yield* makeAlertStore(config.storeCapacity, delivery)
+    const webhookNames = rulesFile.webhooks.map((webhook) => webhook.name)
     const ruleSet = new RuleSet(rulesFile.rules)
     const byName = new Map(rulesFile.rules.map((rule) => [rule.name, rule]))
     const stats = new Map(rulesFile.rules.map((rule) => [rule.name, { firings: 0, suppressed: 0, lastFiredAt: null as number | null, lastMessage: null as string | null }]))
@@ -130,10 +105,9 @@ export class AlertEngine extends Context.Service<AlertEngine, {
         stat.lastMessage = alert.message
         yield* Metric.update(Metric.withAttributes(firings, { rule: firing.rule, outcome: "fired" }), 1)
         yield* Effect.logInfo(`alert ${alert.rule}: ${alert.message}`)
-        yield* store.offer(alert)
-        publisher.offerEvent(alertEvent(alert))
+        // Stored with its broker message and its webhook deliveries in one transaction (delivery.ts).
+        yield* store.offer(alert, rule.webhooks ?? webhookNames)
         for (const listener of listeners) listener(alert)
-        for (const name of rule.webhooks ?? [...webhooks.keys()]) yield* webhooks.get(name)!.offer(alert)
       })
 
     // Market rules: the pipeline's batches, in order, off the pipeline's fiber.
@@ -181,7 +155,7 @@ export class AlertEngine extends Context.Service<AlertEngine, {
             last_message: stat.lastMessage
           }
         }),
-        webhooks: [...webhooks.values()].map((w) => w.state())
+        webhooks: delivery.webhooks()
       })
     })
   }))

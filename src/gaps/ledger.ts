@@ -5,8 +5,10 @@
  * a restarted process find where it left off. Callers are synchronous pipeline
  * code: they enqueue, a background fiber writes (retrying through outages).
  */
-import { Context, Duration, Effect, Layer, Metric, Queue } from "effect"
+import { Context, Duration, Effect, Layer, Metric, Option, Queue } from "effect"
 import { SqlClient } from "effect/sql"
+import { gapMessage } from "../domain/messages.ts"
+import { Outbox } from "../storage/outbox.ts"
 
 export type GapChannel = "trades" | "book" | "liquidations" | "funding"
 /** `missed`: trades the venue's REST history has and its stream never delivered (venues without trade sequences, found by reconciliation). */
@@ -68,12 +70,17 @@ export class GapLedger extends Context.Service<GapLedger, {
             repair_status = EXCLUDED.repair_status, repaired_count = EXCLUDED.repaired_count,
             metadata = EXCLUDED.metadata, updated_at = NOW()`
 
+      // Each state of a gap is published: its message is staged in the upsert's transaction (storage/outbox.ts).
+      const outbox = yield* Effect.serviceOption(Outbox)
+      const persist = (gap: Gap) =>
+        Option.isNone(outbox) ? upsert(gap) : sql.withTransaction(Effect.andThen(upsert(gap), outbox.value.stageMessages([gapMessage(gap)])))
+
       const writeLoop = Effect.gen(function*() {
         while (true) {
           const gap = yield* Queue.take(pending)
           let attempt = 0
           while (true) {
-            const result = yield* Effect.result(upsert(gap))
+            const result = yield* Effect.result(persist(gap))
             if (result._tag === "Success") break
             yield* Effect.sleep(Duration.millis(Math.min(5_000, 250 * 2 ** Math.min(attempt++, 10))))
           }
@@ -82,7 +89,7 @@ export class GapLedger extends Context.Service<GapLedger, {
       yield* Effect.forkScoped(writeLoop)
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
-          for (const gap of yield* Queue.clear(pending)) yield* upsert(gap).pipe(Effect.ignore)
+          for (const gap of yield* Queue.clear(pending)) yield* persist(gap).pipe(Effect.ignore)
         }).pipe(Effect.timeout(Duration.seconds(5)), Effect.ignore)
       )
 

@@ -1,285 +1,272 @@
 /**
- * Publishing to RabbitMQ, when `AMQP_URL` is set: every row batch that leaves
- * the pipeline (the same batches the writer stores) becomes persistent
- * messages on a durable topic exchange (`PUBLISH_EXCHANGE`, default
- * `market-data`), routing key `<kind>.<venue>.<symbol>`, body the API's row
- * shape plus `kind` and `schema_version`, message id the row's deterministic id
- * (a consumer drops duplicates by it).
+ * Publishing to RabbitMQ, when `AMQP_URL` is set: the messages staged in the
+ * `outbox` table (storage/outbox.ts, in the same transaction as the rows,
+ * gaps and alerts they describe) go to a durable topic exchange
+ * (`PUBLISH_EXCHANGE`, default `market-data`) as persistent messages, routing
+ * key `<kind>.<venue>.<symbol>`, message id deterministic (domain/messages.ts).
  *
- * A broker that is slow or away never slows collection or storage: `offer`
- * only appends to a bounded outbox (what does not fit is dropped and
- * counted). One fiber drains it over a confirm channel; a message leaves the
- * outbox only when the broker confirmed it, so whatever was in flight when the
- * connection broke is published again after reconnecting (capped, jittered
- * backoff): at least once, duplicates possible, nothing below the bound lost.
+ * One fiber reads the outbox in position order, publishes a batch on a
+ * confirm channel and deletes the batch only once the broker confirmed it.
+ * Whatever was in flight when the connection broke, or when the process died,
+ * is still in the table and is published again: at least once, duplicates
+ * possible (consumers drop them by message id), nothing lost below the age
+ * bound. A broker that is slow or away never slows collection or storage.
+ *
+ * The outbox is bounded by age (`OUTBOX_MAX_AGE_HOURS`, default a week):
+ * older messages are deleted, counted (`publish_messages_total{outcome="aged_out"}`,
+ * /health) and logged, so a broker away for a week cannot fill the disk.
+ *
+ * When the outbox is empty the reader looks again every `PUBLISH_POLL_MS`:
+ * the table is the only hand-over between the writer's transactions and the
+ * publisher (a signal in memory would be lost with the process, and could
+ * only fire before the commit it announces), and one indexed query per
+ * interval on an empty table costs nothing measurable.
  *
  * Client: amqplib (AMQP 0-9-1, the most used Node client, maintained, no
  * dependencies, publisher confirms); no protocol code of our own.
  */
+import { PgTypes } from "@effect/sql-pg"
 import * as amqp from "amqplib"
-import { Cause, Config, Context, Duration, Effect, Layer, Metric, Option, Random, Redacted } from "effect"
-import type { LargeTradeRow, RowBatch } from "../domain/rows.ts"
-import type { Gap } from "../gaps/ledger.ts"
+import { Clock, Config, Context, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, Redacted, Result, Schedule, Schema } from "effect"
+import { SqlClient } from "effect/sql"
 import { transportCause } from "../domain/transport.ts"
+import { outboxConfig } from "../storage/outbox.ts"
 
-export const schemaVersion = 1
-
-interface Outbound {
-  readonly routingKey: string
-  readonly id: string
-  readonly kind: string
-  readonly body: Buffer
-}
+export { schemaVersion, word } from "../domain/messages.ts"
 
 export interface PublisherState {
   readonly enabled: boolean
   readonly state: "disabled" | "connecting" | "connected" | "backoff"
   readonly exchange: string
+  /** Messages waiting in the outbox table, and the age of the oldest (refreshed every PUBLISH_STATS_MS). */
   readonly outbox: number
+  readonly oldest_age_seconds: number | null
   readonly published: number
   readonly confirmed: number
   readonly returned: number
-  readonly dropped: number
+  /** Deleted unpublished after OUTBOX_MAX_AGE_HOURS. */
+  readonly aged_out: number
   readonly lastError: string | null
 }
 
-const messages = Metric.counter("publish_messages_total", { description: "Broker messages per outcome (published, confirmed, returned, dropped)", incremental: true })
-const outboxDepth = Metric.gauge("publish_outbox_depth", { description: "Messages waiting for the broker" })
+/** The broker refused, broke or did not confirm in time. */
+export class BrokerError extends Schema.TaggedError<BrokerError>()("BrokerError", { message: Schema.String }) {}
+
+const messages = Metric.counter("publish_messages_total", { description: "Broker messages per outcome (published, confirmed, returned, aged_out)", incremental: true })
+const outboxDepth = Metric.gauge("publish_outbox_depth", { description: "Messages waiting in the outbox table for the broker" })
+const outboxOldest = Metric.gauge("publish_outbox_oldest_seconds", { description: "Age of the oldest message in the outbox table" })
 const connectedGauge = Metric.gauge("publish_connected", { description: "1 while the broker connection is up" })
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
-/** Topic words are dot-separated: a dot inside a symbol must not split it. */
-export const word = (s: string) => s.replace(/[.#*\s]/g, "_")
-
-const largeTrade = (r: LargeTradeRow) => ({
-  exchange: r.exchange,
-  symbol: r.symbol,
-  side: r.side,
-  price: r.price,
-  size: r.size,
-  value_usd: r.valueUsd,
-  timestamp: iso(r.timestamp),
-  trade_id: r.tradeId,
-  is_liquidation: r.isLiquidation,
-  metadata: r.metadata
-})
-
-/** A batch as broker messages, in the API's row shapes. */
-export const toMessages = (batch: RowBatch, options: { readonly orderBooks: boolean }): Array<Outbound> => {
-  const out: Array<Outbound> = []
-  const add = (kind: string, exchange: string, symbol: string, id: string, row: object) =>
-    out.push({
-      kind,
-      id,
-      routingKey: `${kind}.${word(exchange)}.${word(symbol)}`,
-      body: Buffer.from(JSON.stringify({ kind, schema_version: schemaVersion, ...row }))
-    })
-  for (const r of batch.large_trades) add(r.isLiquidation ? "liquidation" : "large_trade", r.exchange, r.symbol, r.id, largeTrade(r))
-  for (const r of batch.funding_rates) {
-    add("funding", r.exchange, r.symbol, r.id, {
-      exchange: r.exchange, symbol: r.symbol, rate: r.rate, predicted_rate: r.predictedRate, timestamp: iso(r.timestamp), next_funding_time: iso(r.nextFundingTime), metadata: r.metadata
-    })
-  }
-  for (const r of batch.open_interest) {
-    add("open_interest", r.exchange, r.symbol, r.id, {
-      exchange: r.exchange, symbol: r.symbol, open_interest: r.openInterest, open_interest_usd: r.openInterestUsd, timestamp: iso(r.timestamp), metadata: r.metadata
-    })
-  }
-  if (options.orderBooks) {
-    for (const r of batch.exchange_orderbooks) {
-      add("orderbook", r.exchange, r.symbol, r.id, {
-        exchange: r.exchange, symbol: r.symbol, bids: r.bids, asks: r.asks, timestamp: iso(r.timestamp), sequence: r.sequence, metadata: r.metadata
-      })
-    }
-  }
-  return out
-}
 
 export const publisherConfig = Config.all({
   url: Config.Redacted("AMQP_URL").pipe(Config.option),
   exchange: Config.String("PUBLISH_EXCHANGE").pipe(Config.withDefault("market-data")),
-  orderBooks: Config.Boolean("PUBLISH_ORDERBOOKS").pipe(Config.withDefault(false)),
-  capacity: Config.Int("PUBLISH_OUTBOX_CAPACITY").pipe(Config.withDefault(100_000)),
   batchSize: Config.Int("PUBLISH_BATCH_SIZE").pipe(Config.withDefault(500)),
-  retryMaxSeconds: Config.Number("PUBLISH_RETRY_MAX_SECONDS").pipe(Config.withDefault(30))
+  retryMaxSeconds: Config.Number("PUBLISH_RETRY_MAX_SECONDS").pipe(Config.withDefault(30)),
+  pollMs: Config.Int("PUBLISH_POLL_MS").pipe(Config.withDefault(200)),
+  statsMs: Config.Int("PUBLISH_STATS_MS").pipe(Config.withDefault(2_000)),
+  sweepSeconds: Config.Number("OUTBOX_SWEEP_SECONDS").pipe(Config.withDefault(60)),
+  /** How long shutdown lets a connected publisher empty the outbox. */
+  drainTimeoutMs: Config.Int("PUBLISH_DRAIN_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
+  outbox: outboxConfig
 })
 
-/** A message that is not a row of a batch (a gap, an alert), with its routing key already made. */
-export interface PublishedEvent {
-  readonly kind: string
-  readonly routingKey: string
-  readonly id: string
-  readonly row: object
+const describe = (error: unknown) => {
+  const message = error instanceof Error ? error.message : String(error)
+  const cause = transportCause(error)
+  return cause === undefined || message.includes(cause) ? message : `${message} (${cause})`
 }
 
-const eventMessage = (event: PublishedEvent): Outbound => ({
-  kind: event.kind,
-  id: event.id,
-  routingKey: event.routingKey,
-  body: Buffer.from(JSON.stringify({ kind: event.kind, schema_version: schemaVersion, ...event.row }))
-})
+const brokerCall = <A>(what: string, call: () => PromiseLike<A>) =>
+  Effect.tryPromise({ try: () => Promise.resolve(call()), catch: (error) => new BrokerError({ message: `${what}: ${describe(error)}` }) })
 
-/**
- * A gap as published on `gap.<venue>.<symbol>`, in the API's gap shape. The
- * ledger reports a gap again as it changes (closed, repaired), so the message
- * id names the state: a consumer dropping duplicates keeps every change.
- */
-export const gapEvent = (gap: Gap): PublishedEvent => ({
-  kind: "gap",
-  routingKey: `gap.${word(gap.exchange)}.${word(gap.symbol)}`,
-  id: `${gap.id}:${gap.status}:${gap.end ?? "open"}:${gap.repairedCount}`,
-  row: {
-    id: gap.id,
-    exchange: gap.exchange,
-    channel: gap.channel,
-    symbol: gap.symbol,
-    start: iso(gap.start),
-    end: iso(gap.end),
-    cause: gap.cause,
-    estimated_missing: gap.estimatedMissing,
-    repair_status: gap.status,
-    repaired_count: gap.repairedCount,
-    metadata: gap.metadata
-  }
-})
+const text = (values: ReadonlyArray<string>) => Result.getOrThrow(PgTypes.array(values, PgTypes.OID.text))
+
+interface Staged {
+  readonly position: string
+  readonly id: string
+  readonly kind: string
+  readonly routing_key: string
+  readonly body: string
+}
 
 export class Publisher extends Context.Service<Publisher, {
-  /** Hands a batch to the outbox; never waits, never fails. */
-  readonly offer: (batch: RowBatch) => void
-  /** Hands one event (a gap, an alert) to the outbox; never waits, never fails. */
-  readonly offerEvent: (event: PublishedEvent) => void
   readonly state: () => PublisherState
 }>()("market-data/publish/Publisher") {
+  /**
+   * Built before the writer, so released after it: on shutdown the writer
+   * stores (and stages) what it holds first, then the publisher gets
+   * `PUBLISH_DRAIN_TIMEOUT_MS` to send it; the rest stays for the next start.
+   */
   static readonly layer = Layer.effect(Publisher, Effect.gen(function*() {
     const config = yield* publisherConfig
     if (Option.isNone(config.url)) {
-      const disabled: PublisherState = { enabled: false, state: "disabled", exchange: config.exchange, outbox: 0, published: 0, confirmed: 0, returned: 0, dropped: 0, lastError: null }
-      return Publisher.of({ offer: () => undefined, offerEvent: () => undefined, state: () => disabled })
+      const disabled: PublisherState = {
+        enabled: false, state: "disabled", exchange: config.exchange, outbox: 0, oldest_age_seconds: null, published: 0, confirmed: 0, returned: 0,
+        aged_out: 0, lastError: null
+      }
+      return Publisher.of({ state: () => disabled })
     }
+    const sql = yield* SqlClient.SqlClient
     const url = Redacted.value(config.url.value)
-    // The outbox: a plain array with a moving head; confirmed messages leave from the front.
-    let outbox: Array<Outbound> = []
-    let head = 0
-    const counts = { published: 0, confirmed: 0, returned: 0, dropped: 0 }
+    const counts = { published: 0, confirmed: 0, returned: 0, aged_out: 0 }
+    const stats = { depth: 0, oldestAt: null as number | null, at: 0 }
     let state: PublisherState["state"] = "connecting"
     let lastError: string | null = null
-    let wake: (() => void) | undefined
 
-    const depth = () => outbox.length - head
-    const offer = (batch: RowBatch) => {
-      if (batch.large_trades.length + batch.funding_rates.length + batch.open_interest.length + (config.orderBooks ? batch.exchange_orderbooks.length : 0) === 0) return
-      for (const message of toMessages(batch, config)) {
-        if (depth() >= config.capacity) counts.dropped++
-        else outbox.push(message)
-      }
-      wake?.()
-    }
-    const offerEvent = (event: PublishedEvent) => {
-      if (depth() >= config.capacity) counts.dropped++
-      else outbox.push(eventMessage(event))
-      wake?.()
-    }
+    // The outbox's own queries wait out a database outage (the broker connection stays up meanwhile); the retry never ends.
+    const untilDone = <A, E>(query: Effect.Effect<A, E>) =>
+      query.pipe(Effect.retry(Schedule.min([Schedule.exponential(Duration.millis(250)), Schedule.spaced(Duration.seconds(5))]).pipe(Schedule.jittered)), Effect.orDie)
+    const backoff = Schedule.min([Schedule.exponential(Duration.millis(500)), Schedule.spaced(Duration.seconds(config.retryMaxSeconds))]).pipe(
+      Schedule.jittered,
+      Schedule.setInputType<BrokerError>(),
+      Schedule.tap(({ input, duration }) =>
+        Effect.gen(function*() {
+          state = "backoff"
+          lastError = input.message
+          yield* Metric.update(connectedGauge, 0)
+          yield* Effect.logWarning("broker unavailable; messages stay in the outbox until it is back").pipe(
+            Effect.annotateLogs({ error: lastError, outbox: stats.depth, retryInMs: Math.round(Duration.toMillis(duration)) })
+          )
+        })
+      )
+    )
 
-    const describe = (error: unknown) => {
-      const message = error instanceof Error ? error.message : String(error)
-      const cause = transportCause(error)
-      return cause === undefined || message.includes(cause) ? message : `${message} (${cause})`
-    }
-
-    // Counters kept as plain numbers on the hot path; their growth is reported to /metrics by the draining fiber.
-    const reported = { published: 0, returned: 0, dropped: 0 }
-    const report = Effect.gen(function*() {
-      for (const outcome of ["published", "returned", "dropped"] as const) {
-        const delta = counts[outcome] - reported[outcome]
-        if (delta > 0) yield* Metric.update(Metric.withAttributes(messages, { outcome }), delta)
-        reported[outcome] = counts[outcome]
-      }
-      yield* Metric.update(outboxDepth, depth())
-    })
-    let attempt = 0
-
-    /** One connection's life: connect, then publish and confirm batches until something breaks. */
+    /** One connection's life: connect, then publish and confirm batches from the outbox until the connection breaks. */
     const session = Effect.gen(function*() {
       state = "connecting"
-      const connection = yield* Effect.tryPromise(() => amqp.connect(url, { clientProperties: { connection_name: "market-data-service" } }))
-      yield* Effect.addFinalizer(() => Effect.promise(() => connection.close().catch(() => undefined)))
-      const broken = new Promise<never>((_, reject) => {
-        connection.on("error", (error) => reject(error))
-        connection.on("close", () => reject(new Error("the broker closed the connection")))
-      })
-      broken.catch(() => undefined)
-      const channel = yield* Effect.tryPromise(() => connection.createConfirmChannel())
-      channel.on("error", () => undefined)
+      const connection = yield* Effect.acquireRelease(
+        brokerCall("connect", () => amqp.connect(url, { clientProperties: { connection_name: "market-data-service" } })),
+        (c) => Effect.promise(() => c.close().catch(() => undefined))
+      )
+      // The connection's (or channel's) end, as a value: whatever amqplib reports first completes it.
+      const broken = yield* Deferred.make<never, BrokerError>()
+      const breakWith = (message: string) => Deferred.doneUnsafe(broken, Effect.fail(new BrokerError({ message })))
+      connection.on("error", (error: unknown) => breakWith(describe(error)))
+      connection.on("close", () => breakWith("the broker closed the connection"))
+      const channel = yield* brokerCall("open a confirm channel", () => connection.createConfirmChannel())
+      channel.on("error", (error: unknown) => breakWith(`channel: ${describe(error)}`))
+      channel.on("close", () => breakWith("the broker closed the channel"))
       channel.on("return", () => {
         counts.returned++
       })
-      yield* Effect.tryPromise(() => channel.assertExchange(config.exchange, "topic", { durable: true }))
+      yield* brokerCall("declare the exchange", () => channel.assertExchange(config.exchange, "topic", { durable: true }))
       state = "connected"
       lastError = null
-      attempt = 0
       yield* Metric.update(connectedGauge, 1)
       yield* Effect.logInfo("broker connected").pipe(Effect.annotateLogs({ exchange: config.exchange }))
-      while (true) {
-        if (depth() === 0) {
-          // Nothing to send: sleep until offered something (or a second passes), but notice a broken connection.
-          yield* Effect.tryPromise(() => Promise.race([new Promise<void>((resolve) => {
-            wake = resolve
-            setTimeout(resolve, 1000)
-          }), broken]))
-          wake = undefined
-          yield* report
-          continue
-        }
-        const end = Math.min(outbox.length, head + config.batchSize)
-        for (let i = head; i < end; i++) {
-          const m = outbox[i]!
-          channel.publish(config.exchange, m.routingKey, m.body, {
-            persistent: true,
-            mandatory: true,
-            messageId: m.id,
-            type: m.kind,
-            contentType: "application/json",
-            timestamp: Math.floor(Date.now() / 1000)
-          })
-        }
-        counts.published += end - head
-        yield* Effect.tryPromise(() => Promise.race([channel.waitForConfirms(), broken])).pipe(Effect.timeout(Duration.seconds(30)))
+
+      /** Publishes the oldest batch of the outbox and deletes it once confirmed: how many it sent. */
+      const publishBatch = Effect.gen(function*() {
+        const batch = yield* untilDone(sql<Staged>`SELECT position::text AS position, id, kind, routing_key, body FROM outbox
+          ORDER BY position LIMIT ${config.batchSize}`)
+        if (batch.length === 0) return 0
+        const returnedBefore = counts.returned
+        yield* Effect.try({
+          try: () => {
+            const timestamp = Math.floor(Date.now() / 1000)
+            for (const m of batch) {
+              channel.publish(config.exchange, m.routing_key, Buffer.from(m.body), {
+                persistent: true,
+                mandatory: true,
+                messageId: m.id,
+                type: m.kind,
+                contentType: "application/json",
+                timestamp
+              })
+            }
+          },
+          catch: (error) => new BrokerError({ message: `publish: ${describe(error)}` })
+        })
+        counts.published += batch.length
+        yield* Metric.update(Metric.withAttributes(messages, { outcome: "published" }), batch.length)
+        yield* brokerCall("confirms", () => channel.waitForConfirms()).pipe(
+          Effect.timeoutOrElse({ duration: Duration.seconds(30), orElse: () => Effect.fail(new BrokerError({ message: "no confirms within 30 s" })) })
+        )
         // Confirmed: only now do they leave the outbox.
-        counts.confirmed += end - head
-        yield* Metric.update(Metric.withAttributes(messages, { outcome: "confirmed" }), end - head)
-        head = end
-        if (head > 50_000 && head * 2 > outbox.length) {
-          outbox = outbox.slice(head)
-          head = 0
-        }
-        yield* report
-      }
+        counts.confirmed += batch.length
+        yield* Metric.update(Metric.withAttributes(messages, { outcome: "confirmed" }), batch.length)
+        yield* Metric.update(Metric.withAttributes(messages, { outcome: "returned" }), counts.returned - returnedBefore)
+        yield* untilDone(sql`DELETE FROM outbox WHERE position = ANY(${text(batch.map((m) => m.position))}::bigint[])`)
+        stats.depth = Math.max(0, stats.depth - batch.length)
+        return batch.length
+      })
+
+      // Batches back to back while there are any; then a look every PUBLISH_POLL_MS.
+      const publishing = Effect.repeat(Effect.repeat(publishBatch, { while: (sent) => sent > 0 }), Schedule.spaced(Duration.millis(config.pollMs)))
+      return yield* Effect.raceFirst(publishing, Deferred.await(broken))
     }).pipe(Effect.scoped)
 
-    yield* session.pipe(
-      Effect.catchCause((cause) =>
-        Effect.gen(function*() {
-          state = "backoff"
-          const error = Cause.squash(cause)
-          lastError = describe((error as { error?: unknown })?.error ?? error)
+    // A connection that was up and broke is retried at once, with a fresh backoff; failing to connect backs off.
+    const connection = session.pipe(
+      Effect.catchDefect((defect) => Effect.fail(new BrokerError({ message: describe(defect) }))),
+      Effect.catch((error) =>
+        state !== "connected" ? Effect.fail(error) : Effect.gen(function*() {
+          state = "connecting"
+          lastError = error.message
           yield* Metric.update(connectedGauge, 0)
-          yield* report
-          const ceiling = Math.min(config.retryMaxSeconds * 1000, 500 * 2 ** Math.min(attempt++, 10))
-          const delay = ceiling / 2 + (ceiling / 2) * (yield* Random.next)
-          yield* Effect.logWarning("broker unavailable; messages stay in the outbox until it is back").pipe(
-            Effect.annotateLogs({ error: lastError, outbox: depth(), retryInMs: Math.round(delay) })
-          )
-          yield* Effect.sleep(Duration.millis(delay))
+          yield* Effect.logWarning("broker connection lost; reconnecting").pipe(Effect.annotateLogs({ error: error.message }))
         })
-      ),
-      Effect.forever,
-      Effect.forkScoped
+      )
+    )
+    const publisher = yield* Effect.forkScoped(Effect.forever(connection.pipe(Effect.retry(backoff))))
+
+    /** Depth and oldest age for /health and /metrics: a count of the table, every PUBLISH_STATS_MS. */
+    const refreshStats = Effect.gen(function*() {
+      const [row] = yield* sql<{ n: string; oldest: Date | null }>`SELECT count(*)::text AS n, min(created_at) AS oldest FROM outbox`
+      stats.depth = Number(row?.n ?? 0)
+      stats.oldestAt = row?.oldest?.getTime() ?? null
+      stats.at = yield* Clock.currentTimeMillis
+      yield* Metric.update(outboxDepth, stats.depth)
+      yield* Metric.update(outboxOldest, stats.oldestAt === null ? 0 : (stats.at - stats.oldestAt) / 1000)
+    })
+    yield* Effect.forkScoped(Effect.repeat(Effect.ignore(refreshStats), Schedule.spaced(Duration.millis(config.statsMs))))
+
+    /** Deletes what is older than OUTBOX_MAX_AGE_HOURS: counted per kind, logged, never silent. */
+    const ageOut = Effect.gen(function*() {
+      const cutoff = new Date((yield* Clock.currentTimeMillis) - config.outbox.maxAgeHours * 3_600_000).toISOString()
+      const gone = yield* sql<{ kind: string; n: string }>`WITH gone AS (DELETE FROM outbox WHERE created_at < ${cutoff}::timestamptz RETURNING kind)
+        SELECT kind, count(*)::text AS n FROM gone GROUP BY kind`
+      let total = 0
+      for (const { kind, n } of gone) {
+        total += Number(n)
+        yield* Metric.update(Metric.withAttributes(messages, { outcome: "aged_out", kind }), Number(n))
+      }
+      if (total === 0) return
+      counts.aged_out += total
+      yield* Effect.logError(`deleted ${total} unpublished messages older than OUTBOX_MAX_AGE_HOURS=${config.outbox.maxAgeHours} from the outbox`).pipe(
+        Effect.annotateLogs({ byKind: Object.fromEntries(gone.map(({ kind, n }) => [kind, Number(n)])) })
+      )
+    })
+    yield* Effect.forkScoped(Effect.repeat(
+      ageOut.pipe(Effect.catchCause((cause) => Effect.logWarning("cannot age out the outbox", cause))),
+      Schedule.spaced(Duration.seconds(config.sweepSeconds))
+    ))
+
+    // Shutdown (runs before the fibers above are interrupted): a connected publisher gets its bounded time to empty the outbox.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Effect.repeat(refreshStats.pipe(Effect.map(() => stats.depth > 0 && state === "connected"), Effect.orElseSucceed(() => false)), {
+          while: (busy) => busy,
+          schedule: Schedule.spaced(Duration.millis(100))
+        }).pipe(Effect.timeout(Duration.millis(config.drainTimeoutMs)), Effect.ignore)
+        yield* Fiber.interrupt(publisher)
+        const left = yield* Effect.result(refreshStats)
+        yield* Effect.logInfo(
+          `publisher stopped; ${left._tag === "Success" ? stats.depth : "an unknown number of"} messages stay in the outbox for the next start`
+        )
+      })
     )
 
     return Publisher.of({
-      offer,
-      offerEvent,
-      state: () => ({ enabled: true, state, exchange: config.exchange, outbox: depth(), ...counts, lastError })
+      state: () => ({
+        enabled: true,
+        state,
+        exchange: config.exchange,
+        outbox: stats.depth,
+        oldest_age_seconds: stats.oldestAt === null ? null : Math.max(0, Math.round((stats.at - stats.oldestAt) / 1000)),
+        ...counts,
+        lastError
+      })
     })
   }))
 }

@@ -6,7 +6,7 @@
  * the offending rows are dropped (and counted). A full queue drops new rows and
  * counts them: the queue's bound is what protects memory.
  */
-import { type Cause, Clock, Config, Context, Duration, Effect, Fiber, Layer, Metric, Queue } from "effect"
+import { type Cause, Clock, Config, Context, Duration, Effect, Fiber, Layer, Metric, Option, Queue } from "effect"
 import { SqlClient } from "effect/sql"
 import { type CursorRow, type RowBatch, type RowsByTable, type TableName, tableNames } from "../domain/rows.ts"
 
@@ -23,6 +23,7 @@ import {
 } from "../observability/metrics.ts"
 import { insertRows } from "./inserts.ts"
 import { LagHistogram } from "../observability/lag.ts"
+import { Outbox } from "./outbox.ts"
 
 export interface WriterOptions {
   readonly batchSize: number
@@ -72,6 +73,9 @@ export class Writer extends Context.Service<Writer, {
   static readonly make = (options: WriterOptions) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
+      // The rows' broker messages are staged in the rows' own transaction (storage/outbox.ts).
+      const outbox = yield* Effect.serviceOption(Outbox)
+      const stage = (table: TableName, rows: ReadonlyArray<AnyRow>) => Option.isSome(outbox) ? outbox.value.stage(table, rows) : Effect.void
       const state: WriterState = {
         databaseUp: true,
         lastError: null,
@@ -115,7 +119,9 @@ export class Writer extends Context.Service<Writer, {
           while (true) {
             const started = yield* Clock.currentTimeMillis
             const result = yield* Effect.result(
-              insertRows(table, rows as ReadonlyArray<never>).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+              sql.withTransaction(Effect.tap(insertRows(table, rows as ReadonlyArray<never>), () => stage(table, rows))).pipe(
+                Effect.provideService(SqlClient.SqlClient, sql)
+              )
             )
             const finished = yield* Clock.currentTimeMillis
             if (result._tag === "Success") {

@@ -7,20 +7,22 @@ export class TcpProxy {
   private readonly sockets = new Set<Socket>()
   port = 0
   private readonly targetPort: number
+  private readonly targetHost: string
 
-  private constructor(targetPort: number) {
+  private constructor(targetPort: number, targetHost: string) {
     this.targetPort = targetPort
+    this.targetHost = targetHost
   }
 
-  static async start(targetPort: number): Promise<TcpProxy> {
-    const proxy = new TcpProxy(targetPort)
+  static async start(targetPort: number, targetHost = "127.0.0.1"): Promise<TcpProxy> {
+    const proxy = new TcpProxy(targetPort, targetHost)
     await proxy.listen(0)
     return proxy
   }
 
   private listen(port: number): Promise<void> {
     const server = createServer((client) => {
-      const upstream = createConnection({ host: "127.0.0.1", port: this.targetPort })
+      const upstream = createConnection({ host: this.targetHost, port: this.targetPort })
       for (const socket of [client, upstream]) {
         this.sockets.add(socket)
         socket.on("close", () => this.sockets.delete(socket))
