@@ -134,12 +134,16 @@ export class Publisher extends Context.Service<Publisher, {
     /** One connection's life: connect, then publish and confirm batches from the outbox until the connection breaks. */
     const session = Effect.gen(function*() {
       state = "connecting"
-      const connection = yield* Effect.acquireRelease(
-        brokerCall("connect", () => amqp.connect(url, { clientProperties: { connection_name: "market-data-service" } })),
-        (c) => Effect.promise(() => c.close().catch(() => undefined))
-      )
       // The connection's (or channel's) end, as a value: whatever amqplib reports first completes it.
       const broken = yield* Deferred.make<never, BrokerError>()
+      const connection = yield* Effect.acquireRelease(
+        brokerCall("connect", () => amqp.connect(url, { clientProperties: { connection_name: "market-data-service" } })),
+        // Closing a connection that is breaking can wait forever for the broker's answer: only a live one is closed, and briefly.
+        (c) =>
+          Deferred.isDoneUnsafe(broken)
+            ? Effect.void
+            : brokerCall("close", () => c.close()).pipe(Effect.timeout(Duration.seconds(2)), Effect.ignore)
+      )
       const breakWith = (message: string) => Deferred.doneUnsafe(broken, Effect.fail(new BrokerError({ message })))
       connection.on("error", (error: unknown) => breakWith(describe(error)))
       connection.on("close", () => breakWith("the broker closed the connection"))

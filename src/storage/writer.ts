@@ -197,6 +197,7 @@ export class Writer extends Context.Service<Writer, {
           for (const table of tableNames) yield* Queue.end(queues[table])
           yield* Fiber.joinAll(drainers).pipe(
             Effect.timeout(Duration.millis(options.drainTimeoutMs)),
+            Effect.andThen(Effect.logInfo("writer drained its queues")),
             Effect.catchCause(() =>
               Effect.logWarning("writer did not drain before the shutdown deadline").pipe(
                 Effect.andThen(Fiber.interruptAll(drainers))
