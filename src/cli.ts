@@ -41,8 +41,25 @@ const replay = Command.make("replay", { venue, files: recordingFiles }, ({ venue
         return { stats, writer }
       }).pipe(Effect.provideContext(context))
     }))
-    const inserted = Object.fromEntries(Object.values(writer.state().tables).map((t) => [t.table, t.written]))
-    yield* Console.log(JSON.stringify({ ...stats, inserted }, null, 2))
+    const tables = Object.values(writer.state().tables)
+    const inserted = Object.fromEntries(tables.map((t) => [t.table, t.written]))
+    // Every row built must be stored (or be there already): anything else is a failed replay, said per table and why.
+    const notStored = Object.fromEntries(tables.filter((t) => t.dropped + t.rejected + t.unstored > 0).map((t) => [t.table, {
+      built: stats.rows[t.table],
+      rejected: t.rejected,
+      dropped_queue_full: t.dropped,
+      unstored_at_deadline: t.unstored
+    }]))
+    yield* Console.log(JSON.stringify({ ...stats, inserted, not_stored: notStored }, null, 2))
+    const missing = Object.values(notStored).reduce((n, t) => n + t.rejected + t.dropped_queue_full + t.unstored_at_deadline, 0)
+    if (missing > 0) {
+      const built = Object.values(stats.rows).reduce((n, count) => n + count, 0)
+      return yield* Effect.fail(new Error(
+        `${missing} of ${built} rows built were not stored (${Object.entries(notStored).map(([table, t]) =>
+          `${table}: ${t.rejected} rejected (kept in rejected_rows), ${t.dropped_queue_full} dropped (queue full), ${t.unstored_at_deadline} unstored when the drain deadline passed`
+        ).join("; ")})`
+      ))
+    }
   })).pipe(Command.withDescription(
     "Runs recorded frames through the live pipeline (decode, normalize, detect, writer) into the configured database (DATABASE_URL, else the embedded one). Running it twice stores nothing twice."
   ))
