@@ -11,6 +11,7 @@ import { gapEvent, Publisher } from "./publish/publisher.ts"
 import { alertJson } from "./alerts/delivery.ts"
 import { gapStreamEvent, StreamHub } from "./stream/hub.ts"
 import { Writer } from "./storage/writer.ts"
+import type { RowBatch } from "./domain/rows.ts"
 import { venueById, venues } from "./venues/registry.ts"
 
 export const EnabledVenues = Config.String("EXCHANGES").pipe(
@@ -69,6 +70,15 @@ export const makeSideSinks = Effect.gen(function*() {
   }
 })
 
+/** The fan-out point: the writer takes the batch first, then each side sink behind its own boundary. */
+export const fanOut = (
+  store: (batch: RowBatch) => Effect.Effect<void>,
+  sinks: Effect.Success<typeof makeSideSinks>,
+  sides: ReadonlyArray<readonly [string, (batch: RowBatch) => void]>
+) =>
+(batch: RowBatch): Effect.Effect<void> =>
+  Effect.andThen(store(batch), sinks.run(sides.map(([name, sink]) => [name, () => sink(batch)] as const)))
+
 export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const enabled = yield* EnabledVenues
   const settings = yield* PipelineSettings
@@ -81,15 +91,11 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   // do; then the side sinks (broker outbox, alert engine, stream hub), each behind its own boundary: none
   // ever waits, and one that throws is counted and logged (at most once a minute), never felt by the rest.
   const sinks = yield* makeSideSinks
-  const runtime: VenueRuntime = makeVenueRuntime(settings, (batch) =>
-    Effect.andThen(
-      writer.offer(batch),
-      sinks.run([
-        ["publisher", () => publisher.offer(batch)],
-        ["alerts", () => alerts.offer(batch, lookup)],
-        ["stream", () => hub.offer(batch)]
-      ])
-    ))
+  const runtime: VenueRuntime = makeVenueRuntime(settings, fanOut(writer.offer, sinks, [
+    ["publisher", (batch) => publisher.offer(batch)],
+    ["alerts", (batch) => alerts.offer(batch, lookup)],
+    ["stream", (batch) => hub.offer(batch)]
+  ]))
   const lookup = (exchange: string, symbol: string) => runtime.instruments.get(exchange, symbol)
   // Gaps leave through the ledger (they are not rows of a batch): every opening and change to the broker too.
   const ledger = yield* GapLedger
