@@ -5,7 +5,7 @@
  * read-only and its backends terminated), a table locked by another session
  * (the writer's lock_timeout fires: 55P03), statements that outlast the
  * writer's statement_timeout (57014), and a full disk (a tablespace on a
- * 4 MB tmpfs, 53100). In every case the batch is held, the table shows as
+ * 128 MB tmpfs, 53100). In every case the batch is held, the table shows as
  * degraded with the SQLSTATE in /health, and once the fault clears every trade
  * of the session is stored exactly once: nothing dead-lettered, nothing
  * dropped. Before the fix each of these refusals was taken for bad rows (the
@@ -109,12 +109,12 @@ const count = (query: string) => inFaults(SqlClient.SqlClient.use((sql) =>
   sql.unsafe<{ n: bigint }>(query).pipe(Effect.map((rows) => Number(rows[0]!.n)))
 ))
 
-/** A tmpfs of 4 MB as a tablespace: a disk that really fills. Undone whatever happens. */
+/** A tmpfs of 128 MB as a tablespace: a disk that really fills. Undone whatever happens. */
 const tinyDisk = Effect.acquireRelease(
   Effect.sync(() => {
     const dir = `/tmp/mds-tiny-disk-${process.pid}`
     mkdirSync(dir, { recursive: true })
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dir])
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=128m", "tmpfs", dir])
     execFileSync("chown", ["postgres:postgres", dir])
     return dir
   }),
@@ -225,7 +225,7 @@ describe("the database refusing writes for a while", () => {
       )
       assert.isTrue(slow.sqlstates.has("57014"), `statement timeout seen as 57014: ${[...slow.sqlstates]}`)
 
-      // 4. The disk fills: large_trades moves to a 4 MB tablespace, and a filler table takes the rest of it.
+      // 4. The disk fills: large_trades moves to a 128 MB tablespace, and a filler table takes the rest of it.
       const dir = yield* tinyDisk
       const full = yield* duringFault(
         "disk full",
@@ -235,11 +235,11 @@ describe("the database refusing writes for a while", () => {
             Effect.gen(function*() {
               yield* sql.unsafe(`ALTER TABLE large_trades SET TABLESPACE mds_tiny`)
               yield* sql.unsafe(`CREATE TABLE disk_filler (pad TEXT) TABLESPACE mds_tiny`)
-              // Insert until PostgreSQL says the device is full (53100); each round is about 1 MB of random text
-              // (under the TOAST threshold, so stored as it is, uncompressed).
+              // Insert until PostgreSQL says the device is full (53100); each round is about 10 MB of random text
+              // (rows under the TOAST threshold, so stored as they are, uncompressed).
               for (let round = 0; round < 40; round++) {
                 const filled = yield* sql.unsafe(`INSERT INTO disk_filler SELECT (SELECT string_agg(md5(random()::text || g::text || i::text), '')
-                  FROM generate_series(1, 30) i) FROM generate_series(1, 1000) g`).pipe(
+                  FROM generate_series(1, 30) i) FROM generate_series(1, 10000) g`).pipe(
                   Effect.as(false),
                   Effect.catch(() => Effect.succeed(true))
                 )
