@@ -4,6 +4,7 @@
  * scenario and staying quiet on a calm one.
  */
 import { assert, describe, it } from "@effect/vitest"
+import fc from "fast-check"
 import { writeFileSync, mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -465,6 +466,46 @@ describe("windows by event time, whatever the arrival order", () => {
     assert.closeTo(fired[0]!.value, 50, 1e-9)
     // A third venue between them leaves the widest pair as it was: the same condition, not fired again.
     assert.deepStrictEqual(feed(trade("deribit", "BTC-PERPETUAL", 1e6, t0 + 96_000, { price: 60_100 })), [])
+  })
+})
+
+describe("windows by event time: any arrival order less than a window late fires what time order fires", () => {
+  // Samples at distinct seconds, each delayed by less than the 60 s window: arrival order is by time plus delay.
+  const samples = fc.uniqueArray(fc.record({
+    second: fc.integer({ min: 0, max: 400 }),
+    delay: fc.integer({ min: 0, max: 59 }),
+    value: fc.integer({ min: 1, max: 10 }),
+    venue: fc.constantFrom(["binance-futures", "BTCUSDT"], ["deribit", "BTC-PERPETUAL"])
+  }), { selector: (s) => s.second, minLength: 1, maxLength: 40 })
+  type Drawn = { readonly second: number; readonly delay: number; readonly value: number; readonly venue: ReadonlyArray<string> }
+  const inTimeOrder = (drawn: ReadonlyArray<Drawn>) => [...drawn].sort((a, b) => a.second - b.second)
+  const asArrived = (drawn: ReadonlyArray<Drawn>) => [...drawn].sort((a, b) => a.second + a.delay - (b.second + b.delay) || a.second - b.second)
+  const firedIds = (rule: unknown, order: ReadonlyArray<Drawn>, row: (d: Drawn) => (b: RowBatch) => void) => {
+    const set = new RuleSet(rules([rule]))
+    return order.flatMap((d) => run(set, batchOf(row(d))).map((f) => f.id)).sort()
+  }
+
+  it("liquidation_cluster", () => {
+    const rule = { name: "cascade", kind: "liquidation_cluster", min_value_usd: 25, window_seconds: 60 }
+    const row = (d: Drawn) => (b: RowBatch) => {
+      b.large_trades.push({
+        id: `${d.venue[0]}_${d.venue[1]}_liq-${d.second}`, exchange: d.venue[0]!, symbol: d.venue[1]!, side: "sell", price: 1, size: d.value, valueUsd: d.value,
+        timestamp: t0 + d.second * 1000, tradeId: `liq-${d.second}`, isLiquidation: true, metadata: {}
+      })
+    }
+    fc.assert(fc.property(samples, (drawn) => {
+      assert.deepStrictEqual(firedIds(rule, asArrived(drawn), row), firedIds(rule, inTimeOrder(drawn), row))
+    }), { seed: 19, numRuns: 300 })
+  })
+
+  it("open_interest_change", () => {
+    const rule = { name: "oi", kind: "open_interest_change", min_change_percent: 50, window_seconds: 60 }
+    const row = (d: Drawn) => (b: RowBatch) => {
+      b.open_interest.push({ id: `oi_${d.second}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: d.value, openInterestUsd: 0, timestamp: t0 + d.second * 1000, metadata: null })
+    }
+    fc.assert(fc.property(samples, (drawn) => {
+      assert.deepStrictEqual(firedIds(rule, asArrived(drawn), row), firedIds(rule, inTimeOrder(drawn), row))
+    }), { seed: 19, numRuns: 300 })
   })
 })
 
