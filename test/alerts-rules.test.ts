@@ -510,6 +510,17 @@ describe("windows by event time: any arrival order less than a window late fires
 })
 
 describe("alert ids: deterministic, and one per firing", () => {
+  it("a gap open too long, then known unrecoverable, is two alerts", () => {
+    const set = new RuleSet(rules([{ name: "gaps", kind: "unrepaired_gap", after_seconds: 60 }]))
+    const gap = (status: Gap["status"]): Gap => ({
+      id: "binance-futures_trades_BTCUSDT_1", exchange: "binance-futures", channel: "trades", symbol: "BTCUSDT", start: t0, end: null, cause: "disconnect",
+      estimatedMissing: null, status, repairedCount: 0, metadata: {}
+    })
+    const open = set.onTick({ now: t0 + 61_000, feeds: [], gaps: [gap("open")] }, lookup)
+    const final = set.onTick({ now: t0 + 62_000, feeds: [], gaps: [gap("unrecoverable")] }, lookup)
+    assert.deepStrictEqual([...open, ...final].map((f) => f.id), ["gaps_binance-futures_trades_BTCUSDT_1_open", "gaps_binance-futures_trades_BTCUSDT_1_final"])
+  })
+
   it("two liquidations in the same millisecond are two alerts", () => {
     for (const groupBy of ["asset", "symbol"]) {
       const set = new RuleSet(rules([{ name: "cascade", kind: "liquidation_cluster", min_value_usd: 1, window_seconds: 60, group_by: groupBy }]))

@@ -519,9 +519,11 @@ const unrepairedGap = (rule: RuleOf<"unrepaired_gap">): RuleEvaluator => {
         const final = gap.status === "unrecoverable" || gap.status === "partial"
         const age = view.now - gap.start
         if (!final && age < after) continue
-        if (!once(gap.id, gap.status === "partial" || gap.status === "unrecoverable" ? "final" : "open")) continue
+        // A gap fires when it has been open too long and again when it is known final: two alerts, two ids.
+        const episode = final ? "final" : "open"
+        if (!once(gap.id, episode)) continue
         out.push({
-          id: `${rule.name}_${gap.id}`, rule: rule.name, kind: rule.kind, exchange: gap.exchange, symbol: gap.symbol, key: `${gap.exchange}:${gap.channel}:${gap.symbol}`,
+          id: `${rule.name}_${gap.id}_${episode}`, rule: rule.name, kind: rule.kind, exchange: gap.exchange, symbol: gap.symbol, key: `${gap.exchange}:${gap.channel}:${gap.symbol}`,
           value: age / 1000, threshold: after / 1000, eventTime: gap.start,
           message: `${gap.exchange} ${gap.symbol} ${gap.channel}: gap (${gap.cause}) since ${new Date(gap.start).toISOString()} is ${gap.status}${gap.estimatedMissing === null ? "" : `, about ${gap.estimatedMissing} missing`}${gap.repairedCount > 0 ? `, ${gap.repairedCount} repaired` : ""}`,
           details: { gap_id: gap.id, channel: gap.channel, cause: gap.cause, status: gap.status, start: new Date(gap.start).toISOString(), end: gap.end === null ? null : new Date(gap.end).toISOString(), estimated_missing: gap.estimatedMissing, repaired_count: gap.repairedCount }
