@@ -46,7 +46,7 @@ const revive = (row: Record<string, unknown>): Record<string, unknown> =>
 /** Tries every waiting row again; returns how many were stored and how many are still refused (with why). */
 export const replayRejected = SqlClient.SqlClient.use((sql) =>
   Effect.gen(function*() {
-    const waiting = yield* sql<{ id: string; table_name: string; row: Record<string, unknown> }>`
+    const waiting = yield* sql<{ id: bigint | string; table_name: string; row: Record<string, unknown> }>`
       SELECT id, table_name, row FROM rejected_rows WHERE replayed_at IS NULL ORDER BY id`
     let stored = 0
     const refused: Array<{ readonly id: string; readonly table: string; readonly reason: string }> = []
@@ -55,12 +55,12 @@ export const replayRejected = SqlClient.SqlClient.use((sql) =>
       const row = revive(dead.row)
       const why = unencodable(row) ?? (isTable(table) ? undefined : `unknown table ${table}`)
       if (why !== undefined) {
-        refused.push({ id: dead.id, table, reason: why })
+        refused.push({ id: String(dead.id), table, reason: why })
         continue
       }
       const result = yield* Effect.result(insertRows(table as TableName, [row as never]))
       if (result._tag === "Failure") {
-        refused.push({ id: dead.id, table, reason: `SQLSTATE ${sqlStateOf(result.failure) ?? "none"}` })
+        refused.push({ id: String(dead.id), table, reason: `SQLSTATE ${sqlStateOf(result.failure) ?? "none"}` })
         continue
       }
       const now = new Date(yield* Clock.currentTimeMillis).toISOString()
