@@ -10,7 +10,8 @@
  * The parent sets the pace over IPC: { rate } frames per second in total, or
  * { rate: 0 }, as fast as the collector reads (the socket's own backpressure:
  * frames are written only while less than 1 MB waits in the kernel and ws).
- * It answers { counts } with frames sent so far.
+ * It answers { counts } with frames sent so far ({ sent }) and the trades sent
+ * per symbol ({ trades }). { rate: -1 } pauses it.
  */
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -140,7 +141,8 @@ process.on("message", (message: { readonly rate?: number; readonly counts?: true
     paceStart = performance.now()
     paceSent = 0
   }
-  if (message.counts === true) process.send!({ sent })
+  // Trades per symbol too: each symbol's trade ids run consecutively from 5,000,001, so a consumer knows every id sent.
+  if (message.counts === true) process.send!({ sent, trades: Object.fromEntries([...symbols].map(([symbol, flood]) => [symbol, flood.tradeId - 5_000_000])) })
   if (message.stop === true) process.exit(0)
 })
 

@@ -4,6 +4,7 @@
  *
  *   npm run cli -- replay --venue <id> <files...>   recorded frames through the live pipeline into the database
  *   npm run cli -- normalize --venue <id> <file>    normalized records as JSON lines on stdout
+ *   npm run cli -- rejected [--replay]              the rows the database refused (rejected_rows), and a retry of them
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Layer } from "effect"
@@ -15,6 +16,7 @@ import { PipelineSettings } from "./pipeline/runtime.ts"
 import { readRecordings } from "./replay/recorded.ts"
 import { replayRecording } from "./replay/replay.ts"
 import { DatabaseLive } from "./storage/database.ts"
+import { rejectedSummary, replayRejected } from "./storage/rejected.ts"
 import { Writer } from "./storage/writer.ts"
 import { serviceVersion } from "./version.ts"
 import { venueById, venues } from "./venues/registry.ts"
@@ -41,8 +43,25 @@ const replay = Command.make("replay", { venue, files: recordingFiles }, ({ venue
         return { stats, writer }
       }).pipe(Effect.provideContext(context))
     }))
-    const inserted = Object.fromEntries(Object.values(writer.state().tables).map((t) => [t.table, t.written]))
-    yield* Console.log(JSON.stringify({ ...stats, inserted }, null, 2))
+    const tables = Object.values(writer.state().tables)
+    const inserted = Object.fromEntries(tables.map((t) => [t.table, t.written]))
+    // Every row built must be stored (or be there already): anything else is a failed replay, said per table and why.
+    const notStored = Object.fromEntries(tables.filter((t) => t.dropped + t.rejected + t.unstored > 0).map((t) => [t.table, {
+      built: stats.rows[t.table],
+      rejected: t.rejected,
+      dropped_queue_full: t.dropped,
+      unstored_at_deadline: t.unstored
+    }]))
+    yield* Console.log(JSON.stringify({ ...stats, inserted, not_stored: notStored }, null, 2))
+    const missing = Object.values(notStored).reduce((n, t) => n + t.rejected + t.dropped_queue_full + t.unstored_at_deadline, 0)
+    if (missing > 0) {
+      const built = Object.values(stats.rows).reduce((n, count) => n + count, 0)
+      return yield* Effect.fail(new Error(
+        `${missing} of ${built} rows built were not stored (${Object.entries(notStored).map(([table, t]) =>
+          `${table}: ${t.rejected} rejected (kept in rejected_rows), ${t.dropped_queue_full} dropped (queue full), ${t.unstored_at_deadline} unstored when the drain deadline passed`
+        ).join("; ")})`
+      ))
+    }
   })).pipe(Command.withDescription(
     "Runs recorded frames through the live pipeline (decode, normalize, detect, writer) into the configured database (DATABASE_URL, else the embedded one). Running it twice stores nothing twice."
   ))
@@ -67,9 +86,21 @@ const normalize = Command.make("normalize", { venue, file: Argument.File("file",
     if (errors > 0) process.stderr.write(`${errors} frame(s) could not be decoded\n`)
   })).pipe(Command.withDescription("Prints the normalized records of a capture as JSON lines on stdout; undecodable frames are reported on stderr."))
 
+const rejected = Command.make("rejected", { replay: Flag.Boolean("replay").pipe(Flag.withDefault(false), Flag.withDescription("insert every waiting row again; the ones stored are marked replayed")) }, ({ replay }) =>
+  Effect.gen(function*() {
+    if (replay) {
+      const { stored, refused } = yield* replayRejected
+      yield* Console.log(JSON.stringify({ stored, still_refused: refused }, null, 2))
+      if (refused.length > 0) return yield* Effect.fail(new Error(`${refused.length} rows are still refused; they stay in rejected_rows`))
+    }
+    yield* Console.log(JSON.stringify({ waiting: yield* rejectedSummary }, null, 2))
+  }).pipe(Effect.provide(DatabaseLive))).pipe(Command.withDescription(
+    "Lists the rows the database refused as data (rejected_rows: table, SQLSTATE, count, first and last time, a message); --replay inserts them again once the cause is fixed."
+  ))
+
 export const cli = Command.make("market-data").pipe(
   Command.withDescription("Replays and inspects exchange captures with the service's own pipeline."),
-  Command.withSubcommands([replay, normalize])
+  Command.withSubcommands([replay, normalize, rejected])
 )
 
 const describeFailure = (error: unknown): string => {

@@ -2,7 +2,7 @@
  * Starts every enabled venue as a supervised fiber: a venue that fails (even
  * with a defect) is logged and restarted after a pause; it never stops another.
  */
-import { Cause, Config, Duration, Effect, Layer } from "effect"
+import { Cause, Clock, Config, Duration, Effect, Layer, Metric, Schedule } from "effect"
 import { AlertEngine } from "./alerts/engine.ts"
 import { FeedRegistry } from "./feed/status.ts"
 import { GapLedger } from "./gaps/ledger.ts"
@@ -10,6 +10,7 @@ import { makeVenueRuntime, PipelineSettings, type VenueRuntime } from "./pipelin
 import { alertJson } from "./alerts/delivery.ts"
 import { gapStreamEvent, StreamHub } from "./stream/hub.ts"
 import { Writer } from "./storage/writer.ts"
+import type { RowBatch } from "./domain/rows.ts"
 import { venueById, venues } from "./venues/registry.ts"
 
 export const EnabledVenues = Config.String("EXCHANGES").pipe(
@@ -18,6 +19,65 @@ export const EnabledVenues = Config.String("EXCHANGES").pipe(
   Config.map((list) => list.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0 && s !== "none"))
 )
 
+const sideSinkFailures = Metric.counter("fanout_sink_failures_total", {
+  description: "Batches or events a side sink (publisher, alerts, stream) threw on at the fan-out point, per sink; the writer had them first",
+  incremental: true
+})
+
+/**
+ * The side sinks' failure boundary. A throw is counted per sink and logged at
+ * most once a minute per sink. Synchronous callers (the ledger's and the
+ * alert engine's listeners) only count; the counts reach /metrics every second.
+ */
+export const makeSideSinks = Effect.gen(function*() {
+  const failures = new Map<string, { count: number; reported: number; loggedAt: number; last: unknown }>()
+  const note = (sink: string, error: unknown) => {
+    const entry = failures.get(sink) ?? { count: 0, reported: 0, loggedAt: -Infinity, last: undefined }
+    entry.count++
+    entry.last = error
+    failures.set(sink, entry)
+  }
+  const runSync = (sink: string, run: () => void) => {
+    try {
+      run()
+    } catch (error) {
+      note(sink, error)
+    }
+  }
+  const report = Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    for (const [sink, entry] of failures) {
+      if (entry.count === entry.reported) continue
+      yield* Metric.update(Metric.withAttributes(sideSinkFailures, { sink }), entry.count - entry.reported)
+      if (now - entry.loggedAt >= 60_000) {
+        yield* Effect.logError(`side sink ${sink} failed; the writer stored the data, this sink missed it`).pipe(
+          Effect.annotateLogs({ sink, failures: entry.count - entry.reported, error: String(entry.last) })
+        )
+        entry.loggedAt = now
+      }
+      entry.reported = entry.count
+    }
+  })
+  yield* Effect.forkScoped(Effect.repeat(report, Schedule.spaced("1 second")))
+  return {
+    runSync,
+    /** Runs each side sink in turn; a throw in one is noted and the next still runs. */
+    run: (sinks: ReadonlyArray<readonly [string, () => void]>) =>
+      Effect.sync(() => {
+        for (const [sink, run] of sinks) runSync(sink, run)
+      })
+  }
+})
+
+/** The fan-out point: the writer takes the batch first, then each side sink behind its own boundary. */
+export const fanOut = (
+  store: (batch: RowBatch) => Effect.Effect<void>,
+  sinks: Effect.Success<typeof makeSideSinks>,
+  sides: ReadonlyArray<readonly [string, (batch: RowBatch) => void]>
+) =>
+(batch: RowBatch): Effect.Effect<void> =>
+  Effect.andThen(store(batch), sinks.run(sides.map(([name, sink]) => [name, () => sink(batch)] as const)))
+
 export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const enabled = yield* EnabledVenues
   const settings = yield* PipelineSettings
@@ -25,32 +85,31 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const alerts = yield* AlertEngine
   const hub = yield* StreamHub
   const registry = yield* FeedRegistry
-  // The one fan-out point: every batch to the broker's outbox, the alert engine's queue and the stream hub
-  // (none ever waits), and to the writer, the sink of record.
-  const runtime: VenueRuntime = makeVenueRuntime(settings, (batch) =>
-    Effect.andThen(
-      Effect.sync(() => {
-        alerts.offer(batch, lookup)
-        hub.offer(batch)
-      }),
-      writer.offer(batch)
-    ))
+  // The one fan-out point. The writer, the sink of record, takes every batch first and whatever the others
+  // do; then the side sinks (broker outbox, alert engine, stream hub), each behind its own boundary: none
+  // ever waits, and one that throws is counted and logged (at most once a minute), never felt by the rest.
+  const sinks = yield* makeSideSinks
+  const runtime: VenueRuntime = makeVenueRuntime(settings, fanOut(writer.offer, sinks, [
+    ["alerts", (batch) => alerts.offer(batch, lookup)],
+    ["stream", (batch) => hub.offer(batch)]
+  ]))
   const lookup = (exchange: string, symbol: string) => runtime.instruments.get(exchange, symbol)
   // Gaps leave through the ledger (they are not rows of a batch): every opening and change to the broker too.
   const ledger = yield* GapLedger
   ledger.watch((gap) => {
-    hub.offerEvent(gapStreamEvent(gap))
+    sinks.runSync("stream", () => hub.offerEvent(gapStreamEvent(gap)))
   })
   alerts.watch((alert) =>
-    hub.offerEvent({
-      id: `${alert.firedAt}:alert:${alert.id}`,
-      kind: "alert",
-      exchange: alert.exchange,
-      symbol: alert.symbol,
-      valueUsd: null,
-      time: alert.firedAt,
-      data: JSON.stringify({ kind: "alert", ...alertJson(alert) })
-    })
+    sinks.runSync("stream", () =>
+      hub.offerEvent({
+        id: `${alert.firedAt}:alert:${alert.id}`,
+        kind: "alert",
+        exchange: alert.exchange,
+        symbol: alert.symbol,
+        valueUsd: null,
+        time: alert.firedAt,
+        data: JSON.stringify({ kind: "alert", ...alertJson(alert) })
+      }))
   )
   for (const id of enabled) {
     const venue = venueById(id)

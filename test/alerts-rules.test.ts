@@ -4,6 +4,7 @@
  * scenario and staying quiet on a calm one.
  */
 import { assert, describe, it } from "@effect/vitest"
+import fc from "fast-check"
 import { writeFileSync, mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -198,15 +199,15 @@ describe("each rule kind", () => {
 
   it("stale_feed: a silent connection or a stale stream, once per silence", () => {
     const set = new RuleSet(rules([{ name: "silent", kind: "stale_feed", seconds: 30 }]))
-    assert.deepStrictEqual(set.onTick(view(t0 + 29_000, [feed(t0)])), [])
-    const fired = set.onTick(view(t0 + 31_000, [feed(t0, { state: "backoff" })]))
+    assert.deepStrictEqual(set.onTick(view(t0 + 29_000, [feed(t0)]), lookup), [])
+    const fired = set.onTick(view(t0 + 31_000, [feed(t0, { state: "backoff" })]), lookup)
     assert.strictEqual(fired.length, 1)
     assert.match(fired[0]!.message, /no message for 31 s \(state backoff/)
-    assert.deepStrictEqual(set.onTick(view(t0 + 60_000, [feed(t0, { state: "backoff" })])), [], "the same silence fires once")
+    assert.deepStrictEqual(set.onTick(view(t0 + 60_000, [feed(t0, { state: "backoff" })]), lookup), [], "the same silence fires once")
     // Messages resume, then a single stream goes quiet while the socket delivers.
     const stream = (age: number, stale: boolean) => ({ channel: "trades", symbol: "SUSHIUSDT", age_ms: age, usual_interval_ms: 200, stale })
-    assert.deepStrictEqual(set.onTick(view(t0 + 90_000, [feed(t0 + 89_900, { streams: [stream(20_000, true)] })])), [])
-    const streamFired = set.onTick(view(t0 + 100_000, [feed(t0 + 99_900, { streams: [stream(31_000, true)] })]))
+    assert.deepStrictEqual(set.onTick(view(t0 + 90_000, [feed(t0 + 89_900, { streams: [stream(20_000, true)] })]), lookup), [])
+    const streamFired = set.onTick(view(t0 + 100_000, [feed(t0 + 99_900, { streams: [stream(31_000, true)] })]), lookup)
     assert.strictEqual(streamFired.length, 1)
     assert.deepInclude(streamFired[0], { symbol: "SUSHIUSDT", exchange: "binance-futures" })
   })
@@ -217,15 +218,15 @@ describe("each rule kind", () => {
       id, exchange: "binance", channel: "trades", symbol: "BTCUSDT", start, end: start + 5000, cause: "disconnect", estimatedMissing: 12, status, repairedCount: 0, metadata: {}
     })
     const gaps = [gap("a", "verified", t0 - 600_000), gap("b", "open", t0 - 60_000), gap("c", "unrecoverable", t0 - 1000)]
-    assert.deepStrictEqual(set.onTick(view(t0, [], gaps)).map((f) => f.details.gap_id), ["c"])
-    assert.deepStrictEqual(set.onTick(view(t0 + 61_000, [], gaps)).map((f) => f.details.gap_id), ["b"])
-    assert.deepStrictEqual(set.onTick(view(t0 + 62_000, [], gaps)), [], "each gap once")
+    assert.deepStrictEqual(set.onTick(view(t0, [], gaps), lookup).map((f) => f.details.gap_id), ["c"])
+    assert.deepStrictEqual(set.onTick(view(t0 + 61_000, [], gaps), lookup).map((f) => f.details.gap_id), ["b"])
+    assert.deepStrictEqual(set.onTick(view(t0 + 62_000, [], gaps), lookup), [], "each gap once")
   })
 
   it("book_resyncs: more than N within the window; old resyncs age out", () => {
     const set = new RuleSet(rules([{ name: "churn", kind: "book_resyncs", max_resyncs: 2, window_seconds: 60 }]))
     const book = (resyncs: number) => ({ symbol: "BTCUSDT", state: "live" as const, sequence: 1, bidLevels: 20, askLevels: 20, resyncs })
-    const tick = (s: number, resyncs: number) => set.onTick(view(t0 + s * 1000, [feed(t0 + s * 1000, { books: [book(resyncs)] })]))
+    const tick = (s: number, resyncs: number) => set.onTick(view(t0 + s * 1000, [feed(t0 + s * 1000, { books: [book(resyncs)] })]), lookup)
     assert.deepStrictEqual(tick(0, 5), [], "resyncs before the rule started do not count")
     assert.deepStrictEqual(tick(10, 6), [])
     assert.deepStrictEqual(tick(20, 7), [])
@@ -237,16 +238,299 @@ describe("each rule kind", () => {
     assert.strictEqual(fired[0]!.value, 3)
   })
 
-  it("windows stay bounded whatever arrives: a million liquidations on one key keep at most the sample cap", () => {
-    const set = new RuleSet(rules([{ name: "cascade", kind: "liquidation_cluster", min_value_usd: 1e18, window_seconds: 7 * 86_400 }]))
-    const before = process.memoryUsage().heapUsed
+  it("windows stay bounded whatever arrives: at most 4,096 samples per key and 10,000 keys per rule", () => {
+    const set = new RuleSet(rules([
+      { name: "cascade", kind: "liquidation_cluster", min_value_usd: 1e18, window_seconds: 7 * 86_400, group_by: "symbol" },
+      { name: "oi", kind: "open_interest_change", min_change_percent: 1e6, window_seconds: 7 * 86_400 }
+    ]))
+    // A million liquidations on one instrument, all within the week-long window.
     for (let i = 0; i < 1_000_000; i += 1000) {
       run(set, batchOf((b) => {
         for (let j = 0; j < 1000; j++) b.large_trades.push(trade("binance-futures", "BTCUSDT", 1, t0 + i + j, { isLiquidation: true }))
       }))
     }
-    global.gc?.()
-    // 4,096 samples of two numbers: well under 16 MB even without a collection.
-    assert.isBelow(process.memoryUsage().heapUsed - before, 64 * 1024 * 1024)
+    // 5,000 open-interest samples of one instrument.
+    run(set, batchOf((b) => {
+      for (let i = 0; i < 5000; i++) {
+        b.open_interest.push({ id: `oi_${i}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: 1000 + i, openInterestUsd: 0, timestamp: t0 + i * 1000, metadata: null })
+      }
+    }))
+    assert.deepStrictEqual(set.footprint(), [{ rule: "cascade", keys: 1, largestWindow: 4096 }, { rule: "oi", keys: 1, largestWindow: 4096 }])
+    // 12,000 instruments: the 10,000 most recently seen keep a window.
+    run(set, batchOf((b) => {
+      for (let i = 0; i < 12_000; i++) b.large_trades.push(trade("binance-futures", `COIN${i}USDT`, 1, t0 + 2_000_000, { isLiquidation: true }))
+    }))
+    assert.deepInclude(set.footprint()[0], { rule: "cascade", keys: 10_000 })
+  })
+})
+
+describe("one filter for every rule kind: exchanges, symbols, assets", () => {
+  /** What a scenario watches: one venue's instrument. Each scenario fires once with no filter. */
+  interface Subject {
+    readonly exchange: string
+    readonly symbol: string
+    readonly asset: string
+  }
+  const perp: Subject = { exchange: "binance-futures", symbol: "BTCUSDT", asset: "BTC" }
+  const cmeFuture: Subject = { exchange: "cme", symbol: "BTCZ6", asset: "BTC" }
+  const liq = (at: number, value: number) => trade(perp.exchange, perp.symbol, value, at, { isLiquidation: true, side: "sell" })
+  const quietFeed = (symbol: string): LiveView["feeds"][number] => ({
+    feed: "binance-futures:market", venue: "binance-futures", state: "connected", lastMessageAt: t0, streams: [],
+    books: [{ symbol, state: "live", sequence: 1, bidLevels: 20, askLevels: 20, resyncs: 0 }]
+  })
+  const scenarios: ReadonlyArray<{ readonly kind: string; readonly subject: Subject; readonly rule: Record<string, unknown>; readonly run: (set: RuleSet) => ReadonlyArray<unknown> }> = [
+    {
+      kind: "large_trade", subject: perp, rule: { kind: "large_trade", min_value_usd: 1_000_000 },
+      run: (set) => run(set, batchOf((b) => b.large_trades.push(trade(perp.exchange, perp.symbol, 2_000_000, t0))))
+    },
+    {
+      // 600k + 600k within 10 s: 1.2M at the second.
+      kind: "liquidation_cluster (by asset)", subject: perp, rule: { kind: "liquidation_cluster", min_value_usd: 1_000_000, window_seconds: 60 },
+      run: (set) => [...run(set, batchOf((b) => b.large_trades.push(liq(t0, 600_000)))), ...run(set, batchOf((b) => b.large_trades.push(liq(t0 + 10_000, 600_000))))]
+    },
+    {
+      kind: "liquidation_cluster (by symbol)", subject: perp, rule: { kind: "liquidation_cluster", min_value_usd: 1_000_000, window_seconds: 60, group_by: "symbol" },
+      run: (set) => [...run(set, batchOf((b) => b.large_trades.push(liq(t0, 600_000)))), ...run(set, batchOf((b) => b.large_trades.push(liq(t0 + 10_000, 600_000))))]
+    },
+    {
+      // 0.001 per 8 h = 109.5 % a year.
+      kind: "funding", subject: perp, rule: { kind: "funding", max_abs_annualized_percent: 100 },
+      run: (set) => run(set, batchOf((b) => b.funding_rates.push({
+        id: "f1", exchange: perp.exchange, symbol: perp.symbol, rate: 0.001, predictedRate: null, timestamp: t0, nextFundingTime: null, metadata: { interval_hours: 8 }
+      })))
+    },
+    {
+      // 1000 to 1100 contracts in 5 minutes: +10 %.
+      kind: "open_interest_change", subject: perp, rule: { kind: "open_interest_change", min_change_percent: 5, window_seconds: 600 },
+      run: (set) => run(set, batchOf((b) => b.open_interest.push(
+        { id: "oi1", exchange: perp.exchange, symbol: perp.symbol, openInterest: 1000, openInterestUsd: 0, timestamp: t0, metadata: null },
+        { id: "oi2", exchange: perp.exchange, symbol: perp.symbol, openInterest: 1100, openInterestUsd: 0, timestamp: t0 + 300_000, metadata: null }
+      )))
+    },
+    {
+      kind: "basis", subject: cmeFuture, rule: { kind: "basis", max_abs_percent: 2 },
+      run: (set) => run(set, batchOf((b) => b.futures_basis.push({
+        id: "b1", exchange: cmeFuture.exchange, symbol: cmeFuture.symbol, futuresPrice: 61_800, spotPrice: 60_000, spotSource: "coinbase", basis: 1800,
+        basisPercent: 3, annualizedPercent: 36, daysToExpiry: 30, timestamp: t0, metadata: null
+      })))
+    },
+    {
+      // The connection has said nothing for 60 s (limit 30).
+      kind: "stale_feed (a silent connection)", subject: perp, rule: { kind: "stale_feed", seconds: 30 },
+      run: (set) => set.onTick({ now: t0 + 60_000, feeds: [quietFeed(perp.symbol)], gaps: [] }, lookup)
+    },
+    {
+      // The connection delivers; one stream has been stale for 40 s.
+      kind: "stale_feed (a stale stream)", subject: perp, rule: { kind: "stale_feed", seconds: 30 },
+      run: (set) => set.onTick({ now: t0 + 60_000, gaps: [], feeds: [{
+        feed: "binance-futures:market", venue: "binance-futures", state: "connected", lastMessageAt: t0 + 59_900, books: [],
+        streams: [{ channel: "trades", symbol: perp.symbol, age_ms: 40_000, usual_interval_ms: 200, stale: true }]
+      }] }, lookup)
+    },
+    {
+      kind: "unrepaired_gap", subject: perp, rule: { kind: "unrepaired_gap" },
+      run: (set) => set.onTick({ now: t0, feeds: [], gaps: [{
+        id: "g1", exchange: perp.exchange, channel: "trades", symbol: perp.symbol, start: t0 - 1000, end: t0, cause: "disconnect",
+        estimatedMissing: 3, status: "unrecoverable", repairedCount: 0, metadata: {}
+      }] }, lookup)
+    },
+    {
+      // 0 resyncs, then 5 within 10 s (more than 2).
+      kind: "book_resyncs", subject: perp, rule: { kind: "book_resyncs", max_resyncs: 2, window_seconds: 60 },
+      run: (set) => {
+        const at = (s: number, resyncs: number) => set.onTick({ now: t0 + s * 1000, gaps: [], feeds: [{
+          feed: "binance-futures:market", venue: "binance-futures", state: "connected", lastMessageAt: t0 + s * 1000, streams: [],
+          books: [{ symbol: perp.symbol, state: "live", sequence: 1, bidLevels: 20, askLevels: 20, resyncs }]
+        }] }, lookup)
+        return [...at(0, 0), ...at(10, 5)]
+      }
+    }
+  ]
+  /** Filters and whether the subject passes them, by the README's rule: every filter given must pass. */
+  const filters = (s: Subject): ReadonlyArray<readonly [Record<string, unknown>, boolean]> => [
+    [{}, true],
+    [{ exchanges: [s.exchange] }, true],
+    [{ exchanges: ["kraken"] }, false],
+    [{ symbols: [s.symbol] }, true],
+    [{ symbols: ["DOGEUSDT"] }, false],
+    [{ assets: [s.asset] }, true],
+    [{ assets: ["DOGE"] }, false],
+    [{ exchanges: [s.exchange], symbols: [s.symbol], assets: [s.asset] }, true],
+    [{ exchanges: ["kraken"], assets: [s.asset] }, false],
+    [{ symbols: ["DOGEUSDT"], assets: [s.asset] }, false],
+    [{ exchanges: [s.exchange], assets: ["DOGE"] }, false],
+    [{ exchanges: [s.exchange, "kraken"], assets: ["DOGE", s.asset] }, true]
+  ]
+  for (const scenario of scenarios) {
+    for (const [filter, fires] of filters(scenario.subject)) {
+      it(`${scenario.kind} with ${JSON.stringify(filter)} ${fires ? "fires" : "stays quiet"}`, () => {
+        const set = new RuleSet(rules([{ name: "r", ...scenario.rule, ...filter }]))
+        assert.strictEqual(scenario.run(set).length, fires ? 1 : 0)
+      })
+    }
+  }
+
+  it("unrepaired_gap: channels and the instrument filters, both", () => {
+    const gap = (channel: Gap["channel"]): Gap => ({
+      id: `g-${channel}`, exchange: perp.exchange, channel, symbol: perp.symbol, start: t0 - 1000, end: t0, cause: "disconnect",
+      estimatedMissing: 3, status: "unrecoverable", repairedCount: 0, metadata: {}
+    })
+    const fired = (filter: Record<string, unknown>) =>
+      new RuleSet(rules([{ name: "r", kind: "unrepaired_gap", ...filter }])).onTick({ now: t0, feeds: [], gaps: [gap("trades"), gap("book")] }, lookup).map((f) => f.details.gap_id)
+    assert.deepStrictEqual(fired({ channels: ["book"] }), ["g-book"])
+    assert.deepStrictEqual(fired({ channels: ["book"], assets: ["BTC"] }), ["g-book"])
+    assert.deepStrictEqual(fired({ channels: ["book"], assets: ["ETH"] }), [])
+    assert.deepStrictEqual(fired({ channels: ["liquidations"], assets: ["BTC"] }), [])
+  })
+
+  it("price_divergence compares only the instruments its filters pass", () => {
+    // binance BTCUSDT at 60,000 and coinbase BTC-USD at 60,300: 50 bps apart (limit 20).
+    const fired = (filter: Record<string, unknown>) => {
+      const set = new RuleSet(rules([{ name: "div", kind: "price_divergence", max_bps: 20, ...filter }]))
+      return run(set, batchOf((b) => b.large_trades.push(
+        trade("binance", "BTCUSDT", 1e6, t0, { price: 60_000 }),
+        trade("coinbase", "BTC-USD", 1e6, t0, { price: 60_300 })
+      ))).length
+    }
+    const table: ReadonlyArray<readonly [Record<string, unknown>, number]> = [
+      [{}, 1],
+      [{ exchanges: ["binance", "coinbase"] }, 1],
+      [{ exchanges: ["binance"] }, 0], // one venue left: nothing to compare it with
+      [{ symbols: ["BTCUSDT", "BTC-USD"] }, 1],
+      [{ symbols: ["BTCUSDT"] }, 0],
+      [{ assets: ["BTC"] }, 1],
+      [{ assets: ["ETH"] }, 0],
+      [{ exchanges: ["binance", "coinbase"], assets: ["ETH"] }, 0],
+      [{ instrument_kinds: ["perpetual"] }, 0], // both are spot
+      [{ instrument_kinds: ["spot"], assets: ["BTC"] }, 1]
+    ]
+    for (const [filter, expected] of table) assert.strictEqual(fired(filter), expected, JSON.stringify(filter))
+  })
+})
+
+describe("windows by event time, whatever the arrival order", () => {
+  const liq = (exchange: string, symbol: string, value: number, second: number) =>
+    trade(exchange, symbol, value, t0 + second * 1000, { isLiquidation: true, side: "sell" })
+
+  it("liquidation_cluster: a late venue's liquidations count in the window of their own time", () => {
+    const set = new RuleSet(rules([{ name: "cascade", kind: "liquidation_cluster", min_value_usd: 1_000_000, window_seconds: 60 }]))
+    const feed = (row: LargeTradeRow) => run(set, batchOf((b) => b.large_trades.push(row)))
+    const at100 = liq("binance-futures", "BTCUSDT", 400_000, 100)
+    assert.deepStrictEqual(feed(at100), [])
+    // Deribit's arrive late. At 50 s: 300k alone in its window; the window ending at 100 s holds 700k.
+    assert.deepStrictEqual(feed(liq("deribit", "BTC-PERPETUAL", 300_000, 50)), [])
+    // 80 s late, more than a window: not judged. (It never shared 60 s with 1M anyway: 350k + 300k at most.)
+    assert.deepStrictEqual(feed(liq("binance-futures", "BTCUSDT", 350_000, 20)), [])
+    // At 95 s: its window [35 s, 95 s] holds 300k + 350k = 650k, but the window ending at 100 s now holds
+    // 300k + 350k + 400k = 1,050,000: the cluster is completed by the liquidation at 100 s, as in time order.
+    const fired = feed(liq("deribit", "BTC-PERPETUAL", 350_000, 95))
+    assert.strictEqual(fired.length, 1)
+    assert.deepInclude(fired[0], { id: `cascade_${at100.id}`, symbol: "BTC", exchange: null, value: 1_050_000, eventTime: t0 + 100_000 })
+    assert.strictEqual(fired[0]!.details.count, 3)
+    assert.strictEqual(fired[0]!.details.first, new Date(t0 + 50_000).toISOString())
+    // 70 s later, alone in its window.
+    assert.deepStrictEqual(feed(liq("binance-futures", "BTCUSDT", 100_000, 170)), [])
+  })
+
+  it("open_interest_change: a late sample is a move from it, not to it", () => {
+    const set = new RuleSet(rules([{ name: "oi", kind: "open_interest_change", min_change_percent: 5, window_seconds: 600 }]))
+    const oi = (contracts: number, second: number): OpenInterestRow => ({
+      id: `binance-futures_BTCUSDT_oi_${second}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: contracts, openInterestUsd: contracts * 60_000, timestamp: t0 + second * 1000, metadata: null
+    })
+    const feed = (row: OpenInterestRow) => run(set, batchOf((b) => b.open_interest.push(row)))
+    assert.deepStrictEqual(feed(oi(1100, 500)), [])
+    // 1000 contracts at 100 s arrives after 1100 at 500 s: open interest rose 10 % (1000 to 1100) within 400 s.
+    const fired = feed(oi(1000, 100))
+    assert.strictEqual(fired.length, 1)
+    assert.deepInclude(fired[0], { id: "oi_binance-futures_BTCUSDT_oi_500", eventTime: t0 + 500_000 })
+    assert.closeTo(fired[0]!.value, 10, 1e-9)
+    assert.deepInclude(fired[0]!.details, { from: 1000, to: 1100, from_time: new Date(t0 + 100_000).toISOString(), open_interest_usd: 1100 * 60_000 })
+    // 1040 at 300 s: +4 % from 1000 in its own window; the window ending at 500 s had fired already. Nothing new.
+    assert.deepStrictEqual(feed(oi(1040, 300)), [])
+    // More than one window (600 s) behind the newest: not judged.
+    assert.deepStrictEqual(feed(oi(500, -200)), [])
+  })
+
+  it("price_divergence: a late venue's price is compared with prices of its own time", () => {
+    const set = new RuleSet(rules([{ name: "div", kind: "price_divergence", max_bps: 20, max_age_seconds: 30 }]))
+    const feed = (row: LargeTradeRow) => run(set, batchOf((b) => b.large_trades.push(row)))
+    const binance = trade("binance", "BTCUSDT", 1e6, t0 + 100_000, { price: 60_000 })
+    assert.deepStrictEqual(feed(binance), [])
+    // Coinbase at 50 s, 50 bps higher, arrives after binance's 100 s price: 50 s apart, beyond the 30 s age.
+    assert.deepStrictEqual(feed(trade("coinbase", "BTC-USD", 1e6, t0 + 50_000, { price: 60_300 })), [])
+    // Coinbase at 95 s: 5 s from binance's, (60,300 - 60,000) / 60,000 = 50 bps.
+    const coinbase = trade("coinbase", "BTC-USD", 1e6, t0 + 95_000, { price: 60_300 })
+    const fired = feed(coinbase)
+    assert.strictEqual(fired.length, 1)
+    assert.deepInclude(fired[0], { id: `div_${coinbase.id}_${binance.id}`, eventTime: t0 + 100_000 })
+    assert.closeTo(fired[0]!.value, 50, 1e-9)
+    // A third venue between them leaves the widest pair as it was: the same condition, not fired again.
+    assert.deepStrictEqual(feed(trade("deribit", "BTC-PERPETUAL", 1e6, t0 + 96_000, { price: 60_100 })), [])
+  })
+})
+
+describe("windows by event time: any arrival order less than a window late fires what time order fires", () => {
+  // Samples at distinct seconds, each delayed by less than the 60 s window: arrival order is by time plus delay.
+  const samples = fc.uniqueArray(fc.record({
+    second: fc.integer({ min: 0, max: 400 }),
+    delay: fc.integer({ min: 0, max: 59 }),
+    value: fc.integer({ min: 1, max: 10 }),
+    venue: fc.constantFrom(["binance-futures", "BTCUSDT"], ["deribit", "BTC-PERPETUAL"])
+  }), { selector: (s) => s.second, minLength: 1, maxLength: 40 })
+  type Drawn = { readonly second: number; readonly delay: number; readonly value: number; readonly venue: ReadonlyArray<string> }
+  const inTimeOrder = (drawn: ReadonlyArray<Drawn>) => [...drawn].sort((a, b) => a.second - b.second)
+  const asArrived = (drawn: ReadonlyArray<Drawn>) => [...drawn].sort((a, b) => a.second + a.delay - (b.second + b.delay) || a.second - b.second)
+  const firedIds = (rule: unknown, order: ReadonlyArray<Drawn>, row: (d: Drawn) => (b: RowBatch) => void) => {
+    const set = new RuleSet(rules([rule]))
+    return order.flatMap((d) => run(set, batchOf(row(d))).map((f) => f.id)).sort()
+  }
+
+  it("liquidation_cluster", () => {
+    const rule = { name: "cascade", kind: "liquidation_cluster", min_value_usd: 25, window_seconds: 60 }
+    const row = (d: Drawn) => (b: RowBatch) => {
+      b.large_trades.push({
+        id: `${d.venue[0]}_${d.venue[1]}_liq-${d.second}`, exchange: d.venue[0]!, symbol: d.venue[1]!, side: "sell", price: 1, size: d.value, valueUsd: d.value,
+        timestamp: t0 + d.second * 1000, tradeId: `liq-${d.second}`, isLiquidation: true, metadata: {}
+      })
+    }
+    fc.assert(fc.property(samples, (drawn) => {
+      assert.deepStrictEqual(firedIds(rule, asArrived(drawn), row), firedIds(rule, inTimeOrder(drawn), row))
+    }), { seed: 19, numRuns: 300 })
+  })
+
+  it("open_interest_change", () => {
+    const rule = { name: "oi", kind: "open_interest_change", min_change_percent: 50, window_seconds: 60 }
+    const row = (d: Drawn) => (b: RowBatch) => {
+      b.open_interest.push({ id: `oi_${d.second}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: d.value, openInterestUsd: 0, timestamp: t0 + d.second * 1000, metadata: null })
+    }
+    fc.assert(fc.property(samples, (drawn) => {
+      assert.deepStrictEqual(firedIds(rule, asArrived(drawn), row), firedIds(rule, inTimeOrder(drawn), row))
+    }), { seed: 19, numRuns: 300 })
+  })
+})
+
+describe("alert ids: deterministic, and one per firing", () => {
+  it("a gap open too long, then known unrecoverable, is two alerts", () => {
+    const set = new RuleSet(rules([{ name: "gaps", kind: "unrepaired_gap", after_seconds: 60 }]))
+    const gap = (status: Gap["status"]): Gap => ({
+      id: "binance-futures_trades_BTCUSDT_1", exchange: "binance-futures", channel: "trades", symbol: "BTCUSDT", start: t0, end: null, cause: "disconnect",
+      estimatedMissing: null, status, repairedCount: 0, metadata: {}
+    })
+    const open = set.onTick({ now: t0 + 61_000, feeds: [], gaps: [gap("open")] }, lookup)
+    const final = set.onTick({ now: t0 + 62_000, feeds: [], gaps: [gap("unrecoverable")] }, lookup)
+    assert.deepStrictEqual([...open, ...final].map((f) => f.id), ["gaps_binance-futures_trades_BTCUSDT_1_open", "gaps_binance-futures_trades_BTCUSDT_1_final"])
+  })
+
+  it("two liquidations in the same millisecond are two alerts", () => {
+    for (const groupBy of ["asset", "symbol"]) {
+      const set = new RuleSet(rules([{ name: "cascade", kind: "liquidation_cluster", min_value_usd: 1, window_seconds: 60, group_by: groupBy }]))
+      const first = trade("binance-futures", "BTCUSDT", 10, t0, { isLiquidation: true })
+      const second = trade(groupBy === "asset" ? "deribit" : "binance-futures", groupBy === "asset" ? "BTC-PERPETUAL" : "BTCUSDT", 10, t0, { isLiquidation: true })
+      const fired = run(set, batchOf((b) => b.large_trades.push(first, second)))
+      assert.deepStrictEqual(fired.map((f) => f.id), [`cascade_${first.id}`, `cascade_${second.id}`], groupBy)
+      // The same rows again (a replay) name the same alerts: the store keeps each once.
+      const again = new RuleSet(rules([{ name: "cascade", kind: "liquidation_cluster", min_value_usd: 1, window_seconds: 60, group_by: groupBy }]))
+      assert.deepStrictEqual(run(again, batchOf((b) => b.large_trades.push(first, second))).map((f) => f.id), fired.map((f) => f.id))
+    }
   })
 })

