@@ -328,11 +328,12 @@ export class AlertDelivery extends Context.Service<AlertDelivery, {
           yield* sql`INSERT INTO alert_deliveries (alert_id, rule, webhook, body, created_at)
             VALUES (${alert.id}, ${alert.rule}, ${target.name}, ${body}, ${now}::timestamptz) ON CONFLICT DO NOTHING`
         }
-        // The bound per webhook (max_pending): the oldest waiting rows go, never the one in flight.
+        // The bound per webhook (max_pending, the one in flight included): the oldest waiting rows go, never the one
+        // in flight (the oldest, which the webhook's fiber takes first).
         const outcome: Array<{ webhook: string; dropped: ReadonlyArray<string>; backlog: number }> = []
         for (const target of targets) {
           const gone = yield* sql<{ rule: string }>`DELETE FROM alert_deliveries WHERE position IN (
-              SELECT position FROM alert_deliveries WHERE webhook = ${target.name} ORDER BY position DESC OFFSET ${target.maxPending})
+              SELECT position FROM alert_deliveries WHERE webhook = ${target.name} ORDER BY position DESC OFFSET ${target.maxPending - 1})
             AND position > (SELECT min(position) FROM alert_deliveries WHERE webhook = ${target.name}) RETURNING rule`
           const [{ n }] = (yield* sql<{ n: string }>`SELECT count(*)::text AS n FROM alert_deliveries WHERE webhook = ${target.name}`) as [{ n: string }]
           outcome.push({ webhook: target.name, dropped: gone.map((g) => g.rule), backlog: Number(n) })
