@@ -25,7 +25,7 @@ import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeBinance } from "./fake/binance.ts"
-import { brokerHost, brokerPort, brokerUrlVia, consumer } from "./support/broker.ts"
+import { brokerHost, brokerPort, brokerUrl, brokerUrlVia, consumer } from "./support/broker.ts"
 import { TcpProxy } from "./support/proxy.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
@@ -215,6 +215,44 @@ describe("the outbox across a restart", () => {
         assert.include(second.output.join(""), "publisher stopped; 0 messages stay in the outbox for the next start")
       })), { timeout: 300_000 })
   }
+
+  it.live("SIGTERM with the broker and the webhook up: the writer's last rows are stored, then published, then POSTed, before the exit", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* withDatabase(truncateAll)
+      const exchange = `md-drain-${randomUUID().slice(0, 8)}`
+      const broker = yield* consumer(exchange, ["#"])
+      const hookPort = freePort()
+      const hook = yield* receiver(hookPort)
+      const fake = yield* Effect.acquireRelease(Effect.promise(() => FakeBinance.start({ frameIntervalMs: 8 })), (f) => Effect.promise(() => f.close()))
+      const service = yield* spawnService({
+        DATABASE_URL: postgresUrl, PORT: String(freePort()), HOST: "127.0.0.1", EXCHANGES: "binance-futures",
+        BINANCE_FUTURES_SYMBOLS: symbols.join(","), BINANCE_FUTURES_WS_URL: fake.wsUrl, BINANCE_FUTURES_REST_URL: fake.httpUrl,
+        // Rows linger in the writer's queues for up to a second: the stop finds some there, to be stored, staged and sent.
+        LARGE_TRADE_THRESHOLD_DEFAULT: "1", WRITER_FLUSH_MS: "1000", WRITER_BATCH_SIZE: "100000",
+        AMQP_URL: brokerUrl, PUBLISH_EXCHANGE: exchange,
+        ALERT_RULES: rulesFile(hookPort)
+      })
+      yield* eventually("messages and POSTs flowing", Effect.sync(() =>
+        broker.received.byId.size >= 30 && hook.received.length >= 10 ? true : undefined), 60_000)
+      service.child.kill("SIGTERM")
+      const exit = yield* exited(service.child)
+      const log = service.output.join("")
+      assert.deepStrictEqual(exit, { code: 130, signal: null }, log.slice(-2000))
+      assert.isFalse(fake.finished("futures"), "stopped mid-stream")
+      assert.include(log, "publisher stopped; 0 messages stay in the outbox for the next start")
+      assert.include(log, "alert delivery stopped; 0 webhook deliveries stay pending for the next start")
+      assert.strictEqual(yield* count("outbox"), 0)
+      assert.strictEqual(yield* count("alert_deliveries"), 0)
+      // Confirmed before the exit, so already at the consumer (give its socket a moment).
+      const stored = yield* storedMessageIds
+      yield* eventually("every stored row's message at the consumer", Effect.sync(() =>
+        [...stored.rows, ...stored.gaps].every((id) => broker.received.byId.has(id)) ? true : undefined), 10_000)
+      const receivedRows = [...broker.received.byId.keys()].filter((id) => !/:(open|repairing|verified|partial|unrecoverable):/.test(id))
+      assert.sameMembers(receivedRows, [...stored.rows])
+      assert.sameMembers([...new Set(hook.received.map((r) => r.id))], yield* ids("SELECT id FROM alerts"))
+      console.log(`SIGTERM with the broker up: ${stored.rows.size} rows stored, every one published before the exit ` +
+        `(${broker.received.deliveries - broker.received.byId.size} duplicates), ${hook.received.length} POSTs`)
+    })), { timeout: 120_000 })
 
   it.live("messages older than OUTBOX_MAX_AGE_HOURS are deleted and counted, the younger ones kept", () =>
     Effect.scoped(Effect.gen(function*() {
