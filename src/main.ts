@@ -1,7 +1,8 @@
 /**
  * The service: collectors -> queues -> batched writer -> database, and the HTTP
  * API reading it. SIGTERM/SIGINT interrupt the collectors first (sockets close),
- * then the writer drains its queues, then the database closes.
+ * then the writer drains its queues, then the publisher and then the webhooks
+ * get their bounded time to empty the outbox tables, then the database closes.
  */
 import { NodeHttpClient, NodeRuntime, NodeWS } from "@effect/platform-node"
 import { existsSync, readFileSync } from "node:fs"
