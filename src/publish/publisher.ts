@@ -70,11 +70,8 @@ export const publisherConfig = Config.all({
   outbox: outboxConfig
 })
 
-const describe = (error: unknown) => {
-  const message = error instanceof Error ? error.message : String(error)
-  const cause = transportCause(error)
-  return cause === undefined || message.includes(cause) ? message : `${message} (${cause})`
-}
+/** The system error under a transport failure (it quotes the message), else the message. */
+const describe = (error: unknown) => transportCause(error) ?? (error instanceof Error ? error.message : String(error))
 
 const brokerCall = <A>(what: string, call: () => PromiseLike<A>) =>
   Effect.tryPromise({ try: () => Promise.resolve(call()), catch: (error) => new BrokerError({ message: `${what}: ${describe(error)}` }) })
