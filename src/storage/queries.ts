@@ -264,18 +264,41 @@ export const openInterest = (filter: WindowFilter) =>
 
 type Level = readonly [number, number]
 
-export const latestOrderBooks = (filter: {
+export interface OrderBookFilter {
   readonly exchange?: string | undefined
   readonly symbol?: string | undefined
   readonly depth?: number | undefined
-}) =>
+}
+
+/**
+ * The newest book per instrument without reading the (never pruned) history:
+ * the instruments come from a loose index scan of (exchange, symbol), one
+ * probe each, the symbol filter runs once per instrument, and each book is one
+ * probe of (exchange, symbol, timestamp DESC) (migration 0010). Exported so
+ * the bench can EXPLAIN what the API runs.
+ */
+export const latestOrderBooksStatement = (sql: SqlClient.SqlClient, filter: OrderBookFilter) => {
+  const venue = filter.exchange === undefined ? sql`TRUE` : sql`o.exchange = ${filter.exchange}`
+  const instrument = filter.symbol === undefined ? sql`TRUE` : symbolMatches(sql, filter.symbol)
+  return sql`WITH RECURSIVE instruments(exchange, symbol) AS (
+      (SELECT o.exchange, o.symbol FROM exchange_orderbooks AS o WHERE ${venue} ORDER BY o.exchange, o.symbol LIMIT 1)
+      UNION ALL
+      SELECT next.exchange, next.symbol FROM instruments, LATERAL (
+        SELECT o.exchange, o.symbol FROM exchange_orderbooks AS o
+        WHERE ${venue} AND (o.exchange, o.symbol) > (instruments.exchange, instruments.symbol)
+        ORDER BY o.exchange, o.symbol LIMIT 1) AS next
+    )
+    SELECT book.exchange, book.symbol, book.bids, book.asks, book.timestamp, book.sequence, book.metadata
+    FROM (SELECT exchange, symbol FROM instruments WHERE ${instrument}) AS matching, LATERAL (
+      SELECT b.exchange, b.symbol, b.bids, b.asks, b.timestamp, b.sequence, b.metadata FROM exchange_orderbooks AS b
+      WHERE b.exchange = matching.exchange AND b.symbol = matching.symbol ORDER BY b.timestamp DESC LIMIT 1) AS book
+    ORDER BY book.exchange, book.symbol`
+}
+
+export const latestOrderBooks = (filter: OrderBookFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const conditions: Array<Statement.Fragment> = [sql`TRUE`]
-      if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
-      if (filter.symbol !== undefined) conditions.push(symbolCondition(sql, "exchange_orderbooks", filter.symbol))
-      const rows = yield* sql`SELECT DISTINCT ON (exchange, symbol) exchange, symbol, bids, asks, timestamp, sequence, metadata
-        FROM exchange_orderbooks WHERE ${sql.and(conditions)} ORDER BY exchange, symbol, timestamp DESC`
+      const rows = yield* latestOrderBooksStatement(sql, filter)
       const cut = (levels: unknown) =>
         (Array.isArray(levels) ? (levels as Array<Level>) : []).slice(0, filter.depth ?? Number.POSITIVE_INFINITY)
       return {
