@@ -31,9 +31,31 @@ const query = (params) => {
 }
 const getJson = async (path) => {
   const response = await fetch(path)
+  if (response.status === 401) showSignIn("the session has ended: sign in again")
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`)
   return response.json()
 }
+
+// ---------------------------------------------------------------- access (API_TOKENS)
+// With API_TOKENS set, the page asks for a token once and trades it at POST /api/v1/session for a
+// session cookie (HttpOnly, SameSite=Strict) that fetch and EventSource then send by themselves.
+// The token is never kept by the page: not in the URL, not in localStorage, not readable by scripts.
+const showSignIn = (message = "") => {
+  $("sign-in").style.display = "flex"
+  $("sign-in-error").textContent = message
+  if (document.activeElement !== $("token")) $("token").focus()
+}
+$("sign-in").addEventListener("submit", async (event) => {
+  event.preventDefault()
+  const response = await fetch("/api/v1/session", { method: "POST", headers: { authorization: `Bearer ${$("token").value.trim()}` } })
+  if (!response.ok) {
+    showSignIn(response.status === 429 ? "too many failed attempts: wait a minute" : "that token was refused")
+    return
+  }
+  $("token").value = ""
+  $("sign-in").style.display = "none"
+  begin()
+})
 
 // ---------------------------------------------------------------- tape (stream)
 // Rendering is throttled: events wait in a buffer and the table is redrawn at most every 250 ms,
@@ -236,10 +258,12 @@ $("filters").addEventListener("change", () => {
   connectStream()
   refreshAll()
 })
-refreshHealth().then(() => {
+const begin = () => refreshHealth().then(() => {
   if (fromUrl.get("exchange")) $("exchange").value = fromUrl.get("exchange")
   connectStream()
   refreshAll()
 })
+fetch("/api/v1/session").then((r) => r.json()).then(({ data }) => (data.required && !data.authenticated ? showSignIn() : begin()))
+  .catch((e) => console.warn(String(e)))
 setInterval(refreshHealth, 2000)
 setInterval(refreshAll, 30_000)
