@@ -23,9 +23,8 @@ import { apiRejected } from "../observability/metrics.ts"
 export const accessConfig = Config.all({
   tokens: Config.Redacted("API_TOKENS").pipe(
     Config.option,
-    Config.map(Option.map((raw) => [...new Set(Redacted.value(raw).split(",").map((t) => t.trim()).filter((t) => t.length > 0))])),
-    // A setting with no token in it would lock everyone out: treat it as unset, as an empty variable is.
-    Config.map(Option.filter((tokens) => tokens.length > 0))
+    // Set but empty (a variable that did not expand) stays closed: no token verifies, nothing opens by mistake.
+    Config.map(Option.map((raw) => [...new Set(Redacted.value(raw).split(",").map((t) => t.trim()).filter((t) => t.length > 0))]))
   ),
   perMinute: Config.Int("API_RATE_LIMIT_PER_MINUTE").pipe(Config.withDefault(0)),
   failuresPerMinute: Config.Int("API_AUTH_FAILURES_PER_MINUTE").pipe(Config.withDefault(10))
@@ -190,18 +189,15 @@ export class ApiAccess extends Context.Service<ApiAccess, {
       return caller
     }
 
-    const identify = (request: HttpServerRequest.HttpServerRequest) =>
-      Effect.gen(function*() {
-        const caller = identifyAt(request, yield* Clock.currentTimeMillis)
-        if (caller._tag === "Refused") yield* Metric.update(Metric.withAttributes(apiRejected, { reason: "bad_credential" }), 1)
-        if (caller._tag === "LockedOut") yield* Metric.update(Metric.withAttributes(apiRejected, { reason: "auth_locked_out" }), 1)
-        return caller
-      })
+    const identify = (request: HttpServerRequest.HttpServerRequest) => Effect.map(Clock.currentTimeMillis, (now) => identifyAt(request, now))
 
     const guard = (request: HttpServerRequest.HttpServerRequest) =>
       Effect.gen(function*() {
         const caller = yield* identify(request)
-        if (caller._tag === "LockedOut") return lockedOut(caller.retryAfter)
+        if (caller._tag === "LockedOut") {
+          yield* Metric.update(Metric.withAttributes(apiRejected, { reason: "locked_out" }), 1)
+          return lockedOut(caller.retryAfter)
+        }
         if (caller._tag === "Anonymous" || caller._tag === "Refused") {
           yield* Metric.update(Metric.withAttributes(apiRejected, { reason: "unauthorized" }), 1)
           return errorResponse(401, "UNAUTHORIZED", "a valid bearer token is required (Authorization: Bearer <token>, or the dashboard's session)", {

@@ -279,13 +279,18 @@ export interface OrderBookFilter {
  */
 export const latestOrderBooksStatement = (sql: SqlClient.SqlClient, filter: OrderBookFilter) => {
   const venue = filter.exchange === undefined ? sql`TRUE` : sql`o.exchange = ${filter.exchange}`
+  // Within one venue the next symbol is a plain range on the index's second column (a row comparison
+  // beside an equality on the first would not bound the scan's start, and would walk the venue's rows).
+  const next = filter.exchange === undefined
+    ? sql`(o.exchange, o.symbol) > (instruments.exchange, instruments.symbol)`
+    : sql`o.exchange = ${filter.exchange} AND o.symbol > instruments.symbol`
   const instrument = filter.symbol === undefined ? sql`TRUE` : symbolMatches(sql, filter.symbol)
   return sql`WITH RECURSIVE instruments(exchange, symbol) AS (
       (SELECT o.exchange, o.symbol FROM exchange_orderbooks AS o WHERE ${venue} ORDER BY o.exchange, o.symbol LIMIT 1)
       UNION ALL
       SELECT next.exchange, next.symbol FROM instruments, LATERAL (
         SELECT o.exchange, o.symbol FROM exchange_orderbooks AS o
-        WHERE ${venue} AND (o.exchange, o.symbol) > (instruments.exchange, instruments.symbol)
+        WHERE ${next}
         ORDER BY o.exchange, o.symbol LIMIT 1) AS next
     )
     SELECT book.exchange, book.symbol, book.bids, book.asks, book.timestamp, book.sequence, book.metadata
