@@ -3,7 +3,7 @@
  * `chromium`, driven by playwright-core): the page asks for a token, refuses a
  * wrong one, and with the right one loads its data over fetch and the stream
  * over EventSource with the HttpOnly session cookie, which page scripts cannot
- * read; a reload stays signed in.
+ * read; a reload stays signed in, and without the cookie the page asks again.
  */
 import { existsSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
@@ -82,6 +82,10 @@ describe.skipIf(!existsSync(chromiumPath) && process.env.CI === undefined)("dash
       yield* wait("#stream-state:text('live')")
       assert.isFalse(yield* Effect.promise(() => tab.isVisible("#sign-in")))
       assert.strictEqual((yield* getJson(`${base}/api/v1/exchange/gaps`)).status, 401, "the API itself stays closed without a token")
+      // Signed out (the cookie gone), the page asks again.
+      yield* Effect.promise(() => context.clearCookies())
+      yield* Effect.promise(() => tab.reload({ waitUntil: "load" }))
+      yield* wait("#sign-in:visible")
       assert.deepStrictEqual(problems, [], `no console errors: ${problems.join(" / ")}`)
     })), { timeout: 120_000 })
 })
