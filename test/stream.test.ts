@@ -44,7 +44,12 @@ interface SseClient {
   readonly close: () => Promise<void>
 }
 
-const open = async (url: string, headers: Record<string, string>): Promise<SseClient> => {
+/** `stall`: the reader stops reading for `forMs` every `everyMs` (a slow network), so the server's writes wait for drain. */
+interface ReadOptions {
+  readonly stall?: { readonly everyMs: number; readonly forMs: number } | undefined
+}
+
+const open = async (url: string, headers: Record<string, string>, options: ReadOptions): Promise<SseClient> => {
   const response = await fetch(url, { headers })
   if (response.status !== 200) {
     const body = await response.json()
@@ -66,8 +71,13 @@ const open = async (url: string, headers: Record<string, string>): Promise<SseCl
       await loop
     }
   }
+  let lastStall = Date.now()
   const loop = (async () => {
     while (true) {
+      if (options.stall !== undefined && Date.now() - lastStall >= options.stall.everyMs) {
+        await new Promise((resolve) => setTimeout(resolve, options.stall!.forMs))
+        lastStall = Date.now()
+      }
       const { value, done } = await reader.read()
       if (done) {
         if (!closing) client.ended = true
@@ -95,8 +105,8 @@ const open = async (url: string, headers: Record<string, string>): Promise<SseCl
 }
 
 /** A client for the test's scope: closed (and its reader's errors surfaced) at the latest when the scope ends. */
-const connect = (url: string, headers: Record<string, string> = {}) =>
-  Effect.acquireRelease(Effect.promise(() => open(url, headers)), (client) => Effect.promise(() => client.close()))
+const connect = (url: string, headers: Record<string, string> = {}, options: ReadOptions = {}) =>
+  Effect.acquireRelease(Effect.promise(() => open(url, headers, options)), (client) => Effect.promise(() => client.close()))
 
 const close = (client: SseClient) => Effect.promise(() => client.close())
 
@@ -237,24 +247,32 @@ describe("streaming API", () => {
     Effect.scoped(Effect.gen(function*() {
       // A 1 ms heartbeat: it fires between nearly every two events.
       const { base, fake } = yield* serviceOnFake({ STREAM_HEARTBEAT_MS: "1" }, { frameIntervalMs: 20 })
-      const client = yield* connect(`${base}?kinds=large_trade&symbol=SUSHIUSDT`)
+      const client = yield* connect(`${base}?kinds=large_trade&symbol=SUSHIUSDT`, {}, { stall: { everyMs: 300, forMs: 1500 } })
       yield* waitFor("the feed is live", () => trades(client).length >= 1)
-      // 400 trades of our own at a steady pace, ids far above the recording's.
+      // 4000 trades of our own in bursts of 40 every 5 ms (ids far above the recording's), the reader stalled
+      // for 1.5 s at times (a slow network: the server's writes wait for drain).
       const first = 800_000_000
-      for (let i = 0; i < 400; i++) {
+      for (let i = 0; i < 4000; i++) {
         const now = Date.now()
         fake.inject("futures", JSON.stringify({ stream: "sushiusdt@aggTrade", data: { e: "aggTrade", E: now, s: "SUSHIUSDT", a: first + i, p: "7.5", q: "100", f: first + i, l: first + i, T: now, m: i % 2 === 0 } }))
-        if (i % 4 === 3) yield* Effect.sleep("5 millis")
+        if (i % 40 === 39) yield* Effect.sleep("5 millis")
       }
       // The oracle is the database: every one of them the writer stored.
       const stored = yield* eventually("the writer stored them", SqlClient.SqlClient.use((sql) =>
         Effect.map(sql`SELECT trade_id FROM large_trades WHERE exchange = 'binance-futures' AND symbol = 'SUSHIUSDT' AND (CASE WHEN trade_id ~ '^[0-9]+$' THEN trade_id::bigint END) >= ${first}`, (rows) => {
           const all = rows.map((r) => Number(r.trade_id)).sort((a, b) => a - b)
-          return all.includes(first + 399) ? all : undefined
+          return all.includes(first + 3999) ? all : undefined
         })).pipe(Effect.provide(database)))
-      assert.isAtLeast(stored.length, 390, "the service stored (nearly) all of them")
-      // Given time to arrive; a lost one never does.
-      yield* Effect.sleep("500 millis")
+      assert.isAtLeast(stored.length, 3900, "the service stored (nearly) all of them")
+      // Given time to arrive (until it has them all, or nothing more came for a second): a lost one never does.
+      const injected = () => trades(client).filter((e) => Number(e.data.trade_id) >= first).length
+      let previous = -1
+      let quiet = 0
+      while (injected() < stored.length && quiet < 5) {
+        quiet = injected() === previous ? quiet + 1 : 0
+        previous = injected()
+        yield* Effect.sleep("200 millis")
+      }
       yield* close(client)
       const received = trades(client).map((e) => Number(e.data.trade_id)).filter((id) => id >= first)
       assert.isAtLeast(client.comments.filter((c) => c === "keep-alive").length, 50, "heartbeats interleaved with the events")
@@ -314,11 +332,11 @@ describe("streaming API", () => {
       yield* waitFor("the replay", () => replayedCount(resumed) !== undefined)
       yield* close(resumed)
       yield* close(reference)
-      assert.match(resumed.comments.join("\n"), /replayed from the database, then the ring/)
       const keys = trades(resumed).map((e) => e.data.trade_id as string)
-      assert.strictEqual(new Set(keys).size, keys.length, "nothing twice")
-      for (const m of missed) assert.include(keys, m.data.trade_id, `missed trade ${m.data.trade_id} replayed`)
       assert.include(keys, "900000001", "the trade stored late, an hour behind by exchange time")
+      for (const m of missed) assert.include(keys, m.data.trade_id, `missed trade ${m.data.trade_id} replayed`)
+      assert.strictEqual(new Set(keys).size, keys.length, "nothing twice")
+      assert.match(resumed.comments.join("\n"), /replayed from the database, then the ring/)
       assert.isTrue(trades(resumed).some((e) => e.id!.startsWith("db.")), "some from the database")
     })), { timeout: 120_000 })
 
@@ -331,16 +349,18 @@ describe("streaming API", () => {
       const port = freePort()
       yield* startService({ DATABASE_URL: through.toString(), PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "none" })
       yield* Effect.promise(() => proxy.cut())
-      // An id of a process before this one: only the database can resume it.
-      const lastEventId = `1.7.${Date.now() - 60_000}:large_trade:binance-futures_SUSHIUSDT_1`
+      // An id from before arrival sequences (<ms>:<kind>:<row id>): only the database can resume it.
+      const lastEventId = `${Date.now() - 60_000}:large_trade:binance-futures_SUSHIUSDT_1`
       const resumed = yield* connect(`http://127.0.0.1:${port}/api/v1/stream?kinds=large_trade`, { "last-event-id": lastEventId })
-      yield* waitFor("the stream ends", () => resumed.ended, 30_000)
-      const last = resumed.events.at(-1)!
-      assert.strictEqual(last.event, "error")
-      assert.strictEqual(last.data.reason, "database")
-      assert.strictEqual(last.data.continue_from, lastEventId, "resume with the same id: nothing was skipped")
-      assert.isFalse(resumed.events.some((e) => e.event === "large_trade"))
+      assert.strictEqual(resumed.status, 200)
+      yield* waitFor("the stream ends, or claims a replay", () => resumed.ended || resumed.comments.some((c) => /events replayed/.test(c)), 30_000)
       assert.isFalse(resumed.comments.some((c) => /events replayed/.test(c)), "no claim that the replay succeeded")
+      assert.isTrue(resumed.ended, "the stream ends: the client reconnects with the same id")
+      const last = resumed.events.at(-1)
+      assert.strictEqual(last?.event, "error")
+      assert.strictEqual(last?.data.reason, "database")
+      assert.strictEqual(last?.data.continue_from, lastEventId, "resume with the same id: nothing was skipped")
+      assert.isFalse(resumed.events.some((e) => e.event === "large_trade"))
     })), { timeout: 120_000 })
 
   it.effect("a client that stops reading is dropped with a reason once its buffer is full; another goes on; a resume from the ring is exact", () =>
