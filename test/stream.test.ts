@@ -18,6 +18,7 @@ import { SqlClient } from "effect/sql"
 import { RowBatch } from "../src/domain/rows.ts"
 import { FeedRegistry } from "../src/feed/status.ts"
 import { postgresLayer } from "../src/storage/database.ts"
+import { streamStoredUpTo } from "../src/storage/queries.ts"
 import { parseEventId, StreamHub } from "../src/stream/hub.ts"
 import { FakeBinance } from "./fake/binance.ts"
 import { TcpProxy } from "./support/proxy.ts"
@@ -338,6 +339,65 @@ describe("streaming API", () => {
       assert.strictEqual(new Set(keys).size, keys.length, "nothing twice")
       assert.match(resumed.comments.join("\n"), /replayed from the database, then the ring/)
       assert.isTrue(trades(resumed).some((e) => e.id!.startsWith("db.")), "some from the database")
+    })), { timeout: 120_000 })
+
+  it.live("a long replay from the database comes in truncated parts that continue by insert position: nothing missed, nothing twice", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { base } = yield* serviceOnFake({ STREAM_RING_EVENTS: "3", STREAM_REPLAY_LIMIT: "4", STREAM_RESUME_OVERLAP_MS: "0" }, { frameIntervalMs: 20 })
+      const query = `${base}?kinds=large_trade`
+      const reference = yield* connect(query)
+      const client = yield* connect(query)
+      yield* waitFor("the client reads some trades", () => trades(client).length >= 3)
+      yield* close(client)
+      const lastSeen = trades(client).at(-1)!
+      const at = ids(trades(reference)).indexOf(lastSeen.id!)
+      yield* waitFor("15 trades arrive while the client is away", () => trades(reference).length >= at + 1 + 15)
+      const missed = trades(reference).slice(at + 1).map((e) => e.data.trade_id as string)
+
+      // Reconnect as a browser does: with the id of the last event received, truncated or not, until one goes live.
+      const got: Array<string> = []
+      const continuations: Array<string> = []
+      let from = lastSeen.id!
+      for (let part = 0; part < 40; part++) {
+        const resumed = yield* connect(query, { "last-event-id": from })
+        yield* waitFor("a part of the replay", () => resumed.ended || replayedCount(resumed) !== undefined)
+        yield* close(resumed)
+        const cut = resumed.events.at(-1)
+        const partTrades = trades(resumed)
+        got.push(...partTrades.map((e) => e.data.trade_id as string))
+        if (cut?.event !== "truncated") {
+          assert.match(resumed.comments.join("\n"), /events replayed from the database, then the ring/, "the last part succeeded")
+          break
+        }
+        assert.isAtMost(partTrades.length, 4)
+        continuations.push(cut.id!)
+        from = cut.id!
+      }
+      yield* close(reference)
+      assert.isAtLeast(continuations.length, 2, "the replay came in parts")
+      assert.isTrue(continuations.some((id) => id.startsWith("db.")), "continued from a database position")
+      for (const id of missed) assert.include(got, id, `missed trade ${id} replayed`)
+      assert.strictEqual(new Set(got).size, got.length, "nothing twice across the parts")
+      // The look-up that keeps ring events already sent from the database out of the last part.
+      const row = trades(reference)[at + 1]!.id!.split(":").slice(2).join(":")
+      const had = yield* streamStoredUpTo([`large_trade:${row}`, "large_trade:never-stored"], BigInt(Date.now() + 60_000) * 1000n).pipe(Effect.provide(database))
+      assert.deepStrictEqual([...had], [`large_trade:${row}`])
+    })), { timeout: 120_000 })
+
+  it.live("a replay admission control refuses is an error event to retry, not an empty success", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* clean
+      const port = freePort()
+      // No light-lane permits at all: every replay from the database is shed.
+      yield* startService({ DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "none", API_MAX_LIGHT_QUERIES: "0" })
+      const lastEventId = `${Date.now() - 60_000}:large_trade:binance-futures_SUSHIUSDT_1`
+      const resumed = yield* connect(`http://127.0.0.1:${port}/api/v1/stream?kinds=large_trade`, { "last-event-id": lastEventId })
+      yield* waitFor("the stream ends, or claims a replay", () => resumed.ended || resumed.comments.some((c) => /events replayed/.test(c)), 30_000)
+      assert.isFalse(resumed.comments.some((c) => /events replayed/.test(c)), "no claim that the replay succeeded")
+      const last = resumed.events.at(-1)
+      assert.strictEqual(last?.event, "error")
+      assert.strictEqual(last?.data.reason, "overloaded")
+      assert.strictEqual(last?.data.continue_from, lastEventId)
     })), { timeout: 120_000 })
 
   it.live("a replay the database cannot serve is an error event, never an empty success", () =>
