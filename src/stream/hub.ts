@@ -239,8 +239,6 @@ export class StreamHub extends Context.Service<StreamHub, {
    */
   readonly subscribe: (filter: StreamFilter, after: EventPosition | undefined) => Effect.Effect<Subscription, TooManyClients, Scope.Scope>
   readonly clients: () => number
-  /** This process's epoch (the first part of a live id) and the last sequence given. */
-  readonly position: () => { readonly epoch: number; readonly seq: number; readonly oldestInRing: number }
 }>()("market-data/stream/StreamHub") {
   static readonly layer = Layer.effect(StreamHub, Effect.gen(function*() {
     const config = yield* streamConfig
@@ -341,8 +339,7 @@ export class StreamHub extends Context.Service<StreamHub, {
       offer: (batch) => publish(eventsOf(batch)),
       offerEvent: (event) => publish([fromLegacy(event)]),
       clients: () => subscribers.size,
-      subscribe,
-      position: () => ({ epoch, seq, oldestInRing: oldestInRing() })
+      subscribe
     })
   }))
 }
