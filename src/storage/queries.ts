@@ -666,72 +666,82 @@ const microsIso = (micros: bigint) => {
 }
 const insertedMicrosColumn = "(extract(epoch FROM created_at::timestamptz) * 1000000)::int8::text AS inserted_us"
 
+/** The replay's statement per table (those of the kinds asked), exported so a test or the bench can EXPLAIN what runs. */
+export const streamReplayStatements = (sql: SqlClient.SqlClient, filter: StreamReplayFilter) => {
+  const wants = (kind: string) => filter.kinds.has(kind)
+  const startRank = filter.start._tag === "After" ? replayRank(filter.start.kind) : -1
+  const startTs = filter.start._tag === "After" ? insertedAt(sql, microsIso(filter.start.insertedMicros)) : insertedAt(sql, new Date(filter.start.ms).toISOString())
+  const conditionsFor = (rank: number) => {
+    const { table, time } = replayTables[rank]!
+    const conditions: Array<Statement.Fragment> = [
+      sql`created_at <= ${insertedAt(sql, new Date(filter.until).toISOString())}`,
+      sql`${sql.literal(time)} >= ${utcTimestamp(sql, filter.earliest)}`
+    ]
+    if (filter.start._tag === "InsertedSince" || rank > startRank) conditions.push(sql`created_at >= ${startTs}`)
+    else if (rank < startRank) conditions.push(sql`created_at > ${startTs}`)
+    else conditions.push(sql`(created_at > ${startTs} OR (created_at = ${startTs} AND id COLLATE "C" > ${filter.start.rowId}))`)
+    const smallTable = table === "data_gaps" || table === "alerts"
+    if (filter.exchange !== undefined) conditions.push(smallTable ? sql`(exchange IS NULL OR exchange = ${filter.exchange})` : sql`exchange = ${filter.exchange}`)
+    if (filter.symbol !== undefined) {
+      // The gap ledger and the alerts are small, with no symbol-first index: per row, as their own queries do.
+      conditions.push(smallTable ? sql`(symbol IS NULL OR ${symbolMatches(sql, filter.symbol)})` : symbolCondition(sql, table, filter.symbol))
+    }
+    if (filter.minValueUsd !== undefined) {
+      if (table === "large_trades") conditions.push(sql`value_usd >= ${String(filter.minValueUsd)}::numeric`)
+      if (table === "open_interest") conditions.push(sql`(open_interest_usd IS NULL OR open_interest_usd >= ${String(filter.minValueUsd)}::numeric)`)
+    }
+    if (table === "large_trades" && wants("large_trade") !== wants("liquidation")) conditions.push(sql`is_liquidation = ${wants("liquidation")}`)
+    return sql.and(conditions)
+  }
+  const take = filter.limit + 1
+  const order = sql`ORDER BY created_at, id COLLATE "C" LIMIT ${take}`
+  const inserted = sql.literal(insertedMicrosColumn)
+  const statement = (rank: number, columns: string) =>
+    sql`SELECT ${sql.literal(columns)}, ${inserted} FROM ${sql.literal(replayTables[rank]!.table)} WHERE ${conditionsFor(rank)} ${order}`
+  return {
+    large_trades: wants("large_trade") || wants("liquidation")
+      ? statement(0, "id, exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata") : undefined,
+    funding_rates: wants("funding") ? statement(1, "id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata") : undefined,
+    open_interest: wants("open_interest") ? statement(2, "id, exchange, symbol, open_interest, open_interest_usd, timestamp, metadata") : undefined,
+    data_gaps: wants("gap") ? statement(3, "id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata") : undefined,
+    alerts: wants("alert") ? statement(4, "id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details") : undefined
+  }
+}
+
 /**
  * What a stream client missed, from the database, in replay order: by insert
  * time (`created_at`), then table, then id, so a venue whose clock runs
  * behind or a trade repaired late is not skipped as it would be by exchange
- * time. Every filter is applied here (so the limit counts what is sent), with
- * the symbol condition the other queries use on the large tables. Returns at
- * most `limit` rows and whether more follow.
+ * time. Every filter is applied in SQL (so the limit counts what is sent),
+ * with the symbol condition the other queries use on the large tables.
+ * Returns at most `limit` rows and whether more follow.
  */
 export const streamReplay = (filter: StreamReplayFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const wants = (kind: string) => filter.kinds.has(kind)
-      const startRank = filter.start._tag === "After" ? replayRank(filter.start.kind) : -1
-      const startTs = filter.start._tag === "After" ? insertedAt(sql, microsIso(filter.start.insertedMicros)) : insertedAt(sql, new Date(filter.start.ms).toISOString())
-      const conditionsFor = (rank: number) => {
-        const { table, time } = replayTables[rank]!
-        const conditions: Array<Statement.Fragment> = [
-          sql`created_at <= ${insertedAt(sql, new Date(filter.until).toISOString())}`,
-          sql`${sql.literal(time)} >= ${utcTimestamp(sql, filter.earliest)}`
-        ]
-        if (filter.start._tag === "InsertedSince" || rank > startRank) conditions.push(sql`created_at >= ${startTs}`)
-        else if (rank < startRank) conditions.push(sql`created_at > ${startTs}`)
-        else conditions.push(sql`(created_at > ${startTs} OR (created_at = ${startTs} AND id COLLATE "C" > ${filter.start.rowId}))`)
-        const smallTable = table === "data_gaps" || table === "alerts"
-        if (filter.exchange !== undefined) conditions.push(smallTable ? sql`(exchange IS NULL OR exchange = ${filter.exchange})` : sql`exchange = ${filter.exchange}`)
-        if (filter.symbol !== undefined) {
-          // The gap ledger and the alerts are small, with no symbol-first index: per row, as their own queries do.
-          conditions.push(smallTable ? sql`(symbol IS NULL OR ${symbolMatches(sql, filter.symbol)})` : symbolCondition(sql, table, filter.symbol))
-        }
-        if (filter.minValueUsd !== undefined) {
-          if (table === "large_trades") conditions.push(sql`value_usd >= ${String(filter.minValueUsd)}::numeric`)
-          if (table === "open_interest") conditions.push(sql`(open_interest_usd IS NULL OR open_interest_usd >= ${String(filter.minValueUsd)}::numeric)`)
-        }
-        if (table === "large_trades" && wants("large_trade") !== wants("liquidation")) conditions.push(sql`is_liquidation = ${wants("liquidation")}`)
-        return sql.and(conditions)
-      }
-      const take = filter.limit + 1
-      const order = sql`ORDER BY created_at, id COLLATE "C" LIMIT ${take}`
-      const inserted = sql.literal(insertedMicrosColumn)
+      const statements = streamReplayStatements(sql, filter)
       const perTable: Array<Array<StreamReplayRow>> = []
-      if (wants("large_trade") || wants("liquidation")) {
-        const rows = yield* sql`SELECT id, exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata, ${inserted}
-          FROM large_trades WHERE ${conditionsFor(0)} ${order}`
+      if (statements.large_trades !== undefined) {
+        const rows = yield* statements.large_trades
         perTable.push(rows.map((r) => {
           const kind = r.is_liquidation === true ? "liquidation" : "large_trade"
           return { kind, id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: Date.parse(toIso(r.timestamp)), valueUsd: toNumber(r.value_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind, exchange: r.exchange, symbol: r.symbol, side: r.side, price: toNumber(r.price), size: toNumber(r.size), value_usd: toNumber(r.value_usd), timestamp: toIso(r.timestamp), trade_id: r.trade_id, is_liquidation: r.is_liquidation, metadata: r.metadata } }
         }))
       }
-      if (wants("funding")) {
-        const rows = yield* sql`SELECT id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata, ${inserted}
-          FROM funding_rates WHERE ${conditionsFor(1)} ${order}`
+      if (statements.funding_rates !== undefined) {
+        const rows = yield* statements.funding_rates
         perTable.push(rows.map((r) => ({ kind: "funding", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: Date.parse(toIso(r.timestamp)), valueUsd: null, insertedMicros: BigInt(r.inserted_us as string), row: { kind: "funding", exchange: r.exchange, symbol: r.symbol, rate: toNumber(r.rate), predicted_rate: toNumberOrNull(r.predicted_rate), timestamp: toIso(r.timestamp), next_funding_time: toIsoOrNull(r.next_funding_time), metadata: r.metadata } })))
       }
-      if (wants("open_interest")) {
-        const rows = yield* sql`SELECT id, exchange, symbol, open_interest, open_interest_usd, timestamp, metadata, ${inserted}
-          FROM open_interest WHERE ${conditionsFor(2)} ${order}`
+      if (statements.open_interest !== undefined) {
+        const rows = yield* statements.open_interest
         perTable.push(rows.map((r) => ({ kind: "open_interest", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: Date.parse(toIso(r.timestamp)), valueUsd: toNumberOrNull(r.open_interest_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind: "open_interest", exchange: r.exchange, symbol: r.symbol, open_interest: toNumber(r.open_interest), open_interest_usd: toNumber(r.open_interest_usd), timestamp: toIso(r.timestamp), metadata: r.metadata } })))
       }
-      if (wants("gap")) {
-        const rows = yield* sql`SELECT id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata, ${inserted}
-          FROM data_gaps WHERE ${conditionsFor(3)} ${order}`
+      if (statements.data_gaps !== undefined) {
+        const rows = yield* statements.data_gaps
         perTable.push(rows.map((r) => ({ kind: "gap", id: r.id as string, exchange: r.exchange as string, symbol: (r.symbol as string | null) ?? null, time: Date.parse(toIso(r.gap_start)), valueUsd: null, insertedMicros: BigInt(r.inserted_us as string), row: { kind: "gap", id: r.id, ...gapJson(r) } })))
       }
-      if (wants("alert")) {
-        const rows = yield* sql`SELECT id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details, ${inserted}
-          FROM alerts WHERE ${conditionsFor(4)} ${order}`
+      if (statements.alerts !== undefined) {
+        const rows = yield* statements.alerts
         perTable.push(rows.map((r) => ({ kind: "alert", id: r.id as string, exchange: (r.exchange as string | null) ?? null, symbol: (r.symbol as string | null) ?? null, time: Date.parse(toIso(r.fired_at)), valueUsd: null, insertedMicros: BigInt(r.inserted_us as string), row: { kind: "alert", id: r.id, rule: r.rule, rule_kind: r.kind, exchange: r.exchange, symbol: r.symbol, value: toNumber(r.value), threshold: toNumber(r.threshold), message: r.message, event_time: toIso(r.event_time), fired_at: toIso(r.fired_at), details: r.details } })))
       }
       // Each table's rows are in replay order already; merge by insert time, the table order breaking ties (a stable sort keeps each table's id order).
