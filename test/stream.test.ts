@@ -473,6 +473,9 @@ describe("streaming API", () => {
         const slow = yield* hub.subscribe(filter, undefined)
         const reader = yield* hub.subscribe(filter, undefined)
         assert.strictEqual(hub.clients(), 2)
+        const third = yield* Effect.flip(hub.subscribe(filter, undefined))
+        assert.strictEqual(third._tag, "TooManyClients")
+        assert.include(third.message, "STREAM_MAX_CLIENTS")
         for (let round = 0; round < 3; round++) {
           for (let i = 0; i < 4; i++) offer(round * 4 + i)
           // The reader keeps up (4 at a time, under its 5 slots); the slow one never reads.
@@ -498,7 +501,7 @@ describe("streaming API", () => {
     }).pipe(
       Effect.provide(StreamHub.layer.pipe(
         Layer.provide(FeedRegistry.layer),
-        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { STREAM_CLIENT_BUFFER: "5", STREAM_RING_EVENTS: "100" } })))
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { STREAM_CLIENT_BUFFER: "5", STREAM_RING_EVENTS: "100", STREAM_MAX_CLIENTS: "2" } })))
       ))
     ))
 })

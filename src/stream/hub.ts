@@ -23,7 +23,7 @@
  * slow client never slows the pipeline or another client. A subscription is
  * scoped: it ends with the response stream that holds it.
  */
-import { Cause, Clock, Config, Context, Effect, Layer, Metric, Queue, Schedule, Scope, Stream } from "effect"
+import { Cause, Clock, Config, Context, Data, Effect, Layer, Metric, Queue, Schedule, Scope, Stream } from "effect"
 import { type Alert, alertJson } from "../alerts/delivery.ts"
 import type { RowBatch } from "../domain/rows.ts"
 import type { Gap } from "../gaps/ledger.ts"
@@ -102,22 +102,10 @@ export const matchesFilter = (filter: StreamFilter, event: StreamEventInput): bo
   (filter.symbol === undefined || event.symbol === null || event.kind === "feed_state" || filter.symbol(event.symbol)) &&
   (filter.minValueUsd === undefined || event.valueUsd === null || event.valueUsd >= filter.minValueUsd)
 
-/** Why a subscriber's queue was ended by the hub. */
-export class ClientDropped {
-  readonly _tag = "ClientDropped"
-  readonly reason: string
-  constructor(reason: string) {
-    this.reason = reason
-  }
-}
+/** Why the hub ended a subscriber's queue. */
+export class ClientDropped extends Data.TaggedError("ClientDropped")<{ readonly reason: string }> {}
 
-export class TooManyClients {
-  readonly _tag = "TooManyClients"
-  readonly message: string
-  constructor(message: string) {
-    this.message = message
-  }
-}
+export class TooManyClients extends Data.TaggedError("TooManyClients")<{ readonly message: string }> {}
 
 /**
  * What a reconnecting client missed, as far as the ring knows, fixed at the
@@ -265,7 +253,7 @@ export class StreamHub extends Context.Service<StreamHub, {
           if (!Queue.offerUnsafe(subscriber.queue, event)) {
             // Full: ended alone. Its stream sends what it holds, then the reason.
             subscribers.delete(subscriber)
-            Queue.failCauseUnsafe(subscriber.queue, Cause.fail(new ClientDropped(tooSlow)))
+            Queue.failCauseUnsafe(subscriber.queue, Cause.fail(new ClientDropped({ reason: tooSlow })))
           }
         }
       }
@@ -328,7 +316,7 @@ export class StreamHub extends Context.Service<StreamHub, {
             Queue.endUnsafe(queue)
           }).pipe(Effect.andThen(Effect.suspend(() => Metric.update(connections, subscribers.size))))
         )
-        if (registered === undefined) return yield* Effect.fail(new TooManyClients(`the stream has ${config.maxClients} clients already (STREAM_MAX_CLIENTS)`))
+        if (registered === undefined) return yield* Effect.fail(new TooManyClients({ message: `the stream has ${config.maxClients} clients already (STREAM_MAX_CLIENTS)` }))
         const live = Stream.fromQueue(queue).pipe(
           Stream.tapError(() => Metric.update(Metric.withAttributes(dropped, { reason: "too_slow" }), 1))
         )
