@@ -204,6 +204,7 @@ export const alertStreamEvent = (alert: Alert): StreamEventInput => ({
   data: JSON.stringify({ kind: "alert", ...alertJson(alert) })
 })
 
+/** The row id of an event handed over in the old shape (collectors.ts's alerts, until they use alertStreamEvent). */
 const fromLegacy = (event: StreamEventInput | LegacyStreamEventInput): StreamEventInput => {
   if (!("id" in event)) return event
   const { id, ...rest } = event
