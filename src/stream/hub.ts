@@ -46,11 +46,6 @@ export interface StreamEventInput {
   readonly data: string
 }
 
-/** The shape producers used before arrival ids: `id` is `<ms>:<kind>:<row id>`. Kept so callers can move over. */
-export interface LegacyStreamEventInput extends Omit<StreamEventInput, "rowId"> {
-  readonly id: string
-}
-
 export interface StreamEvent extends StreamEventInput {
   /** The SSE id (see the module comment); absent on the feed-state snapshot sent at connect. */
   readonly id: string | undefined
@@ -204,14 +199,6 @@ export const alertStreamEvent = (alert: Alert): StreamEventInput => ({
   data: JSON.stringify({ kind: "alert", ...alertJson(alert) })
 })
 
-/** The row id of an event handed over in the old shape (collectors.ts's alerts, until they use alertStreamEvent). */
-const fromLegacy = (event: StreamEventInput | LegacyStreamEventInput): StreamEventInput => {
-  if (!("id" in event)) return event
-  const { id, ...rest } = event
-  const position = parseEventId(id)
-  return { ...rest, rowId: position === undefined ? id : position.key.slice(position.key.indexOf(":") + 1) }
-}
-
 interface Subscriber {
   readonly filter: StreamFilter
   readonly queue: Queue.Queue<StreamEvent, ClientDropped | Cause.Done>
@@ -221,7 +208,7 @@ export class StreamHub extends Context.Service<StreamHub, {
   /** A pipeline batch: sequenced, kept in the ring and fanned out at once; never waits. */
   readonly offer: (batch: RowBatch) => void
   /** One event (a gap, an alert): the same; never waits. */
-  readonly offerEvent: (event: StreamEventInput | LegacyStreamEventInput) => void
+  readonly offerEvent: (event: StreamEventInput) => void
   /**
    * A new client for as long as the caller's scope lives, resuming after
    * `after` when given; fails when there are `STREAM_MAX_CLIENTS` already.
@@ -326,7 +313,7 @@ export class StreamHub extends Context.Service<StreamHub, {
 
     return StreamHub.of({
       offer: (batch) => publish(eventsOf(batch)),
-      offerEvent: (event) => publish([fromLegacy(event)]),
+      offerEvent: (event) => publish([event]),
       clients: () => subscribers.size,
       subscribe
     })
