@@ -7,8 +7,7 @@ import { AlertEngine } from "./alerts/engine.ts"
 import { FeedRegistry } from "./feed/status.ts"
 import { GapLedger } from "./gaps/ledger.ts"
 import { makeVenueRuntime, PipelineSettings, type VenueRuntime } from "./pipeline/runtime.ts"
-import { alertJson } from "./alerts/delivery.ts"
-import { gapStreamEvent, StreamHub } from "./stream/hub.ts"
+import { alertStreamEvent, gapStreamEvent, StreamHub } from "./stream/hub.ts"
 import { Writer } from "./storage/writer.ts"
 import type { RowBatch } from "./domain/rows.ts"
 import { venueById, venues } from "./venues/registry.ts"
@@ -99,18 +98,7 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   ledger.watch((gap) => {
     sinks.runSync("stream", () => hub.offerEvent(gapStreamEvent(gap)))
   })
-  alerts.watch((alert) =>
-    sinks.runSync("stream", () =>
-      hub.offerEvent({
-        id: `${alert.firedAt}:alert:${alert.id}`,
-        kind: "alert",
-        exchange: alert.exchange,
-        symbol: alert.symbol,
-        valueUsd: null,
-        time: alert.firedAt,
-        data: JSON.stringify({ kind: "alert", ...alertJson(alert) })
-      }))
-  )
+  alerts.watch((alert) => sinks.runSync("stream", () => hub.offerEvent(alertStreamEvent(alert))))
   for (const id of enabled) {
     const venue = venueById(id)
     if (venue === undefined) {

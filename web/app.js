@@ -31,9 +31,34 @@ const query = (params) => {
 }
 const getJson = async (path) => {
   const response = await fetch(path)
+  if (response.status === 401) showSignIn("the session has ended: sign in again")
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`)
   return response.json()
 }
+
+// ---------------------------------------------------------------- access (API_TOKENS)
+// With API_TOKENS set, the page asks for a token once and trades it at POST /api/v1/session for a
+// session cookie (HttpOnly, SameSite=Strict) that fetch and EventSource then send by themselves.
+// The token is never kept by the page: not in the URL, not in localStorage, not readable by scripts.
+let signedIn = false
+const sessionOpen = () => fetch("/api/v1/session").then((r) => r.json()).then(({ data }) => !data.required || data.authenticated)
+const showSignIn = (message = "") => {
+  signedIn = false
+  $("sign-in").style.display = "flex"
+  $("sign-in-error").textContent = message
+  if (document.activeElement !== $("token")) $("token").focus()
+}
+$("sign-in").addEventListener("submit", async (event) => {
+  event.preventDefault()
+  const response = await fetch("/api/v1/session", { method: "POST", headers: { authorization: `Bearer ${$("token").value.trim()}` } })
+  if (!response.ok) {
+    showSignIn(response.status === 429 ? "too many failed attempts: wait a minute" : "that token was refused")
+    return
+  }
+  $("token").value = ""
+  $("sign-in").style.display = "none"
+  begin()
+})
 
 // ---------------------------------------------------------------- tape (stream)
 // Rendering is throttled: events wait in a buffer and the table is redrawn at most every 250 ms,
@@ -63,7 +88,11 @@ const connectStream = () => {
   stream = new EventSource(`/api/v1/stream?${query(params)}`)
   $("tape-json").href = `${api}/large-trades?${query({ hours: "1" })}`
   stream.onopen = () => { $("stream-state").textContent = "live" }
-  stream.onerror = () => { $("stream-state").textContent = "reconnecting" }
+  stream.onerror = () => {
+    $("stream-state").textContent = "reconnecting"
+    // A refused stream is not retried by the browser: if the session has ended, ask for the token again.
+    if (stream.readyState === EventSource.CLOSED) sessionOpen().then((open) => open || showSignIn("the session has ended: sign in again")).catch((e) => console.warn(String(e)))
+  }
   const trade = (e) => pending.push(JSON.parse(e.data))
   stream.addEventListener("large_trade", trade)
   stream.addEventListener("liquidation", trade)
@@ -236,10 +265,15 @@ $("filters").addEventListener("change", () => {
   connectStream()
   refreshAll()
 })
-refreshHealth().then(() => {
-  if (fromUrl.get("exchange")) $("exchange").value = fromUrl.get("exchange")
-  connectStream()
-  refreshAll()
-})
-setInterval(refreshHealth, 2000)
-setInterval(refreshAll, 30_000)
+const begin = () => {
+  signedIn = true
+  return refreshHealth().then(() => {
+    if (fromUrl.get("exchange")) $("exchange").value = fromUrl.get("exchange")
+    connectStream()
+    refreshAll()
+  })
+}
+sessionOpen().then((open) => (open ? begin() : showSignIn())).catch((e) => console.warn(String(e)))
+// Nothing is polled while the page waits for a token.
+setInterval(() => signedIn && refreshHealth(), 2000)
+setInterval(() => signedIn && refreshAll(), 30_000)

@@ -1,9 +1,9 @@
 /**
  * The HTTP server: the data endpoints declared in contract.ts (effect/http-api:
  * validation, OpenAPI at /openapi.json, a documentation page at /docs),
- * /health and /metrics beside them, and the contract's JSON for everything
- * else: 404 for an unknown route, 405 for a known one asked with another
- * method, 500 for the unexpected, never an empty body.
+ * /health and /metrics beside them, the dashboard and its session, and the
+ * contract's JSON for everything else: 404 for an unknown route, 405 for a
+ * known one asked with another method, 500 for the unexpected, never an empty body.
  */
 import { createServer, type Server } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
@@ -23,6 +23,7 @@ import { Writer } from "../storage/writer.ts"
 import { admissionConfig, QueryAdmission } from "./admission.ts"
 import { endpointParameters, MarketDataApi } from "./contract.ts"
 import { ExchangeDataLive } from "./handlers.ts"
+import { ApiAccess, expiredSessionCookie, SessionRoutes } from "./access.ts"
 import { ContractMiddlewareLive, errorResponse, makeGuard } from "./middleware.ts"
 import { StreamRoute } from "./stream.ts"
 import { DashboardRoutes, dashboardPaths } from "./dashboard.ts"
@@ -52,7 +53,15 @@ const answerMalformedRequests = (server: Server) =>
     )
   })
 
-const health = Effect.gen(function*() {
+/**
+ * `/health`: open to anyone as a liveness answer (status only; 200, or 503
+ * when the database is unreachable) for orchestrators and the Dockerfile's
+ * HEALTHCHECK. The detail (error texts, the database's location, webhook
+ * origins, feeds) needs what the data needs when API_TOKENS is set.
+ */
+const health = (access: ApiAccess["Service"]) => (request: HttpServerRequest.HttpServerRequest) => Effect.gen(function*() {
+  const caller = yield* access.identify(request)
+  const detailed = caller._tag === "Open" || caller._tag === "Verified"
   const registry = yield* FeedRegistry
   const writer = yield* Writer
   const publisher = yield* Publisher
@@ -86,8 +95,16 @@ const health = Effect.gen(function*() {
     .map((t) => ({ table: t.table, ...t.degraded! }))
   const healthy = feeds.every((f) => f.state === "connected") && Object.values(venues).every((v) => v === "running") &&
     (!broker.enabled || broker.state === "connected") && degradedTables.length === 0
+  const status = !reachable ? "unavailable" : healthy ? "ok" : "degraded"
+  if (!detailed) {
+    const clear = (caller._tag === "Anonymous" || caller._tag === "Refused") && caller.clearCookie
+    return HttpServerResponse.text(
+      JSON.stringify({ status, detail: "send a valid token (Authorization: Bearer) for the detail", timestamp: new Date(now).toISOString() }),
+      { status: reachable ? 200 : 503, contentType: "application/json", ...(clear ? { headers: { "set-cookie": expiredSessionCookie } } : {}) }
+    )
+  }
   const body = {
-    status: !reachable ? "unavailable" : healthy ? "ok" : "degraded",
+    status,
     venues,
     venue_reasons: Object.fromEntries(registry.venueReasons()),
     database: {
@@ -131,11 +148,15 @@ const MetricsRoute = Layer.unwrap(Effect.map(makeGuard, (guard) => HttpRouter.ad
     return HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
   }))))
 
-const HealthRoute = HttpRouter.add("GET", "/health", health)
+const HealthRoute = Layer.unwrap(Effect.map(ApiAccess, (access) => HttpRouter.add("GET", "/health", health(access))))
 
-/** Paths the API serves (GET or HEAD only): another method on them is a 405, anything else a 404. */
+/** The methods a known path answers, for a 405's Allow. */
+const methodsOf = (path: string) => (path === "/api/v1/session" ? "GET, POST, DELETE" : "GET, HEAD")
+
+/** Paths the API serves: another method on them is a 405, anything else a 404. */
 const knownPath = (path: string) =>
-  path === "/health" || path === "/metrics" || path === "/openapi.json" || path === "/docs" || path === "/api/v1/stream" || dashboardPaths.has(path) ||
+  path === "/health" || path === "/metrics" || path === "/openapi.json" || path === "/docs" || path === "/api/v1/stream" || path === "/api/v1/session" ||
+  dashboardPaths.has(path) ||
   Object.hasOwn(endpointParameters, path)
 
 /** The contract's JSON for what the router and the handlers do not answer themselves, and a count per route and status. */
@@ -147,9 +168,10 @@ const ContractFallback = HttpRouter.middleware((effect) =>
       Effect.catchCause((cause) => {
         const error = Cause.squash(cause) as { _tag?: string; reason?: { _tag?: string } }
         if (error?.reason?._tag === "RouteNotFound") {
+          const route = path.length > 1 ? path.replace(/\/+$/, "") : path
           return Effect.succeed(
-            knownPath(path.length > 1 ? path.replace(/\/+$/, "") : path)
-              ? errorResponse(405, "METHOD_NOT_ALLOWED", `${path.slice(0, 100)} accepts GET only`, { allow: "GET, HEAD" })
+            knownPath(route)
+              ? errorResponse(405, "METHOD_NOT_ALLOWED", `${path.slice(0, 100)} accepts ${methodsOf(route).replace(", HEAD", "")} only`, { allow: methodsOf(route) })
               : errorResponse(404, "NOT_FOUND", `no route ${request.method} ${path.slice(0, 100)}`)
           )
         }
@@ -177,9 +199,10 @@ const Routes = Layer.mergeAll(
   MetricsRoute,
   StreamRoute,
   DashboardRoutes,
+  SessionRoutes,
   ContractFallback,
   CorsLive
-).pipe(Layer.provide(ExchangeDataLive), Layer.provide(ContractMiddlewareLive))
+).pipe(Layer.provide(ExchangeDataLive), Layer.provide(ContractMiddlewareLive), Layer.provide(ApiAccess.layer))
 
 export const ApiServerLive = Layer.unwrap(Effect.gen(function*() {
   const port = yield* Config.Port("PORT").pipe(Config.withDefault(8002))

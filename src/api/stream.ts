@@ -4,15 +4,40 @@
  * reader needs) of large trades, liquidations, funding, open interest, gaps,
  * alerts and feed states, with the query endpoints' filters: `kinds`,
  * `exchange`, `symbol`, `min_value_usd`. Events come from the stream hub (the
- * pipeline), not from the database; after a reconnect, what was missed since
- * the Last-Event-ID (header, or `last_event_id`) is replayed from the
- * database first. A `dropped` event says why the service ended a stream.
+ * pipeline), not from the database.
+ *
+ * After a reconnect with a Last-Event-ID (header, or `last_event_id`), what
+ * was missed comes first: from the hub's ring when it still holds the
+ * client's event (exactly the events after it), otherwise from the database
+ * by insert time and then from the ring (see stream/hub.ts for the ids). The
+ * body is one Effect Stream: the replay, then the live queue merged with a
+ * heartbeat on a Schedule; the subscription lives in its scope.
+ *
+ * Named events besides the data: `truncated` (more than STREAM_REPLAY_LIMIT
+ * to replay: its id is where to continue, and the stream ends, so a browser
+ * continues by itself), `error` (the replay failed or was refused by
+ * admission control: the stream ends, nothing was skipped, reconnect with the
+ * same id), `dropped` (the client fell too far behind, or there are too many).
  */
-import { Effect, Layer, Result, Schema, Stream } from "effect"
+import { Duration, Effect, Layer, Metric, Result, Schedule, Schema, Stream } from "effect"
 import { Sse } from "effect/encoding"
 import { HttpRouter, HttpServerResponse } from "effect/http"
-import { baseAssetPattern, streamReplay } from "../storage/queries.ts"
-import { type StreamEvent, type StreamFilter, StreamHub, type StreamKind, streamKinds } from "../stream/hub.ts"
+import type { SqlClient } from "effect/sql"
+import { baseAssetPattern, type ReplayStart, streamReplay, streamStoredUpTo } from "../storage/queries.ts"
+import {
+  delivered,
+  type EventPosition,
+  parseEventId,
+  type ResumePlan,
+  type StreamEvent,
+  type StreamFilter,
+  StreamHub,
+  type StreamKind,
+  storedEventId,
+  streamConfig,
+  streamKinds
+} from "../stream/hub.ts"
+import { QueryAdmission } from "./admission.ts"
 import { queryParameters } from "./contract.ts"
 import { errorResponse, makeGuard } from "./middleware.ts"
 
@@ -20,12 +45,16 @@ const known = new Set(["kinds", "exchange", "symbol", "min_value_usd", "last_eve
 const decodeExchange = Schema.decodeUnknownResult(queryParameters.exchange)
 const decodeSymbol = Schema.decodeUnknownResult(queryParameters.symbol)
 const decodeMinValue = Schema.decodeUnknownResult(Schema.FiniteFromString.check(Schema.isGreaterThanOrEqualTo(0)))
-const encoder = new TextEncoder()
-const heartbeatMs = 15_000
-const replayLimit = 10_000
+const replayTimeout = Duration.seconds(10)
+
+interface Parsed {
+  readonly filter: StreamFilter
+  readonly lastEventId: string | undefined
+  readonly symbol: string | undefined
+}
 
 /** The request's filters, or the 400 that names what is wrong. */
-const filterOf = (params: URLSearchParams): { filter: StreamFilter; lastEventId: string | undefined; symbol: string | undefined } | string => {
+const filterOf = (params: URLSearchParams): Parsed | string => {
   for (const name of new Set(params.keys())) {
     if (!known.has(name)) return `unknown parameter ${name}; the stream takes ${[...known].join(", ")}`
     if (params.getAll(name).length > 1) return `${name} is given more than once`
@@ -66,60 +95,137 @@ const filterOf = (params: URLSearchParams): { filter: StreamFilter; lastEventId:
 }
 
 const frame = (event: StreamEvent) => Sse.encoder.write({ _tag: "Event", event: event.kind, id: event.id, data: event.data })
+const named = (event: string, id: string | undefined, data: unknown) => Sse.encoder.write({ _tag: "Event", event, id, data: JSON.stringify(data) })
 
-export const StreamRoute = Layer.unwrap(Effect.map(makeGuard, (guard) => HttpRouter.add("GET", "/api/v1/stream", (request) =>
+/** What the replay sends, and how it ends: `undefined` goes on live; otherwise the frame that ends the stream. */
+interface Replayed {
+  readonly events: ReadonlyArray<StreamEvent>
+  readonly source: string
+  readonly end: string | undefined
+}
+
+interface Limits {
+  readonly replayLimit: number
+  readonly resumeOverlapMs: number
+  readonly replayLatenessHours: number
+}
+
+/** Cut at the limit: the truncated event's id is the position to continue from. */
+const capped = (events: ReadonlyArray<StreamEvent>, limit: number, source: string): Replayed =>
+  events.length <= limit
+    ? { events, source, end: undefined }
+    : truncatedAt(events.slice(0, limit), events[limit - 1]!.id!, limit, source)
+
+const truncatedAt = (events: ReadonlyArray<StreamEvent>, continueFrom: string, limit: number, source: string): Replayed => ({
+  events,
+  source,
+  end: named("truncated", continueFrom, {
+    reason: `more than ${limit} events to replay (STREAM_REPLAY_LIMIT); reconnect with Last-Event-ID ${continueFrom} for the rest`,
+    replayed: events.length,
+    continue_from: continueFrom
+  })
+})
+
+const failed = (reason: "overloaded" | "database", message: string, lastEventId: string): Replayed => ({
+  events: [],
+  source: "nothing",
+  end: named("error", undefined, { reason, message, continue_from: lastEventId })
+})
+
+/** The database part of a resume, then the ring's events the database did not give. */
+const fromDatabase = (
+  plan: Extract<ResumePlan, { _tag: "Database" }>,
+  after: EventPosition,
+  lastEventId: string,
+  parsed: Parsed,
+  limits: Limits
+): Effect.Effect<Replayed, never, SqlClient.SqlClient | QueryAdmission> =>
   Effect.gen(function*() {
-    const refused = yield* guard(request)
-    if (refused !== undefined) return refused
-    const url = new URL(request.url, "http://localhost")
-    const parsed = filterOf(url.searchParams)
-    if (typeof parsed === "string") return errorResponse(400, "INVALID_PARAMETER", parsed)
-    const lastEventId = request.headers["last-event-id"] ?? parsed.lastEventId
-    const since = lastEventId === undefined ? undefined : Number(lastEventId.split(":")[0])
-    if (since !== undefined && !Number.isFinite(since)) return errorResponse(400, "INVALID_PARAMETER", `Last-Event-ID must be an id this stream sent (<ms>:<kind>:<id>), got ${JSON.stringify(lastEventId)}`)
-    const hub = yield* StreamHub
-    // Subscribe first, then read what was missed: nothing falls between the two (an event in both is sent twice; ids tell).
-    const subscribed = hub.subscribe(parsed.filter)
-    if (typeof subscribed === "string") return errorResponse(503, "OVERLOADED", subscribed, { "retry-after": "5" })
-    const subscription = subscribed
-    const replayed: Array<StreamEvent> = []
-    if (since !== undefined) {
-      const rows = yield* streamReplay({ since, kinds: parsed.filter.kinds, exchange: parsed.filter.exchange, symbol: parsed.symbol, limit: replayLimit }).pipe(
-        Effect.catch(() => Effect.succeed([]))
+    const admission = yield* QueryAdmission
+    const start: ReplayStart = after._tag === "Stored"
+      ? { _tag: "After", insertedMicros: after.insertedMicros, kind: after.key.slice(0, after.key.indexOf(":")), rowId: after.rowId }
+      : { _tag: "InsertedSince", ms: (after._tag === "Live" ? after.arrivedAt : after.time) - limits.resumeOverlapMs }
+    const startMs = start._tag === "After" ? Number(start.insertedMicros / 1000n) : start.ms
+    const earliest = startMs - limits.replayLatenessHours * 3_600_000
+    const lane = admission.laneOf((plan.until - earliest) / 3_600_000)
+    const work = Effect.gen(function*() {
+      const stored = yield* streamReplay({
+        start, until: plan.until, earliest, kinds: parsed.filter.kinds, exchange: parsed.filter.exchange, symbol: parsed.symbol,
+        minValueUsd: parsed.filter.minValueUsd, limit: limits.replayLimit
+      })
+      // The client's own event, read again by the overlap, is not sent twice.
+      const events = stored.rows
+        .map((r): StreamEvent => {
+          const id = storedEventId(r.insertedMicros, r.kind as StreamKind, r.id)
+          return { id, key: `${r.kind}:${r.id}`, rowId: r.id, kind: r.kind as StreamKind, exchange: r.exchange, symbol: r.symbol, valueUsd: r.valueUsd, time: r.time, data: JSON.stringify(r.row) }
+        })
+      const sent = events.filter((e) => e.key !== after.key)
+      if (stored.more) {
+        // Continue after the last row read (sent or not), so the next request always moves on.
+        const last = stored.rows.at(-1)!
+        return truncatedAt(sent, storedEventId(last.insertedMicros, last.kind as StreamKind, last.id), limits.replayLimit, "the database")
+      }
+      const given = new Set(events.map((e) => e.key))
+      const pending = plan.ring.filter((e) => !given.has(e.key))
+      // From a database position, ring events the client already had from the database before it are left out.
+      const had = after._tag === "Stored" && pending.length > 0 ? yield* streamStoredUpTo(pending.map((e) => e.key), after.insertedMicros) : new Set<string>()
+      return capped([...sent, ...pending.filter((e) => !had.has(e.key))], limits.replayLimit, "the database, then the ring")
+    }).pipe(
+      Effect.timeoutOrElse({ duration: replayTimeout, orElse: () => Effect.fail("timeout" as const) }),
+      Effect.catch((e) => Effect.succeed(failed("database", e === "timeout" ? "the database did not answer in time" : "the database failed to replay what was missed", lastEventId)))
+    )
+    return yield* admission.admit(lane, work).pipe(
+      Effect.catchTag("Overloaded", (e) => Effect.succeed(failed("overloaded", `too many queries at once; reconnect after ${e.retryAfterSeconds} s with the same Last-Event-ID`, lastEventId)))
+    )
+  })
+
+export const StreamRoute = Layer.unwrap(Effect.gen(function*() {
+  const guard = yield* makeGuard
+  const config = yield* streamConfig
+  const heartbeat = Stream.fromSchedule(Schedule.spaced(Duration.millis(Math.max(1, config.heartbeatMs)))).pipe(Stream.map(() => ": keep-alive\n\n"))
+  return HttpRouter.add("GET", "/api/v1/stream", (request) =>
+    Effect.gen(function*() {
+      const refused = yield* guard(request)
+      if (refused !== undefined) return refused
+      const url = new URL(request.url, "http://localhost")
+      const parsed = filterOf(url.searchParams)
+      if (typeof parsed === "string") return errorResponse(400, "INVALID_PARAMETER", parsed)
+      const lastEventId = request.headers["last-event-id"] ?? parsed.lastEventId
+      const after = lastEventId === undefined ? undefined : parseEventId(lastEventId)
+      if (lastEventId !== undefined && after === undefined) {
+        return errorResponse(400, "INVALID_PARAMETER", `Last-Event-ID must be an id this stream sent (<epoch>.<seq>.<ms>:<kind>:<row id> or db.<µs>:<kind>:<row id>), got ${JSON.stringify(lastEventId)}`)
+      }
+      const hub = yield* StreamHub
+      if (hub.clients() >= config.maxClients) return errorResponse(503, "OVERLOADED", `the stream has ${config.maxClients} clients already (STREAM_MAX_CLIENTS)`, { "retry-after": "5" })
+      const services = yield* Effect.context<SqlClient.SqlClient | QueryAdmission>()
+
+      const body = Stream.unwrap(Effect.gen(function*() {
+        // Lives as long as this response stream: its scope ends the subscription.
+        const subscription = yield* hub.subscribe(parsed.filter, after)
+        const replayed: Replayed = subscription.resume === undefined || after === undefined
+          ? { events: [], source: "nothing", end: undefined }
+          : subscription.resume._tag === "Ring"
+          ? capped(subscription.resume.events, config.replayLimit, "the ring")
+          : yield* fromDatabase(subscription.resume, after, lastEventId!, parsed, config).pipe(Effect.provideContext(services))
+        yield* Metric.update(delivered, replayed.events.length)
+        const head = [
+          "retry: 3000\n\n",
+          ...subscription.snapshot.map(frame),
+          ...replayed.events.map(frame),
+          ...(replayed.source === "nothing" ? [] : [`: ${replayed.events.length} events replayed from ${replayed.source}\n\n`])
+        ]
+        if (replayed.end !== undefined) return Stream.fromIterable([...head, replayed.end])
+        const live = subscription.live.pipe(
+          Stream.mapArrayEffect((events) => Effect.as(Metric.update(delivered, events.length), [events.map(frame).join("")] as const)),
+          Stream.catchTag("ClientDropped", (e) => Stream.succeed(named("dropped", undefined, { reason: e.reason })))
+        )
+        return Stream.concat(Stream.fromIterable(head), Stream.merge(live, heartbeat, { haltStrategy: "left" }))
+      })).pipe(
+        Stream.catchTag("TooManyClients", (e) => Stream.succeed(named("dropped", undefined, { reason: e.message })))
       )
-      for (const r of rows) {
-        const event: StreamEvent = { id: `${r.time}:${r.kind}:${r.id}`, kind: r.kind as StreamKind, exchange: r.exchange, symbol: r.symbol, valueUsd: r.valueUsd, time: r.time, data: JSON.stringify(r.row) }
-        if (event.id === lastEventId) continue
-        if (parsed.filter.minValueUsd !== undefined && event.valueUsd !== null && event.valueUsd < parsed.filter.minValueUsd) continue
-        replayed.push(event)
-      }
-    }
-    async function* body(): AsyncGenerator<Uint8Array> {
-      yield encoder.encode(`retry: 3000\n: ${replayed.length} events replayed from the database\n\n`)
-      for (const event of replayed) yield encoder.encode(frame(event))
-      let idle: ReturnType<typeof setTimeout> | undefined
-      while (true) {
-        const next = await Promise.race([
-          subscription.take(),
-          new Promise<"heartbeat">((resolve) => (idle = setTimeout(() => resolve("heartbeat"), heartbeatMs)))
-        ])
-        clearTimeout(idle)
-        if (next === "heartbeat") {
-          yield encoder.encode(": keep-alive\n\n")
-          continue
-        }
-        if ("dropped" in next) {
-          yield encoder.encode(Sse.encoder.write({ _tag: "Event", event: "dropped", id: undefined, data: JSON.stringify({ reason: next.dropped }) }))
-          return
-        }
-        if (next.length > 0) yield encoder.encode(next.map(frame).join(""))
-      }
-    }
-    const stream = Stream.fromAsyncIterable(body(), (error) => error).pipe(Stream.ensuring(Effect.sync(() => subscription.close())))
-    return HttpServerResponse.stream(stream, {
-      contentType: "text/event-stream",
-      headers: { "cache-control": "no-cache", "x-accel-buffering": "no", connection: "keep-alive" }
-    })
-  }))))
-
-
+      return HttpServerResponse.stream(Stream.encodeText(body), {
+        contentType: "text/event-stream",
+        headers: { "cache-control": "no-cache", "x-accel-buffering": "no", connection: "keep-alive" }
+      })
+    }))
+}))

@@ -99,7 +99,7 @@ export const apiRequests = Metric.counter("api_requests_total", {
   incremental: true
 })
 export const apiRejected = Metric.counter("api_requests_rejected_total", {
-  description: "API requests refused before any query ran, per reason (unauthorized, rate_limited)",
+  description: "API requests refused before any query ran, per reason (unauthorized, rate_limited, locked_out)",
   incremental: true
 })
 

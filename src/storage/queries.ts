@@ -264,18 +264,51 @@ export const openInterest = (filter: WindowFilter) =>
 
 type Level = readonly [number, number]
 
-export const latestOrderBooks = (filter: {
+export interface OrderBookFilter {
   readonly exchange?: string | undefined
   readonly symbol?: string | undefined
   readonly depth?: number | undefined
-}) =>
+}
+
+/**
+ * The newest book per instrument without reading the (never pruned) history,
+ * by a loose index scan of (exchange, symbol, timestamp DESC) (migration
+ * 0010): in that order the first entry past an instrument is the next
+ * instrument's newest book, so each step is one index probe that yields the
+ * instrument and its latest time together. The symbol filter then runs once
+ * per instrument, and each book is fetched by its full key. (A separate
+ * "newest of this instrument" probe would let the planner pick the timestamp
+ * index with a filter, which reads back through everything written since an
+ * instrument went quiet.) Exported so the bench can EXPLAIN what the API runs.
+ */
+export const latestOrderBooksStatement = (sql: SqlClient.SqlClient, filter: OrderBookFilter) => {
+  const first = filter.exchange === undefined
+    ? sql`SELECT o.exchange, o.symbol, o.timestamp FROM exchange_orderbooks AS o ORDER BY o.exchange, o.symbol, o.timestamp DESC LIMIT 1`
+    : sql`SELECT o.exchange, o.symbol, o.timestamp FROM exchange_orderbooks AS o WHERE o.exchange = ${filter.exchange} ORDER BY o.symbol, o.timestamp DESC LIMIT 1`
+  // Within one venue the next symbol is a plain range on the index's second column (a row comparison
+  // beside an equality on the first would not bound the scan's start, and would walk the venue's rows).
+  const next = filter.exchange === undefined
+    ? sql`SELECT o.exchange, o.symbol, o.timestamp FROM exchange_orderbooks AS o
+        WHERE (o.exchange, o.symbol) > (newest.exchange, newest.symbol) ORDER BY o.exchange, o.symbol, o.timestamp DESC LIMIT 1`
+    : sql`SELECT o.exchange, o.symbol, o.timestamp FROM exchange_orderbooks AS o
+        WHERE o.exchange = ${filter.exchange} AND o.symbol > newest.symbol ORDER BY o.symbol, o.timestamp DESC LIMIT 1`
+  const instrument = filter.symbol === undefined ? sql`TRUE` : symbolMatches(sql, filter.symbol)
+  return sql`WITH RECURSIVE newest(exchange, symbol, timestamp) AS (
+      (${first})
+      UNION ALL
+      SELECT following.exchange, following.symbol, following.timestamp FROM newest, LATERAL (${next}) AS following
+    )
+    SELECT book.exchange, book.symbol, book.bids, book.asks, book.timestamp, book.sequence, book.metadata
+    FROM (SELECT exchange, symbol, timestamp FROM newest WHERE ${instrument}) AS matching, LATERAL (
+      SELECT b.exchange, b.symbol, b.bids, b.asks, b.timestamp, b.sequence, b.metadata FROM exchange_orderbooks AS b
+      WHERE b.exchange = matching.exchange AND b.symbol = matching.symbol AND b.timestamp = matching.timestamp LIMIT 1) AS book
+    ORDER BY book.exchange, book.symbol`
+}
+
+export const latestOrderBooks = (filter: OrderBookFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const conditions: Array<Statement.Fragment> = [sql`TRUE`]
-      if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
-      if (filter.symbol !== undefined) conditions.push(symbolCondition(sql, "exchange_orderbooks", filter.symbol))
-      const rows = yield* sql`SELECT DISTINCT ON (exchange, symbol) exchange, symbol, bids, asks, timestamp, sequence, metadata
-        FROM exchange_orderbooks WHERE ${sql.and(conditions)} ORDER BY exchange, symbol, timestamp DESC`
+      const rows = yield* latestOrderBooksStatement(sql, filter)
       const cut = (levels: unknown) =>
         (Array.isArray(levels) ? (levels as Array<Level>) : []).slice(0, filter.depth ?? Number.POSITIVE_INFINITY)
       return {
@@ -614,56 +647,158 @@ export const alerts = (filter: AlertFilter) =>
     })
   )
 
+/** Where a stream replay starts on the insert-time axis (`created_at`, each table's insert time). */
+export type ReplayStart =
+  /** Rows inserted at or after this time (ms). */
+  | { readonly _tag: "InsertedSince"; readonly ms: number }
+  /** Rows after this one in replay order: (insert time, table, id). */
+  | { readonly _tag: "After"; readonly insertedMicros: bigint; readonly kind: string; readonly rowId: string }
+
 export interface StreamReplayFilter {
-  readonly since: number
+  readonly start: ReplayStart
+  /** Rows inserted after this (ms, the service clock when the client subscribed) come live instead. */
+  readonly until: number
+  /** Rows whose exchange time is before this (ms) are not read: it bounds the scan so the time indexes serve it. */
+  readonly earliest: number
   readonly kinds: ReadonlySet<string>
   readonly exchange?: string | undefined
   readonly symbol?: string | undefined
+  readonly minValueUsd?: number | undefined
   readonly limit: number
 }
 
+export interface StreamReplayRow {
+  readonly kind: string
+  readonly id: string
+  readonly exchange: string | null
+  readonly symbol: string | null
+  readonly valueUsd: number | null
+  readonly time: number
+  /** `created_at` in µs since the epoch: the row's replay position. */
+  readonly insertedMicros: bigint
+  readonly row: Record<string, unknown>
+}
+
+/** The replay tables, in their tie-break order (rows inserted in the same microsecond). */
+const replayTables = [
+  { table: "large_trades", kinds: ["large_trade", "liquidation"], time: "timestamp" },
+  { table: "funding_rates", kinds: ["funding"], time: "timestamp" },
+  { table: "open_interest", kinds: ["open_interest"], time: "timestamp" },
+  { table: "data_gaps", kinds: ["gap"], time: "gap_start" },
+  { table: "alerts", kinds: ["alert"], time: "fired_at" }
+] as const
+
+const replayRank = (kind: string) => replayTables.findIndex((t) => (t.kinds as ReadonlyArray<string>).includes(kind))
+
+/** `created_at` is a TIMESTAMP filled by NOW() in the session's time zone: compare and read it through that zone. */
+const insertedAt = (sql: SqlClient.SqlClient, iso: string) => sql`(${iso}::timestamptz)::timestamp`
+const microsIso = (micros: bigint) => {
+  const ms = micros / 1000n
+  const rest = String(micros % 1000n).padStart(3, "0")
+  return new Date(Number(ms)).toISOString().replace("Z", `${rest}Z`)
+}
+const insertedMicrosColumn = "(extract(epoch FROM created_at::timestamptz) * 1000000)::int8::text AS inserted_us"
+
+/** The replay's statement per table (those of the kinds asked), exported so a test or the bench can EXPLAIN what runs. */
+export const streamReplayStatements = (sql: SqlClient.SqlClient, filter: StreamReplayFilter) => {
+  const wants = (kind: string) => filter.kinds.has(kind)
+  const startRank = filter.start._tag === "After" ? replayRank(filter.start.kind) : -1
+  const startTs = filter.start._tag === "After" ? insertedAt(sql, microsIso(filter.start.insertedMicros)) : insertedAt(sql, new Date(filter.start.ms).toISOString())
+  const conditionsFor = (rank: number) => {
+    const { table, time } = replayTables[rank]!
+    const conditions: Array<Statement.Fragment> = [
+      sql`created_at <= ${insertedAt(sql, new Date(filter.until).toISOString())}`,
+      sql`${sql.literal(time)} >= ${utcTimestamp(sql, filter.earliest)}`
+    ]
+    if (filter.start._tag === "InsertedSince" || rank > startRank) conditions.push(sql`created_at >= ${startTs}`)
+    else if (rank < startRank) conditions.push(sql`created_at > ${startTs}`)
+    else conditions.push(sql`(created_at > ${startTs} OR (created_at = ${startTs} AND id COLLATE "C" > ${filter.start.rowId}))`)
+    const smallTable = table === "data_gaps" || table === "alerts"
+    if (filter.exchange !== undefined) conditions.push(smallTable ? sql`(exchange IS NULL OR exchange = ${filter.exchange})` : sql`exchange = ${filter.exchange}`)
+    if (filter.symbol !== undefined) {
+      // The gap ledger and the alerts are small, with no symbol-first index: per row, as their own queries do.
+      conditions.push(smallTable ? sql`(symbol IS NULL OR ${symbolMatches(sql, filter.symbol)})` : symbolCondition(sql, table, filter.symbol))
+    }
+    if (filter.minValueUsd !== undefined) {
+      if (table === "large_trades") conditions.push(sql`value_usd >= ${String(filter.minValueUsd)}::numeric`)
+      if (table === "open_interest") conditions.push(sql`(open_interest_usd IS NULL OR open_interest_usd >= ${String(filter.minValueUsd)}::numeric)`)
+    }
+    if (table === "large_trades" && wants("large_trade") !== wants("liquidation")) conditions.push(sql`is_liquidation = ${wants("liquidation")}`)
+    return sql.and(conditions)
+  }
+  const take = filter.limit + 1
+  const order = sql`ORDER BY created_at, id COLLATE "C" LIMIT ${take}`
+  const inserted = sql.literal(insertedMicrosColumn)
+  const statement = (rank: number, columns: string) =>
+    sql`SELECT ${sql.literal(columns)}, ${inserted} FROM ${sql.literal(replayTables[rank]!.table)} WHERE ${conditionsFor(rank)} ${order}`
+  return {
+    large_trades: wants("large_trade") || wants("liquidation")
+      ? statement(0, "id, exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata") : undefined,
+    funding_rates: wants("funding") ? statement(1, "id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata") : undefined,
+    open_interest: wants("open_interest") ? statement(2, "id, exchange, symbol, open_interest, open_interest_usd, timestamp, metadata") : undefined,
+    data_gaps: wants("gap") ? statement(3, "id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata") : undefined,
+    alerts: wants("alert") ? statement(4, "id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details") : undefined
+  }
+}
+
 /**
- * What a stream client missed since `since` (a Last-Event-ID's time), as
- * stream rows of the API's shapes, oldest first: large trades and
- * liquidations, funding, open interest, gaps and alerts still stored.
+ * What a stream client missed, from the database, in replay order: by insert
+ * time (`created_at`), then table, then id, so a venue whose clock runs
+ * behind or a trade repaired late is not skipped as it would be by exchange
+ * time. Every filter is applied in SQL (so the limit counts what is sent),
+ * with the symbol condition the other queries use on the large tables.
+ * Returns at most `limit` rows and whether more follow.
  */
 export const streamReplay = (filter: StreamReplayFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const out: Array<{ kind: string; id: string; exchange: string | null; symbol: string | null; time: number; valueUsd: number | null; row: Record<string, unknown> }> = []
-      const common = (timeColumn: string) => {
-        const conditions = [sql`${sql.literal(timeColumn)} >= ${utcTimestamp(sql, filter.since)}`]
-        if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
-        if (filter.symbol !== undefined) conditions.push(symbolMatches(sql, filter.symbol))
-        return sql.and(conditions)
-      }
-      const wants = (kind: string) => filter.kinds.has(kind)
-      if (wants("large_trade") || wants("liquidation")) {
-        const rows = yield* sql`SELECT id, exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata
-          FROM large_trades WHERE ${common("timestamp")} ORDER BY timestamp LIMIT ${filter.limit}`
-        for (const r of rows) {
+      const statements = streamReplayStatements(sql, filter)
+      const perTable: Array<Array<StreamReplayRow>> = []
+      if (statements.large_trades !== undefined) {
+        const rows = yield* statements.large_trades
+        perTable.push(rows.map((r) => {
           const kind = r.is_liquidation === true ? "liquidation" : "large_trade"
-          if (!wants(kind)) continue
-          const time = new Date(toIso(r.timestamp)).getTime()
-          out.push({ kind, id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time, valueUsd: toNumber(r.value_usd), row: { kind, exchange: r.exchange, symbol: r.symbol, side: r.side, price: toNumber(r.price), size: toNumber(r.size), value_usd: toNumber(r.value_usd), timestamp: toIso(r.timestamp), trade_id: r.trade_id, is_liquidation: r.is_liquidation, metadata: r.metadata } })
-        }
+          return { kind, id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: Date.parse(toIso(r.timestamp)), valueUsd: toNumber(r.value_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind, exchange: r.exchange, symbol: r.symbol, side: r.side, price: toNumber(r.price), size: toNumber(r.size), value_usd: toNumber(r.value_usd), timestamp: toIso(r.timestamp), trade_id: r.trade_id, is_liquidation: r.is_liquidation, metadata: r.metadata } }
+        }))
       }
-      if (wants("funding")) {
-        const rows = yield* sql`SELECT id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata FROM funding_rates WHERE ${common("timestamp")} ORDER BY timestamp LIMIT ${filter.limit}`
-        for (const r of rows) out.push({ kind: "funding", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: new Date(toIso(r.timestamp)).getTime(), valueUsd: null, row: { kind: "funding", exchange: r.exchange, symbol: r.symbol, rate: toNumber(r.rate), predicted_rate: toNumberOrNull(r.predicted_rate), timestamp: toIso(r.timestamp), next_funding_time: toIsoOrNull(r.next_funding_time), metadata: r.metadata } })
+      if (statements.funding_rates !== undefined) {
+        const rows = yield* statements.funding_rates
+        perTable.push(rows.map((r) => ({ kind: "funding", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: Date.parse(toIso(r.timestamp)), valueUsd: null, insertedMicros: BigInt(r.inserted_us as string), row: { kind: "funding", exchange: r.exchange, symbol: r.symbol, rate: toNumber(r.rate), predicted_rate: toNumberOrNull(r.predicted_rate), timestamp: toIso(r.timestamp), next_funding_time: toIsoOrNull(r.next_funding_time), metadata: r.metadata } })))
       }
-      if (wants("open_interest")) {
-        const rows = yield* sql`SELECT id, exchange, symbol, open_interest, open_interest_usd, timestamp, metadata FROM open_interest WHERE ${common("timestamp")} ORDER BY timestamp LIMIT ${filter.limit}`
-        for (const r of rows) out.push({ kind: "open_interest", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: new Date(toIso(r.timestamp)).getTime(), valueUsd: toNumber(r.open_interest_usd), row: { kind: "open_interest", exchange: r.exchange, symbol: r.symbol, open_interest: toNumber(r.open_interest), open_interest_usd: toNumber(r.open_interest_usd), timestamp: toIso(r.timestamp), metadata: r.metadata } })
+      if (statements.open_interest !== undefined) {
+        const rows = yield* statements.open_interest
+        perTable.push(rows.map((r) => ({ kind: "open_interest", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: Date.parse(toIso(r.timestamp)), valueUsd: toNumberOrNull(r.open_interest_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind: "open_interest", exchange: r.exchange, symbol: r.symbol, open_interest: toNumber(r.open_interest), open_interest_usd: toNumber(r.open_interest_usd), timestamp: toIso(r.timestamp), metadata: r.metadata } })))
       }
-      if (wants("gap")) {
-        const rows = yield* sql`SELECT id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata FROM data_gaps WHERE ${common("gap_start")} ORDER BY gap_start LIMIT ${filter.limit}`
-        for (const r of rows) out.push({ kind: "gap", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: new Date(toIso(r.gap_start)).getTime(), valueUsd: null, row: { kind: "gap", id: r.id, ...gapJson(r) } })
+      if (statements.data_gaps !== undefined) {
+        const rows = yield* statements.data_gaps
+        perTable.push(rows.map((r) => ({ kind: "gap", id: r.id as string, exchange: r.exchange as string, symbol: (r.symbol as string | null) ?? null, time: Date.parse(toIso(r.gap_start)), valueUsd: null, insertedMicros: BigInt(r.inserted_us as string), row: { kind: "gap", id: r.id, ...gapJson(r) } })))
       }
-      if (wants("alert")) {
-        const rows = yield* sql`SELECT id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details FROM alerts WHERE ${common("fired_at")} ORDER BY fired_at LIMIT ${filter.limit}`
-        for (const r of rows) out.push({ kind: "alert", id: r.id as string, exchange: (r.exchange as string | null) ?? null, symbol: r.symbol as string, time: new Date(toIso(r.fired_at)).getTime(), valueUsd: null, row: { kind: "alert", id: r.id, rule: r.rule, rule_kind: r.kind, exchange: r.exchange, symbol: r.symbol, value: toNumber(r.value), threshold: toNumber(r.threshold), message: r.message, event_time: toIso(r.event_time), fired_at: toIso(r.fired_at), details: r.details } })
+      if (statements.alerts !== undefined) {
+        const rows = yield* statements.alerts
+        perTable.push(rows.map((r) => ({ kind: "alert", id: r.id as string, exchange: (r.exchange as string | null) ?? null, symbol: (r.symbol as string | null) ?? null, time: Date.parse(toIso(r.fired_at)), valueUsd: null, insertedMicros: BigInt(r.inserted_us as string), row: { kind: "alert", id: r.id, rule: r.rule, rule_kind: r.kind, exchange: r.exchange, symbol: r.symbol, value: toNumber(r.value), threshold: toNumber(r.threshold), message: r.message, event_time: toIso(r.event_time), fired_at: toIso(r.fired_at), details: r.details } })))
       }
-      return out.sort((a, b) => a.time - b.time).slice(0, filter.limit)
+      // Each table's rows are in replay order already; merge by insert time, the table order breaking ties (a stable sort keeps each table's id order).
+      const merged = perTable.flat().sort((a, b) => a.insertedMicros < b.insertedMicros ? -1 : a.insertedMicros > b.insertedMicros ? 1 : replayRank(a.kind) - replayRank(b.kind))
+      return { rows: merged.slice(0, filter.limit), more: merged.length > filter.limit }
+    })
+  )
+
+/**
+ * Of these rows (`<kind>:<row id>` keys), those stored at or before `micros`
+ * (insert time): a client resuming from a database position has had them.
+ */
+export const streamStoredUpTo = (keys: ReadonlyArray<string>, micros: bigint) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const out = new Set<string>()
+      const upTo = insertedAt(sql, microsIso(micros))
+      for (const { table, kinds } of replayTables) {
+        const ids = keys.filter((k) => (kinds as ReadonlyArray<string>).includes(k.slice(0, k.indexOf(":")))).map((k) => k.slice(k.indexOf(":") + 1))
+        if (ids.length === 0) continue
+        const liquidation = sql.literal(table === "large_trades" ? "is_liquidation" : "FALSE AS is_liquidation")
+        const rows = yield* sql`SELECT id, ${liquidation} FROM ${sql.literal(table)} WHERE id = ANY(${ids}) AND created_at <= ${upTo}`
+        for (const r of rows) out.add(`${table === "large_trades" ? (r.is_liquidation === true ? "liquidation" : "large_trade") : kinds[0]}:${r.id}`)
+      }
+      return out
     })
   )

@@ -4,15 +4,27 @@
  * liquidations, funding, open interest), from the gap ledger, the alert engine
  * and the feeds' state (polled once a second): never from the database.
  *
- * Each subscriber has a bounded buffer. `offer` only appends; a subscriber
- * whose buffer is full is dropped with a reason (it reconnects with
- * Last-Event-ID and resumes from the database) and counted: a slow client
- * never slows the pipeline or another client.
+ * Every event gets an arrival sequence number at `offer` (the fan-out point)
+ * and goes into a bounded ring of the latest `STREAM_RING_EVENTS` events, so
+ * a client that reconnects is served what it missed from memory, including
+ * rows still waiting in the writer's queue. Event ids:
  *
- * An event's id is `<epoch ms>:<kind>:<row id>`: ordered by time, and enough
- * to resume from the database after a reconnect.
+ * - `<epoch>.<seq>.<arrived ms>:<kind>:<row id>` for an event from the hub:
+ *   `epoch` is this process's start (ms), `seq` the arrival sequence (from 1),
+ *   `arrived ms` the service's clock at arrival. Within one process the ring
+ *   resumes it exactly; otherwise (the ring has moved on, or another process
+ *   sent it) the database resumes it by insert time from `arrived ms`.
+ * - `db.<inserted µs>:<kind>:<row id>` for an event replayed from the
+ *   database: its row's `created_at`, the position of a keyset resume.
+ *
+ * Each subscriber has a bounded queue. `offer` never waits: a subscriber
+ * whose queue is full is ended with a reason (its stream drains what it has,
+ * then says `dropped`; it reconnects with Last-Event-ID and resumes), so a
+ * slow client never slows the pipeline or another client. A subscription is
+ * scoped: it ends with the response stream that holds it.
  */
-import { Clock, Config, Context, Effect, Layer, Metric } from "effect"
+import { Cause, Clock, Config, Context, Data, Effect, Layer, Metric, Queue, Schedule, Scope, Stream } from "effect"
+import { type Alert, alertJson } from "../alerts/delivery.ts"
 import type { RowBatch } from "../domain/rows.ts"
 import type { Gap } from "../gaps/ledger.ts"
 import { FeedRegistry, type FeedStatus } from "../feed/status.ts"
@@ -20,9 +32,11 @@ import { FeedRegistry, type FeedStatus } from "../feed/status.ts"
 export const streamKinds = ["large_trade", "liquidation", "funding", "open_interest", "gap", "alert", "feed_state"] as const
 export type StreamKind = (typeof streamKinds)[number]
 
-export interface StreamEvent {
-  readonly id: string
+/** An event as a producer hands it over: the hub gives it its sequence and id. */
+export interface StreamEventInput {
   readonly kind: StreamKind
+  /** The row's id in its table (a gap's, an alert's id; a feed's name): with the kind, the event's identity. */
+  readonly rowId: string
   readonly exchange: string | null
   readonly symbol: string | null
   /** For `min_value_usd`: a trade's or liquidation's value, open interest in USD. */
@@ -32,6 +46,43 @@ export interface StreamEvent {
   readonly data: string
 }
 
+export interface StreamEvent extends StreamEventInput {
+  /** The SSE id (see the module comment); absent on the feed-state snapshot sent at connect. */
+  readonly id: string | undefined
+  /** `<kind>:<row id>`: the same row replayed from the database has the same key. */
+  readonly key: string
+}
+
+/** Where a Last-Event-ID says the client stands. */
+export type EventPosition =
+  | { readonly _tag: "Live"; readonly epoch: number; readonly seq: number; readonly arrivedAt: number; readonly key: string }
+  | { readonly _tag: "Stored"; readonly insertedMicros: bigint; readonly kind: StreamKind; readonly rowId: string; readonly key: string }
+  /** An id from before arrival sequences (`<ms>:<kind>:<row id>`): resumed from the database from that time. */
+  | { readonly _tag: "Legacy"; readonly time: number; readonly key: string }
+
+const isKind = (s: string): s is StreamKind => (streamKinds as ReadonlyArray<string>).includes(s)
+
+/** A Last-Event-ID this stream sent, or undefined. */
+export const parseEventId = (id: string): EventPosition | undefined => {
+  const first = id.indexOf(":")
+  const second = id.indexOf(":", first + 1)
+  if (first < 0 || second < 0) return undefined
+  const position = id.slice(0, first)
+  const kind = id.slice(first + 1, second)
+  const rowId = id.slice(second + 1)
+  if (!isKind(kind) || rowId.length === 0) return undefined
+  const key = `${kind}:${rowId}`
+  let m: RegExpExecArray | null
+  if ((m = /^(\d{1,16})\.(\d{1,16})\.(\d{1,16})$/.exec(position)) !== null) {
+    return { _tag: "Live", epoch: Number(m[1]), seq: Number(m[2]), arrivedAt: Number(m[3]), key }
+  }
+  if ((m = /^db\.(\d{1,19})$/.exec(position)) !== null) return { _tag: "Stored", insertedMicros: BigInt(m[1]!), kind, rowId, key }
+  if (/^\d{1,16}$/.test(position)) return { _tag: "Legacy", time: Number(position), key }
+  return undefined
+}
+
+export const storedEventId = (insertedMicros: bigint, kind: StreamKind, rowId: string) => `db.${insertedMicros}:${kind}:${rowId}`
+
 export interface StreamFilter {
   readonly kinds: ReadonlySet<StreamKind>
   readonly exchange: string | undefined
@@ -40,48 +91,79 @@ export interface StreamFilter {
   readonly minValueUsd: number | undefined
 }
 
-export const matchesFilter = (filter: StreamFilter, event: StreamEvent): boolean =>
+export const matchesFilter = (filter: StreamFilter, event: StreamEventInput): boolean =>
   filter.kinds.has(event.kind) &&
   (filter.exchange === undefined || event.exchange === null || event.exchange === filter.exchange) &&
   (filter.symbol === undefined || event.symbol === null || event.kind === "feed_state" || filter.symbol(event.symbol)) &&
   (filter.minValueUsd === undefined || event.valueUsd === null || event.valueUsd >= filter.minValueUsd)
 
+/** Why the hub ended a subscriber's queue. */
+export class ClientDropped extends Data.TaggedError("ClientDropped")<{ readonly reason: string }> {}
+
+export class TooManyClients extends Data.TaggedError("TooManyClients")<{ readonly message: string }> {}
+
+/**
+ * What a reconnecting client missed, as far as the ring knows, fixed at the
+ * instant it subscribed (the live queue holds everything after that instant,
+ * so nothing falls between the two and nothing is in both).
+ */
+export type ResumePlan =
+  /** The ring holds every event after the client's: these, in arrival order, filtered. */
+  | { readonly _tag: "Ring"; readonly events: ReadonlyArray<StreamEvent> }
+  /**
+   * The ring has moved on (or the id is from another process, or from the
+   * database): read the database first, then these ring events (newer than
+   * the client's, filtered, in arrival order) that the database did not give.
+   * `until` is the service clock at subscription: rows inserted later come live.
+   */
+  | { readonly _tag: "Database"; readonly ring: ReadonlyArray<StreamEvent>; readonly until: number }
+
 export interface Subscription {
-  /** Events waiting, oldest first; taken by the response stream. */
-  readonly take: () => Promise<ReadonlyArray<StreamEvent> | { readonly dropped: string }>
-  readonly close: () => void
+  /** The feeds' states now (no ids), so a client knows where it stands. */
+  readonly snapshot: ReadonlyArray<StreamEvent>
+  /** Present when the client gave a position to resume from. */
+  readonly resume: ResumePlan | undefined
+  /** Events after the subscription, in arrival order; fails with the reason when the hub drops the client. */
+  readonly live: Stream.Stream<StreamEvent, ClientDropped>
 }
 
 const connections = Metric.gauge("stream_connections", { description: "Clients connected to /api/v1/stream" })
 const dropped = Metric.counter("stream_clients_dropped_total", { description: "Stream clients dropped, per reason (too slow: their buffer filled)", incremental: true })
-const delivered = Metric.counter("stream_events_total", { description: "Events queued for stream clients", incremental: true })
+export const delivered = Metric.counter("stream_events_total", { description: "Events sent to stream clients (live and replayed)", incremental: true })
 
 export const streamConfig = Config.all({
   bufferEvents: Config.Int("STREAM_CLIENT_BUFFER").pipe(Config.withDefault(10_000)),
-  maxClients: Config.Int("STREAM_MAX_CLIENTS").pipe(Config.withDefault(100))
+  maxClients: Config.Int("STREAM_MAX_CLIENTS").pipe(Config.withDefault(100)),
+  ringEvents: Config.Int("STREAM_RING_EVENTS").pipe(Config.withDefault(50_000)),
+  heartbeatMs: Config.Int("STREAM_HEARTBEAT_MS").pipe(Config.withDefault(15_000)),
+  replayLimit: Config.Int("STREAM_REPLAY_LIMIT").pipe(Config.withDefault(10_000)),
+  /** How far before a live id's arrival time a database resume starts (clock skew between service and database). */
+  resumeOverlapMs: Config.Int("STREAM_RESUME_OVERLAP_MS").pipe(Config.withDefault(2_000)),
+  /** A database resume reads rows whose exchange time is at most this far before the resume point (so the time indexes serve it). */
+  replayLatenessHours: Config.Number("STREAM_REPLAY_MAX_LATENESS_HOURS").pipe(Config.withDefault(6))
 })
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
 
 /** A batch's rows as stream events, in the API's row shapes. */
-export const eventsOf = (batch: RowBatch): Array<StreamEvent> => {
-  const out: Array<StreamEvent> = []
+export const eventsOf = (batch: RowBatch): Array<StreamEventInput> => {
+  const out: Array<StreamEventInput> = []
   for (const r of batch.large_trades) {
     const kind = r.isLiquidation ? "liquidation" : "large_trade"
     out.push({
-      id: `${r.timestamp}:${kind}:${r.id}`, kind, exchange: r.exchange, symbol: r.symbol, valueUsd: r.valueUsd, time: r.timestamp,
+      rowId: r.id, kind, exchange: r.exchange, symbol: r.symbol, valueUsd: r.valueUsd, time: r.timestamp,
       data: JSON.stringify({ kind, exchange: r.exchange, symbol: r.symbol, side: r.side, price: r.price, size: r.size, value_usd: r.valueUsd, timestamp: iso(r.timestamp), trade_id: r.tradeId, is_liquidation: r.isLiquidation, metadata: r.metadata })
     })
   }
   for (const r of batch.funding_rates) {
     out.push({
-      id: `${r.timestamp}:funding:${r.id}`, kind: "funding", exchange: r.exchange, symbol: r.symbol, valueUsd: null, time: r.timestamp,
+      rowId: r.id, kind: "funding", exchange: r.exchange, symbol: r.symbol, valueUsd: null, time: r.timestamp,
       data: JSON.stringify({ kind: "funding", exchange: r.exchange, symbol: r.symbol, rate: r.rate, predicted_rate: r.predictedRate, timestamp: iso(r.timestamp), next_funding_time: iso(r.nextFundingTime), metadata: r.metadata })
     })
   }
   for (const r of batch.open_interest) {
     out.push({
-      id: `${r.timestamp}:open_interest:${r.id}`, kind: "open_interest", exchange: r.exchange, symbol: r.symbol, valueUsd: r.openInterestUsd, time: r.timestamp,
+      rowId: r.id, kind: "open_interest", exchange: r.exchange, symbol: r.symbol, valueUsd: r.openInterestUsd, time: r.timestamp,
       data: JSON.stringify({ kind: "open_interest", exchange: r.exchange, symbol: r.symbol, open_interest: r.openInterest, open_interest_usd: r.openInterestUsd, timestamp: iso(r.timestamp), metadata: r.metadata })
     })
   }
@@ -89,13 +171,13 @@ export const eventsOf = (batch: RowBatch): Array<StreamEvent> => {
 }
 
 /** A feed's state as a stream event. */
-const feedStateEvent = (feed: FeedStatus, now: number): StreamEvent => ({
-  id: `${now}:feed_state:${feed.feed}`, kind: "feed_state", exchange: feed.venue, symbol: null, valueUsd: null, time: now,
+const feedStateEvent = (feed: FeedStatus, now: number): StreamEventInput => ({
+  rowId: feed.feed, kind: "feed_state", exchange: feed.venue, symbol: null, valueUsd: null, time: now,
   data: JSON.stringify({ kind: "feed_state", feed: feed.feed, venue: feed.venue, state: feed.state, reconnects: feed.reconnects, last_error: feed.lastError, timestamp: iso(now) })
 })
 
-export const gapStreamEvent = (gap: Gap): StreamEvent => ({
-  id: `${gap.start}:gap:${gap.id}`,
+export const gapStreamEvent = (gap: Gap): StreamEventInput => ({
+  rowId: gap.id,
   kind: "gap",
   exchange: gap.exchange,
   symbol: gap.symbol,
@@ -107,98 +189,133 @@ export const gapStreamEvent = (gap: Gap): StreamEvent => ({
   })
 })
 
+export const alertStreamEvent = (alert: Alert): StreamEventInput => ({
+  rowId: alert.id,
+  kind: "alert",
+  exchange: alert.exchange,
+  symbol: alert.symbol,
+  valueUsd: null,
+  time: alert.firedAt,
+  data: JSON.stringify({ kind: "alert", ...alertJson(alert) })
+})
+
+interface Subscriber {
+  readonly filter: StreamFilter
+  readonly queue: Queue.Queue<StreamEvent, ClientDropped | Cause.Done>
+}
+
 export class StreamHub extends Context.Service<StreamHub, {
-  /** A pipeline batch: never waits. */
+  /** A pipeline batch: sequenced, kept in the ring and fanned out at once; never waits. */
   readonly offer: (batch: RowBatch) => void
-  /** One event (a gap, an alert): never waits. */
-  readonly offerEvent: (event: StreamEvent) => void
-  /** A new client, or the reason it cannot have one (too many clients). */
-  readonly subscribe: (filter: StreamFilter) => Subscription | string
+  /** One event (a gap, an alert): the same; never waits. */
+  readonly offerEvent: (event: StreamEventInput) => void
+  /**
+   * A new client for as long as the caller's scope lives, resuming after
+   * `after` when given; fails when there are `STREAM_MAX_CLIENTS` already.
+   */
+  readonly subscribe: (filter: StreamFilter, after: EventPosition | undefined) => Effect.Effect<Subscription, TooManyClients, Scope.Scope>
   readonly clients: () => number
 }>()("market-data/stream/StreamHub") {
   static readonly layer = Layer.effect(StreamHub, Effect.gen(function*() {
     const config = yield* streamConfig
     const registry = yield* FeedRegistry
-    interface Subscriber {
-      readonly filter: StreamFilter
-      queue: Array<StreamEvent>
-      droppedFor: string | undefined
-      wake: (() => void) | undefined
-    }
+    const epoch = yield* Clock.currentTimeMillis
+    const clock = yield* Clock.Clock
     const subscribers = new Set<Subscriber>()
-    const report = (effect: Effect.Effect<void>) => Effect.runFork(effect)
+    const ringSize = Math.max(1, config.ringEvents)
+    const ring: Array<StreamEvent | undefined> = new Array(ringSize)
+    let seq = 0
+    const oldestInRing = () => Math.max(1, seq - ringSize + 1)
+    const tooSlow = `too slow: ${config.bufferEvents} events waiting; reconnect with Last-Event-ID to resume`
 
-    const publish = (events: ReadonlyArray<StreamEvent>) => {
-      if (subscribers.size === 0 || events.length === 0) return
-      let queued = 0
-      for (const subscriber of subscribers) {
-        if (subscriber.droppedFor !== undefined) continue
-        for (const event of events) {
+    const publish = (inputs: ReadonlyArray<StreamEventInput>) => {
+      if (inputs.length === 0) return
+      const arrivedAt = clock.currentTimeMillisUnsafe()
+      for (const input of inputs) {
+        seq++
+        const key = `${input.kind}:${input.rowId}`
+        const event: StreamEvent = { ...input, id: `${epoch}.${seq}.${arrivedAt}:${key}`, key }
+        ring[seq % ringSize] = event
+        for (const subscriber of subscribers) {
           if (!matchesFilter(subscriber.filter, event)) continue
-          if (subscriber.queue.length >= config.bufferEvents) {
-            subscriber.droppedFor = `too slow: ${config.bufferEvents} events waiting; reconnect with Last-Event-ID to resume`
-            report(Metric.update(Metric.withAttributes(dropped, { reason: "too_slow" }), 1))
-            break
+          if (!Queue.offerUnsafe(subscriber.queue, event)) {
+            // Full: ended alone. Its stream sends what it holds, then the reason.
+            subscribers.delete(subscriber)
+            Queue.failCauseUnsafe(subscriber.queue, Cause.fail(new ClientDropped({ reason: tooSlow })))
           }
-          subscriber.queue.push(event)
-          queued++
         }
-        subscriber.wake?.()
       }
-      if (queued > 0) report(Metric.update(delivered, queued))
+    }
+
+    /** Ring events with sequence in (after, seq], filtered, oldest first. */
+    const ringAfter = (after: number, filter: StreamFilter): Array<StreamEvent> => {
+      const out: Array<StreamEvent> = []
+      for (let s = Math.max(after + 1, oldestInRing()); s <= seq; s++) {
+        const event = ring[s % ringSize]!
+        if (matchesFilter(filter, event)) out.push(event)
+      }
+      return out
+    }
+
+    const planFor = (after: EventPosition, filter: StreamFilter): ResumePlan => {
+      if (after._tag === "Live" && after.epoch === epoch && after.seq <= seq && after.seq + 1 >= oldestInRing()) {
+        return { _tag: "Ring", events: ringAfter(after.seq, filter) }
+      }
+      const sameProcess = after._tag === "Live" && after.epoch === epoch
+      return { _tag: "Database", ring: ringAfter(sameProcess ? after.seq : 0, filter), until: clock.currentTimeMillisUnsafe() }
     }
 
     // Feed states, from the registry once a second: an event when one changes.
     const states = new Map<string, string>()
-    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
-      yield* Effect.sleep("1 second")
-      const now = yield* Clock.currentTimeMillis
-      const events: Array<StreamEvent> = []
-      for (const feed of registry.all()) {
-        if (states.get(feed.feed) === feed.state) continue
-        states.set(feed.feed, feed.state)
-        events.push(feedStateEvent(feed, now))
-      }
-      publish(events)
-    })))
+    yield* Effect.forkScoped(Effect.repeat(
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const events: Array<StreamEventInput> = []
+        for (const feed of registry.all()) {
+          if (states.get(feed.feed) === feed.state) continue
+          states.set(feed.feed, feed.state)
+          events.push(feedStateEvent(feed, now))
+        }
+        publish(events)
+      }),
+      Schedule.spaced("1 second")
+    ))
+
+    const subscribe = (filter: StreamFilter, after: EventPosition | undefined) =>
+      Effect.gen(function*() {
+        const queue = yield* Queue.bounded<StreamEvent, ClientDropped | Cause.Done>(Math.max(1, config.bufferEvents))
+        const subscriber: Subscriber = { filter, queue }
+        // Registered, planned and snapshotted in one synchronous step: no event can fall between resume and live.
+        const registered = yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            if (subscribers.size >= config.maxClients) return undefined
+            subscribers.add(subscriber)
+            const now = clock.currentTimeMillisUnsafe()
+            return {
+              snapshot: registry.all().map((feed): StreamEvent => {
+                const input = feedStateEvent(feed, now)
+                return { ...input, id: undefined, key: `feed_state:${input.rowId}` }
+              }).filter((event) => matchesFilter(filter, event)),
+              resume: after === undefined ? undefined : planFor(after, filter)
+            }
+          }).pipe(Effect.tap((r) => r === undefined ? Effect.void : Metric.update(connections, subscribers.size))),
+          (r) => r === undefined ? Effect.void : Effect.sync(() => {
+            subscribers.delete(subscriber)
+            Queue.endUnsafe(queue)
+          }).pipe(Effect.andThen(Effect.suspend(() => Metric.update(connections, subscribers.size))))
+        )
+        if (registered === undefined) return yield* Effect.fail(new TooManyClients({ message: `the stream has ${config.maxClients} clients already (STREAM_MAX_CLIENTS)` }))
+        const live = Stream.fromQueue(queue).pipe(
+          Stream.tapError(() => Metric.update(Metric.withAttributes(dropped, { reason: "too_slow" }), 1))
+        )
+        return { ...registered, live } satisfies Subscription
+      })
 
     return StreamHub.of({
-      offer: (batch) => {
-        if (subscribers.size > 0) publish(eventsOf(batch))
-      },
+      offer: (batch) => publish(eventsOf(batch)),
       offerEvent: (event) => publish([event]),
       clients: () => subscribers.size,
-      subscribe: (filter) => {
-        if (subscribers.size >= config.maxClients) return `the stream has ${config.maxClients} clients already (STREAM_MAX_CLIENTS)`
-        const subscriber: Subscriber = { filter, queue: [], droppedFor: undefined, wake: undefined }
-        subscribers.add(subscriber)
-        report(Metric.update(connections, subscribers.size))
-        // The feeds' current states first, so a client knows where it stands.
-        const now = Date.now()
-        for (const feed of registry.all()) {
-          const event = feedStateEvent(feed, now)
-          if (matchesFilter(filter, event)) subscriber.queue.push(event)
-        }
-        return {
-          take: () =>
-            new Promise((resolve) => {
-              const give = () => {
-                subscriber.wake = undefined
-                if (subscriber.droppedFor !== undefined) return resolve({ dropped: subscriber.droppedFor })
-                const events = subscriber.queue
-                subscriber.queue = []
-                resolve(events)
-              }
-              if (subscriber.queue.length > 0 || subscriber.droppedFor !== undefined) give()
-              else subscriber.wake = give
-            }),
-          close: () => {
-            subscribers.delete(subscriber)
-            subscriber.wake?.()
-            report(Metric.update(connections, subscribers.size))
-          }
-        }
-      }
+      subscribe
     })
   }))
 }
