@@ -19,7 +19,7 @@ export const EnabledVenues = Config.String("EXCHANGES").pipe(
 )
 
 const sideSinkFailures = Metric.counter("fanout_sink_failures_total", {
-  description: "Batches or events a side sink (publisher, alerts, stream) threw on at the fan-out point, per sink; the writer had them first",
+  description: "Batches or events a side sink (alerts, stream) threw on at the fan-out point, per sink; the writer had them first",
   incremental: true
 })
 
@@ -85,15 +85,17 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const hub = yield* StreamHub
   const registry = yield* FeedRegistry
   // The one fan-out point. The writer, the sink of record, takes every batch first and whatever the others
-  // do; then the side sinks (broker outbox, alert engine, stream hub), each behind its own boundary: none
-  // ever waits, and one that throws is counted and logged (at most once a minute), never felt by the rest.
+  // do (broker messages are staged by the writer, in the rows' own transaction); then the side sinks (alert
+  // engine, stream hub), each behind its own boundary: none ever waits, and one that throws is counted and
+  // logged (at most once a minute), never felt by the rest.
   const sinks = yield* makeSideSinks
   const runtime: VenueRuntime = makeVenueRuntime(settings, fanOut(writer.offer, sinks, [
     ["alerts", (batch) => alerts.offer(batch, lookup)],
     ["stream", (batch) => hub.offer(batch)]
   ]))
   const lookup = (exchange: string, symbol: string) => runtime.instruments.get(exchange, symbol)
-  // Gaps leave through the ledger (they are not rows of a batch): every opening and change to the broker too.
+  // Gaps leave through the ledger (they are not rows of a batch; it stages their broker messages itself): every
+  // opening and change to the stream too.
   const ledger = yield* GapLedger
   ledger.watch((gap) => {
     sinks.runSync("stream", () => hub.offerEvent(gapStreamEvent(gap)))

@@ -176,7 +176,7 @@ describe("HTTP API", () => {
       const proxy = yield* Effect.acquireRelease(Effect.promise(() => TcpProxy.start(5432)), (p) => Effect.promise(() => p.close()))
       const port = freePort()
       yield* startService({
-        DATABASE_URL: `postgres://postgres@127.0.0.1:${proxy.port}/test`,
+        DATABASE_URL: `postgres://postgres@127.0.0.1:${proxy.port}${new URL(postgresUrl).pathname}`,
         PORT: String(port),
         HOST: "127.0.0.1",
         EXCHANGES: "none"

@@ -15,14 +15,14 @@ const failuresOf = (sink: string) =>
   })
 
 describe("fan-out", () => {
-  it.live("stores every batch though the publisher throws on each; the stream still gets them; the failures are counted", () =>
+  it.live("stores every batch though the alert engine throws on each; the stream still gets them; the failures are counted", () =>
     Effect.scoped(Effect.gen(function*() {
       const stored: Array<RowBatch> = []
       const streamed: Array<RowBatch> = []
       const sinks = yield* makeSideSinks
       const emit = fanOut((batch) => Effect.sync(() => void stored.push(batch)), sinks, [
-        ["publisher", () => {
-          throw new Error("broker client bug")
+        ["alerts", () => {
+          throw new Error("alert engine bug")
         }],
         ["stream", (batch) => void streamed.push(batch)]
       ])
@@ -32,7 +32,7 @@ describe("fan-out", () => {
       assert.deepStrictEqual(streamed, batches, "the sink after the failing one had every batch too")
       // The counts reach /metrics from a fiber that reports once a second.
       yield* Effect.sleep("1200 millis")
-      assert.strictEqual(yield* failuresOf("publisher"), 5)
+      assert.strictEqual(yield* failuresOf("alerts"), 5)
       assert.strictEqual(yield* failuresOf("stream"), 0)
     })))
 })

@@ -100,7 +100,7 @@ describe("writer through a database outage", () => {
         yield* eventually("backlog drained", Effect.sync(() => (writer.state().tables.large_trades.written === 301 ? true : undefined)), 30_000)
         assert.isTrue(writer.state().databaseUp)
         assert.strictEqual(writer.state().tables.large_trades.dropped, 0)
-      }).pipe(Effect.provide(Layer.fresh(postgresLayer(`postgres://postgres@127.0.0.1:${proxy.port}/test`))), Effect.scoped)
+      }).pipe(Effect.provide(Layer.fresh(postgresLayer(`postgres://postgres@127.0.0.1:${proxy.port}${new URL(postgresUrl).pathname}`))), Effect.scoped)
       yield* Effect.gen(function*() {
         assert.strictEqual(yield* countRows, 301)
         yield* clean
