@@ -6,7 +6,7 @@
 import { readdir, readFile } from "node:fs/promises"
 import { join } from "node:path"
 import { Effect } from "effect"
-import { Migrator, SqlClient } from "effect/sql"
+import { Migrator, SqlClient, type SqlError } from "effect/sql"
 
 export const migrationsDirectory = new URL("../../migrations/", import.meta.url).pathname
 
@@ -47,5 +47,27 @@ export const sqlFileLoader = (directory: string): Migrator.Loader =>
     catch: (cause) => new Migrator.MigrationError({ kind: "ImportError", message: `cannot read ${directory}`, cause })
   })
 
+/**
+ * effect's Migrator applies only migrations numbered above the highest one
+ * recorded. A database that ran a branch with a later number first (a
+ * developer's, or one upgraded out of order) would skip an earlier file for
+ * good: so after the Migrator, every file not recorded is applied too, in
+ * order, each in a transaction with its record. Returns what was applied.
+ */
 export const runMigrations = (directory: string = migrationsDirectory) =>
-  Migrator.make({})({ loader: sqlFileLoader(directory) })
+  Effect.gen(function*() {
+    const applied = yield* Migrator.make({})({ loader: sqlFileLoader(directory) })
+    const sql = yield* SqlClient.SqlClient
+    const recorded = new Set((yield* sql<{ migration_id: number }>`SELECT migration_id FROM effect_sql_migrations`).map((r) => Number(r.migration_id)))
+    const late: Array<readonly [number, string]> = []
+    const files = (yield* sqlFileLoader(directory)) as ReadonlyArray<
+      readonly [number, string, Effect.Effect<Effect.Effect<unknown, SqlError.SqlError, SqlClient.SqlClient>>]
+    >
+    for (const [id, name, load] of files) {
+      if (recorded.has(id)) continue
+      const run = yield* load
+      yield* sql.withTransaction(Effect.andThen(run, sql`INSERT INTO effect_sql_migrations (migration_id, name) VALUES (${id}, ${name})`))
+      late.push([id, name])
+    }
+    return [...applied, ...late]
+  })
