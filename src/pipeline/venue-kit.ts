@@ -4,7 +4,7 @@
  * resync hook that records, counts and logs a book resync; and the loops that
  * hand records to the processor and emit quiet books' periodic rows.
  */
-import { Clock, Config, Duration, Effect, Metric, type Scope } from "effect"
+import { Cause, Clock, Config, Duration, Effect, FiberSet, Metric, type Scope } from "effect"
 import type { FreshnessMonitor } from "../feed/freshness.ts"
 import type { FeedStatus } from "../feed/status.ts"
 import type { GapCause, GapChannel } from "../gaps/ledger.ts"
@@ -46,10 +46,39 @@ export const makeVenueGaps = (options: {
     return gaps
   })
 
-/** A book resync: a gap in the ledger, a metric and a warning. */
-export const recordResync = (venue: string, gaps: GapTracker) => (symbol: string, reason: string, lastGoodAt: number) => {
+/**
+ * Starts work from a synchronous callback (the processor's hooks run inside
+ * frame handling and cannot yield) as a fiber of the venue layer.
+ */
+export type ScopedRunner = (what: string, effect: Effect.Effect<void, unknown>) => void
+
+/**
+ * A runner bound to the current scope and services. `Effect.runFork` would
+ * start a root fiber with the default services: never interrupted when the
+ * venue stops, its failures unseen, its logs past LOG_LEVEL and the service's
+ * logger. Here each fiber joins a FiberSet of the calling layer's scope (closed
+ * with the venue, interrupting what still runs), runs with the services
+ * captured at creation (logger, minimum log level, metrics), and a failure is
+ * logged with `annotations`, never thrown back into the caller.
+ */
+export const makeScopedRunner = (annotations: Readonly<Record<string, string>>): Effect.Effect<ScopedRunner, never, Scope.Scope> =>
+  Effect.map(FiberSet.makeRuntime<never, void, never>(), (run) => (what, effect) => {
+    run(
+      effect.pipe(
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause)
+            ? Effect.void
+            : Effect.logError(`${what} failed`, Cause.pretty(cause)).pipe(Effect.annotateLogs(annotations))
+        )
+      )
+    )
+  })
+
+/** A book resync: a gap in the ledger, a metric and a warning (the latter two on the venue's runner). */
+export const recordResync = (venue: string, gaps: GapTracker, runner: ScopedRunner) => (symbol: string, reason: string, lastGoodAt: number) => {
   gaps.bookResync(symbol, reason, lastGoodAt)
-  Effect.runFork(
+  runner(
+    "book resync record",
     countResync(venue, reason).pipe(
       Effect.andThen(Effect.logWarning("order book resync").pipe(Effect.annotateLogs({ venue, symbol, reason })))
     )

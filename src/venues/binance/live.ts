@@ -12,7 +12,7 @@ import { FeedRegistry } from "../../feed/status.ts"
 import { defaultGateOptions, makeRestGate, type RestGate } from "../../rest/gate.ts"
 import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
 import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { chunk, connectionOpened, emitRecords, makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
+import { chunk, connectionOpened, emitRecords, makeVenueGaps, makeScopedRunner, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { bookAuditMismatched, bookAudits, tradesUnvalued } from "../../observability/metrics.ts"
 import { makeDecoder } from "./normalize.ts"
@@ -155,6 +155,9 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
       processor: () => processor
     })
 
+    // The processor's hooks are synchronous: their work runs as fibers of this layer.
+    const runner = yield* makeScopedRunner({ venue: market.venue })
+
     const processor: RecordProcessor = makeProcessor(runtime, market.venue, {
       continuity: gaps.continuity,
       onBookLive: gaps.bookLive,
@@ -168,7 +171,7 @@ export const runMarket = (market: Market, definition: VenueDefinition) => (runti
         pending.add(symbol)
         Queue.offerUnsafe(snapshotRequests, symbol)
       },
-      onResync: recordResync(market.venue, gaps)
+      onResync: recordResync(market.venue, gaps, runner)
     })
 
     const fetchSnapshot = (symbol: string) =>

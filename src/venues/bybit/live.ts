@@ -31,7 +31,7 @@ import { DecodeError } from "../../domain/errors.ts"
 import type { Trade } from "../../domain/records.ts"
 import { RowBatch } from "../../domain/rows.ts"
 import { makeFrameHandler, makeProcessor, reportDropped, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { chunk, connectionOpened, makeVenueGaps, recordResync, refillRecentTrades, symbolsConfig, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
+import { chunk, connectionOpened, makeVenueGaps, makeScopedRunner, recordResync, refillRecentTrades, symbolsConfig, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
 import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
@@ -195,14 +195,17 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
       const resubscribe = (topic: string) => Effect.suspend(() => (send === undefined ? Effect.void : resubscriber.request(topic, send)))
       const bookTopic = (symbol: string) => `orderbook.${config.bookDepth}.${symbol}`
 
+      // The processor's hooks are synchronous: their work runs as fibers of this layer.
+      const runner = yield* makeScopedRunner({ venue })
+
       const processor: RecordProcessor = makeProcessor(runtime, venue, {
         onBookLive: gaps.bookLive,
         sequenceRule: updateIdRule,
         fundingIntervalHours: (symbol) => ({ hours: fundingHoursOf(listings.get(symbol)), source: "instruments-info fundingInterval" }),
         requestSnapshot: (symbol, reason) => {
-          if (reason !== "initial") Effect.runFork(resubscribe(bookTopic(symbol)))
+          if (reason !== "initial") runner("book resubscription", resubscribe(bookTopic(symbol)))
         },
-        onResync: recordResync(venue, gaps)
+        onResync: recordResync(venue, gaps, runner)
       })
       status.books = () => processor.books?.status() ?? []
       const monitor = new FreshnessMonitor(runtime.settings.freshness)

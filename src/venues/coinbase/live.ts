@@ -23,7 +23,7 @@ import { FeedRegistry } from "../../feed/status.ts"
 import type { GapChannel } from "../../gaps/ledger.ts"
 import type { Trade } from "../../domain/records.ts"
 import { makeFrameHandler, makeProcessor, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { chunk, connectionOpened, makeVenueGaps, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
+import { chunk, connectionOpened, makeVenueGaps, makeScopedRunner, recordResync, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { tradesUnvalued } from "../../observability/metrics.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
@@ -166,15 +166,18 @@ export const runCoinbase = (definition: VenueDefinition) => (runtime: VenueRunti
     // Coinbase counts messages per IP (Advanced Trade: 8/s unauthenticated): one pacer for every connection.
     const pacer = makePacer({ messages: config.outgoingMessagesPerSecond, perMs: 1000 })
 
+    // The processor's hooks are synchronous: their work runs as fibers of this layer.
+    const runner = yield* makeScopedRunner({ venue })
+
     const processor: RecordProcessor = makeProcessor(runtime, venue, {
       continuity: gaps.continuity,
       onBookLive: gaps.bookLive,
       sequenceRule: orderedRule,
       // The snapshot of a fresh subscription is already on its way; only a resync needs a new one.
       requestSnapshot: (symbol, reason) => {
-        if (reason !== "initial") Effect.runFork(resubscribeBook(symbol))
+        if (reason !== "initial") runner("book resubscription", resubscribeBook(symbol))
       },
-      onResync: recordResync(venue, gaps)
+      onResync: recordResync(venue, gaps, runner)
     })
 
     // Exchange heartbeats carry each product's last trade id: trades lost at the tail of a burst show up too.

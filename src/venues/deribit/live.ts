@@ -30,6 +30,7 @@ import {
   connectionOpened,
   emitRecords as emitRecordsThrough,
   makeVenueGaps,
+  makeScopedRunner,
   recordResync,
   tickBooks,
   watchStaleStreams
@@ -127,15 +128,18 @@ export const runDeribit = (definition: VenueDefinition) => (runtime: VenueRuntim
     })
     const resubscribe = (channel: string) => Effect.suspend(() => (send === undefined ? Effect.void : resubscriber.request(channel, send)))
 
+    // The processor's hooks are synchronous: their work runs as fibers of this layer.
+    const runner = yield* makeScopedRunner({ venue })
+
     const processor: RecordProcessor = makeProcessor(runtime, venue, {
       continuity: gaps.continuity,
       onBookLive: gaps.bookLive,
       sequenceRule: changeIdRule,
       fundingIntervalHours: () => ({ hours: 8, source: "funding_8h (Deribit funds continuously)" }),
       requestSnapshot: (symbol, reason) => {
-        if (reason !== "initial") Effect.runFork(resubscribe(`book.${symbol}.100ms`))
+        if (reason !== "initial") runner("book resubscription", resubscribe(`book.${symbol}.100ms`))
       },
-      onResync: recordResync(venue, gaps)
+      onResync: recordResync(venue, gaps, runner)
     })
     const emitRecords = (records: ReadonlyArray<NormalizedRecord>) => emitRecordsThrough(processor, runtime, records)
 

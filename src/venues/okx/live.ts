@@ -26,7 +26,7 @@ import { DecodeError } from "../../domain/errors.ts"
 import type { Instrument } from "../../domain/instruments.ts"
 import type { Trade } from "../../domain/records.ts"
 import { makeFrameHandler, makeProcessor, reportDropped, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { chunk, connectionOpened, makeVenueGaps, recordResync, symbolsConfig, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
+import { chunk, connectionOpened, makeVenueGaps, makeScopedRunner, recordResync, symbolsConfig, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
 import { retryPatiently } from "../../rest/fetch.ts"
@@ -154,6 +154,9 @@ export const runOkx = (definition: VenueDefinition) => (runtime: VenueRuntime) =
         return index === undefined || send === undefined ? Effect.void : resubscribers[index]!.request(JSON.stringify({ channel, instId }), send)
       })
 
+    // The processor's hooks are synchronous: their work runs as fibers of this layer.
+    const runner = yield* makeScopedRunner({ venue })
+
     const processor: RecordProcessor = makeProcessor(runtime, venue, {
       continuity: gaps.continuity,
       onBookLive: gaps.bookLive,
@@ -161,9 +164,9 @@ export const runOkx = (definition: VenueDefinition) => (runtime: VenueRuntime) =
       // OKX states each interval (the distance between its two funding times, normalize.ts); 8 h where it does not.
       fundingIntervalHours: () => ({ hours: 8, source: "default" }),
       requestSnapshot: (symbol, reason) => {
-        if (reason !== "initial") Effect.runFork(resubscribe("books", symbol))
+        if (reason !== "initial") runner("book resubscription", resubscribe("books", symbol))
       },
-      onResync: recordResync(venue, gaps)
+      onResync: recordResync(venue, gaps, runner)
     })
 
     const groups = chunk(instruments, config.instrumentsPerConnection)
