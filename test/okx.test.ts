@@ -8,12 +8,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { NormalizedRecord } from "../src/domain/records.ts"
+import { RowBatch } from "../src/domain/rows.ts"
+import { defaultPipelineSettings, makeProcessor, makeVenueRuntime } from "../src/pipeline/runtime.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { ChecksumBook } from "../src/venues/okx/checksum.ts"
 import { decodeInstruments, instrumentFrom } from "../src/venues/okx/instruments.ts"
 import { aggregateFills } from "../src/venues/okx/live.ts"
 import { makeDecoder } from "../src/venues/okx/normalize.ts"
-import { FakeOkx, okxInstruments } from "./fake/okx.ts"
+import { FakeOkx, liquidationPositions, okxInstruments } from "./fake/okx.ts"
 import { recording } from "./support/fixtures.ts"
 import { databases, eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
@@ -90,6 +92,55 @@ describe("okx normalizer on the recorded session", () => {
     assert.match(decode('{"event":"error","code":"60018","msg":"Wrong URL or channel:books,instId:NOPE doesn\'t exist.","connId":"a"}', refused)!.detail, /venue error 60018/)
   })
 
+  it("liquidations: OKX's documented example (hedge mode) and net mode, where the order's side names the position", () => {
+    const decode = makeDecoder("okx")
+    const out: Array<NormalizedRecord> = []
+    // The push example of OKX's v5 docs, liquidation-orders channel, verbatim.
+    decode('{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"details":[{"bkLoss":"0","bkPx":"0.007831","ccy":"","posSide":"short","side":"buy","sz":"13","ts":"1692266434010"}],"instFamily":"IOST-USDT","instId":"IOST-USDT-SWAP","instType":"SWAP","uly":"IOST-USDT"}]}', out)
+    // The same in net mode (posSide "net", documented as "Net mode"): a buy order closed a short, a sell a long.
+    decode('{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"details":[{"bkLoss":"0","bkPx":"0.007831","ccy":"","posSide":"net","side":"buy","sz":"13","ts":"1692266434011"},{"bkLoss":"0","bkPx":"0.007829","ccy":"","posSide":"net","side":"sell","sz":"7","ts":"1692266434012"}],"instFamily":"IOST-USDT","instId":"IOST-USDT-SWAP","instType":"SWAP","uly":"IOST-USDT"}]}', out)
+    const [documented, netBuy, netSell] = out as Array<any>
+    assert.deepInclude(documented, { kind: "liquidation", symbol: "IOST-USDT-SWAP", side: "buy", price: 0.007831, filledSize: 13, timestamp: 1692266434010 })
+    assert.strictEqual(documented.details.position_side, "short")
+    assert.deepStrictEqual([netBuy.side, netBuy.details.position_side, netBuy.details.position_mode], ["buy", "short", "net"])
+    assert.deepStrictEqual([netSell.side, netSell.details.position_side, netSell.details.position_mode], ["sell", "long", "net"])
+  })
+
+  it("open interest valued from the recorded contract values: OKX's documented example (linear) and inverse by hand", () => {
+    const rest = recording("OKX.0").rest
+    const runtime = makeVenueRuntime(defaultPipelineSettings, () => Effect.void)
+    for (const type of ["SWAP", "FUTURES"]) {
+      const decoded = decodeInstruments(JSON.parse(rest.find((r) => r.url.endsWith(`instType=${type}`))!.body))
+      if (decoded._tag !== "Success") assert.fail(`recorded ${type} instruments`)
+      else for (const listing of decoded.success.kept) {
+        const instrument = instrumentFrom("okx", listing)
+        if (instrument !== undefined) runtime.instruments.add(instrument)
+      }
+    }
+    const processor = makeProcessor(runtime, "okx", { sequenceRule: undefined, requestSnapshot: () => undefined })
+    const decode = makeDecoder("okx", { openInterestIntervalMs: 0 })
+    const records: Array<NormalizedRecord> = []
+    // OKX's docs, open-interest channel push example, verbatim: BTC-USDT-SWAP (recorded: linear, ctVal 0.01 BTC, ctMult 1).
+    //   oi 2,216,113.01 contracts x 0.01 BTC = 22,161.1301 BTC, the documented oiCcy;
+    //   its oiUsd 1,939,251,795.5477 / 22,161.1301 BTC = 87,506.9 USD, the mark it was valued at (given below).
+    decode('{"arg":{"channel":"mark-price","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP","instType":"SWAP","markPx":"87506.9","ts":"1743041250000"}]}', records)
+    decode('{"arg":{"channel":"open-interest","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP","instType":"SWAP","oi":"2216113.01000000309","oiCcy":"22161.1301000000309","oiUsd":"1939251795.54769270396321","ts":"1743041250440"}]}', records)
+    // Inverse (recorded: UNI-USD-SWAP ctVal 10 USD, BTC-USD-220527 ctVal 100 USD, ctMult 1): contracts x USD, whatever the mark.
+    //   UNI-USD-SWAP 48,213 x 10 USD = 482,130 USD; BTC-USD-220527 71,250 x 100 USD = 7,125,000 USD.
+    decode('{"arg":{"channel":"mark-price","instId":"UNI-USD-SWAP"},"data":[{"instId":"UNI-USD-SWAP","instType":"SWAP","markPx":"5.123","ts":"1743041250000"}]}', records)
+    decode('{"arg":{"channel":"open-interest","instId":"UNI-USD-SWAP"},"data":[{"instId":"UNI-USD-SWAP","instType":"SWAP","oi":"48213","oiCcy":"94110.87253562","oiUsd":"482130","ts":"1743041250440"}]}', records)
+    decode('{"arg":{"channel":"mark-price","instId":"BTC-USD-220527"},"data":[{"instId":"BTC-USD-220527","instType":"FUTURES","markPx":"30229.6","ts":"1743041250000"}]}', records)
+    decode('{"arg":{"channel":"open-interest","instId":"BTC-USD-220527"},"data":[{"instId":"BTC-USD-220527","instType":"FUTURES","oi":"71250","oiCcy":"235.69613888","oiUsd":"7125000","ts":"1743041250440"}]}', records)
+    const batch = new RowBatch()
+    processor.process(records, 1743041251000, batch)
+    const bySymbol = new Map(batch.open_interest.map((row) => [row.symbol, row]))
+    assert.closeTo(bySymbol.get("BTC-USDT-SWAP")!.openInterestUsd, 1_939_251_795.55, 0.01)
+    assert.strictEqual(bySymbol.get("BTC-USDT-SWAP")!.metadata?.contract_size, 0.01)
+    assert.strictEqual(bySymbol.get("UNI-USD-SWAP")!.openInterestUsd, 482_130)
+    assert.strictEqual(bySymbol.get("BTC-USD-220527")!.openInterestUsd, 7_125_000)
+    assert.strictEqual(processor.counters.venueFigureMismatch, 0, "each within 0.1 % of OKX's oiUsd")
+  })
+
   it("contract values of the recorded instruments: linear in coins, inverse in USD", () => {
     const rest = recording("OKX.0").rest
     const listed = (type: string) => {
@@ -115,7 +166,7 @@ describe("okx normalizer on the recorded session", () => {
 const clean = truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
 
 describe.each(databases)("okx through the live service into %s", (name, database) => {
-  it.live("every trade once, valued by its contract; funding, open interest against oiUsd, liquidations and books", () =>
+  it.live("every trade once, valued by its contract; funding, open interest valued by hand, liquidations and books", () =>
     Effect.scoped(Effect.gen(function*() {
       if (name === "postgres") yield* clean
       const fake = yield* Effect.acquireRelease(Effect.promise(() => FakeOkx.start({ frameIntervalMs: 5 })), (f) => Effect.promise(() => f.close()))
@@ -140,27 +191,46 @@ describe.each(databases)("okx through the live service into %s", (name, database
         return trades.length >= expected.size ? trades : undefined
       }), 30_000)
       assert.sameMembers(stored.map((t: any) => `${t.symbol}/${t.trade_id}`), [...expected.keys()])
-      for (const row of stored) {
-        const t = expected.get(`${row.symbol}/${row.trade_id}`)
-        const listing = fake.listing(row.symbol)!
-        const usd = listing.instType === "SPOT" ? Number(t.px) * Number(t.sz) : Number(t.sz) * Number(listing.ctVal)
-        assert.closeTo(row.value_usd, usd, 0.01, `${row.symbol}: spot coins x price, inverse contracts x ${listing.ctVal} USD`)
-        assert.strictEqual(row.side, t.side)
-      }
+      for (const row of stored) assert.strictEqual(row.side, expected.get(`${row.symbol}/${row.trade_id}`).side)
+      // Recorded trades valued by hand (contract values from the recorded instruments, OKX.0):
+      const valueOf = (symbol: string, tradeId: string) => stored.find((t: any) => t.symbol === symbol && t.trade_id === tradeId)?.value_usd
+      assert.strictEqual(valueOf("UNI-USD-SWAP", "12883020"), 1_000, "100 contracts x 10 USD (inverse, ctVal 10 USD)")
+      assert.strictEqual(valueOf("BTC-USD-220527", "7849"), 100, "1 contract x 100 USD (inverse, ctVal 100 USD)")
+      assert.strictEqual(valueOf("BTC-USD-220527", "7852"), 3_000, "30 contracts x 100 USD")
+      assert.closeTo(valueOf("BTC-USDT", "338476307"), 6.0472, 0.005, "spot: 0.0002 BTC x 30,236 USDT")
 
-      const oi = (yield* getJson(`${api}/open-interest?exchange=okx&limit=1000`)).body.data.open_interest
-      assert.isAbove(oi.length, 0)
-      for (const row of oi) {
-        assert.closeTo(row.open_interest_usd, row.metadata.venue_value_usd, row.metadata.venue_value_usd * 0.001, "ours within 0.1 % of OKX's oiUsd")
+      // The fake sends fixed readings (openInterestReadings); valued by hand from the recorded contract values,
+      // inverse so independent of the mark: UNI-USD-SWAP x 10 USD, BTC-USD-220527 x 100 USD.
+      const handValued: Record<string, number> = {
+        "UNI-USD-SWAP/48213": 482_130,
+        "UNI-USD-SWAP/48250": 482_500,
+        "BTC-USD-220527/71250": 7_125_000,
+        "BTC-USD-220527/71300": 7_130_000
       }
-      const funding = (yield* getJson(`${api}/funding-rates?exchange=okx`)).body.data.funding_rates
+      const oi = (yield* getJson(`${api}/open-interest?exchange=okx&limit=1000`)).body.data.open_interest
+      assert.sameMembers([...new Set(oi.map((row: any) => row.symbol))], ["UNI-USD-SWAP", "BTC-USD-220527"])
+      for (const row of oi) {
+        const usd = handValued[`${row.symbol}/${row.open_interest}`]
+        assert.isDefined(usd, `${row.symbol} ${row.open_interest}: a reading the fake sent`)
+        assert.strictEqual(row.open_interest_usd, usd, `${row.symbol}: ${row.open_interest} contracts`)
+        assert.strictEqual(row.metadata.venue_value_usd, usd, "OKX's own oiUsd kept beside ours")
+      }
+      const fundingAnswer = yield* getJson(`${api}/funding-rates?exchange=okx`)
+      assert.isDefined(fundingAnswer.body.data, JSON.stringify(fundingAnswer).slice(0, 300))
+      const funding = fundingAnswer.body.data.funding_rates
       assert.isAbove(funding.length, 0)
       assert.strictEqual(funding[0].symbol, "UNI-USD-SWAP")
       assert.strictEqual(funding[0].metadata.interval_hours, 8)
       assert.strictEqual(new Date(funding[0].next_funding_time).getTime() % 28_800_000, 0)
       const liquidations = (yield* getJson(`${api}/large-trades?exchange=okx&only_liquidations=true&limit=1000`)).body.data.trades
       assert.isAbove(liquidations.length, 0)
-      for (const l of liquidations) assert.strictEqual(l.side, l.metadata.position_side === "long" ? "sell" : "buy")
+      // The fake sent hedge-mode (posSide long/short) and net-mode (posSide "net") liquidations:
+      assert.includeMembers(fake.sentLiquidations.map((d) => d.posSide), ["long", "short", "net"])
+      assert.strictEqual(liquidationPositions.length, 4)
+      // ...stored with the position each closed: a buy order closes a short, a sell a long (the docs' example: short, buy).
+      const positionOf: Record<string, string> = { buy: "short", sell: "long" }
+      for (const l of liquidations) assert.strictEqual(l.metadata.position_side, positionOf[l.side], JSON.stringify(l.metadata))
+      assert.sameMembers([...new Set(liquidations.map((l: any) => l.metadata.position_side))], ["long", "short"])
 
       yield* Effect.sleep("1500 millis")
       const books = (yield* getJson(`${api}/orderbooks?exchange=okx&symbol=BTC-USDT`)).body.data.orderbooks

@@ -12,8 +12,9 @@
  * (the recording predates both: its consecutive fills at one time, side and
  * price are merged). What the
  * session lacks is synthesized in OKX's documented formats and marked so:
- * `funding-rate`, `open-interest` (with `oiUsd` as OKX defines it),
- * `mark-price` (the last traded price) and `liquidation-orders`. The fake
+ * `funding-rate`, `open-interest` (fixed readings, `openInterestReadings`),
+ * `mark-price` (the last traded price) and `liquidation-orders` (hedge
+ * and net mode, `liquidationPositions`). The fake
  * keeps the true books, so a resubscription gets a current snapshot (with a
  * checksum it computes the way OKX does).
  *
@@ -81,6 +82,34 @@ const aggregateTrades = (frames: ReadonlyArray<Message>): Array<Message> => {
   return out
 }
 
+/**
+ * Two open-interest readings per derivative, alternating, in OKX's format
+ * (`oi` contracts, `oiCcy` coins, `oiUsd` USD). Both are inverse contracts of
+ * the recorded instruments (OKX.0): UNI-USD-SWAP ctVal 10 USD, BTC-USD-220527
+ * ctVal 100 USD, ctMult 1, so oiUsd = oi x ctVal whatever the price:
+ *   48,213 x 10 = 482,130     48,250 x 10 = 482,500
+ *   71,250 x 100 = 7,125,000  71,300 x 100 = 7,130,000
+ * oiCcy is that USD in coins at the recording's own trade price (UNI 5.123,
+ * BTC 30,229.6): 482,130 / 5.123 = 94,110.8725..., 7,125,000 / 30,229.6 = 235.6961...
+ */
+export const openInterestReadings: Readonly<Record<string, ReadonlyArray<{ readonly oi: string; readonly oiCcy: string; readonly oiUsd: string }>>> = {
+  "UNI-USD-SWAP": [{ oi: "48213", oiCcy: "94110.87253562", oiUsd: "482130" }, { oi: "48250", oiCcy: "94183.09584228", oiUsd: "482500" }],
+  "BTC-USD-220527": [{ oi: "71250", oiCcy: "235.69613888", oiUsd: "7125000" }, { oi: "71300", oiCcy: "235.86153968", oiUsd: "7130000" }]
+}
+
+/**
+ * The `posSide` / `side` pairs of OKX's liquidation-orders channel: hedge mode
+ * (the documented example has `"posSide":"short","side":"buy"`) and net mode
+ * (`posSide` "net", documented as "Net mode"), where only the order's side
+ * says which position was closed.
+ */
+export const liquidationPositions: ReadonlyArray<{ readonly posSide: string; readonly side: string }> = [
+  { posSide: "short", side: "buy" },
+  { posSide: "long", side: "sell" },
+  { posSide: "net", side: "sell" },
+  { posSide: "net", side: "buy" }
+]
+
 export class FakeOkx extends LoopbackVenue<Client> {
   readonly faults = new FaultPlan()
   readonly restCalls: Array<string> = []
@@ -88,6 +117,8 @@ export class FakeOkx extends LoopbackVenue<Client> {
   /** Every trade that went by, per instrument (delivered or lost), oldest first. */
   readonly trades = new Map<string, Array<Message>>()
   readonly sentTrades: Array<Message> = []
+  /** Every liquidation detail pushed, with its instrument. */
+  readonly sentLiquidations: Array<Message> = []
   /** Every single fill behind those pushes, per instrument, for the REST history. */
   readonly fills = new Map<string, Array<Message>>()
   pings = 0
@@ -294,21 +325,19 @@ export class FakeOkx extends LoopbackVenue<Client> {
       const mark = this.lastPrice.get(instId) ?? Number(this.bestOf(instId)?.[0] ?? 0)
       if (!(mark > 0)) continue
       this.publish({ arg: { channel: "mark-price", instId }, data: [{ instId, instType: listing.instType, markPx: String(mark), ts: String(now) }] }, undefined)
-      const oi = 10_000 + (this.step % 97) * 10
-      const ctVal = Number(listing.ctVal)
-      const inverse = listing.ctType === "inverse"
-      // As OKX defines them: oiCcy in coins, oiUsd in USD.
-      const oiCcy = inverse ? (oi * ctVal) / mark : oi * ctVal
-      const oiUsd = inverse ? oi * ctVal : oi * ctVal * mark
-      this.publish({ arg: { channel: "open-interest", instId }, data: [{ instId, instType: listing.instType, oi: String(oi), oiCcy: oiCcy.toFixed(8), oiUsd: oiUsd.toFixed(4), ts: String(now) }] }, undefined)
+      // Open interest as OKX sends it: fixed readings written out above, never computed here from the contract.
+      const reading = openInterestReadings[instId]![(this.step / 5) % 2]!
+      this.publish({ arg: { channel: "open-interest", instId }, data: [{ instId, instType: listing.instType, ...reading, ts: String(now) }] }, undefined)
       if (listing.instType === "SWAP") {
         const fundingTime = Math.ceil(now / 28_800_000) * 28_800_000
         this.publish({ arg: { channel: "funding-rate", instId }, data: [{ instId, instType: "SWAP", fundingRate: "0.0001", fundingTime: String(fundingTime), nextFundingTime: String(fundingTime + 28_800_000), method: "current_period", ts: String(now) }] }, undefined)
       }
-      const long = this.step % 10 === 0
+      const positions = liquidationPositions[(this.step / 5) % liquidationPositions.length]!
+      const detail = { bkLoss: "0", bkPx: String(mark), ccy: "", ...positions, sz: "3", ts: String(now) }
+      this.sentLiquidations.push({ instId, ...detail })
       this.publish({
         arg: { channel: "liquidation-orders", instType: listing.instType },
-        data: [{ instId, instType: listing.instType, instFamily: listing.uly, uly: listing.uly, details: [{ bkLoss: "0", bkPx: String(mark * (long ? 0.99 : 1.01)), ccy: "", posSide: long ? "long" : "short", side: long ? "sell" : "buy", sz: "3", ts: String(now) }] }]
+        data: [{ instId, instType: listing.instType, instFamily: listing.uly, uly: listing.uly, details: [detail] }]
       }, undefined)
     }
   }

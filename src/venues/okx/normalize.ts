@@ -19,7 +19,8 @@
  * - `open-interest` (contracts; `oiUsd` kept to compare ours with), at most
  *   once per `openInterestIntervalMs`; `mark-price` (values open interest).
  * - `liquidation-orders` (every instrument of a type): `side` is the order's,
- *   `posSide` the position's, `bkPx` the bankruptcy price; OKX shows at most
+ *   `posSide` the position's in hedge mode ("net" in net mode, where the
+ *   order's side tells: a sell closes a long), `bkPx` the bankruptcy price; OKX shows at most
  *   one per contract per second, and repeats recent ones after subscribing
  *   (ids made of the event absorb the repeats).
  * - Text `pong` answers our `ping`; events acknowledge subscriptions or report
@@ -197,7 +198,9 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
               // OKX gives no id, and repeats recent liquidations after a subscription: an id made of the event.
               id: `${d.ts}-${d.side}-${d.bkPx}-${d.sz}`,
               details: {
-                position_side: d.posSide ?? (d.side === "sell" ? "long" : "short"),
+                // Hedge mode names the position; net mode ("net") and older pushes leave it to the order: a sell closes a long.
+                position_side: d.posSide === "long" || d.posSide === "short" ? d.posSide : d.side === "sell" ? "long" : "short",
+                ...(d.posSide === "net" ? { position_mode: "net" } : {}),
                 price_kind: "bankruptcy",
                 sampling: "a sample: OKX shows at most one liquidation order per contract per second",
                 ...(d.bkLoss === undefined ? {} : { bankruptcy_loss: d.bkLoss })
