@@ -1,5 +1,6 @@
 /**
- * CME: contract months and expiries computed (not listed by hand), settlement
+ * CME: contract months and expiries computed, checked against CME's listing
+ * written out by hand for the pinned trade dates (test/fake/cme.ts), settlement
  * sources parsed from their documented formats, basis and roll detection on
  * hand-computed cases, and the service end to end against the fake sources:
  * settlements, open interest in contracts and USD (x multiplier), basis to our
@@ -11,7 +12,7 @@ import { Effect } from "effect"
 import { computeBasis, detectRoll, rollState, settlementTime } from "../src/venues/cme/analytics.ts"
 import { contract, fromMonthLabel, fromSymbol, lastFriday, listedContracts } from "../src/venues/cme/contracts.ts"
 import { databentoQuantity, websiteNumber, type Settlement } from "../src/venues/cme/sources.ts"
-import { FakeCme } from "./fake/cme.ts"
+import { contractsListedOn, FakeCme, handListedTradeDates } from "./fake/cme.ts"
 import { FakeCoinbase } from "./fake/coinbase.ts"
 import { pinnedClock } from "./support/clock.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
@@ -20,8 +21,9 @@ import { postgresLayer } from "../src/storage/database.ts"
 const utc = (iso: string) => Date.parse(`${iso}T00:00:00Z`)
 
 describe("CME contracts", () => {
-  it("expires on the last Friday of the month, the business day before on Christmas and Good Friday", () => {
-    assert.strictEqual(lastFriday(2025, 12), utc("2025-12-26"))
+  it("expires on the last Friday of the month, the business day before on Christmas, Boxing Day and Good Friday", () => {
+    // Fri 26 Dec 2025 is Boxing Day, a London holiday, and the 25th Christmas: "the prior London and U.S. business day".
+    assert.strictEqual(lastFriday(2025, 12), utc("2025-12-24"))
     assert.strictEqual(lastFriday(2026, 1), utc("2026-01-30"))
     assert.strictEqual(lastFriday(2026, 12), utc("2026-12-24"), "25 Dec 2026 is a Friday and a holiday")
     assert.strictEqual(lastFriday(2024, 3), utc("2024-03-28"), "Good Friday 29 Mar 2024")
@@ -45,6 +47,17 @@ describe("CME contracts", () => {
     assert.deepStrictEqual(listedContracts("BTC", utc("2026-11-24"), 3).map((c) => c.symbol), ["BTCX26", "BTCZ26", "BTCF27"])
     assert.deepStrictEqual(listedContracts("BTC", utc("2026-11-27") + 3_600_000, 2).map((c) => c.symbol), ["BTCX26", "BTCZ26"])
     assert.deepStrictEqual(listedContracts("BTC", utc("2026-11-28"), 2).map((c) => c.symbol), ["BTCZ26", "BTCF27"])
+  })
+
+  it("lists what CME lists on each pinned trade date: its six consecutive months, with their last trading days (hand-written)", () => {
+    for (const tradeDate of handListedTradeDates()) {
+      for (const root of ["BTC", "MBT"]) {
+        // The hand table: 6 consecutive months first, then the additional Decembers.
+        const consecutive = contractsListedOn(tradeDate, root).slice(0, 6)
+        const computed = listedContracts(root, Date.parse(`${tradeDate}T12:00:00Z`), 6)
+        assert.deepStrictEqual(computed.map((c) => [c.symbol, isoDay(c.expiry)]), consecutive.map((c) => [c.symbol, isoDay(c.expiry)]), `${root} on ${tradeDate}`)
+      }
+    }
   })
 
   it("reads Databento quantities of DBN v3 (quoted 64-bit, i64::MAX undefined) and v2 (numbers, i32::MAX undefined)", () => {

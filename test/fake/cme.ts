@@ -11,7 +11,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { type Contract, listedContracts, monthCodes } from "../../src/venues/cme/contracts.ts"
+import type { Contract } from "../../src/venues/cme/contracts.ts"
 
 export interface DaySettlement {
   readonly contract: Contract
@@ -20,10 +20,59 @@ export interface DaySettlement {
   readonly openInterest: number
 }
 
+const monthCodes = ["F", "G", "H", "J", "K", "M", "N", "Q", "U", "V", "X", "Z"]
 const monthLabel = (c: Contract) =>
   `${["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"][c.month - 1]} ${String(c.year % 100).padStart(2, "0")}`
 const display = (n: number) => n.toLocaleString("en-US", { maximumFractionDigits: 2 })
 const productIds: Record<string, string> = { "8478": "BTC", "9024": "MBT" }
+
+/**
+ * The contracts CME lists on each trade date the tests use, written out by
+ * hand (never computed by the code under test), front month first, with each
+ * one's last trading day. CME's contract specs (BTC and MBT alike):
+ * - "Monthly contracts listed for 6 consecutive months and 2 additional Dec
+ *   contract months. If the 6 consecutive months includes Dec, list only 1
+ *   additional Dec contract month."
+ * - "Trading terminates at 4:00 p.m. London time on the last Friday of the
+ *   contract month. If this is not both a London and U.S. business day,
+ *   trading terminates on the prior London and U.S. business day."
+ * A month trades through its last day; the next month is listed after it.
+ * Last Fridays: Nov 2026 the 27th; Dec 2026 the 25th, Christmas, so Thu 24th;
+ * Jan 2027 the 29th; Feb the 26th; Mar the 26th, Good Friday (Easter Sunday
+ * 28 Mar 2027), so Thu 25th; Apr the 30th; May the 28th; Jun the 25th; Jul
+ * the 30th; Aug the 27th; Sep the 24th; Dec 2027 the 31st; Dec 2028 the 29th.
+ */
+const listed: Record<string, ReadonlyArray<readonly [code: string, lastTradingDay: string]>> = {}
+const nov2026 = [["X26", "2026-11-27"], ["Z26", "2026-12-24"], ["F27", "2027-01-29"], ["G27", "2027-02-26"], ["H27", "2027-03-25"], ["J27", "2027-04-30"], ["Z27", "2027-12-31"]] as const
+// X26 expired: Nov 2026 to Apr 2027 become Dec 2026 to May 2027 (still with Dec 2026: one more Dec).
+const dec2026 = [["Z26", "2026-12-24"], ["F27", "2027-01-29"], ["G27", "2027-02-26"], ["H27", "2027-03-25"], ["J27", "2027-04-30"], ["K27", "2027-05-28"], ["Z27", "2027-12-31"]] as const
+// Z26 expired: Jan to Jun 2027, no Dec among them, so two more: Dec 2027 and Dec 2028.
+const jan2027 = [["F27", "2027-01-29"], ["G27", "2027-02-26"], ["H27", "2027-03-25"], ["J27", "2027-04-30"], ["K27", "2027-05-28"], ["M27", "2027-06-25"], ["Z27", "2027-12-31"], ["Z28", "2028-12-29"]] as const
+// F27 and G27 expired (Jul and Aug 2027 listed after them): Mar to Aug 2027, plus Dec 2027 and Dec 2028.
+const mar2027 = [["H27", "2027-03-25"], ["J27", "2027-04-30"], ["K27", "2027-05-28"], ["M27", "2027-06-25"], ["N27", "2027-07-30"], ["Q27", "2027-08-27"], ["Z27", "2027-12-31"], ["Z28", "2028-12-29"]] as const
+// H27 expired on Thu 25 Mar: Apr to Sep 2027, plus Dec 2027 and Dec 2028.
+const apr2027 = [["J27", "2027-04-30"], ["K27", "2027-05-28"], ["M27", "2027-06-25"], ["N27", "2027-07-30"], ["Q27", "2027-08-27"], ["U27", "2027-09-24"], ["Z27", "2027-12-31"], ["Z28", "2028-12-29"]] as const
+for (const day of ["2026-11-23", "2026-11-24", "2026-11-27"]) listed[day] = nov2026
+for (const day of ["2026-11-30", "2026-12-24"]) listed[day] = dec2026
+for (const day of ["2026-12-25", "2026-12-31"]) listed[day] = jan2027
+listed["2027-03-25"] = mar2027
+listed["2027-03-26"] = apr2027
+
+/** The trade dates the hand-written table covers. */
+export const handListedTradeDates = () => Object.keys(listed)
+
+/** The hand-written listing of a trade date, as contracts of `root`. */
+export const contractsListedOn = (tradeDate: string, root: string): Array<Contract> => {
+  const table = listed[tradeDate]
+  if (table === undefined) throw new Error(`no hand-written CME listing for ${tradeDate}: add it to test/fake/cme.ts`)
+  return table.map(([code, lastTradingDay]) => ({
+    symbol: `${root}${code}`,
+    root,
+    year: 2000 + Number(code.slice(1)),
+    month: monthCodes.indexOf(code[0]!) + 1,
+    expiry: Date.parse(`${lastTradingDay}T00:00:00Z`)
+  }))
+}
 
 export class FakeCme {
   readonly calls: Array<string> = []
@@ -52,16 +101,16 @@ export class FakeCme {
   }
 
   /**
-   * A plausible curve for a trade date: the front month holds the most open
-   * interest unless `rolled`, when the second month has overtaken it.
+   * A plausible curve over the contracts listed on a trade date (the
+   * hand-written table): the front month holds the most open interest unless
+   * `rolled`, when the second month has overtaken it.
    */
   publish(tradeDate: string, root: string, spot: number, options: { readonly rolled?: boolean } = {}): Array<DaySettlement> {
-    const contracts = listedContracts(root, Date.parse(`${tradeDate}T12:00:00Z`), 4)
-    const settlements = contracts.map((contract, i) => ({
+    const settlements = contractsListedOn(tradeDate, root).map((contract, i) => ({
       contract,
       price: Math.round(spot * (1 + 0.005 * (i + 1))),
-      volume: [9000, 4000, 300, 20][i]!,
-      openInterest: (options.rolled === true ? [7000, 9500, 800, 100] : [12000, 5000, 800, 100])[i]!
+      volume: [9000, 4000, 300, 20, 12, 8, 5, 3][i]!,
+      openInterest: (options.rolled === true ? [7000, 9500, 800, 100, 60, 40, 20, 10] : [12000, 5000, 800, 100, 60, 40, 20, 10])[i]!
     }))
     const day = this.days.get(tradeDate) ?? new Map<string, Array<DaySettlement>>()
     day.set(root, settlements)

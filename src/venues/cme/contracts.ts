@@ -1,10 +1,12 @@
 /**
  * CME crypto futures: the four products, their multipliers, month codes and
  * expiries. CME lists monthly contracts; each terminates on the last Friday of
- * its contract month, or the business day before it when that Friday is an
- * exchange holiday. The only holidays that can fall on a month's last Friday
- * are Christmas Day and Good Friday; both are computed (Dec 2026: the 25th is
- * a Friday, so BTCZ26 expires on Thursday the 24th).
+ * its contract month (4 p.m. London), or the prior day that is both a London
+ * and a U.S. business day. The only holidays that can fall on a month's last
+ * Friday are Christmas Day, Boxing Day (London) and Good Friday; all are
+ * computed (Dec 2026: the 25th is a Friday, so BTCZ26 expires on Thursday the
+ * 24th; Dec 2025: the 26th is a Friday, and the 25th, so BTCZ25 expired on
+ * Wednesday the 24th).
  */
 export interface Product {
   readonly root: string
@@ -56,9 +58,11 @@ const easter = (year: number): number => {
 
 const day = 86_400_000
 
+/** Not both a London and a U.S. business day (weekdays only: the dates tried are a last Friday and the days before it). */
 const isHoliday = (date: number): boolean => {
   const d = new Date(date)
-  if (d.getUTCMonth() === 11 && d.getUTCDate() === 25) return true
+  // Christmas Day (both), Boxing Day (London).
+  if (d.getUTCMonth() === 11 && (d.getUTCDate() === 25 || d.getUTCDate() === 26)) return true
   return date === easter(d.getUTCFullYear()) - 2 * day
 }
 
