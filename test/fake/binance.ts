@@ -40,9 +40,16 @@ interface Subscriber {
   readonly streams: Set<string>
 }
 
+interface TimelineFrame {
+  readonly stream: string
+  readonly data: Record<string, unknown>
+  /** Not in the recording: added by `spotTrades`. */
+  readonly synthetic?: boolean
+}
+
 interface MarketData {
   readonly recording: Recording
-  readonly frames: ReadonlyArray<{ readonly stream: string; readonly data: Record<string, unknown> }>
+  readonly frames: ReadonlyArray<TimelineFrame>
   readonly exchangeInfo: string
   readonly books: Map<string, TrueBook>
   readonly aggTrades: Map<string, Array<Record<string, unknown>>>
@@ -61,7 +68,41 @@ export interface SentFrame {
   readonly synthetic: boolean
 }
 
-const load = (prefix: string): MarketData => {
+/**
+ * The recording's frames with a synthetic aggTrade of `symbol` after every
+ * `every` frames: ids consecutive with the recorded trade of that symbol (the
+ * run is numbered so the recorded one falls in its place), at the recorded
+ * price, timed as the last timed frame before it.
+ */
+const withTradeRun = (frames: ReadonlyArray<TimelineFrame>, run: SpotTradeRun): Array<TimelineFrame> => {
+  const stream = `${run.symbol.toLowerCase()}@aggTrade`
+  const recordedAt = frames.findIndex((f) => f.stream === stream)
+  if (recordedAt < 0) throw new Error(`the recording has no ${stream} to continue`)
+  const recorded = frames[recordedAt]!.data
+  const before = Math.floor(recordedAt / run.every)
+  let id = (recorded.a as number) - before
+  let tradeId = (recorded.f as number) - before
+  const out: Array<TimelineFrame> = []
+  let lastAt = (frames.find((f) => typeof f.data.E === "number")?.data.E ?? recorded.E) as number
+  for (const [index, frame] of frames.entries()) {
+    if (typeof frame.data.E === "number") lastAt = frame.data.E
+    if (frame.stream === stream) {
+      id = (frame.data.a as number) + 1
+      tradeId = (frame.data.l as number) + 1
+    }
+    out.push(frame)
+    if ((index + 1) % run.every !== 0) continue
+    const at = lastAt
+    out.push({
+      stream,
+      synthetic: true,
+      data: { e: "aggTrade", E: at, s: run.symbol, a: id++, p: recorded.p, q: `${20 + (index % 7) * 5}.00000000`, f: tradeId, l: tradeId++, T: at, m: index % 2 === 0, M: true }
+    })
+  }
+  return out
+}
+
+const load = (prefix: string, tradeRun?: SpotTradeRun): MarketData => {
   const recording: Recording = { frames: [], sent: [], rest: [] }
   for (const file of [`${prefix}.0`, `${prefix}.http.0.0`, `${prefix}.ws.1.0`]) {
     parseRecording(readFileSync(`${fixtures}${file}`, "utf8"), recording)
@@ -74,7 +115,8 @@ const load = (prefix: string): MarketData => {
     const snapshot = JSON.parse(rest.body) as { lastUpdateId: number; bids: Array<[string, string]>; asks: Array<[string, string]> }
     books.set(symbol, { bids: new Map(snapshot.bids), asks: new Map(snapshot.asks), lastUpdateId: snapshot.lastUpdateId })
   }
-  const frames = recording.frames.map((f) => JSON.parse(f.text) as { stream: string; data: Record<string, unknown> })
+  const recorded = recording.frames.map((f) => JSON.parse(f.text) as TimelineFrame)
+  const frames = tradeRun === undefined ? recorded : withTradeRun(recorded, tradeRun)
   const mids = new Map<string, number>()
   const aggTrades = new Map<string, Array<Record<string, unknown>>>()
   for (const { stream, data } of frames) {
@@ -111,6 +153,17 @@ export interface FakeBinanceOptions {
   readonly frameIntervalMs?: number | { readonly spot: number; readonly futures: number }
   /** Synthesized markPrice frames per symbol on /market, this often. */
   readonly markPriceIntervalMs?: number
+  /**
+   * The spot recording has two aggTrades in all; trade faults need a run of
+   * them. This adds one for `symbol` after every `every` spot frames, on the
+   * stream and in the REST history alike (marked synthetic in `played`/`sent`).
+   */
+  readonly spotTrades?: SpotTradeRun
+}
+
+export interface SpotTradeRun {
+  readonly symbol: string
+  readonly every: number
 }
 
 export class FakeBinance {
@@ -147,7 +200,7 @@ export class FakeBinance {
       frameIntervalMs: typeof interval === "number" ? { spot: interval, futures: interval } : interval,
       markPriceIntervalMs: options.markPriceIntervalMs ?? 250
     }
-    this.markets = { spot: load("BINANCE"), futures: load("BINANCE_FUTURES") }
+    this.markets = { spot: load("BINANCE", options.spotTrades), futures: load("BINANCE_FUTURES") }
     const now = Date.now()
     for (const market of Object.values(this.markets)) {
       const first = market.recording.frames[0]!.receivedAt!
@@ -401,7 +454,8 @@ export class FakeBinance {
       const book = data.books.get(frame.data.s as string)
       if (book !== undefined) applyToTrueBook(book, frame.data)
     }
-    this.played.push({ market, stream: frame.stream, data: shifted, synthetic: false })
+    const synthetic = frame.synthetic === true
+    this.played.push({ market, stream: frame.stream, data: shifted, synthetic })
     const rename = this.renames.findIndex((r) => r.stream === frame.stream)
     if (rename >= 0) {
       const { from, to } = this.renames.splice(rename, 1)[0]!
@@ -421,12 +475,12 @@ export class FakeBinance {
     if (loss !== undefined && loss.after > 0) loss.after--
     else if (loss !== undefined) {
       loss.count--
-      this.lost.push({ market, stream: frame.stream, data: shifted, synthetic: false })
+      this.lost.push({ market, stream: frame.stream, data: shifted, synthetic })
     } else {
       const send = (payload: Record<string, unknown>) => {
         for (const { ws, streams } of data.subscribers) {
           if (this.paused || !streams.has(frame.stream) || this.silenced.has(frame.stream) || ws.readyState !== ws.OPEN) continue
-          this.sent.push({ market, stream: frame.stream, data: payload, synthetic: false })
+          this.sent.push({ market, stream: frame.stream, data: payload, synthetic })
           ws.send(JSON.stringify({ stream: frame.stream, data: payload }))
         }
       }
