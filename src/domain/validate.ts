@@ -27,7 +27,8 @@ export const eventTimeFields: ReadonlySet<string> = new Set(["timestamp", "trade
 /** Times of something scheduled: ahead by design. */
 export const scheduledTimeFields: ReadonlySet<string> = new Set(["expiry", "nextFundingTime"])
 
-const iso = (ms: number) => new Date(ms).toISOString()
+/** Dates hold ±8.64e15 ms: beyond that `toISOString` throws, so the number is shown as it is. */
+const shown = (ms: number) => (Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : String(ms))
 
 /** Why a value nested in a record is not a finite number where it is a number, or undefined. */
 const nonFinite = (value: unknown, path: string, depth: number): string | undefined => {
@@ -60,7 +61,7 @@ const timeProblem = (key: string, value: unknown, latest: number): string | unde
   if (typeof value !== "number") return `${key} is not a number`
   if (!Number.isFinite(value)) return `${key} is ${value}`
   if (value < earliestTime) return `${key} ${value} is before 2009-01-01`
-  if (value > latest) return `${key} ${iso(value)} is too far ahead of the clock`
+  if (value > latest) return `${key} ${shown(value)} is more than allowed ahead of the clock`
   return undefined
 }
 
