@@ -170,9 +170,10 @@ const mutate = (frame: Frame, changes: ReadonlyArray<readonly [number, number]>)
 
 /** The service's path for one venue: instruments from its REST answers, its decoder, the frame handler and a processor whose output is watched. */
 const pipelineFor = (venue: VenueDefinition, rest: Recording["rest"]) => {
-  const batches: Array<RowBatch> = []
-  const runtime = makeVenueRuntime({ ...defaultPipelineSettings, thresholds: { byAsset: {}, otherAssets: 0 }, openInterestIntervalMs: 0 }, (batch) =>
-    Effect.sync(() => void batches.push(batch)))
+  const batches: Array<{ readonly batch: RowBatch; readonly at: number }> = []
+  let now = 0
+  const emit = (batch: RowBatch) => Effect.sync(() => void batches.push({ batch, at: now }))
+  const runtime = makeVenueRuntime({ ...defaultPipelineSettings, thresholds: { byAsset: {}, otherAssets: 0 }, openInterestIntervalMs: 0, bookIntervalMs: 1 }, emit)
   for (const response of rest) {
     const parsed = venue.fromRest(response)
     for (const instrument of parsed.instruments ?? []) runtime.instruments.add(instrument)
@@ -202,7 +203,11 @@ const pipelineFor = (venue: VenueDefinition, rest: Recording["rest"]) => {
       return error
     }
   }
-  const handle = makeFrameHandler(guessing, processor, `${venue.id}/fuzz`, (batch) => Effect.sync(() => void batches.push(batch)))
+  const handler = makeFrameHandler(guessing, processor, `${venue.id}/fuzz`, emit)
+  const handle = (frame: string, at: number) => {
+    now = at
+    Effect.runSync(handler([frame], at))
+  }
   const restRecords = rest.flatMap((response) => (venue.fromRest(response).records ?? []).map((record) => ({ record, at: response.receivedAt })))
   return { batches, processed, handle, processor, restRecords }
 }
@@ -219,6 +224,8 @@ const problemOf = (thing: Record<string, unknown>, at: number): string | undefin
   for (const key of ["timestamp", "tradeDate"]) {
     const time = thing[key]
     if (time === undefined) continue
+    // A book record's 0 is "time not sent" (Coinbase Exchange snapshots): the book builds no row from it (checked on rows).
+    if (time === 0 && key === "timestamp" && (thing.kind === "book_snapshot" || thing.kind === "book_delta")) continue
     if (typeof time !== "number" || !(time >= y2009 && time <= at + day)) return `${key} ${String(time)} is outside 2009 .. a day after ${new Date(at).toISOString()}`
   }
   return undefined
@@ -234,15 +241,18 @@ describe("every venue's decoder on mutated real frames", () => {
       const { rest, frames } = corpora[venue.id]!()
       assert.isAbove(frames.length, 0)
       const pipeline = pipelineFor(venue, rest)
+      let rows = 0
       const check = () => {
         for (const { record, at } of pipeline.processed.splice(0)) {
           const why = problemOf(record as unknown as Record<string, unknown>, at)
           assert.isUndefined(why, `${JSON.stringify(record).slice(0, 300)}`)
         }
-        for (const batch of pipeline.batches.splice(0)) {
+        for (const { batch, at } of pipeline.batches.splice(0)) {
           for (const table of tableNames) {
-            for (const row of batch[table] as ReadonlyArray<object>) {
-              assert.isUndefined(unencodable(row), `${table}: ${JSON.stringify(row).slice(0, 300)}`)
+            for (const row of batch[table] as unknown as ReadonlyArray<Record<string, unknown>>) {
+              rows++
+              const why = problemOf(row, at)
+              assert.isUndefined(why, `${table}: ${JSON.stringify(row).slice(0, 300)}`)
             }
           }
         }
@@ -250,7 +260,7 @@ describe("every venue's decoder on mutated real frames", () => {
       // The real session first, as recorded: books become live, so the mutations reach book rows too.
       const first = frames.slice(0, 400)
       pipeline.processor.process(pipeline.restRecords.map((r) => r.record), first[0]!.at, new RowBatch())
-      for (const frame of first) Effect.runSync(pipeline.handle([frame.text], frame.at))
+      for (const frame of first) pipeline.handle(frame.text, frame.at)
       check()
       fc.assert(
         fc.property(
@@ -259,16 +269,21 @@ describe("every venue's decoder on mutated real frames", () => {
           (frameIndex, changes) => {
             const frame = frames[frameIndex]!
             const mutated = mutate(frame, changes)
-            // The mutated frame between two real ones, as a live feed would carry it.
-            Effect.runSync(pipeline.handle([mutated, frames[(frameIndex + 1) % frames.length]!.text], frame.at))
+            // The mutated frame, then the real one after it, as a live feed would carry them.
+            const next = frames[(frameIndex + 1) % frames.length]!
+            pipeline.handle(mutated, frame.at)
+            pipeline.handle(next.text, next.at)
             check()
           }
         ),
-        { numRuns: 1000, seed: 20260519 }
+        { numRuns: 600, seed: 20260519 }
       )
-      console.log(venue.id, JSON.stringify(pipeline.processor.counters))
+      // The checks had something to check: records taken and rows built.
       if (venue.id === "cme") assert.strictEqual(pipeline.processor.counters.records, 0)
-      else assert.isAbove(pipeline.processor.counters.records, 0)
+      else {
+        assert.isAbove(pipeline.processor.counters.records, 0)
+        assert.isAbove(rows, 0)
+      }
     })
   }
 })

@@ -7,7 +7,8 @@
  * interest, greeks, book levels, sequences, optional fields when present,
  * details) is NaN or infinite, or when one of its times is not a time:
  * - an event time (`timestamp`, `tradeDate`) before 2009-01-01 (no crypto
- *   market existed) or more than a day ahead of the clock it was received by;
+ *   market existed) or more than a day ahead of the clock it was received by
+ *   (a book record's 0, "time not sent", excepted: see below);
  * - a scheduled time (`expiry`, `nextFundingTime`), which lies ahead by design,
  *   before 2009-01-01 or more than ten years ahead (no venue lists that far out).
  * It knows no venue and no record kind beyond the names of the time fields
@@ -55,6 +56,13 @@ const nonFinite = (value: unknown, path: string, depth: number): string | undefi
   return undefined
 }
 
+/**
+ * Book records may carry 0 for a time the venue did not send (Coinbase
+ * Exchange's snapshot): the book machinery keeps its last known time then and
+ * builds no row from it (book/sync.ts), so 0 there is "unknown", not 1970.
+ */
+const unknownTimeAllowed: ReadonlySet<string> = new Set(["book_snapshot", "book_delta"])
+
 const timeProblem = (key: string, value: unknown, latest: number): string | undefined => {
   // Null stands for "not published" where the schema allows it (nextFundingTime).
   if (value === null) return undefined
@@ -74,6 +82,7 @@ export const invalidRecord = (record: NormalizedRecord, now: number): string | u
   for (const key in fields) {
     const value = fields[key]
     if (eventTimeFields.has(key)) {
+      if (value === 0 && key === "timestamp" && unknownTimeAllowed.has(record.kind)) continue
       const why = timeProblem(key, value, now + maxAheadMs)
       if (why !== undefined) return why
     } else if (scheduledTimeFields.has(key)) {
