@@ -154,6 +154,21 @@ describe("every path counts a refused record as a decode error and keeps the goo
       assert.match(processor.lastRefused!.reason, /ahead of the clock/)
     }))
 
+  it.effect("finite figures whose USD value overflows build no row: counted unvalued, the good trade stored", () =>
+    Effect.gen(function*() {
+      const batches: Array<RowBatch> = []
+      const emit = (batch: RowBatch) => Effect.sync(() => void batches.push(batch))
+      const runtime = makeVenueRuntime(settings, emit)
+      runtime.instruments.add(recordsVenue.guessInstrument("BTC-USD")!)
+      const processor = makeProcessor(runtime, "test", { sequenceRule: undefined, requestSnapshot: () => undefined })
+      // 1e200 x 1e200 is past Number.MAX_VALUE (1.8e308): Infinity USD, which no column holds.
+      const frame = JSON.stringify([trade({ tradeId: "huge", price: 1e200, size: 1e200 }), trade({ tradeId: "good" })])
+      yield* makeFrameHandler(recordsVenue, processor, "test/validate-overflow", emit)([frame], now)
+      assert.deepStrictEqual(batches.flatMap((b) => b.large_trades).map((r) => r.tradeId), ["good"])
+      assert.strictEqual(processor.counters.unvalued, 1)
+      assert.strictEqual(processor.counters.invalid, 0)
+    }))
+
   it.live("REST answers and repaired trades, at the service's clock", () =>
     Effect.gen(function*() {
       const batches: Array<RowBatch> = []

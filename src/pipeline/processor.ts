@@ -213,12 +213,17 @@ export class RecordProcessor {
       metadata: null
     })
     if (s.openInterest === null) return
+    const usd = roundUsd(s.openInterest * s.contractSize * s.price)
+    if (!Number.isFinite(usd)) {
+      this.counters.unvalued++
+      return
+    }
     out.open_interest.push({
       id: timedRowId(s.venue, s.symbol, s.timestamp),
       exchange: s.venue,
       symbol: s.symbol,
       openInterest: s.openInterest,
-      openInterestUsd: roundUsd(s.openInterest * s.contractSize * s.price),
+      openInterestUsd: usd,
       timestamp: s.timestamp,
       metadata: { contract_size: s.contractSize, contract_unit: s.base, usd_price_source: "settlement", settlement_price: s.price, trade_date: day, source: s.source }
     })
@@ -240,6 +245,11 @@ export class RecordProcessor {
     const usd = record.valueUsd ?? (instrument.inverse
       ? record.openInterest * contractSize
       : record.openInterest * contractSize * mark!)
+    // Finite readings can still multiply past what a row holds: no value, counted as such.
+    if (!Number.isFinite(roundUsd(usd))) {
+      this.counters.unvalued++
+      return
+    }
     // Where the venue states its own figure, ours must agree with it (contract sizes, units): a divergence is counted.
     if (record.venueValueUsd !== undefined && record.venueValueUsd > 0 && Math.abs(usd - record.venueValueUsd) / record.venueValueUsd > 0.001) {
       this.counters.venueFigureMismatch++
