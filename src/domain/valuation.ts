@@ -76,9 +76,22 @@ const quoteToUsd = (
 /**
  * USD notional of `size` contracts at `price`, or undefined when the quote
  * currency has no live USD rate (the caller counts it as unvalued: never
- * silently treated as USD).
+ * silently treated as USD), or when the product overflows (finite prices and
+ * sizes can multiply past any number a row can hold: no value at all).
  */
 export const usdNotional = (
+  instrument: Instrument,
+  price: number,
+  size: number,
+  at: number,
+  prices: ReferencePrices,
+  venueQuoteRate?: number
+): UsdValue | undefined => {
+  const value = notional(instrument, price, size, at, prices, venueQuoteRate)
+  return value === undefined || !Number.isFinite(roundUsd(value.usd)) ? undefined : value
+}
+
+const notional = (
   instrument: Instrument,
   price: number,
   size: number,

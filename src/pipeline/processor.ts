@@ -12,6 +12,7 @@ import { type OptionChainRow, RowBatch, timedRowId } from "../domain/rows.ts"
 import { roundUsd } from "../domain/valuation.ts"
 import type { TradeContinuity } from "../gaps/continuity.ts"
 import type { Trade } from "../domain/records.ts"
+import { admitRecords, type RefusedRecord } from "../domain/validate.ts"
 import { FundingSampler } from "./funding.ts"
 
 export interface ProcessorOptions {
@@ -36,12 +37,20 @@ export interface ProcessorCounters {
   unknownInstrument: number
   /** Our USD figure more than 0.1 % away from the venue's own (open interest). */
   venueFigureMismatch: number
+  /** Records refused by the shared check (domain/validate.ts): decode errors, never processed. */
+  invalid: number
 }
 
 export class RecordProcessor {
   readonly books: BookSync | undefined
-  readonly counters: ProcessorCounters = { records: 0, unvalued: 0, unknownInstrument: 0, venueFigureMismatch: 0 }
+  readonly counters: ProcessorCounters = { records: 0, unvalued: 0, unknownInstrument: 0, venueFigureMismatch: 0, invalid: 0 }
+  /** The last record the shared check refused, for the log line that counts it. */
+  lastRefused: RefusedRecord | undefined
   private readonly funding: FundingSampler
+  private readonly refuse = (refused: RefusedRecord) => {
+    this.counters.invalid++
+    this.lastRefused = refused
+  }
   private readonly markPrices = new Map<string, number>()
   private readonly options: ProcessorOptions
 
@@ -60,6 +69,10 @@ export class RecordProcessor {
     this.funding = new FundingSampler(options.fundingSampleMs, options.fundingIntervalHours)
   }
 
+  get venue(): string {
+    return this.options.venue
+  }
+
   markPrice(symbol: string): number | undefined {
     return this.markPrices.get(symbol)
   }
@@ -69,8 +82,14 @@ export class RecordProcessor {
     else if (outcome === "unknown_instrument") this.counters.unknownInstrument++
   }
 
-  /** Processes records received at `now` (epoch ms; recorded time in replays) into `out`. */
-  process(records: ReadonlyArray<NormalizedRecord>, now: number, out: RowBatch): void {
+  /**
+   * Processes records received at `now` (epoch ms; recorded time in replays)
+   * into `out`. Every path into the pipeline comes through here or
+   * `processRepaired`, so no record skips the shared check: those it refuses
+   * are counted in `counters.invalid` and go no further. Returns the records processed.
+   */
+  process(incoming: ReadonlyArray<NormalizedRecord>, now: number, out: RowBatch): ReadonlyArray<NormalizedRecord> {
+    const records = admitRecords(incoming, now, this.refuse)
     this.counters.records += records.length
     for (const record of records) {
       switch (record.kind) {
@@ -157,10 +176,15 @@ export class RecordProcessor {
         out.cursors.push({ kind: "cursor", exchange: this.options.venue, channel: "trades", symbol, sequence: cursor.sequence, time: cursor.time })
       }
     }
+    return records
   }
 
-  /** Trades recovered over REST for a gap: detection only (they are behind the live sequence by design). */
-  processRepaired(trades: ReadonlyArray<Trade>, out: RowBatch): void {
+  /**
+   * Trades recovered over REST for a gap, received at `now`: the shared check,
+   * then detection only (they are behind the live sequence by design).
+   */
+  processRepaired(incoming: ReadonlyArray<Trade>, now: number, out: RowBatch): void {
+    const trades = admitRecords(incoming, now, this.refuse) as ReadonlyArray<Trade>
     this.counters.records += trades.length
     for (const trade of trades) this.count(this.options.detector.trade(trade, out.large_trades))
   }
@@ -189,12 +213,17 @@ export class RecordProcessor {
       metadata: null
     })
     if (s.openInterest === null) return
+    const usd = roundUsd(s.openInterest * s.contractSize * s.price)
+    if (!Number.isFinite(usd)) {
+      this.counters.unvalued++
+      return
+    }
     out.open_interest.push({
       id: timedRowId(s.venue, s.symbol, s.timestamp),
       exchange: s.venue,
       symbol: s.symbol,
       openInterest: s.openInterest,
-      openInterestUsd: roundUsd(s.openInterest * s.contractSize * s.price),
+      openInterestUsd: usd,
       timestamp: s.timestamp,
       metadata: { contract_size: s.contractSize, contract_unit: s.base, usd_price_source: "settlement", settlement_price: s.price, trade_date: day, source: s.source }
     })
@@ -216,6 +245,11 @@ export class RecordProcessor {
     const usd = record.valueUsd ?? (instrument.inverse
       ? record.openInterest * contractSize
       : record.openInterest * contractSize * mark!)
+    // Finite readings can still multiply past what a row holds: no value, counted as such.
+    if (!Number.isFinite(roundUsd(usd))) {
+      this.counters.unvalued++
+      return
+    }
     // Where the venue states its own figure, ours must agree with it (contract sizes, units): a divergence is counted.
     if (record.venueValueUsd !== undefined && record.venueValueUsd > 0 && Math.abs(usd - record.venueValueUsd) / record.venueValueUsd > 0.001) {
       this.counters.venueFigureMismatch++

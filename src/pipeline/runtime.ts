@@ -8,6 +8,7 @@ import type { SequenceRule } from "../book/sync.ts"
 import { LargeTradeDetector, type LargeTradeThresholds } from "../domain/large-trades.ts"
 import { InstrumentRegistry } from "../domain/instruments.ts"
 import type { NormalizedRecord } from "../domain/records.ts"
+import { describeRefused } from "../domain/validate.ts"
 import { RowBatch } from "../domain/rows.ts"
 import { ReferencePrices } from "../domain/valuation.ts"
 import { bookResyncs, elementsDropped, feedDecodeErrors, feedRecords, tradesUnvalued, venueFigureMismatches } from "../observability/metrics.ts"
@@ -157,8 +158,22 @@ export const makeFrameHandler = (
           firstError ??= `${error.channel}: ${error.detail} | ${error.sample}`
         }
       }
+      const batch = new RowBatch()
+      const before = processor.counters.unvalued + processor.counters.unknownInstrument
+      const mismatchesBefore = processor.counters.venueFigureMismatch
+      const invalidBefore = processor.counters.invalid
+      // The shared check runs inside the processor: `admitted` is what passed it.
+      const admitted = processor.process(normalized, now, batch)
+      const skipped = processor.counters.unvalued + processor.counters.unknownInstrument - before
+      const mismatches = processor.counters.venueFigureMismatch - mismatchesBefore
+      const refused = processor.counters.invalid - invalidBefore
+      if (refused > 0) {
+        // A record no venue could have meant (a NaN, a time before 2009 or a day ahead): a decode error like an unreadable frame.
+        errors += refused
+        firstError ??= `refused record: ${describeRefused(processor.lastRefused!)}`
+      }
       if (freshness !== undefined) {
-        for (const record of normalized) {
+        for (const record of admitted) {
           const channel = freshnessChannel(record)
           const matchedAt = record.kind === "trade" ? record.timestamp : undefined
           if (channel !== undefined && freshness.monitor.observe(channel, record.symbol, now, matchedAt)) {
@@ -166,15 +181,9 @@ export const makeFrameHandler = (
           }
         }
       }
-      const batch = new RowBatch()
-      const before = processor.counters.unvalued + processor.counters.unknownInstrument
-      const mismatchesBefore = processor.counters.venueFigureMismatch
-      processor.process(normalized, now, batch)
-      const skipped = processor.counters.unvalued + processor.counters.unknownInstrument - before
-      const mismatches = processor.counters.venueFigureMismatch - mismatchesBefore
       return Effect.gen(function*() {
         if (batch.size > 0) yield* emit(batch)
-        if (normalized.length > 0) yield* Metric.update(records, normalized.length)
+        if (admitted.length > 0) yield* Metric.update(records, admitted.length)
         if (skipped > 0) yield* Metric.update(unvalued, skipped)
         if (mismatches > 0) {
           yield* Metric.update(Metric.withAttributes(venueFigureMismatches, { venue: venue.id }), mismatches)
@@ -191,6 +200,24 @@ export const makeFrameHandler = (
       })
     })
 }
+
+/**
+ * Records the shared check refused outside the frame handler (REST answers,
+ * repaired trades), counted since `invalidBefore`: decode errors of `feed`,
+ * and a warning for the first few and then one in a hundred.
+ */
+export const reportRefused = (feed: string, processor: RecordProcessor, invalidBefore: number) =>
+  Effect.gen(function*() {
+    const refused = processor.counters.invalid - invalidBefore
+    if (refused <= 0) return
+    yield* Metric.update(Metric.withAttributes(feedDecodeErrors, { feed }), refused)
+    const total = processor.counters.invalid
+    if (total <= 5 || Math.floor(total / 100) > Math.floor(invalidBefore / 100)) {
+      yield* Effect.logWarning("record refused: a non-finite number or an impossible time").pipe(
+        Effect.annotateLogs({ feed, refused, error: describeRefused(processor.lastRefused!) })
+      )
+    }
+  })
 
 /** Elements left out of a message that was otherwise kept: a metric and a warning saying what and why. */
 export const reportDropped = (error: DecodeError) =>

@@ -14,7 +14,7 @@ import { RowBatch } from "../domain/rows.ts"
 import { GapLedger, gapTradesRepaired } from "../gaps/ledger.ts"
 import { causeOfSessionEnd, type GapTracker, makeGapTracker } from "../gaps/tracker.ts"
 import type { RecordProcessor } from "./processor.ts"
-import { countResync, type VenueRuntime } from "./runtime.ts"
+import { countResync, reportRefused, type VenueRuntime } from "./runtime.ts"
 
 /**
  * A gap tracker whose repaired trades go through `processor()` (created after
@@ -34,12 +34,7 @@ export const makeVenueGaps = (options: {
       venue: options.venue,
       fetchTrades: options.fetchTrades,
       maxRepairTrades: options.maxRepairTrades,
-      onRepaired: (trades) =>
-        Effect.suspend(() => {
-          const batch = new RowBatch()
-          options.processor().processRepaired(trades, batch)
-          return batch.size > 0 ? options.runtime.emit(batch) : Effect.void
-        })
+      onRepaired: (trades) => emitRepaired(options.processor(), options.runtime, trades)
     })
     const ledger = yield* GapLedger
     for (const [symbol, cursor] of yield* ledger.loadCursors(options.venue, "trades")) gaps.continuity.seed(symbol, cursor)
@@ -85,13 +80,30 @@ export const recordResync = (venue: string, gaps: GapTracker, runner: ScopedRunn
   )
 }
 
-/** Records that came from REST (snapshots, open interest, chains) through the same processor as frames. */
+/**
+ * Records that came from REST (snapshots, open interest, chains) through the
+ * same processor as frames, and so through the same check: a refused one is a
+ * decode error of `<venue>/rest`.
+ */
 export const emitRecords = (processor: RecordProcessor, runtime: VenueRuntime, records: ReadonlyArray<NormalizedRecord>) =>
   Effect.gen(function*() {
     if (records.length === 0) return
     const batch = new RowBatch()
+    const invalidBefore = processor.counters.invalid
     processor.process(records, yield* Clock.currentTimeMillis, batch)
     if (batch.size > 0) yield* runtime.emit(batch)
+    yield* reportRefused(`${processor.venue}/rest`, processor, invalidBefore)
+  })
+
+/** Trades recovered over REST (gap repair, reconciliation): detection only, after the same check; a refused one is a decode error of `<venue>/repair`. */
+export const emitRepaired = (processor: RecordProcessor, runtime: VenueRuntime, trades: ReadonlyArray<Trade>) =>
+  Effect.gen(function*() {
+    if (trades.length === 0) return
+    const batch = new RowBatch()
+    const invalidBefore = processor.counters.invalid
+    processor.processRepaired(trades, yield* Clock.currentTimeMillis, batch)
+    if (batch.size > 0) yield* runtime.emit(batch)
+    yield* reportRefused(`${processor.venue}/repair`, processor, invalidBefore)
   })
 
 /** Every second, the periodic rows of books that received nothing new. */
@@ -214,9 +226,7 @@ export const refillRecentTrades = (options: {
       const missing = trades.filter((t) => t.timestamp >= since && !options.delivered(symbol, t.tradeId))
       if (missing.length > 0) {
         for (const t of missing) options.remember(t)
-        const batch = new RowBatch()
-        options.processor.processRepaired(missing, batch)
-        if (batch.size > 0) yield* options.runtime.emit(batch)
+        yield* emitRepaired(options.processor, options.runtime, missing)
         yield* Metric.update(Metric.withAttributes(gapTradesRepaired, { exchange: options.venue }), missing.length)
       }
       gap.repairedCount = missing.length

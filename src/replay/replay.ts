@@ -4,8 +4,9 @@
  * the part of the venue's REST API: metadata first, and each recorded depth
  * snapshot is served once, when the book machinery asks for it.
  */
-import { Effect } from "effect"
+import { Clock, Effect } from "effect"
 import type { NormalizedRecord } from "../domain/records.ts"
+import { describeRefused } from "../domain/validate.ts"
 import { RowBatch, type TableName, tableNames } from "../domain/rows.ts"
 import { makeFrameHandler, makeProcessor, makeVenueRuntime, type PipelineSettings } from "../pipeline/runtime.ts"
 import type { RecordedRest, VenueDefinition } from "../venues/venue.ts"
@@ -14,7 +15,10 @@ import type { Recording } from "./recorded.ts"
 export interface ReplayStats {
   frames: number
   records: number
+  /** Frames that could not be read, and records the shared check refused (`refusedRecords`, counted in here too). */
   decodeErrors: number
+  /** Records refused for a non-finite number or an impossible time (domain/validate.ts). */
+  refusedRecords: number
   snapshotsServed: number
   rows: Record<TableName, number>
 }
@@ -32,6 +36,7 @@ export const replayRecording = (
       frames: 0,
       records: 0,
       decodeErrors: 0,
+      refusedRecords: 0,
       snapshotsServed: 0,
       rows: Object.fromEntries(tableNames.map((table) => [table, 0])) as Record<TableName, number>
     }
@@ -93,7 +98,8 @@ export const replayRecording = (
       })
     const frames = [...recording.frames].sort((a, b) => (a.receivedAt ?? 0) - (b.receivedAt ?? 0))
     let restIndex = 0
-    let now = 0
+    // Frames recorded without a time (plain frame files) count as received when the replay starts: no record can be from later.
+    let now = yield* Clock.currentTimeMillis
     for (const frame of frames) {
       now = frame.receivedAt ?? now
       while (restIndex < otherRest.length && otherRest[restIndex]!.receivedAt <= now) {
@@ -104,6 +110,14 @@ export const replayRecording = (
       stats.frames++
       yield* handle([frame.text], now)
       yield* serveSnapshots(now)
+    }
+    // REST answers, snapshots and frames all went through the processor's check: what it refused is a decode error.
+    stats.refusedRecords = processor.counters.invalid
+    stats.decodeErrors += processor.counters.invalid
+    if (processor.counters.invalid > 0) {
+      yield* Effect.logWarning("records refused: a non-finite number or an impossible time").pipe(
+        Effect.annotateLogs({ venue: venue.id, refused: processor.counters.invalid, last: describeRefused(processor.lastRefused!) })
+      )
     }
     return stats
   })

@@ -29,9 +29,8 @@ import { type GapChannel, GapLedger } from "../../gaps/ledger.ts"
 import { causeOfSessionEnd } from "../../gaps/tracker.ts"
 import { DecodeError } from "../../domain/errors.ts"
 import type { Trade } from "../../domain/records.ts"
-import { RowBatch } from "../../domain/rows.ts"
 import { makeFrameHandler, makeProcessor, reportDropped, type VenueRuntime } from "../../pipeline/runtime.ts"
-import { chunk, connectionOpened, makeVenueGaps, makeScopedRunner, recordResync, refillRecentTrades, symbolsConfig, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
+import { chunk, connectionOpened, emitRepaired, makeVenueGaps, makeScopedRunner, recordResync, refillRecentTrades, symbolsConfig, tickBooks, watchStaleStreams } from "../../pipeline/venue-kit.ts"
 import type { RecordProcessor } from "../../pipeline/processor.ts"
 import { defaultGateOptions, makeRestGate } from "../../rest/gate.ts"
 import { fetchDecoded, retryPatiently } from "../../rest/fetch.ts"
@@ -154,7 +153,7 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
             price: t.price,
             size: t.size,
             side: t.side === "Buy" ? "buy" as const : "sell" as const,
-            timestamp: Number(t.time),
+            timestamp: t.time,
             details: { source: "recent-trade", ...(t.isBlockTrade === true ? { block_trade: true } : {}) }
           }))
         )
@@ -341,9 +340,7 @@ const reconcile = (options: {
       options.delivered.suspects.set(symbol, new Set(unseen.filter((t) => suspects?.has(t.tradeId) !== true).map((t) => t.tradeId)))
       if (missing.length === 0) continue
       for (const t of missing) options.delivered.saw(symbol, t.tradeId, t.timestamp)
-      const batch = new RowBatch()
-      options.processor.processRepaired(missing, batch)
-      if (batch.size > 0) yield* options.runtime.emit(batch)
+      yield* emitRepaired(options.processor, options.runtime, missing)
       const times = missing.map((t) => t.timestamp)
       ledger.open({
         exchange: options.venue,

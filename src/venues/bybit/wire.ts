@@ -126,7 +126,8 @@ export const RecentTrades = Schema.Struct({
       price: Decimal,
       size: Decimal,
       side: Schema.Literals(["Buy", "Sell"]),
-      time: Schema.String,
+      /** Epoch ms as a decimal string, read strictly (a non-number refuses the answer). */
+      time: Schema.FiniteFromString,
       isBlockTrade: Schema.optional(Schema.Boolean)
     }))
   })

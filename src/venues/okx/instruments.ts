@@ -33,7 +33,8 @@ export const instrumentFrom = (venue: string, listing: InstrumentListing): Instr
   if (listing.instType === "SPOT") return { venue, symbol: listing.instId, base, quote, kind: "spot", contractSize: 1, inverse: false }
   if (listing.instType !== "SWAP" && listing.instType !== "FUTURES") return undefined
   const value = Number(listing.ctVal) * (listing.ctMult === undefined || listing.ctMult === "" ? 1 : Number(listing.ctMult))
-  if (!(value > 0)) return undefined
+  // "1e400" is Infinity: a contract size no valuation could use.
+  if (!(Number.isFinite(value) && value > 0)) return undefined
   return {
     venue,
     symbol: listing.instId,

@@ -139,20 +139,18 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
         const decoded = decodeFunding(message.data)
         if (Result.isFailure(decoded)) return failure("funding-rate", decoded.failure.message, frame)
         for (const f of decoded.success) {
-          const rate = f.fundingRate === "" ? NaN : Number(f.fundingRate)
-          const next = Number(f.fundingTime)
-          if (!Number.isFinite(rate) || !Number.isFinite(next)) continue
-          const after = f.nextFundingTime === undefined || f.nextFundingTime === "" ? undefined : Number(f.nextFundingTime)
+          const next = f.fundingTime
+          const after = f.nextFundingTime === undefined || f.nextFundingTime === "" ? undefined : f.nextFundingTime
           out.push({
             kind: "funding",
             venue,
             symbol: f.instId,
-            rate,
+            rate: f.fundingRate,
             predictedRate: null,
             markPrice: null,
             indexPrice: null,
             nextFundingTime: next,
-            timestamp: f.ts === undefined ? next : Number(f.ts),
+            timestamp: f.ts ?? next,
             details: {
               source: "funding-rate",
               ...(after === undefined ? {} : { following_funding_time: after, interval_hours_stated: (after - next) / 3_600_000 }),
@@ -169,8 +167,8 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
           const last = openInterestAt.get(o.instId)
           if (last !== undefined && o.ts - last < options.openInterestIntervalMs) continue
           openInterestAt.set(o.instId, o.ts)
-          const venueUsd = o.oiUsd === undefined || o.oiUsd === "" ? NaN : Number(o.oiUsd)
-          out.push({ kind: "open_interest", venue, symbol: o.instId, openInterest: o.oi, timestamp: o.ts, ...(Number.isFinite(venueUsd) ? { venueValueUsd: venueUsd } : {}) })
+          const venueUsd = o.oiUsd === undefined || o.oiUsd === "" ? undefined : o.oiUsd
+          out.push({ kind: "open_interest", venue, symbol: o.instId, openInterest: o.oi, timestamp: o.ts, ...(venueUsd === undefined ? {} : { venueValueUsd: venueUsd }) })
         }
         return undefined
       }

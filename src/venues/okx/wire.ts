@@ -85,13 +85,17 @@ export const Trade = Schema.Struct({
   count: Schema.optional(Schema.String)
 })
 
-/** `funding-rate`: `fundingTime` is the next settlement, `nextFundingTime` the one after it. */
+/**
+ * `funding-rate`: `fundingTime` is the next settlement, `nextFundingTime` the
+ * one after it ("" when OKX states none). Every number is read strictly: a
+ * value that is not a decimal (`"ts":"oops"`) refuses the message with its reason.
+ */
 export const FundingRate = Schema.Struct({
   instId: Schema.String,
-  fundingRate: Schema.String,
-  fundingTime: Schema.String,
-  nextFundingTime: Schema.optional(Schema.String),
-  ts: Schema.optional(Schema.String),
+  fundingRate: Decimal,
+  fundingTime: Millis,
+  nextFundingTime: Schema.optional(Schema.Union([Schema.Literal(""), Millis])),
+  ts: Schema.optional(Millis),
   method: Schema.optional(Schema.String)
 })
 
@@ -100,7 +104,7 @@ export const OpenInterest = Schema.Struct({
   instId: Schema.String,
   oi: Decimal,
   oiCcy: Schema.optional(Schema.String),
-  oiUsd: Schema.optional(Schema.String),
+  oiUsd: Schema.optional(Schema.Union([Schema.Literal(""), Decimal])),
   ts: Millis
 })
 
