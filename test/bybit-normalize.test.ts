@@ -5,7 +5,7 @@
  * (liquidations, a service-restart reset, refused subscriptions). Checks
  * against Bybit's own figures: the books rebuilt from the session agree with
  * the same session's ticker best bid/ask, and our USD open interest
- * (contracts x mark) with the ticker's `openInterestValue`.
+ * (one-sided contracts x mark) with the ticker's `singleOpenInterestValue`.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { BookSync } from "../src/book/sync.ts"
@@ -114,7 +114,7 @@ describe("bybit normalizer on the real 2026 session", () => {
     console.log(`bybit book vs ticker: ${agreeing(0)} of ${comparable.length} quotes equal the book at the same ms, ${agreeing(50)} within 50 ms, ${agreeing(100)} within 100 ms`)
   })
 
-  it("our USD open interest (contracts x mark) agrees with Bybit's openInterestValue within 0.1 %", () => {
+  it("our USD open interest (one-sided contracts x mark) agrees with Bybit's singleOpenInterestValue within 0.1 %", () => {
     const decode = makeDecoder("bybit-derivatives", { openInterestIntervalMs: 0 })
     const merged = new Map<string, Record<string, string>>()
     let checked = 0
@@ -131,13 +131,14 @@ describe("bybit normalizer on the real 2026 session", () => {
       if (oi === undefined || funding === undefined || funding.kind !== "funding" || oi.kind !== "open_interest") continue
       // What the processor stores for a linear contract (contract size 1 coin).
       const ours = oi.openInterest * 1 * funding.markPrice!
-      const theirs = Number(state.openInterestValue)
+      // One side, as stored (openInterestValue is both sides: twice this).
+      const theirs = Number(state.singleOpenInterestValue)
       worst = Math.max(worst, Math.abs(ours - theirs) / theirs)
       checked++
     }
     assert.isAbove(checked, 50)
     assert.isBelow(worst, 0.001)
-    console.log(`bybit open interest: ${checked} readings, worst difference from openInterestValue ${(worst * 100).toFixed(4)} %`)
+    console.log(`bybit open interest: ${checked} readings, worst difference from singleOpenInterestValue ${(worst * 100).toFixed(4)} %`)
   })
 
   it("merges ticker deltas: a delta with only the mark price keeps the funding rate and next funding time", () => {
@@ -149,7 +150,8 @@ describe("bybit normalizer on the real 2026 session", () => {
     const funding = out.filter((r) => r.kind === "funding") as Array<Extract<NormalizedRecord, { kind: "funding" }>>
     assert.deepStrictEqual(funding.map((f) => [f.rate, f.markPrice, f.nextFundingTime]), [[0.0001, 60000, 28800000], [0.0001, 60100, 28800000], [0.0001, 60100, 28800000]])
     const oi = out.filter((r) => r.kind === "open_interest")
-    assert.deepStrictEqual(oi.map((r) => [r.timestamp, (r as any).openInterest]), [[1000, 100], [62_000, 110]], "open interest at most once a minute")
+    // These frames carry only the both-sides openInterest (no singleOpenInterest): half of it is stored.
+    assert.deepStrictEqual(oi.map((r) => [r.timestamp, (r as any).openInterest]), [[1000, 50], [62_000, 55]], "open interest at most once a minute")
     // A dated future: empty funding fields are no funding; its mark still values open interest.
     const future: Array<NormalizedRecord> = []
     decode(JSON.stringify({ topic: "tickers.BTC-26DEC26", type: "snapshot", ts: 1000, data: { symbol: "BTC-26DEC26", markPrice: "61000", openInterest: "5", fundingRate: "", nextFundingTime: "" } }), future)

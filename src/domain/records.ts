@@ -121,7 +121,9 @@ export const OpenInterestReading = Schema.Struct({
   /** The venue's own USD figure when we value it ourselves (OKX `oiUsd`): kept beside ours, and compared. */
   venueValueUsd: Schema.optional(Schema.Number),
   contractSize: Schema.optional(Schema.Number),
-  contractUnit: Schema.optional(Schema.String)
+  contractUnit: Schema.optional(Schema.String),
+  /** Venue-specific facts about the reading, kept in the row's metadata (Bybit: which side count it is). */
+  details: Schema.optional(Schema.Record(Schema.String, Schema.Unknown))
 })
 export type OpenInterestReading = typeof OpenInterestReading.Type
 

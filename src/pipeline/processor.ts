@@ -266,7 +266,8 @@ export class RecordProcessor {
         contract_unit: record.contractUnit ?? (instrument.inverse ? instrument.quote : instrument.base),
         usd_price_source: record.valueUsd === undefined ? "mark" : "venue",
         mark_price: mark ?? null,
-        ...(record.venueValueUsd === undefined ? {} : { venue_value_usd: record.venueValueUsd })
+        ...(record.venueValueUsd === undefined ? {} : { venue_value_usd: record.venueValueUsd }),
+        ...record.details
       }
     })
   }

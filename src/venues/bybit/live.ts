@@ -167,7 +167,8 @@ export const runBybit = (market: BybitMarket, definition: VenueDefinition) => (r
       const gaps = yield* makeVenueGaps({ venue, runtime, fetchTrades: undefined, maxRepairTrades: 0, processor: () => processor })
       const decoder = makeDecoder(venue, {
         openInterestIntervalMs: runtime.settings.openInterestIntervalMs,
-        fundingHours: (symbol) => fundingHoursOf(listings.get(symbol))
+        fundingHours: (symbol) => fundingHoursOf(listings.get(symbol)),
+        ...(category === "spot" ? {} : { category })
       })
       // Every trade the stream delivers is remembered for reconciliation with REST.
       const delivered = new StreamTrades()

@@ -9,6 +9,10 @@
  *   fields that changed, merged here per symbol. Each message yields the
  *   funding reading (a dated future has none: its mark price instead) and, at
  *   most once per `openInterestIntervalMs` of exchange time, open interest.
+ *   Open interest is stored ONE side, as every other venue counts it: Bybit's
+ *   `singleOpenInterest` where sent (Bybit rounds it: it is not always exactly
+ *   half), else half its both-sides `openInterest` (older frames), each
+ *   reading saying which in `details.open_interest_sides`.
  * - `allLiquidation.{symbol}`: every liquidation. `S` is the liquidated
  *   POSITION's side, so the liquidation order is the opposite (a long
  *   liquidated is a sell); `p` is the bankruptcy price.
@@ -42,6 +46,30 @@ export interface BybitDecoderOptions {
   readonly openInterestIntervalMs: number
   /** Funding interval per symbol, from the instruments (the ticker's `fundingIntervalHour` when it carries one). */
   readonly fundingHours?: (symbol: string) => number | undefined
+  /**
+   * The category this connection serves, when known. On linear Bybit's open
+   * interest value is in the quote coin (USDT/USDC, taken as USD) and is kept
+   * as the venue's figure to compare ours with; on inverse it is in coins.
+   */
+  readonly category?: "linear" | "inverse"
+}
+
+/** How a stored Bybit open interest was obtained: `metadata.open_interest_sides`. */
+export const openInterestSides = {
+  /** Bybit's `singleOpenInterest`, as sent. */
+  single: "single",
+  /** Half of Bybit's both-sides `openInterest`: the frame carried no single-side figure. */
+  halved: "halved_from_both_sides"
+} as const
+
+/** The one-sided open interest of a merged ticker, its one-sided value where Bybit states one, and how it was obtained. */
+const oneSided = (state: TickerState): { readonly openInterest: number; readonly value: number | undefined; readonly sides: string } | undefined => {
+  const single = numberOf(state.singleOpenInterest)
+  if (single !== undefined) return { openInterest: single, value: numberOf(state.singleOpenInterestValue), sides: openInterestSides.single }
+  const both = numberOf(state.openInterest)
+  if (both === undefined) return undefined
+  const bothValue = numberOf(state.openInterestValue)
+  return { openInterest: both / 2, value: bothValue === undefined ? undefined : bothValue / 2, sides: openInterestSides.halved }
 }
 
 export const makeDecoder = (venue: string, options: BybitDecoderOptions = { openInterestIntervalMs: 60_000 }) => {
@@ -57,6 +85,9 @@ export const makeDecoder = (venue: string, options: BybitDecoderOptions = { open
     if (update instanceof WireFailure) return failure("tickers", update.message, frame)
     // A snapshot replaces what we knew; a delta changes only the fields it carries.
     const state: TickerState = type === "snapshot" ? { ...update } : { ...(tickers.get(update.symbol) ?? {}), ...update }
+    // A both-sides figure that changed without its single-side one leaves the single one stale: halve the new one instead.
+    if (update.openInterest !== undefined && update.singleOpenInterest === undefined) delete state.singleOpenInterest
+    if (update.openInterestValue !== undefined && update.singleOpenInterestValue === undefined) delete state.singleOpenInterestValue
     tickers.set(update.symbol, state)
     const symbol = update.symbol
     const mark = numberOf(state.markPrice)
@@ -80,11 +111,21 @@ export const makeDecoder = (venue: string, options: BybitDecoderOptions = { open
       // A dated future: no funding, but its mark price values its open interest.
       out.push({ kind: "mark_price", venue, symbol, markPrice: mark, indexPrice: index ?? null, timestamp: ts })
     }
-    const openInterest = numberOf(state.openInterest)
+    const oi = oneSided(state)
     const last = openInterestAt.get(symbol)
-    if (openInterest !== undefined && mark !== undefined && (last === undefined || ts - last >= options.openInterestIntervalMs)) {
+    if (oi !== undefined && mark !== undefined && (last === undefined || ts - last >= options.openInterestIntervalMs)) {
       openInterestAt.set(symbol, ts)
-      out.push({ kind: "open_interest", venue, symbol, openInterest, timestamp: ts })
+      // Bybit's own one-sided USD figure (linear only: inverse values are coins) is compared with ours by the processor.
+      const venueValue = options.category === "linear" ? oi.value : undefined
+      out.push({
+        kind: "open_interest",
+        venue,
+        symbol,
+        openInterest: oi.openInterest,
+        timestamp: ts,
+        ...(venueValue === undefined ? {} : { venueValueUsd: venueValue }),
+        details: { open_interest_sides: oi.sides }
+      })
     }
     return undefined
   }

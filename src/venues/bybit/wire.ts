@@ -35,7 +35,10 @@ export const PublicTrade = Schema.Struct({
 /**
  * `tickers.{symbol}` on linear and inverse: a snapshot with every field, then
  * deltas carrying only what changed (merged by the decoder). Empty strings
- * mean "none" (a dated future's funding rate).
+ * mean "none" (a dated future's funding rate). Bybit's field table:
+ * `openInterest` / `openInterestValue` are "Open interest size / value (both
+ * sides)", `singleOpenInterest` / `singleOpenInterestValue` "(single side)";
+ * older frames carry only the both-sides pair.
  */
 export const DerivativeTicker = Schema.Struct({
   symbol: Schema.String,
@@ -43,6 +46,8 @@ export const DerivativeTicker = Schema.Struct({
   indexPrice: Schema.optional(Schema.String),
   openInterest: Schema.optional(Schema.String),
   openInterestValue: Schema.optional(Schema.String),
+  singleOpenInterest: Schema.optional(Schema.String),
+  singleOpenInterestValue: Schema.optional(Schema.String),
   fundingRate: Schema.optional(Schema.String),
   nextFundingTime: Schema.optional(Schema.String),
   fundingIntervalHour: Schema.optional(Schema.String),
@@ -185,7 +190,8 @@ export const readTrades = wireReader(Schema.Array(PublicTrade))((u) => {
 })
 
 type Ticker = { -readonly [K in keyof typeof DerivativeTicker.Type]: (typeof DerivativeTicker.Type)[K] }
-const tickerFields = ["markPrice", "indexPrice", "openInterest", "openInterestValue", "fundingRate", "nextFundingTime", "fundingIntervalHour", "bid1Price", "ask1Price", "lastPrice", "deliveryTime"] as const
+const tickerFields = ["markPrice", "indexPrice", "openInterest", "openInterestValue", "singleOpenInterest", "singleOpenInterestValue",
+  "fundingRate", "nextFundingTime", "fundingIntervalHour", "bid1Price", "ask1Price", "lastPrice", "deliveryTime"] as const
 
 export const readTicker = wireReader(DerivativeTicker)((u) => {
   if (!isRecord(u) || typeof u.symbol !== "string") return undefined
