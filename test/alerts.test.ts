@@ -23,7 +23,7 @@ import { GapLedger } from "../src/gaps/ledger.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { brokerUrl, consumer } from "./support/broker.ts"
 import { FakeBinance } from "./fake/binance.ts"
-import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
+import { eventually, freePort, getData, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
 const futures = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]
 const secret = "test-hmac-key"
@@ -140,7 +140,7 @@ rules:
       const health = (yield* getJson(`${base}/health`)).body.alerts
       const bigState = health.rules.find((r: any) => r.name === "big")
       assert.strictEqual(bigState.firings, big.length)
-      const trades = (yield* getJson(`${base}/api/v1/exchange/large-trades?hours=1&limit=1`)).body.data
+      const trades = (yield* getData(`${base}/api/v1/exchange/large-trades?hours=1&limit=1`))
       assert.strictEqual(bigState.firings + bigState.suppressed, trades.count - trades.summary.liquidation_count, "every trade met the rule once")
       assert.isAbove(bigState.suppressed, 50, "the storm was held back by the cooldown")
       assert.isNotNull(bigState.last_fired_at)
@@ -213,8 +213,8 @@ rules:
       yield* eventually("the recording played out", Effect.sync(() => (fake.finished("futures") ? true : undefined)), 60_000)
       // Everything is stored, alerts included, within moments of the recording's end, while the webhook holds its first request.
       const settled = yield* eventually("trades and alerts stored", Effect.gen(function*() {
-        const trades = (yield* getJson(`${base}/api/v1/exchange/large-trades?hours=1&limit=1&only_liquidations=false`)).body.data
-        const alerts = (yield* getJson(`${base}/api/v1/exchange/alerts?hours=1&limit=1`)).body.data
+        const trades = (yield* getData(`${base}/api/v1/exchange/large-trades?hours=1&limit=1&only_liquidations=false`))
+        const alerts = (yield* getData(`${base}/api/v1/exchange/alerts?hours=1&limit=1`))
         const health = (yield* getJson(`${base}/health`)).body
         const nonLiquidations = trades.count - trades.summary.liquidation_count
         return alerts.count > 0 && alerts.count === nonLiquidations && health.alerts.rules[0].firings === alerts.count ? { trades, alerts, health } : undefined

@@ -46,7 +46,9 @@ const store = (frames: ReadonlyArray<string>, category: "linear" | "inverse" = "
   for (const frame of frames) {
     const out: Array<NormalizedRecord> = []
     assert.isUndefined(decode(frame, out))
-    processor.process(out.filter((r) => r.kind === "funding" || r.kind === "mark_price" || r.kind === "open_interest"), 0, batch)
+    // Received as the frame was sent (its ts): the edge check refuses times more than a day ahead of the receipt.
+    const sentAt = Number(JSON.parse(frame).ts)
+    processor.process(out.filter((r) => r.kind === "funding" || r.kind === "mark_price" || r.kind === "open_interest"), sentAt, batch)
   }
   return { rows: batch.open_interest, counters: processor.counters }
 }

@@ -10,7 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeBybit } from "./fake/bybit.ts"
-import { databases, eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
+import { databases, eventually, freePort, getData, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
 const clean = truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
 
@@ -53,7 +53,7 @@ describe.each(databases)("bybit through the live service into %s", (name, databa
       const stored = yield* eventually("every trade stored", Effect.gen(function*() {
         const rows: Array<any> = []
         for (const exchange of ["bybit", "bybit-derivatives"]) {
-          const answer = (yield* getJson(`${api}/large-trades?exchange=${exchange}&only_liquidations=false&limit=1000`)).body.data
+          const answer = (yield* getData(`${api}/large-trades?exchange=${exchange}&only_liquidations=false&limit=1000`))
           rows.push(...answer.trades.filter((t: any) => !t.is_liquidation))
         }
         return rows.length >= expected.size ? rows : undefined
@@ -69,38 +69,38 @@ describe.each(databases)("bybit through the live service into %s", (name, databa
       }
       assert.isTrue(stored.some((t: any) => t.symbol === "BTCUSD" && t.metadata.contract_type === "inverse"))
 
-      const liquidations = (yield* getJson(`${api}/large-trades?exchange=bybit-derivatives&only_liquidations=true&limit=1000`)).body.data.trades
+      const liquidations = (yield* getData(`${api}/large-trades?exchange=bybit-derivatives&only_liquidations=true&limit=1000`)).trades
       assert.isAbove(liquidations.length, 0)
       for (const l of liquidations) {
         assert.strictEqual(l.side, l.metadata.position_side === "long" ? "sell" : "buy", "the order that closes a long is a sell")
         assert.strictEqual(l.metadata.price_kind, "bankruptcy")
       }
 
-      const funding = (yield* getJson(`${api}/funding-rates?exchange=bybit-derivatives&symbol=BTCUSDT&limit=10`)).body.data.funding_rates
+      const funding = (yield* getData(`${api}/funding-rates?exchange=bybit-derivatives&symbol=BTCUSDT&limit=10`)).funding_rates
       assert.isAbove(funding.length, 0)
       assert.strictEqual(funding[0].rate, 0.0001)
       assert.strictEqual(funding[0].metadata.interval_hours, 8)
       assert.strictEqual(funding[0].next_funding_time, "2026-08-10T00:00:00.000Z", "the next settlement as Bybit states it (nextFundingTime 1786320000000)")
 
-      const oi = (yield* getJson(`${api}/open-interest?exchange=bybit-derivatives&limit=1000`)).body.data.open_interest
+      const oi = (yield* getData(`${api}/open-interest?exchange=bybit-derivatives&limit=1000`)).open_interest
       const linearBtc = oi.find((r: any) => r.symbol === "BTCUSDT")
       assert.closeTo(linearBtc.open_interest_usd / linearBtc.open_interest, linearBtc.metadata.mark_price, 0.01, "linear: contracts x 1 coin x mark")
       const inverseBtc = oi.find((r: any) => r.symbol === "BTCUSD")
       assert.strictEqual(inverseBtc.open_interest_usd, inverseBtc.open_interest, "inverse: each contract is 1 USD")
 
       yield* Effect.sleep("1500 millis")
-      const books = (yield* getJson(`${api}/orderbooks?exchange=bybit&symbol=BTCUSDT`)).body.data.orderbooks
+      const books = (yield* getData(`${api}/orderbooks?exchange=bybit&symbol=BTCUSDT`)).orderbooks
       assert.strictEqual(books.length, 1)
       assert.deepStrictEqual([books[0].bids[0][0], books[0].asks[0][0]], [...fake.bestOf("spot", "BTCUSDT")!], "the stored book is the venue's")
 
-      const everyBtc = (yield* getJson(`${api}/large-trades?symbol=BTC&exchange=bybit-derivatives&limit=1`)).body.data.summary.symbols
+      const everyBtc = (yield* getData(`${api}/large-trades?symbol=BTC&exchange=bybit-derivatives&limit=1`)).summary.symbols
       assert.sameMembers(everyBtc, ["BTCUSD", "BTCUSDT"], "symbol=BTC finds the linear and the inverse perpetual")
 
       const health = (yield* getJson(`${base}/health`)).body
       assert.sameMembers(health.feeds.map((f: any) => f.feed), ["bybit/spot", "bybit-derivatives/linear", "bybit-derivatives/inverse"])
       assert.isTrue(health.feeds.every((f: any) => f.state === "connected"))
       assert.deepInclude(health.venues, { bybit: "running", "bybit-derivatives": "running" })
-      const gaps = (yield* getJson(`${api}/gaps`)).body.data
+      const gaps = (yield* getData(`${api}/gaps`))
       assert.strictEqual(gaps.count, 0, JSON.stringify(gaps.gaps).slice(0, 300))
       assert.isAtLeast(fake.pings, 3, "a ping a second on each connection")
       assert.isTrue(fake.controlMessages.every((c) => c.category !== "spot" || c.message.op !== "subscribe" || c.message.args.length <= 10), "spot subscribe requests hold at most 10 args")

@@ -15,7 +15,7 @@ import { chromium } from "playwright-core"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeBinance } from "./fake/binance.ts"
 import { TcpProxy } from "./support/proxy.ts"
-import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
+import { eventually, freePort, getData, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
 const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
 const futures = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]
@@ -80,7 +80,7 @@ describe.skipIf(!existsSync(chromiumPath) && process.env.CI === undefined)("dash
       yield* Effect.promise(() => tab.reload({ waitUntil: "load" }))
       const oiCell = yield* Effect.promise(() =>
         tab.waitForSelector(`tr[data-oi="${oi.exchange}/${oi.symbol}"] td:nth-child(4)`, { timeout: 10_000 }).then((h) => h.textContent()))
-      const oiNow = (yield* getJson(`${base}/api/v1/exchange/open-interest?hours=24&limit=1000`)).body.data.open_interest.find((r: any) => r.exchange === oi.exchange && r.symbol === oi.symbol)
+      const oiNow = (yield* getData(`${base}/api/v1/exchange/open-interest?hours=24&limit=1000`)).open_interest.find((r: any) => r.exchange === oi.exchange && r.symbol === oi.symbol)
       assert.include([fmtUsd(oi.open_interest_usd), fmtUsd(oiNow.open_interest_usd)], oiCell)
 
       // Feed health: how late trades arrive (as /health has it), red while the venue is unreachable, green when it is back.

@@ -30,6 +30,25 @@ export const getJson = (url: string) =>
     return { status: response.status, body: (await response.json()) as any }
   })
 
+/**
+ * The `data` of a 200 answer. A 503 is the contract's "try again" (a shed
+ * query, or a database busy past its timeout on a loaded machine), so it is
+ * asked again for up to 20 s, as a client would; any other answer fails the
+ * test with its body.
+ */
+export const getData = (url: string) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 20_000
+    while (true) {
+      const answer = yield* getJson(url)
+      if (answer.status === 200 && answer.body?.data !== undefined) return answer.body.data
+      if (answer.status !== 503 || Date.now() > deadline) {
+        return yield* Effect.die(new Error(`${url} answered ${answer.status}: ${JSON.stringify(answer.body).slice(0, 500)}`))
+      }
+      yield* Effect.sleep("500 millis")
+    }
+  })
+
 /** Polls until `check` returns a value, or fails after `timeoutMs`. */
 export const eventually = <A, E, R>(what: string, check: Effect.Effect<A | undefined, E, R>, timeoutMs = 30_000) =>
   Effect.gen(function*() {
