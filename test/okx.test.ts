@@ -14,10 +14,12 @@ import { postgresLayer } from "../src/storage/database.ts"
 import { ChecksumBook } from "../src/venues/okx/checksum.ts"
 import { decodeInstruments, instrumentFrom } from "../src/venues/okx/instruments.ts"
 import { aggregateFills } from "../src/venues/okx/live.ts"
+import { okx } from "../src/venues/okx/index.ts"
 import { makeDecoder } from "../src/venues/okx/normalize.ts"
+import { replayRecording } from "../src/replay/replay.ts"
 import { FakeOkx, liquidationPositions, okxInstruments } from "./fake/okx.ts"
 import { recording } from "./support/fixtures.ts"
-import { databases, eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
+import { databases, eventually, freePort, getData, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
 const frames = () => recording("OKX.ws.1.0").frames.map((f) => f.text)
 
@@ -91,6 +93,35 @@ describe("okx normalizer on the recorded session", () => {
     const refused: Array<NormalizedRecord> = []
     assert.match(decode('{"event":"error","code":"60018","msg":"Wrong URL or channel:books,instId:NOPE doesn\'t exist.","connId":"a"}', refused)!.detail, /venue error 60018/)
   })
+
+  it.effect("funding: nextFundingRate is the predicted rate; a push without ts is stamped at receipt, not at its next settlement", () =>
+    Effect.gen(function*() {
+      const push = (fields: string) =>
+        `{"arg":{"channel":"funding-rate","instId":"BTC-USD-SWAP"},"data":[{"fundingRate":"0.0001875","fundingTime":"1700726400000","instId":"BTC-USD-SWAP","instType":"SWAP","nextFundingTime":"1700755200000"${fields}}]}`
+      const built: Array<RowBatch> = []
+      const recording = {
+        frames: [
+          // The forecast OKX gives under the next_period method, with the push's own time.
+          { connection: "ws", receivedAt: 1700724676000, text: push(',"method":"next_period","nextFundingRate":"0.00012","ts":"1700724675402"') },
+          // The current_period method gives no forecast: "".
+          { connection: "ws", receivedAt: 1700755300000, text: push(',"method":"current_period","nextFundingRate":"","ts":"1700755299000"').replace(/1700726400000/, "1700784000000").replace(/1700755200000/, "1700812800000") },
+          // No ts at all: received at 1700812900000, which is the row's time (its next settlement, 1700841600000, lies 8 h ahead).
+          { connection: "ws", receivedAt: 1700812900000, text: push("").replace(/1700726400000/, "1700841600000").replace(/1700755200000/, "1700870400000") }
+        ],
+        sent: [],
+        rest: []
+      }
+      const stats = yield* replayRecording(okx, recording, defaultPipelineSettings, (batch) => Effect.sync(() => void built.push(batch)))
+      assert.strictEqual(stats.decodeErrors, 0)
+      const rows = built.flatMap((b) => b.funding_rates)
+      assert.deepStrictEqual(rows.map((r) => [r.rate, r.predictedRate, r.timestamp, r.nextFundingTime]), [
+        [0.0001875, 0.00012, 1700724675402, 1700726400000],
+        [0.0001875, null, 1700755299000, 1700784000000],
+        [0.0001875, null, 1700812900000, 1700841600000]
+      ])
+      assert.strictEqual(rows[2]!.metadata?.time_source, "receipt")
+      assert.isUndefined(rows[0]!.metadata?.time_source)
+    }))
 
   it("liquidations: OKX's documented example (hedge mode) and net mode, where the order's side names the position", () => {
     const decode = makeDecoder("okx")
@@ -207,7 +238,7 @@ describe.each(databases)("okx through the live service into %s", (name, database
         "BTC-USD-220527/71250": 7_125_000,
         "BTC-USD-220527/71300": 7_130_000
       }
-      const oi = (yield* getJson(`${api}/open-interest?exchange=okx&limit=1000`)).body.data.open_interest
+      const oi = (yield* getData(`${api}/open-interest?exchange=okx&limit=1000`)).open_interest
       assert.sameMembers([...new Set(oi.map((row: any) => row.symbol))], ["UNI-USD-SWAP", "BTC-USD-220527"])
       for (const row of oi) {
         const usd = handValued[`${row.symbol}/${row.open_interest}`]
@@ -222,7 +253,7 @@ describe.each(databases)("okx through the live service into %s", (name, database
       assert.strictEqual(funding[0].symbol, "UNI-USD-SWAP")
       assert.strictEqual(funding[0].metadata.interval_hours, 8)
       assert.strictEqual(new Date(funding[0].next_funding_time).getTime() % 28_800_000, 0)
-      const liquidations = (yield* getJson(`${api}/large-trades?exchange=okx&only_liquidations=true&limit=1000`)).body.data.trades
+      const liquidations = (yield* getData(`${api}/large-trades?exchange=okx&only_liquidations=true&limit=1000`)).trades
       assert.isAbove(liquidations.length, 0)
       // The fake sent hedge-mode (posSide long/short) and net-mode (posSide "net") liquidations:
       assert.includeMembers(fake.sentLiquidations.map((d) => d.posSide), ["long", "short", "net"])
@@ -233,11 +264,11 @@ describe.each(databases)("okx through the live service into %s", (name, database
       assert.sameMembers([...new Set(liquidations.map((l: any) => l.metadata.position_side))], ["long", "short"])
 
       yield* Effect.sleep("1500 millis")
-      const books = (yield* getJson(`${api}/orderbooks?exchange=okx&symbol=BTC-USDT`)).body.data.orderbooks
+      const books = (yield* getData(`${api}/orderbooks?exchange=okx&symbol=BTC-USDT`)).orderbooks
       assert.deepStrictEqual([books[0].bids[0][0], books[0].asks[0][0]], [...fake.bestOf("BTC-USDT")!])
-      const btc = (yield* getJson(`${api}/large-trades?symbol=BTC&exchange=okx&limit=1`)).body.data.summary.symbols
+      const btc = (yield* getData(`${api}/large-trades?symbol=BTC&exchange=okx&limit=1`)).summary.symbols
       assert.sameMembers(btc, ["BTC-USDT", "BTC-USD-220527"])
-      const gaps = (yield* getJson(`${api}/gaps`)).body.data
+      const gaps = (yield* getData(`${api}/gaps`))
       assert.strictEqual(gaps.count, 0, JSON.stringify(gaps.gaps).slice(0, 300))
       const metrics = yield* Effect.promise(() => fetch(`${base}/metrics`).then((r) => r.text()))
       assert.notMatch(metrics, /venue_figure_mismatch_total\{[^}]*\} [1-9]/)

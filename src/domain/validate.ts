@@ -11,6 +11,9 @@
  *   (a book record's 0, "time not sent", excepted: see below);
  * - a scheduled time (`expiry`, `nextFundingTime`), which lies ahead by design,
  *   before 2009-01-01 or more than ten years ahead (no venue lists that far out).
+ * A funding reading's 0 is also "time not sent" (OKX may omit `ts`): it is
+ * stamped with its receive time and says so (`details.time_source: "receipt"`),
+ * never given its next settlement time, which lies in the future.
  * It knows no venue and no record kind beyond the names of the time fields
  * (test/validate.test.ts holds that list equal to the time fields of records.ts).
  */
@@ -63,6 +66,12 @@ const nonFinite = (value: unknown, path: string, depth: number): string | undefi
  */
 const unknownTimeAllowed: ReadonlySet<string> = new Set(["book_snapshot", "book_delta"])
 
+/** Readings of a state that may arrive without a time: stamped when they were received. */
+const stampedAtReceipt: ReadonlySet<string> = new Set(["funding"])
+
+const stampAtReceipt = (record: NormalizedRecord, now: number): NormalizedRecord =>
+  record.kind === "funding" ? { ...record, timestamp: now, details: { ...record.details, time_source: "receipt" } } : record
+
 const timeProblem = (key: string, value: unknown, latest: number): string | undefined => {
   // Null stands for "not published" where the schema allows it (nextFundingTime).
   if (value === null) return undefined
@@ -113,7 +122,11 @@ export const admitRecords = (
 ): ReadonlyArray<NormalizedRecord> => {
   let kept: Array<NormalizedRecord> | undefined
   for (let i = 0; i < records.length; i++) {
-    const record = records[i]!
+    let record = records[i]!
+    if (record.timestamp === 0 && stampedAtReceipt.has(record.kind)) {
+      record = stampAtReceipt(record, now)
+      kept ??= records.slice(0, i)
+    }
     const reason = invalidRecord(record, now)
     if (reason === undefined) {
       kept?.push(record)

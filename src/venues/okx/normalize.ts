@@ -15,7 +15,10 @@
  *   covers ids tradeId - count + 1 .. tradeId (contiguous per instrument).
  * - `funding-rate`: `fundingTime` is the NEXT settlement (stored as the next
  *   funding time), `nextFundingTime` the one after; their distance is the
- *   interval.
+ *   interval. `nextFundingRate`, when it carries a value, is OKX's forecast
+ *   for the following period (the predicted rate; "" under the
+ *   `current_period` method). A push without `ts` is stamped at receipt (its
+ *   time 0 is "not sent", domain/validate.ts).
  * - `open-interest` (contracts; `oiUsd` kept to compare ours with), at most
  *   once per `openInterestIntervalMs`; `mark-price` (values open interest).
  * - `liquidation-orders` (every instrument of a type): `side` is the order's,
@@ -146,11 +149,11 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
             venue,
             symbol: f.instId,
             rate: f.fundingRate,
-            predictedRate: null,
+            predictedRate: f.nextFundingRate === undefined || f.nextFundingRate === "" ? null : f.nextFundingRate,
             markPrice: null,
             indexPrice: null,
             nextFundingTime: next,
-            timestamp: f.ts ?? next,
+            timestamp: f.ts ?? 0,
             details: {
               source: "funding-rate",
               ...(after === undefined ? {} : { following_funding_time: after, interval_hours_stated: (after - next) / 3_600_000 }),

@@ -95,6 +95,8 @@ export const FundingRate = Schema.Struct({
   fundingRate: Decimal,
   fundingTime: Millis,
   nextFundingTime: Schema.optional(Schema.Union([Schema.Literal(""), Millis])),
+  /** The forecast for the period after `fundingTime`; "" when OKX gives none (the `current_period` method). */
+  nextFundingRate: Schema.optional(Schema.Union([Schema.Literal(""), Decimal])),
   ts: Schema.optional(Millis),
   method: Schema.optional(Schema.String)
 })
