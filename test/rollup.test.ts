@@ -80,7 +80,9 @@ describe("large-trades hourly rollup", () => {
       const at = (i: number) => anchor - Math.floor(random() * 1800) * 60_000 - 30_000 - (i % 3) * 1000
       const funding = Array.from({ length: 500 }, (_, i) => {
         const [exchange, symbol] = instruments[i % instruments.length]!
-        return { id: `${exchange}_${symbol}_f${i}`, exchange, symbol, rate: Math.round((random() - 0.3) * 1e6) / 1e10, predictedRate: null, timestamp: at(i), nextFundingTime: null, metadata: null }
+        // Venues state rates over 1, 4 or 8 h; some rows say nothing (taken as 8 h).
+        const interval = [1, 4, 8, undefined][i % 4]
+        return { id: `${exchange}_${symbol}_f${i}`, exchange, symbol, rate: Math.round((random() - 0.3) * 1e6) / 1e10, predictedRate: null, timestamp: at(i), nextFundingTime: null, metadata: interval === undefined ? null : { interval_hours: interval } }
       })
       const openInterest = Array.from({ length: 500 }, (_, i) => {
         const [exchange, symbol] = instruments[i % instruments.length]!
@@ -104,12 +106,14 @@ describe("large-trades hourly rollup", () => {
             (filter.exchange === undefined || row.exchange === filter.exchange) &&
             (filter.symbol === undefined || row.symbol === filter.symbol || (filter.symbol === "BTC" && row.symbol.startsWith("BTC")))
           // Independent: straight from the raw rows.
-          const rawFunding = (yield* sql<{ exchange: string; symbol: string; rate: string }>`SELECT exchange, symbol, rate FROM funding_rates WHERE timestamp >= (${from}::timestamptz AT TIME ZONE 'UTC')`).filter(matches)
+          const rawFunding = (yield* sql<{ exchange: string; symbol: string; rate: string; interval: string | null }>`SELECT exchange, symbol, rate, metadata->>'interval_hours' AS interval FROM funding_rates WHERE timestamp >= (${from}::timestamptz AT TIME ZONE 'UTC')`).filter(matches)
           const rawOi = (yield* sql<{ exchange: string; symbol: string; usd: string; t: string }>`
             SELECT exchange, symbol, open_interest_usd AS usd, extract(epoch FROM timestamp)::text AS t FROM open_interest WHERE timestamp >= (${from}::timestamptz AT TIME ZONE 'UTC')`).filter(matches)
           const f = yield* fundingRates(filter)
           assert.strictEqual(f.count, rawFunding.length, `funding count ${JSON.stringify(filter)}`)
-          if (rawFunding.length > 0) assert.closeTo(f.summary.average_rate, rawFunding.reduce((n, r) => n + Number(r.rate), 0) / rawFunding.length, 1e-15)
+          // Each rate per 8 h (rate x 8 / its interval, 8 h when unstated), then averaged.
+          const per8h = (r: { rate: string; interval: string | null }) => Number(r.rate) * 8 / (r.interval === null ? 8 : Number(r.interval))
+          if (rawFunding.length > 0) assert.closeTo(f.summary.average_rate, rawFunding.reduce((n, r) => n + per8h(r), 0) / rawFunding.length, 1e-15)
           assert.deepStrictEqual(f.summary.symbols, [...new Set(rawFunding.map((r) => r.symbol))].sort())
           const o = yield* openInterestQuery(filter)
           assert.strictEqual(o.count, rawOi.length, `open interest count ${JSON.stringify(filter)}`)
@@ -126,4 +130,29 @@ describe("large-trades hourly rollup", () => {
       const [{ n }] = yield* sql<{ n: number }>`SELECT (SELECT count(*) FROM funding_rates_hourly) + (SELECT count(*) FROM open_interest_hourly) AS n`
       assert.strictEqual(Number(n), 0)
     }).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped), 60_000)
+
+  it.live("the funding average puts every rate on an 8-hour basis first, from the rollup and from the raw rows", () =>
+    Effect.gen(function*() {
+      yield* truncateAll
+      const now = Date.now()
+      const hour = 3_600_000
+      const reading = (id: string, exchange: string, symbol: string, rate: number, interval: number, at: number) =>
+        ({ id, exchange, symbol, rate, predictedRate: null, timestamp: at, nextFundingTime: null, metadata: { interval_hours: interval } })
+      // A 2.5 h window: one reading in its partial first hour (raw rows), one in a whole hour (the rollup).
+      const windowStart = now - 2.5 * hour
+      const partialFirstHourEnd = Math.ceil(windowStart / hour) * hour
+      yield* insertRows("funding_rates", [
+        // Bybit hourly: 0.0001 an hour is 0.0008 per 8 h.
+        reading("bybit_f", "bybit-derivatives", "BTCUSDT", 0.0001, 1, Math.min(windowStart + 60_000, partialFirstHourEnd - 1000)),
+        // OKX every 8 h: 0.0002 per 8 h.
+        reading("okx_f", "okx", "BTC-USDT-SWAP", 0.0002, 8, now - 0.5 * hour)
+      ])
+      const f = yield* fundingRates({ hours: 2.5, limit: 10 })
+      assert.strictEqual(f.count, 2)
+      // By hand: (0.0008 + 0.0002) / 2 = 0.0005 per 8 h; x 3 x 365 = 0.5475 a year. Raw rates averaged would say 0.00015.
+      assert.closeTo(f.summary.average_rate, 0.0005, 1e-15)
+      assert.strictEqual(f.summary.average_rate_basis, "8h")
+      assert.closeTo(f.summary.average_rate_annualized, 0.5475, 1e-12)
+      assert.closeTo(f.summary.average_rate_percent, 0.05, 1e-12)
+    }).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped))
 })

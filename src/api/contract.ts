@@ -117,7 +117,16 @@ const FundingRates = Schema.Struct({
     next_funding_time: Schema.NullOr(Timestamp),
     metadata: Metadata
   })),
-  summary: Schema.Struct({ average_rate: Schema.Number, average_rate_percent: Schema.Number, exchanges: Strings, symbols: Strings })
+  summary: Schema.Struct({
+    /** Per 8 hours: each rate is first put on that basis (rate x 8 / its interval_hours). */
+    average_rate: Schema.Number,
+    average_rate_percent: Schema.Number,
+    average_rate_basis: Schema.Literal("8h"),
+    /** average_rate x 3 x 365. */
+    average_rate_annualized: Schema.Number,
+    exchanges: Strings,
+    symbols: Strings
+  })
 })
 
 const OpenInterest = Schema.Struct({

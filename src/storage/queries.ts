@@ -173,13 +173,14 @@ export const fundingRatesStatements = (sql: SqlClient.SqlClient, filter: WindowF
     sql`SELECT exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata
         FROM funding_rates WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
     // The window's whole hours from the hourly rollup (migration 0007), its partial first hour from raw rows.
+    // Each rate on an 8-hour basis first (funding_rate_per_8h, migration 0014): venues state rates over 1, 4 or 8 h.
     sql`SELECT sum(n) AS count, sum(rates) / sum(n) AS average, array_agg(DISTINCT exchange) AS exchanges,
           array_agg(DISTINCT symbol) AS symbols
         FROM (
-          SELECT exchange, symbol, readings AS n, rate_sum AS rates FROM funding_rates_hourly
+          SELECT exchange, symbol, readings AS n, rate_8h_sum AS rates FROM funding_rates_hourly
           WHERE ${sql.and([sql`hour >= ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
           UNION ALL
-          SELECT exchange, symbol, count(*), sum(rate) FROM funding_rates
+          SELECT exchange, symbol, count(*), sum(funding_rate_per_8h(rate, metadata)) FROM funding_rates
           WHERE ${sql.and([sql`timestamp >= ${utcTimestamp(sql, from)}`, sql`timestamp < ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
           GROUP BY exchange, symbol
         ) AS parts`
@@ -204,8 +205,11 @@ export const fundingRates = (filter: WindowFilter) =>
           metadata: (r.metadata as unknown) ?? null
         })),
         summary: {
+          // Per 8 hours whatever each venue's interval (rate x 8 / interval_hours), then annualised (x 3 x 365).
           average_rate: average,
           average_rate_percent: average * 100,
+          average_rate_basis: "8h" as const,
+          average_rate_annualized: average * 3 * 365,
           exchanges: toStrings(summary.exchanges),
           symbols: toStrings(summary.symbols)
         }
