@@ -15,6 +15,7 @@ import type { NormalizedRecord } from "../src/domain/records.ts"
 import { RowBatch, tableNames } from "../src/domain/rows.ts"
 import { defaultPipelineSettings, makeFrameHandler, makeProcessor, makeVenueRuntime } from "../src/pipeline/runtime.ts"
 import type { Recording } from "../src/replay/recorded.ts"
+import { withGuessedInstruments } from "../src/replay/replay.ts"
 import { unencodable } from "../src/storage/writer.ts"
 import { venues } from "../src/venues/registry.ts"
 import type { VenueDefinition } from "../src/venues/venue.ts"
@@ -188,21 +189,7 @@ const pipelineFor = (venue: VenueDefinition, rest: Recording["rest"]) => {
     return admitted
   }
   // As replay does: symbols without metadata get the venue's guess, so trades are valued and rows built.
-  const guessing: VenueDefinition = {
-    ...venue,
-    decodeFrame: (frame, out) => {
-      const start = out.length
-      const error = venue.decodeFrame(frame, out)
-      for (let i = start; i < out.length; i++) {
-        const record = out[i]!
-        if (runtime.instruments.get(record.venue, record.symbol) === undefined) {
-          const guess = venue.guessInstrument(record.symbol)
-          if (guess !== undefined) runtime.instruments.add(guess)
-        }
-      }
-      return error
-    }
-  }
+  const guessing = withGuessedInstruments(venue, runtime)
   const handler = makeFrameHandler(guessing, processor, `${venue.id}/fuzz`, emit)
   const handle = (frame: string, at: number) => {
     now = at

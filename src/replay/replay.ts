@@ -8,7 +8,7 @@ import { Clock, Effect } from "effect"
 import type { NormalizedRecord } from "../domain/records.ts"
 import { describeRefused } from "../domain/validate.ts"
 import { RowBatch, type TableName, tableNames } from "../domain/rows.ts"
-import { makeFrameHandler, makeProcessor, makeVenueRuntime, type PipelineSettings } from "../pipeline/runtime.ts"
+import { makeFrameHandler, makeProcessor, makeVenueRuntime, type PipelineSettings, type VenueRuntime } from "../pipeline/runtime.ts"
 import type { RecordedRest, VenueDefinition } from "../venues/venue.ts"
 import type { Recording } from "./recorded.ts"
 
@@ -24,6 +24,26 @@ export interface ReplayStats {
 }
 
 const isDepthSnapshot = (rest: RecordedRest) => /\/depth$/.test(new URL(rest.url).pathname)
+
+/**
+ * Replays may lack metadata: `venue` with each record's unknown symbol
+ * registered from the venue's guess as it is decoded, so trades can still be valued.
+ */
+export const withGuessedInstruments = (venue: VenueDefinition, runtime: VenueRuntime): VenueDefinition => ({
+  ...venue,
+  decodeFrame: (frame, out) => {
+    const start = out.length
+    const error = venue.decodeFrame(frame, out)
+    for (let i = start; i < out.length; i++) {
+      const record = out[i]!
+      if (runtime.instruments.get(record.venue, record.symbol) === undefined) {
+        const guess = venue.guessInstrument(record.symbol)
+        if (guess !== undefined) runtime.instruments.add(guess)
+      }
+    }
+    return error
+  }
+})
 
 export const replayRecording = (
   venue: VenueDefinition,
@@ -65,25 +85,18 @@ export const replayRecording = (
         requested.add(symbol)
       }
     })
-    // Replays may lack metadata: fall back to the venue's guess, so trades can still be valued.
-    const withGuessedInstruments: VenueDefinition = {
-      ...venue,
+    const guessing = withGuessedInstruments(venue, runtime)
+    const counted: VenueDefinition = {
+      ...guessing,
       decodeFrame: (frame, out) => {
         const start = out.length
-        const error = venue.decodeFrame(frame, out)
-        for (let i = start; i < out.length; i++) {
-          const record = out[i]!
-          if (runtime.instruments.get(record.venue, record.symbol) === undefined) {
-            const guess = venue.guessInstrument(record.symbol)
-            if (guess !== undefined) runtime.instruments.add(guess)
-          }
-        }
+        const error = guessing.decodeFrame(frame, out)
         stats.records += out.length - start
         if (error !== undefined) stats.decodeErrors++
         return error
       }
     }
-    const handle = makeFrameHandler(withGuessedInstruments, processor, `${venue.id}/replay`, counting)
+    const handle = makeFrameHandler(counted, processor, `${venue.id}/replay`, counting)
     const serveSnapshots = (now: number) =>
       Effect.gen(function*() {
         for (const symbol of [...requested]) {
