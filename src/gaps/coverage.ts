@@ -15,7 +15,8 @@
  * Short drops between samples are in the gap ledger (connectionInterrupted).
  * Knows no venue.
  */
-import { Clock, Config, Context, Duration, Effect, Layer, Random, Schedule } from "effect"
+import { PgTypes } from "@effect/sql-pg"
+import { Clock, Config, Context, Duration, Effect, Layer, Random, Result, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import { EnabledVenues } from "../collectors.ts"
 import { type FeedStatus, FeedRegistry, type VenueState } from "../feed/status.ts"
@@ -61,6 +62,8 @@ export interface VenueView {
   readonly venueReasons: () => ReadonlyMap<string, string>
   readonly all: () => ReadonlyArray<FeedStatus>
 }
+
+const text = (values: ReadonlyArray<string | null>) => Result.getOrThrow(PgTypes.array(values, PgTypes.OID.text))
 
 export const streamKey = (exchange: string, channel: string, symbol: string) => `${exchange}\u0000${channel}\u0000${symbol}`
 
@@ -241,12 +244,16 @@ export class CoverageRecorder extends Context.Service<CoverageRecorder, {
               VALUES (${runId}, (${iso(startedAt)}::timestamptz AT TIME ZONE 'UTC'), (${iso(now)}::timestamptz AT TIME ZONE 'UTC'),
                 (${stopped ? iso(now) : null}::timestamptz AT TIME ZONE 'UTC'), ${venues.join(",")})
               ON CONFLICT (id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at, stopped_at = EXCLUDED.stopped_at`
-            for (const i of rows) {
-              yield* sql`INSERT INTO stream_coverage (id, run_id, exchange, channel, symbol, state, detail, since, until, closed)
-                VALUES (${i.id}, ${runId}, ${i.exchange}, ${i.channel}, ${i.symbol}, ${i.state}, ${i.detail},
-                  (${iso(i.since)}::timestamptz AT TIME ZONE 'UTC'), (${iso(i.until)}::timestamptz AT TIME ZONE 'UTC'), ${i.closed})
-                ON CONFLICT (id) DO UPDATE SET detail = EXCLUDED.detail, until = EXCLUDED.until, closed = EXCLUDED.closed`
-            }
+            if (rows.length === 0) return
+            // One statement per heartbeat however many streams: each column as one text[] through unnest.
+            yield* sql`INSERT INTO stream_coverage (id, run_id, exchange, channel, symbol, state, detail, since, until, closed)
+              SELECT u.id, ${runId}, u.exchange, u.channel, u.symbol, u.state, u.detail,
+                (u.since::timestamptz AT TIME ZONE 'UTC'), (u.until::timestamptz AT TIME ZONE 'UTC'), u.closed::boolean
+              FROM unnest(${text(rows.map((i) => i.id))}, ${text(rows.map((i) => i.exchange))}, ${text(rows.map((i) => i.channel))},
+                ${text(rows.map((i) => i.symbol))}, ${text(rows.map((i) => i.state))}, ${text(rows.map((i) => i.detail))},
+                ${text(rows.map((i) => iso(i.since)))}, ${text(rows.map((i) => iso(i.until)))}, ${text(rows.map((i) => String(i.closed)))})
+                AS u(id, exchange, channel, symbol, state, detail, since, until, closed)
+              ON CONFLICT (id) DO UPDATE SET detail = EXCLUDED.detail, until = EXCLUDED.until, closed = EXCLUDED.closed`
           })).pipe(Effect.tap(() => Effect.sync(() => {
             for (const i of rows) if (unwritten.get(i.id) === i) unwritten.delete(i.id)
           })))
