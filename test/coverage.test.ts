@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { RowBatch, type LargeTradeRow } from "../src/domain/rows.ts"
+import { CoverageTimeline, type Observation, streamKey } from "../src/gaps/coverage.ts"
 import { GapLedger } from "../src/gaps/ledger.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { assessCoverage, coverage, gaps } from "../src/storage/queries.ts"
@@ -179,5 +180,43 @@ describe("the coverage arithmetic", () => {
     })
     assert.deepStrictEqual(other.streams, [])
     assert.strictEqual(other.notCollected[0]!.reason, "not_configured")
+  })
+})
+
+describe("the recorder's timeline", () => {
+  const t0 = Date.UTC(2026, 0, 15, 11, 0, 0)
+  const key = streamKey("venue-a", "trades", "BTC-USD")
+  const seen = (state: Observation["state"], connectedAt: number | null, lastMessageAt: number | null, detail: string | null = null) =>
+    new Map([[key, { state, detail, connectedAt, lastMessageAt } satisfies Observation]])
+  const spans = (timeline: CoverageTimeline, now: number) =>
+    timeline.intervals(now).map((i) => [i.state, (i.since - t0) / 1000, (i.until - t0) / 1000, i.detail] as const)
+
+  it("a live stream is extended each sample and ends at the feed's last message when it drops", () => {
+    const timeline = new CoverageTimeline("run", t0)
+    timeline.advance(seen("live", t0 + 2_000, t0 + 3_000), t0 + 5_000)
+    timeline.advance(seen("live", t0 + 2_000, t0 + 9_000), t0 + 10_000)
+    // Dropped after its last message at 12 s; found at the 15 s sample.
+    timeline.advance(seen("disconnected", null, t0 + 12_000, "feed: closed with code 1006"), t0 + 15_000)
+    assert.deepStrictEqual(spans(timeline, t0 + 15_000), [
+      ["live", 2, 10, null],
+      ["disconnected", 10, 15, "feed: closed with code 1006"]
+    ])
+  })
+
+  it("a reconnect between two samples: live to the last sample, down until the new connection opened", () => {
+    const timeline = new CoverageTimeline("run", t0)
+    timeline.advance(seen("live", t0 + 1_000, t0 + 4_000), t0 + 5_000)
+    timeline.advance(seen("live", t0 + 8_000, t0 + 9_500), t0 + 10_000)
+    assert.deepStrictEqual(spans(timeline, t0 + 10_000), [
+      ["live", 1, 5, null],
+      ["disconnected", 5, 8, null],
+      ["live", 8, 10, null]
+    ])
+  })
+
+  it("a stream first seen down claims nothing before it was seen", () => {
+    const timeline = new CoverageTimeline("run", t0)
+    timeline.advance(seen("disconnected", null, null, "x"), t0 + 5_000)
+    assert.deepStrictEqual(spans(timeline, t0 + 6_000), [["disconnected", 5, 6, "x"]])
   })
 })

@@ -163,9 +163,12 @@ export class CoverageTimeline {
       const liveSince = (connectedAt: number | null, floor: number) =>
         Math.min(now, Math.max(floor, connectedAt === null || connectedAt === 0 ? now : connectedAt))
       if (prev === undefined) {
-        // First seen: a not-live state holds from the run's start (nothing was collected before this sample
-        // either); a live stream from when its connection opened.
-        const since = obs.state === "live" ? liveSince(obs.connectedAt, this.startedAt) : this.startedAt
+        // First seen: a venue's own state holds from the run's start (the first sample is taken then); a live
+        // stream from when its connection opened; a stream first seen down from now (before, it is not
+        // known: nothing is claimed for it, and the venue's own state says why).
+        const since = obs.state === "live"
+          ? liveSince(obs.connectedAt, this.startedAt)
+          : key.endsWith(`\u0000${venueWide}\u0000${venueWide}`) ? this.startedAt : now
         changed.push(this.start(key, obs.state, obs.detail, since, now, obs.connectedAt))
         continue
       }
