@@ -4,7 +4,7 @@
  */
 import { Cause, Clock, Config, Duration, Effect, Layer, Metric, Schedule } from "effect"
 import { AlertEngine } from "./alerts/engine.ts"
-import { FeedRegistry } from "./feed/status.ts"
+import { FeedRegistry, VenueProblem } from "./feed/status.ts"
 import { GapLedger } from "./gaps/ledger.ts"
 import { makeVenueRuntime, PipelineSettings, type VenueRuntime } from "./pipeline/runtime.ts"
 import { alertStreamEvent, gapStreamEvent, StreamHub } from "./stream/hub.ts"
@@ -77,6 +77,11 @@ export const fanOut = (
 (batch: RowBatch): Effect.Effect<void> =>
   Effect.andThen(store(batch), sinks.run(sides.map(([name, sink]) => [name, () => sink(batch)] as const)))
 
+const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  return error instanceof Error ? error.message : typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : String(error)
+}
+
 export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const enabled = yield* EnabledVenues
   const settings = yield* PipelineSettings
@@ -107,14 +112,21 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
       yield* Effect.logError(`unknown venue in EXCHANGES: ${id}; known: ${venues.map((v) => v.id).join(", ")}`)
       continue
     }
+    // While the venue starts, what its start-up calls fail with is its reason ("failing: ...").
+    const problem = VenueProblem.of({
+      report: (text) => {
+        if (registry.venues().get(id) === "starting") registry.setVenueState(id, "starting", text === undefined ? undefined : `failing: ${text}`)
+      }
+    })
     yield* Effect.sync(() => registry.setVenueState(id, "starting")).pipe(
       Effect.andThen(venue.live(runtime)),
+      Effect.provideService(VenueProblem, problem),
       Effect.scoped,
       Effect.catchCause((cause) =>
         Cause.hasInterruptsOnly(cause)
           ? Effect.failCause(cause)
           : Effect.logError(`venue ${id} stopped; restarting in 10 s`, cause).pipe(
-            Effect.andThen(Effect.sync(() => registry.setVenueState(id, "restarting"))),
+            Effect.andThen(Effect.sync(() => registry.setVenueState(id, "restarting", `failed: ${describeCause(cause)}`))),
             Effect.andThen(Effect.sleep(Duration.seconds(10)))
           )
       ),

@@ -12,6 +12,7 @@ import { AlertEngine } from "./alerts/engine.ts"
 import { ApiServerLive } from "./api/server.ts"
 import { CollectorsLive } from "./collectors.ts"
 import { FeedRegistry } from "./feed/status.ts"
+import { CoverageRecorder } from "./gaps/coverage.ts"
 import { GapLedger } from "./gaps/ledger.ts"
 import { DatabaseInfo, DatabaseLive } from "./storage/database.ts"
 import { Outbox } from "./storage/outbox.ts"
@@ -35,9 +36,18 @@ const LogLevelLive = Layer.unwrap(Effect.gen(function*() {
   return Layer.succeed(References.MinimumLogLevel, level)
 }))
 
-export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog).pipe(
-  Layer.provideMerge(Layer.mergeAll(AlertEngine.layer, StreamHub.layer)),
-  Layer.provideMerge(Layer.mergeAll(Writer.layer, GapLedger.layer)),
+/** Every row the writer does not store is a gap in the ledger (followed in the ledger's scope, so its last losses at shutdown are too). */
+const WriterLossGaps = Layer.effectDiscard(Effect.gen(function*() {
+  const ledger = yield* GapLedger
+  yield* ledger.followLosses((yield* Writer).losses)
+}))
+
+export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog, WriterLossGaps).pipe(
+  // The coverage recorder outlives the collectors: its last sample sees the feeds stopped.
+  Layer.provideMerge(Layer.mergeAll(AlertEngine.layer, StreamHub.layer, CoverageRecorder.layer)),
+  // The ledger outlives the writer: the rows the writer could not store at shutdown become gaps.
+  Layer.provideMerge(Writer.layer),
+  Layer.provideMerge(GapLedger.layer),
   // Released in the reverse order: the writer drains first, then the publisher empties the outbox, then the webhooks theirs.
   Layer.provideMerge(Publisher.layer),
   Layer.provideMerge(AlertDelivery.layer),

@@ -122,4 +122,31 @@ describe.skipIf(!existsSync(chromiumPath) && process.env.CI === undefined)("dash
       assert.isBelow(bytes, 500 * 1024, "page weight under 500 KB")
       console.log(`dashboard: ${(bytes / 1024).toFixed(0)} KB loaded, tape ${tapeLatencyMs} ms after the fake sent a trade, main thread's longest 50 ms tick ${worstFrameMs.toFixed(0)} ms over ${gaps.length} ticks at 100 trades/s`)
     })), { timeout: 180_000 })
+
+  it.live("feed health lists every configured venue with its state and reason, even one that never connected", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* clean
+      const fake = yield* Effect.acquireRelease(Effect.promise(() => FakeBinance.start({ frameIntervalMs: 30 })), (f) => Effect.promise(() => f.close()))
+      const port = freePort()
+      // Binance USD-M from the fake (it connects); Coinbase at a host that does not resolve (it never does).
+      yield* startService({
+        DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "binance-futures,coinbase",
+        BINANCE_FUTURES_SYMBOLS: futures.join(","), BINANCE_FUTURES_WS_URL: fake.wsUrl, BINANCE_FUTURES_REST_URL: fake.httpUrl,
+        COINBASE_WS_URL: "wss://venue.invalid", COINBASE_REST_URL: "https://venue.invalid", WRITER_FLUSH_MS: "20"
+      })
+      const browser = yield* Effect.acquireRelease(
+        Effect.promise(() => chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox", "--disable-gpu"] })),
+        (b) => Effect.promise(() => b.close())
+      )
+      const tab = yield* Effect.promise(() => browser.newPage({ viewport: { width: 1400, height: 1000 } }))
+      yield* Effect.promise(() => tab.goto(`http://127.0.0.1:${port}`, { waitUntil: "load" }))
+      const failing = yield* Effect.promise(() =>
+        tab.waitForSelector(`tr[data-venue="coinbase"][data-state="starting"] .state-down`, { timeout: 15_000 }).then(() =>
+          tab.waitForFunction(`document.querySelector('tr[data-venue="coinbase"] td.reason')?.textContent.includes("ENOTFOUND")`, undefined, { timeout: 15_000 })
+        ).then(() => tab.locator(`tr[data-venue="coinbase"] td.reason`).textContent()))
+      assert.match(failing ?? "", /^failing: coinbase products failed: .*getaddrinfo ENOTFOUND venue\.invalid/)
+      yield* Effect.promise(() => tab.waitForSelector(`tr[data-venue="binance-futures"][data-state="running"] .state-connected`, { timeout: 30_000 }))
+      const connected = yield* Effect.promise(() => tab.locator(`tr[data-venue="binance-futures"] td.reason`).textContent())
+      assert.strictEqual(connected, "connected")
+    })), { timeout: 90_000 })
 })

@@ -22,7 +22,8 @@ const env = (fake: FakeBinance, port: number) => ({
   BINANCE_FUTURES_WS_URL: fake.wsUrl,
   BINANCE_FUTURES_REST_URL: fake.httpUrl,
   LARGE_TRADE_THRESHOLD_DEFAULT: "1",
-  WRITER_FLUSH_MS: "20"
+  WRITER_FLUSH_MS: "20",
+  COVERAGE_HEARTBEAT_SECONDS: "1"
 })
 
 const withDatabase = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) =>
@@ -69,8 +70,19 @@ describe("gap ledger", () => {
         ids.length >= expected.length ? ids : undefined))
       assert.sameMembers(stored, expected, "every recorded trade exactly once")
       const answer = yield* getJson(`${base}/large-trades?symbol=SUSHIUSDT&hours=1`)
-      assert.strictEqual(answer.body.coverage.complete, true)
+      // The repaired gap leaves no hole, but the service only ran for the last few seconds of the hour:
+      // the rest is before its first run, so the hour is not complete (it was `true` before coverage was evidence).
+      assert.strictEqual(answer.body.coverage.complete, false)
       assert.strictEqual(answer.body.coverage.gap_count, 1)
+      assert.strictEqual(answer.body.coverage.unrepaired_gap_count, 0)
+      assert.deepStrictEqual([...new Set(answer.body.coverage.not_collected.map((p: any) => p.reason))].sort(), ["before_first_run", "venue_starting"])
+      // The last 1.8 s, all while the feeds were live and after the repaired gap: complete, on the streams that carry the symbol.
+      const recent = yield* eventually("a recent window complete", Effect.map(getJson(`${base}/large-trades?symbol=SUSHIUSDT&hours=0.0005`), ({ body }) =>
+        body.coverage.complete ? body.coverage : undefined), 10_000)
+      assert.deepStrictEqual(recent.not_collected, [])
+      assert.sameMembers(recent.streams.map((s: any) => `${s.exchange}/${s.channel}/${s.symbol}`), [
+        "binance-futures/*/*", "binance-futures/trades/SUSHIUSDT", "binance-futures/liquidations/SUSHIUSDT"
+      ])
     })), { timeout: 90_000 })
 
   it.live("a dropped connection leaves repaired trade gaps and unrecoverable liquidation, funding and book gaps", () =>

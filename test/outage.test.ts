@@ -88,7 +88,7 @@ describe("outages", () => {
       // ~1,500 frames 60 ms apart: the venue trades for the whole minute the database is away.
       const fake = yield* startFake(60)
       const port = freePort()
-      yield* startService(feedEnv(fake, port, `postgres://postgres@127.0.0.1:${proxy.port}/test`))
+      yield* startService(feedEnv(fake, port, `postgres://postgres@127.0.0.1:${proxy.port}${new URL(postgresUrl).pathname}`))
       const base = `http://127.0.0.1:${port}`
       yield* eventually("trades stored", Effect.map(storedTrades, (ids) => (ids.length >= 5 ? true : undefined)))
 

@@ -121,9 +121,15 @@ const renderFeeds = () => fill($("feeds"), [...feeds.values()].sort((a, b) => a.
     "data-state": f.state,
     ...(f.trade_lag_ms ? { title: `trade lag p50 ${f.trade_lag_ms.p50_ms} ms, p99 ${f.trade_lag_ms.p99_ms} ms, min ${f.trade_lag_ms.min_ms} ms` } : {})
   })))
+/** Every configured venue, connected or not, with why it is not running (e.g. "failing: ... getaddrinfo ENOTFOUND ..."). */
+const renderVenues = (states, reasons) => fill($("venues"), Object.entries(states).sort(([a], [b]) => a.localeCompare(b)).map(([venue, state]) => {
+  const reason = reasons[venue]
+  return row([[venue], [state, state === "running" ? "state-connected" : "state-down"], [reason ?? (state === "running" ? "connected" : "-"), "reason"]], { "data-venue": venue, "data-state": state })
+}))
 const refreshHealth = async () => {
   try {
     const health = await getJson("/health")
+    renderVenues(health.venues ?? {}, health.venue_reasons ?? {})
     for (const f of health.feeds) feeds.set(f.feed, f)
     renderFeeds()
     const venues = new Set([...$("exchange").options].map((o) => o.value))

@@ -514,7 +514,7 @@ const unrepairedGap = (rule: RuleOf<"unrepaired_gap">): RuleEvaluator => {
     onTick: (view, lookup, out) => {
       for (const gap of view.gaps) {
         if (gap.status === "verified") continue
-        if (rule.channels !== undefined && !rule.channels.includes(gap.channel)) continue
+        if (rule.channels !== undefined && !(rule.channels as ReadonlyArray<string>).includes(gap.channel)) continue
         if (!inScope(rule, gap.exchange, [gap.symbol], lookup)) continue
         const final = gap.status === "unrecoverable" || gap.status === "partial"
         const age = view.now - gap.start

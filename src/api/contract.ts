@@ -72,12 +72,28 @@ export const Gap = Schema.Struct({
   metadata: Metadata
 })
 
+export const NotCollected = Schema.Struct({
+  exchange: Schema.NullOr(Schema.String),
+  channel: Schema.NullOr(Schema.String),
+  symbol: Schema.NullOr(Schema.String),
+  start: Timestamp,
+  end: Timestamp,
+  reason: Schema.Literals(["before_first_run", "service_stopped", "venue_starting", "venue_failing", "disconnected", "not_configured"]),
+  detail: Schema.NullOr(Schema.String)
+}).annotate({ description: "A period a stream asked about was not collected, and why (null exchange: the whole service)" })
+
 export const Coverage = Schema.Struct({
   complete: Schema.Boolean,
   gap_count: Schema.Number,
   unrepaired_gap_count: Schema.Number,
-  gaps: Schema.Array(Gap)
-}).annotate({ description: "What the answer may be missing: the gaps of the window, for the channels it draws on" })
+  gaps: Schema.Array(Gap),
+  window: Schema.Struct({ start: Timestamp, end: Timestamp }),
+  streams: Schema.Array(Schema.Struct({ exchange: Schema.String, channel: Schema.String, symbol: Schema.String, complete: Schema.Boolean })),
+  not_collected_count: Schema.Number,
+  not_collected: Schema.Array(NotCollected)
+}).annotate({
+  description: "Positive evidence: complete only when every stream asked about (channel and symbol '*': a venue whose streams are not known) was live over the whole window with no unrepaired gap; not_collected lists the periods it was not, with why"
+})
 
 const Filters = Schema.Record(Schema.String, Schema.Unknown)
 

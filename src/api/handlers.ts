@@ -20,6 +20,7 @@ import {
   settlements,
   volatilityIndex
 } from "../storage/queries.ts"
+import { CoverageRecorder } from "../gaps/coverage.ts"
 import { type Lane, type Overloaded, QueryAdmission } from "./admission.ts"
 import { type ExchangeData, MarketDataApi, type UnavailableBody } from "./contract.ts"
 
@@ -107,7 +108,8 @@ const answerWithCoverage = <A, E, R>(
 ) =>
   admitted(hours, true, Effect.gen(function*() {
     const data = yield* guarded(run)
-    const covered = yield* guarded(coverage({ symbol: query.symbol, exchange: query.exchange, hours, channels }))
+    const current = yield* (yield* CoverageRecorder).current
+    const covered = yield* guarded(coverage({ symbol: query.symbol, exchange: query.exchange, hours, channels }, current))
     return { success: true as const, data, coverage: covered, filters: filtersOf(query, hours), timestamp: yield* now }
   }))
 

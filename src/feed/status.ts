@@ -26,7 +26,19 @@ export interface FeedStatus {
   books: () => ReadonlyArray<BookStatus>
   /** Per-stream paces and trade lags, once the venue's session has set them up. */
   freshness: FreshnessMonitor | null
+  /** The streams the feed carries (channels x symbols), known once a connection of it has opened. */
+  carries: { readonly channels: ReadonlyArray<string>; readonly symbols: ReadonlyArray<string> } | null
 }
+
+/**
+ * Where shared start-up code (REST calls a venue cannot start without) says why its venue is not running
+ * yet: the collectors provide one per venue, so `/health`, the dashboard and coverage can name the reason
+ * ("failing: ... getaddrinfo ENOTFOUND ..."). `undefined` clears it. Outside a venue it does nothing.
+ */
+export const VenueProblem = Context.Reference<{ readonly report: (problem: string | undefined) => void }>(
+  "market-data/feed/VenueProblem",
+  { defaultValue: () => ({ report: () => undefined }) }
+)
 
 /** "degraded": running, but a source it depends on is failing (the reason says which, and why). */
 export type VenueState = "starting" | "running" | "restarting" | "degraded"
@@ -68,7 +80,8 @@ export class FeedRegistry extends Context.Service<FeedRegistry, {
           lastError: null,
           lastCause: null,
           books: () => [],
-          freshness: null
+          freshness: null,
+          carries: null
         }
         feeds.set(feed, status)
         return status

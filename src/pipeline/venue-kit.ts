@@ -163,6 +163,8 @@ export const connectionOpened = (options: {
   readonly now: number
 }): void => {
   const { status, now } = options
+  // What the connection carries: coverage follows these streams from now on (gaps/coverage.ts).
+  status.carries = { channels: options.channels, symbols: options.symbols }
   if (status.reconnects > 0) {
     options.gaps.connectionInterrupted({
       cause: causeOfSessionEnd(status.lastCause),

@@ -1,6 +1,7 @@
 /** Typed GET-and-decode over a gate, and a patient retry for calls a feed cannot do without. */
 import { Duration, Effect, Result, Schema } from "effect"
 import { DecodeError } from "../domain/errors.ts"
+import { VenueProblem } from "../feed/status.ts"
 import type { RestFailure, RestGate } from "./gate.ts"
 
 export const fetchDecoded = <A>(
@@ -33,11 +34,17 @@ export const retryPatiently = <A, E extends { readonly _tag: string }>(
   maxDelayMs = 60_000
 ): Effect.Effect<A> =>
   Effect.gen(function*() {
+    const problem = yield* VenueProblem
     let attempt = 0
     while (true) {
       const result = yield* Effect.result(effect)
-      if (Result.isSuccess(result)) return result.success
+      if (Result.isSuccess(result)) {
+        if (attempt > 0) problem.report(undefined)
+        return result.success
+      }
       const delay = Math.min(maxDelayMs, 1000 * 2 ** Math.min(attempt++, 16))
+      const detail = (result.failure as { detail?: unknown }).detail
+      problem.report(`${what} failed: ${detail === undefined ? result.failure._tag : String(detail)}`)
       yield* Effect.logWarning(`${what} failed; retrying`).pipe(
         Effect.annotateLogs({ error: result.failure._tag, detail: String((result.failure as { detail?: unknown }).detail ?? ""), retryInMs: delay })
       )

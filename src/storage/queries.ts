@@ -380,14 +380,263 @@ export const gaps = (filter: GapFilter) =>
     })
   )
 
-/** What a query's answer may be missing: the gaps overlapping its window, for the channels it draws on. */
-export const coverage = (filter: Omit<GapFilter, "limit" | "status">) =>
-  Effect.map(gaps({ ...filter, limit: 100 }), (found) => ({
-    complete: found.unrepaired === 0,
-    gap_count: found.count,
-    unrepaired_gap_count: found.unrepaired,
-    gaps: found.gaps
-  }))
+export interface CoverageRun {
+  readonly id: string
+  readonly start: number
+  readonly end: number
+  readonly venues: ReadonlyArray<string>
+}
+
+export interface CoverageRow {
+  readonly id: string
+  readonly runId: string
+  readonly exchange: string
+  readonly channel: string
+  readonly symbol: string
+  readonly state: string
+  readonly detail: string | null
+  readonly since: number
+  readonly until: number
+}
+
+export type NotCollectedReason =
+  | "before_first_run"
+  | "service_stopped"
+  | "venue_starting"
+  | "venue_failing"
+  | "disconnected"
+  | "not_configured"
+
+export interface NotCollected {
+  /** Null for the whole service (before its first run, while it was stopped). */
+  readonly exchange: string | null
+  readonly channel: string | null
+  readonly symbol: string | null
+  readonly start: string
+  readonly end: string
+  readonly reason: NotCollectedReason
+  /** The last error where one is known (e.g. "failing: ... getaddrinfo ENOTFOUND ..."). */
+  readonly detail: string | null
+}
+
+export interface CoverageAssessment {
+  readonly streams: Array<{ readonly exchange: string; readonly channel: string; readonly symbol: string; readonly complete: boolean }>
+  readonly notCollected: Array<NotCollected>
+}
+
+type Span = readonly [number, number]
+
+/** `span` minus `cuts` (each clipped to it), in order. */
+const subtract = (span: Span, cuts: ReadonlyArray<Span>): Array<Span> => {
+  const out: Array<Span> = []
+  let cursor = span[0]
+  for (const [a, b] of [...cuts].sort((x, y) => x[0] - y[0])) {
+    if (b <= cursor || a >= span[1]) continue
+    if (a > cursor) out.push([cursor, a])
+    cursor = Math.max(cursor, b)
+    if (cursor >= span[1]) break
+  }
+  if (cursor < span[1]) out.push([cursor, span[1]])
+  return out
+}
+
+const venueWide = "*"
+const notCollectedLimit = 200
+const streamsLimit = 500
+
+/**
+ * Positive evidence over [from, now]: which streams the window asks about
+ * (per run, those of its configured venues that carry the channels and the
+ * symbol; a venue whose streams are unknown is asked about as a whole), and
+ * every period one of them was not live, with why. Time no run covers is
+ * `before_first_run` or `service_stopped`. Exported for unit tests.
+ */
+export const assessCoverage = (input: {
+  readonly from: number
+  readonly now: number
+  readonly symbol?: string | undefined
+  readonly exchange?: string | undefined
+  readonly firstRunAt: number | null
+  readonly runs: ReadonlyArray<CoverageRun>
+  readonly rows: ReadonlyArray<CoverageRow>
+}): CoverageAssessment => {
+  const { from, now } = input
+  const iso = (ms: number) => new Date(ms).toISOString()
+  const pattern = input.symbol === undefined ? undefined : new RegExp(baseAssetPattern(input.symbol))
+  const symbolAsked = (symbol: string) =>
+    symbol === venueWide || input.symbol === undefined || symbol === input.symbol || pattern!.test(symbol)
+  const notCollected: Array<NotCollected> = []
+  const push = (exchange: string | null, channel: string | null, symbol: string | null, [a, b]: Span, reason: NotCollectedReason, detail: string | null) => {
+    const last = notCollected.at(-1)
+    // Adjacent periods of one stream with the same reason are one.
+    if (last !== undefined && last.exchange === exchange && last.channel === channel && last.symbol === symbol && last.reason === reason &&
+      last.detail === detail && Date.parse(last.end) >= a) {
+      notCollected[notCollected.length - 1] = { ...last, end: iso(Math.max(b, Date.parse(last.end))) }
+      return
+    }
+    notCollected.push({ exchange, channel, symbol, start: iso(a), end: iso(b), reason, detail })
+  }
+
+  // The whole service: before it first ran, and while it was stopped.
+  const runSpans = input.runs.map((r) => [Math.max(r.start, from), Math.min(r.end, now)] as const).filter(([a, b]) => b > a)
+  for (const [a, b] of subtract([from, now], runSpans)) {
+    const first = input.firstRunAt
+    if (first === null || b <= first) push(null, null, null, [a, b], "before_first_run", null)
+    else if (a < first) {
+      push(null, null, null, [a, first], "before_first_run", null)
+      push(null, null, null, [first, b], "service_stopped", null)
+    } else push(null, null, null, [a, b], "service_stopped", null)
+  }
+
+  const asked = new Map<string, { exchange: string; channel: string; symbol: string; complete: boolean }>()
+  const rowsByRun = new Map<string, Array<CoverageRow>>()
+  for (const row of input.rows) {
+    const list = rowsByRun.get(row.runId) ?? []
+    list.push(row)
+    rowsByRun.set(row.runId, list)
+  }
+  const streamPush = (key: string, exchange: string, channel: string, symbol: string, span: Span, reason: NotCollectedReason, detail: string | null) => {
+    push(exchange, channel, symbol, span, reason, detail)
+    asked.get(key)!.complete = false
+  }
+  let anyRunAsked = false
+  for (const run of [...input.runs].sort((a, b) => a.start - b.start)) {
+    const span: Span = [Math.max(run.start, from), Math.min(run.end, now)]
+    if (span[1] <= span[0]) continue
+    const rows = rowsByRun.get(run.id) ?? []
+    for (const venue of run.venues) {
+      if (input.exchange !== undefined && venue !== input.exchange) continue
+      const own = rows.filter((r) => r.exchange === venue)
+      const streamKeys = new Map<string, { channel: string; symbol: string }>()
+      for (const r of own) if (r.channel !== venueWide) streamKeys.set(`${r.channel}\u0000${r.symbol}`, { channel: r.channel, symbol: r.symbol })
+      const matching = [...streamKeys.values()].filter((k) => symbolAsked(k.symbol))
+      // Streams known but none on this symbol: the venue does not carry it. None known: the venue as a whole.
+      if (streamKeys.size > 0 && matching.length === 0) continue
+      anyRunAsked = true
+      let venueDown: Array<Span> = []
+      for (const stream of [{ channel: venueWide, symbol: venueWide }, ...matching]) {
+        const key = `${venue}\u0000${stream.channel}\u0000${stream.symbol}`
+        if (!asked.has(key)) asked.set(key, { exchange: venue, ...stream, complete: true })
+        const mine = own.filter((r) => r.channel === stream.channel && r.symbol === stream.symbol)
+        const live = mine.filter((r) => r.state === "live").map((r) => [r.since, r.until] as const)
+        // A stream's time while its whole venue was down is said once, for the venue.
+        const down = subtract(span, stream.channel === venueWide ? live : [...live, ...venueDown])
+        if (stream.channel === venueWide) venueDown = down
+        for (const piece of down) {
+          const explained = mine.filter((r) => r.state !== "live" && r.until > piece[0] && r.since < piece[1])
+            .map((r) => ({ span: [Math.max(r.since, piece[0]), Math.min(r.until, piece[1])] as const, r }))
+          const pieces = [
+            ...explained.map(({ span, r }) => ({ span, reason: r.state as NotCollectedReason, detail: r.detail })),
+            ...subtract(piece, explained.map((e) => e.span)).map((s) => ({ span: s, reason: "venue_starting" as const, detail: null }))
+          ].sort((a, b) => a.span[0] - b.span[0])
+          for (const p of pieces) if (p.span[1] > p.span[0]) streamPush(key, venue, stream.channel, stream.symbol, p.span, p.reason, p.detail)
+        }
+      }
+    }
+  }
+  if (input.runs.length > 0 && !anyRunAsked) {
+    push(null, null, null, [from, now], "not_configured", `no configured venue carries ${input.symbol ?? "these channels"}${input.exchange === undefined ? "" : ` on ${input.exchange}`}`)
+  }
+  notCollected.sort((a, b) => a.start.localeCompare(b.start))
+  return { streams: [...asked.values()], notCollected }
+}
+
+/** This run, as the recorder has it (open intervals up to now); stored rows fill in what it has let go. */
+export interface CoverageCurrentRun {
+  readonly runId: string
+  readonly startedAt: number
+  readonly venues: ReadonlyArray<string>
+  readonly intervals: ReadonlyArray<{
+    readonly id: string
+    readonly exchange: string
+    readonly channel: string
+    readonly symbol: string
+    readonly state: string
+    readonly detail: string | null
+    readonly since: number
+    readonly until: number
+  }>
+  readonly now: number
+}
+
+const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`
+
+/**
+ * What a query's answer covers. `complete` only when every stream the window
+ * asks about was live over all of it and no gap overlapping it is unrepaired;
+ * otherwise `not_collected` says which periods, and why, and the gaps what
+ * was lost inside live time.
+ */
+export const coverage = (filter: Omit<GapFilter, "limit" | "status">, current?: CoverageCurrentRun) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const now = current?.now ?? (yield* Clock.currentTimeMillis)
+      const from = cutoffMs(filter.hours, now)
+      const streamConditions = [
+        sql`until >= ${utcTimestamp(sql, from)}`,
+        sql`since <= ${utcTimestamp(sql, now)}`,
+        sql`(channel = '*' OR channel IN ${sql.in(filter.channels ?? ["trades"])})`
+      ]
+      if (filter.exchange !== undefined) streamConditions.push(sql`exchange = ${filter.exchange}`)
+      const [found, runs, first, rows] = yield* Effect.all([
+        gaps({ ...filter, limit: 100 }),
+        sql`SELECT id, ${sql.literal(epochMs("started_at"))} AS start_ms, ${sql.literal(epochMs("COALESCE(stopped_at, last_seen_at)"))} AS end_ms, venues
+          FROM service_runs WHERE started_at <= ${utcTimestamp(sql, now)} AND COALESCE(stopped_at, last_seen_at) >= ${utcTimestamp(sql, from)}`,
+        sql`SELECT ${sql.literal(epochMs("min(started_at)"))} AS first_ms FROM service_runs`,
+        sql`SELECT id, run_id, exchange, channel, symbol, state, detail, ${sql.literal(epochMs("since"))} AS since_ms, ${sql.literal(epochMs("until"))} AS until_ms
+          FROM stream_coverage WHERE ${sql.and(streamConditions)}`
+      ], { concurrency: 4 })
+      const byRun = new Map<string, CoverageRun>(runs.map((r) => [r.id as string, {
+        id: r.id as string,
+        start: Number(r.start_ms),
+        end: Number(r.end_ms),
+        venues: String(r.venues ?? "").split(",").filter((v) => v.length > 0)
+      }]))
+      const byId = new Map<string, CoverageRow>(rows.map((r) => [r.id as string, {
+        id: r.id as string,
+        runId: r.run_id as string,
+        exchange: r.exchange as string,
+        channel: r.channel as string,
+        symbol: r.symbol as string,
+        state: r.state as string,
+        detail: (r.detail as string | null) ?? null,
+        since: Number(r.since_ms),
+        until: Number(r.until_ms)
+      }]))
+      let firstRunAt = first[0]?.first_ms === null || first[0]?.first_ms === undefined ? null : Number(first[0].first_ms)
+      if (current !== undefined) {
+        // The running service is its own evidence up to now; its heartbeat row may be a period behind.
+        byRun.set(current.runId, { id: current.runId, start: current.startedAt, end: now, venues: current.venues })
+        firstRunAt = Math.min(firstRunAt ?? current.startedAt, current.startedAt)
+        const channels = new Set(filter.channels ?? ["trades"])
+        for (const i of current.intervals) {
+          if (i.until < from || i.since > now) continue
+          if (i.channel !== "*" && !channels.has(i.channel)) continue
+          if (filter.exchange !== undefined && i.exchange !== filter.exchange) continue
+          byId.set(i.id, { ...i, runId: current.runId })
+        }
+      }
+      const assessed = assessCoverage({
+        from,
+        now,
+        symbol: filter.symbol,
+        exchange: filter.exchange,
+        firstRunAt,
+        runs: [...byRun.values()],
+        rows: [...byId.values()]
+      })
+      return {
+        complete: assessed.streams.length > 0 && assessed.notCollected.length === 0 && found.unrepaired === 0,
+        gap_count: found.count,
+        unrepaired_gap_count: found.unrepaired,
+        gaps: found.gaps,
+        window: { start: new Date(from).toISOString(), end: new Date(now).toISOString() },
+        streams: assessed.streams.slice(0, streamsLimit),
+        not_collected_count: assessed.notCollected.length,
+        not_collected: assessed.notCollected.slice(0, notCollectedLimit)
+      }
+    })
+  )
 
 export interface VolatilityFilter {
   readonly index?: string | undefined

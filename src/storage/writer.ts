@@ -199,7 +199,10 @@ export class Writer extends Context.Service<Writer, {
   /** Hands a batch of rows to the queues without waiting for the database. */
   readonly offer: (batch: RowBatch) => Effect.Effect<void>
   readonly state: () => WriterState
-  /** Every row not stored, coalesced per table, cause and stream about once a second; a subscriber sees losses from when it starts. */
+  /**
+   * Every row not stored, coalesced per table, cause and stream about once a second; a subscriber sees losses
+   * from when it starts. It ends once the writer has shut down, after the losses of its drain deadline.
+   */
   readonly losses: Stream.Stream<RowLoss>
 }>()("market-data/storage/Writer") {
   static readonly make = (options: WriterOptions) =>
@@ -229,7 +232,8 @@ export class Writer extends Context.Service<Writer, {
 
       // Losses are summed per stream and published once a second, so a sustained overload is a handful of
       // reports, not one per dropped row; the pending map is bounded by the number of streams.
-      const lossHub = yield* PubSub.unbounded<RowLoss>()
+      // `null` ends the stream: the writer has shut down and published its last losses (those left at the drain deadline).
+      const lossHub = yield* PubSub.unbounded<RowLoss | null>()
       const pendingLosses = new Map<string, RowLoss>()
       const noteLoss = (table: TableName, cause: RowLoss["cause"], rows: ReadonlyArray<AnyRow>) => {
         for (const row of rows) {
@@ -433,6 +437,7 @@ export class Writer extends Context.Service<Writer, {
             )
           )
           yield* publishLosses
+          yield* PubSub.publish(lossHub, null)
         })
       )
 
@@ -470,7 +475,10 @@ export class Writer extends Context.Service<Writer, {
           for (const table of tableNames) state.tables[table].queued = Queue.sizeUnsafe(queues[table]) + inFlight[table]
           return state
         },
-        losses: Stream.fromPubSub(lossHub)
+        losses: Stream.fromPubSub(lossHub).pipe(
+          Stream.takeWhile((loss) => loss !== null),
+          Stream.filter((loss): loss is RowLoss => loss !== null)
+        )
       })
     })
 
