@@ -5,11 +5,11 @@
  */
 import { mkdirSync } from "node:fs"
 import { PGlite } from "@electric-sql/pglite"
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import { PgClient } from "@effect/sql-pg"
 import { Config, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { SqlClient } from "effect/sql"
+import { serveEmbedded } from "./embedded-server.ts"
 import { runMigrations } from "./migrations.ts"
 
 /** How to reach the database: a URL, or the embedded server's loopback port. */
@@ -33,25 +33,23 @@ const redactUrl = (url: string): string => {
   }
 }
 
-/** Starts PGlite and a socket server in front of it for as long as the scope lives. */
+/** Starts PGlite and the wire in front of it (embedded-server.ts) for as long as the scope lives. */
 export const startEmbeddedPostgres = (dataDir: string | undefined) =>
-  Effect.acquireRelease(
-    Effect.promise(async () => {
-      if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true })
-      const db = await PGlite.create(dataDir === undefined ? {} : { dataDir })
-      // PostgreSQL's default lets pg_wal grow to 1 GB; keep an embedded store small. Applies from the next start.
-      if (dataDir !== undefined) await db.query("ALTER SYSTEM SET max_wal_size = '256MB'")
-      // The writer's pool, the API's read pool and the health probe all connect here.
-      const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 32 })
-      await server.start()
-      const [, port] = server.getServerConn().split(":")
-      return { db, server, port: Number(port) }
-    }),
-    ({ db, server }) => Effect.promise(async () => {
-      await server.stop()
-      await db.close()
-    })
-  )
+  Effect.gen(function*() {
+    const db = yield* Effect.acquireRelease(
+      Effect.promise(async () => {
+        if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true })
+        const db = await PGlite.create(dataDir === undefined ? {} : { dataDir })
+        // PostgreSQL's default lets pg_wal grow to 1 GB; keep an embedded store small. Applies from the next start.
+        if (dataDir !== undefined) await db.query("ALTER SYSTEM SET max_wal_size = '256MB'")
+        return db
+      }),
+      (db) => Effect.promise(() => db.close())
+    )
+    // The writer's pool, the API's read pool and the health probe all connect here.
+    const { port } = yield* serveEmbedded(db).pipe(Effect.orDie)
+    return { db, port }
+  })
 
 /**
  * The writer's pool (the sink of record): API reads have their own, so they
