@@ -29,7 +29,7 @@ let n = 0
 const trade = (exchange: string, symbol: string, valueUsd: number, at: number, extra: Partial<LargeTradeRow> = {}): LargeTradeRow => {
   const tradeId = String(++n)
   return {
-    id: `${exchange}_${symbol}_${tradeId}`, exchange, symbol, side: "buy", price: 60_000, size: valueUsd / 60_000, valueUsd,
+    id: `${exchange}_${symbol}_${tradeId}`, exchange, symbol, side: "buy", price: 60_000, size: valueUsd / 60_000, sizeBase: null, sizeUnit: null, valueUsd,
     timestamp: at, tradeId, isLiquidation: false, metadata: {}, ...extra
   }
 }
@@ -145,7 +145,7 @@ describe("each rule kind", () => {
   it("open_interest_change: a build-up or an unwind within the window, in contracts", () => {
     const set = new RuleSet(rules([{ name: "oi", kind: "open_interest_change", min_change_percent: 5, window_seconds: 600 }]))
     const oi = (contracts: number, at: number): OpenInterestRow => ({
-      id: `binance-futures_BTCUSDT_${at}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: contracts, openInterestUsd: contracts * 60_000, timestamp: at, metadata: null
+      id: `binance-futures_BTCUSDT_${at}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: contracts, openInterestBase: null, openInterestUsd: contracts * 60_000, timestamp: at, metadata: null
     })
     // A slow drift: +4 % per 10 minutes never fires.
     const calm = [0, 1, 2, 3].flatMap((i) => run(set, batchOf((b) => b.open_interest.push(oi(1000 * 1.04 ** i, t0 + i * 601_000)))))
@@ -252,7 +252,7 @@ describe("each rule kind", () => {
     // 5,000 open-interest samples of one instrument.
     run(set, batchOf((b) => {
       for (let i = 0; i < 5000; i++) {
-        b.open_interest.push({ id: `oi_${i}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: 1000 + i, openInterestUsd: 0, timestamp: t0 + i * 1000, metadata: null })
+        b.open_interest.push({ id: `oi_${i}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: 1000 + i, openInterestBase: null, openInterestUsd: 0, timestamp: t0 + i * 1000, metadata: null })
       }
     }))
     assert.deepStrictEqual(set.footprint(), [{ rule: "cascade", keys: 1, largestWindow: 4096 }, { rule: "oi", keys: 1, largestWindow: 4096 }])
@@ -303,8 +303,8 @@ describe("one filter for every rule kind: exchanges, symbols, assets", () => {
       // 1000 to 1100 contracts in 5 minutes: +10 %.
       kind: "open_interest_change", subject: perp, rule: { kind: "open_interest_change", min_change_percent: 5, window_seconds: 600 },
       run: (set) => run(set, batchOf((b) => b.open_interest.push(
-        { id: "oi1", exchange: perp.exchange, symbol: perp.symbol, openInterest: 1000, openInterestUsd: 0, timestamp: t0, metadata: null },
-        { id: "oi2", exchange: perp.exchange, symbol: perp.symbol, openInterest: 1100, openInterestUsd: 0, timestamp: t0 + 300_000, metadata: null }
+        { id: "oi1", exchange: perp.exchange, symbol: perp.symbol, openInterest: 1000, openInterestBase: null, openInterestUsd: 0, timestamp: t0, metadata: null },
+        { id: "oi2", exchange: perp.exchange, symbol: perp.symbol, openInterest: 1100, openInterestBase: null, openInterestUsd: 0, timestamp: t0 + 300_000, metadata: null }
       )))
     },
     {
@@ -435,7 +435,7 @@ describe("windows by event time, whatever the arrival order", () => {
   it("open_interest_change: a late sample is a move from it, not to it", () => {
     const set = new RuleSet(rules([{ name: "oi", kind: "open_interest_change", min_change_percent: 5, window_seconds: 600 }]))
     const oi = (contracts: number, second: number): OpenInterestRow => ({
-      id: `binance-futures_BTCUSDT_oi_${second}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: contracts, openInterestUsd: contracts * 60_000, timestamp: t0 + second * 1000, metadata: null
+      id: `binance-futures_BTCUSDT_oi_${second}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: contracts, openInterestBase: null, openInterestUsd: contracts * 60_000, timestamp: t0 + second * 1000, metadata: null
     })
     const feed = (row: OpenInterestRow) => run(set, batchOf((b) => b.open_interest.push(row)))
     assert.deepStrictEqual(feed(oi(1100, 500)), [])
@@ -489,7 +489,7 @@ describe("windows by event time: any arrival order less than a window late fires
     const rule = { name: "cascade", kind: "liquidation_cluster", min_value_usd: 25, window_seconds: 60 }
     const row = (d: Drawn) => (b: RowBatch) => {
       b.large_trades.push({
-        id: `${d.venue[0]}_${d.venue[1]}_liq-${d.second}`, exchange: d.venue[0]!, symbol: d.venue[1]!, side: "sell", price: 1, size: d.value, valueUsd: d.value,
+        id: `${d.venue[0]}_${d.venue[1]}_liq-${d.second}`, exchange: d.venue[0]!, symbol: d.venue[1]!, side: "sell", price: 1, size: d.value, sizeBase: null, sizeUnit: null, valueUsd: d.value,
         timestamp: t0 + d.second * 1000, tradeId: `liq-${d.second}`, isLiquidation: true, metadata: {}
       })
     }
@@ -501,7 +501,7 @@ describe("windows by event time: any arrival order less than a window late fires
   it("open_interest_change", () => {
     const rule = { name: "oi", kind: "open_interest_change", min_change_percent: 50, window_seconds: 60 }
     const row = (d: Drawn) => (b: RowBatch) => {
-      b.open_interest.push({ id: `oi_${d.second}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: d.value, openInterestUsd: 0, timestamp: t0 + d.second * 1000, metadata: null })
+      b.open_interest.push({ id: `oi_${d.second}`, exchange: "binance-futures", symbol: "BTCUSDT", openInterest: d.value, openInterestBase: null, openInterestUsd: 0, timestamp: t0 + d.second * 1000, metadata: null })
     }
     fc.assert(fc.property(samples, (drawn) => {
       assert.deepStrictEqual(firedIds(rule, asArrived(drawn), row), firedIds(rule, inTimeOrder(drawn), row))

@@ -272,7 +272,7 @@ rules:
       const engine = Context.get(context, AlertEngine)
       const batch = new RowBatch()
       batch.large_trades.push({
-        id: "binance_BTCUSDT_1", exchange: "binance", symbol: "BTCUSDT", side: "buy", price: 60_000, size: 1, valueUsd: 60_000,
+        id: "binance_BTCUSDT_1", exchange: "binance", symbol: "BTCUSDT", side: "buy", price: 60_000, size: 1, sizeBase: null, sizeUnit: null, valueUsd: 60_000,
         timestamp: Date.parse("2026-03-02T12:00:00Z"), tradeId: "1", isLiquidation: false, metadata: {}
       })
       // Five batches before the engine's fiber can take one: the first is queued, four are dropped.

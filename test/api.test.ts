@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
-import { RowBatch } from "../src/domain/rows.ts"
+import { type LargeTradeRow, RowBatch } from "../src/domain/rows.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { insertRows } from "../src/storage/inserts.ts"
 import { runMigrations } from "../src/storage/migrations.ts"
@@ -14,13 +14,21 @@ import { TcpProxy } from "./support/proxy.ts"
 import { freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
 const now = Date.now()
-const trade = (exchange: string, symbol: string, id: string, valueUsd: number, minutesAgo: number, isLiquidation = false) => ({
+const trade = (
+  exchange: string,
+  symbol: string,
+  id: string,
+  valueUsd: number,
+  minutesAgo: number,
+  isLiquidation = false,
+  sizes: Pick<LargeTradeRow, "size" | "sizeBase" | "sizeUnit"> = { size: 2, sizeBase: 2, sizeUnit: "base" }
+): LargeTradeRow => ({
   id: `${exchange}_${symbol}_${id}`,
   exchange,
   symbol,
   side: "buy" as const,
   price: valueUsd / 2,
-  size: 2,
+  ...sizes,
   valueUsd,
   timestamp: now - minutesAgo * 60_000,
   tradeId: id,
@@ -35,17 +43,21 @@ const seed = Effect.gen(function*() {
   batch.large_trades.push(
     trade("binance", "BTCUSDT", "1", 200_000, 5),
     trade("binance-futures", "BTCUSDT", "2", 300_000, 10, true),
-    trade("deribit", "BTC-PERPETUAL", "3", 150_000, 20),
-    trade("cme", "BTCZ25", "4", 500_000, 30),
+    // Deribit's amount is USD: 150,000 USD at 75,000 is 2 BTC.
+    trade("deribit", "BTC-PERPETUAL", "3", 150_000, 20, false, { size: 150_000, sizeBase: 2, sizeUnit: "usd" }),
+    // A row stored before sizes had a unit (migration 0015 could not fill it): both null.
+    trade("cme", "BTCZ25", "4", 500_000, 30, false, { size: 2, sizeBase: null, sizeUnit: null }),
     trade("binance", "BTCDOMUSDT", "5", 100_000, 40),
     trade("binance", "ETHUSDT", "6", 60_000, 50),
     trade("binance", "BTCUSDT", "7", 900_000, 60 * 30)
   )
   yield* insertRows("large_trades", batch.large_trades)
   yield* insertRows("open_interest", [
-    { id: "o1", exchange: "binance-futures", symbol: "BTCUSDT", openInterest: 10, openInterestUsd: 1_000, timestamp: now - 120_000, metadata: null },
-    { id: "o2", exchange: "binance-futures", symbol: "BTCUSDT", openInterest: 11, openInterestUsd: 1_100, timestamp: now - 60_000, metadata: null },
-    { id: "o3", exchange: "deribit", symbol: "BTC-PERPETUAL", openInterest: 5, openInterestUsd: 500, timestamp: now - 90_000, metadata: null }
+    { id: "o1", exchange: "binance-futures", symbol: "BTCUSDT", openInterest: 10, openInterestBase: 10, openInterestUsd: 1_000, timestamp: now - 120_000, metadata: null },
+    { id: "o2", exchange: "binance-futures", symbol: "BTCUSDT", openInterest: 11, openInterestBase: 11, openInterestUsd: 1_100, timestamp: now - 60_000, metadata: null },
+    // 5 contracts of 10 USD at a mark of 100 USD: 0.5 coins. No mark: null.
+    { id: "o3", exchange: "deribit", symbol: "BTC-PERPETUAL", openInterest: 5, openInterestBase: 0.5, openInterestUsd: 50, timestamp: now - 90_000, metadata: null },
+    { id: "o4", exchange: "deribit", symbol: "BTC-PERPETUAL", openInterest: 5, openInterestBase: null, openInterestUsd: 500, timestamp: now - 95_000, metadata: null }
   ])
   const book = (exchange: string, symbol: string, secondsAgo: number) => ({
     id: `${exchange}_${symbol}_${secondsAgo}`, exchange, symbol, bids: [[99, 1]] as Array<[number, number]>, asks: [[101, 1]] as Array<[number, number]>,
@@ -91,8 +103,15 @@ describe("HTTP API", () => {
       assert.deepStrictEqual(btc.body.filters, { symbol: "BTC", limit: 2, hours: 24 })
       assert.match(btc.body.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/)
       assert.deepStrictEqual(Object.keys(btc.body.data.trades[0]), [
-        "exchange", "symbol", "side", "price", "size", "value_usd", "timestamp", "trade_id", "is_liquidation", "metadata"
+        "exchange", "symbol", "side", "price", "size", "size_base", "size_unit", "value_usd", "timestamp", "trade_id", "is_liquidation", "metadata"
       ])
+      // Sizes as the venue counts them, in coins, and the unit, as stored.
+      const all = yield* getJson(`${base}/api/v1/exchange/large-trades?symbol=BTC&hours=48`)
+      const sizes = Object.fromEntries(all.body.data.trades.map((t: any) => [`${t.exchange}:${t.trade_id}`, [t.size, t.size_base, t.size_unit]]))
+      assert.deepStrictEqual(sizes, {
+        "binance:1": [2, 2, "base"], "binance-futures:2": [2, 2, "base"], "deribit:3": [150_000, 2, "usd"], "cme:4": [2, null, null],
+        "binance:7": [2, 2, "base"]
+      })
 
       const exact = yield* getJson(`${base}/api/v1/exchange/large-trades?symbol=BTCUSDT&exchange=binance&hours=48`)
       assert.strictEqual(exact.body.data.count, 2)
@@ -102,8 +121,14 @@ describe("HTTP API", () => {
       assert.strictEqual(sells.body.data.count, 0)
 
       const oi = yield* getJson(`${base}/api/v1/exchange/open-interest?symbol=BTC`)
-      assert.strictEqual(oi.body.data.count, 3)
-      assert.strictEqual(oi.body.data.summary.total_oi_usd, 1_600, "latest reading per instrument, not the sum of the series")
+      assert.strictEqual(oi.body.data.count, 4)
+      assert.strictEqual(oi.body.data.summary.total_oi_usd, 1_150, "latest reading per instrument, not the sum of the series")
+      assert.deepStrictEqual(oi.body.data.open_interest.map((o: any) => [o.open_interest, o.open_interest_base, o.open_interest_usd]), [
+        [11, 11, 1_100], [5, 0.5, 50], [5, null, 500], [10, 10, 1_000]
+      ], "newest first")
+      assert.deepStrictEqual(Object.keys(oi.body.data.open_interest[0]), [
+        "exchange", "symbol", "open_interest", "open_interest_base", "open_interest_usd", "timestamp", "metadata"
+      ])
 
       const funding = yield* getJson(`${base}/api/v1/exchange/funding-rates?exchange=binance-futures`)
       assert.strictEqual(funding.body.data.count, 2)

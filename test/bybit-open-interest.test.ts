@@ -143,7 +143,7 @@ describe("bybit open interest is one side", () => {
 describe("migration 0013: bybit open interest stored before the fix", () => {
   const at = (iso: string) => Date.parse(iso)
   const row = (id: string, exchange: string, symbol: string, openInterest: number, openInterestUsd: number, timestamp: number, metadata: Record<string, unknown> | null): OpenInterestRow => ({
-    id, exchange, symbol, openInterest, openInterestUsd, timestamp, metadata
+    id, exchange, symbol, openInterest, openInterestBase: null, openInterestUsd, timestamp, metadata
   })
 
   it.live("halves the unmarked bybit-derivatives rows and marks them; marked rows and other venues are left alone; the hourly rollup follows", () =>

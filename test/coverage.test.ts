@@ -97,7 +97,7 @@ describe("coverage is positive evidence", () => {
       yield* truncateAll
       const now = Date.now()
       const trade = (i: number): LargeTradeRow => ({
-        id: `coverage-test_BTCUSDT_${i}`, exchange: "coverage-test", symbol: "BTCUSDT", side: "buy", price: 50_000, size: 3,
+        id: `coverage-test_BTCUSDT_${i}`, exchange: "coverage-test", symbol: "BTCUSDT", side: "buy", price: 50_000, size: 3, sizeBase: 3, sizeUnit: "base",
         valueUsd: 150_000, timestamp: now - 5 * minute + i * 1000, tradeId: String(i), isLiquidation: false, metadata: {}
       })
       yield* Effect.scoped(Effect.gen(function*() {

@@ -14,7 +14,7 @@ import { Outbox } from "../src/storage/outbox.ts"
 import { postgresUrl, truncateAll } from "./support/service.ts"
 
 const trade = (id: string, isLiquidation: boolean): LargeTradeRow => ({
-  id, exchange: "binance-futures", symbol: "BTCUSDT", side: "buy", price: 60_000, size: 2, valueUsd: 120_000,
+  id, exchange: "binance-futures", symbol: "BTCUSDT", side: "buy", price: 60_000, size: 2, sizeBase: null, sizeUnit: null, valueUsd: 120_000,
   timestamp: Date.parse("2026-03-02T12:00:00.123Z"), tradeId: id.split("_").at(-1)!, isLiquidation, metadata: {}
 })
 const cursor: CursorRow = { kind: "cursor", exchange: "binance-futures", channel: "trades", symbol: "BTCUSDT", sequence: 7, time: 0 }

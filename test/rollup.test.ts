@@ -29,6 +29,8 @@ const trade = (i: number): LargeTradeRow => {
     side: i % 2 === 0 ? "buy" : "sell",
     price: 50_000,
     size: 3,
+    sizeBase: 3,
+    sizeUnit: "base",
     valueUsd: 100_000 + Math.round(random() * 900_000) + 0.25,
     timestamp: anchor - Math.floor(random() * 1800) * 60_000 - 30_000,
     tradeId: `rollup-${i}`,
@@ -86,7 +88,7 @@ describe("large-trades hourly rollup", () => {
       })
       const openInterest = Array.from({ length: 500 }, (_, i) => {
         const [exchange, symbol] = instruments[i % instruments.length]!
-        return { id: `${exchange}_${symbol}_o${i}`, exchange, symbol, openInterest: 100 + i, openInterestUsd: 1_000_000 + Math.round(random() * 1e8) / 100, timestamp: at(i), metadata: null }
+        return { id: `${exchange}_${symbol}_o${i}`, exchange, symbol, openInterest: 100 + i, openInterestBase: null, openInterestUsd: 1_000_000 + Math.round(random() * 1e8) / 100, timestamp: at(i), metadata: null }
       })
       yield* insertRows("funding_rates", funding.slice(0, 350))
       yield* insertRows("funding_rates", funding.slice(250))

@@ -465,7 +465,7 @@ describe("streaming API", () => {
       const filter = { kinds: new Set(["large_trade" as const]), exchange: undefined, symbol: undefined, minValueUsd: undefined }
       const offer = (i: number) => {
         const batch = new RowBatch()
-        batch.large_trades.push({ id: `x_BTCUSDT_${i}`, exchange: "x", symbol: "BTCUSDT", side: "buy", price: 1, size: 1, valueUsd: 1, timestamp: 1_000 + i, tradeId: String(i), isLiquidation: false, metadata: {} })
+        batch.large_trades.push({ id: `x_BTCUSDT_${i}`, exchange: "x", symbol: "BTCUSDT", side: "buy", price: 1, size: 1, sizeBase: null, sizeUnit: null, valueUsd: 1, timestamp: 1_000 + i, tradeId: String(i), isLiquidation: false, metadata: {} })
         hub.offer(batch)
       }
       const received: Array<string> = []

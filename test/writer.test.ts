@@ -29,6 +29,8 @@ const trade = (i: number, overrides: Partial<LargeTradeRow> = {}): LargeTradeRow
   side: i % 2 === 0 ? "buy" : "sell",
   price: 50_000 + i / 100,
   size: 2.5,
+  sizeBase: 2.5,
+  sizeUnit: "base",
   valueUsd: Math.round((50_000 + i / 100) * 2.5 * 100) / 100,
   timestamp: 1_700_000_000_000 + i,
   tradeId: String(i),
@@ -141,7 +143,7 @@ const meta = { test: "writer" }
 const rowsPerTable: { readonly [T in TableName]: (i: number) => RowsByTable[T] } = {
   large_trades: (i) => trade(10_000 + i),
   funding_rates: (i) => ({ id: `writer-test_F_${i}`, exchange: "writer-test", symbol: "F", rate: 0.0001, predictedRate: null, timestamp: at + i, nextFundingTime: null, metadata: meta }),
-  open_interest: (i) => ({ id: `writer-test_OI_${i}`, exchange: "writer-test", symbol: "OI", openInterest: 10, openInterestUsd: 500_000, timestamp: at + i, metadata: meta }),
+  open_interest: (i) => ({ id: `writer-test_OI_${i}`, exchange: "writer-test", symbol: "OI", openInterest: 10, openInterestBase: null, openInterestUsd: 500_000, timestamp: at + i, metadata: meta }),
   exchange_orderbooks: (i) => ({ id: `writer-test_B_${i}`, exchange: "writer-test", symbol: "B", bids: [[100, 1]], asks: [[101, 2]], timestamp: at + i, sequence: i, metadata: meta }),
   volatility_index: (i) => ({ id: `writer-test_V_${i}`, exchange: "writer-test", indexName: "V", value: 55, timestamp: at + i, metadata: meta }),
   option_chain: (i) => ({

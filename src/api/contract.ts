@@ -112,7 +112,11 @@ const LargeTrades = Schema.Struct({
     symbol: Schema.String,
     side: Schema.String,
     price: Schema.Number,
-    size: Schema.Number,
+    size: Schema.Number.annotate({ description: "As the venue counts it: coins, contracts or USD (size_unit)" }),
+    size_base: Schema.NullOr(Schema.Number).annotate({ description: "The size in the base asset (coins); null where it cannot be known" }),
+    size_unit: Schema.NullOr(Schema.Literals(["base", "contracts", "usd"])).annotate({
+      description: "What size counts: base (coins), contracts (metadata.contract_size each), usd; null on rows stored without it"
+    }),
     value_usd: Schema.Number,
     timestamp: Timestamp,
     trade_id: Schema.NullOr(Schema.String),
@@ -150,7 +154,8 @@ const OpenInterest = Schema.Struct({
   open_interest: Schema.Array(Schema.Struct({
     exchange: Schema.String,
     symbol: Schema.String,
-    open_interest: Schema.Number,
+    open_interest: Schema.Number.annotate({ description: "In contracts as the venue counts them (metadata.contract_size, contract_unit)" }),
+    open_interest_base: Schema.NullOr(Schema.Number).annotate({ description: "The open interest in the base asset (coins); null where it cannot be known" }),
     open_interest_usd: Schema.Number,
     timestamp: Timestamp,
     metadata: Metadata

@@ -16,7 +16,17 @@ export interface Instrument {
    */
   readonly contractSize: number
   readonly inverse: boolean
+  /**
+   * What the venue's sizes count, where the venue folder states it (OKX swaps:
+   * "contracts" even when one is worth one coin). Without it, sizeUnitOf
+   * (valuation.ts) says: spot, options and linear contracts of one coin count
+   * coins ("base"), inverse contracts of 1 USD count USD, other sizes contracts.
+   */
+  readonly sizeUnit?: SizeUnit | undefined
 }
+
+/** What a venue's size counts: coins of the base asset, contracts, or USD (inverse contracts of 1 USD, Deribit's amounts). */
+export type SizeUnit = "base" | "contracts" | "usd"
 
 /** Stablecoins taken at par with USD; the row's metadata says so. */
 export const parQuotes: ReadonlySet<string> = new Set(["USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USDP", "DAI", "USD1"])

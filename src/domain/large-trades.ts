@@ -2,10 +2,10 @@
  * Large-trade detection: a trade is stored when its USD notional reaches the
  * threshold of its base asset. Liquidations are stored whatever their size.
  */
-import type { InstrumentRegistry } from "./instruments.ts"
+import type { Instrument, InstrumentRegistry } from "./instruments.ts"
 import type { Liquidation, Trade } from "./records.ts"
 import { type LargeTradeRow, tradeRowId } from "./rows.ts"
-import { type ReferencePrices, roundUsd, usdNotional } from "./valuation.ts"
+import { baseAmount, type ReferencePrices, roundUsd, usdNotional } from "./valuation.ts"
 
 export interface LargeTradeThresholds {
   readonly byAsset: Readonly<Record<string, number>>
@@ -19,6 +19,14 @@ export const defaultThresholds: LargeTradeThresholds = {
 
 export const thresholdFor = (thresholds: LargeTradeThresholds, base: string): number =>
   thresholds.byAsset[base] ?? thresholds.otherAssets
+
+/** The contract facts every trade and liquidation row carries in its metadata. */
+const contractMetadata = (instrument: Instrument) => ({
+  base: instrument.base,
+  quote: instrument.quote,
+  contract_type: instrument.inverse ? "inverse" : instrument.kind === "spot" || instrument.kind === "option" ? instrument.kind : "linear",
+  contract_size: instrument.contractSize
+})
 
 export type DetectOutcome = "stored" | "below" | "unknown_instrument" | "unvalued"
 
@@ -42,6 +50,7 @@ export class LargeTradeDetector {
     if (value.usd < thresholdFor(this.thresholds, instrument.base)) return "below"
     // A liquidation row carries the side of the liquidated order (the taker's when both were).
     const liquidated = trade.liquidatedSide
+    const amount = baseAmount(instrument, trade.size, trade.price)
     out.push({
       id: tradeRowId(trade.venue, trade.symbol, trade.tradeId),
       exchange: trade.venue,
@@ -49,6 +58,8 @@ export class LargeTradeDetector {
       side: liquidated === "buy" || liquidated === "sell" ? liquidated : trade.side,
       price: trade.price,
       size: trade.size,
+      sizeBase: amount.base,
+      sizeUnit: amount.unit,
       valueUsd: roundUsd(value.usd),
       timestamp: trade.timestamp,
       tradeId: trade.tradeId,
@@ -56,10 +67,7 @@ export class LargeTradeDetector {
       metadata: {
         ...trade.details,
         ...(liquidated === undefined ? {} : { taker_side: trade.side, liquidated_side: liquidated }),
-        base: instrument.base,
-        quote: instrument.quote,
-        contract_type: instrument.inverse ? "inverse" : instrument.kind === "spot" || instrument.kind === "option" ? instrument.kind : "linear",
-        contract_size: instrument.contractSize,
+        ...contractMetadata(instrument),
         quote_usd_source: value.quoteUsdSource,
         quote_usd_rate: value.quoteUsdRate
       }
@@ -80,6 +88,7 @@ export class LargeTradeDetector {
     if (value === undefined) return "unvalued"
     // Without the venue's own id, what the event is made of names it: several liquidations can share a millisecond
     // and a side (one id for both lost the second to ON CONFLICT); the same event replayed keeps its id.
+    const amount = baseAmount(instrument, liquidation.filledSize, liquidation.averagePrice)
     const tradeId = `liquidation-${liquidation.id ?? `${liquidation.timestamp}-${liquidation.side}-${liquidation.averagePrice}-${liquidation.filledSize}`}`
     out.push({
       id: tradeRowId(liquidation.venue, liquidation.symbol, tradeId),
@@ -88,6 +97,8 @@ export class LargeTradeDetector {
       side: liquidation.side,
       price: liquidation.averagePrice,
       size: liquidation.filledSize,
+      sizeBase: amount.base,
+      sizeUnit: amount.unit,
       valueUsd: roundUsd(value.usd),
       timestamp: liquidation.timestamp,
       tradeId,
@@ -96,8 +107,7 @@ export class LargeTradeDetector {
         ...liquidation.details,
         order_price: liquidation.price,
         liquidated_position: liquidation.side === "sell" ? "long" : "short",
-        base: instrument.base,
-        quote: instrument.quote,
+        ...contractMetadata(instrument),
         quote_usd_source: value.quoteUsdSource,
         quote_usd_rate: value.quoteUsdRate
       }

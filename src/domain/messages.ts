@@ -39,6 +39,8 @@ const largeTrade = (r: LargeTradeRow) =>
     side: r.side,
     price: r.price,
     size: r.size,
+    size_base: r.sizeBase ?? null,
+    size_unit: r.sizeUnit ?? null,
     value_usd: r.valueUsd,
     timestamp: iso(r.timestamp),
     trade_id: r.tradeId,
@@ -54,7 +56,7 @@ const funding = (r: FundingRateRow) =>
 
 const openInterest = (r: OpenInterestRow) =>
   rowMessage("open_interest", r.exchange, r.symbol, r.id, {
-    exchange: r.exchange, symbol: r.symbol, open_interest: r.openInterest, open_interest_usd: r.openInterestUsd,
+    exchange: r.exchange, symbol: r.symbol, open_interest: r.openInterest, open_interest_base: r.openInterestBase ?? null, open_interest_usd: r.openInterestUsd,
     timestamp: iso(r.timestamp), metadata: r.metadata
   })
 

@@ -122,6 +122,8 @@ export const OpenInterestReading = Schema.Struct({
   venueValueUsd: Schema.optional(Schema.Number),
   contractSize: Schema.optional(Schema.Number),
   contractUnit: Schema.optional(Schema.String),
+  /** The mark price the venue sent with the reading (Deribit's book summary): turns an inverse count into coins. */
+  markPrice: Schema.optional(Schema.Number),
   /** Venue-specific facts about the reading, kept in the row's metadata (Bybit: which side count it is). */
   details: Schema.optional(Schema.Record(Schema.String, Schema.Unknown))
 })

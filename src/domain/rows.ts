@@ -3,6 +3,7 @@
  * are numbers (the tables hold DECIMAL); times are epoch milliseconds in UTC.
  */
 import { Schema } from "effect"
+import type { SizeUnit } from "./instruments.ts"
 import type { Level, Side } from "./records.ts"
 
 export const TableName = Schema.Literals([
@@ -25,7 +26,11 @@ export interface LargeTradeRow {
   readonly symbol: string
   readonly side: Side
   readonly price: number
+  /** As the venue counts it: coins, contracts or USD (`sizeUnit`). */
   readonly size: number
+  /** The same in the base asset (coins); null where it cannot be known. */
+  readonly sizeBase: number | null
+  readonly sizeUnit: SizeUnit | null
   readonly valueUsd: number
   readonly timestamp: number
   readonly tradeId: string
@@ -48,7 +53,10 @@ export interface OpenInterestRow {
   readonly id: string
   readonly exchange: string
   readonly symbol: string
+  /** In contracts as the venue counts them (metadata: contract_size, contract_unit). */
   readonly openInterest: number
+  /** The same in the base asset (coins); null where it cannot be known (inverse without a mark price). */
+  readonly openInterestBase: number | null
   readonly openInterestUsd: number
   readonly timestamp: number
   readonly metadata: Record<string, unknown> | null

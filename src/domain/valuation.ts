@@ -3,7 +3,7 @@
  * non-USD quote. One place, so linear, inverse, CME and cross-quoted trades are
  * valued by the same rules.
  */
-import { type Instrument, parQuotes } from "./instruments.ts"
+import { type Instrument, parQuotes, type SizeUnit } from "./instruments.ts"
 
 export interface UsdValue {
   readonly usd: number
@@ -121,3 +121,40 @@ const notional = (
 }
 
 export const roundUsd = (usd: number): number => Math.round(usd * 100) / 100
+
+/** The unit of the venue's sizes for this instrument: its own statement, else the rule on Instrument.sizeUnit. */
+export const sizeUnitOf = (instrument: Instrument): SizeUnit =>
+  instrument.sizeUnit ??
+    (instrument.inverse
+      ? (instrument.contractSize === 1 ? "usd" : "contracts")
+      : instrument.kind === "spot" || instrument.contractSize === 1 ? "base" : "contracts")
+
+export interface BaseAmount {
+  /** In the base asset (coins), or null when it cannot be known (an inverse size without a price). */
+  readonly base: number | null
+  readonly unit: SizeUnit
+}
+
+/** 15 significant digits: the binary noise of a product (3 x 0.01 = 0.030000000000000002) is not stored. */
+const significant = (x: number) => Number(x.toPrecision(15))
+
+/**
+ * The base-asset amount of a venue size, and the unit the venue counts it in.
+ * Linear contracts and spot: size x contract size (coins per contract; 1 for
+ * spot). Inverse: each contract is `contractSize` of the quote (USD), so
+ * size x contractSize / price coins, at the trade's price (or the mark, for
+ * open interest). `contractSize` overrides the instrument's where a reading
+ * says its own (Deribit's open interest counts contracts of 10 USD).
+ */
+export const baseAmount = (
+  instrument: Instrument,
+  size: number,
+  price: number | undefined,
+  contractSize: number = instrument.contractSize
+): BaseAmount => {
+  const unit = sizeUnitOf(instrument)
+  const base = instrument.inverse
+    ? (price !== undefined && price > 0 ? size * contractSize / price : Number.NaN)
+    : size * contractSize
+  return { base: Number.isFinite(base) ? significant(base) : null, unit }
+}

@@ -9,7 +9,7 @@ import type { DetectOutcome, LargeTradeDetector } from "../domain/large-trades.t
 import type { InstrumentRegistry } from "../domain/instruments.ts"
 import type { FuturesSettlement, NormalizedRecord, OptionQuote } from "../domain/records.ts"
 import { type OptionChainRow, RowBatch, timedRowId } from "../domain/rows.ts"
-import { roundUsd } from "../domain/valuation.ts"
+import { baseAmount, roundUsd } from "../domain/valuation.ts"
 import type { TradeContinuity } from "../gaps/continuity.ts"
 import type { Trade } from "../domain/records.ts"
 import { admitRecords, type RefusedRecord } from "../domain/validate.ts"
@@ -223,6 +223,8 @@ export class RecordProcessor {
       exchange: s.venue,
       symbol: s.symbol,
       openInterest: s.openInterest,
+      // Contracts x multiplier (CME BTC: 5 BTC a contract).
+      openInterestBase: Number((s.openInterest * s.contractSize).toPrecision(15)),
       openInterestUsd: usd,
       timestamp: s.timestamp,
       metadata: { contract_size: s.contractSize, contract_unit: s.base, usd_price_source: "settlement", settlement_price: s.price, trade_date: day, source: s.source }
@@ -259,10 +261,11 @@ export class RecordProcessor {
       exchange: record.venue,
       symbol: record.symbol,
       openInterest: record.openInterest,
+      openInterestBase: baseAmount(instrument, record.openInterest, record.markPrice ?? mark, contractSize).base,
       openInterestUsd: roundUsd(usd),
       timestamp: record.timestamp,
       metadata: {
-        contract_size: record.contractSize ?? instrument.contractSize,
+        contract_size: contractSize,
         contract_unit: record.contractUnit ?? (instrument.inverse ? instrument.quote : instrument.base),
         usd_price_source: record.valueUsd === undefined ? "mark" : "venue",
         mark_price: mark ?? null,

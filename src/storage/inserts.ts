@@ -30,19 +30,26 @@ const json = (value: unknown) => (value === null || value === undefined ? null :
 const num = (value: number) => String(value)
 const numOrNull = (value: number | null) => (value === null ? null : String(value))
 
+/*
+ * `sizeBase ?? null` and the like: a dead letter kept before a column existed
+ * (storage/rejected.ts replays them) has no such field; it is stored as NULL.
+ */
+
 /** UTC wall-clock into TIMESTAMP (without time zone), whatever the session's TimeZone. */
 const utc = (column: string) => `(${column}::timestamptz AT TIME ZONE 'UTC')`
 
 const insertLargeTrades = (rows: ReadonlyArray<LargeTradeRow>) =>
   SqlClient.SqlClient.use((sql) =>
-    sql`INSERT INTO large_trades (id, exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata)
-      SELECT u.id, u.exchange, u.symbol, u.side, u.price::numeric, u.size::numeric, u.value_usd::numeric,
-        ${sql.literal(utc("u.ts"))}, u.trade_id, u.is_liquidation::boolean, u.metadata::jsonb
+    sql`INSERT INTO large_trades (id, exchange, symbol, side, price, size, size_base, size_unit, value_usd, timestamp, trade_id,
+        is_liquidation, metadata)
+      SELECT u.id, u.exchange, u.symbol, u.side, u.price::numeric, u.size::numeric, u.size_base::numeric, u.size_unit,
+        u.value_usd::numeric, ${sql.literal(utc("u.ts"))}, u.trade_id, u.is_liquidation::boolean, u.metadata::jsonb
       FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.symbol))},
         ${text(rows.map((r) => r.side))}, ${text(rows.map((r) => num(r.price)))}, ${text(rows.map((r) => num(r.size)))},
+        ${text(rows.map((r) => numOrNull(r.sizeBase ?? null)))}, ${text(rows.map((r) => r.sizeUnit ?? null))},
         ${text(rows.map((r) => num(r.valueUsd)))}, ${text(rows.map((r) => iso(r.timestamp)))}, ${text(rows.map((r) => r.tradeId))},
         ${text(rows.map((r) => String(r.isLiquidation)))}, ${text(rows.map((r) => json(r.metadata)))})
-        AS u(id, exchange, symbol, side, price, size, value_usd, ts, trade_id, is_liquidation, metadata)
+        AS u(id, exchange, symbol, side, price, size, size_base, size_unit, value_usd, ts, trade_id, is_liquidation, metadata)
       ON CONFLICT DO NOTHING`.raw
   )
 
@@ -87,13 +94,13 @@ const insertFundingRates = (rows: ReadonlyArray<FundingRateRow>) =>
 
 const insertOpenInterest = (rows: ReadonlyArray<OpenInterestRow>) =>
   SqlClient.SqlClient.use((sql) =>
-    sql`INSERT INTO open_interest (id, exchange, symbol, open_interest, open_interest_usd, timestamp, metadata)
-      SELECT u.id, u.exchange, u.symbol, u.open_interest::numeric, u.open_interest_usd::numeric, ${sql.literal(utc("u.ts"))},
-        u.metadata::jsonb
+    sql`INSERT INTO open_interest (id, exchange, symbol, open_interest, open_interest_base, open_interest_usd, timestamp, metadata)
+      SELECT u.id, u.exchange, u.symbol, u.open_interest::numeric, u.open_interest_base::numeric, u.open_interest_usd::numeric,
+        ${sql.literal(utc("u.ts"))}, u.metadata::jsonb
       FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.symbol))},
-        ${text(rows.map((r) => num(r.openInterest)))}, ${text(rows.map((r) => num(r.openInterestUsd)))},
-        ${text(rows.map((r) => iso(r.timestamp)))}, ${text(rows.map((r) => json(r.metadata)))})
-        AS u(id, exchange, symbol, open_interest, open_interest_usd, ts, metadata)
+        ${text(rows.map((r) => num(r.openInterest)))}, ${text(rows.map((r) => numOrNull(r.openInterestBase ?? null)))},
+        ${text(rows.map((r) => num(r.openInterestUsd)))}, ${text(rows.map((r) => iso(r.timestamp)))}, ${text(rows.map((r) => json(r.metadata)))})
+        AS u(id, exchange, symbol, open_interest, open_interest_base, open_interest_usd, ts, metadata)
       ON CONFLICT DO NOTHING`.raw
   )
 

@@ -123,7 +123,7 @@ export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTra
   if (filter.side !== undefined) conditions.push(sql`side = ${filter.side}`)
   const where = sql.and(conditions)
   return [
-    sql`SELECT exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata
+    sql`SELECT exchange, symbol, side, price, size, size_base, size_unit, value_usd, timestamp, trade_id, is_liquidation, metadata
         FROM large_trades WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
     filter.minValueUsd === undefined && filter.onlyLiquidations !== true && filter.side === undefined
       ? largeTradesSummaryFromRollup(sql, filter, from)
@@ -148,6 +148,8 @@ export const largeTrades = (filter: LargeTradeFilter) =>
           side: r.side as string,
           price: toNumber(r.price),
           size: toNumber(r.size),
+          size_base: toNumberOrNull(r.size_base),
+          size_unit: (r.size_unit as "base" | "contracts" | "usd" | null) ?? null,
           value_usd: toNumber(r.value_usd),
           timestamp: toIso(r.timestamp),
           trade_id: (r.trade_id as string | null) ?? null,
@@ -223,7 +225,7 @@ export const openInterestStatements = (sql: SqlClient.SqlClient, filter: WindowF
   const instruments = instrumentConditions(sql, "open_interest", filter)
   const where = sql.and(windowConditions(sql, "open_interest", filter, from))
   return [
-    sql`SELECT exchange, symbol, open_interest, open_interest_usd, timestamp, metadata
+    sql`SELECT exchange, symbol, open_interest, open_interest_base, open_interest_usd, timestamp, metadata
         FROM open_interest WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
     // Per instrument: its count, and its latest reading in the window (the greatest [epoch, usd] pair);
     // summing the whole series would count the same contracts many times. Whole hours from the hourly
@@ -253,6 +255,7 @@ export const openInterest = (filter: WindowFilter) =>
           exchange: r.exchange as string,
           symbol: r.symbol as string,
           open_interest: toNumber(r.open_interest),
+          open_interest_base: toNumberOrNull(r.open_interest_base),
           open_interest_usd: toNumber(r.open_interest_usd),
           timestamp: toIso(r.timestamp),
           metadata: (r.metadata as unknown) ?? null
@@ -986,9 +989,9 @@ export const streamReplayStatements = (sql: SqlClient.SqlClient, filter: StreamR
     sql`SELECT ${sql.literal(columns)}, ${inserted} FROM ${sql.literal(replayTables[rank]!.table)} WHERE ${conditionsFor(rank)} ${order}`
   return {
     large_trades: wants("large_trade") || wants("liquidation")
-      ? statement(0, "id, exchange, symbol, side, price, size, value_usd, timestamp, trade_id, is_liquidation, metadata") : undefined,
+      ? statement(0, "id, exchange, symbol, side, price, size, size_base, size_unit, value_usd, timestamp, trade_id, is_liquidation, metadata") : undefined,
     funding_rates: wants("funding") ? statement(1, "id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata") : undefined,
-    open_interest: wants("open_interest") ? statement(2, "id, exchange, symbol, open_interest, open_interest_usd, timestamp, metadata") : undefined,
+    open_interest: wants("open_interest") ? statement(2, "id, exchange, symbol, open_interest, open_interest_base, open_interest_usd, timestamp, metadata") : undefined,
     data_gaps: wants("gap") ? statement(3, "id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata") : undefined,
     alerts: wants("alert") ? statement(4, "id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details") : undefined
   }
@@ -1011,7 +1014,7 @@ export const streamReplay = (filter: StreamReplayFilter) =>
         const rows = yield* statements.large_trades
         perTable.push(rows.map((r) => {
           const kind = r.is_liquidation === true ? "liquidation" : "large_trade"
-          return { kind, id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: Date.parse(toIso(r.timestamp)), valueUsd: toNumber(r.value_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind, exchange: r.exchange, symbol: r.symbol, side: r.side, price: toNumber(r.price), size: toNumber(r.size), value_usd: toNumber(r.value_usd), timestamp: toIso(r.timestamp), trade_id: r.trade_id, is_liquidation: r.is_liquidation, metadata: r.metadata } }
+          return { kind, id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: Date.parse(toIso(r.timestamp)), valueUsd: toNumber(r.value_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind, exchange: r.exchange, symbol: r.symbol, side: r.side, price: toNumber(r.price), size: toNumber(r.size), size_base: toNumberOrNull(r.size_base), size_unit: r.size_unit ?? null, value_usd: toNumber(r.value_usd), timestamp: toIso(r.timestamp), trade_id: r.trade_id, is_liquidation: r.is_liquidation, metadata: r.metadata } }
         }))
       }
       if (statements.funding_rates !== undefined) {
@@ -1020,7 +1023,7 @@ export const streamReplay = (filter: StreamReplayFilter) =>
       }
       if (statements.open_interest !== undefined) {
         const rows = yield* statements.open_interest
-        perTable.push(rows.map((r) => ({ kind: "open_interest", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: Date.parse(toIso(r.timestamp)), valueUsd: toNumberOrNull(r.open_interest_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind: "open_interest", exchange: r.exchange, symbol: r.symbol, open_interest: toNumber(r.open_interest), open_interest_usd: toNumber(r.open_interest_usd), timestamp: toIso(r.timestamp), metadata: r.metadata } })))
+        perTable.push(rows.map((r) => ({ kind: "open_interest", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: Date.parse(toIso(r.timestamp)), valueUsd: toNumberOrNull(r.open_interest_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind: "open_interest", exchange: r.exchange, symbol: r.symbol, open_interest: toNumber(r.open_interest), open_interest_base: toNumberOrNull(r.open_interest_base), open_interest_usd: toNumber(r.open_interest_usd), timestamp: toIso(r.timestamp), metadata: r.metadata } })))
       }
       if (statements.data_gaps !== undefined) {
         const rows = yield* statements.data_gaps

@@ -152,7 +152,7 @@ export const eventsOf = (batch: RowBatch): Array<StreamEventInput> => {
     const kind = r.isLiquidation ? "liquidation" : "large_trade"
     out.push({
       rowId: r.id, kind, exchange: r.exchange, symbol: r.symbol, valueUsd: r.valueUsd, time: r.timestamp,
-      data: JSON.stringify({ kind, exchange: r.exchange, symbol: r.symbol, side: r.side, price: r.price, size: r.size, value_usd: r.valueUsd, timestamp: iso(r.timestamp), trade_id: r.tradeId, is_liquidation: r.isLiquidation, metadata: r.metadata })
+      data: JSON.stringify({ kind, exchange: r.exchange, symbol: r.symbol, side: r.side, price: r.price, size: r.size, size_base: r.sizeBase ?? null, size_unit: r.sizeUnit ?? null, value_usd: r.valueUsd, timestamp: iso(r.timestamp), trade_id: r.tradeId, is_liquidation: r.isLiquidation, metadata: r.metadata })
     })
   }
   for (const r of batch.funding_rates) {
@@ -164,7 +164,7 @@ export const eventsOf = (batch: RowBatch): Array<StreamEventInput> => {
   for (const r of batch.open_interest) {
     out.push({
       rowId: r.id, kind: "open_interest", exchange: r.exchange, symbol: r.symbol, valueUsd: r.openInterestUsd, time: r.timestamp,
-      data: JSON.stringify({ kind: "open_interest", exchange: r.exchange, symbol: r.symbol, open_interest: r.openInterest, open_interest_usd: r.openInterestUsd, timestamp: iso(r.timestamp), metadata: r.metadata })
+      data: JSON.stringify({ kind: "open_interest", exchange: r.exchange, symbol: r.symbol, open_interest: r.openInterest, open_interest_base: r.openInterestBase ?? null, open_interest_usd: r.openInterestUsd, timestamp: iso(r.timestamp), metadata: r.metadata })
     })
   }
   return out

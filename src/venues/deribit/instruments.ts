@@ -132,6 +132,7 @@ export const openInterestFrom = (
     openInterest: contracts,
     timestamp: summary.creation_timestamp,
     ...(usd === undefined ? {} : { valueUsd: usd }),
+    ...(summary.mark_price === null ? {} : { markPrice: summary.mark_price }),
     contractSize: instrument.contract_size,
     contractUnit: inverse ? "USD" : instrument.base_currency
   }

@@ -42,7 +42,9 @@ export const instrumentFrom = (venue: string, listing: InstrumentListing): Instr
     quote,
     kind: listing.instType === "SWAP" ? "perpetual" : "future",
     contractSize: value,
-    inverse: listing.ctType === "inverse"
+    inverse: listing.ctType === "inverse",
+    // Swap and futures sizes (trades, liquidations, open interest) count contracts, even of one coin.
+    sizeUnit: "contracts"
   }
 }
 
