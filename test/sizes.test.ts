@@ -6,12 +6,17 @@
  * out by hand below from the venue's documented contract specification.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
 import { type Instrument, InstrumentRegistry } from "../src/domain/instruments.ts"
 import { LargeTradeDetector } from "../src/domain/large-trades.ts"
 import type { NormalizedRecord } from "../src/domain/records.ts"
-import { RowBatch } from "../src/domain/rows.ts"
+import { type LargeTradeRow, type OpenInterestRow, RowBatch } from "../src/domain/rows.ts"
 import { ReferencePrices } from "../src/domain/valuation.ts"
 import { RecordProcessor } from "../src/pipeline/processor.ts"
+import { embeddedLayer, postgresLayer } from "../src/storage/database.ts"
+import { insertRows } from "../src/storage/inserts.ts"
+import { runMigrations } from "../src/storage/migrations.ts"
 import { instrumentsFrom as binanceInstruments } from "../src/venues/binance/instruments.ts"
 import { instrumentFrom as bybitInstrument } from "../src/venues/bybit/instruments.ts"
 import { fromSymbol as cmeContract, products as cmeProducts } from "../src/venues/cme/contracts.ts"
@@ -19,6 +24,7 @@ import { type DeribitInstrument, instrumentFrom as deribitInstrument, openIntere
 import { decodeInstruments as decodeOkxInstruments, instrumentFrom as okxInstrument } from "../src/venues/okx/instruments.ts"
 import { makeDecoder as okxDecoder } from "../src/venues/okx/normalize.ts"
 import { recording } from "./support/fixtures.ts"
+import { postgresUrl, truncateAll } from "./support/service.ts"
 
 const at = Date.UTC(2026, 0, 5, 12)
 
@@ -219,4 +225,76 @@ describe("open interest in the base asset", () => {
     } as NormalizedRecord], at, out)
     assert.deepInclude(out.open_interest[0]!, { openInterest: 2_000, openInterestBase: 10_000, openInterestUsd: 600_000_000 })
   })
+})
+
+// --- Migration 0015 on rows stored before it ---------------------------------------------------
+
+/** A trade or liquidation row as stored before 0015: no base amount, no unit; metadata as the detector wrote it then. */
+const oldTrade = (id: string, exchange: string, symbol: string, price: number, size: number, metadata: Record<string, unknown>, isLiquidation = false): LargeTradeRow => ({
+  id: `${exchange}_${symbol}_${id}`, exchange, symbol, side: "buy", price, size, sizeBase: null, sizeUnit: null, valueUsd: 1,
+  timestamp: at, tradeId: id, isLiquidation, metadata
+})
+const oldOpenInterest = (id: string, exchange: string, symbol: string, openInterest: number, metadata: Record<string, unknown> | null): OpenInterestRow => ({
+  id, exchange, symbol, openInterest, openInterestBase: null, openInterestUsd: 1, timestamp: at, metadata
+})
+const spec = (contract_type: string, contract_size: number) => ({ base: "BTC", quote: "USD", contract_type, contract_size })
+
+const databases: Array<[string, () => Layer.Layer<SqlClient.SqlClient, unknown>]> = [
+  ["postgres", () => postgresLayer(postgresUrl)],
+  ["embedded", () => embeddedLayer(undefined)]
+]
+
+describe.each(databases)("migration 0015 on %s", (_name, database) => {
+  it.live("fills size_base, size_unit and open_interest_base of old rows from their metadata; NULL where it says too little", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* truncateAll
+      yield* insertRows("large_trades", [
+        // 0.75 BTC spot: 0.75, base.
+        oldTrade("1", "binance", "BTCUSDT", 60_000, 0.75, spec("spot", 1)),
+        // Binance USD-M: one BTC a contract: 1.5, base.
+        oldTrade("2", "binance-futures", "BTCUSDT", 60_000, 1.5, spec("linear", 1)),
+        // OKX: 250 contracts x 0.01 BTC = 2.5; 40 contracts of 1 LTC = 40 (still contracts); 1,500 x 100 USD / 60,000 = 2.5.
+        oldTrade("3", "okx", "BTC-USDT-SWAP", 60_000, 250, spec("linear", 0.01)),
+        oldTrade("4", "okx", "LTC-USDT-SWAP", 70, 40, spec("linear", 1)),
+        oldTrade("5", "okx", "BTC-USD-SWAP", 60_000, 1_500, spec("inverse", 100)),
+        // Bybit inverse, 1 USD a contract: 120,000 / 48,000 = 2.5, usd. Deribit perpetual: 200,000 USD / 80,000 = 2.5, usd.
+        oldTrade("6", "bybit-derivatives", "BTCUSD", 48_000, 120_000, spec("inverse", 1)),
+        oldTrade("7", "deribit", "BTC-PERPETUAL", 80_000, 200_000, spec("inverse", 1)),
+        // Deribit option: 12 BTC whatever its price of 0.05 BTC.
+        oldTrade("8", "deribit", "BTC-27MAR26-80000-C", 0.05, 12, spec("option", 1)),
+        // Old liquidations carried no contract facts: OKX's takes BTC-USDT-SWAP's from trade 3: 40 x 0.01 = 0.4.
+        oldTrade("liquidation-1", "okx", "BTC-USDT-SWAP", 50_000, 40, { base: "BTC", quote: "USDT" }, true),
+        // No trade row of its instrument: nothing to say it with.
+        oldTrade("liquidation-2", "binance-futures", "ETHUSDT", 3_000, 7, { base: "ETH", quote: "USDT" }, true),
+        // An unreadable contract size: NULL.
+        oldTrade("9", "coinbase", "BTC-USD", 60_000, 1, { contract_type: "spot", contract_size: "one" })
+      ])
+      yield* insertRows("open_interest", [
+        // OKX inverse: 30,000 x 100 USD / mark 60,000 = 50. OKX linear: 1,000 x 0.01 = 10.
+        oldOpenInterest("oi1", "okx", "BTC-USD-SWAP", 30_000, { contract_size: 100, contract_unit: "USD", mark_price: 60_000 }),
+        oldOpenInterest("oi2", "okx", "BTC-USDT-SWAP", 1_000, { contract_size: 0.01, contract_unit: "BTC", mark_price: 60_000 }),
+        // Deribit inverse without a mark price: NULL.
+        oldOpenInterest("oi3", "deribit", "BTC-PERPETUAL", 60_000_000, { contract_size: 10, contract_unit: "USD", mark_price: null }),
+        // CME: 2,000 contracts x 5 BTC = 10,000.
+        oldOpenInterest("oi4", "cme", "BTCH6", 2_000, { contract_size: 5, contract_unit: "BTC", usd_price_source: "settlement" }),
+        oldOpenInterest("oi5", "binance-futures", "BTCUSDT", 9, null)
+      ])
+      const hourly = sql<{ n: string; usd: string }>`SELECT sum(trades)::text AS n, sum(total_value_usd)::text AS usd FROM large_trades_hourly`
+      const rollupBefore = yield* hourly
+      yield* sql`DELETE FROM effect_sql_migrations WHERE migration_id = 15`
+      assert.deepStrictEqual((yield* runMigrations()).map(([id]) => id), [15])
+
+      const trades = yield* sql<{ trade_id: string; base: number | null; unit: string | null }>`
+        SELECT trade_id, size_base::float8 AS base, size_unit AS unit FROM large_trades ORDER BY trade_id`
+      assert.deepStrictEqual(Object.fromEntries(trades.map((r) => [r.trade_id, [r.base, r.unit]])), {
+        "1": [0.75, "base"], "2": [1.5, "base"], "3": [2.5, "contracts"], "4": [40, "contracts"], "5": [2.5, "contracts"],
+        "6": [2.5, "usd"], "7": [2.5, "usd"], "8": [12, "base"], "9": [null, null],
+        "liquidation-1": [0.4, "contracts"], "liquidation-2": [null, null]
+      })
+      const oi = yield* sql<{ id: string; base: number | null }>`SELECT id, open_interest_base::float8 AS base FROM open_interest ORDER BY id`
+      assert.deepStrictEqual(Object.fromEntries(oi.map((r) => [r.id, r.base])), { oi1: 50, oi2: 10, oi3: null, oi4: 10_000, oi5: null })
+      assert.deepStrictEqual(yield* hourly, rollupBefore, "the hourly rollup is unchanged")
+      assert.deepStrictEqual(yield* runMigrations(), [], "nothing twice")
+    }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 120_000 })
 })
