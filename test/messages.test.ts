@@ -14,7 +14,7 @@ import { Outbox } from "../src/storage/outbox.ts"
 import { postgresUrl, truncateAll } from "./support/service.ts"
 
 const trade = (id: string, isLiquidation: boolean): LargeTradeRow => ({
-  id, exchange: "binance-futures", symbol: "BTCUSDT", side: "buy", price: 60_000, size: 2, sizeBase: null, sizeUnit: null, valueUsd: 120_000,
+  id, exchange: "binance-futures", symbol: "BTCUSDT", side: "buy", price: 60_000, size: 2, sizeBase: 2, sizeUnit: "base", valueUsd: 120_000,
   timestamp: Date.parse("2026-03-02T12:00:00.123Z"), tradeId: id.split("_").at(-1)!, isLiquidation, metadata: {}
 })
 const cursor: CursorRow = { kind: "cursor", exchange: "binance-futures", channel: "trades", symbol: "BTCUSDT", sequence: 7, time: 0 }
@@ -48,7 +48,7 @@ describe("staging broker messages", () => {
       ], "the cursor, the order book (PUBLISH_ORDERBOOKS unset) and the volatility row stage nothing; the second staging adds nothing")
       assert.deepStrictEqual(JSON.parse(messages[0]!.body), {
         kind: "large_trade", schema_version: 1, exchange: "binance-futures", symbol: "BTCUSDT", side: "buy", price: 60_000, size: 2,
-        value_usd: 120_000, timestamp: "2026-03-02T12:00:00.123Z", trade_id: "1", is_liquidation: false, metadata: {}
+        size_base: 2, size_unit: "base", value_usd: 120_000, timestamp: "2026-03-02T12:00:00.123Z", trade_id: "1", is_liquidation: false, metadata: {}
       })
     }).pipe(Effect.provide(withOutbox({ AMQP_URL: "amqp://127.0.0.1:1" })), Effect.scoped))
 
