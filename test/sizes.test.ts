@@ -16,6 +16,7 @@ import { ReferencePrices } from "../src/domain/valuation.ts"
 import { RecordProcessor } from "../src/pipeline/processor.ts"
 import { embeddedLayer, postgresLayer } from "../src/storage/database.ts"
 import { insertRows } from "../src/storage/inserts.ts"
+import { replayRejected } from "../src/storage/rejected.ts"
 import { runMigrations } from "../src/storage/migrations.ts"
 import { instrumentsFrom as binanceInstruments } from "../src/venues/binance/instruments.ts"
 import { instrumentFrom as bybitInstrument } from "../src/venues/bybit/instruments.ts"
@@ -296,5 +297,23 @@ describe.each(databases)("migration 0015 on %s", (_name, database) => {
       assert.deepStrictEqual(Object.fromEntries(oi.map((r) => [r.id, r.base])), { oi1: 50, oi2: 10, oi3: null, oi4: 10_000, oi5: null })
       assert.deepStrictEqual(yield* hourly, rollupBefore, "the hourly rollup is unchanged")
       assert.deepStrictEqual(yield* runMigrations(), [], "nothing twice")
+    }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 120_000 })
+
+  it.live("a dead letter kept before 0015 (no sizeBase, sizeUnit, openInterestBase) replays, with NULL for them", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* truncateAll
+      const { sizeBase: _b, sizeUnit: _u, ...trade } = oldTrade("old", "binance", "BTCUSDT", 60_000, 2, spec("spot", 1))
+      const { openInterestBase: _o, ...reading } = oldOpenInterest("oi-old", "okx", "BTC-USDT-SWAP", 5, null)
+      for (const [table, row] of [["large_trades", trade], ["open_interest", reading]] as const) {
+        yield* sql`INSERT INTO rejected_rows (table_name, row_id, sqlstate, message, row, rejected_at)
+          VALUES (${table}, ${row.id}, '22003', 'numeric field overflow', ${JSON.stringify(row)}::jsonb, now())`
+      }
+      const result = yield* replayRejected
+      assert.deepStrictEqual(result, { stored: 2, refused: [] })
+      const [t] = yield* sql<{ size: number; base: unknown; unit: unknown }>`SELECT size::float8 AS size, size_base AS base, size_unit AS unit FROM large_trades`
+      assert.deepStrictEqual(t, { size: 2, base: null, unit: null })
+      const [o] = yield* sql<{ oi: number; base: unknown }>`SELECT open_interest::float8 AS oi, open_interest_base AS base FROM open_interest`
+      assert.deepStrictEqual(o, { oi: 5, base: null })
     }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 120_000 })
 })
