@@ -102,7 +102,7 @@ describe("coverage is positive evidence", () => {
       })
       yield* Effect.scoped(Effect.gen(function*() {
         const ledger = yield* GapLedger
-        const writer = yield* Writer.make({ batchSize: 500, flushIntervalMs: 20, queueCapacity: 10, retryInitialMs: 50, retryMaxMs: 200, drainTimeoutMs: 5_000 })
+        const writer = yield* Writer.make({ batchSize: 500, flushIntervalMs: 20, queueCapacity: 10, retryInitialMs: 50, retryMaxMs: 200, drainTimeoutMs: 5_000, suspectAttempts: 3 })
         yield* ledger.followLosses(writer.losses)
         const batch = new RowBatch()
         // 30 rows into a queue of 10: rows 10 to 29 are dropped, covering now-5min+10s .. now-5min+29s.
