@@ -227,6 +227,12 @@ export class Writer extends Context.Service<Writer, {
   readonly offer: (batch: RowBatch) => Effect.Effect<void>
   readonly state: () => WriterState
   /**
+   * The time up to which every row offered is accounted for: stored, dead-lettered or reported lost, never
+   * only queued in memory (`now` while the queues are empty). What a crash cannot take away: the coverage
+   * recorder claims no live time beyond it.
+   */
+  readonly durableUntil: (now: number) => number
+  /**
    * Every row not stored, coalesced per table, cause and stream about once a second; a subscriber sees losses
    * from when it starts. It ends once the writer has shut down, after the losses of its drain deadline.
    */
@@ -411,6 +417,33 @@ export class Writer extends Context.Service<Writer, {
        * database sees few large statements; when quiet, a row waits at most the
        * flush interval. Ends once the queue has ended and is empty.
        */
+      // The durable watermark: rows offered and handled (stored, dead-lettered) per table, in queue order, with
+      // checkpoints "at this time, this many had been offered" taken at most every 100 ms; bounded by that.
+      const startedAt = yield* Clock.currentTimeMillis
+      const accepted = Object.fromEntries(tableNames.map((table) => [table, 0])) as Record<TableName, number>
+      const handled = Object.fromEntries(tableNames.map((table) => [table, 0])) as Record<TableName, number>
+      const checkpoints = Object.fromEntries(tableNames.map((table) => [table, [{ at: startedAt, offeredBefore: 0 }]])) as Record<
+        TableName,
+        Array<{ readonly at: number; readonly offeredBefore: number }>
+      >
+      /** Drops the marks passed but the last, which is the table's watermark. */
+      const prune = (table: TableName) => {
+        const marks = checkpoints[table]
+        while (marks.length > 1 && marks[1]!.offeredBefore <= handled[table]) marks.shift()
+        return marks
+      }
+      const checkpoint = (table: TableName, now: number) => {
+        const marks = prune(table)
+        if (now - marks[marks.length - 1]!.at >= 100) marks.push({ at: now, offeredBefore: accepted[table] })
+      }
+      const durableUntil = (now: number) => {
+        let until = now
+        for (const table of tableNames) {
+          if (handled[table] < accepted[table]) until = Math.min(until, prune(table)[0]!.at)
+        }
+        return until
+      }
+
       const inFlight = Object.fromEntries(tableNames.map((table) => [table, 0])) as Record<TableName, number>
       const inFlightRows = {} as Record<TableName, ReadonlyArray<AnyRow>>
       const drainOnce = (table: TableName) =>
@@ -437,6 +470,7 @@ export class Writer extends Context.Service<Writer, {
           )
           inFlight[table] = 0
           inFlightRows[table] = []
+          handled[table] += rows.length
         })
       const drain = (table: TableName) =>
         drainOnce(table).pipe(
@@ -481,7 +515,9 @@ export class Writer extends Context.Service<Writer, {
         Effect.gen(function*() {
           if (rows.length === 0) return
           const queue = queues[table]
+          checkpoint(table, yield* Clock.currentTimeMillis)
           const rejected = Queue.offerAllUnsafe(queue, rows)
+          accepted[table] += rows.length - rejected.length
           const tableState = state.tables[table]
           tableState.queued = Queue.sizeUnsafe(queue)
           yield* Metric.update(Metric.withAttributes(queueDepth, { table }), tableState.queued)
@@ -507,6 +543,7 @@ export class Writer extends Context.Service<Writer, {
             yield* offerTable("futures_basis", batch.futures_basis)
             yield* offerTable("futures_rolls", batch.futures_rolls)
           }),
+        durableUntil,
         state: () => {
           for (const table of tableNames) state.tables[table].queued = Queue.sizeUnsafe(queues[table]) + inFlight[table]
           return state
