@@ -16,6 +16,7 @@ import { PipelineSettings } from "./pipeline/runtime.ts"
 import { readRecordings } from "./replay/recorded.ts"
 import { replayRecording } from "./replay/replay.ts"
 import { DatabaseLive } from "./storage/database.ts"
+import { Outbox } from "./storage/outbox.ts"
 import { rejectedSummary, replayRejected } from "./storage/rejected.ts"
 import { Writer } from "./storage/writer.ts"
 import { serviceVersion } from "./version.ts"
@@ -86,15 +87,18 @@ const normalize = Command.make("normalize", { venue, file: Argument.File("file",
     if (errors > 0) process.stderr.write(`${errors} frame(s) could not be decoded\n`)
   })).pipe(Command.withDescription("Prints the normalized records of a capture as JSON lines on stdout; undecodable frames are reported on stderr."))
 
-const rejected = Command.make("rejected", { replay: Flag.Boolean("replay").pipe(Flag.withDefault(false), Flag.withDescription("insert every waiting row again; the ones stored are marked replayed")) }, ({ replay }) =>
+const rejected = Command.make("rejected", { replay: Flag.Boolean("replay").pipe(Flag.withDefault(false), Flag.withDescription("insert every waiting row again; the ones stored are marked replayed (and published, with AMQP_URL), their rejected gaps settled")) }, ({ replay }) =>
   Effect.gen(function*() {
     if (replay) {
-      const { stored, refused } = yield* replayRejected
-      yield* Console.log(JSON.stringify({ stored, still_refused: refused }, null, 2))
+      const { stored, refused, gaps } = yield* replayRejected
+      yield* Console.log(JSON.stringify({ stored, still_refused: refused, gaps_settled: gaps }, null, 2))
       if (refused.length > 0) return yield* Effect.fail(new Error(`${refused.length} rows are still refused; they stay in rejected_rows`))
     }
     yield* Console.log(JSON.stringify({ waiting: yield* rejectedSummary }, null, 2))
-  }).pipe(Effect.provide(DatabaseLive))).pipe(Command.withDescription(
+  }).pipe(
+    // As in the service: with AMQP_URL set, a replayed row's broker message is staged with its insert.
+    Effect.provide(Outbox.layer.pipe(Layer.provideMerge(DatabaseLive)))
+  )).pipe(Command.withDescription(
     "Lists the rows the database refused as data (rejected_rows: table, SQLSTATE, count, first and last time, a message); --replay inserts them again once the cause is fixed."
   ))
 
