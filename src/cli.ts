@@ -5,9 +5,10 @@
  *   npm run cli -- replay --venue <id> <files...>   recorded frames through the live pipeline into the database
  *   npm run cli -- normalize --venue <id> <file>    normalized records as JSON lines on stdout
  *   npm run cli -- rejected [--replay]              the rows the database refused (rejected_rows), and a retry of them
+ *   npm run cli -- returned [--requeue [--kind k]]  the messages the broker returned (outbox_returned), and putting them back in the outbox
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Effect, Layer } from "effect"
+import { Console, Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import type { NormalizedRecord } from "./domain/records.ts"
 import { transportCause } from "./domain/transport.ts"
@@ -17,6 +18,7 @@ import { readRecordings } from "./replay/recorded.ts"
 import { replayRecording } from "./replay/replay.ts"
 import { DatabaseLive } from "./storage/database.ts"
 import { Outbox } from "./storage/outbox.ts"
+import { requeueReturned, returnedSummary } from "./publish/returned.ts"
 import { rejectedSummary, replayRejected } from "./storage/rejected.ts"
 import { Writer } from "./storage/writer.ts"
 import { serviceVersion } from "./version.ts"
@@ -102,9 +104,23 @@ const rejected = Command.make("rejected", { replay: Flag.Boolean("replay").pipe(
     "Lists the rows the database refused as data (rejected_rows: table, SQLSTATE, count, first and last time, a message); --replay inserts them again once the cause is fixed."
   ))
 
+const returned = Command.make("returned", {
+  requeue: Flag.Boolean("requeue").pipe(Flag.withDefault(false), Flag.withDescription("move the kept messages back into the outbox; the running service publishes them again")),
+  kind: Flag.String("kind").pipe(Flag.optional, Flag.withDescription("only messages of this kind (large_trade, liquidation, funding, open_interest, orderbook, gap, alert)"))
+}, ({ requeue, kind }) =>
+  Effect.gen(function*() {
+    if (requeue) {
+      const moved = yield* requeueReturned(Option.getOrUndefined(kind))
+      yield* Console.log(JSON.stringify({ requeued: moved }, null, 2))
+    }
+    yield* Console.log(JSON.stringify({ kept: yield* returnedSummary }, null, 2))
+  }).pipe(Effect.provide(DatabaseLive))).pipe(Command.withDescription(
+    "Lists the messages the broker returned because no queue is bound to their routing key (outbox_returned: kind, exchange, reason, count, first and last time); --requeue puts them back into the outbox once a queue is bound."
+  ))
+
 export const cli = Command.make("market-data").pipe(
   Command.withDescription("Replays and inspects exchange captures with the service's own pipeline."),
-  Command.withSubcommands([replay, normalize, rejected])
+  Command.withSubcommands([replay, normalize, rejected, returned])
 )
 
 const describeFailure = (error: unknown): string => {
