@@ -109,11 +109,8 @@ const returned = Command.make("returned", {
   kind: Flag.String("kind").pipe(Flag.optional, Flag.withDescription("only messages of this kind (large_trade, liquidation, funding, open_interest, orderbook, gap, alert)"))
 }, ({ requeue, kind }) =>
   Effect.gen(function*() {
-    if (requeue) {
-      const moved = yield* requeueReturned(Option.getOrUndefined(kind))
-      yield* Console.log(JSON.stringify({ requeued: moved }, null, 2))
-    }
-    yield* Console.log(JSON.stringify({ kept: yield* returnedSummary }, null, 2))
+    const requeued = requeue ? { requeued: yield* requeueReturned(Option.getOrUndefined(kind)) } : {}
+    yield* Console.log(JSON.stringify({ ...requeued, kept: yield* returnedSummary }, null, 2))
   }).pipe(Effect.provide(DatabaseLive))).pipe(Command.withDescription(
     "Lists the messages the broker returned because no queue is bound to their routing key (outbox_returned: kind, exchange, reason, count, first and last time); --requeue puts them back into the outbox once a queue is bound."
   ))

@@ -193,4 +193,24 @@ describe("command line", () => {
       assert.deepStrictEqual(report(again.stdout).gaps_settled, [])
       yield* withDatabase(truncateAll)
     }), { timeout: 120_000 })
+
+  it.live("returned lists the messages the broker returned and --requeue puts them back into the outbox", () =>
+    Effect.gen(function*() {
+      const withDatabase = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) =>
+        effect.pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped)
+      const query = <Row extends object>(text: string) => withDatabase(SqlClient.SqlClient.use((sql) => sql.unsafe<Row>(text)))
+      yield* withDatabase(truncateAll)
+      yield* query(`INSERT INTO outbox_returned (id, kind, routing_key, body, exchange, reply_code, reply_text, created_at, returned_at) VALUES
+        ('l1', 'liquidation', 'liquidation.x.BTCUSDT', '{}', 'market-data', 312, 'NO_ROUTE', '2026-01-01T00:00:00Z', '2026-01-01T00:00:01Z'),
+        ('g1', 'gap', 'gap.x.BTCUSDT', '{}', 'market-data', 312, 'NO_ROUTE', '2026-01-01T00:00:00Z', '2026-01-01T00:00:02Z')`)
+      const listed = cli(["returned"], { DATABASE_URL: postgresUrl })
+      assert.strictEqual(listed.status, 0, listed.stderr)
+      assert.deepStrictEqual(report(listed.stdout).kept.map((k: any) => [k.kind, k.reply, k.messages]), [["gap", "312 NO_ROUTE", 1], ["liquidation", "312 NO_ROUTE", 1]])
+      const requeued = cli(["returned", "--requeue", "--kind", "liquidation"], { DATABASE_URL: postgresUrl })
+      assert.strictEqual(requeued.status, 0, requeued.stderr)
+      assert.strictEqual(report(requeued.stdout).requeued, 1)
+      assert.deepStrictEqual(yield* query(`SELECT id, routing_key FROM outbox`), [{ id: "l1", routing_key: "liquidation.x.BTCUSDT" }])
+      assert.deepStrictEqual(yield* query(`SELECT id FROM outbox_returned`), [{ id: "g1" }])
+      yield* withDatabase(truncateAll)
+    }), { timeout: 60_000 })
 })

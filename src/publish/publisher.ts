@@ -332,6 +332,8 @@ export class Publisher extends Context.Service<Publisher, {
       }
       if (total > 0) {
         counts.aged_out += total
+        // /health says both at once: what aged out is no longer counted as waiting.
+        stats.depth = Math.max(0, stats.depth - total)
         yield* Effect.logError(`deleted ${total} unpublished messages older than OUTBOX_MAX_AGE_HOURS=${config.outbox.maxAgeHours} from the outbox`).pipe(
           Effect.annotateLogs({ byKind: Object.fromEntries(gone.map(({ kind, n }) => [kind, Number(n)])) })
         )
