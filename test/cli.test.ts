@@ -140,7 +140,7 @@ describe("command line", () => {
       // The live path: the writer dead-letters the rows, the ledger opens a rejected gap per stream.
       yield* Effect.scoped(Effect.gen(function*() {
         const ledger = yield* GapLedger
-        const writer = yield* Writer.make({ batchSize: 500, flushIntervalMs: 20, queueCapacity: 100, retryInitialMs: 50, retryMaxMs: 200, drainTimeoutMs: 5_000 })
+        const writer = yield* Writer.make({ batchSize: 500, flushIntervalMs: 20, queueCapacity: 100, retryInitialMs: 50, retryMaxMs: 200, drainTimeoutMs: 5_000, suspectAttempts: 3 })
         yield* ledger.followLosses(writer.losses)
         const batch = new RowBatch()
         // BTCUSDT: refused by the constraint only. ETHUSDT: a NaN price, refused whatever the database allows.
