@@ -6,7 +6,7 @@
  * than 3 venues or on stale figures, and the `cross_venue_outlier` rule.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Layer, Metric } from "effect"
+import { ConfigProvider, Context, Effect, Layer, Logger, Metric, References } from "effect"
 import { TestClock } from "effect/testing"
 import { CrossCheck, type CrossCheckSettings, CrossVenueState, median, type Outlier } from "../src/alerts/cross-venue.ts"
 import { type InstrumentFacts, type LiveView, RuleSet } from "../src/alerts/evaluate.ts"
@@ -252,6 +252,36 @@ describe("the sampler (CrossCheck)", () => {
       assert.strictEqual(yield* counted("venue-c", "open_interest"), 1)
       assert.strictEqual(yield* counted("venue-a", "open_interest"), 0)
     }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, new Map())))
+
+  it.effect("each sample counts; the log line, with the venue's figure and the median, comes at most once a minute per venue and field", () => {
+    const lines: Array<{ message: string; annotations: Record<string, unknown> }> = []
+    const logger = Logger.make((options) => {
+      const parts = Array.isArray(options.message) ? options.message : [options.message]
+      const message = parts.map(String).join(" ")
+      if (message.startsWith("cross-venue outlier")) lines.push({ message, annotations: options.fiber.getRef(References.CurrentLogAnnotations) })
+    })
+    return Effect.gen(function*() {
+      yield* TestClock.setTime(t0)
+      const context = yield* Layer.build(CrossCheck.layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: {} })))))
+      const check = Context.get(context, CrossCheck)
+      // Seven samples, t0 + 10 s to t0 + 70 s, each after fresh books: venue-d's 130 against the venues' median 100.
+      for (let i = 1; i <= 7; i++) {
+        check.offer(batchOf((b) => {
+          book(b, "venue-a", "BTC-PERP", 100, t0 + i * 10_000 - 1000)
+          book(b, "venue-b", "BTC-PERP", 100, t0 + i * 10_000 - 1000)
+          book(b, "venue-c", "BTC-PERP", 100, t0 + i * 10_000 - 1000)
+          book(b, "venue-d", "BTC-PERP", 130, t0 + i * 10_000 - 1000)
+        }), lookup)
+        yield* TestClock.adjust("10 seconds")
+      }
+      assert.strictEqual(yield* counted("venue-d", "mid"), 7)
+      // Logged at t0 + 10 s and again at t0 + 70 s, a minute later; not in between.
+      assert.strictEqual(lines.length, 2)
+      assert.include(lines[0]!.message, "venue-d BTC-PERP")
+      assert.include(lines[0]!.message, "mid 130 against the median 100")
+      assert.deepInclude(lines[0]!.annotations, { venue: "venue-d", field: "mid", value: 130, median: 100 })
+    }).pipe(Effect.scoped, Effect.provide(Logger.layer([logger])), Effect.provideService(Metric.MetricRegistry, new Map()))
+  })
 })
 
 describe("the cross_venue_outlier rule", () => {
