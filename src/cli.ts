@@ -5,9 +5,10 @@
  *   npm run cli -- replay --venue <id> <files...>   recorded frames through the live pipeline into the database
  *   npm run cli -- normalize --venue <id> <file>    normalized records as JSON lines on stdout
  *   npm run cli -- rejected [--replay]              the rows the database refused (rejected_rows), and a retry of them
+ *   npm run cli -- returned [--requeue [--kind k]]  the messages the broker returned (outbox_returned), and putting them back in the outbox
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Effect, Layer } from "effect"
+import { Console, Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import type { NormalizedRecord } from "./domain/records.ts"
 import { transportCause } from "./domain/transport.ts"
@@ -16,6 +17,8 @@ import { PipelineSettings } from "./pipeline/runtime.ts"
 import { readRecordings } from "./replay/recorded.ts"
 import { replayRecording } from "./replay/replay.ts"
 import { DatabaseLive } from "./storage/database.ts"
+import { Outbox } from "./storage/outbox.ts"
+import { requeueReturned, returnedSummary } from "./publish/returned.ts"
 import { rejectedSummary, replayRejected } from "./storage/rejected.ts"
 import { Writer } from "./storage/writer.ts"
 import { serviceVersion } from "./version.ts"
@@ -86,21 +89,35 @@ const normalize = Command.make("normalize", { venue, file: Argument.File("file",
     if (errors > 0) process.stderr.write(`${errors} frame(s) could not be decoded\n`)
   })).pipe(Command.withDescription("Prints the normalized records of a capture as JSON lines on stdout; undecodable frames are reported on stderr."))
 
-const rejected = Command.make("rejected", { replay: Flag.Boolean("replay").pipe(Flag.withDefault(false), Flag.withDescription("insert every waiting row again; the ones stored are marked replayed")) }, ({ replay }) =>
+const rejected = Command.make("rejected", { replay: Flag.Boolean("replay").pipe(Flag.withDefault(false), Flag.withDescription("insert every waiting row again; the ones stored are marked replayed (and published, with AMQP_URL), their rejected gaps settled")) }, ({ replay }) =>
   Effect.gen(function*() {
     if (replay) {
-      const { stored, refused } = yield* replayRejected
-      yield* Console.log(JSON.stringify({ stored, still_refused: refused }, null, 2))
+      const { stored, refused, gaps } = yield* replayRejected
+      yield* Console.log(JSON.stringify({ stored, still_refused: refused, gaps_settled: gaps }, null, 2))
       if (refused.length > 0) return yield* Effect.fail(new Error(`${refused.length} rows are still refused; they stay in rejected_rows`))
     }
     yield* Console.log(JSON.stringify({ waiting: yield* rejectedSummary }, null, 2))
-  }).pipe(Effect.provide(DatabaseLive))).pipe(Command.withDescription(
+  }).pipe(
+    // As in the service: with AMQP_URL set, a replayed row's broker message is staged with its insert.
+    Effect.provide(Outbox.layer.pipe(Layer.provideMerge(DatabaseLive)))
+  )).pipe(Command.withDescription(
     "Lists the rows the database refused as data (rejected_rows: table, SQLSTATE, count, first and last time, a message); --replay inserts them again once the cause is fixed."
+  ))
+
+const returned = Command.make("returned", {
+  requeue: Flag.Boolean("requeue").pipe(Flag.withDefault(false), Flag.withDescription("move the kept messages back into the outbox; the running service publishes them again")),
+  kind: Flag.String("kind").pipe(Flag.optional, Flag.withDescription("only messages of this kind (large_trade, liquidation, funding, open_interest, orderbook, gap, alert)"))
+}, ({ requeue, kind }) =>
+  Effect.gen(function*() {
+    const requeued = requeue ? { requeued: yield* requeueReturned(Option.getOrUndefined(kind)) } : {}
+    yield* Console.log(JSON.stringify({ ...requeued, kept: yield* returnedSummary }, null, 2))
+  }).pipe(Effect.provide(DatabaseLive))).pipe(Command.withDescription(
+    "Lists the messages the broker returned because no queue is bound to their routing key (outbox_returned: kind, exchange, reason, count, first and last time); --requeue puts them back into the outbox once a queue is bound."
   ))
 
 export const cli = Command.make("market-data").pipe(
   Command.withDescription("Replays and inspects exchange captures with the service's own pipeline."),
-  Command.withSubcommands([replay, normalize, rejected])
+  Command.withSubcommands([replay, normalize, rejected, returned])
 )
 
 const describeFailure = (error: unknown): string => {

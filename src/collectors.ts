@@ -3,6 +3,7 @@
  * with a defect) is logged and restarted after a pause; it never stops another.
  */
 import { Cause, Clock, Config, Duration, Effect, Layer, Metric, Schedule } from "effect"
+import { CrossCheck } from "./alerts/cross-venue.ts"
 import { AlertEngine } from "./alerts/engine.ts"
 import { FeedRegistry, VenueProblem } from "./feed/status.ts"
 import { GapLedger } from "./gaps/ledger.ts"
@@ -88,15 +89,17 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   const writer = yield* Writer
   const alerts = yield* AlertEngine
   const hub = yield* StreamHub
+  const crossCheck = yield* CrossCheck
   const registry = yield* FeedRegistry
   // The one fan-out point. The writer, the sink of record, takes every batch first and whatever the others
   // do (broker messages are staged by the writer, in the rows' own transaction); then the side sinks (alert
-  // engine, stream hub), each behind its own boundary: none ever waits, and one that throws is counted and
+  // engine, stream hub, cross-venue check), each behind its own boundary: none ever waits, and one that throws is counted and
   // logged (at most once a minute), never felt by the rest.
   const sinks = yield* makeSideSinks
   const runtime: VenueRuntime = makeVenueRuntime(settings, fanOut(writer.offer, sinks, [
     ["alerts", (batch) => alerts.offer(batch, lookup)],
-    ["stream", (batch) => hub.offer(batch)]
+    ["stream", (batch) => hub.offer(batch)],
+    ["cross_check", (batch) => crossCheck.offer(batch, lookup)]
   ]))
   const lookup = (exchange: string, symbol: string) => runtime.instruments.get(exchange, symbol)
   // Gaps leave through the ledger (they are not rows of a batch; it stages their broker messages itself): every

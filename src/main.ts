@@ -8,6 +8,7 @@ import { NodeHttpClient, NodeRuntime, NodeWS } from "@effect/platform-node"
 import { existsSync, readFileSync } from "node:fs"
 import { Config, ConfigProvider, Effect, Layer, Metric, References, Schema } from "effect"
 import { AlertDelivery } from "./alerts/delivery.ts"
+import { CrossCheck } from "./alerts/cross-venue.ts"
 import { AlertEngine } from "./alerts/engine.ts"
 import { ApiServerLive } from "./api/server.ts"
 import { CollectorsLive } from "./collectors.ts"
@@ -45,6 +46,7 @@ const WriterLossGaps = Layer.effectDiscard(Effect.gen(function*() {
 export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog, WriterLossGaps).pipe(
   // The coverage recorder outlives the collectors: its last sample sees the feeds stopped.
   Layer.provideMerge(Layer.mergeAll(AlertEngine.layer, StreamHub.layer, CoverageRecorder.layer)),
+  Layer.provideMerge(CrossCheck.layer),
   // The ledger outlives the writer: the rows the writer could not store at shutdown become gaps.
   Layer.provideMerge(Writer.layer),
   Layer.provideMerge(GapLedger.layer),

@@ -54,9 +54,10 @@ const messageOf = (f: () => unknown) => {
 describe("the alert rules file", () => {
   it("the README's example decodes, every rule kind in it", () => {
     const file = loadRulesFile(new URL("../examples/alert-rules.yaml", import.meta.url).pathname, { ALERT_WEBHOOK_SECRET: "s3cret" })
-    assert.strictEqual(file.rules.length, 9)
+    assert.strictEqual(file.rules.length, 10)
     assert.sameMembers(file.rules.map((r) => r.kind), [
-      "large_trade", "liquidation_cluster", "funding", "open_interest_change", "basis", "price_divergence", "stale_feed", "unrepaired_gap", "book_resyncs"
+      "large_trade", "liquidation_cluster", "funding", "open_interest_change", "basis", "price_divergence", "stale_feed", "unrepaired_gap", "book_resyncs",
+      "cross_venue_outlier"
     ])
     assert.strictEqual(file.webhooks[0]!.secret, "s3cret")
     assert.strictEqual(file.defaultCooldownSeconds, 300)

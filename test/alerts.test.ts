@@ -16,7 +16,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { NodeHttpClient } from "@effect/platform-node"
 import { ConfigProvider, Context, Effect, Layer, Metric } from "effect"
 import { AlertDelivery } from "../src/alerts/delivery.ts"
+import { CrossCheck } from "../src/alerts/cross-venue.ts"
 import { AlertEngine } from "../src/alerts/engine.ts"
+import type { Alert } from "../src/alerts/delivery.ts"
 import { RowBatch } from "../src/domain/rows.ts"
 import { FeedRegistry } from "../src/feed/status.ts"
 import { GapLedger } from "../src/gaps/ledger.ts"
@@ -285,6 +287,52 @@ rules:
         return dropped === undefined ? undefined : (dropped.state as Metric.CounterState<number>).count
       }), 10_000)
       assert.strictEqual(counted, 4)
+    }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, registry))
+  })
+  it.live("cross_venue_outlier: the engine fires on the cross-venue check's findings, then its cooldown holds the next sample's", () => {
+    const registry = new Map()
+    return Effect.gen(function*() {
+      yield* clean
+      const rules = rulesFile(`
+rules:
+  - name: units
+    kind: cross_venue_outlier
+    fields: [open_interest]
+    cooldown_seconds: 3600
+`)
+      const env = { ALERT_RULES: rules, ALERT_CHECK_INTERVAL_MS: "50", CROSS_CHECK_SECONDS: "0.1" }
+      const context = yield* Layer.build(AlertEngine.layer.pipe(
+        Layer.provideMerge(CrossCheck.layer),
+        Layer.provide([AlertDelivery.layer, FeedRegistry.layer, GapLedger.layer]),
+        Layer.provide([postgresLayer(postgresUrl), NodeHttpClient.layerUndici]),
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))
+      ))
+      const engine = Context.get(context, AlertEngine)
+      const check = Context.get(context, CrossCheck)
+      const fired: Array<Alert> = []
+      engine.watch((alert) => void fired.push(alert))
+      const lookup = () => ({ base: "BTC", quote: "USDT", kind: "perpetual" as const })
+      const readings = (at: number, doubled: boolean) => {
+        const batch = new RowBatch()
+        for (const [exchange, n] of [["venue-a", 1000], ["venue-b", 500], ["venue-c", 100]] as const) {
+          const contracts = exchange === "venue-c" && doubled ? 2 * n : n
+          batch.open_interest.push({
+            id: `${exchange}_BTC-PERP_${at}`, exchange, symbol: "BTC-PERP", openInterest: contracts, openInterestBase: null, openInterestUsd: contracts * 60_000,
+            timestamp: at, metadata: null
+          })
+        }
+        return batch
+      }
+      const now = Date.now()
+      check.offer(readings(now - 2000, false), lookup)
+      check.offer(readings(now - 1000, true), lookup)
+      const alert = yield* eventually("the outlier alert", Effect.sync(() => fired[0]), 10_000)
+      assert.strictEqual(alert.kind, "cross_venue_outlier")
+      assert.strictEqual(alert.key, "venue-c:BTC-PERP:open_interest")
+      assert.strictEqual(alert.value, 2)
+      // Every later sample finds it again (until venue-c's next reading): held by the cooldown, not fired.
+      yield* eventually("a suppressed firing", Effect.sync(() => (engine.state().rules[0]!.suppressed > 0 ? true : undefined)), 10_000)
+      assert.strictEqual(fired.length, 1)
     }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, registry))
   })
 })

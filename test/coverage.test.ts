@@ -6,10 +6,11 @@
  * interval arithmetic, against hand-computed periods.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { ConfigProvider, Effect, Layer, Stream } from "effect"
 import { SqlClient } from "effect/sql"
 import { RowBatch, type LargeTradeRow } from "../src/domain/rows.ts"
-import { CoverageTimeline, type Observation, streamKey } from "../src/gaps/coverage.ts"
+import { FeedRegistry } from "../src/feed/status.ts"
+import { CoverageRecorder, CoverageTimeline, type Observation, streamKey } from "../src/gaps/coverage.ts"
 import { GapLedger } from "../src/gaps/ledger.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { assessCoverage, coverage, gaps } from "../src/storage/queries.ts"
@@ -92,6 +93,48 @@ describe("coverage is positive evidence", () => {
         Date.parse(p.start) >= Date.parse(stopped[0].end) && ["venue_starting", "venue_failing"].includes(p.reason)))
     })), { timeout: 60_000 })
 
+  it.live("a live stream is stored as collected only up to the writer's durable watermark, then written on as it passes", () =>
+    Effect.gen(function*() {
+      yield* truncateAll
+      const startAt = Date.UTC(2026, 2, 10, 9, 0, 0)
+      const clock = pinnedClock(startAt)
+      // The writer's watermark, set by hand: rows offered since startAt + 2 s are still in memory.
+      let durable = startAt + 2_000
+      const writer = Layer.succeed(Writer, Writer.of({
+        offer: () => Effect.void,
+        state: () => { throw new Error("not used") },
+        durableUntil: (now) => Math.min(now, durable),
+        losses: Stream.empty
+      }))
+      const sql = yield* SqlClient.SqlClient
+      const stored = sql<{ until: Date }>`SELECT until FROM stream_coverage WHERE exchange = 'cov-test' AND channel = 'trades' AND state = 'live'`
+      yield* Effect.gen(function*() {
+        const registry = yield* FeedRegistry
+        registry.setVenueState("cov-test", "running")
+        const feed = registry.register("cov-test/ws#0", "cov-test")
+        feed.state = "connected"
+        feed.connectedAt = startAt
+        feed.lastMessageAt = startAt
+        feed.carries = { channels: ["trades"], symbols: ["BTCUSDT"] }
+        yield* Effect.gen(function*() {
+          const recorder = yield* CoverageRecorder
+          yield* Effect.sleep("3 seconds")
+          yield* recorder.sample
+          const [first] = yield* stored
+          // Live for 3 s by the feed; stored as collected only to the watermark (2 s).
+          assert.strictEqual(first!.until.getTime(), startAt + 2_000)
+          durable = Number.POSITIVE_INFINITY
+          yield* recorder.sample
+          const [second] = yield* stored
+          assert.isAtLeast(second!.until.getTime(), startAt + 3_000, "written on once the rows are durable")
+        }).pipe(Effect.provide(CoverageRecorder.layer), Effect.scoped)
+      }).pipe(
+        Effect.provide(Layer.mergeAll(FeedRegistry.layer, writer, ConfigProvider.layer(ConfigProvider.fromEnv({ env: { EXCHANGES: "cov-test", COVERAGE_HEARTBEAT_SECONDS: "600" } })))),
+        Effect.provide(clock.layer)
+      )
+      yield* truncateAll
+    }).pipe(Effect.provide(database)), { timeout: 60_000 })
+
   it.live("rows a full writer queue drops are an overload gap in the ledger, in coverage and in the gaps answer", () =>
     Effect.gen(function*() {
       yield* truncateAll
@@ -102,7 +145,7 @@ describe("coverage is positive evidence", () => {
       })
       yield* Effect.scoped(Effect.gen(function*() {
         const ledger = yield* GapLedger
-        const writer = yield* Writer.make({ batchSize: 500, flushIntervalMs: 20, queueCapacity: 10, retryInitialMs: 50, retryMaxMs: 200, drainTimeoutMs: 5_000 })
+        const writer = yield* Writer.make({ batchSize: 500, flushIntervalMs: 20, queueCapacity: 10, retryInitialMs: 50, retryMaxMs: 200, drainTimeoutMs: 5_000, suspectAttempts: 3 })
         yield* ledger.followLosses(writer.losses)
         const batch = new RowBatch()
         // 30 rows into a queue of 10: rows 10 to 29 are dropped, covering now-5min+10s .. now-5min+29s.

@@ -233,7 +233,9 @@ describe("the database refusing writes for a while", () => {
           yield* admin(SqlClient.SqlClient.use((sql) => sql.unsafe(`CREATE TABLESPACE mds_tiny LOCATION '${dir}'`)))
           yield* inFaults(SqlClient.SqlClient.use((sql) =>
             Effect.gen(function*() {
-              yield* sql.unsafe(`ALTER TABLE large_trades SET TABLESPACE mds_tiny`)
+              // The move waits for the writer's inserts in flight (on a loaded machine, a backlog's batch can take
+              // longer than this pool's own 10 s lock_timeout): no timeout for it.
+              yield* sql.withTransaction(Effect.andThen(sql`SET LOCAL lock_timeout = 0`, sql.unsafe(`ALTER TABLE large_trades SET TABLESPACE mds_tiny`)))
               yield* sql.unsafe(`CREATE TABLE disk_filler (pad TEXT) TABLESPACE mds_tiny`)
               // Insert until PostgreSQL says the device is full (53100); each round is about 10 MB of random text
               // (rows under the TOAST threshold, so stored as they are, uncompressed).

@@ -199,10 +199,25 @@ const pipelineFor = (venue: VenueDefinition, rest: Recording["rest"]) => {
   return { batches, processed, handle, processor, restRecords }
 }
 
+/** A non-finite number anywhere inside (details, metadata): JSON would store it as null, a figure lost without a word. */
+const nestedNonFinite = (value: unknown, path: string): string | undefined => {
+  if (typeof value === "number") return Number.isFinite(value) ? undefined : `${path} is ${value}`
+  if (typeof value !== "object" || value === null) return undefined
+  for (const [key, inner] of Object.entries(value)) {
+    const why = nestedNonFinite(inner, `${path}.${key}`)
+    if (why !== undefined) return why
+  }
+  return undefined
+}
+
 /** Why something that came out cannot be stored, or undefined: the writer's own check, and times within hand-written bounds. */
 const problemOf = (thing: Record<string, unknown>, at: number): string | undefined => {
   const why = unencodable(thing)
   if (why !== undefined) return why
+  for (const key of ["details", "metadata"]) {
+    const inside = nestedNonFinite(thing[key], key)
+    if (inside !== undefined) return inside
+  }
   const greeks = thing.greeks
   if (typeof greeks === "object" && greeks !== null) {
     const inGreeks = unencodable(greeks)

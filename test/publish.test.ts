@@ -7,10 +7,13 @@
  * collection and the API go on.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { ConfigProvider, Context, Effect, Layer, Logger } from "effect"
+import { SqlClient } from "effect/sql"
+import { Publisher } from "../src/publish/publisher.ts"
+import { requeueReturned } from "../src/publish/returned.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeBinance } from "./fake/binance.ts"
-import { brokerHost, brokerPort, brokerUrlVia, brokerUrlWithPassword, consumer } from "./support/broker.ts"
+import { brokerHost, brokerPort, brokerUrl, brokerUrlVia, brokerUrlWithPassword, consumer } from "./support/broker.ts"
 import { TcpProxy } from "./support/proxy.ts"
 import { eventually, freePort, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
@@ -56,6 +59,12 @@ describe("publishing to RabbitMQ", () => {
       assert.strictEqual(after.aged_out, 0)
       assert.isAtLeast(after.confirmed, ids.size)
       assert.isAbove(after.returned, 0, "the liquidations nobody bound were returned, and counted")
+      // ... and kept, visible in /health: every stored liquidation, and no large trade (they were routed).
+      const liquidations = stored.data.trades.filter((t: any) => t.is_liquidation).length
+      assert.isAbove(liquidations, 0)
+      assert.strictEqual(after.returned_kept_by_kind.liquidation, liquidations, JSON.stringify(after))
+      assert.isUndefined(after.returned_kept_by_kind.large_trade)
+      assert.match(after.last_returned.reply, /^312 NO_ROUTE$/)
       assert.sameMembers([...received.byId.keys()], [...ids], "exactly the stored large trades, once each by message id")
       const sample = received.byId.get(String([...ids][0]))
       assert.deepInclude(sample, { kind: "large_trade", schema_version: 1, exchange: "binance-futures", is_liquidation: false })
@@ -84,5 +93,61 @@ describe("publishing to RabbitMQ", () => {
       const trades = yield* eventually("trades stored anyway", Effect.map(getJson(`${base}/api/v1/exchange/large-trades?hours=1`), ({ status, body }) =>
         status === 200 && body.data.count > 0 ? body : undefined), 30_000)
       assert.isAbove(trades.data.count, 0)
+    })), { timeout: 60_000 })
+
+  it.live("a message no queue is bound to is kept in outbox_returned, visible in the publisher's state, and requeued once a queue is bound", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* clean
+      const exchange = `md-test-returned-${Date.now() % 1_000_000}`
+      const trades = yield* consumer(exchange, ["large_trade.#"])
+      const database = postgresLayer(postgresUrl)
+      const query = <Row extends object>(text: string) => SqlClient.SqlClient.use((sql) => sql.unsafe<Row>(text)).pipe(Effect.provide(database), Effect.scoped)
+      // Staged as the writer stages them: one routed (a queue is bound to large_trade.#), one nobody is bound to.
+      yield* query(`INSERT INTO outbox (id, kind, routing_key, body, created_at) VALUES
+        ('returned-test-trade', 'large_trade', 'large_trade.test.BTCUSDT', '{"kind":"large_trade"}', now()),
+        ('returned-test-liquidation', 'liquidation', 'liquidation.test.BTCUSDT', '{"kind":"liquidation","n":1}', now())`)
+      const env = { AMQP_URL: brokerUrl, PUBLISH_EXCHANGE: exchange, PUBLISH_POLL_MS: "50", PUBLISH_STATS_MS: "100" }
+      const logged: Array<string> = []
+      const logger = Logger.make((options) => {
+        logged.push((Array.isArray(options.message) ? options.message : [options.message]).map(String).join(" "))
+      })
+      const context = yield* Layer.build(Publisher.layer.pipe(
+        Layer.provide(database),
+        Layer.provide(Logger.layer([logger])),
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))
+      ))
+      const publisher = Context.get(context, Publisher)
+      yield* eventually("the outbox published and emptied", Effect.map(query<{ n: string }>(`SELECT count(*)::text AS n FROM outbox`), ([row]) =>
+        row!.n === "0" && publisher.state().confirmed >= 2 ? true : undefined), 20_000)
+      yield* eventually("the routed one delivered", Effect.sync(() => (trades.received.byId.has("returned-test-trade") ? true : undefined)), 10_000)
+      // The returned one is kept with the broker's reason, not deleted.
+      const kept = yield* query<{ id: string; kind: string; routing_key: string; body: string; exchange: string; reply_code: number; reply_text: string }>(
+        `SELECT id, kind, routing_key, body, exchange, reply_code, reply_text FROM outbox_returned`
+      )
+      assert.deepStrictEqual(kept, [{
+        id: "returned-test-liquidation", kind: "liquidation", routing_key: "liquidation.test.BTCUSDT", body: '{"kind":"liquidation","n":1}',
+        exchange, reply_code: 312, reply_text: "NO_ROUTE"
+      }])
+      const state = publisher.state()
+      assert.strictEqual(state.returned, 1)
+      assert.strictEqual(state.returned_kept, 1)
+      assert.deepStrictEqual(state.returned_kept_by_kind, { liquidation: 1 })
+      assert.strictEqual(state.last_returned?.routing_key, "liquidation.test.BTCUSDT")
+      assert.isNotNull(state.returned_oldest_age_seconds)
+      // Two more returned, each in a batch of its own, within the minute: kept, counted, and no second log line yet.
+      for (const n of [2, 3]) {
+        yield* query(`INSERT INTO outbox (id, kind, routing_key, body, created_at) VALUES
+          ('returned-test-gap-${n}', 'gap', 'gap.test.BTCUSDT', '{"kind":"gap"}', now())`)
+        yield* eventually("kept", Effect.sync(() => (publisher.state().returned_kept === n ? true : undefined)), 10_000)
+      }
+      assert.deepStrictEqual(publisher.state().returned_kept_by_kind, { liquidation: 1, gap: 2 })
+      const lines = logged.filter((line) => line.includes("the broker returned"))
+      assert.deepStrictEqual(lines, ["the broker returned 1 messages no queue is bound to; kept in outbox_returned (npm run cli -- returned)"])
+      // Once a queue is bound, the operator puts it back; the publisher sends it again and it is delivered.
+      const liquidations = yield* consumer(exchange, ["liquidation.#"])
+      assert.strictEqual(yield* requeueReturned("liquidation").pipe(Effect.provide(database), Effect.scoped), 1)
+      const body = yield* eventually("the requeued one delivered", Effect.sync(() => liquidations.received.byId.get("returned-test-liquidation")), 20_000)
+      assert.deepStrictEqual(body, { kind: "liquidation", n: 1 })
+      assert.deepStrictEqual(yield* query(`SELECT id FROM outbox_returned ORDER BY id`), [{ id: "returned-test-gap-2" }, { id: "returned-test-gap-3" }])
     })), { timeout: 60_000 })
 })

@@ -19,7 +19,7 @@ const settings: PipelineSettings = { ...defaultPipelineSettings, thresholds: { b
 
 const replay = (venue: VenueDefinition, session: Recording, with_: PipelineSettings = settings) =>
   Effect.scoped(Effect.gen(function*() {
-    const writer = yield* Writer.make({ batchSize: 500, flushIntervalMs: 20, queueCapacity: 100_000, retryInitialMs: 50, retryMaxMs: 500, drainTimeoutMs: 10_000 })
+    const writer = yield* Writer.make({ batchSize: 500, flushIntervalMs: 20, queueCapacity: 100_000, retryInitialMs: 50, retryMaxMs: 500, drainTimeoutMs: 10_000, suspectAttempts: 3 })
     const stats = yield* replayRecording(venue, session, with_, writer.offer)
     return { stats, writer }
   })).pipe(Effect.map(({ stats, writer }) => ({ stats, written: writer.state().tables })))

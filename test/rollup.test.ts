@@ -11,6 +11,7 @@ import type { LargeTradeRow } from "../src/domain/rows.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { insertRows } from "../src/storage/inserts.ts"
 import { fundingRates, largeTrades, type LargeTradeFilter, openInterest as openInterestQuery, type WindowFilter } from "../src/storage/queries.ts"
+import { pinnedClock } from "./support/clock.ts"
 import { postgresUrl, truncateAll } from "./support/service.ts"
 
 const instruments = [["binance", "BTCUSDT"], ["deribit", "BTC-PERPETUAL"], ["coinbase", "ETH-USD"]] as const
@@ -133,10 +134,12 @@ describe("large-trades hourly rollup", () => {
       assert.strictEqual(Number(n), 0)
     }).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped), 60_000)
 
+  const clock = pinnedClock(Date.UTC(2026, 5, 3, 10, 20, 0))
   it.live("the funding average puts every rate on an 8-hour basis first, from the rollup and from the raw rows", () =>
     Effect.gen(function*() {
       yield* truncateAll
-      const now = Date.now()
+      // Pinned: the window starts at 07:50:00 and its partial first hour ends at 08:00, whatever the day.
+      const now = clock.now()
       const hour = 3_600_000
       const reading = (id: string, exchange: string, symbol: string, rate: number, interval: number, at: number) =>
         ({ id, exchange, symbol, rate, predictedRate: null, timestamp: at, nextFundingTime: null, metadata: { interval_hours: interval } })
@@ -156,5 +159,5 @@ describe("large-trades hourly rollup", () => {
       assert.strictEqual(f.summary.average_rate_basis, "8h")
       assert.closeTo(f.summary.average_rate_annualized, 0.5475, 1e-12)
       assert.closeTo(f.summary.average_rate_percent, 0.05, 1e-12)
-    }).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped))
+    }).pipe(Effect.provide(clock.layer), Effect.provide(postgresLayer(postgresUrl)), Effect.scoped))
 })

@@ -239,6 +239,29 @@ describe("strict numbers in the venues' readers", () => {
       assert.deepInclude(rows[0]!, { symbol: "BTC-USD-SWAP", rate: 0.0001875, timestamp: 1700724675402, nextFundingTime: 1700726400000 })
     }))
 
+  it("OKX funding: one unreadable instrument in a push is dropped and counted, its neighbour kept; \"ts\":\"\" is not sent", () => {
+    const element = (instId: string, rate: string, ts: string) =>
+      `{"fundingRate":"${rate}","fundingTime":"1700726400000","instId":"${instId}","instType":"SWAP","method":"next_period","nextFundingTime":"1700755200000","ts":"${ts}"}`
+    const out: Array<NormalizedRecord> = []
+    const error = okx.decodeFrame(`{"arg":{"channel":"funding-rate"},"data":[${element("ETH-USD-SWAP", "", "1700724675402")},${element("BTC-USD-SWAP", "0.0001875", "")}]}`, out)
+    assert.strictEqual(error?.dropped, 1, "the rate-less element, counted")
+    assert.match(error!.detail, /fundingRate/)
+    assert.lengthOf(out, 1)
+    // "" is "not sent": 0 here, stamped at receipt by the shared check (tested below), never the next settlement.
+    assert.deepInclude(out[0]!, { symbol: "BTC-USD-SWAP", rate: 0.0001875, timestamp: 0, nextFundingTime: 1700726400000 })
+  })
+
+  it.effect("a funding reading with next funding time 0 keeps its rate, with the time null (not published)", () =>
+    Effect.gen(function*() {
+      const runtime = makeVenueRuntime(settings, () => Effect.void)
+      runtime.instruments.add(recordsVenue.guessInstrument("BTC-USD")!)
+      const processor = makeProcessor(runtime, "test", { sequenceRule: undefined, requestSnapshot: () => undefined })
+      const batch = new RowBatch()
+      processor.process([{ kind: "funding", venue: "test", symbol: "BTC-USD", rate: 0.0001, predictedRate: null, markPrice: null, indexPrice: null, nextFundingTime: 0, timestamp: now - 1000, details: {} }], now, batch)
+      assert.lengthOf(batch.funding_rates, 1)
+      assert.deepInclude(batch.funding_rates[0]!, { rate: 0.0001, nextFundingTime: null })
+    }))
+
   it("Bybit recent trades: a time that is not a number refuses the answer", () => {
     const answer = (time: string) => ({
       retCode: 0, retMsg: "OK",

@@ -12,6 +12,7 @@ import { Clock, Config, Context, Duration, Effect, Layer, Metric, Option, Queue 
 import type { RowBatch } from "../domain/rows.ts"
 import { FeedRegistry } from "../feed/status.ts"
 import { GapLedger } from "../gaps/ledger.ts"
+import { CrossCheck } from "./cross-venue.ts"
 import { type Alert, AlertDelivery, makeAlertStore, type WebhookState } from "./delivery.ts"
 import { type Firing, type InstrumentLookup, limits, RuleSet } from "./evaluate.ts"
 import type { RulesFile } from "./rules.ts"
@@ -68,6 +69,7 @@ export class AlertEngine extends Context.Service<AlertEngine, {
     const rulesFile: RulesFile = delivery.rules
     const registry = yield* FeedRegistry
     const ledger = yield* GapLedger
+    const crossCheck = yield* Effect.serviceOption(CrossCheck)
     const store = yield* makeAlertStore(config.storeCapacity, delivery)
     const webhookNames = rulesFile.webhooks.map((webhook) => webhook.name)
     const ruleSet = new RuleSet(rulesFile.rules)
@@ -134,7 +136,8 @@ export class AlertEngine extends Context.Service<AlertEngine, {
       const view = {
         now,
         feeds: registry.all().map((feed) => ({ ...feed, books: feed.books(), streams: feed.freshness?.status(now) ?? [] })),
-        gaps: ledger.recent()
+        gaps: ledger.recent(),
+        ...(Option.isSome(crossCheck) ? { crossCheck: crossCheck.value.findings() } : {})
       }
       for (const firing of ruleSet.onTick(view, instruments)) yield* deliver(firing)
     })))

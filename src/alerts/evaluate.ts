@@ -13,6 +13,7 @@ import type { StreamFreshness } from "../feed/freshness.ts"
 import type { Gap } from "../gaps/ledger.ts"
 import { parQuotes, type InstrumentKind } from "../domain/instruments.ts"
 import type { RowBatch } from "../domain/rows.ts"
+import { type CrossCheckFindings, outlierMessage } from "./cross-venue.ts"
 import type { Rule, RuleKind, RuleOf } from "./rules.ts"
 
 /** A rule's condition met: what, where, how far past its threshold. */
@@ -52,6 +53,8 @@ export interface LiveView {
     readonly streams: ReadonlyArray<StreamFreshness>
   }>
   readonly gaps: ReadonlyArray<Gap>
+  /** The cross-venue check's last sample (cross-venue.ts), when it runs. */
+  readonly crossCheck?: CrossCheckFindings
 }
 
 /** Caps that keep every window bounded. */
@@ -569,6 +572,32 @@ const bookResyncs = (rule: RuleOf<"book_resyncs">): RuleEvaluator => {
   }
 }
 
+const crossVenueOutlier = (rule: RuleOf<"cross_venue_outlier">): RuleEvaluator => {
+  const fields = new Set<string>(rule.fields ?? ["mid", "open_interest", "funding"])
+  // The engine looks every tick; a sample's findings fire once (the next sample's, again, for the cooldown to judge).
+  const once = onceEach()
+  return {
+    onTick: (view, lookup, out) => {
+      const findings = view.crossCheck
+      if (findings === undefined || findings.sampledAt === null) return
+      for (const o of findings.outliers) {
+        if (!fields.has(o.field) || !inScope(rule, o.exchange, [o.symbol], lookup)) continue
+        const key = `${o.exchange}:${o.symbol}:${o.field}`
+        if (!once(key, String(o.sampledAt))) continue
+        out.push({
+          id: `${rule.name}_${o.exchange}_${o.symbol}_${o.field}_${o.sampledAt}`, rule: rule.name, kind: rule.kind, exchange: o.exchange,
+          symbol: o.symbol, key, value: o.value, threshold: o.maxDistance, eventTime: o.sampledAt,
+          message: outlierMessage(o),
+          details: {
+            field: o.field, asset: o.asset, value: o.value, median: o.median, distance: o.distance, max_distance: o.maxDistance,
+            venues: o.venues, figure_time: new Date(o.figureTime).toISOString()
+          }
+        })
+      }
+    }
+  }
+}
+
 const evaluators: { readonly [K in RuleKind]: (rule: RuleOf<K>) => RuleEvaluator } = {
   large_trade: largeTrade,
   liquidation_cluster: liquidationCluster,
@@ -578,7 +607,8 @@ const evaluators: { readonly [K in RuleKind]: (rule: RuleOf<K>) => RuleEvaluator
   price_divergence: priceDivergence,
   stale_feed: staleFeed,
   unrepaired_gap: unrepairedGap,
-  book_resyncs: bookResyncs
+  book_resyncs: bookResyncs,
+  cross_venue_outlier: crossVenueOutlier
 }
 
 /** Every rule's evaluator; feed it batches and views, collect the conditions met. */

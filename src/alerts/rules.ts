@@ -107,6 +107,13 @@ export const BookResyncsRule = Schema.Struct({
   window_seconds: Seconds
 })
 
+export const CrossVenueOutlierRule = Schema.Struct({
+  ...common,
+  kind: Schema.Literal("cross_venue_outlier"),
+  /** Which of the cross-check's fields (default all); the distances are the check's own (CROSS_CHECK_MAX_DEVIATION_*). */
+  fields: Schema.optional(Schema.Array(Schema.Literals(["mid", "open_interest", "funding"])))
+})
+
 const ruleSchemas = {
   large_trade: LargeTradeRule,
   liquidation_cluster: LiquidationClusterRule,
@@ -116,7 +123,8 @@ const ruleSchemas = {
   price_divergence: PriceDivergenceRule,
   stale_feed: StaleFeedRule,
   unrepaired_gap: UnrepairedGapRule,
-  book_resyncs: BookResyncsRule
+  book_resyncs: BookResyncsRule,
+  cross_venue_outlier: CrossVenueOutlierRule
 } as const
 
 export type RuleKind = keyof typeof ruleSchemas

@@ -41,7 +41,7 @@ export const queryParameters = {
       : "Expected a date as YYYY-MM-DD"
   )).annotate({ description: "Expiry date (UTC) of the options: YYYY-MM-DD" }),
   rule: lowerCased(Schema.String.check(Schema.isPattern(/^[a-z0-9][a-z0-9_-]{0,62}$/))).annotate({ description: "Alert rule name, as in the rules file" }),
-  rule_kind: lowerCased(Schema.String.check(Schema.isPattern(/^[a-z_]{1,40}$/))).annotate({ description: "Alert rule kind: large_trade, liquidation_cluster, funding, open_interest_change, basis, price_divergence, stale_feed, unrepaired_gap, book_resyncs" }),
+  rule_kind: lowerCased(Schema.String.check(Schema.isPattern(/^[a-z_]{1,40}$/))).annotate({ description: "Alert rule kind: large_trade, liquidation_cluster, funding, open_interest_change, basis, price_divergence, stale_feed, unrepaired_gap, book_resyncs, cross_venue_outlier" }),
   depth: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100 })).annotate({ description: "Levels per side (default: all stored, at most 100)" })
 }
 

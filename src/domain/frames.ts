@@ -9,7 +9,7 @@
  * whole frame back through the Schemas, which decide and name the error; so the
  * Schema stays the definition and the reader is only a faster way to the same result.
  */
-import { Result, Schema } from "effect"
+import { Result, Schema, SchemaTransformation } from "effect"
 import { DecodeError } from "./errors.ts"
 
 const sampleOf = (frame: string) => (frame.length > 200 ? `${frame.slice(0, 200)}...` : frame)
@@ -110,8 +110,23 @@ export const unreadable: unique symbol = Symbol("unreadable")
 
 export const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
-/** Schema.FiniteFromString's rule (`Number(s)`, finite), NaN when it would fail. */
-export const decimal = (u: unknown): number => (typeof u === "string" ? Number(u) : NaN)
+/**
+ * A number written as a string, as venues send prices, sizes and times.
+ * Schema.FiniteFromString reads "" and "  " as 0 (JavaScript's `Number`), and
+ * a venue's empty field means "none", never zero: a rate-less funding reading
+ * would be stored as 0. So a blank string is refused here.
+ */
+export const DecimalString = Schema.String.check(Schema.isPattern(/\S/)).pipe(
+  Schema.decodeTo(Schema.Finite, SchemaTransformation.numberFromString)
+)
+
+/** DecimalString's rule (`Number(s)`, finite, not blank), NaN when it would fail. */
+export const decimal = (u: unknown): number => {
+  if (typeof u !== "string") return NaN
+  const value = Number(u)
+  // Only a blank string reads as 0 without a digit; checked only then, off the hot path.
+  return value === 0 && !/\d/.test(u) ? NaN : value
+}
 
 /** A JSON number (Schema.Number), NaN otherwise. */
 export const numeric = (u: unknown): number => (typeof u === "number" ? u : NaN)

@@ -13,7 +13,8 @@
  *   before 2009-01-01 or more than ten years ahead (no venue lists that far out).
  * A funding reading's 0 is also "time not sent" (OKX may omit `ts`): it is
  * stamped with its receive time and says so (`details.time_source: "receipt"`),
- * never given its next settlement time, which lies in the future.
+ * never given its next settlement time, which lies in the future. A next
+ * funding time of 0 is "not published" too: null, so the rate is kept.
  * It knows no venue and no record kind beyond the names of the time fields
  * (test/validate.test.ts holds that list equal to the time fields of records.ts).
  */
@@ -72,6 +73,10 @@ const stampedAtReceipt: ReadonlySet<string> = new Set(["funding"])
 const stampAtReceipt = (record: NormalizedRecord, now: number): NormalizedRecord =>
   record.kind === "funding" ? { ...record, timestamp: now, details: { ...record.details, time_source: "receipt" } } : record
 
+/** A funding reading whose next funding time is 0: not published, so null (the field allows it), not 1970. */
+const unsentNextFunding = (record: NormalizedRecord): NormalizedRecord =>
+  record.kind === "funding" && record.nextFundingTime === 0 ? { ...record, nextFundingTime: null } : record
+
 const timeProblem = (key: string, value: unknown, latest: number): string | undefined => {
   // Null stands for "not published" where the schema allows it (nextFundingTime).
   if (value === null) return undefined
@@ -125,6 +130,10 @@ export const admitRecords = (
     let record = records[i]!
     if (record.timestamp === 0 && stampedAtReceipt.has(record.kind)) {
       record = stampAtReceipt(record, now)
+      kept ??= records.slice(0, i)
+    }
+    if (record.kind === "funding" && record.nextFundingTime === 0) {
+      record = unsentNextFunding(record)
       kept ??= records.slice(0, i)
     }
     const reason = invalidRecord(record, now)

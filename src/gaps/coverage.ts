@@ -11,7 +11,11 @@
  * streams known. Each sample extends the open intervals to now and closes
  * those whose state changed: a live interval ends at the feed's last message,
  * so a disconnect found a heartbeat late claims nothing unseen. A crash
- * leaves the last heartbeat as the end: at most one period claimed.
+ * leaves the last heartbeat as the end: at most one period claimed. And a
+ * live interval is stored only up to the writer's durable watermark
+ * (`Writer.durableUntil`): rows still queued in memory when the process dies
+ * are never claimed as collected; the interval's end is written on as the
+ * watermark passes it.
  * Short drops between samples are in the gap ledger (connectionInterrupted).
  * Knows no venue.
  */
@@ -20,6 +24,7 @@ import { Clock, Config, Context, Duration, Effect, Layer, Random, Result, Schedu
 import { SqlClient } from "effect/sql"
 import { EnabledVenues } from "../collectors.ts"
 import { type FeedStatus, FeedRegistry, type VenueState } from "../feed/status.ts"
+import { Writer } from "../storage/writer.ts"
 
 export type StreamState = "live" | "venue_starting" | "venue_failing" | "disconnected"
 
@@ -230,6 +235,7 @@ export class CoverageRecorder extends Context.Service<CoverageRecorder, {
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const registry = yield* FeedRegistry
+      const writer = yield* Effect.serviceOption(Writer)
       const heartbeat = yield* Config.Number("COVERAGE_HEARTBEAT_SECONDS").pipe(Config.withDefault(5))
       const venues = yield* EnabledVenues
       const startedAt = yield* Clock.currentTimeMillis
@@ -241,7 +247,9 @@ export class CoverageRecorder extends Context.Service<CoverageRecorder, {
       const unwritten = new Map<string, CoverageInterval>()
       const write = (now: number, stopped: boolean) =>
         Effect.suspend(() => {
-          const rows = [...unwritten.values()]
+          const durable = writer._tag === "Some" ? writer.value.durableUntil(now) : now
+          // A live interval claims no more than the writer has made durable; the rest is written once it is.
+          const rows = [...unwritten.values()].map((i) => (i.state === "live" && i.until > durable ? { ...i, until: Math.max(i.since, durable) } : i))
           return sql.withTransaction(Effect.gen(function*() {
             yield* sql`INSERT INTO service_runs (id, started_at, last_seen_at, stopped_at, venues)
               VALUES (${runId}, (${iso(startedAt)}::timestamptz AT TIME ZONE 'UTC'), (${iso(now)}::timestamptz AT TIME ZONE 'UTC'),
@@ -278,6 +286,11 @@ export class CoverageRecorder extends Context.Service<CoverageRecorder, {
       // A clean stop: every interval closed (live ones at their last message) and the run marked stopped.
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
+          // The feeds have stopped: give the writer a moment to store what they sent, so the end can be claimed.
+          if (writer._tag === "Some") {
+            const drained = Effect.map(Clock.currentTimeMillis, (now) => writer.value.durableUntil(now) >= now)
+            yield* drained.pipe(Effect.repeat({ schedule: Schedule.spaced("50 millis"), until: (done) => done }), Effect.timeout("2 seconds"), Effect.ignore)
+          }
           const now = yield* Clock.currentTimeMillis
           remember(timeline.advance(observe(venues, registry), now))
           remember(timeline.closeAll(now))

@@ -107,3 +107,8 @@ export const venueFigureMismatches = Metric.counter("venue_figure_mismatch_total
   description: "Our USD figures more than 0.1 % away from the venue's own (OKX oiUsd), per venue",
   incremental: true
 })
+
+export const crossVenueOutliers = Metric.counter("cross_venue_outlier_total", {
+  description: "Samples at which a venue's figure (field: mid, open_interest change, funding per 8 h) was beyond the configured distance from the cross-venue median of its asset, per venue and field",
+  incremental: true
+})

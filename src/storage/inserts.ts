@@ -5,7 +5,7 @@
  * conflicts are ignored, so a replay or a reconnect never stores a row twice.
  */
 import { PgTypes } from "@effect/sql-pg"
-import { Effect, Result } from "effect"
+import { Effect, Result, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import type {
   CursorRow,
@@ -21,6 +21,27 @@ import type {
   FuturesRollRow,
   FuturesSettlementRow
 } from "../domain/rows.ts"
+
+/**
+ * Building a statement from rows can throw on a value it cannot encode (an
+ * invalid time, an array the driver refuses). That is these rows' fault, and
+ * a typed failure; a fault while the statement runs is not caught here.
+ */
+export class StatementBuildError extends Schema.TaggedError<StatementBuildError>()("StatementBuildError", {
+  detail: Schema.String
+}) {}
+
+const statement = <A, E>(build: (sql: SqlClient.SqlClient) => Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    let built: Effect.Effect<A, E>
+    try {
+      built = build(sql)
+    } catch (defect) {
+      return yield* new StatementBuildError({ detail: String(defect) })
+    }
+    return yield* built
+  })
 
 const text = (values: ReadonlyArray<string | null>) => Result.getOrThrow(PgTypes.array(values, PgTypes.OID.text))
 
@@ -39,7 +60,7 @@ const numOrNull = (value: number | null) => (value === null ? null : String(valu
 const utc = (column: string) => `(${column}::timestamptz AT TIME ZONE 'UTC')`
 
 const insertLargeTrades = (rows: ReadonlyArray<LargeTradeRow>) =>
-  SqlClient.SqlClient.use((sql) =>
+  statement((sql) =>
     sql`INSERT INTO large_trades (id, exchange, symbol, side, price, size, size_base, size_unit, value_usd, timestamp, trade_id,
         is_liquidation, metadata)
       SELECT u.id, u.exchange, u.symbol, u.side, u.price::numeric, u.size::numeric, u.size_base::numeric, u.size_unit,
@@ -55,7 +76,7 @@ const insertLargeTrades = (rows: ReadonlyArray<LargeTradeRow>) =>
 
 /** Stream cursors, never moving backwards. */
 const upsertCursors = (rows: ReadonlyArray<CursorRow>) =>
-  SqlClient.SqlClient.use((sql) =>
+  statement((sql) =>
     sql`INSERT INTO feed_cursors (exchange, channel, symbol, last_sequence, last_time)
       SELECT u.exchange, u.channel, u.symbol, u.seq::bigint, ${sql.literal(utc("u.ts"))}
       FROM unnest(${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.channel))}, ${text(rows.map((r) => r.symbol))},
@@ -80,7 +101,7 @@ const insertLargeTradesThenCursors = (rows: ReadonlyArray<LargeTradeRow | Cursor
   })
 
 const insertFundingRates = (rows: ReadonlyArray<FundingRateRow>) =>
-  SqlClient.SqlClient.use((sql) =>
+  statement((sql) =>
     sql`INSERT INTO funding_rates (id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata)
       SELECT u.id, u.exchange, u.symbol, u.rate::numeric, u.predicted_rate::numeric, ${sql.literal(utc("u.ts"))},
         ${sql.literal(utc("u.next_funding_time"))}, u.metadata::jsonb
@@ -93,7 +114,7 @@ const insertFundingRates = (rows: ReadonlyArray<FundingRateRow>) =>
   )
 
 const insertOpenInterest = (rows: ReadonlyArray<OpenInterestRow>) =>
-  SqlClient.SqlClient.use((sql) =>
+  statement((sql) =>
     sql`INSERT INTO open_interest (id, exchange, symbol, open_interest, open_interest_base, open_interest_usd, timestamp, metadata)
       SELECT u.id, u.exchange, u.symbol, u.open_interest::numeric, u.open_interest_base::numeric, u.open_interest_usd::numeric,
         ${sql.literal(utc("u.ts"))}, u.metadata::jsonb
@@ -105,7 +126,7 @@ const insertOpenInterest = (rows: ReadonlyArray<OpenInterestRow>) =>
   )
 
 const insertOrderBooks = (rows: ReadonlyArray<OrderBookRow>) =>
-  SqlClient.SqlClient.use((sql) =>
+  statement((sql) =>
     sql`INSERT INTO exchange_orderbooks (id, exchange, symbol, bids, asks, timestamp, sequence, metadata)
       SELECT u.id, u.exchange, u.symbol, u.bids::jsonb, u.asks::jsonb, ${sql.literal(utc("u.ts"))}, u.sequence::bigint,
         u.metadata::jsonb
@@ -118,7 +139,7 @@ const insertOrderBooks = (rows: ReadonlyArray<OrderBookRow>) =>
   )
 
 const insertVolatilityIndex = (rows: ReadonlyArray<VolatilityIndexRow>) =>
-  SqlClient.SqlClient.use((sql) =>
+  statement((sql) =>
     sql`INSERT INTO volatility_index (id, exchange, index_name, value, timestamp, metadata)
       SELECT u.id, u.exchange, u.index_name, u.value::numeric, ${sql.literal(utc("u.ts"))}, u.metadata::jsonb
       FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.exchange))}, ${text(rows.map((r) => r.indexName))},
@@ -132,7 +153,7 @@ const optionColumns = [
 ] as const
 
 const insertOptionChain = (rows: ReadonlyArray<OptionChainRow>) =>
-  SqlClient.SqlClient.use((sql) => {
+  statement((sql) => {
     const [mark, markIv, bidIv, askIv, bid, ask, delta, gamma, vega, theta, rho, underlying, index] = optionColumns.map((column) =>
       text(rows.map((r) => numOrNull(r[column])))
     )
@@ -156,7 +177,7 @@ const insertOptionChain = (rows: ReadonlyArray<OptionChainRow>) =>
 const date = (ms: number) => new Date(ms).toISOString().slice(0, 10)
 
 const insertSettlements = (rows: ReadonlyArray<FuturesSettlementRow>) =>
-  SqlClient.SqlClient.use((sql) =>
+  statement((sql) =>
     sql`INSERT INTO futures_settlements (id, exchange, symbol, root, trade_date, expiry, settlement_price, volume, open_interest,
         contract_size, source, timestamp, metadata)
       SELECT u.id, u.exchange, u.symbol, u.root, u.trade_date::date, u.expiry::date, u.price::numeric, u.volume::bigint,
@@ -171,7 +192,7 @@ const insertSettlements = (rows: ReadonlyArray<FuturesSettlementRow>) =>
   )
 
 const insertBasis = (rows: ReadonlyArray<FuturesBasisRow>) =>
-  SqlClient.SqlClient.use((sql) =>
+  statement((sql) =>
     sql`INSERT INTO futures_basis (id, exchange, symbol, futures_price, spot_price, spot_source, basis, basis_percent,
         annualized_percent, days_to_expiry, timestamp, metadata)
       SELECT u.id, u.exchange, u.symbol, u.futures::numeric, u.spot::numeric, u.spot_source, u.basis::numeric, u.pct::numeric,
@@ -186,7 +207,7 @@ const insertBasis = (rows: ReadonlyArray<FuturesBasisRow>) =>
   )
 
 const insertRolls = (rows: ReadonlyArray<FuturesRollRow>) =>
-  SqlClient.SqlClient.use((sql) =>
+  statement((sql) =>
     sql`INSERT INTO futures_rolls (id, exchange, root, from_symbol, to_symbol, reason, trade_date, from_open_interest,
         to_open_interest, from_volume, to_volume, timestamp, metadata)
       SELECT u.id, u.exchange, u.root, u.from_symbol, u.to_symbol, u.reason, u.trade_date::date, u.from_oi::bigint,

@@ -31,6 +31,8 @@ export const splitStatements = (text: string): Array<string> => {
   return statements.filter((statement) => statement.length > 0)
 }
 
+const untimed = ["SET LOCAL statement_timeout = 0", "SET LOCAL lock_timeout = 0"]
+
 export const sqlFileLoader = (directory: string): Migrator.Loader =>
   Effect.tryPromise({
     try: async () => {
@@ -38,8 +40,10 @@ export const sqlFileLoader = (directory: string): Migrator.Loader =>
       return Promise.all(files.map(async (file) => {
         const [, id, name] = /^(\d+)_(.+)\.sql$/.exec(file)!
         const statements = splitStatements(await readFile(join(directory, file), "utf8"))
+        // Migrations run on the writer's pool, whose lock and statement timeouts (seconds) suit a batch insert,
+        // not a rewrite of a populated table: lifted for the migration's own transaction only.
         const run = SqlClient.SqlClient.use((sql) =>
-          Effect.forEach(statements, (statement) => sql.unsafe(statement).unprepared, { discard: true })
+          Effect.forEach([...untimed, ...statements], (statement) => sql.unsafe(statement).unprepared, { discard: true })
         )
         return [Number(id), name!, Effect.succeed(run)] as const
       }))
@@ -66,8 +70,15 @@ export const runMigrations = (directory: string = migrationsDirectory) =>
     for (const [id, name, load] of files) {
       if (recorded.has(id)) continue
       const run = yield* load
-      yield* sql.withTransaction(Effect.andThen(run, sql`INSERT INTO effect_sql_migrations (migration_id, name) VALUES (${id}, ${name})`))
-      late.push([id, name])
+      // Under the Migrator's own lock, and checked again under it: two services starting at once apply a file once.
+      const applied = yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql`LOCK TABLE effect_sql_migrations IN ACCESS EXCLUSIVE MODE`
+        if ((yield* sql`SELECT 1 FROM effect_sql_migrations WHERE migration_id = ${id}`).length > 0) return false
+        yield* run
+        yield* sql`INSERT INTO effect_sql_migrations (migration_id, name) VALUES (${id}, ${name})`
+        return true
+      }))
+      if (applied) late.push([id, name])
     }
     return [...applied, ...late]
   })

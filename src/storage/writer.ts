@@ -8,14 +8,20 @@
  *   fault. The batch is bisected until the refused rows stand alone; each goes
  *   to `rejected_rows` (table, id, SQLSTATE, message, the row as JSON) with a
  *   metric, and its neighbours are stored.
- * - anything else (08 connection, 25006 read-only, 40 serialization, 53 out of
- *   resources, 55P03 lock timeout, 57 operator intervention and statement
- *   timeout, 58, XX, or no SQLSTATE at all): the database may take the batch
- *   later. It is held and retried with capped, jittered backoff, forever, and
- *   the table shows as `degraded` (with the SQLSTATE) in /health meanwhile.
- * A row that cannot be encoded (a non-finite number, an invalid time) never
- * reaches the database: it is refused at this boundary with a typed error and
- * dead-lettered the same way. No defect ends a drainer.
+ * - the database's state (08 connection, 25006 read-only, 40 serialization,
+ *   53 out of resources, 55P03 lock timeout, 57 operator intervention and
+ *   statement timeout, 58, XX, or no SQLSTATE at all): the database may take
+ *   the batch later. It is held and retried with capped, jittered backoff,
+ *   forever, and the table shows as `degraded` (with the SQLSTATE) in /health
+ *   meanwhile.
+ * - anything else (another SQLSTATE, or a fault while the statement ran): it
+ *   is held the same way for `WRITER_SUSPECT_ATTEMPTS` attempts; if it still
+ *   fails, it is taken as the rows' fault and isolated like a data error, so
+ *   one row no class foresaw cannot hold its table (and fill its queue) forever.
+ * A row that cannot be encoded (a non-finite number, an invalid time, a value
+ * that throws while its statement is built) never reaches the database: it is
+ * refused at this boundary with a typed error and dead-lettered the same way.
+ * No defect ends a drainer.
  *
  * A full queue drops new rows and counts them: the queue's bound is what
  * protects memory. Every row not stored (dropped, rejected, left at shutdown)
@@ -39,7 +45,7 @@ import {
   writerRowsUnstored,
   writerTableDegraded
 } from "../observability/metrics.ts"
-import { insertRows } from "./inserts.ts"
+import { insertRows, StatementBuildError } from "./inserts.ts"
 import { Outbox } from "./outbox.ts"
 
 type AnyRow = RowsByTable[TableName] | CursorRow
@@ -52,6 +58,8 @@ export interface WriterOptions {
   readonly retryMaxMs: number
   /** How long shutdown waits for the queues to drain. */
   readonly drainTimeoutMs: number
+  /** Attempts at a batch failing outside the data and passing classes before its rows are isolated. */
+  readonly suspectAttempts: number
 }
 
 export const WriterOptions = Config.all({
@@ -61,13 +69,19 @@ export const WriterOptions = Config.all({
   retryInitialMs: Config.succeed(250),
   // A short cap: once the database is back, the backlog starts draining within seconds.
   retryMaxMs: Config.Number("WRITER_RETRY_MAX_SECONDS").pipe(Config.withDefault(5), Config.map((s) => s * 1000)),
-  drainTimeoutMs: Config.Int("WRITER_DRAIN_TIMEOUT_MS").pipe(Config.withDefault(15_000))
+  drainTimeoutMs: Config.Int("WRITER_DRAIN_TIMEOUT_MS").pipe(Config.withDefault(15_000)),
+  suspectAttempts: Config.Int("WRITER_SUSPECT_ATTEMPTS").pipe(Config.withDefault(5))
 })
 
 /** A row refused before it reached the database: it cannot be written as it is. */
 export class RowEncodeError extends Schema.TaggedError<RowEncodeError>()("RowEncodeError", {
   table: Schema.String,
   id: Schema.NullOr(Schema.String),
+  detail: Schema.String
+}) {}
+
+/** A fault while a statement ran (a driver defect): neither the rows' nor the database's known state. */
+export class WriteDefect extends Schema.TaggedError<WriteDefect>()("WriteDefect", {
   detail: Schema.String
 }) {}
 
@@ -87,6 +101,19 @@ export const sqlStateOf = (error: unknown): string | null => {
  */
 export const isDataError = (sqlState: string | null): boolean =>
   sqlState !== null && (sqlState.startsWith("22") || sqlState.startsWith("23"))
+
+const passingClasses = ["08", "40", "53", "57", "58", "XX"]
+/** The database's state, which passes: held and retried for as long as it lasts. No SQLSTATE means no answer at all. */
+export const isPassingError = (sqlState: string | null): boolean =>
+  sqlState === null || sqlState === "25006" || sqlState === "55P03" || passingClasses.some((c) => sqlState.startsWith(c))
+
+/** How the writer treats a failed attempt at a batch. */
+export const verdictOf = (error: unknown): "data" | "passing" | "suspect" =>
+  error instanceof RowEncodeError || error instanceof StatementBuildError || isDataError(sqlStateOf(error))
+    ? "data"
+    : error instanceof WriteDefect || !isPassingError(sqlStateOf(error))
+    ? "suspect"
+    : "passing"
 
 const timeFields = new Set(["timestamp", "time", "expiry", "tradeDate", "nextFundingTime"])
 /** PostgreSQL's TIMESTAMP and JavaScript's Date both hold this much; beyond it `toISOString` throws. */
@@ -183,7 +210,7 @@ const rowJson = (row: AnyRow): string => {
 }
 
 const describe = (error: unknown): string => {
-  if (error instanceof RowEncodeError) return error.detail
+  if (error instanceof RowEncodeError || error instanceof StatementBuildError || error instanceof WriteDefect) return error.detail
   const sqlState = sqlStateOf(error)
   let current = error as { readonly message?: unknown; readonly reason?: unknown; readonly cause?: unknown } | null | undefined
   let deepest: string | undefined
@@ -199,6 +226,12 @@ export class Writer extends Context.Service<Writer, {
   /** Hands a batch of rows to the queues without waiting for the database. */
   readonly offer: (batch: RowBatch) => Effect.Effect<void>
   readonly state: () => WriterState
+  /**
+   * The time up to which every row offered is accounted for: stored, dead-lettered or reported lost, never
+   * only queued in memory (`now` while the queues are empty). What a crash cannot take away: the coverage
+   * recorder claims no live time beyond it.
+   */
+  readonly durableUntil: (now: number) => number
   /**
    * Every row not stored, coalesced per table, cause and stream about once a second; a subscriber sees losses
    * from when it starts. It ends once the writer has shut down, after the losses of its drain deadline.
@@ -311,8 +344,8 @@ export class Writer extends Context.Service<Writer, {
 
       /**
        * One attempt: encode-check, insert and stage the batch's messages in one
-       * transaction. A defect while building the statement is a refusal of these
-       * rows (a typed error), never the end of the drainer.
+       * transaction. A value that throws while the statement is built fails
+       * typed (StatementBuildError); a fault while it runs is a WriteDefect.
        */
       const attempt = (table: TableName, rows: ReadonlyArray<AnyRow>) =>
         Effect.suspend(() => {
@@ -325,15 +358,13 @@ export class Writer extends Context.Service<Writer, {
             ? insert
             : sql.withTransaction(Effect.tap(insert, () => outbox.value.stage(table, rows)))
         }).pipe(
-          Effect.catchDefect((defect) => Effect.fail(new RowEncodeError({ table, id: rows.length === 1 ? rowId(rows[0]!) : null, detail: `the row could not be written: ${String(defect)}` }))),
+          Effect.catchDefect((defect) => Effect.fail(new WriteDefect({ detail: `the statement failed unexpectedly: ${String(defect)}` }))),
           Effect.provideService(SqlClient.SqlClient, sql)
         )
 
-      const refusedAsData = (error: unknown) => error instanceof RowEncodeError || isDataError(sqlStateOf(error))
-
       const deadLetter = (table: TableName, row: AnyRow, error: unknown) =>
         Effect.gen(function*() {
-          const sqlstate = error instanceof RowEncodeError ? null : sqlStateOf(error)
+          const sqlstate = sqlStateOf(error)
           const message = describe(error)
           const now = yield* Clock.currentTimeMillis
           yield* sql`INSERT INTO rejected_rows (table_name, row_id, sqlstate, message, row, rejected_at)
@@ -346,26 +377,37 @@ export class Writer extends Context.Service<Writer, {
           )
           state.tables[table].rejected++
           noteLoss(table, "rejected", [row])
-          yield* Metric.update(Metric.withAttributes(writerRowsRejected, { table, sqlstate: sqlstate ?? "unencodable" }), 1)
+          yield* Metric.update(Metric.withAttributes(writerRowsRejected, { table, sqlstate: sqlstate ?? (error instanceof WriteDefect ? "defect" : "unencodable") }), 1)
           yield* Effect.logError("row refused by the database; kept in rejected_rows").pipe(
             Effect.annotateLogs({ table, id: rowId(row) ?? "", sqlstate: sqlstate ?? "none", error: message })
           )
         })
 
-      /** Stores rows: holds them through passing refusals, isolates and dead-letters the rows refused as data. */
-      const write = (table: TableName, rows: ReadonlyArray<AnyRow>): Effect.Effect<void> =>
+      /**
+       * Stores rows: holds them through passing refusals, isolates and
+       * dead-letters the rows refused as data. A suspect failure (see the top)
+       * is retried from one budget shared by the whole batch and its halves, so
+       * isolating a batch that fails throughout costs one attempt per part.
+       */
+      const write = (table: TableName, rows: ReadonlyArray<AnyRow>, budget = { suspectAttempts: options.suspectAttempts }): Effect.Effect<void> =>
         Effect.gen(function*() {
           const started = yield* Clock.currentTimeMillis
           const result = yield* attempt(table, rows).pipe(
-            Effect.tapError((error) => refusedAsData(error) ? Effect.void : markHeld(table, rows.length, error)),
-            Effect.retry({ schedule: backoff, while: (error) => !refusedAsData(error) }),
+            Effect.tapError((error) => verdictOf(error) === "data" ? Effect.void : markHeld(table, rows.length, error)),
+            Effect.retry({
+              schedule: backoff,
+              while: (error) => {
+                const verdict = verdictOf(error)
+                return verdict === "passing" || (verdict === "suspect" && --budget.suspectAttempts > 0)
+              }
+            }),
             Effect.result
           )
           if (result._tag === "Success") return yield* markStored(table, rows, result.success, started)
           if (rows.length === 1) return yield* deadLetter(table, rows[0]!, result.failure)
           const middle = rows.length >>> 1
-          yield* write(table, rows.slice(0, middle))
-          yield* write(table, rows.slice(middle))
+          yield* write(table, rows.slice(0, middle), budget)
+          yield* write(table, rows.slice(middle), budget)
         })
 
       /**
@@ -375,6 +417,33 @@ export class Writer extends Context.Service<Writer, {
        * database sees few large statements; when quiet, a row waits at most the
        * flush interval. Ends once the queue has ended and is empty.
        */
+      // The durable watermark: rows offered and handled (stored, dead-lettered) per table, in queue order, with
+      // checkpoints "at this time, this many had been offered" taken at most every 100 ms; bounded by that.
+      const startedAt = yield* Clock.currentTimeMillis
+      const accepted = Object.fromEntries(tableNames.map((table) => [table, 0])) as Record<TableName, number>
+      const handled = Object.fromEntries(tableNames.map((table) => [table, 0])) as Record<TableName, number>
+      const checkpoints = Object.fromEntries(tableNames.map((table) => [table, [{ at: startedAt, offeredBefore: 0 }]])) as Record<
+        TableName,
+        Array<{ readonly at: number; readonly offeredBefore: number }>
+      >
+      /** Drops the marks passed but the last, which is the table's watermark. */
+      const prune = (table: TableName) => {
+        const marks = checkpoints[table]
+        while (marks.length > 1 && marks[1]!.offeredBefore <= handled[table]) marks.shift()
+        return marks
+      }
+      const checkpoint = (table: TableName, now: number) => {
+        const marks = prune(table)
+        if (now - marks[marks.length - 1]!.at >= 100) marks.push({ at: now, offeredBefore: accepted[table] })
+      }
+      const durableUntil = (now: number) => {
+        let until = now
+        for (const table of tableNames) {
+          if (handled[table] < accepted[table]) until = Math.min(until, prune(table)[0]!.at)
+        }
+        return until
+      }
+
       const inFlight = Object.fromEntries(tableNames.map((table) => [table, 0])) as Record<TableName, number>
       const inFlightRows = {} as Record<TableName, ReadonlyArray<AnyRow>>
       const drainOnce = (table: TableName) =>
@@ -401,6 +470,7 @@ export class Writer extends Context.Service<Writer, {
           )
           inFlight[table] = 0
           inFlightRows[table] = []
+          handled[table] += rows.length
         })
       const drain = (table: TableName) =>
         drainOnce(table).pipe(
@@ -445,7 +515,9 @@ export class Writer extends Context.Service<Writer, {
         Effect.gen(function*() {
           if (rows.length === 0) return
           const queue = queues[table]
+          checkpoint(table, yield* Clock.currentTimeMillis)
           const rejected = Queue.offerAllUnsafe(queue, rows)
+          accepted[table] += rows.length - rejected.length
           const tableState = state.tables[table]
           tableState.queued = Queue.sizeUnsafe(queue)
           yield* Metric.update(Metric.withAttributes(queueDepth, { table }), tableState.queued)
@@ -471,6 +543,7 @@ export class Writer extends Context.Service<Writer, {
             yield* offerTable("futures_basis", batch.futures_basis)
             yield* offerTable("futures_rolls", batch.futures_rolls)
           }),
+        durableUntil,
         state: () => {
           for (const table of tableNames) state.tables[table].queued = Queue.sizeUnsafe(queues[table]) + inFlight[table]
           return state

@@ -3,9 +3,9 @@
  * the REST bodies we read). Decimal strings decode to numbers here, once.
  */
 import { Schema } from "effect"
-import { decimal, decimalPairs, isRecord, wireReader } from "../../domain/frames.ts"
+import { decimal, decimalPairs, isRecord, wireReader, DecimalString } from "../../domain/frames.ts"
 
-const Decimal = Schema.FiniteFromString
+const Decimal = DecimalString
 const Levels = Schema.Array(Schema.Tuple([Decimal, Decimal]))
 
 /** `<symbol>@aggTrade`: one taker order's fills at one price. `m`: the buyer was the maker. */

@@ -4,9 +4,9 @@
  * answers we read. Prices and sizes arrive as decimal strings.
  */
 import { Schema } from "effect"
-import { decimal, decimalPairs, isRecord, wireReader } from "../../domain/frames.ts"
+import { decimal, decimalPairs, isRecord, wireReader, DecimalString } from "../../domain/frames.ts"
 
-const Decimal = Schema.FiniteFromString
+const Decimal = DecimalString
 const Level = Schema.Tuple([Decimal, Decimal])
 
 /** `orderbook.{depth}.{symbol}`: a snapshot, then deltas whose update id `u` rises by one; `u` = 1 is a reset (a new snapshot). */
@@ -132,7 +132,7 @@ export const RecentTrades = Schema.Struct({
       size: Decimal,
       side: Schema.Literals(["Buy", "Sell"]),
       /** Epoch ms as a decimal string, read strictly (a non-number refuses the answer). */
-      time: Schema.FiniteFromString,
+      time: DecimalString,
       isBlockTrade: Schema.optional(Schema.Boolean)
     }))
   })

@@ -6,9 +6,9 @@
  * numbers here, once.
  */
 import { Schema } from "effect"
-import { decimal, decimalPairs, decodeEach, isRecord, wireReader } from "../../domain/frames.ts"
+import { decimal, decimalPairs, decodeEach, isRecord, wireReader, DecimalString } from "../../domain/frames.ts"
 
-const Decimal = Schema.FiniteFromString
+const Decimal = DecimalString
 const IsoTime = Schema.String
 
 /** Exchange `match` / `last_match`. `side` is the MAKER order's side (a sell maker = an up-tick). */

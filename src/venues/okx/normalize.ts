@@ -30,8 +30,8 @@
  *   an error (a DecodeError naming OKX's code).
  */
 import { Result, Schema } from "effect"
-import type { DecodeError } from "../../domain/errors.ts"
-import { decodeFailure, parseFrame, unreadable, WireFailure, withSchemaFallback } from "../../domain/frames.ts"
+import { DecodeError } from "../../domain/errors.ts"
+import { decodeEach, decodeFailure, parseFrame, unreadable, WireFailure, withSchemaFallback } from "../../domain/frames.ts"
 import type { Level, NormalizedRecord } from "../../domain/records.ts"
 import { ChecksumBook } from "./checksum.ts"
 import { Event, FundingRate, LiquidationOrders, MarkPrice, OpenInterest, Push, readBooks, Trade } from "./wire.ts"
@@ -41,8 +41,9 @@ const decodeEvent = Schema.decodeUnknownResult(Event)
 
 type Outcome = DecodeError | undefined | typeof unreadable
 const decodeTrades = Schema.decodeUnknownResult(Schema.Array(Trade))
-const decodeFunding = Schema.decodeUnknownResult(Schema.Array(FundingRate))
-const decodeOpenInterest = Schema.decodeUnknownResult(Schema.Array(OpenInterest))
+// One push carries many instruments: an unreadable one is dropped and counted, its neighbours kept.
+const decodeFunding = decodeEach(FundingRate)
+const decodeOpenInterest = decodeEach(OpenInterest)
 const decodeMarkPrice = Schema.decodeUnknownResult(Schema.Array(MarkPrice))
 const decodeLiquidations = Schema.decodeUnknownResult(Schema.Array(LiquidationOrders))
 
@@ -73,6 +74,8 @@ const levels = (raw: ReadonlyArray<ReadonlyArray<string>>, symbol: string): Arra
 
 export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openInterestIntervalMs: 60_000 }) => {
   const failure = decodeFailure(venue)
+  const dropped = (channel: string, salvaged: { readonly dropped: number; readonly problem: string | undefined }, frame: string) =>
+    new DecodeError({ venue, channel, detail: `dropped ${salvaged.dropped} unreadable element(s), kept the rest: ${salvaged.problem ?? ""}`, sample: frame.slice(0, 200), dropped: salvaged.dropped })
   const books = new Map<string, BookCheck>()
   const openInterestAt = new Map<string, number>()
 
@@ -140,8 +143,9 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
       }
       case "funding-rate": {
         const decoded = decodeFunding(message.data)
-        if (Result.isFailure(decoded)) return failure("funding-rate", decoded.failure.message, frame)
-        for (const f of decoded.success) {
+        if (decoded === undefined) return failure("funding-rate", "data is not an array", frame)
+        if (decoded.kept.length === 0 && decoded.dropped > 0) return failure("funding-rate", decoded.problem ?? "", frame)
+        for (const f of decoded.kept) {
           const next = f.fundingTime
           const after = f.nextFundingTime === undefined || f.nextFundingTime === "" ? undefined : f.nextFundingTime
           out.push({
@@ -153,7 +157,8 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
             markPrice: null,
             indexPrice: null,
             nextFundingTime: next,
-            timestamp: f.ts ?? 0,
+            // "" or absent: not sent, stamped at receipt by the shared check (domain/validate.ts).
+            timestamp: f.ts === undefined || f.ts === "" ? 0 : f.ts,
             details: {
               source: "funding-rate",
               ...(after === undefined ? {} : { following_funding_time: after, interval_hours_stated: (after - next) / 3_600_000 }),
@@ -161,19 +166,20 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
             }
           })
         }
-        return undefined
+        return decoded.dropped > 0 ? dropped("funding-rate", decoded, frame) : undefined
       }
       case "open-interest": {
         const decoded = decodeOpenInterest(message.data)
-        if (Result.isFailure(decoded)) return failure("open-interest", decoded.failure.message, frame)
-        for (const o of decoded.success) {
+        if (decoded === undefined) return failure("open-interest", "data is not an array", frame)
+        if (decoded.kept.length === 0 && decoded.dropped > 0) return failure("open-interest", decoded.problem ?? "", frame)
+        for (const o of decoded.kept) {
           const last = openInterestAt.get(o.instId)
           if (last !== undefined && o.ts - last < options.openInterestIntervalMs) continue
           openInterestAt.set(o.instId, o.ts)
           const venueUsd = o.oiUsd === undefined || o.oiUsd === "" ? undefined : o.oiUsd
           out.push({ kind: "open_interest", venue, symbol: o.instId, openInterest: o.oi, timestamp: o.ts, ...(venueUsd === undefined ? {} : { venueValueUsd: venueUsd }) })
         }
-        return undefined
+        return decoded.dropped > 0 ? dropped("open-interest", decoded, frame) : undefined
       }
       case "mark-price": {
         const decoded = decodeMarkPrice(message.data)

@@ -5,10 +5,10 @@
  * (`{"code": "0", "msg": "", "data": [...]}`). Numbers arrive as strings.
  */
 import { Schema } from "effect"
-import { isRecord, wireReader } from "../../domain/frames.ts"
+import { isRecord, wireReader, DecimalString } from "../../domain/frames.ts"
 
-const Decimal = Schema.FiniteFromString
-const Millis = Schema.FiniteFromString
+const Decimal = DecimalString
+const Millis = DecimalString
 
 export const Push = Schema.Struct({
   arg: Schema.Struct({ channel: Schema.String, instId: Schema.optional(Schema.String), instType: Schema.optional(Schema.String) }),
@@ -97,7 +97,8 @@ export const FundingRate = Schema.Struct({
   nextFundingTime: Schema.optional(Schema.Union([Schema.Literal(""), Millis])),
   /** The forecast for the period after `fundingTime`; "" when OKX gives none (the `current_period` method). */
   nextFundingRate: Schema.optional(Schema.Union([Schema.Literal(""), Decimal])),
-  ts: Schema.optional(Millis),
+  /** Absent or "" when OKX does not say when: stamped at receipt. */
+  ts: Schema.optional(Schema.Union([Schema.Literal(""), Millis])),
   method: Schema.optional(Schema.String)
 })
 
