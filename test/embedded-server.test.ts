@@ -111,4 +111,34 @@ describe("embedded database wire", () => {
       const rows = yield* next<{ n: number }>`SELECT count(*)::int AS n FROM u`.pipe(Effect.timeout("5 seconds"))
       assert.strictEqual(rows[0]!.n, 0, "the dropped transaction was rolled back")
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  it.live("a client that hangs up after a failed Parse, before its Sync, leaves the next client's statements answered", () =>
+    Effect.gen(function*() {
+      const { pool, port } = yield* embedded
+      yield* Effect.promise(() => new Promise<void>((resolve, reject) => {
+        const socket = net.connect(port, "127.0.0.1")
+        const startup = Buffer.from("user\0postgres\0database\0postgres\0\0")
+        const head = Buffer.alloc(8)
+        head.writeInt32BE(8 + startup.length, 0)
+        head.writeInt32BE(196608, 4)
+        // Parse of a statement PostgreSQL refuses, with no Sync: the session now ignores everything until one.
+        const body = Buffer.from("\0SELEC 1\0\0\0")
+        const parse = Buffer.alloc(5)
+        parse.write("P", 0)
+        parse.writeInt32BE(4 + body.length, 1)
+        let seen = Buffer.alloc(0)
+        socket.on("data", (data) => {
+          seen = Buffer.concat([seen, data])
+          if (seen.includes(Buffer.from("E"), seen.indexOf(Buffer.from([0x5a, 0, 0, 0, 5])) + 6) && seen.toString("latin1").includes("SELEC")) {
+            socket.destroy()
+            resolve()
+          }
+        })
+        socket.on("error", reject)
+        socket.write(Buffer.concat([head, startup, parse, body]))
+      })).pipe(Effect.timeout("5 seconds"))
+      const next = yield* pool("next")
+      const rows = yield* next<{ n: number }>`SELECT 7 AS n`.pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(rows[0]!.n, 7)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })

@@ -120,12 +120,13 @@ export const DecimalString = Schema.String.check(Schema.isPattern(/\S/)).pipe(
   Schema.decodeTo(Schema.Finite, SchemaTransformation.numberFromString)
 )
 
-/** DecimalString's rule (`Number(s)`, finite, not blank), NaN when it would fail. */
+/** DecimalString's rule (`Number(s)`, finite, not blank), NaN when it would fail ("Infinity" too). */
 export const decimal = (u: unknown): number => {
   if (typeof u !== "string") return NaN
   const value = Number(u)
   // Only a blank string reads as 0 without a digit; checked only then, off the hot path.
-  return value === 0 && !/\d/.test(u) ? NaN : value
+  if (value === 0) return /\d/.test(u) ? value : NaN
+  return Number.isFinite(value) ? value : NaN
 }
 
 /** A JSON number (Schema.Number), NaN otherwise. */

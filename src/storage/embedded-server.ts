@@ -28,6 +28,7 @@ const PROTOCOL_3 = 196608
 const TERMINATE = 0x58 // 'X'
 const READY_FOR_QUERY = 0x5a // 'Z'
 const IDLE = 0x49 // 'I'
+const SYNC = new Uint8Array([0x53, 0, 0, 0, 4])
 
 /** The status of the last ReadyForQuery in an answer, or undefined when the answer ends without one. */
 export const lastReadyStatus = (answer: Uint8Array): number | undefined => {
@@ -153,8 +154,11 @@ export const serveEmbedded = (db: PGlite, options: { readonly port?: number } = 
               messages = yield* nextMessages
             }
           }).pipe(
-            // Not under runExclusive: PGlite's exec takes that lock itself.
+            // Left mid-exchange: a Sync first ends whatever extended-protocol state it left (after an error the
+            // session ignores everything until one), then its transaction is rolled back. Not under runExclusive:
+            // PGlite's exec takes that lock itself.
             Effect.onExit(() => idle ? Effect.void : Effect.promise(async () => {
+              await db.runExclusive(() => db.execProtocolRawStream(SYNC, { onRawData: () => undefined }))
               if (db.isInTransaction()) await db.exec("ROLLBACK")
             })),
             session.withPermit
