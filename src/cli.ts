@@ -7,7 +7,8 @@
  *   npm run cli -- rejected [--replay]              the rows the database refused (rejected_rows), and a retry of them
  *   npm run cli -- returned [--requeue [--kind k]]  the messages the broker returned (outbox_returned), and putting them back in the outbox
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Console, Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import type { NormalizedRecord } from "./domain/records.ts"

@@ -4,7 +4,9 @@
  * then the writer drains its queues, then the publisher and then the webhooks
  * get their bounded time to empty the outbox tables, then the database closes.
  */
-import { NodeHttpClient, NodeRuntime, NodeWS } from "@effect/platform-node"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeWS from "@effect/platform-node/NodeWS"
 import { existsSync, readFileSync } from "node:fs"
 import { Config, ConfigProvider, Effect, Layer, Metric, References, Schema } from "effect"
 import { AlertDelivery } from "./alerts/delivery.ts"

@@ -17,7 +17,7 @@
  * Effect's socket server; ownership is a one-permit Semaphore.
  */
 import type { PGlite } from "@electric-sql/pglite"
-import { NodeSocketServer } from "@effect/platform-node"
+import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import { Effect, Semaphore } from "effect"
 import type { Socket } from "effect/socket"
 
