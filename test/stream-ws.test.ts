@@ -237,6 +237,38 @@ describe("streaming API over WebSocket", () => {
       ].join("\n"))
     })), { timeout: 120_000 })
 
+  it.live("a replay cut at STREAM_REPLAY_LIMIT ends with truncated and close 4001; a refused replay with error and close 4002", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // No light-lane permits: a replay from the database is shed; one from the ring needs none.
+      const { base } = yield* serviceOnFake({ STREAM_REPLAY_LIMIT: "5", API_MAX_LIGHT_QUERIES: "0" }, { frameIntervalMs: 5 })
+      const query = `${base}?kinds=large_trade`
+      const reference = yield* connect(query, { first: "{}" })
+      const client = yield* connect(query, { first: "{}" })
+      yield* waitFor("the client reads some trades", () => trades(client).length >= 2)
+      yield* close(client)
+      const lastSeen = trades(client).at(-1)!
+      const at = ids(trades(reference)).indexOf(lastSeen.id!)
+      yield* waitFor("8 trades arrive while the client is away", () => trades(reference).length >= at + 1 + 8)
+
+      const cut = yield* connect(query, { first: JSON.stringify({ resume: lastSeen.id }) })
+      yield* waitFor("the truncated replay closes it", () => cut.closed !== undefined)
+      const truncated = cut.frames.at(-1)!
+      assert.strictEqual(truncated.kind, "truncated")
+      assert.deepStrictEqual(ids(trades(cut)), ids(trades(reference)).slice(at + 1, at + 6), "the first 5 missed events")
+      assert.strictEqual(truncated.id, trades(cut).at(-1)!.id, "resume from the last one sent")
+      assert.strictEqual(truncated.data.continue_from, truncated.id)
+      assert.strictEqual(truncated.data.replayed, 5)
+      assert.strictEqual(cut.closed!.code, 4001)
+
+      // An id from before arrival sequences: only the database can resume it, and admission refuses.
+      const legacy = `${Date.now() - 60_000}:large_trade:binance-futures_SUSHIUSDT_1`
+      const refused = yield* connect(query, { first: JSON.stringify({ resume: legacy }) })
+      yield* waitFor("the refused replay closes it", () => refused.closed !== undefined)
+      assert.deepStrictEqual(refused.frames.map((f) => [f.kind, f.data.reason, f.data.continue_from]), [["error", "overloaded", legacy]], "no event, no claim of a replay")
+      assert.strictEqual(refused.closed!.code, 4002)
+      console.log(`truncated transcript:\n< ${JSON.stringify(truncated)}\n  close ${cut.closed!.code} ${JSON.stringify(cut.closed!.reason)}\n< ${JSON.stringify(refused.frames[0])}\n  close ${refused.closed!.code} ${JSON.stringify(refused.closed!.reason)}`)
+    })), { timeout: 120_000 })
+
   it.live("a client that stops reading is dropped with the reason and close 4000 once its buffer is full; another client gets every event", () =>
     Effect.scoped(Effect.gen(function*() {
       const { base, http, trade } = yield* serviceOnFake({ STREAM_CLIENT_BUFFER: "1000" }, { frameIntervalMs: 1_000_000 })
@@ -304,5 +336,13 @@ describe("streaming API over WebSocket", () => {
       assert.strictEqual(browser.status, 101)
       yield* waitFor("heartbeats on both", () => [bearer, browser].every((c) => c.frames.some((f) => f.kind === "heartbeat")))
       assert.deepStrictEqual(bearer.frames[0], { kind: "heartbeat", id: null, data: {} })
+      // A client's own keep-alive: the server answers its ping.
+      const pong = yield* Effect.promise(() =>
+        new Promise<string>((resolve) => {
+          bearer.socket.once("pong", (data) => resolve(data.toString()))
+          bearer.socket.ping("are you there")
+        })
+      ).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(pong, "are you there")
     })), { timeout: 60_000 })
 })

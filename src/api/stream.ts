@@ -1,7 +1,7 @@
 /**
  * `GET /api/v1/stream`: Server-Sent Events (one-way, proxy-friendly, resumed
- * by the browser itself with Last-Event-ID; a WebSocket would add nothing a
- * reader needs) of large trades, liquidations, funding, open interest, gaps,
+ * by the browser itself with Last-Event-ID; the same over a WebSocket in
+ * stream-ws.ts) of large trades, liquidations, funding, open interest, gaps,
  * alerts and feed states, with the query endpoints' filters: `kinds`,
  * `exchange`, `symbol`, `min_value_usd`. Events come from the stream hub (the
  * pipeline), not from the database.
@@ -9,9 +9,11 @@
  * After a reconnect with a Last-Event-ID (header, or `last_event_id`), what
  * was missed comes first: from the hub's ring when it still holds the
  * client's event (exactly the events after it), otherwise from the database
- * by insert time and then from the ring (see stream/hub.ts for the ids). The
- * body is one Effect Stream: the replay, then the live queue merged with a
- * heartbeat on a Schedule; the subscription lives in its scope.
+ * by insert time and then from the ring (see stream/hub.ts for the ids).
+ * Both transports admit a client the same way (makeStreamAdmission) and
+ * encode the same Effect Stream of items (streamItems: the snapshot, the
+ * replay, then the live queue, and at most one end); each merges its own
+ * heartbeat on a Schedule; the subscription lives in the stream's scope.
  *
  * Named events besides the data: `truncated` (more than STREAM_REPLAY_LIMIT
  * to replay: its id is where to continue, and the stream ends, so a browser
@@ -144,7 +146,7 @@ const truncatedAt = (events: ReadonlyArray<StreamEvent>, continueFrom: string, l
     id: continueFrom,
     cause: "truncated",
     data: {
-      reason: `more than ${limit} events to replay (STREAM_REPLAY_LIMIT); reconnect with Last-Event-ID ${continueFrom} for the rest`,
+      reason: `more than ${limit} events to replay (STREAM_REPLAY_LIMIT); resume from ${continueFrom} for the rest (Last-Event-ID, or the WebSocket's resume message)`,
       replayed: events.length,
       continue_from: continueFrom
     }

@@ -228,7 +228,7 @@ export class StreamHub extends Context.Service<StreamHub, {
     const ring: Array<StreamEvent | undefined> = new Array(ringSize)
     let seq = 0
     const oldestInRing = () => Math.max(1, seq - ringSize + 1)
-    const tooSlow = `too slow: ${config.bufferEvents} events waiting; reconnect with Last-Event-ID to resume`
+    const tooSlow = `too slow: ${config.bufferEvents} events waiting; reconnect and resume from the last event id received`
 
     const publish = (inputs: ReadonlyArray<StreamEventInput>) => {
       if (inputs.length === 0) return
