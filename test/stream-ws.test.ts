@@ -124,7 +124,7 @@ const metricsText = (http: string) => Effect.promise(() => fetch(`${http}/metric
 describe("streaming API over WebSocket", () => {
   it.live("the filters deliver exactly the matching events; bad parameters and bad first messages are refused", () =>
     Effect.scoped(Effect.gen(function*() {
-      const { base, http, trade } = yield* serviceOnFake({ STREAM_MAX_CLIENTS: "3" }, { frameIntervalMs: 20 })
+      const { base, http, trade } = yield* serviceOnFake({ STREAM_MAX_CLIENTS: "3", STREAM_WS_RESUME_WAIT_MS: "400" }, { frameIntervalMs: 20 })
 
       // Refused before the handshake, as SSE refuses them: a 400 naming the parameter.
       for (const [query, named] of [["kinds=trades", "kinds"], ["min_value_usd=-3", "min_value_usd"], ["symbol=BTC;DROP", "symbol"], ["token=secret", "token"], ["last_event_id=nonsense", "Last-Event-ID"]] as const) {
@@ -145,6 +145,14 @@ describe("streaming API over WebSocket", () => {
       yield* waitFor("the bad id closes it", () => badId.closed !== undefined)
       assert.strictEqual(badId.closed!.code, 1008)
       assert.include(String(badId.frames[0]!.data.message), "Last-Event-ID must be an id this stream sent")
+
+      // A client that says nothing goes live once the server has waited STREAM_WS_RESUME_WAIT_MS (400 ms) for a resume message.
+      const openedAt = Date.now()
+      const quiet = yield* connect(`${base}?kinds=feed_state`)
+      yield* waitFor("the quiet client's snapshot", () => quiet.frames.length > 0)
+      assert.isAtLeast(Date.now() - openedAt, 400, "not before the wait")
+      assert.strictEqual(quiet.frames[0]!.kind, "feed_state")
+      yield* close(quiet)
 
       // Two filtered clients, live at once (`{"resume": null}`: no wait); each is subscribed once its feed snapshot arrived.
       const sushi = yield* connect(`${base}?kinds=large_trade,feed_state&symbol=SUSHI&min_value_usd=100`, { first: JSON.stringify({ resume: null }) })
@@ -291,7 +299,7 @@ describe("streaming API over WebSocket", () => {
       // Bursts of 100 (well under the reader's 1000) until the hub has dropped the slow one (bounded: at most 60,000 trades).
       while ((yield* droppedCount) === 0 && injected < 60_000) {
         for (let i = 0; i < 100; i++) trade("SUSHIUSDT", first + injected++, "7.5", "100")
-        yield* Effect.sleep("20 millis")
+        yield* Effect.sleep("30 millis")
       }
       assert.strictEqual(yield* droppedCount, 1, `the slow client was dropped (after ${injected} trades)`)
       yield* waitFor("the reader gets every trade", () => ours(reader).length >= injected, 60_000)

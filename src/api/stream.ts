@@ -256,7 +256,7 @@ export const isOpening = (answer: Opening | HttpServerResponse.HttpServerRespons
  * The one stream every transport encodes: the feeds' snapshot, what was
  * missed since `resume` (ring or database), then the live events until the
  * hub drops the client. The subscription lives in the stream's scope.
- * Events sent are counted in `stream_events_total`.
+ * Events handed to the transport are counted in `stream_events_total`.
  */
 export const streamItems = (
   hub: StreamHub["Service"],
