@@ -26,6 +26,7 @@ import { ExchangeDataLive } from "./handlers.ts"
 import { ApiAccess, expiredSessionCookie, SessionRoutes } from "./access.ts"
 import { ContractMiddlewareLive, errorResponse, makeGuard } from "./middleware.ts"
 import { StreamRoute } from "./stream.ts"
+import { StreamWsRoute } from "./stream-ws.ts"
 import { DashboardRoutes, dashboardPaths } from "./dashboard.ts"
 
 const json = (status: number, body: unknown) =>
@@ -155,7 +156,7 @@ const methodsOf = (path: string) => (path === "/api/v1/session" ? "GET, POST, DE
 
 /** Paths the API serves: another method on them is a 405, anything else a 404. */
 const knownPath = (path: string) =>
-  path === "/health" || path === "/metrics" || path === "/openapi.json" || path === "/docs" || path === "/api/v1/stream" || path === "/api/v1/session" ||
+  path === "/health" || path === "/metrics" || path === "/openapi.json" || path === "/docs" || path === "/api/v1/stream" || path === "/api/v1/stream/ws" || path === "/api/v1/session" ||
   dashboardPaths.has(path) ||
   Object.hasOwn(endpointParameters, path)
 
@@ -198,6 +199,7 @@ const Routes = Layer.mergeAll(
   HealthRoute,
   MetricsRoute,
   StreamRoute,
+  StreamWsRoute,
   DashboardRoutes,
   SessionRoutes,
   ContractFallback,

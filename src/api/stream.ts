@@ -1,7 +1,7 @@
 /**
  * `GET /api/v1/stream`: Server-Sent Events (one-way, proxy-friendly, resumed
- * by the browser itself with Last-Event-ID; a WebSocket would add nothing a
- * reader needs) of large trades, liquidations, funding, open interest, gaps,
+ * by the browser itself with Last-Event-ID; the same over a WebSocket in
+ * stream-ws.ts) of large trades, liquidations, funding, open interest, gaps,
  * alerts and feed states, with the query endpoints' filters: `kinds`,
  * `exchange`, `symbol`, `min_value_usd`. Events come from the stream hub (the
  * pipeline), not from the database.
@@ -9,9 +9,11 @@
  * After a reconnect with a Last-Event-ID (header, or `last_event_id`), what
  * was missed comes first: from the hub's ring when it still holds the
  * client's event (exactly the events after it), otherwise from the database
- * by insert time and then from the ring (see stream/hub.ts for the ids). The
- * body is one Effect Stream: the replay, then the live queue merged with a
- * heartbeat on a Schedule; the subscription lives in its scope.
+ * by insert time and then from the ring (see stream/hub.ts for the ids).
+ * Both transports admit a client the same way (makeStreamAdmission) and
+ * encode the same Effect Stream of items (streamItems: the snapshot, the
+ * replay, then the live queue, and at most one end); each merges its own
+ * heartbeat on a Schedule; the subscription lives in the stream's scope.
  *
  * Named events besides the data: `truncated` (more than STREAM_REPLAY_LIMIT
  * to replay: its id is where to continue, and the stream ends, so a browser
@@ -19,9 +21,9 @@
  * admission control: the stream ends, nothing was skipped, reconnect with the
  * same id), `dropped` (the client fell too far behind, or there are too many).
  */
-import { Duration, Effect, Layer, Metric, Result, Schedule, Schema, Stream } from "effect"
+import { Array as Arr, type Context, Duration, Effect, Layer, Metric, Result, Schedule, Schema, Stream } from "effect"
 import { Sse } from "effect/encoding"
-import { HttpRouter, HttpServerResponse } from "effect/http"
+import { HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { SqlClient } from "effect/sql"
 import { baseAssetPattern, type ReplayStart, streamReplay, streamStoredUpTo } from "../storage/queries.ts"
 import {
@@ -47,14 +49,14 @@ const decodeSymbol = Schema.decodeUnknownResult(queryParameters.symbol)
 const decodeMinValue = Schema.decodeUnknownResult(Schema.FiniteFromString.check(Schema.isGreaterThanOrEqualTo(0)))
 const replayTimeout = Duration.seconds(10)
 
-interface Parsed {
+export interface Parsed {
   readonly filter: StreamFilter
   readonly lastEventId: string | undefined
   readonly symbol: string | undefined
 }
 
 /** The request's filters, or the 400 that names what is wrong. */
-const filterOf = (params: URLSearchParams): Parsed | string => {
+export const filterOf = (params: URLSearchParams): Parsed | string => {
   for (const name of new Set(params.keys())) {
     if (!known.has(name)) return `unknown parameter ${name}; the stream takes ${[...known].join(", ")}`
     if (params.getAll(name).length > 1) return `${name} is given more than once`
@@ -94,17 +96,36 @@ const filterOf = (params: URLSearchParams): Parsed | string => {
   }
 }
 
-const frame = (event: StreamEvent) => Sse.encoder.write({ _tag: "Event", event: event.kind, id: event.id, data: event.data })
-const named = (event: string, id: string | undefined, data: unknown) => Sse.encoder.write({ _tag: "Event", event, id, data: JSON.stringify(data) })
+/** How the stream ended before going live, or why the hub let the client go: the same for every transport. */
+export interface StreamEnd {
+  readonly _tag: "End"
+  /** The event's name: `truncated`, `error` or `dropped`. */
+  readonly name: "truncated" | "error" | "dropped"
+  /** `truncated`: where to continue from. */
+  readonly id: string | undefined
+  readonly data: Readonly<Record<string, unknown>>
+  /** Why, for a transport that says it again in its own terms (the WebSocket's close code). */
+  readonly cause: "truncated" | "overloaded" | "database" | "too_slow" | "too_many_clients"
+}
 
-/** What the replay sends, and how it ends: `undefined` goes on live; otherwise the frame that ends the stream. */
+/**
+ * What a stream client is sent, whatever the transport: data events (the
+ * feeds' snapshot without ids, the replay, then live), how many the replay
+ * sent and from where, and at most one end, last.
+ */
+export type StreamItem =
+  | { readonly _tag: "Event"; readonly event: StreamEvent }
+  | { readonly _tag: "Replayed"; readonly count: number; readonly source: string }
+  | StreamEnd
+
+/** What the replay sends, and how it ends: `undefined` goes on live; otherwise the item that ends the stream. */
 interface Replayed {
   readonly events: ReadonlyArray<StreamEvent>
   readonly source: string
-  readonly end: string | undefined
+  readonly end: StreamEnd | undefined
 }
 
-interface Limits {
+export interface Limits {
   readonly replayLimit: number
   readonly resumeOverlapMs: number
   readonly replayLatenessHours: number
@@ -119,17 +140,23 @@ const capped = (events: ReadonlyArray<StreamEvent>, limit: number, source: strin
 const truncatedAt = (events: ReadonlyArray<StreamEvent>, continueFrom: string, limit: number, source: string): Replayed => ({
   events,
   source,
-  end: named("truncated", continueFrom, {
-    reason: `more than ${limit} events to replay (STREAM_REPLAY_LIMIT); reconnect with Last-Event-ID ${continueFrom} for the rest`,
-    replayed: events.length,
-    continue_from: continueFrom
-  })
+  end: {
+    _tag: "End",
+    name: "truncated",
+    id: continueFrom,
+    cause: "truncated",
+    data: {
+      reason: `more than ${limit} events to replay (STREAM_REPLAY_LIMIT); resume from ${continueFrom} for the rest (Last-Event-ID, or the WebSocket's resume message)`,
+      replayed: events.length,
+      continue_from: continueFrom
+    }
+  }
 })
 
 const failed = (reason: "overloaded" | "database", message: string, lastEventId: string): Replayed => ({
   events: [],
   source: "nothing",
-  end: named("error", undefined, { reason, message, continue_from: lastEventId })
+  end: { _tag: "End", name: "error", id: undefined, cause: reason, data: { reason, message, continue_from: lastEventId } }
 })
 
 /** The database part of a resume, then the ring's events the database did not give. */
@@ -179,50 +206,118 @@ const fromDatabase = (
     )
   })
 
-export const StreamRoute = Layer.unwrap(Effect.gen(function*() {
+/** Where a client resumes from: the id it gave, as a position; `undefined` when it gave none. */
+export interface Resume {
+  readonly lastEventId: string
+  readonly after: EventPosition
+}
+
+/** The position an id names, or the message for a client that gave an id this stream never sent. */
+export const resumeOf = (lastEventId: string | undefined): Resume | undefined | string => {
+  if (lastEventId === undefined) return undefined
+  const after = parseEventId(lastEventId)
+  return after === undefined
+    ? `Last-Event-ID must be an id this stream sent (<epoch>.<seq>.<ms>:<kind>:<row id> or db.<µs>:<kind>:<row id>), got ${JSON.stringify(lastEventId)}`
+    : { lastEventId, after }
+}
+
+/** A request the stream accepts: its filters, and the id it gave to resume from (Last-Event-ID header, or `last_event_id`). */
+export interface Opening {
+  readonly parsed: Parsed
+  readonly resume: Resume | undefined
+}
+
+/**
+ * What every stream transport checks before it answers, in this order: access
+ * (ApiAccess's guard: token or session cookie, budget), the filters, the
+ * resume id, the client limit. The refusal as a response, or the opening.
+ */
+export const makeStreamAdmission = Effect.gen(function*() {
   const guard = yield* makeGuard
   const config = yield* streamConfig
-  const heartbeat = Stream.fromSchedule(Schedule.spaced(Duration.millis(Math.max(1, config.heartbeatMs)))).pipe(Stream.map(() => ": keep-alive\n\n"))
-  return HttpRouter.add("GET", "/api/v1/stream", (request) =>
+  const hub = yield* StreamHub
+  return (request: HttpServerRequest.HttpServerRequest): Effect.Effect<Opening | HttpServerResponse.HttpServerResponse> =>
     Effect.gen(function*() {
       const refused = yield* guard(request)
       if (refused !== undefined) return refused
       const url = new URL(request.url, "http://localhost")
       const parsed = filterOf(url.searchParams)
       if (typeof parsed === "string") return errorResponse(400, "INVALID_PARAMETER", parsed)
-      const lastEventId = request.headers["last-event-id"] ?? parsed.lastEventId
-      const after = lastEventId === undefined ? undefined : parseEventId(lastEventId)
-      if (lastEventId !== undefined && after === undefined) {
-        return errorResponse(400, "INVALID_PARAMETER", `Last-Event-ID must be an id this stream sent (<epoch>.<seq>.<ms>:<kind>:<row id> or db.<µs>:<kind>:<row id>), got ${JSON.stringify(lastEventId)}`)
-      }
-      const hub = yield* StreamHub
+      const resume = resumeOf(request.headers["last-event-id"] ?? parsed.lastEventId)
+      if (typeof resume === "string") return errorResponse(400, "INVALID_PARAMETER", resume)
       if (hub.clients() >= config.maxClients) return errorResponse(503, "OVERLOADED", `the stream has ${config.maxClients} clients already (STREAM_MAX_CLIENTS)`, { "retry-after": "5" })
-      const services = yield* Effect.context<SqlClient.SqlClient | QueryAdmission>()
+      return { parsed, resume } satisfies Opening
+    })
+})
 
-      const body = Stream.unwrap(Effect.gen(function*() {
-        // Lives as long as this response stream: its scope ends the subscription.
-        const subscription = yield* hub.subscribe(parsed.filter, after)
-        const replayed: Replayed = subscription.resume === undefined || after === undefined
-          ? { events: [], source: "nothing", end: undefined }
-          : subscription.resume._tag === "Ring"
-          ? capped(subscription.resume.events, config.replayLimit, "the ring")
-          : yield* fromDatabase(subscription.resume, after, lastEventId!, parsed, config).pipe(Effect.provideContext(services))
-        yield* Metric.update(delivered, replayed.events.length)
-        const head = [
-          "retry: 3000\n\n",
-          ...subscription.snapshot.map(frame),
-          ...replayed.events.map(frame),
-          ...(replayed.source === "nothing" ? [] : [`: ${replayed.events.length} events replayed from ${replayed.source}\n\n`])
-        ]
-        if (replayed.end !== undefined) return Stream.fromIterable([...head, replayed.end])
-        const live = subscription.live.pipe(
-          Stream.mapArrayEffect((events) => Effect.as(Metric.update(delivered, events.length), [events.map(frame).join("")] as const)),
-          Stream.catchTag("ClientDropped", (e) => Stream.succeed(named("dropped", undefined, { reason: e.reason })))
-        )
-        return Stream.concat(Stream.fromIterable(head), Stream.merge(live, heartbeat, { haltStrategy: "left" }))
-      })).pipe(
-        Stream.catchTag("TooManyClients", (e) => Stream.succeed(named("dropped", undefined, { reason: e.message })))
+export const isOpening = (answer: Opening | HttpServerResponse.HttpServerResponse): answer is Opening => "parsed" in answer
+
+/**
+ * The one stream every transport encodes: the feeds' snapshot, what was
+ * missed since `resume` (ring or database), then the live events until the
+ * hub drops the client. The subscription lives in the stream's scope.
+ * Events handed to the transport are counted in `stream_events_total`.
+ */
+export const streamItems = (
+  hub: StreamHub["Service"],
+  opening: Opening,
+  services: Context.Context<SqlClient.SqlClient | QueryAdmission>,
+  limits: Limits
+): Stream.Stream<StreamItem> =>
+  Stream.unwrap(Effect.gen(function*() {
+    const { parsed, resume } = opening
+    const subscription = yield* hub.subscribe(parsed.filter, resume?.after)
+    const replayed: Replayed = subscription.resume === undefined || resume === undefined
+      ? { events: [], source: "nothing", end: undefined }
+      : subscription.resume._tag === "Ring"
+      ? capped(subscription.resume.events, limits.replayLimit, "the ring")
+      : yield* fromDatabase(subscription.resume, resume.after, resume.lastEventId, parsed, limits).pipe(Effect.provideContext(services))
+    yield* Metric.update(delivered, replayed.events.length)
+    const head: Array<StreamItem> = [
+      ...subscription.snapshot.map(eventItem),
+      ...replayed.events.map(eventItem),
+      ...(replayed.source === "nothing" ? [] : [{ _tag: "Replayed", count: replayed.events.length, source: replayed.source } as const])
+    ]
+    if (replayed.end !== undefined) return Stream.fromIterable([...head, replayed.end])
+    const live = subscription.live.pipe(
+      Stream.mapArrayEffect((events) => Effect.as(Metric.update(delivered, events.length), Arr.map(events, eventItem))),
+      Stream.catchTag("ClientDropped", (e) => Stream.succeed(droppedItem("too_slow", e.reason)))
+    )
+    return Stream.concat(Stream.fromIterable(head), live)
+  })).pipe(
+    Stream.catchTag("TooManyClients", (e) => Stream.succeed(droppedItem("too_many_clients", e.message)))
+  )
+
+const eventItem = (event: StreamEvent): StreamItem => ({ _tag: "Event", event })
+const droppedItem = (cause: "too_slow" | "too_many_clients", reason: string): StreamEnd => ({ _tag: "End", name: "dropped", id: undefined, cause, data: { reason } })
+
+/** The items as Server-Sent Events; a stream's end is a named event. */
+const sseOf = (item: StreamItem): string => {
+  switch (item._tag) {
+    case "Event":
+      return Sse.encoder.write({ _tag: "Event", event: item.event.kind, id: item.event.id, data: item.event.data })
+    case "Replayed":
+      return `: ${item.count} events replayed from ${item.source}\n\n`
+    case "End":
+      return Sse.encoder.write({ _tag: "Event", event: item.name, id: item.id, data: JSON.stringify(item.data) })
+  }
+}
+
+export const StreamRoute = Layer.unwrap(Effect.gen(function*() {
+  const admit = yield* makeStreamAdmission
+  const config = yield* streamConfig
+  const heartbeat = Stream.fromSchedule(Schedule.spaced(Duration.millis(Math.max(1, config.heartbeatMs)))).pipe(Stream.map(() => ": keep-alive\n\n"))
+  return HttpRouter.add("GET", "/api/v1/stream", (request) =>
+    Effect.gen(function*() {
+      const opening = yield* admit(request)
+      if (!isOpening(opening)) return opening
+      const hub = yield* StreamHub
+      const services = yield* Effect.context<SqlClient.SqlClient | QueryAdmission>()
+      const events = streamItems(hub, opening, services, config).pipe(
+        // A chunk of live events is one write.
+        Stream.mapArray((items) => [Arr.map(items, sseOf).join("")] as const)
       )
+      const body = Stream.concat(Stream.succeed("retry: 3000\n\n"), Stream.merge(events, heartbeat, { haltStrategy: "left" }))
       return HttpServerResponse.stream(Stream.encodeText(body), {
         contentType: "text/event-stream",
         headers: { "cache-control": "no-cache", "x-accel-buffering": "no", connection: "keep-alive" }

@@ -221,12 +221,14 @@ export class StreamHub extends Context.Service<StreamHub, {
     const registry = yield* FeedRegistry
     const epoch = yield* Clock.currentTimeMillis
     const clock = yield* Clock.Clock
+    const context = yield* Effect.context<never>()
+    const droppedTooSlow = Metric.withAttributes(dropped, { reason: "too_slow" })
     const subscribers = new Set<Subscriber>()
     const ringSize = Math.max(1, config.ringEvents)
     const ring: Array<StreamEvent | undefined> = new Array(ringSize)
     let seq = 0
     const oldestInRing = () => Math.max(1, seq - ringSize + 1)
-    const tooSlow = `too slow: ${config.bufferEvents} events waiting; reconnect with Last-Event-ID to resume`
+    const tooSlow = `too slow: ${config.bufferEvents} events waiting; reconnect and resume from the last event id received`
 
     const publish = (inputs: ReadonlyArray<StreamEventInput>) => {
       if (inputs.length === 0) return
@@ -242,6 +244,9 @@ export class StreamHub extends Context.Service<StreamHub, {
             // Full: ended alone. Its stream sends what it holds, then the reason.
             subscribers.delete(subscriber)
             Queue.failCauseUnsafe(subscriber.queue, Cause.fail(new ClientDropped({ reason: tooSlow })))
+            // Counted now, not once the client has read its way to the reason: one that never reads again counts too.
+            droppedTooSlow.updateUnsafe(1, context)
+            connections.updateUnsafe(subscribers.size, context)
           }
         }
       }
@@ -305,10 +310,7 @@ export class StreamHub extends Context.Service<StreamHub, {
           }).pipe(Effect.andThen(Effect.suspend(() => Metric.update(connections, subscribers.size))))
         )
         if (registered === undefined) return yield* Effect.fail(new TooManyClients({ message: `the stream has ${config.maxClients} clients already (STREAM_MAX_CLIENTS)` }))
-        const live = Stream.fromQueue(queue).pipe(
-          Stream.tapError(() => Metric.update(Metric.withAttributes(dropped, { reason: "too_slow" }), 1))
-        )
-        return { ...registered, live } satisfies Subscription
+        return { ...registered, live: Stream.fromQueue(queue) } satisfies Subscription
       })
 
     return StreamHub.of({
