@@ -9,6 +9,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { assetOf, expiryOf } from "../src/analytics/instruments.ts"
 import { pinnedClock } from "./support/clock.ts"
 import { NOW, seedCrossVenueScenario as seed } from "./support/cross-venue-scenario.ts"
 import { freePort, getData, postgresUrl, startService } from "./support/service.ts"
@@ -31,6 +32,29 @@ const show = (what: string, data: unknown) => {
 }
 
 describe("cross-venue views", () => {
+  it("reads an instrument's asset and a dated future's expiry from its symbol", () => {
+    const assets: Array<[string, string]> = [
+      ["BTCUSDT", "BTC"], ["BTC-PERPETUAL", "BTC"], ["BTCPERP", "BTC"], ["BTC-USDT-SWAP", "BTC"], ["MBTZ26", "BTC"], ["METZ26", "ETH"],
+      ["ETH-USD-270326", "ETH"], ["ETHBTC", "ETH"], ["BTCDOMUSDT", "BTCDOM"], ["1000PEPEUSDT", "1000PEPE"], ["BTC", "BTC"], ["btcusdt", "BTC"]
+    ]
+    for (const [symbol, asset] of assets) assert.strictEqual(assetOf(symbol), asset, symbol)
+    const expiries: Array<[string, string | undefined]> = [
+      ["BTC-25DEC26", "2026-12-25T08:00:00.000Z"], // Deribit: the day named, 08:00 UTC
+      ["BTCUSDT-25DEC26", "2026-12-25T08:00:00.000Z"], // Bybit linear
+      ["BTCUSDT_261225", "2026-12-25T08:00:00.000Z"], // Binance: YYMMDD
+      ["BTC-USD-270326", "2027-03-26T08:00:00.000Z"], // OKX
+      // Bybit inverse: the last Friday of the month. 2026-12-31 is a Thursday, so Friday the 25th; 2027-03-31 a Wednesday, so the 26th.
+      ["BTCUSDZ26", "2026-12-25T08:00:00.000Z"],
+      ["BTCUSDH27", "2027-03-26T08:00:00.000Z"],
+      ["BTC-PERPETUAL", undefined], ["BTCUSDT", undefined], ["BTC-USDT-SWAP", undefined], ["BTC-25DEC26-100000-C", undefined],
+      ["BTCZ26", undefined], ["BTCUSDT_261345", undefined]
+    ]
+    for (const [symbol, expiry] of expiries) {
+      const at = expiryOf(symbol)
+      assert.strictEqual(at === undefined ? undefined : new Date(at).toISOString(), expiry, symbol)
+    }
+  })
+
   it.live("funding across venues: each on its own interval, OI-weighted, high-low spread, stale left out", () =>
     Effect.scoped(Effect.gen(function*() {
       yield* seed
@@ -80,6 +104,9 @@ describe("cross-venue views", () => {
       close(eth.venues[0].rate_annualized, 0.219, "eth annualised")
       assert.isNull(eth.open_interest_weighted.rate_annualized)
       assert.isNull(eth.spread, "one venue: no spread")
+      // An instrument's symbol, in any case, stands for its asset.
+      const bySymbol = yield* getData(`${base}/funding-comparison?symbol=btcusdt`)
+      assert.deepStrictEqual(bySymbol.assets.map((x: any) => [x.asset, x.venues.length]), [["BTC", 3]])
       // A longer max age takes deribit in: 0.0005 x 1095 = 0.5475, the new high; spread 0.5475 - 0.1095 = 0.438.
       const lenient = yield* getData(`${base}/funding-comparison?symbol=BTC&max_age_minutes=180`)
       assert.strictEqual(lenient.assets[0].spread.high.exchange, "deribit")

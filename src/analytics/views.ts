@@ -10,6 +10,7 @@ import {
   latestOpenInterest,
   openInterestHistory
 } from "../storage/queries.ts"
+import { assetOf } from "./instruments.ts"
 import {
   fundingComparison as compareFunding,
   historyPlan,
@@ -44,15 +45,18 @@ export const crossVenueConfig = Config.all({
 })
 
 const maxAgeOf = (minutes: number | undefined, fallback: number) => (minutes ?? fallback) * minute
+/** The views are per asset: an instrument's symbol (BTCUSDT) stands for its asset (BTC). */
+const assetQuery = (symbol: string | undefined) => (symbol === undefined ? undefined : assetOf(symbol))
 
 export const fundingComparison = (query: { readonly symbol?: string | undefined; readonly maxAgeMinutes?: number | undefined }) =>
   Effect.gen(function*() {
+    const asset = assetQuery(query.symbol)
     const config = yield* crossVenueConfig
     const now = yield* Clock.currentTimeMillis
     const maxAgeMs = maxAgeOf(query.maxAgeMinutes, config.maxAgeMinutes)
     const [funding, openInterest] = yield* Effect.all([
-      latestFunding({ symbol: query.symbol, now }),
-      latestOpenInterest({ symbol: query.symbol, now })
+      latestFunding({ symbol: asset, now }),
+      latestOpenInterest({ symbol: asset, now })
     ], { concurrency: 2 })
     return {
       max_age_minutes: maxAgeMs / minute,
@@ -62,12 +66,13 @@ export const fundingComparison = (query: { readonly symbol?: string | undefined;
         open_interest_weighted: "sum(rate_annualized x open_interest_usd) / sum(open_interest_usd) over venues with an open-interest reading within max age",
         spread: "highest minus lowest venue, of rate_annualized and of rate_8h"
       },
-      assets: compareFunding({ funding, openInterest, asset: query.symbol, now, maxAgeMs })
+      assets: compareFunding({ funding, openInterest, asset, now, maxAgeMs })
     }
   })
 
 export const openInterestAggregate = (query: { readonly symbol?: string | undefined; readonly hours: number; readonly maxAgeMinutes?: number | undefined }) =>
   Effect.gen(function*() {
+    const asset = assetQuery(query.symbol)
     const config = yield* crossVenueConfig
     const now = yield* Clock.currentTimeMillis
     const maxAgeMs = maxAgeOf(query.maxAgeMinutes, config.maxAgeMinutes)
@@ -75,9 +80,9 @@ export const openInterestAggregate = (query: { readonly symbol?: string | undefi
     const plan = historyPlan(now, query.hours, config.fiveMinuteHours)
     const hourlyFrom = Math.floor((plan.hourlyFrom - carryForwardMs) / 3_600_000) * 3_600_000
     const [latest, history] = yield* Effect.all([
-      latestOpenInterest({ symbol: query.symbol, now }),
+      latestOpenInterest({ symbol: asset, now }),
       openInterestHistory({
-        symbol: query.symbol,
+        symbol: asset,
         // Each series starts from its last reading before the plan (within the carry-forward).
         rawFrom: plan.fiveMinuteFrom - carryForwardMs,
         hourlyFrom: plan.hourlyFrom < plan.fiveMinuteFrom ? hourlyFrom : plan.fiveMinuteFrom,
@@ -90,7 +95,7 @@ export const openInterestAggregate = (query: { readonly symbol?: string | undefi
       max_age_minutes: maxAgeMs / minute,
       carry_forward_minutes: config.carryForwardMinutes,
       five_minute_from: new Date(plan.fiveMinuteFrom).toISOString(),
-      assets: aggregateOpenInterest({ latest, history, plan, asset: query.symbol, now, maxAgeMs, carryForwardMs })
+      assets: aggregateOpenInterest({ latest, history, plan, asset, now, maxAgeMs, carryForwardMs })
     }
   })
 
@@ -99,7 +104,7 @@ export const termStructure = (query: { readonly symbol?: string | undefined; rea
     const config = yield* crossVenueConfig
     const now = yield* Clock.currentTimeMillis
     const maxAgeMs = maxAgeOf(query.maxAgeMinutes, config.maxAgeMinutes)
-    const assets = query.symbol === undefined ? ["BTC", "ETH"] : [query.symbol.toUpperCase()]
+    const assets = query.symbol === undefined ? ["BTC", "ETH"] : [assetOf(query.symbol)]
     const answers = yield* Effect.forEach(assets, (asset) =>
       Effect.gen(function*() {
         const source = config.spotSources[asset]
