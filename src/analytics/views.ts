@@ -2,7 +2,7 @@
  * The cross-venue endpoints' answers: the stored readings (storage/queries.ts)
  * put through analytics/cross-venue.ts at the service clock's now.
  */
-import { Clock, Config, Effect } from "effect"
+import { Clock, Config, Context, Effect, Layer } from "effect"
 import {
   latestBasisAndSettlements,
   latestBookMids,
@@ -44,6 +44,11 @@ export const crossVenueConfig = Config.all({
   )
 })
 
+/** The views' settings, read once at start-up (a bad value stops the service there, not each request). */
+export class CrossVenueSettings extends Context.Service<CrossVenueSettings, Config.Success<typeof crossVenueConfig>>()("market-data/analytics/CrossVenueSettings") {
+  static readonly layer = Layer.effect(CrossVenueSettings, Effect.map(crossVenueConfig, (config) => CrossVenueSettings.of(config)))
+}
+
 const maxAgeOf = (minutes: number | undefined, fallback: number) => (minutes ?? fallback) * minute
 /** The views are per asset: an instrument's symbol (BTCUSDT) stands for its asset (BTC). */
 const assetQuery = (symbol: string | undefined) => (symbol === undefined ? undefined : assetOf(symbol))
@@ -51,7 +56,7 @@ const assetQuery = (symbol: string | undefined) => (symbol === undefined ? undef
 export const fundingComparison = (query: { readonly symbol?: string | undefined; readonly maxAgeMinutes?: number | undefined }) =>
   Effect.gen(function*() {
     const asset = assetQuery(query.symbol)
-    const config = yield* crossVenueConfig
+    const config = yield* CrossVenueSettings
     const now = yield* Clock.currentTimeMillis
     const maxAgeMs = maxAgeOf(query.maxAgeMinutes, config.maxAgeMinutes)
     const [funding, openInterest] = yield* Effect.all([
@@ -73,7 +78,7 @@ export const fundingComparison = (query: { readonly symbol?: string | undefined;
 export const openInterestAggregate = (query: { readonly symbol?: string | undefined; readonly hours: number; readonly maxAgeMinutes?: number | undefined }) =>
   Effect.gen(function*() {
     const asset = assetQuery(query.symbol)
-    const config = yield* crossVenueConfig
+    const config = yield* CrossVenueSettings
     const now = yield* Clock.currentTimeMillis
     const maxAgeMs = maxAgeOf(query.maxAgeMinutes, config.maxAgeMinutes)
     const carryForwardMs = config.carryForwardMinutes * minute
@@ -101,7 +106,7 @@ export const openInterestAggregate = (query: { readonly symbol?: string | undefi
 
 export const termStructure = (query: { readonly symbol?: string | undefined; readonly hours: number; readonly maxAgeMinutes?: number | undefined }) =>
   Effect.gen(function*() {
-    const config = yield* crossVenueConfig
+    const config = yield* CrossVenueSettings
     const now = yield* Clock.currentTimeMillis
     const maxAgeMs = maxAgeOf(query.maxAgeMinutes, config.maxAgeMinutes)
     const assets = query.symbol === undefined ? ["BTC", "ETH"] : [assetOf(query.symbol)]
