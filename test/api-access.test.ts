@@ -99,7 +99,7 @@ describe("API declaration", () => {
       const base = yield* serve()
       const openapi = (yield* getJson(`${base}/openapi.json`)).body
       const paths = Object.keys(openapi.paths)
-      for (const path of ["large-trades", "funding-rates", "open-interest", "orderbooks", "gaps", "volatility-index", "option-chain", "settlements", "basis", "rolls"]) {
+      for (const path of ["large-trades", "funding-rates", "open-interest", "orderbooks", "gaps", "volatility-index", "option-chain", "settlements", "basis", "rolls", "funding-comparison", "open-interest-aggregate", "term-structure"]) {
         assert.include(paths, `/api/v1/exchange/${path}`)
       }
       const largeTrades = openapi.paths["/api/v1/exchange/large-trades"].get

@@ -181,7 +181,10 @@ describe("HTTP API", () => {
         ["orderbooks?depth=0", "depth"],
         ["alerts?rule=no%20spaces", "rule"],
         ["alerts?rule_kind=large-trade", "rule_kind"],
-        ["alerts?channel=trades", "channel"]
+        ["alerts?channel=trades", "channel"],
+        ["funding-comparison?max_age_minutes=0", "max_age_minutes"],
+        ["open-interest-aggregate?hours=8761", "hours"],
+        ["term-structure?limit=5", "limit"]
       ]
       for (const [query, parameter] of cases) {
         const { status, body } = yield* getJson(`${base}/${query}`)

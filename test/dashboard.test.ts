@@ -5,7 +5,8 @@
  * is on the tape within 2 s; the funding and open-interest panels show what
  * the API returns; feed health turns red while the venue is unreachable and
  * green when it is back; 100 trades a second on the stream leave the page
- * responsive. A full-page screenshot is written to
+ * responsive; the cross-venue panel shows what /funding-comparison and
+ * /open-interest-aggregate answer on a stored scenario. A full-page screenshot is written to
  * test-results/dashboard.png each run.
  */
 import { existsSync, mkdirSync } from "node:fs"
@@ -14,6 +15,8 @@ import { Effect } from "effect"
 import { chromium } from "playwright-core"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeBinance } from "./fake/binance.ts"
+import { pinnedClock } from "./support/clock.ts"
+import { NOW, seedCrossVenueScenario } from "./support/cross-venue-scenario.ts"
 import { TcpProxy } from "./support/proxy.ts"
 import { eventually, freePort, getData, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
@@ -22,6 +25,7 @@ const futures = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]
 const clean = truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
 
 const annualised = (f: any) => f.rate * (8760 / (f.metadata?.interval_hours || 8)) * 100
+const fmtPct = (n: number, digits = 2) => `${n >= 0 ? "+" : ""}${n.toFixed(digits)}%`
 const fmtUsd = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0))
 
 // Outside CI a machine without Chromium skips this file; in CI (.ci/run installs it) a missing browser fails it.
@@ -122,6 +126,66 @@ describe.skipIf(!existsSync(chromiumPath) && process.env.CI === undefined)("dash
       assert.isBelow(bytes, 500 * 1024, "page weight under 500 KB")
       console.log(`dashboard: ${(bytes / 1024).toFixed(0)} KB loaded, tape ${tapeLatencyMs} ms after the fake sent a trade, main thread's longest 50 ms tick ${worstFrameMs.toFixed(0)} ms over ${gaps.length} ticks at 100 trades/s`)
     })), { timeout: 180_000 })
+
+  it.live("the cross-venue panel shows funding across venues and aggregated open interest as the API answers them", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* seedCrossVenueScenario
+      const port = freePort()
+      yield* startService({ DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "none" }, pinnedClock(NOW).layer)
+      const base = `http://127.0.0.1:${port}`
+      const funding = (yield* getData(`${base}/api/v1/exchange/funding-comparison?symbol=BTC`)).assets[0]
+      const oi = (yield* getData(`${base}/api/v1/exchange/open-interest-aggregate?symbol=BTC&hours=24`)).assets[0]
+      const browser = yield* Effect.acquireRelease(
+        Effect.promise(() => chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox", "--disable-gpu"] })),
+        (b) => Effect.promise(() => b.close())
+      )
+      const tab = yield* Effect.promise(() => browser.newPage({ viewport: { width: 1400, height: 1000 } }))
+      const problems: Array<string> = []
+      tab.on("pageerror", (e) => problems.push(String(e)))
+      yield* Effect.promise(() => tab.goto(`${base}/?asset=BTC`, { waitUntil: "load" }))
+      const cells = (selector: string) => Effect.promise(() =>
+        tab.waitForSelector(selector, { timeout: 10_000 }).then(() => tab.locator(`${selector} td`).allTextContents()))
+
+      // Funding: every venue's row (interval, per 8 h, per year, its weight), then the weighted average and the spread.
+      for (const v of funding.venues) {
+        assert.deepStrictEqual(yield* cells(`tr[data-cv-funding="${v.exchange}/${v.symbol}"]`), [
+          v.exchange, v.symbol, `${v.interval_hours} h`, fmtPct(v.rate_8h * 100, 4), fmtPct(v.rate_annualized * 100),
+          v.open_interest_usd === null ? "unweighted" : fmtUsd(v.open_interest_usd)
+        ])
+      }
+      // Here: bybit hourly 0.00002 is +0.0160 % per 8 h and +17.52 % a year; the OI-weighted average +12.59 %; the spread +6.57 %.
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-funding="bybit/BTCUSDT"]`), ["bybit", "BTCUSDT", "1 h", "+0.0160%", "+17.52%", "1.00M"])
+      const weighted = funding.open_interest_weighted
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-funding="weighted"]`),
+        ["OI-weighted", "", "", fmtPct(weighted.rate_8h * 100, 4), fmtPct(weighted.rate_annualized * 100), fmtUsd(weighted.weight_usd)])
+      assert.strictEqual((yield* cells(`tr[data-cv-funding="weighted"]`))[4], "+12.59%")
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-funding="spread"]`),
+        ["high - low", `${funding.spread.high.exchange} - ${funding.spread.low.exchange}`, "", fmtPct(funding.spread.per_8h * 100, 4), fmtPct(funding.spread.annualized * 100), ""])
+      assert.strictEqual((yield* cells(`tr[data-cv-funding="spread"]`))[4], "+6.57%")
+      const fundingLeftOut = yield* Effect.promise(() => tab.locator(`[data-cv-section="funding"] [data-left-out]`).getAttribute("data-left-out"))
+      assert.strictEqual(fundingLeftOut, funding.left_out.map((l: any) => `${l.exchange}/${l.symbol}`).join(","))
+
+      // Open interest: per venue in coins and USD, the total, and the history's latest point.
+      const coins = (n: number | null) => (n === null ? "-" : n.toLocaleString("en-US", { maximumFractionDigits: 2 }))
+      for (const e of oi.by_exchange) {
+        assert.deepStrictEqual(yield* cells(`tr[data-cv-oi="${e.exchange}"]`), [e.exchange, coins(e.open_interest_base), fmtUsd(e.open_interest_usd)])
+      }
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-oi="total"]`), ["total", coins(oi.total.open_interest_base), fmtUsd(oi.total.open_interest_usd)])
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-oi="total"]`), ["total", "45", "4.70M"])
+      const last = oi.history.filter((p: any) => p.open_interest_usd !== null).at(-1)
+      const caption = yield* Effect.promise(() => tab.locator(`[data-cv-oi-latest]`).textContent())
+      assert.strictEqual(caption, `latest point ${last.time.slice(11, 19)} (${last.resolution}): ${fmtUsd(last.open_interest_usd)} from ${last.instruments} instruments, ${last.carried_forward} carried forward`)
+      assert.isAbove(yield* Effect.promise(() => tab.locator(`#cross-venue-oi-chart canvas`).count()), 0, "the history is drawn")
+
+      // Another asset: ETH has funding but no open interest here.
+      yield* Effect.promise(() => tab.selectOption("#cross-venue-asset", "ETH"))
+      yield* Effect.promise(() => tab.waitForSelector(`tr[data-cv-funding="binance-futures/ETHUSDT"]`, { timeout: 10_000 }))
+      yield* Effect.promise(() => tab.waitForSelector(`[data-cv-section="open-interest"] >> text=no open interest stored for this asset`, { timeout: 10_000 }))
+      if (!existsSync("test-results")) mkdirSync("test-results")
+      yield* Effect.promise(() => tab.goto(`${base}/?asset=BTC`, { waitUntil: "load" }).then(() => tab.waitForSelector(`tr[data-cv-oi="total"]`)))
+      yield* Effect.promise(() => tab.locator("#cross-venue-panel").screenshot({ path: "test-results/dashboard-cross-venue.png" }))
+      assert.deepStrictEqual(problems, [])
+    })), { timeout: 90_000 })
 
   it.live("feed health lists every configured venue with its state and reason, even one that never connected", () =>
     Effect.scoped(Effect.gen(function*() {

@@ -223,6 +223,87 @@ const refreshSmile = async () => {
     [xs, xs.map((x) => strikes.get(x).call ?? null), xs.map((x) => strikes.get(x).put ?? null)])
 }
 
+// ---------------------------------------------------------------- across venues
+// One asset across venues. Each section is one entry of crossVenueSections: a title, the endpoint
+// it reads for the chosen asset, and how it draws that answer into its own box. A further view
+// (the spread matrix from /spreads, open arbitrage from /arbitrage, volume delta from /bars) is one
+// more entry with its render function; the box, the JSON link and the refresh come with it.
+const crossVenueAsset = () => $("cross-venue-asset").value
+const pctCell = (fraction, digits = 2) => [fmtPct(fraction * 100, digits), `n ${fraction >= 0 ? "buy" : "sell"}`]
+const table = (headers, rows) => {
+  const t = el("table")
+  const head = el("tr")
+  for (const [text, cls] of headers) head.appendChild(el("th", cls ? { class: cls } : {}, text))
+  t.appendChild(el("thead")).appendChild(head)
+  t.appendChild(el("tbody")).replaceChildren(...rows)
+  return t
+}
+const leftOutNote = (leftOut) =>
+  el("p", { class: "note", "data-left-out": leftOut.map((l) => `${l.exchange}/${l.symbol}`).join(",") },
+    leftOut.length === 0 ? "" : `left out: ${leftOut.map((l) => `${l.exchange} ${l.symbol} (${l.age_seconds === undefined ? l.reason : `${Math.round(l.age_seconds / 60)} min old`})`).join(", ")}`)
+
+const renderFundingAcross = (data, box) => {
+  const a = data.assets[0]
+  if (a === undefined) return box.replaceChildren(el("p", { class: "note" }, "no funding stored for this asset"))
+  const rows = a.venues.map((v) => row([[v.exchange], [v.symbol], [`${v.interval_hours} h`, "n"], pctCell(v.rate_8h, 4), pctCell(v.rate_annualized),
+    [v.open_interest_usd === null ? "unweighted" : fmtUsd(v.open_interest_usd), "n"]], { "data-cv-funding": `${v.exchange}/${v.symbol}` }))
+  const w = a.open_interest_weighted
+  if (w.rate_annualized !== null) {
+    rows.push(row([["OI-weighted"], [""], [""], pctCell(w.rate_8h, 4), pctCell(w.rate_annualized), [fmtUsd(w.weight_usd), "n"]], { class: "summary", "data-cv-funding": "weighted" }))
+  }
+  if (a.spread !== null) {
+    rows.push(row([["high - low"], [`${a.spread.high.exchange} - ${a.spread.low.exchange}`], [""], pctCell(a.spread.per_8h, 4), pctCell(a.spread.annualized), [""]], { class: "summary", "data-cv-funding": "spread" }))
+  }
+  box.replaceChildren(table([["venue"], ["symbol"], ["interval", "n"], ["per 8 h", "n"], ["per year", "n"], ["OI weight", "n"]], rows), leftOutNote(a.left_out))
+}
+
+const renderOpenInterestAcross = (data, box) => {
+  const a = data.assets[0]
+  if (a === undefined) return box.replaceChildren(el("p", { class: "note" }, "no open interest stored for this asset"))
+  const coins = (n) => (n === null ? "-" : n.toLocaleString("en-US", { maximumFractionDigits: 2 }))
+  const rows = a.by_exchange.map((e) => row([[e.exchange], [coins(e.open_interest_base), "n"], [fmtUsd(e.open_interest_usd), "n"]], { "data-cv-oi": e.exchange }))
+  rows.push(row([["total"], [coins(a.total.open_interest_base), "n"], [fmtUsd(a.total.open_interest_usd), "n"]], { class: "summary", "data-cv-oi": "total" }))
+  const chartBox = el("div", { id: "cross-venue-oi-chart", class: "chart" })
+  const points = a.history.filter((p) => p.open_interest_usd !== null)
+  const last = points.at(-1)
+  const caption = el("p", { class: "note", "data-cv-oi-latest": last === undefined ? "" : last.time },
+    last === undefined ? "no history in this window" : `latest point ${time(last.time)} (${last.resolution}): ${fmtUsd(last.open_interest_usd)} from ${last.instruments} instruments, ${last.carried_forward} carried forward`)
+  box.replaceChildren(table([["venue"], ["coins", "n"], ["USD", "n"]], rows), chartBox, caption, leftOutNote(a.left_out))
+  chart("cross-venue-oi-chart", {
+    series: [{}, { label: `${a.asset} open interest, all venues`, stroke: palette[0], spanGaps: false, value: (u, v) => (v == null ? "-" : fmtUsd(v)) }],
+    axes: [{}, { values: (u, vs) => vs.map(fmtUsd), size: 60 }]
+  }, [a.history.map((p) => Date.parse(p.time) / 1000), a.history.map((p) => p.open_interest_usd)])
+}
+
+const crossVenueSections = [
+  { id: "funding", title: "Funding", path: (asset) => `${api}/funding-comparison?symbol=${asset}`, render: renderFundingAcross },
+  { id: "open-interest", title: "Open interest, 24 h", path: (asset) => `${api}/open-interest-aggregate?symbol=${asset}&hours=24`, render: renderOpenInterestAcross }
+]
+
+const refreshCrossVenue = async () => {
+  const asset = crossVenueAsset()
+  const boxes = crossVenueSections.map((section) => {
+    let box = $(`cross-venue-${section.id}`)
+    if (box === null) {
+      box = el("div", { id: `cross-venue-${section.id}` })
+      $("cross-venue").appendChild(box)
+    }
+    return box
+  })
+  await Promise.all(crossVenueSections.map(async (section, i) => {
+    const path = section.path(asset)
+    const heading = el("h3", {}, `${section.title} (${asset})`)
+    heading.appendChild(el("a", { class: "json", href: path }, "JSON"))
+    const body = el("div", { "data-cv-section": section.id })
+    boxes[i].replaceChildren(heading, body)
+    try {
+      section.render((await getJson(path)).data, body)
+    } catch (error) {
+      body.replaceChildren(el("p", { class: "note" }, `unavailable: ${String(error)}`))
+    }
+  }))
+}
+
 // ---------------------------------------------------------------- coverage
 let gapsTimer
 const scheduleGaps = () => {
@@ -259,11 +340,22 @@ const refreshGaps = async () => {
 
 // ---------------------------------------------------------------- wiring
 const refreshAll = () => {
-  for (const refresh of [refreshFunding, refreshOpenInterest, refreshBasis, refreshSmile, refreshGaps]) refresh().catch((e) => console.warn(String(e)))
+  for (const refresh of [refreshFunding, refreshOpenInterest, refreshBasis, refreshSmile, refreshGaps, refreshCrossVenue]) refresh().catch((e) => console.warn(String(e)))
 }
 const fromUrl = new URLSearchParams(location.search)
 $("symbol").value = fromUrl.get("symbol") ?? ""
 $("min").value = fromUrl.get("min_value_usd") ?? "0"
+// The cross-venue asset: the URL's `asset`, else the symbol filter when it is an asset listed.
+for (const candidate of [fromUrl.get("asset"), $("symbol").value.toUpperCase()]) {
+  if (candidate && [...$("cross-venue-asset").options].some((o) => o.value === candidate)) {
+    $("cross-venue-asset").value = candidate
+    break
+  }
+}
+$("cross-venue-asset").addEventListener("change", (event) => {
+  event.stopPropagation()
+  refreshCrossVenue().catch((e) => console.warn(String(e)))
+})
 $("filters").addEventListener("change", () => {
   const f = filters()
   history.replaceState(null, "", `?${new URLSearchParams({ ...(f.symbol ? { symbol: f.symbol } : {}), ...(f.exchange ? { exchange: f.exchange } : {}), ...(f.min ? { min_value_usd: String(f.min) } : {}) })}`)

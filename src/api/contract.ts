@@ -42,7 +42,10 @@ export const queryParameters = {
   )).annotate({ description: "Expiry date (UTC) of the options: YYYY-MM-DD" }),
   rule: lowerCased(Schema.String.check(Schema.isPattern(/^[a-z0-9][a-z0-9_-]{0,62}$/))).annotate({ description: "Alert rule name, as in the rules file" }),
   rule_kind: lowerCased(Schema.String.check(Schema.isPattern(/^[a-z_]{1,40}$/))).annotate({ description: "Alert rule kind: large_trade, liquidation_cluster, funding, open_interest_change, basis, price_divergence, stale_feed, unrepaired_gap, book_resyncs, cross_venue_outlier" }),
-  depth: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100 })).annotate({ description: "Levels per side (default: all stored, at most 100)" })
+  depth: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100 })).annotate({ description: "Levels per side (default: all stored, at most 100)" }),
+  max_age_minutes: Schema.Finite.check(Schema.isGreaterThan(0), Schema.isLessThanOrEqualTo(10080)).annotate({
+    description: "Readings older than this many minutes are left out and listed with their age (default CROSS_VENUE_MAX_AGE_MINUTES, 60; at most 10080)"
+  })
 }
 
 type ParameterName = keyof typeof queryParameters
@@ -303,6 +306,121 @@ const Alerts = Schema.Struct({
   summary: Schema.Struct({ by_rule: Schema.Record(Schema.String, Schema.Number) })
 })
 
+// Cross-venue views (analytics/cross-venue.ts)
+
+const LeftOut = Schema.Struct({ exchange: Schema.String, symbol: Schema.String, timestamp: Timestamp, age_seconds: Schema.Number, reason: Schema.String })
+const Formulas = Schema.Record(Schema.String, Schema.String)
+const Instrument = { exchange: Schema.String, symbol: Schema.String }
+
+const FundingComparison = Schema.Struct({
+  max_age_minutes: Schema.Number,
+  formulas: Formulas,
+  assets: Schema.Array(Schema.Struct({
+    asset: Schema.String,
+    venues: Schema.Array(Schema.Struct({
+      ...Instrument,
+      rate: Schema.Number.annotate({ description: "As the venue states it, over interval_hours" }),
+      interval_hours: Schema.Number,
+      interval_source: Schema.String,
+      rate_8h: Schema.Number.annotate({ description: "rate x 8 / interval_hours (a fraction, as rate: 0.0001 is 0.01 %)" }),
+      rate_annualized: Schema.Number.annotate({ description: "rate x 24 / interval_hours x 365 (a fraction: 0.1095 is 10.95 % a year)" }),
+      predicted_rate: Schema.NullOr(Schema.Number),
+      predicted_rate_annualized: Schema.NullOr(Schema.Number),
+      timestamp: Timestamp,
+      age_seconds: Schema.Number,
+      next_funding_time: Schema.NullOr(Timestamp),
+      open_interest_usd: Schema.NullOr(Schema.Number).annotate({ description: "The weight: the instrument's latest open interest within max age; null: unweighted" }),
+      open_interest_time: Schema.NullOr(Timestamp)
+    })),
+    open_interest_weighted: Schema.Struct({
+      rate_annualized: Schema.NullOr(Schema.Number),
+      rate_8h: Schema.NullOr(Schema.Number),
+      weight_usd: Schema.Number,
+      weighted: Schema.Array(Schema.Struct({ ...Instrument, open_interest_usd: Schema.Number })),
+      unweighted: Schema.Array(Schema.Struct({ ...Instrument, reason: Schema.String }))
+    }),
+    simple_average: Schema.Struct({ rate_annualized: Schema.NullOr(Schema.Number), rate_8h: Schema.NullOr(Schema.Number) }),
+    spread: Schema.NullOr(Schema.Struct({
+      high: Schema.Struct({ ...Instrument, rate_annualized: Schema.Number }),
+      low: Schema.Struct({ ...Instrument, rate_annualized: Schema.Number }),
+      annualized: Schema.Number,
+      per_8h: Schema.Number
+    })),
+    left_out: Schema.Array(LeftOut)
+  }))
+})
+
+const OpenInterestAggregate = Schema.Struct({
+  hours: Schema.Number,
+  max_age_minutes: Schema.Number,
+  carry_forward_minutes: Schema.Number,
+  five_minute_from: Timestamp.annotate({ description: "History points from here on are 5-minute buckets of raw rows; before it, hours of the rollup" }),
+  assets: Schema.Array(Schema.Struct({
+    asset: Schema.String,
+    instruments: Schema.Array(Schema.Struct({
+      ...Instrument,
+      open_interest: Schema.Number,
+      open_interest_base: Schema.NullOr(Schema.Number).annotate({ description: "One side, in coins" }),
+      open_interest_usd: Schema.Number,
+      timestamp: Timestamp,
+      age_seconds: Schema.Number
+    })),
+    by_exchange: Schema.Array(Schema.Struct({
+      exchange: Schema.String,
+      open_interest_base: Schema.NullOr(Schema.Number).annotate({ description: "Null when one of the venue's instruments has no coin figure" }),
+      open_interest_usd: Schema.Number,
+      instruments: Schema.Number
+    })),
+    total: Schema.Struct({
+      open_interest_usd: Schema.Number,
+      open_interest_base: Schema.Number.annotate({ description: "Over the instruments with a coin figure (base_unknown lists the others)" }),
+      instruments: Schema.Number,
+      base_unknown: Schema.Array(Schema.Struct(Instrument))
+    }),
+    left_out: Schema.Array(LeftOut),
+    history: Schema.Array(Schema.Struct({
+      time: Timestamp.annotate({ description: "The bucket's start" }),
+      resolution: Schema.Literals(["5m", "1h"]),
+      open_interest_usd: Schema.NullOr(Schema.Number),
+      open_interest_base: Schema.NullOr(Schema.Number).annotate({ description: "Null on hourly points (the rollup keeps USD) and where a contributor has no coin figure" }),
+      instruments: Schema.Number.annotate({ description: "Instruments summed: a reading in the bucket, or carried forward" }),
+      carried_forward: Schema.Number
+    }))
+  }))
+})
+
+const TermStructure = Schema.Struct({
+  max_age_minutes: Schema.Number,
+  formulas: Formulas,
+  assets: Schema.Array(Schema.Struct({
+    asset: Schema.String,
+    spot: Schema.NullOr(Schema.Struct({
+      ...Instrument,
+      price: Schema.Number,
+      source: Schema.String,
+      timestamp: Timestamp,
+      age_seconds: Schema.Number,
+      fresh: Schema.Boolean
+    })),
+    curve: Schema.Array(Schema.Struct({
+      ...Instrument,
+      kind: Schema.Literals(["perpetual", "future"]),
+      expiry: Schema.NullOr(Timestamp),
+      days_to_expiry: Schema.NullOr(Schema.Number),
+      futures_price: Schema.Number,
+      price_source: Schema.String,
+      price_time: Timestamp,
+      spot_price: Schema.Number,
+      spot_source: Schema.String,
+      spot_time: Timestamp,
+      basis: Schema.Number,
+      basis_percent: Schema.Number,
+      annualized_basis_percent: Schema.NullOr(Schema.Number)
+    })),
+    left_out: Schema.Array(Schema.Struct({ ...Instrument, reason: Schema.String }))
+  }))
+})
+
 // ---------------------------------------------------------------------------
 // Errors: the contract's error envelope, one Schema per status
 // ---------------------------------------------------------------------------
@@ -347,6 +465,9 @@ export class ExchangeData extends HttpApiGroup.make("exchange")
   .add(get("basis", "/basis", ["symbol", "exchange", "hours", "limit"], envelope(Basis), "Futures basis to spot, annualised (default window 7 days)"))
   .add(get("alerts", "/alerts", ["symbol", "exchange", "rule", "rule_kind", "hours", "limit"], envelope(Alerts), "Alert firings (rules of ALERT_RULES), newest first; count and by_rule cover every match"))
   .add(get("rolls", "/rolls", ["root", "exchange", "hours", "limit"], envelope(Rolls), "Roll events and front months (default window 90 days)"))
+  .add(get("fundingComparison", "/funding-comparison", ["symbol", "max_age_minutes"], envelope(FundingComparison), "Every perpetual's latest funding per asset (symbol: the asset), annualised on its own interval, with the open-interest-weighted average and the high-low spread"))
+  .add(get("openInterestAggregate", "/open-interest-aggregate", ["symbol", "hours", "max_age_minutes"], envelope(OpenInterestAggregate), "Per asset, each venue's latest one-sided open interest in coins and USD, the total, and a 5-minute history (hourly beyond OI_HISTORY_5M_HOURS; default window 24 h)"))
+  .add(get("termStructure", "/term-structure", ["symbol", "hours", "max_age_minutes"], envelope(TermStructure), "Basis of every dated future and perpetual against one spot reference, by expiry (symbol: BTC or ETH; default both)"))
   .prefix("/api/v1/exchange")
   .middleware(ContractMiddleware)
 {}

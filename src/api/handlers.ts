@@ -21,6 +21,7 @@ import {
   volatilityIndex
 } from "../storage/queries.ts"
 import { CoverageRecorder } from "../gaps/coverage.ts"
+import { fundingComparison, openInterestAggregate, termStructure } from "../analytics/views.ts"
 import { type Lane, type Overloaded, QueryAdmission } from "./admission.ts"
 import { type ExchangeData, MarketDataApi, type UnavailableBody } from "./contract.ts"
 
@@ -177,4 +178,18 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
       const hours = q.hours ?? 24 * 90
       return answer(q, hours, rolls({ root: q.root, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
         .pipe(Effect.map(asJson("rolls")))
+    })
+    .handle("fundingComparison", ({ query: q }) =>
+      answer(q, undefined, fundingComparison({ symbol: q.symbol, maxAgeMinutes: q.max_age_minutes })).pipe(Effect.map(asJson("fundingComparison"))))
+    .handle("openInterestAggregate", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      // The history reads raw rows of the window (up to OI_HISTORY_5M_HOURS): a long one goes to the heavy lane.
+      return admitted(hours, true, Effect.gen(function*() {
+        const data = yield* guarded(openInterestAggregate({ symbol: q.symbol, hours, maxAgeMinutes: q.max_age_minutes }))
+        return { success: true as const, data, filters: filtersOf(q, hours), timestamp: yield* now }
+      })).pipe(Effect.map(asJson("openInterestAggregate")))
+    })
+    .handle("termStructure", ({ query: q }) => {
+      const hours = q.hours ?? 24 * 7
+      return answer(q, hours, termStructure({ symbol: q.symbol, hours, maxAgeMinutes: q.max_age_minutes })).pipe(Effect.map(asJson("termStructure")))
     }))

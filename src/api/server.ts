@@ -23,6 +23,7 @@ import { Writer } from "../storage/writer.ts"
 import { admissionConfig, QueryAdmission } from "./admission.ts"
 import { endpointParameters, MarketDataApi } from "./contract.ts"
 import { ExchangeDataLive } from "./handlers.ts"
+import { CrossVenueSettings } from "../analytics/views.ts"
 import { ApiAccess, expiredSessionCookie, SessionRoutes } from "./access.ts"
 import { ContractMiddlewareLive, errorResponse, makeGuard } from "./middleware.ts"
 import { StreamRoute } from "./stream.ts"
@@ -217,7 +218,8 @@ export const ApiServerLive = Layer.unwrap(Effect.gen(function*() {
     Layer.provide([
       readPoolLayer({ connections: 2 * (light + heavy), statementTimeoutMs }),
       QueryAdmission.layer,
-      DatabaseProbe.layer(Duration.seconds(2))
+      DatabaseProbe.layer(Duration.seconds(2)),
+      CrossVenueSettings.layer
     ])
   )
 }))

@@ -1058,3 +1058,159 @@ export const streamStoredUpTo = (keys: ReadonlyArray<string>, micros: bigint) =>
       return out
     })
   )
+
+// ---------------------------------------------------------------------------
+// Cross-venue views (analytics/views.ts): each instrument's latest readings,
+// and open-interest histories, as plain rows for analytics/cross-venue.ts
+// ---------------------------------------------------------------------------
+
+const epochMsOf = (value: unknown) => Date.parse(toIso(value))
+const metadataOf = (value: unknown) => (typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null)
+
+/**
+ * The newest reading at or before `now` of each instrument (matching `symbol`
+ * when given), by a loose index scan of (exchange, symbol, timestamp DESC)
+ * (migration 0019): one probe per instrument, as latestOrderBooksStatement.
+ */
+export const latestPerInstrumentStatement = (
+  sql: SqlClient.SqlClient,
+  table: "funding_rates" | "open_interest",
+  columns: string,
+  filter: { readonly symbol?: string | undefined; readonly now: number }
+) => {
+  const from = sql.literal(table)
+  const upTo = utcTimestamp(sql, filter.now)
+  const instrument = filter.symbol === undefined ? sql`TRUE` : symbolMatches(sql, filter.symbol)
+  return sql`WITH RECURSIVE newest(exchange, symbol, timestamp) AS (
+      (SELECT o.exchange, o.symbol, o.timestamp FROM ${from} AS o WHERE o.timestamp <= ${upTo} ORDER BY o.exchange, o.symbol, o.timestamp DESC LIMIT 1)
+      UNION ALL
+      SELECT following.exchange, following.symbol, following.timestamp FROM newest, LATERAL (
+        SELECT o.exchange, o.symbol, o.timestamp FROM ${from} AS o
+        WHERE (o.exchange, o.symbol) > (newest.exchange, newest.symbol) AND o.timestamp <= ${upTo}
+        ORDER BY o.exchange, o.symbol, o.timestamp DESC LIMIT 1) AS following
+    )
+    SELECT reading.* FROM (SELECT exchange, symbol, timestamp FROM newest WHERE ${instrument}) AS matching, LATERAL (
+      SELECT ${sql.literal(columns)} FROM ${from} AS r
+      WHERE r.exchange = matching.exchange AND r.symbol = matching.symbol AND r.timestamp = matching.timestamp ORDER BY r.id LIMIT 1) AS reading
+    ORDER BY reading.exchange, reading.symbol`
+}
+
+export const latestFunding = (filter: { readonly symbol?: string | undefined; readonly now: number }) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.map(
+      latestPerInstrumentStatement(sql, "funding_rates", "r.exchange, r.symbol, r.rate, r.predicted_rate, r.timestamp, r.next_funding_time, r.metadata", filter),
+      (rows) => rows.map((r) => ({
+        exchange: r.exchange as string,
+        symbol: r.symbol as string,
+        rate: toNumber(r.rate),
+        predictedRate: toNumberOrNull(r.predicted_rate),
+        timestamp: epochMsOf(r.timestamp),
+        nextFundingTime: r.next_funding_time === null || r.next_funding_time === undefined ? null : epochMsOf(r.next_funding_time),
+        metadata: metadataOf(r.metadata)
+      }))
+    )
+  )
+
+export const latestOpenInterest = (filter: { readonly symbol?: string | undefined; readonly now: number }) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.map(
+      latestPerInstrumentStatement(sql, "open_interest", "r.exchange, r.symbol, r.open_interest, r.open_interest_base, r.open_interest_usd, r.timestamp, r.metadata", filter),
+      (rows) => rows.map((r) => ({
+        exchange: r.exchange as string,
+        symbol: r.symbol as string,
+        openInterest: toNumber(r.open_interest),
+        openInterestBase: toNumberOrNull(r.open_interest_base),
+        openInterestUsd: toNumber(r.open_interest_usd),
+        timestamp: epochMsOf(r.timestamp),
+        metadata: metadataOf(r.metadata)
+      }))
+    )
+  )
+
+/**
+ * Open interest per instrument as its last reading in each interval: raw rows
+ * over [rawFrom, now) in 5-minute buckets (the symbol index's range scan), and
+ * the hourly rollup (migration 0007, USD only) over [hourlyFrom, hourlyUntil).
+ * Exported so a test or the bench can EXPLAIN what runs.
+ */
+export const openInterestHistoryStatements = (
+  sql: SqlClient.SqlClient,
+  filter: { readonly symbol?: string | undefined; readonly rawFrom: number; readonly hourlyFrom: number; readonly hourlyUntil: number; readonly now: number }
+) => {
+  const instruments = filter.symbol === undefined ? [] : [symbolCondition(sql, "open_interest", filter.symbol)]
+  return [
+    sql`SELECT exchange, symbol, latest[1]::float8 AS at_s, latest[2] AS usd, latest[3] AS base FROM (
+        SELECT exchange, symbol, max(ARRAY[extract(epoch FROM timestamp), open_interest_usd, open_interest_base]) AS latest FROM open_interest
+        WHERE ${sql.and([sql`timestamp >= ${utcTimestamp(sql, filter.rawFrom)}`, sql`timestamp < ${utcTimestamp(sql, filter.now)}`, ...instruments])}
+        GROUP BY exchange, symbol, floor(extract(epoch FROM timestamp) / 300)
+      ) AS buckets`,
+    filter.hourlyFrom < filter.hourlyUntil
+      ? sql`SELECT exchange, symbol, latest[1]::float8 AS at_s, latest[2] AS usd, NULL AS base FROM open_interest_hourly
+          WHERE ${sql.and([sql`hour >= ${utcTimestamp(sql, filter.hourlyFrom)}`, sql`hour < ${utcTimestamp(sql, filter.hourlyUntil)}`, ...instruments])}`
+      : undefined
+  ] as const
+}
+
+export const openInterestHistory = (filter: Parameters<typeof openInterestHistoryStatements>[1]) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const [raw, hourly] = openInterestHistoryStatements(sql, filter)
+      const [rawRows, hourlyRows] = yield* Effect.all([raw, hourly ?? Effect.succeed([])], { concurrency: 2 })
+      return [...hourlyRows, ...rawRows].map((r) => ({
+        exchange: r.exchange as string,
+        symbol: r.symbol as string,
+        at: Math.round(Number(r.at_s) * 1000),
+        usd: toNumber(r.usd),
+        base: toNumberOrNull(r.base)
+      }))
+    })
+  )
+
+/** Each dated future's latest basis row and latest settlement on an asset (small tables: DISTINCT ON over the window). */
+export const latestBasisAndSettlements = (filter: { readonly symbol: string; readonly hours: number; readonly now: number }) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const from = cutoffMs(filter.hours, filter.now)
+      const [basisRows, settlementRows] = yield* Effect.all([
+        sql`SELECT DISTINCT ON (exchange, symbol) exchange, symbol, futures_price, spot_price, spot_source, days_to_expiry, timestamp, metadata
+            FROM futures_basis WHERE ${sql.and([sql`timestamp >= ${utcTimestamp(sql, from)}`, sql`timestamp <= ${utcTimestamp(sql, filter.now)}`, symbolCondition(sql, "futures_basis", filter.symbol)])}
+            ORDER BY exchange, symbol, timestamp DESC`,
+        sql`SELECT DISTINCT ON (exchange, symbol) exchange, symbol, trade_date, expiry, settlement_price, timestamp
+            FROM futures_settlements WHERE ${sql.and([sql`timestamp >= ${utcTimestamp(sql, from)}`, sql`timestamp <= ${utcTimestamp(sql, filter.now)}`, symbolCondition(sql, "futures_settlements", filter.symbol)])}
+            ORDER BY exchange, symbol, trade_date DESC`
+      ], { concurrency: 2 })
+      return {
+        basis: basisRows.map((r) => ({
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          futuresPrice: toNumber(r.futures_price),
+          spotPrice: toNumber(r.spot_price),
+          spotSource: r.spot_source as string,
+          daysToExpiry: toNumber(r.days_to_expiry),
+          timestamp: epochMsOf(r.timestamp),
+          metadata: metadataOf(r.metadata)
+        })),
+        settlements: settlementRows.map((r) => ({
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          tradeDate: toDate(r.trade_date),
+          expiry: toDate(r.expiry),
+          settlementPrice: toNumber(r.settlement_price),
+          timestamp: epochMsOf(r.timestamp)
+        }))
+      }
+    })
+  )
+
+/** The mid of each instrument's latest stored book (live venues store books as they go): only uncrossed books with both sides. */
+export const latestBookMids = (filter: OrderBookFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.map(latestOrderBooksStatement(sql, filter), (rows) =>
+      rows.flatMap((r) => {
+        const bid = Array.isArray(r.bids) ? Number((r.bids as Array<Level>)[0]?.[0]) : Number.NaN
+        const ask = Array.isArray(r.asks) ? Number((r.asks as Array<Level>)[0]?.[0]) : Number.NaN
+        if (!(bid > 0 && ask > 0 && bid < ask)) return []
+        return [{ exchange: r.exchange as string, symbol: r.symbol as string, price: (bid + ask) / 2, at: epochMsOf(r.timestamp), source: "latest stored book mid" }]
+      })
+    )
+  )
