@@ -7,6 +7,8 @@ import { Clock, Duration, Effect } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import {
+  arbitrage,
+  spreads,
   basis,
   coverage,
   fundingRates,
@@ -177,4 +179,11 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
       const hours = q.hours ?? 24 * 90
       return answer(q, hours, rolls({ root: q.root, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
         .pipe(Effect.map(asJson("rolls")))
+    })
+    .handle("spreads", ({ query: q }) =>
+      answer(q, q.hours, spreads({ asset: q.symbol, hours: q.hours, limit: q.limit ?? 100 })).pipe(Effect.map(asJson("spreads"))))
+    .handle("arbitrage", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answer(q, hours, arbitrage({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
+        .pipe(Effect.map(asJson("arbitrage")))
     }))
