@@ -13,6 +13,8 @@ import { Context, Effect } from "effect"
 import { edgeAfterFees, ArbitrageTracker, parseTakerFees, type TakerFees } from "../src/analytics/arbitrage.ts"
 import { sampleAsset } from "../src/analytics/spreads.ts"
 import { LiveBookRegistry, LiveBooks } from "../src/book/live.ts"
+import { RowBatch } from "../src/domain/rows.ts"
+import { eventsOf } from "../src/stream/hub.ts"
 import { pinnedClock } from "./support/clock.ts"
 import { fakeVenue } from "./support/books.ts"
 import { eventually, freePort, getData, postgresUrl, startService, truncateAll } from "./support/service.ts"
@@ -118,6 +120,26 @@ describe("an opportunity's life", () => {
     beta.gap("BTCUSDT", t0 + 8_000)
     const [resynced] = tracker.observe(sample(registry, t0 + 8_000))
     assert.strictEqual(resynced!.closeReason, "beta BTCUSDT not usable: book resyncing, not live")
+  })
+})
+
+describe("arbitrage events on the stream", () => {
+  it("each stored change is an event of its own, `<id>@<last seen ms>`, with its status and USD size", () => {
+    const registry = new LiveBookRegistry()
+    const { alpha, beta } = twoVenues(registry)
+    const tracker = new ArbitrageTracker(fees)
+    alpha.book("BTC-USD", [[99_990, 1]], [[100_000, 0.4]], t0)
+    beta.book("BTCUSDT", [[100_200, 0.25]], [[100_210, 1]], t0)
+    const batch = new RowBatch()
+    batch.arbitrage_opportunities.push(...tracker.observe(sample(registry, t0)))
+    beta.book("BTCUSDT", [[100_100, 0.25]], [[100_110, 1]], t0 + 1_000)
+    batch.arbitrage_opportunities.push(...tracker.observe(sample(registry, t0 + 1_000)))
+    const events = eventsOf(batch)
+    const id = `BTC_alpha_BTC-USD_beta_BTCUSDT_${t0}`
+    assert.deepStrictEqual(events.map((e) => [e.kind, e.rowId, e.valueUsd, JSON.parse(e.data).status]), [
+      ["arbitrage", `${id}@${t0}`, 25_000, "open"],
+      ["arbitrage", `${id}@${t0 + 1_000}`, 25_000, "closed"]
+    ])
   })
 })
 

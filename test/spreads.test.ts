@@ -13,7 +13,8 @@ import { TestClock } from "effect/testing"
 import { sampleAsset } from "../src/analytics/spreads.ts"
 import { CrossVenueAnalytics } from "../src/analytics/sampler.ts"
 import { type BookView, LiveBookRegistry, LiveBooks } from "../src/book/live.ts"
-import type { RowBatch } from "../src/domain/rows.ts"
+import { RowBatch } from "../src/domain/rows.ts"
+import { eventsOf } from "../src/stream/hub.ts"
 import { fakeVenue } from "./support/books.ts"
 
 const t0 = Date.parse("2026-03-02T12:00:00Z")
@@ -164,4 +165,15 @@ describe("the sampler", () => {
       assert.deepStrictEqual(last.quotes.map((q) => `${q.exchange}:${q.symbol}`), ["beta:BTCUSDT"])
       assert.include(last.excluded.find((e) => e.exchange === "alpha" && e.symbol === "BTC-USD")!.reason, "stale: last update received 6000 ms")
     }).pipe(Effect.scoped))
+})
+
+describe("spread events on the stream", () => {
+  it("only a changed sample is an event; every sample is a row", () => {
+    const batch = new RowBatch()
+    const row = { asset: "BTC", quotes: [], pairs: [{ market: "spot" as const, a: "alpha:BTC-USD", b: "beta:BTCUSDT", spread_bps: -2 }], excluded: [], metadata: null }
+    batch.exchange_spreads.push({ ...row, id: `BTC_${t0}`, timestamp: t0, changed: true }, { ...row, id: `BTC_${t0 + 1_000}`, timestamp: t0 + 1_000, changed: false })
+    const events = eventsOf(batch)
+    assert.deepStrictEqual(events.map((e) => [e.kind, e.rowId, e.symbol]), [["spread", `BTC_${t0}`, "BTC"]])
+    assert.deepStrictEqual(JSON.parse(events[0]!.data).pairs, row.pairs)
+  })
 })
