@@ -43,4 +43,5 @@ CREATE TABLE IF NOT EXISTS arbitrage_opportunities (
     created_at TIMESTAMP DEFAULT NOW()
 );
 CREATE INDEX IF NOT EXISTS idx_arbitrage_opened ON arbitrage_opportunities (opened_at DESC);
-CREATE INDEX IF NOT EXISTS idx_arbitrage_open ON arbitrage_opportunities (closed_at) WHERE closed_at IS NULL;
+-- Serves both the open ones (closed_at IS NULL) and the recently closed (closed_at >= ...).
+CREATE INDEX IF NOT EXISTS idx_arbitrage_closed ON arbitrage_opportunities (closed_at DESC);

@@ -92,7 +92,7 @@ class SymbolBook {
   snapshotSequence = 0
   lastApplied: BookDelta | undefined = undefined
   lastEventTime = 0
-  /** Our clock when the last applied update (or the snapshot) arrived; 0: not known. */
+  /** Our clock when the last update for the synced book (or its snapshot) arrived; 0: not known. */
   lastReceivedAt = 0
   lastStoredSequence = -1
   readonly recent = new RecentDeltas(recentDeltas)
