@@ -4,8 +4,8 @@
  * gross edge the fees eat, its peak and its close; a resyncing book never
  * opening one, and an open one closed by a book going stale or resyncing.
  * Then the whole service against PostgreSQL: the sampler's rows through the
- * real writer, /exchange/spreads and /exchange/arbitrage, and a restart
- * closing what the stopped process left open.
+ * real writer, /exchange/spreads and /exchange/arbitrage, a clean shutdown
+ * closing the open one, and a restart closing one a crash left open.
  */
 import { writeFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
@@ -19,9 +19,18 @@ import { pinnedClock } from "./support/clock.ts"
 import { fakeVenue } from "./support/books.ts"
 import { eventually, freePort, getData, postgresUrl, startService, truncateAll } from "./support/service.ts"
 import { postgresLayer } from "../src/storage/database.ts"
+import { insertRows } from "../src/storage/inserts.ts"
+import { SqlClient } from "effect/sql"
+import type { ArbitrageRow } from "../src/domain/rows.ts"
 
 const t0 = Date.parse("2026-03-02T12:00:00Z")
 const fees = parseTakerFees("alpha:10,beta:5", 10) as TakerFees
+/** An opportunity as stored at its open, for the restart test. */
+const leftOpen: ArbitrageRow = {
+  id: "", asset: "BTC", market: "spot", buyExchange: "alpha", buySymbol: "BTC-USD", sellExchange: "beta", sellSymbol: "BTCUSDT",
+  openedAt: 0, closedAt: null, closeReason: null, lastSeenAt: 0, openEdgeBps: 4.985, peakEdgeBps: 4.985, peakAt: 0,
+  buyPrice: 100_000, sellPrice: 100_200, sizeBase: 0.25, sizeUsd: 25_000, buyFeeBps: 10, sellFeeBps: 5, metadata: null
+}
 
 const twoVenues = (registry: LiveBookRegistry) => ({
   alpha: fakeVenue(registry, "alpha", { "BTC-USD": { base: "BTC", quote: "USD", kind: "spot" } }),
@@ -144,7 +153,7 @@ describe("arbitrage events on the stream", () => {
 })
 
 describe("through the writer into PostgreSQL and the API", () => {
-  it.live("spreads sampled into exchange_spreads; an arbitrage served open, then closed; one left open by a stopped service closed on restart", () =>
+  it.live("spreads sampled into exchange_spreads; an arbitrage served open, then closed; one open at shutdown closed by it; one left open by a crash closed on restart", () =>
     Effect.gen(function*() {
       yield* truncateAll.pipe(Effect.provide(postgresLayer(postgresUrl)))
       const clock = pinnedClock(t0)
@@ -196,18 +205,27 @@ describe("through the writer into PostgreSQL and the API", () => {
         return reopened.open[0].id as string
       }))
 
-      // A new process: what the last one left open is closed at its last stored sample, saying why.
+      // A clean shutdown closed the open one at its last sample.
+      const [shut] = yield* SqlClient.SqlClient.use((sql) => sql<{ closed_at: Date | null; close_reason: string; last_seen_at: Date }>`
+        SELECT closed_at, close_reason, last_seen_at FROM arbitrage_opportunities WHERE id = ${openId}`).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
+      assert.strictEqual(shut!.close_reason, "the service shut down while it was open: not observed after its last sample")
+      assert.isNotNull(shut!.closed_at)
+
+      // A process that ended without shutting down leaves one stored open (written as the writer would at open).
+      const crashed = { ...leftOpen, id: `BTC_alpha_BTC-USD_beta_BTCUSDT_${t0 - 60_000}`, openedAt: t0 - 60_000, peakAt: t0 - 60_000, lastSeenAt: t0 - 50_000 }
+      yield* insertRows("arbitrage_opportunities", [crashed]).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
       const port2 = freePort()
       yield* Effect.scoped(Effect.gen(function*() {
         yield* startService(env(port2), clock.layer)
         const after = yield* eventually("the left-open opportunity closed on restart", Effect.map(
           getData(`http://127.0.0.1:${port2}/api/v1/exchange/arbitrage`),
-          (d: any) => d.open.length === 0 && d.closed.some((o: any) => o.id === openId) ? d : undefined
+          (d: any) => d.open.length === 0 && d.closed.some((o: any) => o.id === crashed.id) ? d : undefined
         ))
-        const restarted = after.closed.find((o: any) => o.id === openId)
+        const restarted = after.closed.find((o: any) => o.id === crashed.id)
         answers.arbitrage_after_restart = restarted
         assert.match(restarted.close_reason, /^the service stopped while it was open/)
-        assert.strictEqual(restarted.closed_at, restarted.last_seen_at)
+        // Closed at its last stored sample, t0 - 50 s.
+        assert.strictEqual(restarted.closed_at, new Date(t0 - 50_000).toISOString())
       }))
       if (process.env.ANSWERS_FILE !== undefined) writeFileSync(process.env.ANSWERS_FILE, JSON.stringify(answers, null, 2))
     }), { timeout: 90_000 })

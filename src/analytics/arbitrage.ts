@@ -193,7 +193,14 @@ export class ArbitrageTracker {
   }
 }
 
-/** An opportunity stored open by a process that stopped: closed at the last sample that saw it, saying so. */
+/** An opportunity open at a clean shutdown: closed at the last sample that saw it, saying so. */
+export const closedByShutdown = (row: ArbitrageRow): ArbitrageRow => ({
+  ...row,
+  closedAt: row.lastSeenAt,
+  closeReason: "the service shut down while it was open: not observed after its last sample"
+})
+
+/** An opportunity a process left stored open (it ended without shutting down): closed at its last stored sample on restart. */
 export const closedByRestart = (row: ArbitrageRow): ArbitrageRow => ({
   ...row,
   closedAt: row.lastSeenAt,

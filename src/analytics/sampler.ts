@@ -9,17 +9,19 @@
  * Arbitrage storage: a row at open, at each new peak, every 10 s while open
  * and at close, under one id (an upsert; storage/inserts.ts). The API reads
  * open ones from the table (closed_at NULL), so they are served as any other
- * row. A restart cannot see an opportunity through: at start, the rows a
- * previous process left open are closed at their last stored sample, with a
- * reason saying so, never left open forever nor dropped silently; one still
- * there opens again under a new id.
+ * row. A restart cannot see an opportunity through: at a clean shutdown the
+ * open ones are closed at their last sample; at start, any a previous process
+ * left open (it ended without shutting down) are closed at their last stored
+ * sample (at most 10 s before it ended); each with a reason saying so, never
+ * left open forever nor dropped silently. One still there opens again under a
+ * new id.
  */
 import { Clock, Config, Context, Deferred, Duration, Effect, Layer, Option, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { LiveBooks } from "../book/live.ts"
 import { RowBatch } from "../domain/rows.ts"
 import { openArbitrage } from "../storage/queries.ts"
-import { ArbitrageTracker, closedByRestart, parseTakerFees } from "./arbitrage.ts"
+import { ArbitrageTracker, closedByRestart, closedByShutdown, parseTakerFees } from "./arbitrage.ts"
 import { sampleAsset, sampleSignature } from "./spreads.ts"
 
 const positive = Schema.Finite.check(Schema.isGreaterThan(0))
@@ -96,6 +98,18 @@ export class CrossVenueAnalytics extends Context.Service<CrossVenueAnalytics, {
           )
       })
 
+    // At a clean shutdown, after the sampler stopped (finalizers run last first) and before the writer
+    // drains (main.ts), the open ones are closed at their last sample.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        const open = tracker.openRows()
+        if (!Deferred.isDoneUnsafe(attached) || open.length === 0) return
+        const emit = yield* Deferred.await(attached)
+        const batch = new RowBatch()
+        batch.arbitrage_opportunities.push(...open.map(closedByShutdown))
+        yield* emit(batch)
+      })
+    )
     yield* Effect.forkScoped(Effect.gen(function*() {
       const emit = yield* Deferred.await(attached)
       yield* closeLeftOpen(emit)
