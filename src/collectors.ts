@@ -5,6 +5,8 @@
 import { Cause, Clock, Config, Duration, Effect, Layer, Metric, Schedule } from "effect"
 import { CrossCheck } from "./alerts/cross-venue.ts"
 import { AlertEngine } from "./alerts/engine.ts"
+import { CrossVenueAnalytics } from "./analytics/sampler.ts"
+import { LiveBooks } from "./book/live.ts"
 import { FeedRegistry, VenueProblem } from "./feed/status.ts"
 import { GapLedger } from "./gaps/ledger.ts"
 import { makeVenueRuntime, PipelineSettings, type VenueRuntime } from "./pipeline/runtime.ts"
@@ -100,7 +102,9 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
     ["alerts", (batch) => alerts.offer(batch, lookup)],
     ["stream", (batch) => hub.offer(batch)],
     ["cross_check", (batch) => crossCheck.offer(batch, lookup)]
-  ]))
+  ]), yield* LiveBooks)
+  // Spreads and arbitrage are sampled from the live books; their rows leave through the same fan-out point.
+  yield* (yield* CrossVenueAnalytics).attach(runtime.emit)
   const lookup = (exchange: string, symbol: string) => runtime.instruments.get(exchange, symbol)
   // Gaps leave through the ledger (they are not rows of a batch; it stages their broker messages itself): every
   // opening and change to the stream too.

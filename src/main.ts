@@ -11,6 +11,8 @@ import { existsSync, readFileSync } from "node:fs"
 import { Config, ConfigProvider, Effect, Layer, Metric, References, Schema } from "effect"
 import { AlertDelivery } from "./alerts/delivery.ts"
 import { CrossCheck } from "./alerts/cross-venue.ts"
+import { CrossVenueAnalytics } from "./analytics/sampler.ts"
+import { LiveBooks } from "./book/live.ts"
 import { AlertEngine } from "./alerts/engine.ts"
 import { ApiServerLive } from "./api/server.ts"
 import { CollectorsLive } from "./collectors.ts"
@@ -49,6 +51,9 @@ export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog,
   // The coverage recorder outlives the collectors: its last sample sees the feeds stopped.
   Layer.provideMerge(Layer.mergeAll(AlertEngine.layer, StreamHub.layer, CoverageRecorder.layer)),
   Layer.provideMerge(CrossCheck.layer),
+  // Spreads and arbitrage from the live books; stopped before the writer drains, so their last rows are stored.
+  Layer.provideMerge(CrossVenueAnalytics.layer),
+  Layer.provideMerge(LiveBooks.layer),
   // The ledger outlives the writer: the rows the writer could not store at shutdown become gaps.
   Layer.provideMerge(Writer.layer),
   Layer.provideMerge(GapLedger.layer),

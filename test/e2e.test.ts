@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect } from "effect"
 import { SqlClient } from "effect/sql"
+import { LiveBooks } from "../src/book/live.ts"
 import { MarketDataClient } from "../src/client.ts"
 import { FakeBinance } from "./fake/binance.ts"
 import { postgresLayer } from "../src/storage/database.ts"
@@ -117,6 +118,16 @@ describe.each(databases)("service end to end on %s", (_name, database) => {
         assert.isAbove(book.bids.length, 0)
         assert.isBelow(book.bids[0]![0], book.asks[0]![0])
         assert.deepInclude(book.metadata as object, { book_state: "live" })
+      }
+      // The same books in the read-only live view (book/live.ts), registered by the venue's own processor.
+      const view = Context.get(context, LiveBooks).books().filter((b) => b.exchange === "binance-futures")
+      assert.sameMembers(view.map((b) => b.symbol), futuresSymbols)
+      for (const b of view) {
+        assert.isFalse(b.crossed, b.symbol)
+        assert.isBelow(b.bestBid!, b.bestAsk!, b.symbol)
+        assert.isAbove(b.bidSize!, 0, b.symbol)
+        assert.isNotNull(b.receivedAt, b.symbol)
+        assert.isNotNull(b.exchangeTime, b.symbol)
       }
 
       // Health names every feed; the unknown symbol was skipped without harming the others.

@@ -169,20 +169,26 @@ const rowsPerTable: { readonly [T in TableName]: (i: number) => RowsByTable[T] }
   futures_rolls: (i) => ({
     id: `writer-test_R_${i}`, exchange: "writer-test", root: "BTC", fromSymbol: "A", toSymbol: "B", reason: "test", tradeDate: at + i * 86_400_000,
     fromOpenInterest: 1, toOpenInterest: 2, fromVolume: 3, toVolume: 4, timestamp: at + i, metadata: meta
+  }),
+  exchange_spreads: (i) => ({ id: `writer-test_SP_${i}`, asset: "BTC", timestamp: at + i, quotes: [], pairs: [], excluded: [], changed: true, metadata: meta }),
+  arbitrage_opportunities: (i) => ({
+    id: `writer-test_AR_${i}`, asset: "BTC", market: "spot", buyExchange: "a", buySymbol: "A", sellExchange: "b", sellSymbol: "B", openedAt: at + i,
+    closedAt: null, closeReason: null, lastSeenAt: at + i, openEdgeBps: 5, peakEdgeBps: 5, peakAt: at + i, buyPrice: 100, sellPrice: 101, sizeBase: 1,
+    sizeUsd: 100, buyFeeBps: 10, sellFeeBps: 10, metadata: meta
   })
 }
 const poisons: ReadonlyArray<readonly [string, (row: Record<string, unknown>) => Record<string, unknown>]> = [
   ["a NaN", (row) => ({ ...row, [Object.keys(row).find((k) => typeof row[k] === "number" && !["timestamp", "sequence"].includes(k))!]: Number.NaN })],
-  ["an invalid time", (row) => ({ ...row, timestamp: Number.NaN })],
+  ["an invalid time", (row) => ({ ...row, ["openedAt" in row ? "openedAt" : "timestamp"]: Number.NaN })],
   // Passes the encode check, throws while its statement is built (JSON has no BigInt): the rows' fault, typed.
   ["metadata that will not serialise", (row) => ("metadata" in row ? { ...row, metadata: { n: 1n } } : { ...row, timestamp: Number.NaN })]
 ]
 
 const tableCount = (table: TableName) => SqlClient.SqlClient.use((sql) =>
-  sql.unsafe<{ n: bigint }>(`SELECT count(*) AS n FROM ${table} WHERE exchange = 'writer-test'`).pipe(Effect.map((r) => Number(r[0]!.n))))
+  sql.unsafe<{ n: bigint }>(`SELECT count(*) AS n FROM ${table} WHERE id LIKE 'writer-test%'`).pipe(Effect.map((r) => Number(r[0]!.n))))
 const cleanAll = SqlClient.SqlClient.use((sql) =>
   Effect.gen(function*() {
-    for (const table of tableNames) yield* sql.unsafe(`DELETE FROM ${table} WHERE exchange = 'writer-test'`)
+    for (const table of tableNames) yield* sql.unsafe(`DELETE FROM ${table} WHERE id LIKE 'writer-test%'`)
     yield* sql`DELETE FROM rejected_rows WHERE row_id LIKE 'writer-test%'`
   }))
 

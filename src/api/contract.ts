@@ -421,6 +421,78 @@ const TermStructure = Schema.Struct({
   }))
 })
 
+const Market = Schema.Literals(["spot", "perpetual"])
+const SpreadSample = Schema.Struct({
+  id: Schema.String.annotate({ description: "{asset}_{sample epoch ms}" }),
+  asset: Schema.String,
+  timestamp: Timestamp,
+  venues: Schema.Number.annotate({ description: "Venues with at least one book in the sample" }),
+  changed: Schema.Boolean.annotate({ description: "Some price, size or the set of books differs from the asset's previous sample" }),
+  quotes: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    symbol: Schema.String,
+    market: Market,
+    quote: Schema.String,
+    quote_basis: Schema.String.annotate({ description: "How the quote became USD: USD; USDT at par; EUR at <rate> (median of our own other-asset books: which)" }),
+    usd_rate: Schema.Number,
+    bid: Schema.Number.annotate({ description: "Best bid in USD" }),
+    ask: Schema.Number.annotate({ description: "Best ask in USD" }),
+    mid: Schema.Number.annotate({ description: "(bid + ask) / 2 in USD" }),
+    bid_size: Schema.Number.annotate({ description: "At the best bid, in coins of the asset" }),
+    ask_size: Schema.Number.annotate({ description: "At the best ask, in coins of the asset" }),
+    native_bid: Schema.Number,
+    native_ask: Schema.Number,
+    age_ms: Schema.Number.annotate({ description: "Sample time minus our receipt of the book's last update" }),
+    exchange_time: Schema.NullOr(Schema.Number).annotate({ description: "The venue's time of that update, epoch ms" })
+  })),
+  pairs: Schema.Array(Schema.Struct({
+    market: Market,
+    a: Schema.String,
+    b: Schema.String,
+    spread_bps: Schema.Number.annotate({ description: "(mid_a - mid_b) / ((mid_a + mid_b) / 2) x 1e4: positive when a is dearer" })
+  })),
+  excluded: Schema.Array(Schema.Struct({ exchange: Schema.String, symbol: Schema.String, reason: Schema.String })),
+  metadata: Metadata
+})
+
+const Spreads = Schema.Struct({
+  count: Schema.Number,
+  latest: Schema.Array(SpreadSample).annotate({ description: "The latest sample of each asset" }),
+  history: Schema.Array(SpreadSample).annotate({ description: "With hours: the samples of the window, newest first (at most limit)" })
+})
+
+const Opportunity = Schema.Struct({
+  id: Schema.String.annotate({ description: "{asset}_{buy venue}_{buy symbol}_{sell venue}_{sell symbol}_{open ms}" }),
+  asset: Schema.String,
+  market: Schema.String,
+  buy_exchange: Schema.String,
+  buy_symbol: Schema.String,
+  sell_exchange: Schema.String,
+  sell_symbol: Schema.String,
+  status: Schema.Literals(["open", "closed"]),
+  opened_at: Timestamp,
+  closed_at: Schema.NullOr(Timestamp),
+  close_reason: Schema.NullOr(Schema.String),
+  last_seen_at: Timestamp,
+  open_edge_bps: Schema.Number.annotate({ description: "After both taker fees, in bps of the buy leg's cost" }),
+  peak_edge_bps: Schema.Number,
+  peak_at: Timestamp,
+  buy_price: Schema.Number.annotate({ description: "Best ask of the buy book at the peak, USD" }),
+  sell_price: Schema.Number.annotate({ description: "Best bid of the sell book at the peak, USD" }),
+  size_base: Schema.Number.annotate({ description: "min(ask size, bid size) at the peak, in coins" }),
+  size_usd: Schema.Number.annotate({ description: "size_base x buy_price" }),
+  buy_fee_bps: Schema.Number,
+  sell_fee_bps: Schema.Number,
+  metadata: Metadata
+})
+
+const Arbitrage = Schema.Struct({
+  count: Schema.Number,
+  open: Schema.Array(Opportunity),
+  closed: Schema.Array(Opportunity),
+  summary: Schema.Struct({ open: Schema.Number, closed: Schema.Number, best_peak_edge_bps: Schema.NullOr(Schema.Number), exchanges: Strings })
+})
+
 // ---------------------------------------------------------------------------
 // Errors: the contract's error envelope, one Schema per status
 // ---------------------------------------------------------------------------
@@ -465,6 +537,8 @@ export class ExchangeData extends HttpApiGroup.make("exchange")
   .add(get("basis", "/basis", ["symbol", "exchange", "hours", "limit"], envelope(Basis), "Futures basis to spot, annualised (default window 7 days)"))
   .add(get("alerts", "/alerts", ["symbol", "exchange", "rule", "rule_kind", "hours", "limit"], envelope(Alerts), "Alert firings (rules of ALERT_RULES), newest first; count and by_rule cover every match"))
   .add(get("rolls", "/rolls", ["root", "exchange", "hours", "limit"], envelope(Rolls), "Roll events and front months (default window 90 days)"))
+  .add(get("spreads", "/spreads", ["symbol", "hours", "limit"], envelope(Spreads), "Cross-venue spreads from the live books: the latest sample per asset (symbol: an asset), and with hours the window's samples"))
+  .add(get("arbitrage", "/arbitrage", ["symbol", "exchange", "hours", "limit"], envelope(Arbitrage), "Cross-venue arbitrage after taker fees: every open opportunity and those closed within hours (default 24)"))
   .add(get("fundingComparison", "/funding-comparison", ["symbol", "max_age_minutes"], envelope(FundingComparison), "Every perpetual's latest funding per asset (symbol: the asset), annualised on its own interval, with the open-interest-weighted average and the high-low spread"))
   .add(get("openInterestAggregate", "/open-interest-aggregate", ["symbol", "hours", "max_age_minutes"], envelope(OpenInterestAggregate), "Per asset, each venue's latest one-sided open interest in coins and USD, the total, and a 5-minute history (hourly beyond OI_HISTORY_5M_HOURS; default window 24 h)"))
   .add(get("termStructure", "/term-structure", ["symbol", "hours", "max_age_minutes"], envelope(TermStructure), "Basis of every dated future and perpetual against one spot reference, by expiry (symbol: BTC or ETH; default both)"))

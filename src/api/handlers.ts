@@ -7,6 +7,8 @@ import { Clock, Duration, Effect } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import {
+  arbitrage,
+  spreads,
   basis,
   coverage,
   fundingRates,
@@ -192,4 +194,11 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
     .handle("termStructure", ({ query: q }) => {
       const hours = q.hours ?? 24 * 7
       return answer(q, hours, termStructure({ symbol: q.symbol, hours, maxAgeMinutes: q.max_age_minutes })).pipe(Effect.map(asJson("termStructure")))
+    })
+    .handle("spreads", ({ query: q }) =>
+      answer(q, q.hours, spreads({ asset: q.symbol, hours: q.hours, limit: q.limit ?? 100 })).pipe(Effect.map(asJson("spreads"))))
+    .handle("arbitrage", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answer(q, hours, arbitrage({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
+        .pipe(Effect.map(asJson("arbitrage")))
     }))

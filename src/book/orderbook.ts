@@ -27,6 +27,11 @@ export class BookSide {
     return this.prices[this.prices.length - 1]
   }
 
+  /** The size at the best price (undefined on an empty side). */
+  bestSize(): number | undefined {
+    return this.sizes[this.sizes.length - 1]
+  }
+
   clear(): void {
     this.prices.length = 0
     this.sizes.length = 0

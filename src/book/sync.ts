@@ -6,6 +6,7 @@
  */
 import type { BookDelta, BookSnapshot } from "../domain/records.ts"
 import { type OrderBookRow, timedRowId } from "../domain/rows.ts"
+import type { BookView, LiveBookSource } from "./live.ts"
 import { OrderBook } from "./orderbook.ts"
 
 export type Verdict = "apply" | "drop" | "gap"
@@ -91,6 +92,8 @@ class SymbolBook {
   snapshotSequence = 0
   lastApplied: BookDelta | undefined = undefined
   lastEventTime = 0
+  /** Our clock when the last update for the synced book (or its snapshot) arrived; 0: not known. */
+  lastReceivedAt = 0
   lastStoredSequence = -1
   readonly recent = new RecentDeltas(recentDeltas)
   nextDueAt = 0
@@ -112,7 +115,7 @@ export interface BookStatus {
   readonly resyncs: number
 }
 
-export class BookSync {
+export class BookSync implements LiveBookSource {
   private readonly books = new Map<string, SymbolBook>()
 
   private readonly options: BookSyncOptions
@@ -130,11 +133,13 @@ export class BookSync {
     return entry
   }
 
-  onDelta(delta: BookDelta): void {
+  /** `receivedAt`: our clock when the delta arrived (epoch ms; 0 when not known), for the live view's age. */
+  onDelta(delta: BookDelta, receivedAt = 0): void {
     const entry = this.bookFor(delta.symbol)
     switch (entry.state) {
       case "live":
       case "syncing":
+        entry.lastReceivedAt = receivedAt
         this.applyDelta(entry, delta)
         return
       case "initialising":
@@ -151,7 +156,7 @@ export class BookSync {
     }
   }
 
-  onSnapshot(snapshot: BookSnapshot): void {
+  onSnapshot(snapshot: BookSnapshot, receivedAt = 0): void {
     const entry = this.bookFor(snapshot.symbol)
     const inStream = this.options.rule.snapshotsInStream === true
     if (!inStream && entry.state !== "buffering" && entry.state !== "resyncing") return
@@ -166,6 +171,8 @@ export class BookSync {
     entry.snapshotSequence = snapshot.sequence
     entry.lastApplied = undefined
     entry.lastEventTime = snapshot.timestamp
+    // Buffered deltas applied now are as current as the snapshot that bridged them.
+    entry.lastReceivedAt = receivedAt
     entry.state = "syncing"
     entry.waitingSince = 0
     entry.buffer = []
@@ -364,5 +371,29 @@ export class BookSync {
 
   stateOf(symbol: string): BookState | undefined {
     return this.books.get(symbol)?.state
+  }
+
+  /**
+   * Every book's top as a fresh plain object (the live view, book/live.ts):
+   * computed when read (a sampler's tick), never on the update path.
+   */
+  views(): Array<BookView> {
+    const out: Array<BookView> = []
+    for (const entry of this.books.values()) {
+      const { bids, asks } = entry.book
+      out.push({
+        exchange: this.options.venue,
+        symbol: entry.symbol,
+        state: entry.state,
+        bestBid: bids.best() ?? null,
+        bidSize: bids.bestSize() ?? null,
+        bestAsk: asks.best() ?? null,
+        askSize: asks.bestSize() ?? null,
+        exchangeTime: entry.lastEventTime === 0 ? null : entry.lastEventTime,
+        receivedAt: entry.lastReceivedAt === 0 ? null : entry.lastReceivedAt,
+        crossed: entry.book.isCrossed()
+      })
+    }
+    return out
   }
 }

@@ -15,7 +15,9 @@ export const TableName = Schema.Literals([
   "option_chain",
   "futures_settlements",
   "futures_basis",
-  "futures_rolls"
+  "futures_rolls",
+  "exchange_spreads",
+  "arbitrage_opportunities"
 ])
 export type TableName = typeof TableName.Type
 export const tableNames: ReadonlyArray<TableName> = TableName.literals
@@ -156,6 +158,88 @@ export interface FuturesRollRow {
   readonly metadata: Record<string, unknown> | null
 }
 
+/** One venue's book in a spread sample, its prices in USD (analytics/spreads.ts). */
+export interface SpreadQuote {
+  readonly exchange: string
+  readonly symbol: string
+  readonly market: "spot" | "perpetual"
+  readonly quote: string
+  /** How the quote currency became USD: "USD", "USDT at par", "EUR at 1.08 (coinbase BTC-EUR mid / BTC-USD mid)". */
+  readonly quote_basis: string
+  readonly usd_rate: number
+  readonly bid: number
+  readonly ask: number
+  readonly mid: number
+  readonly bid_size: number
+  readonly ask_size: number
+  /** The book's own prices, in its quote currency. */
+  readonly native_bid: number
+  readonly native_ask: number
+  /** Sample time minus our receipt of the book's last update. */
+  readonly age_ms: number
+  readonly exchange_time: number | null
+}
+
+/** The spread between two venues' mids of one market type, (mid_a - mid_b) / ((mid_a + mid_b) / 2) x 1e4. */
+export interface PairSpread {
+  readonly market: "spot" | "perpetual"
+  readonly a: string
+  readonly b: string
+  readonly spread_bps: number
+}
+
+/** A book of the asset left out of a sample, and why. */
+export interface ExcludedBook {
+  readonly exchange: string
+  readonly symbol: string
+  readonly reason: string
+}
+
+/** One sample of an asset across venues: `{asset}_{sample epoch ms}`. */
+export interface SpreadRow {
+  readonly id: string
+  readonly asset: string
+  readonly timestamp: number
+  readonly quotes: ReadonlyArray<SpreadQuote>
+  readonly pairs: ReadonlyArray<PairSpread>
+  readonly excluded: ReadonlyArray<ExcludedBook>
+  /** Some price or the set of books differs from the asset's previous sample (only those are streamed). */
+  readonly changed: boolean
+  readonly metadata: Record<string, unknown> | null
+}
+
+/**
+ * A cross-venue arbitrage (analytics/arbitrage.ts), stored at its open, at
+ * each new peak and at its close under one id:
+ * `{asset}_{buy venue}_{buy symbol}_{sell venue}_{sell symbol}_{open ms}`.
+ */
+export interface ArbitrageRow {
+  readonly id: string
+  readonly asset: string
+  readonly market: "spot" | "perpetual"
+  readonly buyExchange: string
+  readonly buySymbol: string
+  readonly sellExchange: string
+  readonly sellSymbol: string
+  readonly openedAt: number
+  readonly closedAt: number | null
+  readonly closeReason: string | null
+  /** The last sample that saw it open (or closed it). */
+  readonly lastSeenAt: number
+  /** After both taker fees, in bps of the buy leg's cost. */
+  readonly openEdgeBps: number
+  readonly peakEdgeBps: number
+  readonly peakAt: number
+  /** At the peak: buy ask and sell bid in USD, min(ask size, bid size) in coins, its USD value at the ask. */
+  readonly buyPrice: number
+  readonly sellPrice: number
+  readonly sizeBase: number
+  readonly sizeUsd: number
+  readonly buyFeeBps: number
+  readonly sellFeeBps: number
+  readonly metadata: Record<string, unknown> | null
+}
+
 /**
  * How far a stream has been processed. It travels through the writer in the same
  * queue as the large-trade rows, behind the rows it covers, so a stored cursor
@@ -180,6 +264,8 @@ export interface RowsByTable {
   readonly futures_settlements: FuturesSettlementRow
   readonly futures_basis: FuturesBasisRow
   readonly futures_rolls: FuturesRollRow
+  readonly exchange_spreads: SpreadRow
+  readonly arbitrage_opportunities: ArbitrageRow
 }
 
 /** Rows produced while handling one batch of frames, flushed to the writer queues together. */
@@ -193,12 +279,15 @@ export class RowBatch {
   readonly futures_settlements: Array<FuturesSettlementRow> = []
   readonly futures_basis: Array<FuturesBasisRow> = []
   readonly futures_rolls: Array<FuturesRollRow> = []
+  readonly exchange_spreads: Array<SpreadRow> = []
+  readonly arbitrage_opportunities: Array<ArbitrageRow> = []
   readonly cursors: Array<CursorRow> = []
 
   get size(): number {
     return this.large_trades.length + this.funding_rates.length + this.open_interest.length +
       this.exchange_orderbooks.length + this.volatility_index.length + this.option_chain.length +
-      this.futures_settlements.length + this.futures_basis.length + this.futures_rolls.length + this.cursors.length
+      this.futures_settlements.length + this.futures_basis.length + this.futures_rolls.length + this.cursors.length +
+      this.exchange_spreads.length + this.arbitrage_opportunities.length
   }
 }
 

@@ -101,10 +101,10 @@ export class RecordProcessor {
           this.count(this.options.detector.liquidation(record, out.large_trades))
           break
         case "book_delta":
-          this.books?.onDelta(record)
+          this.books?.onDelta(record, now)
           break
         case "book_snapshot":
-          this.books?.onSnapshot(record)
+          this.books?.onSnapshot(record, now)
           break
         case "book_invalid":
           this.books?.resyncBook(record.symbol, record.reason)

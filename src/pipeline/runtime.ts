@@ -4,6 +4,7 @@
  * detect for one batch of frames and hands the rows to the writer queues.
  */
 import { Config, Effect, Metric, Schema } from "effect"
+import { LiveBookRegistry } from "../book/live.ts"
 import type { SequenceRule } from "../book/sync.ts"
 import { LargeTradeDetector, type LargeTradeThresholds } from "../domain/large-trades.ts"
 import { InstrumentRegistry } from "../domain/instruments.ts"
@@ -77,9 +78,16 @@ export interface VenueRuntime {
   /** Live USD prices learned from every venue's trades (valuation, basis). */
   readonly prices: ReferencePrices
   readonly emit: (batch: RowBatch) => Effect.Effect<void>
+  /** Where every processor's books register for the read-only live view (book/live.ts). */
+  readonly books: LiveBookRegistry
 }
 
-export const makeVenueRuntime = (settings: PipelineSettings, emit: (batch: RowBatch) => Effect.Effect<void>): VenueRuntime => {
+/** `books`: the process's LiveBooks (collectors.ts); replays and tests get a registry of their own. */
+export const makeVenueRuntime = (
+  settings: PipelineSettings,
+  emit: (batch: RowBatch) => Effect.Effect<void>,
+  books: LiveBookRegistry = new LiveBookRegistry()
+): VenueRuntime => {
   const instruments = new InstrumentRegistry()
   const prices = new ReferencePrices()
   return {
@@ -87,7 +95,8 @@ export const makeVenueRuntime = (settings: PipelineSettings, emit: (batch: RowBa
     instruments,
     detector: new LargeTradeDetector(instruments, prices, settings.thresholds),
     prices,
-    emit
+    emit,
+    books
   }
 }
 
@@ -102,8 +111,8 @@ export const makeProcessor = (
     readonly onBookLive?: (symbol: string, at: number) => void
     readonly continuity?: TradeContinuity
   }
-) =>
-  new RecordProcessor({
+) => {
+  const processor = new RecordProcessor({
     venue,
     instruments: runtime.instruments,
     detector: runtime.detector,
@@ -117,6 +126,10 @@ export const makeProcessor = (
     onBookLive: options.onBookLive,
     continuity: options.continuity
   })
+  const instruments = runtime.instruments
+  if (processor.books !== undefined) runtime.books.register(processor.books, (v, s) => instruments.get(v, s))
+  return processor
+}
 
 /**
  * The hot path for one batch of frames: plain synchronous decode and processing,

@@ -19,7 +19,9 @@ import type {
   VolatilityIndexRow,
   FuturesBasisRow,
   FuturesRollRow,
-  FuturesSettlementRow
+  FuturesSettlementRow,
+  SpreadRow,
+  ArbitrageRow
 } from "../domain/rows.ts"
 
 /**
@@ -222,6 +224,52 @@ const insertRolls = (rows: ReadonlyArray<FuturesRollRow>) =>
       ON CONFLICT DO NOTHING`.raw
   )
 
+const insertSpreads = (rows: ReadonlyArray<SpreadRow>) =>
+  statement((sql) =>
+    sql`INSERT INTO exchange_spreads (id, asset, timestamp, venues, quotes, pairs, excluded, changed, metadata)
+      SELECT u.id, u.asset, ${sql.literal(utc("u.ts"))}, u.venues::int, u.quotes::jsonb, u.pairs::jsonb, u.excluded::jsonb,
+        u.changed::boolean, u.metadata::jsonb
+      FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.asset))}, ${text(rows.map((r) => iso(r.timestamp)))},
+        ${text(rows.map((r) => String(new Set(r.quotes.map((q) => q.exchange)).size)))}, ${text(rows.map((r) => JSON.stringify(r.quotes)))},
+        ${text(rows.map((r) => JSON.stringify(r.pairs)))}, ${text(rows.map((r) => JSON.stringify(r.excluded)))},
+        ${text(rows.map((r) => String(r.changed)))}, ${text(rows.map((r) => json(r.metadata)))})
+        AS u(id, asset, ts, venues, quotes, pairs, excluded, changed, metadata)
+      ON CONFLICT DO NOTHING`.raw
+  )
+
+/**
+ * Opportunities are written at open, at each new peak and at close under one
+ * id: a later state replaces an earlier one (by last_seen_at), a closed one
+ * never changes again, and a replayed older state changes nothing.
+ */
+const upsertArbitrage = (rows: ReadonlyArray<ArbitrageRow>) =>
+  statement((sql) => {
+    const latest = new Map<string, ArbitrageRow>()
+    for (const r of rows) if ((latest.get(r.id)?.lastSeenAt ?? -Infinity) <= r.lastSeenAt) latest.set(r.id, r)
+    const list = [...latest.values()]
+    const col = (f: (r: ArbitrageRow) => string | null) => text(list.map(f))
+    return sql`INSERT INTO arbitrage_opportunities (id, asset, market, buy_exchange, buy_symbol, sell_exchange, sell_symbol, opened_at,
+        closed_at, close_reason, last_seen_at, open_edge_bps, peak_edge_bps, peak_at, buy_price, sell_price, size_base, size_usd,
+        buy_fee_bps, sell_fee_bps, metadata)
+      SELECT u.id, u.asset, u.market, u.buy_exchange, u.buy_symbol, u.sell_exchange, u.sell_symbol, ${sql.literal(utc("u.opened"))},
+        ${sql.literal(utc("u.closed"))}, u.close_reason, ${sql.literal(utc("u.seen"))}, u.open_edge::numeric, u.peak_edge::numeric,
+        ${sql.literal(utc("u.peak_at"))}, u.buy_price::numeric, u.sell_price::numeric, u.size_base::numeric, u.size_usd::numeric,
+        u.buy_fee::numeric, u.sell_fee::numeric, u.metadata::jsonb
+      FROM unnest(${col((r) => r.id)}, ${col((r) => r.asset)}, ${col((r) => r.market)}, ${col((r) => r.buyExchange)},
+        ${col((r) => r.buySymbol)}, ${col((r) => r.sellExchange)}, ${col((r) => r.sellSymbol)}, ${col((r) => iso(r.openedAt))},
+        ${col((r) => isoOrNull(r.closedAt))}, ${col((r) => r.closeReason)}, ${col((r) => iso(r.lastSeenAt))},
+        ${col((r) => num(r.openEdgeBps))}, ${col((r) => num(r.peakEdgeBps))}, ${col((r) => iso(r.peakAt))},
+        ${col((r) => num(r.buyPrice))}, ${col((r) => num(r.sellPrice))}, ${col((r) => num(r.sizeBase))}, ${col((r) => num(r.sizeUsd))},
+        ${col((r) => num(r.buyFeeBps))}, ${col((r) => num(r.sellFeeBps))}, ${col((r) => json(r.metadata))})
+        AS u(id, asset, market, buy_exchange, buy_symbol, sell_exchange, sell_symbol, opened, closed, close_reason, seen, open_edge,
+          peak_edge, peak_at, buy_price, sell_price, size_base, size_usd, buy_fee, sell_fee, metadata)
+      ON CONFLICT (id) DO UPDATE SET closed_at = EXCLUDED.closed_at, close_reason = EXCLUDED.close_reason,
+        last_seen_at = EXCLUDED.last_seen_at, peak_edge_bps = EXCLUDED.peak_edge_bps, peak_at = EXCLUDED.peak_at,
+        buy_price = EXCLUDED.buy_price, sell_price = EXCLUDED.sell_price, size_base = EXCLUDED.size_base, size_usd = EXCLUDED.size_usd,
+        metadata = EXCLUDED.metadata
+      WHERE arbitrage_opportunities.closed_at IS NULL AND arbitrage_opportunities.last_seen_at <= EXCLUDED.last_seen_at`.raw
+  })
+
 /** The large-trades queue also carries the cursors that follow its rows. */
 export type QueuedRow<T extends TableName> = T extends "large_trades" ? LargeTradeRow | CursorRow : RowsByTable[T]
 
@@ -234,7 +282,9 @@ const inserters: { readonly [T in TableName]: (rows: ReadonlyArray<QueuedRow<T>>
   option_chain: insertOptionChain,
   futures_settlements: insertSettlements,
   futures_basis: insertBasis,
-  futures_rolls: insertRolls
+  futures_rolls: insertRolls,
+  exchange_spreads: insertSpreads,
+  arbitrage_opportunities: upsertArbitrage
 }
 
 /** Inserts a batch; returns how many rows were new. */

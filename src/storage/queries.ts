@@ -6,6 +6,7 @@
 import { Clock, Effect } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { parQuotes } from "../domain/instruments.ts"
+import type { ExcludedBook, PairSpread, SpreadQuote } from "../domain/rows.ts"
 
 export interface WindowFilter {
   readonly symbol?: string | undefined
@@ -1214,3 +1215,121 @@ export const latestBookMids = (filter: OrderBookFilter) =>
       })
     )
   )
+
+// ---------------------------------------------------------------------------
+// Cross-venue spreads and arbitrage (analytics/): issue 20.6 and 20.7
+// ---------------------------------------------------------------------------
+
+const spreadJson = (r: Record<string, unknown>) => ({
+  id: r.id as string,
+  asset: r.asset as string,
+  timestamp: toIso(r.timestamp),
+  venues: Number(r.venues),
+  changed: r.changed === true,
+  quotes: (r.quotes ?? []) as ReadonlyArray<SpreadQuote>,
+  pairs: (r.pairs ?? []) as ReadonlyArray<PairSpread>,
+  excluded: (r.excluded ?? []) as ReadonlyArray<ExcludedBook>,
+  metadata: r.metadata ?? null
+})
+
+/**
+ * The latest sample of each asset (every asset ever sampled, or `asset`), and
+ * with `hours` the samples of that window, newest first. The latest per asset
+ * walks the (asset, timestamp) index one asset at a time.
+ */
+export const spreads = (filter: { readonly asset?: string | undefined; readonly hours?: number | undefined; readonly limit: number }) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const asset = filter.asset?.toUpperCase()
+      const latest = asset !== undefined
+        ? yield* sql`SELECT * FROM exchange_spreads WHERE asset = ${asset} ORDER BY timestamp DESC LIMIT 1`
+        : yield* sql`WITH RECURSIVE assets AS (
+              SELECT min(asset) AS asset FROM exchange_spreads
+              UNION ALL
+              SELECT (SELECT min(e.asset) FROM exchange_spreads e WHERE e.asset > assets.asset) FROM assets WHERE assets.asset IS NOT NULL
+            )
+            SELECT s.* FROM assets CROSS JOIN LATERAL (
+              SELECT * FROM exchange_spreads e WHERE e.asset = assets.asset ORDER BY e.timestamp DESC LIMIT 1
+            ) s ORDER BY s.asset`
+      let history: ReadonlyArray<Record<string, unknown>> = []
+      if (filter.hours !== undefined) {
+        const conditions = [sql`timestamp >= ${utcTimestamp(sql, cutoffMs(filter.hours, yield* Clock.currentTimeMillis))}`]
+        if (asset !== undefined) conditions.push(sql`asset = ${asset}`)
+        history = yield* sql`SELECT * FROM exchange_spreads WHERE ${sql.and(conditions)} ORDER BY timestamp DESC, asset LIMIT ${filter.limit}`
+      }
+      return { count: latest.length, latest: latest.map(spreadJson), history: history.map(spreadJson) }
+    })
+  )
+
+const arbitrageJson = (r: Record<string, unknown>) => ({
+  id: r.id as string,
+  asset: r.asset as string,
+  market: r.market as string,
+  buy_exchange: r.buy_exchange as string,
+  buy_symbol: r.buy_symbol as string,
+  sell_exchange: r.sell_exchange as string,
+  sell_symbol: r.sell_symbol as string,
+  status: r.closed_at === null || r.closed_at === undefined ? "open" as const : "closed" as const,
+  opened_at: toIso(r.opened_at),
+  closed_at: toIsoOrNull(r.closed_at),
+  close_reason: (r.close_reason as string | null) ?? null,
+  last_seen_at: toIso(r.last_seen_at),
+  open_edge_bps: toNumber(r.open_edge_bps),
+  peak_edge_bps: toNumber(r.peak_edge_bps),
+  peak_at: toIso(r.peak_at),
+  buy_price: toNumber(r.buy_price),
+  sell_price: toNumber(r.sell_price),
+  size_base: toNumber(r.size_base),
+  size_usd: toNumber(r.size_usd),
+  buy_fee_bps: toNumber(r.buy_fee_bps),
+  sell_fee_bps: toNumber(r.sell_fee_bps),
+  metadata: r.metadata ?? null
+})
+
+/**
+ * Open opportunities (whenever they opened) and those closed within `hours`,
+ * newest first. `symbol`: an asset (BTC) or a native symbol of either leg;
+ * `exchange`: either leg's venue.
+ */
+export const arbitrage = (filter: WindowFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const scope = [sql`TRUE`]
+      if (filter.symbol !== undefined) {
+        scope.push(sql`(asset = ${filter.symbol.toUpperCase()} OR buy_symbol = ${filter.symbol} OR sell_symbol = ${filter.symbol})`)
+      }
+      if (filter.exchange !== undefined) scope.push(sql`(buy_exchange = ${filter.exchange} OR sell_exchange = ${filter.exchange})`)
+      const cutoff = utcTimestamp(sql, cutoffMs(filter.hours, yield* Clock.currentTimeMillis))
+      const [open, closed] = yield* Effect.all([
+        sql`SELECT * FROM arbitrage_opportunities WHERE closed_at IS NULL AND ${sql.and(scope)} ORDER BY opened_at DESC, id LIMIT ${filter.limit}`,
+        sql`SELECT * FROM arbitrage_opportunities WHERE closed_at >= ${cutoff} AND ${sql.and(scope)} ORDER BY closed_at DESC, id LIMIT ${filter.limit}`
+      ], { concurrency: 2 })
+      const all = [...open, ...closed].map(arbitrageJson)
+      return {
+        count: all.length,
+        open: all.filter((r) => r.status === "open"),
+        closed: all.filter((r) => r.status === "closed"),
+        summary: {
+          open: open.length,
+          closed: closed.length,
+          best_peak_edge_bps: all.length === 0 ? null : Math.max(...all.map((r) => r.peak_edge_bps)),
+          exchanges: [...new Set(all.flatMap((r) => [r.buy_exchange, r.sell_exchange]))].sort()
+        }
+      }
+    })
+  )
+
+/** Opportunities stored open, as rows the writer takes (the sampler closes them at start: analytics/sampler.ts). */
+export const openArbitrage = SqlClient.SqlClient.use((sql) =>
+  Effect.map(sql`SELECT * FROM arbitrage_opportunities WHERE closed_at IS NULL ORDER BY opened_at`, (rows) =>
+    rows.map((r) => {
+      const j = arbitrageJson(r)
+      return {
+        id: j.id, asset: j.asset, market: j.market === "perpetual" ? "perpetual" as const : "spot" as const,
+        buyExchange: j.buy_exchange, buySymbol: j.buy_symbol, sellExchange: j.sell_exchange, sellSymbol: j.sell_symbol,
+        openedAt: Date.parse(j.opened_at), closedAt: null, closeReason: null, lastSeenAt: Date.parse(j.last_seen_at),
+        openEdgeBps: j.open_edge_bps, peakEdgeBps: j.peak_edge_bps, peakAt: Date.parse(j.peak_at), buyPrice: j.buy_price,
+        sellPrice: j.sell_price, sizeBase: j.size_base, sizeUsd: j.size_usd, buyFeeBps: j.buy_fee_bps, sellFeeBps: j.sell_fee_bps,
+        metadata: (j.metadata ?? null) as Record<string, unknown> | null
+      }
+    })))

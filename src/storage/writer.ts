@@ -115,7 +115,7 @@ export const verdictOf = (error: unknown): "data" | "passing" | "suspect" =>
     ? "suspect"
     : "passing"
 
-const timeFields = new Set(["timestamp", "time", "expiry", "tradeDate", "nextFundingTime"])
+const timeFields = new Set(["timestamp", "time", "expiry", "tradeDate", "nextFundingTime", "openedAt", "closedAt", "lastSeenAt", "peakAt"])
 /** PostgreSQL's TIMESTAMP and JavaScript's Date both hold this much; beyond it `toISOString` throws. */
 const maxTimeMs = 8.64e15
 
@@ -189,10 +189,15 @@ export interface WriterState {
 const rowId = (row: AnyRow): string | null =>
   "kind" in row ? `cursor_${row.exchange}_${row.channel}_${row.symbol}` : row.id
 
-const rowTime = (row: AnyRow): number => ("kind" in row ? row.time : row.timestamp)
+const rowTime = (row: AnyRow): number => ("kind" in row ? row.time : "lastSeenAt" in row ? row.lastSeenAt : row.timestamp)
+
+/** Cross-venue analytics rows (spreads, arbitrage) belong to no one venue: their stream is the asset's. */
+const crossVenue = "cross-venue"
 
 const rowStream = (row: AnyRow): { readonly exchange: string; readonly symbol: string; readonly liquidation: boolean } =>
-  "indexName" in row
+  "asset" in row
+    ? { exchange: crossVenue, symbol: row.asset, liquidation: false }
+    : "indexName" in row
     ? { exchange: row.exchange, symbol: row.indexName, liquidation: false }
     : "instrument" in row
     ? { exchange: row.exchange, symbol: row.instrument, liquidation: false }
@@ -542,6 +547,8 @@ export class Writer extends Context.Service<Writer, {
             yield* offerTable("futures_settlements", batch.futures_settlements)
             yield* offerTable("futures_basis", batch.futures_basis)
             yield* offerTable("futures_rolls", batch.futures_rolls)
+            yield* offerTable("exchange_spreads", batch.exchange_spreads)
+            yield* offerTable("arbitrage_opportunities", batch.arbitrage_opportunities)
           }),
         durableUntil,
         state: () => {

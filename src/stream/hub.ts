@@ -29,7 +29,7 @@ import type { RowBatch } from "../domain/rows.ts"
 import type { Gap } from "../gaps/ledger.ts"
 import { FeedRegistry, type FeedStatus } from "../feed/status.ts"
 
-export const streamKinds = ["large_trade", "liquidation", "funding", "open_interest", "gap", "alert", "feed_state"] as const
+export const streamKinds = ["large_trade", "liquidation", "funding", "open_interest", "gap", "alert", "feed_state", "spread", "arbitrage"] as const
 export type StreamKind = (typeof streamKinds)[number]
 
 /** An event as a producer hands it over: the hub gives it its sequence and id. */
@@ -167,7 +167,41 @@ export const eventsOf = (batch: RowBatch): Array<StreamEventInput> => {
       data: JSON.stringify({ kind: "open_interest", exchange: r.exchange, symbol: r.symbol, open_interest: r.openInterest, open_interest_base: r.openInterestBase ?? null, open_interest_usd: r.openInterestUsd, timestamp: iso(r.timestamp), metadata: r.metadata })
     })
   }
+  crossVenueEvents(batch, out)
   return out
+}
+
+/**
+ * Spread samples and arbitrage changes (analytics/). A sample is sent only
+ * when it changed (a price, a size or the set of books: `changed`): at 1 Hz
+ * per asset an unchanged book would repeat itself to every client, and every
+ * sample is in the table and at /exchange/spreads. An opportunity is sent at
+ * open, at each new peak, every 10 s while open and at close; its event's row
+ * id is `<opportunity id>@<last seen ms>`, one per change. Neither kind is
+ * resumed from the database (a sample's history is at the endpoint; an
+ * opportunity's row is updated in place, so its insert time does not order
+ * its changes): a resume gets them from the ring.
+ */
+const crossVenueEvents = (batch: RowBatch, out: Array<StreamEventInput>) => {
+  for (const r of batch.exchange_spreads) {
+    if (!r.changed) continue
+    out.push({
+      rowId: r.id, kind: "spread", exchange: null, symbol: r.asset, valueUsd: null, time: r.timestamp,
+      data: JSON.stringify({ kind: "spread", id: r.id, asset: r.asset, timestamp: iso(r.timestamp), quotes: r.quotes, pairs: r.pairs, excluded: r.excluded })
+    })
+  }
+  for (const r of batch.arbitrage_opportunities) {
+    out.push({
+      rowId: `${r.id}@${r.lastSeenAt}`, kind: "arbitrage", exchange: null, symbol: r.asset, valueUsd: r.sizeUsd, time: r.lastSeenAt,
+      data: JSON.stringify({
+        kind: "arbitrage", id: r.id, asset: r.asset, market: r.market, status: r.closedAt === null ? "open" : "closed",
+        buy_exchange: r.buyExchange, buy_symbol: r.buySymbol, sell_exchange: r.sellExchange, sell_symbol: r.sellSymbol,
+        opened_at: iso(r.openedAt), closed_at: iso(r.closedAt), close_reason: r.closeReason, last_seen_at: iso(r.lastSeenAt),
+        open_edge_bps: r.openEdgeBps, peak_edge_bps: r.peakEdgeBps, peak_at: iso(r.peakAt), buy_price: r.buyPrice, sell_price: r.sellPrice,
+        size_base: r.sizeBase, size_usd: r.sizeUsd, buy_fee_bps: r.buyFeeBps, sell_fee_bps: r.sellFeeBps, metadata: r.metadata
+      })
+    })
+  }
 }
 
 /** A feed's state as a stream event. */

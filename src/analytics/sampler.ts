@@ -1,0 +1,123 @@
+/**
+ * The cross-venue sampler: every SPREAD_SAMPLE_SECONDS (1), for each asset of
+ * SPREAD_ASSETS (BTC,ETH), one spread sample from the live books
+ * (analytics/spreads.ts) and the arbitrage judged on it
+ * (analytics/arbitrage.ts). Its rows leave through the fan-out point
+ * (collectors.ts hands `attach` the venues' `emit`): the writer stores them,
+ * the stream hub sees them, like any batch. Until attached it samples nothing.
+ *
+ * Arbitrage storage: a row at open, at each new peak, every 10 s while open
+ * and at close, under one id (an upsert; storage/inserts.ts). The API reads
+ * open ones from the table (closed_at NULL), so they are served as any other
+ * row. A restart cannot see an opportunity through: at a clean shutdown the
+ * open ones are closed at their last sample; at start, any a previous process
+ * left open (it ended without shutting down) are closed at their last stored
+ * sample (at most 10 s before it ended); each with a reason saying so, never
+ * left open forever nor dropped silently. One still there opens again under a
+ * new id.
+ */
+import { Clock, Config, Context, Deferred, Duration, Effect, Layer, Option, Schedule, Schema } from "effect"
+import { SqlClient } from "effect/sql"
+import { LiveBooks } from "../book/live.ts"
+import { RowBatch } from "../domain/rows.ts"
+import { openArbitrage } from "../storage/queries.ts"
+import { ArbitrageTracker, closedByRestart, closedByShutdown, parseTakerFees } from "./arbitrage.ts"
+import { sampleAsset, sampleSignature } from "./spreads.ts"
+
+const positive = Schema.Finite.check(Schema.isGreaterThan(0))
+const feeBps = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(10_000))
+/** `venue:bps` pairs separated by commas (arbitrage.ts parseTakerFees). */
+const feeList = Schema.String.check(Schema.isPattern(/^\s*([a-z0-9-]+\s*:\s*\d{1,4}(\.\d+)?\s*(,\s*|$))*$/i))
+
+export const analyticsConfig = Config.all({
+  assets: Config.String("SPREAD_ASSETS").pipe(
+    Config.withDefault("BTC,ETH"),
+    Config.map((text) => text.split(",").map((s) => s.trim().toUpperCase()).filter((s) => s.length > 0))
+  ),
+  sampleSeconds: Config.schema(positive, "SPREAD_SAMPLE_SECONDS").pipe(Config.withDefault(1)),
+  maxBookAgeSeconds: Config.schema(positive, "SPREAD_MAX_BOOK_AGE_SECONDS").pipe(Config.withDefault(5)),
+  fees: Config.schema(feeList, "ARBITRAGE_TAKER_FEES_BPS").pipe(Config.withDefault("")),
+  otherVenueFeeBps: Config.schema(feeBps, "ARBITRAGE_DEFAULT_TAKER_FEE_BPS").pipe(Config.withDefault(10))
+})
+
+type Emit = (batch: RowBatch) => Effect.Effect<void>
+
+export class CrossVenueAnalytics extends Context.Service<CrossVenueAnalytics, {
+  /** Hands the sampler the fan-out point; sampling starts then. */
+  readonly attach: (emit: Emit) => Effect.Effect<void>
+}>()("market-data/analytics/CrossVenueAnalytics") {
+  static readonly layer = Layer.effect(CrossVenueAnalytics, Effect.gen(function*() {
+    const config = yield* analyticsConfig
+    const fees = parseTakerFees(config.fees, config.otherVenueFeeBps)
+    if (typeof fees === "string") return yield* Effect.die(new Error(fees))
+    const books = yield* LiveBooks
+    const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
+    const attached = yield* Deferred.make<Emit>()
+    const tracker = new ArbitrageTracker(fees)
+    const signatures = new Map<string, string>()
+    const settings = { maxBookAgeMs: config.maxBookAgeSeconds * 1000 }
+
+    const sample = (emit: Emit) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const views = books.books()
+        const lookup = (venue: string, symbol: string) => books.instrument(venue, symbol)
+        const batch = new RowBatch()
+        for (const asset of config.assets) {
+          const s = sampleAsset(asset, views, lookup, now, settings)
+          const signature = sampleSignature(s)
+          const changed = signatures.get(asset) !== signature
+          signatures.set(asset, signature)
+          batch.exchange_spreads.push({
+            id: `${asset}_${now}`, asset, timestamp: now, quotes: s.quotes, pairs: s.pairs, excluded: s.excluded, changed,
+            metadata: { max_book_age_ms: settings.maxBookAgeMs, pair_spread: "(mid_a - mid_b) / ((mid_a + mid_b) / 2) x 1e4" }
+          })
+          batch.arbitrage_opportunities.push(...tracker.observe(s))
+        }
+        yield* emit(batch)
+      })
+
+    /** Closes what a previous process left open (see the module header); a database that does not answer only delays it. */
+    const closeLeftOpen = (emit: Emit) =>
+      Option.match(sql, {
+        onNone: () => Effect.void,
+        onSome: (client) =>
+          openArbitrage.pipe(
+            Effect.provideService(SqlClient.SqlClient, client),
+            Effect.retry({ schedule: Schedule.spaced(Duration.seconds(5)), times: 12 }),
+            Effect.flatMap((rows) => {
+              if (rows.length === 0) return Effect.void
+              const batch = new RowBatch()
+              batch.arbitrage_opportunities.push(...rows.map(closedByRestart))
+              return Effect.andThen(
+                emit(batch),
+                Effect.logWarning(`closed ${rows.length} arbitrage opportunities a previous run left open, at their last stored sample`)
+              )
+            }),
+            Effect.catchCause((cause) => Effect.logError("could not read the arbitrage opportunities left open by a previous run", cause))
+          )
+      })
+
+    // At a clean shutdown, after the sampler stopped (finalizers run last first) and before the writer
+    // drains (main.ts), the open ones are closed at their last sample.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        const open = tracker.openRows()
+        if (!Deferred.isDoneUnsafe(attached) || open.length === 0) return
+        const emit = yield* Deferred.await(attached)
+        const batch = new RowBatch()
+        batch.arbitrage_opportunities.push(...open.map(closedByShutdown))
+        yield* emit(batch)
+      })
+    )
+    yield* Effect.forkScoped(Effect.gen(function*() {
+      const emit = yield* Deferred.await(attached)
+      yield* closeLeftOpen(emit)
+      yield* Effect.repeat(
+        sample(emit).pipe(Effect.catchCause((cause) => Effect.logError("cross-venue sample failed", cause))),
+        Schedule.spaced(Duration.seconds(config.sampleSeconds))
+      )
+    }))
+    return CrossVenueAnalytics.of({ attach: (emit) => Deferred.succeed(attached, emit).pipe(Effect.asVoid) })
+  }))
+}
