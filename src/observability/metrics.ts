@@ -98,6 +98,10 @@ export const apiRequests = Metric.counter("api_requests_total", {
   description: "HTTP API requests, per route and status",
   incremental: true
 })
+export const apiRequestsAbandoned = Metric.counter("api_requests_abandoned_total", {
+  description: "API requests whose client closed its connection before the answer, per route (not an error: logged at Debug)",
+  incremental: true
+})
 export const apiRejected = Metric.counter("api_requests_rejected_total", {
   description: "API requests refused before any query ran, per reason (unauthorized, rate_limited, locked_out)",
   incremental: true
