@@ -85,6 +85,23 @@ const instrumentConditions = (sql: SqlClient.SqlClient, table: SymbolIndexed, fi
 
 const utcTimestamp = (sql: SqlClient.SqlClient, ms: number) => sql`(${new Date(ms).toISOString()}::timestamptz AT TIME ZONE 'UTC')`
 
+/**
+ * A `timestamp` column (UTC wall-clock time) as the ISO-8601 text the API
+ * writes, formatted by PostgreSQL: milliseconds truncated, as the driver's
+ * Date decoding truncates them. Saves a Date and a toISOString per value.
+ */
+const isoText = (column: string) => `to_char(${column}, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+
+/**
+ * One page of rows as a single JSON array built by PostgreSQL, each element
+ * already the API's object (its keys in the contract's order; numeric columns
+ * as JSON numbers, so JSON.parse reads the same doubles Number() did). The
+ * driver parses it in one native JSON.parse instead of decoding every column
+ * of every row and mapping it in JavaScript.
+ */
+const jsonPage = (sql: SqlClient.SqlClient, element: string, order: string, page: Statement.Fragment) =>
+  sql`(SELECT COALESCE(json_agg(${sql.literal(element)} ORDER BY ${sql.literal(order)}), '[]'::json) FROM (${page}) AS page)`
+
 const windowConditions = (
   sql: SqlClient.SqlClient,
   table: SymbolIndexed,
@@ -116,6 +133,14 @@ const largeTradesSummaryFromRollup = (sql: SqlClient.SqlClient, filter: LargeTra
 }
 
 /** The statements behind each endpoint, exported so the bench can EXPLAIN exactly what the API runs. */
+const largeTradeJson = `json_build_object('exchange', exchange, 'symbol', symbol, 'side', side, 'price', price, 'size', size,
+  'size_base', size_base, 'size_unit', size_unit, 'value_usd', value_usd, 'timestamp', ${isoText("timestamp")}, 'trade_id', trade_id,
+  'is_liquidation', is_liquidation IS TRUE, 'metadata', COALESCE(metadata, '{}'::jsonb))`
+
+/**
+ * The statement behind each endpoint (one round trip: the page as JSON beside
+ * the summary's single row), exported so the bench can EXPLAIN exactly what the API runs.
+ */
 export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTradeFilter, now: number) => {
   const from = cutoffMs(filter.hours, now)
   const conditions = windowConditions(sql, "large_trades", filter, from)
@@ -123,40 +148,41 @@ export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTra
   if (filter.onlyLiquidations === true) conditions.push(sql`is_liquidation = TRUE`)
   if (filter.side !== undefined) conditions.push(sql`side = ${filter.side}`)
   const where = sql.and(conditions)
-  return [
-    sql`SELECT exchange, symbol, side, price, size, size_base, size_unit, value_usd, timestamp, trade_id, is_liquidation, metadata
-        FROM large_trades WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-    filter.minValueUsd === undefined && filter.onlyLiquidations !== true && filter.side === undefined
-      ? largeTradesSummaryFromRollup(sql, filter, from)
-      // Grouped per instrument first: a hash aggregate over the window, then DISTINCT over a few dozen groups.
-      : sql`SELECT sum(n) AS count, sum(total) AS total, sum(liquidations) AS liquidations,
+  const page = sql`SELECT id, exchange, symbol, side, price, size, size_base, size_unit, value_usd, timestamp, trade_id, is_liquidation, metadata
+        FROM large_trades WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`
+  const summary = filter.minValueUsd === undefined && filter.onlyLiquidations !== true && filter.side === undefined
+    ? largeTradesSummaryFromRollup(sql, filter, from)
+    // Grouped per instrument first: a hash aggregate over the window, then DISTINCT over a few dozen groups.
+    : sql`SELECT sum(n) AS count, sum(total) AS total, sum(liquidations) AS liquidations,
           array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
         FROM (SELECT exchange, symbol, count(*) AS n, sum(value_usd) AS total, count(*) FILTER (WHERE is_liquidation) AS liquidations
           FROM large_trades WHERE ${where} GROUP BY exchange, symbol) AS per_instrument`
+  return [
+    sql`SELECT ${jsonPage(sql, largeTradeJson, "timestamp DESC, id DESC", page)} AS trades, summary.* FROM (${summary}) AS summary`
   ] as const
 }
 
 export const largeTrades = (filter: LargeTradeFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const [rows, summaries] = yield* Effect.all(largeTradesStatements(sql, filter, yield* Clock.currentTimeMillis), { concurrency: 2 })
-      const summary = summaries[0] ?? {}
+      const [statement] = largeTradesStatements(sql, filter, yield* Clock.currentTimeMillis)
+      const summary = (yield* statement)[0] ?? {}
       return {
         count: toNumber(summary.count),
-        trades: rows.map((r) => ({
-          exchange: r.exchange as string,
-          symbol: r.symbol as string,
-          side: r.side as string,
-          price: toNumber(r.price),
-          size: toNumber(r.size),
-          size_base: toNumberOrNull(r.size_base),
-          size_unit: (r.size_unit as "base" | "contracts" | "usd" | null) ?? null,
-          value_usd: toNumber(r.value_usd),
-          timestamp: toIso(r.timestamp),
-          trade_id: (r.trade_id as string | null) ?? null,
-          is_liquidation: r.is_liquidation === true,
-          metadata: (r.metadata as unknown) ?? {}
-        })),
+        trades: summary.trades as Array<{
+          exchange: string
+          symbol: string
+          side: string
+          price: number
+          size: number
+          size_base: number | null
+          size_unit: "base" | "contracts" | "usd" | null
+          value_usd: number
+          timestamp: string
+          trade_id: string | null
+          is_liquidation: boolean
+          metadata: unknown
+        }>,
         summary: {
           total_value_usd: toNumber(summary.total),
           liquidation_count: toNumber(summary.liquidations),
@@ -167,17 +193,19 @@ export const largeTrades = (filter: LargeTradeFilter) =>
     })
   )
 
+const fundingRateJson = `json_build_object('exchange', exchange, 'symbol', symbol, 'rate', rate, 'predicted_rate', predicted_rate,
+  'timestamp', ${isoText("timestamp")}, 'next_funding_time', ${isoText("next_funding_time")}, 'metadata', metadata)`
+
 export const fundingRatesStatements = (sql: SqlClient.SqlClient, filter: WindowFilter, now: number) => {
   const from = cutoffMs(filter.hours, now)
   const firstWholeHour = Math.ceil(from / hourMs) * hourMs
   const instruments = instrumentConditions(sql, "funding_rates", filter)
   const where = sql.and(windowConditions(sql, "funding_rates", filter, from))
-  return [
-    sql`SELECT exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata
-        FROM funding_rates WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-    // The window's whole hours from the hourly rollup (migration 0007), its partial first hour from raw rows.
-    // Each rate on an 8-hour basis first (funding_rate_per_8h, migration 0014): venues state rates over 1, 4 or 8 h.
-    sql`SELECT sum(n) AS count, sum(rates) / sum(n) AS average, array_agg(DISTINCT exchange) AS exchanges,
+  const page = sql`SELECT id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata
+        FROM funding_rates WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`
+  // The window's whole hours from the hourly rollup (migration 0007), its partial first hour from raw rows.
+  // Each rate on an 8-hour basis first (funding_rate_per_8h, migration 0014): venues state rates over 1, 4 or 8 h.
+  const summary = sql`SELECT sum(n) AS count, sum(rates) / sum(n) AS average, array_agg(DISTINCT exchange) AS exchanges,
           array_agg(DISTINCT symbol) AS symbols
         FROM (
           SELECT exchange, symbol, readings AS n, rate_8h_sum AS rates FROM funding_rates_hourly
@@ -187,26 +215,28 @@ export const fundingRatesStatements = (sql: SqlClient.SqlClient, filter: WindowF
           WHERE ${sql.and([sql`timestamp >= ${utcTimestamp(sql, from)}`, sql`timestamp < ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
           GROUP BY exchange, symbol
         ) AS parts`
+  return [
+    sql`SELECT ${jsonPage(sql, fundingRateJson, "timestamp DESC, id DESC", page)} AS funding_rates, summary.* FROM (${summary}) AS summary`
   ] as const
 }
 
 export const fundingRates = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const [rows, summaries] = yield* Effect.all(fundingRatesStatements(sql, filter, yield* Clock.currentTimeMillis), { concurrency: 2 })
-      const summary = summaries[0] ?? {}
+      const [statement] = fundingRatesStatements(sql, filter, yield* Clock.currentTimeMillis)
+      const summary = (yield* statement)[0] ?? {}
       const average = toNumber(summary.average)
       return {
         count: toNumber(summary.count),
-        funding_rates: rows.map((r) => ({
-          exchange: r.exchange as string,
-          symbol: r.symbol as string,
-          rate: toNumber(r.rate),
-          predicted_rate: toNumberOrNull(r.predicted_rate),
-          timestamp: toIso(r.timestamp),
-          next_funding_time: toIsoOrNull(r.next_funding_time),
-          metadata: (r.metadata as unknown) ?? null
-        })),
+        funding_rates: summary.funding_rates as Array<{
+          exchange: string
+          symbol: string
+          rate: number
+          predicted_rate: number | null
+          timestamp: string
+          next_funding_time: string | null
+          metadata: unknown
+        }>,
         summary: {
           // Per 8 hours whatever each venue's interval (rate x 8 / interval_hours), then annualised (x 3 x 365).
           average_rate: average,
@@ -220,18 +250,20 @@ export const fundingRates = (filter: WindowFilter) =>
     })
   )
 
+const openInterestJson = `json_build_object('exchange', exchange, 'symbol', symbol, 'open_interest', open_interest,
+  'open_interest_base', open_interest_base, 'open_interest_usd', open_interest_usd, 'timestamp', ${isoText("timestamp")}, 'metadata', metadata)`
+
 export const openInterestStatements = (sql: SqlClient.SqlClient, filter: WindowFilter, now: number) => {
   const from = cutoffMs(filter.hours, now)
   const firstWholeHour = Math.ceil(from / hourMs) * hourMs
   const instruments = instrumentConditions(sql, "open_interest", filter)
   const where = sql.and(windowConditions(sql, "open_interest", filter, from))
-  return [
-    sql`SELECT exchange, symbol, open_interest, open_interest_base, open_interest_usd, timestamp, metadata
-        FROM open_interest WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-    // Per instrument: its count, and its latest reading in the window (the greatest [epoch, usd] pair);
-    // summing the whole series would count the same contracts many times. Whole hours from the hourly
-    // rollup (migration 0007), the partial first hour from raw rows.
-    sql`SELECT sum(n) AS count, array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols, sum(latest[2]) AS total
+  const page = sql`SELECT id, exchange, symbol, open_interest, open_interest_base, open_interest_usd, timestamp, metadata
+        FROM open_interest WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`
+  // Per instrument: its count, and its latest reading in the window (the greatest [epoch, usd] pair);
+  // summing the whole series would count the same contracts many times. Whole hours from the hourly
+  // rollup (migration 0007), the partial first hour from raw rows.
+  const summary = sql`SELECT sum(n) AS count, array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols, sum(latest[2]) AS total
         FROM (
           SELECT exchange, symbol, sum(n) AS n, max(latest) AS latest FROM (
             SELECT exchange, symbol, readings AS n, latest FROM open_interest_hourly
@@ -242,25 +274,27 @@ export const openInterestStatements = (sql: SqlClient.SqlClient, filter: WindowF
             GROUP BY exchange, symbol
           ) AS parts GROUP BY exchange, symbol
         ) AS per_instrument`
+  return [
+    sql`SELECT ${jsonPage(sql, openInterestJson, "timestamp DESC, id DESC", page)} AS open_interest, summary.* FROM (${summary}) AS summary`
   ] as const
 }
 
 export const openInterest = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const [rows, summaries] = yield* Effect.all(openInterestStatements(sql, filter, yield* Clock.currentTimeMillis), { concurrency: 2 })
-      const summary = summaries[0] ?? {}
+      const [statement] = openInterestStatements(sql, filter, yield* Clock.currentTimeMillis)
+      const summary = (yield* statement)[0] ?? {}
       return {
         count: toNumber(summary.count),
-        open_interest: rows.map((r) => ({
-          exchange: r.exchange as string,
-          symbol: r.symbol as string,
-          open_interest: toNumber(r.open_interest),
-          open_interest_base: toNumberOrNull(r.open_interest_base),
-          open_interest_usd: toNumber(r.open_interest_usd),
-          timestamp: toIso(r.timestamp),
-          metadata: (r.metadata as unknown) ?? null
-        })),
+        open_interest: summary.open_interest as Array<{
+          exchange: string
+          symbol: string
+          open_interest: number
+          open_interest_base: number | null
+          open_interest_usd: number
+          timestamp: string
+          metadata: unknown
+        }>,
         summary: {
           total_oi_usd: toNumber(summary.total),
           exchanges: toStrings(summary.exchanges),
@@ -366,6 +400,11 @@ const gapJson = (r: Record<string, unknown>) => ({
   repaired_count: toNumber(r.repaired_count),
   metadata: (r.metadata as unknown) ?? null
 })
+
+/** gapJson's object, built by PostgreSQL (coverage reads the gaps of its window in its one statement). */
+const gapJsonSql = `json_build_object('exchange', exchange, 'channel', channel, 'symbol', symbol, 'start', ${isoText("gap_start")},
+  'end', ${isoText("gap_end")}, 'cause', cause, 'estimated_missing', estimated_missing, 'repair_status', repair_status,
+  'repaired_count', COALESCE(repaired_count, 0), 'metadata', metadata)`
 
 export const gaps = (filter: GapFilter) =>
   SqlClient.SqlClient.use((sql) =>
@@ -582,14 +621,27 @@ export const coverage = (filter: Omit<GapFilter, "limit" | "status">, current?: 
         sql`(channel = '*' OR channel IN ${sql.in(filter.channels ?? ["trades"])})`
       ]
       if (filter.exchange !== undefined) streamConditions.push(sql`exchange = ${filter.exchange}`)
-      const [found, runs, first, rows] = yield* Effect.all([
-        gaps({ ...filter, limit: 100 }),
-        sql`SELECT id, ${sql.literal(epochMs("started_at"))} AS start_ms, ${sql.literal(epochMs("COALESCE(stopped_at, last_seen_at)"))} AS end_ms, venues
-          FROM service_runs WHERE started_at <= ${utcTimestamp(sql, now)} AND COALESCE(stopped_at, last_seen_at) >= ${utcTimestamp(sql, from)}`,
-        sql`SELECT ${sql.literal(epochMs("min(started_at)"))} AS first_ms FROM service_runs`,
-        sql`SELECT id, run_id, exchange, channel, symbol, state, detail, ${sql.literal(epochMs("since"))} AS since_ms, ${sql.literal(epochMs("until"))} AS until_ms
-          FROM stream_coverage WHERE ${sql.and(streamConditions)}`
-      ], { concurrency: 4 })
+      // One round trip: the window's gaps (a page and the counts), runs and stream intervals, each as JSON.
+      const gapWhere = sql.and(gapConditions(sql, { ...filter, limit: 100 }, now))
+      const [evidence] = yield* sql`SELECT
+          ${jsonPage(sql, gapJsonSql, "gap_start DESC, id DESC", sql`SELECT * FROM data_gaps WHERE ${gapWhere} ORDER BY gap_start DESC, id DESC LIMIT 100`)} AS gaps,
+          (SELECT count(*) FROM data_gaps WHERE ${gapWhere}) AS gap_count,
+          (SELECT count(*) FILTER (WHERE repair_status <> 'verified') FROM data_gaps WHERE ${gapWhere}) AS unrepaired,
+          (SELECT COALESCE(json_agg(json_build_object('id', id, 'start_ms', ${sql.literal(epochMs("started_at"))},
+              'end_ms', ${sql.literal(epochMs("COALESCE(stopped_at, last_seen_at)"))}, 'venues', venues)), '[]'::json)
+            FROM service_runs WHERE started_at <= ${utcTimestamp(sql, now)} AND COALESCE(stopped_at, last_seen_at) >= ${utcTimestamp(sql, from)}) AS runs,
+          (SELECT ${sql.literal(epochMs("min(started_at)"))} FROM service_runs) AS first_ms,
+          (SELECT COALESCE(json_agg(json_build_object('id', id, 'run_id', run_id, 'exchange', exchange, 'channel', channel, 'symbol', symbol,
+              'state', state, 'detail', detail, 'since_ms', ${sql.literal(epochMs("since"))}, 'until_ms', ${sql.literal(epochMs("until"))})), '[]'::json)
+            FROM stream_coverage WHERE ${sql.and(streamConditions)}) AS streams`
+      const found = {
+        count: toNumber(evidence?.gap_count),
+        unrepaired: toNumber(evidence?.unrepaired),
+        gaps: (evidence?.gaps ?? []) as Array<ReturnType<typeof gapJson>>
+      }
+      const runs = (evidence?.runs ?? []) as Array<Record<string, unknown>>
+      const first = [{ first_ms: evidence?.first_ms }]
+      const rows = (evidence?.streams ?? []) as Array<Record<string, unknown>>
       const byRun = new Map<string, CoverageRun>(runs.map((r) => [r.id as string, {
         id: r.id as string,
         start: Number(r.start_ms),
