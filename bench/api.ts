@@ -17,11 +17,11 @@
  */
 import { spawn } from "node:child_process"
 import { createRequire } from "node:module"
-import { Context, Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { runMigrations } from "../src/storage/migrations.ts"
-import { postgresLayer } from "../src/storage/database.ts"
-import { fundingRatesStatements, largeTradesStatements, openInterestStatements } from "../src/storage/queries.ts"
+import { postgresLayer, readPoolLayer } from "../src/storage/database.ts"
+import { fundingRatesStatements, largeTradesStatements, latestOrderBooksStatement, openInterestStatements } from "../src/storage/queries.ts"
 import { freePort, startService } from "../test/support/service.ts"
 import { quantile, type Table } from "./report.ts"
 
@@ -203,7 +203,7 @@ const autocannon = async (url: string, connections: number, seconds: number): Pr
 const explain = (sql: SqlClient.SqlClient, statement: Statement.Statement<unknown>) =>
   Effect.gen(function*() {
     const [text, params] = statement.compile()
-    const plan = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) ${text}`, params)
+    const plan = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) ${text}`, params)
     return plan.map((row) => row["QUERY PLAN"])
   })
 
@@ -214,15 +214,39 @@ const cases = [
   { endpoint: "funding-rates", query: "hours=24", filter: { hours: 24, limit: 100 } },
   { endpoint: "funding-rates", query: "hours=24&symbol=BTCUSDT", filter: { hours: 24, limit: 100, symbol: "BTCUSDT" } },
   { endpoint: "open-interest", query: "hours=24", filter: { hours: 24, limit: 100 } },
-  { endpoint: "open-interest", query: "hours=24&symbol=BTC", filter: { hours: 24, limit: 100, symbol: "BTC" } }
+  { endpoint: "open-interest", query: "hours=24&symbol=BTC", filter: { hours: 24, limit: 100, symbol: "BTC" } },
+  { endpoint: "orderbooks", query: "depth=5", filter: { hours: 24, limit: 100 } }
 ] as const
 
 const statementsFor = (sql: SqlClient.SqlClient, endpoint: string, filter: (typeof cases)[number]["filter"], now: number) =>
-  endpoint === "large-trades"
+  endpoint === "orderbooks"
+    ? [latestOrderBooksStatement(sql, {})]
+    : endpoint === "large-trades"
     ? largeTradesStatements(sql, filter, now)
     : endpoint === "funding-rates"
     ? fundingRatesStatements(sql, filter, now)
     : openInterestStatements(sql, filter, now)
+
+/**
+ * The floor every endpoint stands on, measured in the same run: `connections`
+ * loops of `SELECT 1` on a pool of that size, as many round trips as the API
+ * makes at once. An endpoint's p99 over this p99 survives a noisy machine.
+ */
+const selectOneRoundTrip = (url: string, connections: number, seconds: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const latencies: Array<number> = []
+    const end = Date.now() + seconds * 1000
+    yield* Effect.all(Array.from({ length: connections }, () =>
+      Effect.gen(function*() {
+        while (Date.now() < end) {
+          const started = performance.now()
+          yield* sql`SELECT 1`
+          latencies.push(performance.now() - started)
+        }
+      })), { concurrency: "unbounded", discard: true })
+    return { p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99), perSecond: latencies.length / seconds }
+  }).pipe(Effect.provide(readPoolLayer({ connections, statementTimeoutMs: 5000 }).pipe(Layer.provide(postgresLayer(url)))), Effect.scoped)
 
 export const apiSection = (url: string, connections: number, seconds: number, log: (line: string) => void) =>
   Effect.gen(function*() {
@@ -232,6 +256,8 @@ export const apiSection = (url: string, connections: number, seconds: number, lo
     const sql = Context.get(context, SqlClient.SqlClient)
     const rows: Array<Array<string>> = []
     const plans: Array<string> = []
+    const floor = yield* selectOneRoundTrip(url, connections, Math.min(seconds, 5))
+    rows.push(["SELECT 1", "(database round trip)", floor.p50.toFixed(2), floor.p99.toFixed(2), floor.perSecond.toFixed(0), "0", "1.0"])
     for (const { endpoint, filter, query } of cases) {
       const target = `http://127.0.0.1:${port}/api/v1/exchange/${endpoint}?${query}`
       yield* Effect.promise(() => fetch(target).then((r) => r.text()))
@@ -242,12 +268,13 @@ export const apiSection = (url: string, connections: number, seconds: number, lo
         String(load.p50),
         String(load.p99),
         load.requestsPerSecond.toFixed(0),
-        String(load.non2xx + load.errors)
+        String(load.non2xx + load.errors),
+        (load.p99 / floor.p99).toFixed(1)
       ])
       for (const statement of statementsFor(sql, endpoint, filter, Date.now())) {
         const plan = yield* explain(sql, statement as Statement.Statement<unknown>)
         // The table's own scans (not the symbol lookup's CTE nodes) and the execution time.
-        const scans = plan.filter((line) => /(Index|Index Only|Seq|Bitmap Heap|Bitmap Index) Scan|Execution Time/.test(line))
+        const scans = plan.filter((line, i) => /(Index|Index Only|Seq|Bitmap Heap|Bitmap Index) Scan|Execution Time/.test(line) || (i === 1 && /Buffers/.test(line)))
           .map((line) => line.trim().replace(/^->\s*/, "").replace(/ \(actual rows=(\d+) loops=(\d+)\)/, " (rows $1 x $2)"))
         plans.push(`${endpoint}?${query}: ${[...new Set(scans)].join(" | ")}`)
       }
@@ -255,7 +282,7 @@ export const apiSection = (url: string, connections: number, seconds: number, lo
     const overloaded = yield* Effect.promise(() => overloadTable(`http://127.0.0.1:${port}`, seconds, 100))
     const table: Table = {
       title: `3. API: ${connections} concurrent connections for ${seconds} s per case (autocannon), dataset ${dataset}: ${datasetVersion}`,
-      header: ["endpoint", "query", "p50 ms", "p99 ms", "req/s", "errors"],
+      header: ["endpoint", "query", "p50 ms", "p99 ms", "req/s", "errors", "p99 / SELECT 1 p99"],
       rows,
       notes: ["EXPLAIN ANALYZE of every statement each case runs (scan nodes and execution time):", ...plans]
     }
