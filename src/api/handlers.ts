@@ -6,21 +6,25 @@
 import { Clock, Duration, Effect } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
+import type { SqlClient, Statement } from "effect/sql"
 import {
   arbitrage,
   spreads,
   basis,
-  coverage,
-  fundingRates,
+  fundingRatesStatements,
   gaps,
   alerts,
-  largeTrades,
+  largeTradesStatements,
   latestOrderBooks,
-  openInterest,
+  openInterestStatements,
   optionChain,
+  readFundingRates,
+  readLargeTrades,
+  readOpenInterest,
   rolls,
   settlements,
-  volatilityIndex
+  volatilityIndex,
+  withCoverage
 } from "../storage/queries.ts"
 import { CoverageRecorder } from "../gaps/coverage.ts"
 import { fundingComparison, openInterestAggregate, termStructure } from "../analytics/views.ts"
@@ -102,20 +106,21 @@ const answer = <A, E, R>(query: Record<string, unknown>, hours: number | undefin
     return { success: true as const, data, filters: filtersOf(query, hours), timestamp: yield* now }
   }))
 
-/** The same for the large tables, with the gap coverage of the window for the channels the data draws on. */
-const answerWithCoverage = <A, E, R>(
+/**
+ * The same for the large tables, with the gap coverage of the window for the
+ * channels the data draws on: the data's statement and the coverage's evidence
+ * in one statement (withCoverage), one round trip a request.
+ */
+const answerWithCoverage = <A>(
   query: { readonly symbol?: string | undefined; readonly exchange?: string | undefined },
   hours: number,
-  run: Effect.Effect<A, E, R>,
+  statement: (sql: SqlClient.SqlClient, now: number) => Statement.Statement<Record<string, unknown>>,
+  read: (row: Record<string, unknown>) => A,
   channels: ReadonlyArray<string>
 ) =>
   admitted(hours, true, Effect.gen(function*() {
     const current = yield* (yield* CoverageRecorder).current
-    // The data and its coverage on two connections at once: each is one statement, and a request waits for the slower.
-    const [data, covered] = yield* Effect.all([
-      guarded(run),
-      guarded(coverage({ symbol: query.symbol, exchange: query.exchange, hours, channels }, current))
-    ], { concurrency: 2 })
+    const { data, coverage: covered } = yield* guarded(withCoverage({ symbol: query.symbol, exchange: query.exchange, hours, channels }, current, statement, read))
     return { success: true as const, data, coverage: covered, filters: filtersOf(query, hours), timestamp: yield* now }
   }))
 
@@ -123,7 +128,7 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
   handlers
     .handle("largeTrades", ({ query: q }) => {
       const hours = q.hours ?? 24
-      return answerWithCoverage(q, hours, largeTrades({
+      const filter = {
         symbol: q.symbol,
         exchange: q.exchange,
         hours,
@@ -131,16 +136,20 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
         minValueUsd: q.min_value_usd,
         onlyLiquidations: q.only_liquidations,
         side: q.side
-      }), q.only_liquidations === true ? ["liquidations"] : ["trades", "liquidations"]).pipe(Effect.map(asJson("largeTrades")))
+      }
+      return answerWithCoverage(q, hours, (sql, at) => largeTradesStatements(sql, filter, at)[0], readLargeTrades,
+        q.only_liquidations === true ? ["liquidations"] : ["trades", "liquidations"]).pipe(Effect.map(asJson("largeTrades")))
     })
     .handle("fundingRates", ({ query: q }) => {
       const hours = q.hours ?? 24
-      return answerWithCoverage(q, hours, fundingRates({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }), ["funding"])
+      const filter = { symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }
+      return answerWithCoverage(q, hours, (sql, at) => fundingRatesStatements(sql, filter, at)[0], readFundingRates, ["funding"])
         .pipe(Effect.map(asJson("fundingRates")))
     })
     .handle("openInterest", ({ query: q }) => {
       const hours = q.hours ?? 24
-      return answerWithCoverage(q, hours, openInterest({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }), ["open_interest"])
+      const filter = { symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }
+      return answerWithCoverage(q, hours, (sql, at) => openInterestStatements(sql, filter, at)[0], readOpenInterest, ["open_interest"])
         .pipe(Effect.map(asJson("openInterest")))
     })
     .handle("orderBooks", ({ query: q }) =>

@@ -174,34 +174,38 @@ export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTra
   ] as const
 }
 
+/** The endpoint's data from its statement's row (also read from withCoverage's combined row). */
+export const readLargeTrades = (summary: Record<string, unknown>) => {
+  return {
+    count: toNumber(summary.count),
+    trades: summary.trades as Array<{
+      exchange: string
+      symbol: string
+      side: string
+      price: number
+      size: number
+      size_base: number | null
+      size_unit: "base" | "contracts" | "usd" | null
+      value_usd: number
+      timestamp: string
+      trade_id: string | null
+      is_liquidation: boolean
+      metadata: unknown
+    }>,
+    summary: {
+      total_value_usd: toNumber(summary.total),
+      liquidation_count: toNumber(summary.liquidations),
+      exchanges: toStrings(summary.exchanges),
+      symbols: toStrings(summary.symbols)
+    }
+  }
+}
+
 export const largeTrades = (filter: LargeTradeFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
       const [statement] = largeTradesStatements(sql, filter, yield* Clock.currentTimeMillis)
-      const summary = (yield* statement)[0] ?? {}
-      return {
-        count: toNumber(summary.count),
-        trades: summary.trades as Array<{
-          exchange: string
-          symbol: string
-          side: string
-          price: number
-          size: number
-          size_base: number | null
-          size_unit: "base" | "contracts" | "usd" | null
-          value_usd: number
-          timestamp: string
-          trade_id: string | null
-          is_liquidation: boolean
-          metadata: unknown
-        }>,
-        summary: {
-          total_value_usd: toNumber(summary.total),
-          liquidation_count: toNumber(summary.liquidations),
-          exchanges: toStrings(summary.exchanges),
-          symbols: toStrings(summary.symbols)
-        }
-      }
+      return readLargeTrades((yield* statement)[0] ?? {})
     })
   )
 
@@ -232,33 +236,37 @@ export const fundingRatesStatements = (sql: SqlClient.SqlClient, filter: WindowF
   ] as const
 }
 
+/** The endpoint's data from its statement's row (also read from withCoverage's combined row). */
+export const readFundingRates = (summary: Record<string, unknown>) => {
+  const average = toNumber(summary.average)
+  return {
+    count: toNumber(summary.count),
+    funding_rates: summary.funding_rates as Array<{
+      exchange: string
+      symbol: string
+      rate: number
+      predicted_rate: number | null
+      timestamp: string
+      next_funding_time: string | null
+      metadata: unknown
+    }>,
+    summary: {
+      // Per 8 hours whatever each venue's interval (rate x 8 / interval_hours), then annualised (x 3 x 365).
+      average_rate: average,
+      average_rate_percent: average * 100,
+      average_rate_basis: "8h" as const,
+      average_rate_annualized: average * 3 * 365,
+      exchanges: toStrings(summary.exchanges),
+      symbols: toStrings(summary.symbols)
+    }
+  }
+}
+
 export const fundingRates = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
       const [statement] = fundingRatesStatements(sql, filter, yield* Clock.currentTimeMillis)
-      const summary = (yield* statement)[0] ?? {}
-      const average = toNumber(summary.average)
-      return {
-        count: toNumber(summary.count),
-        funding_rates: summary.funding_rates as Array<{
-          exchange: string
-          symbol: string
-          rate: number
-          predicted_rate: number | null
-          timestamp: string
-          next_funding_time: string | null
-          metadata: unknown
-        }>,
-        summary: {
-          // Per 8 hours whatever each venue's interval (rate x 8 / interval_hours), then annualised (x 3 x 365).
-          average_rate: average,
-          average_rate_percent: average * 100,
-          average_rate_basis: "8h" as const,
-          average_rate_annualized: average * 3 * 365,
-          exchanges: toStrings(summary.exchanges),
-          symbols: toStrings(summary.symbols)
-        }
-      }
+      return readFundingRates((yield* statement)[0] ?? {})
     })
   )
 
@@ -291,28 +299,32 @@ export const openInterestStatements = (sql: SqlClient.SqlClient, filter: WindowF
   ] as const
 }
 
+/** The endpoint's data from its statement's row (also read from withCoverage's combined row). */
+export const readOpenInterest = (summary: Record<string, unknown>) => {
+  return {
+    count: toNumber(summary.count),
+    open_interest: summary.open_interest as Array<{
+      exchange: string
+      symbol: string
+      open_interest: number
+      open_interest_base: number | null
+      open_interest_usd: number
+      timestamp: string
+      metadata: unknown
+    }>,
+    summary: {
+      total_oi_usd: toNumber(summary.total),
+      exchanges: toStrings(summary.exchanges),
+      symbols: toStrings(summary.symbols)
+    }
+  }
+}
+
 export const openInterest = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
       const [statement] = openInterestStatements(sql, filter, yield* Clock.currentTimeMillis)
-      const summary = (yield* statement)[0] ?? {}
-      return {
-        count: toNumber(summary.count),
-        open_interest: summary.open_interest as Array<{
-          exchange: string
-          symbol: string
-          open_interest: number
-          open_interest_base: number | null
-          open_interest_usd: number
-          timestamp: string
-          metadata: unknown
-        }>,
-        summary: {
-          total_oi_usd: toNumber(summary.total),
-          exchanges: toStrings(summary.exchanges),
-          symbols: toStrings(summary.symbols)
-        }
-      }
+      return readOpenInterest((yield* statement)[0] ?? {})
     })
   )
 
@@ -651,65 +663,97 @@ export const coverage = (filter: Omit<GapFilter, "limit" | "status">, current?: 
       const now = current?.now ?? (yield* Clock.currentTimeMillis)
       const from = cutoffMs(filter.hours, now)
       const [evidence] = yield* coverageStatement(sql, filter, from, now)
-      const found = {
-        count: toNumber(evidence?.gap_count),
-        unrepaired: toNumber(evidence?.unrepaired),
-        gaps: (evidence?.gaps ?? []) as Array<ReturnType<typeof gapJson>>
-      }
-      const runs = (evidence?.runs ?? []) as Array<Record<string, unknown>>
-      const first = [{ first_ms: evidence?.first_ms }]
-      const rows = (evidence?.streams ?? []) as Array<Record<string, unknown>>
-      const byRun = new Map<string, CoverageRun>(runs.map((r) => [r.id as string, {
-        id: r.id as string,
-        start: Number(r.start_ms),
-        end: Number(r.end_ms),
-        venues: String(r.venues ?? "").split(",").filter((v) => v.length > 0)
-      }]))
-      const byId = new Map<string, CoverageRow>(rows.map((r) => [r.id as string, {
-        id: r.id as string,
-        runId: r.run_id as string,
-        exchange: r.exchange as string,
-        channel: r.channel as string,
-        symbol: r.symbol as string,
-        state: r.state as string,
-        detail: (r.detail as string | null) ?? null,
-        since: Number(r.since_ms),
-        until: Number(r.until_ms)
-      }]))
-      let firstRunAt = first[0]?.first_ms === null || first[0]?.first_ms === undefined ? null : Number(first[0].first_ms)
-      if (current !== undefined) {
-        // The running service is its own evidence up to now; its heartbeat row may be a period behind.
-        byRun.set(current.runId, { id: current.runId, start: current.startedAt, end: now, venues: current.venues })
-        firstRunAt = Math.min(firstRunAt ?? current.startedAt, current.startedAt)
-        const channels = new Set(filter.channels ?? ["trades"])
-        for (const i of current.intervals) {
-          if (i.until < from || i.since > now) continue
-          if (i.channel !== "*" && !channels.has(i.channel)) continue
-          if (filter.exchange !== undefined && i.exchange !== filter.exchange) continue
-          byId.set(i.id, { ...i, runId: current.runId })
-        }
-      }
-      const assessed = assessCoverage({
-        from,
-        now,
-        symbol: filter.symbol,
-        exchange: filter.exchange,
-        firstRunAt,
-        runs: [...byRun.values()],
-        rows: [...byId.values()]
-      })
-      return {
-        complete: assessed.streams.length > 0 && assessed.notCollected.length === 0 && found.unrepaired === 0,
-        gap_count: found.count,
-        unrepaired_gap_count: found.unrepaired,
-        gaps: found.gaps,
-        window: { start: new Date(from).toISOString(), end: new Date(now).toISOString() },
-        streams: assessed.streams.slice(0, streamsLimit),
-        not_collected_count: assessed.notCollected.length,
-        not_collected: assessed.notCollected.slice(0, notCollectedLimit)
-      }
+      return coverageOf(filter, evidence, current, from, now)
     })
   )
+
+/**
+ * An endpoint's statement (one row: its data) and its window's coverage
+ * evidence in one round trip, on one clock reading: a request on a large table
+ * then costs one statement, not two.
+ */
+export const withCoverage = <A>(
+  filter: Omit<GapFilter, "limit" | "status">,
+  current: CoverageCurrentRun | undefined,
+  data: (sql: SqlClient.SqlClient, now: number) => Statement.Statement<Record<string, unknown>>,
+  read: (row: Record<string, unknown>) => A
+) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const now = current?.now ?? (yield* Clock.currentTimeMillis)
+      const from = cutoffMs(filter.hours, now)
+      const [row = {}] = yield* sql<Record<string, unknown>>`SELECT data.*, evidence.*
+        FROM (${data(sql, now)}) AS data, (${coverageStatement(sql, filter, from, now)}) AS evidence`
+      return { data: read(row), coverage: coverageOf(filter, row, current, from, now) }
+    })
+  )
+
+/** The coverage answer from coverageStatement's row. */
+const coverageOf = (
+  filter: Omit<GapFilter, "limit" | "status">,
+  evidence: Record<string, unknown> | undefined,
+  current: CoverageCurrentRun | undefined,
+  from: number,
+  now: number
+) => {
+  const found = {
+    count: toNumber(evidence?.gap_count),
+    unrepaired: toNumber(evidence?.unrepaired),
+    gaps: (evidence?.gaps ?? []) as Array<ReturnType<typeof gapJson>>
+  }
+  const runs = (evidence?.runs ?? []) as Array<Record<string, unknown>>
+  const first = [{ first_ms: evidence?.first_ms }]
+  const rows = (evidence?.streams ?? []) as Array<Record<string, unknown>>
+  const byRun = new Map<string, CoverageRun>(runs.map((r) => [r.id as string, {
+    id: r.id as string,
+    start: Number(r.start_ms),
+    end: Number(r.end_ms),
+    venues: String(r.venues ?? "").split(",").filter((v) => v.length > 0)
+  }]))
+  const byId = new Map<string, CoverageRow>(rows.map((r) => [r.id as string, {
+    id: r.id as string,
+    runId: r.run_id as string,
+    exchange: r.exchange as string,
+    channel: r.channel as string,
+    symbol: r.symbol as string,
+    state: r.state as string,
+    detail: (r.detail as string | null) ?? null,
+    since: Number(r.since_ms),
+    until: Number(r.until_ms)
+  }]))
+  let firstRunAt = first[0]?.first_ms === null || first[0]?.first_ms === undefined ? null : Number(first[0].first_ms)
+  if (current !== undefined) {
+    // The running service is its own evidence up to now; its heartbeat row may be a period behind.
+    byRun.set(current.runId, { id: current.runId, start: current.startedAt, end: now, venues: current.venues })
+    firstRunAt = Math.min(firstRunAt ?? current.startedAt, current.startedAt)
+    const channels = new Set(filter.channels ?? ["trades"])
+    for (const i of current.intervals) {
+      if (i.until < from || i.since > now) continue
+      if (i.channel !== "*" && !channels.has(i.channel)) continue
+      if (filter.exchange !== undefined && i.exchange !== filter.exchange) continue
+      byId.set(i.id, { ...i, runId: current.runId })
+    }
+  }
+  const assessed = assessCoverage({
+    from,
+    now,
+    symbol: filter.symbol,
+    exchange: filter.exchange,
+    firstRunAt,
+    runs: [...byRun.values()],
+    rows: [...byId.values()]
+  })
+  return {
+    complete: assessed.streams.length > 0 && assessed.notCollected.length === 0 && found.unrepaired === 0,
+    gap_count: found.count,
+    unrepaired_gap_count: found.unrepaired,
+    gaps: found.gaps,
+    window: { start: new Date(from).toISOString(), end: new Date(now).toISOString() },
+    streams: assessed.streams.slice(0, streamsLimit),
+    not_collected_count: assessed.notCollected.length,
+    not_collected: assessed.notCollected.slice(0, notCollectedLimit)
+  }
+}
 
 export interface VolatilityFilter {
   readonly index?: string | undefined
