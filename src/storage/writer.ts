@@ -542,6 +542,7 @@ export class Writer extends Context.Service<Writer, {
             yield* offerTable("futures_settlements", batch.futures_settlements)
             yield* offerTable("futures_basis", batch.futures_basis)
             yield* offerTable("futures_rolls", batch.futures_rolls)
+            yield* offerTable("trade_bars", batch.trade_bars)
           }),
         durableUntil,
         state: () => {
