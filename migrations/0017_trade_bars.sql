@@ -35,8 +35,9 @@ CREATE TABLE IF NOT EXISTS trade_bars (
     observed_whole BOOLEAN NOT NULL,
     partial_reason TEXT,
     contributions TEXT[] NOT NULL,
-    created_at TIMESTAMP DEFAULT NOW(),
-    updated_at TIMESTAMP DEFAULT NOW()
+    -- When the row was last written, inserted or merged: the stream's replay position (api/stream.ts), so a
+    -- client resuming from the database is sent the merged bar.
+    created_at TIMESTAMP DEFAULT NOW()
 );
 CREATE INDEX IF NOT EXISTS idx_trade_bars_symbol_minute ON trade_bars (symbol, minute DESC);
 CREATE INDEX IF NOT EXISTS idx_trade_bars_base_minute ON trade_bars (base, minute DESC);

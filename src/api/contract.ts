@@ -42,7 +42,9 @@ export const queryParameters = {
   )).annotate({ description: "Expiry date (UTC) of the options: YYYY-MM-DD" }),
   rule: lowerCased(Schema.String.check(Schema.isPattern(/^[a-z0-9][a-z0-9_-]{0,62}$/))).annotate({ description: "Alert rule name, as in the rules file" }),
   rule_kind: lowerCased(Schema.String.check(Schema.isPattern(/^[a-z_]{1,40}$/))).annotate({ description: "Alert rule kind: large_trade, liquidation_cluster, funding, open_interest_change, basis, price_divergence, stale_feed, unrepaired_gap, book_resyncs, cross_venue_outlier" }),
-  depth: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100 })).annotate({ description: "Levels per side (default: all stored, at most 100)" })
+  depth: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100 })).annotate({ description: "Levels per side (default: all stored, at most 100)" }),
+  interval: lowerCased(Schema.Literals(["1m", "5m", "15m", "1h", "4h", "1d"])).annotate({ description: "Bar interval: 1m, 5m, 15m, 1h, 4h, 1d (default 1m)" }),
+  aggregate: Schema.Boolean.annotate({ description: "true: one series per asset across venues, from the venues whose bars are complete" })
 }
 
 type ParameterName = keyof typeof queryParameters
@@ -303,6 +305,59 @@ const Alerts = Schema.Struct({
   summary: Schema.Struct({ by_rule: Schema.Record(Schema.String, Schema.Number) })
 })
 
+const BarIncomplete = Schema.Struct({
+  reason: Schema.Literals(["partial_minute", "gap", "in_progress"]),
+  detail: Schema.String,
+  minute: Schema.NullOr(Timestamp),
+  gap_id: Schema.NullOr(Schema.String)
+}).annotate({ description: "Why a bar is not complete: a minute not watched whole, an open or unrepaired gap over it, or the bucket is not over" })
+
+const BarVolumes = {
+  vwap: Schema.NullOr(Schema.Number).annotate({ description: "volume_usd / volume_base: the USD price of the bucket's trades" }),
+  volume_base: Schema.Number.annotate({ description: "In the base asset (coins)" }),
+  volume_usd: Schema.Number,
+  buy_volume_usd: Schema.Number.annotate({ description: "Taker buys" }),
+  sell_volume_usd: Schema.Number.annotate({ description: "Taker sells" }),
+  volume_delta_usd: Schema.Number.annotate({ description: "buy_volume_usd - sell_volume_usd" }),
+  trade_count: Schema.Number,
+  long_liquidations_usd: Schema.Number.annotate({ description: "Long positions liquidated (sell orders)" }),
+  short_liquidations_usd: Schema.Number.annotate({ description: "Short positions liquidated (buy orders)" }),
+  liquidation_count: Schema.Number
+}
+
+const Bars = Schema.Struct({
+  count: Schema.Number,
+  interval: Schema.String,
+  aggregate: Schema.Boolean,
+  window: Schema.Struct({ start: Timestamp, end: Timestamp }),
+  bars: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    symbol: Schema.String,
+    base: Schema.String,
+    interval: Schema.String,
+    start: Timestamp,
+    end: Timestamp,
+    open: Schema.NullOr(Schema.Number),
+    high: Schema.NullOr(Schema.Number),
+    low: Schema.NullOr(Schema.Number),
+    close: Schema.NullOr(Schema.Number),
+    ...BarVolumes,
+    minutes: Schema.Number.annotate({ description: "Minute bars in the bucket (a minute without a trade has none)" }),
+    complete: Schema.Boolean,
+    incomplete: Schema.Array(BarIncomplete)
+  })),
+  aggregates: Schema.Array(Schema.Struct({
+    asset: Schema.String,
+    interval: Schema.String,
+    start: Timestamp,
+    end: Timestamp,
+    ...BarVolumes,
+    venues: Schema.Array(Schema.Struct({ exchange: Schema.String, symbol: Schema.String })).annotate({ description: "The instruments summed: those whose bar is complete" }),
+    left_out: Schema.Array(Schema.Struct({ exchange: Schema.String, symbol: Schema.String, incomplete: Schema.Array(BarIncomplete) })),
+    complete: Schema.Boolean.annotate({ description: "Every instrument's bar was complete, none left out" })
+  }))
+})
+
 // ---------------------------------------------------------------------------
 // Errors: the contract's error envelope, one Schema per status
 // ---------------------------------------------------------------------------
@@ -347,6 +402,7 @@ export class ExchangeData extends HttpApiGroup.make("exchange")
   .add(get("basis", "/basis", ["symbol", "exchange", "hours", "limit"], envelope(Basis), "Futures basis to spot, annualised (default window 7 days)"))
   .add(get("alerts", "/alerts", ["symbol", "exchange", "rule", "rule_kind", "hours", "limit"], envelope(Alerts), "Alert firings (rules of ALERT_RULES), newest first; count and by_rule cover every match"))
   .add(get("rolls", "/rolls", ["root", "exchange", "hours", "limit"], envelope(Rolls), "Roll events and front months (default window 90 days)"))
+  .add(get("bars", "/bars", ["symbol", "exchange", "interval", "hours", "aggregate", "limit"], envelopeWithCoverage(Bars), "Bars from every trade (minute bars rolled up to the interval), or with aggregate=true one series per asset from the venues whose bars are complete; limit: the latest buckets per series (default 1000)"))
   .prefix("/api/v1/exchange")
   .middleware(ContractMiddleware)
 {}

@@ -7,6 +7,7 @@ import { Clock, Duration, Effect } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import {
+  bars,
   basis,
   coverage,
   fundingRates,
@@ -177,4 +178,15 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
       const hours = q.hours ?? 24 * 90
       return answer(q, hours, rolls({ root: q.root, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
         .pipe(Effect.map(asJson("rolls")))
+    })
+    .handle("bars", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answerWithCoverage(q, hours, bars({
+        symbol: q.symbol,
+        exchange: q.exchange,
+        hours,
+        interval: q.interval ?? "1m",
+        aggregate: q.aggregate === true,
+        limit: q.limit ?? 1000
+      }), ["trades", "liquidations"]).pipe(Effect.map(asJson("bars")))
     }))

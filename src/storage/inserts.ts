@@ -228,6 +228,8 @@ const insertRolls = (rows: ReadonlyArray<FuturesRollRow>) =>
  * row twice): sums, extremes, the earliest open and the latest close (ties: the later row, which arrived later).
  */
 const combineBars = (a: TradeBarMerge, b: TradeBarRow): TradeBarMerge => {
+  // The same contribution offered twice (a batch handed over again) is one contribution.
+  if (a.contributions.includes(b.contribution)) return a
   const takeOpen = a.openTime === null || (b.openTime !== null && b.openTime < a.openTime)
   const takeClose = a.closeTime === null || (b.closeTime !== null && b.closeTime >= a.closeTime)
   const extreme = (x: number | null, y: number | null, pick: (p: number, q: number) => number) => (x === null ? y : y === null ? x : pick(x, y))
@@ -264,7 +266,7 @@ const unitSeparator = "\u001f"
  * contribution: a bar is read far more often than it is corrected, and its row stays one per minute.
  *
  * Idempotent: the row lists the contributions merged, and a merge that brings any of them again changes
- * nothing. The writer retries a batch whose commit it could not confirm (a connection lost after COMMIT)
+ * nothing (a batch's row for one bar is taken as merged already, as a whole, when one of its contributions is). The writer retries a batch whose commit it could not confirm (a connection lost after COMMIT)
  * with exactly the same rows, so the same contributions come again as a whole, and are not added twice;
  * replaying the same frames makes the same contributions (named by their first and last record and count).
  */
@@ -315,7 +317,7 @@ const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
         observed_whole = b.observed_whole AND EXCLUDED.observed_whole,
         partial_reason = COALESCE(b.partial_reason, EXCLUDED.partial_reason),
         contributions = b.contributions || EXCLUDED.contributions,
-        updated_at = NOW()
+        created_at = NOW()
       WHERE NOT (b.contributions && EXCLUDED.contributions)`.raw
   })
 
