@@ -19,8 +19,10 @@ import { GapLedger } from "../src/gaps/ledger.ts"
 import { makeGapTracker } from "../src/gaps/tracker.ts"
 import type { TradeContinuity } from "../src/gaps/continuity.ts"
 import { RecordProcessor } from "../src/pipeline/processor.ts"
-import { postgresLayer } from "../src/storage/database.ts"
-import { streamReplay } from "../src/storage/queries.ts"
+import { embeddedLayer, postgresLayer } from "../src/storage/database.ts"
+import { insertRows } from "../src/storage/inserts.ts"
+import { runMigrations } from "../src/storage/migrations.ts"
+import { bars, streamReplay } from "../src/storage/queries.ts"
 import { Writer, type WriterOptions } from "../src/storage/writer.ts"
 import { eventsOf } from "../src/stream/hub.ts"
 import { pinnedClock } from "./support/clock.ts"
@@ -357,4 +359,56 @@ describe("bars through the writer, the gap ledger and GET /bars", () => {
       assert.deepStrictEqual([replayedA.kind, replayedA.row.trade_count, replayedA.row.volume_usd, replayedA.row.correction], ["bar", 6, 801, false])
       assert.strictEqual(replayed.rows.length, 5)
     }).pipe(Effect.scoped, Effect.provide(Layer.provideMerge(GapLedger.layer, postgresLayer(postgresUrl)))), { timeout: 90_000 })
+})
+
+const contribution = (id: string, parts: Partial<TradeBarRow>): TradeBarRow => ({
+  id, exchange: "merge-test", symbol: "BTCUSDT", base: "BTC", instrumentKind: "perpetual", timestamp: noon, open: null, high: null, low: null, close: null,
+  openTime: null, closeTime: null, volumeBase: 0, volumeUsd: 0, buyVolumeUsd: 0, sellVolumeUsd: 0, tradeCount: 0, longLiquidationsUsd: 0,
+  shortLiquidationsUsd: 0, liquidationCount: 0, observedWhole: true, partialReason: null, contribution: "", correction: true, ...parts
+})
+
+const databases: ReadonlyArray<readonly [string, () => Layer.Layer<SqlClient.SqlClient, unknown>]> = [
+  ["PostgreSQL", () => postgresLayer(postgresUrl)],
+  ["the embedded database", () => embeddedLayer(undefined)]
+]
+
+describe.each(databases)("the merge of corrections on %s", (_name, database) => {
+  it.live("adds each contribution once, keeps the earliest open and the latest close, and reads back through /bars' query", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
+      const id = `merge-test_BTCUSDT_${noon}`
+      // The bar as written: 3 trades, open 100 at 12:00:10, close 102 at 12:00:50, 3 coins, 306 USD (200 buy, 106 sell).
+      const live = contribution(id, {
+        open: 100, high: 105, low: 99, close: 102, openTime: at(0, 10), closeTime: at(0, 50), volumeBase: 3, volumeUsd: 306, buyVolumeUsd: 200,
+        sellVolumeUsd: 106, tradeCount: 3, contribution: "a|c|3", correction: false
+      })
+      // A late trade at 12:00:05, 98 x 1 sold: the new open and low.
+      const late = contribution(id, { open: 98, high: 98, low: 98, close: 98, openTime: at(0, 5), closeTime: at(0, 5), volumeBase: 1, volumeUsd: 98, sellVolumeUsd: 98, tradeCount: 1, contribution: "d|d|1" })
+      // A liquidation alone (a long, 50 USD): no price.
+      const liquidated = contribution(id, { longLiquidationsUsd: 50, liquidationCount: 1, contribution: "liquidation-L|liquidation-L|1" })
+      // A trade at 12:00:50 like the close, arriving later: 101 x 1 bought, the new close.
+      const tie = contribution(id, { open: 101, high: 101, low: 101, close: 101, openTime: at(0, 50), closeTime: at(0, 50), volumeBase: 1, volumeUsd: 101, buyVolumeUsd: 101, tradeCount: 1, contribution: "e|e|1" })
+      yield* insertRows("trade_bars", [live])
+      yield* insertRows("trade_bars", [late])
+      yield* insertRows("trade_bars", [late]) // the same batch retried
+      yield* insertRows("trade_bars", [liquidated, tie, liquidated]) // one batch, one contribution in it twice
+      const [row] = yield* sql<Record<string, unknown>>`SELECT open, high, low, close, volume_base, volume_usd, buy_volume_usd, sell_volume_usd,
+        trade_count, long_liquidations_usd, liquidation_count, contributions FROM trade_bars WHERE id = ${id}`
+      assert.deepStrictEqual(
+        [row!.open, row!.high, row!.low, row!.close, row!.volume_base, row!.volume_usd, row!.buy_volume_usd, row!.sell_volume_usd, row!.trade_count, row!.long_liquidations_usd, row!.liquidation_count].map(Number),
+        // open 98 (12:00:05), high 105, low 98, close 101 (12:00:50, later), 3 + 1 + 1 coins, 306 + 98 + 101 USD,
+        // buys 200 + 101, sells 106 + 98, 3 + 1 + 1 trades, one long liquidation of 50 USD.
+        [98, 105, 98, 101, 5, 505, 301, 204, 5, 50, 1]
+      )
+      assert.deepStrictEqual(row!.contributions, ["a|c|3", "d|d|1", "liquidation-L|liquidation-L|1", "e|e|1"])
+
+      // At 12:10 the latest 11 minutes are 12:00 .. 12:10.
+      const answer = yield* bars({ symbol: "BTC", exchange: "merge-test", hours: 1, interval: "1m", aggregate: false, limit: 11 }).pipe(Effect.provide(pinnedClock(at(10, 0)).layer))
+      assert.deepStrictEqual(answer.bars.map((b) => [b.start, b.open, b.close, b.vwap, b.volume_delta_usd, b.complete]), [
+        [iso(noon), 98, 101, 101, 97, true] // VWAP 505 / 5 = 101; delta 301 - 204 = 97
+      ])
+      yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
+    }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 60_000 })
 })
