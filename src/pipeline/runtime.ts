@@ -16,6 +16,7 @@ import type { DecodeError } from "../domain/errors.ts"
 import type { VenueDefinition } from "../venues/venue.ts"
 import type { TradeContinuity } from "../gaps/continuity.ts"
 import { defaultFreshness, type FreshnessMonitor, type FreshnessOptions } from "../feed/freshness.ts"
+import { defaultBarGraceMs } from "./bars.ts"
 import { RecordProcessor } from "./processor.ts"
 
 export interface PipelineSettings {
@@ -26,10 +27,13 @@ export interface PipelineSettings {
   readonly thresholds: LargeTradeThresholds
   readonly freshness: FreshnessOptions
   readonly bookAuditIntervalMs: number
+  /** How long a minute bar waits after its minute for late trades (pipeline/bars.ts). */
+  readonly barGraceMs: number
 }
 
 export const PipelineSettings = Config.all({
   bookAuditIntervalMs: Config.Number("BOOK_AUDIT_INTERVAL_SECONDS").pipe(Config.withDefault(600), Config.map((s) => s * 1000)),
+  barGraceMs: Config.Number("BAR_GRACE_SECONDS").pipe(Config.withDefault(defaultBarGraceMs / 1000), Config.map((s) => s * 1000)),
   freshness: Config.all({
     minSamples: Config.Int("FRESHNESS_MIN_SAMPLES").pipe(Config.withDefault(defaultFreshness.minSamples)),
     factor: Config.Number("FRESHNESS_FACTOR").pipe(Config.withDefault(defaultFreshness.factor)),
@@ -67,7 +71,8 @@ export const defaultPipelineSettings: PipelineSettings = {
   openInterestIntervalMs: 60_000,
   thresholds: { byAsset: { BTC: 100_000, ETH: 50_000 }, otherAssets: 20_000 },
   freshness: defaultFreshness,
-  bookAuditIntervalMs: 600_000
+  bookAuditIntervalMs: 600_000,
+  barGraceMs: defaultBarGraceMs
 }
 
 export interface VenueRuntime {
@@ -115,7 +120,8 @@ export const makeProcessor = (
     requestSnapshot: options.requestSnapshot,
     onResync: options.onResync ?? (() => undefined),
     onBookLive: options.onBookLive,
-    continuity: options.continuity
+    continuity: options.continuity,
+    barGraceMs: runtime.settings.barGraceMs
   })
 
 /**
