@@ -133,8 +133,9 @@ describe("minute bars in the processor", () => {
     // Named by its first and last record and how many: the same frames replayed make the same contribution.
     assert.strictEqual(bar.contribution, "t1|liquidation-L2|7")
 
-    // A trade of minute 12:01 arriving at 12:02:10, after its bar was written: a correction, at once.
-    const late = run(p, [trade(btcusdt, "t6", at(1, 30), 95, 1, "sell")], at(2, 10)).trade_bars
+    // A trade of minute 12:01 arriving at 12:02:10, after its bar was written: a correction, at once. L1 again
+    // (a venue repeating recent liquidations after a subscription) is not counted twice.
+    const late = run(p, [trade(btcusdt, "t6", at(1, 30), 95, 1, "sell"), liquidation(btcusdt, "L1", at(1, 30), "sell", 100, 0.5)], at(2, 10)).trade_bars
     assert.deepStrictEqual(late.map((r) => [r.id, r.contribution]), [[bar.id, "t6|t6|1"]])
     assert.deepStrictEqual(figures(late[0]!), {
       open: 95, high: 95, low: 95, close: 95, volumeBase: 1, volumeUsd: 95, buyVolumeUsd: 0, sellVolumeUsd: 95, tradeCount: 1,

@@ -80,6 +80,11 @@ export class TradeBars implements ValuedRecordSink {
   private liveSince: number | undefined
   /** Per symbol, when its connection last (re)opened. */
   private readonly resumedAt = new Map<string, { readonly at: number; readonly reason: string }>()
+  /**
+   * Liquidations counted lately, by id: venues repeat recent ones after a subscription (OKX), which the
+   * large-trades table drops by id and a bar must not add twice. Few a minute: a bounded map, oldest out.
+   */
+  private readonly recentLiquidations = new Map<string, true>()
   /** The earliest time an open bar comes due (Infinity: none open), so most calls scan nothing. */
   private nextDue = Number.POSITIVE_INFINITY
 
@@ -145,6 +150,10 @@ export class TradeBars implements ValuedRecordSink {
   }
 
   liquidation(instrument: Instrument, liquidation: Liquidation, usd: number): void {
+    const id = `${instrument.symbol}\u0000${recordId(liquidation)}`
+    if (this.recentLiquidations.has(id)) return
+    this.recentLiquidations.set(id, true)
+    if (this.recentLiquidations.size > 10_000) this.recentLiquidations.delete(this.recentLiquidations.keys().next().value!)
     const bar = this.barFor(instrument, liquidation.timestamp)
     // The liquidated order's side: a sell closes a long.
     if (liquidation.side === "sell") bar.longUsd += usd
