@@ -337,11 +337,15 @@ describe("bars through the writer, the gap ledger and GET /bars", () => {
         ["partial_minute", iso(at(-1, 0)), "partial minute: collection started at 2026-01-05T11:59:30.000Z"]
       ])
       assert.deepStrictEqual(rows["deribit 12:00"].incomplete.map((i: any) => [i.reason, i.minute]), [["partial_minute", iso(noon)]])
+      // deribit: d1 1,000 USD at 100 (10 coins, bought), d2 510 USD at 102 (5 coins, sold): VWAP 1,510 / 15 = 100.666666667.
+      const d = rows["deribit 12:00"]
+      assert.deepStrictEqual([d.open, d.close, d.volume_base, d.volume_usd, d.volume_delta_usd, d.vwap], [100, 102, 15, 1510, 490, 100.666666667])
       // binance's 12:00 bucket also holds minute 12:03 (8: 100 x 1 buy): 9 coins, 901 USD, 505 buy, 396 sell.
       assert.deepStrictEqual([rows["binance-futures 12:00"].minutes, rows["binance-futures 12:00"].volume_usd, rows["binance-futures 12:00"].trade_count], [2, 901, 7])
 
       const aggregate = yield* getData(url("symbol=BTC&interval=5m&hours=1&aggregate=true"))
-      if (process.env.BARS_PRINT === "1") console.log(JSON.stringify(aggregate, null, 2))
+      // BARS_PRINT=1 shows the answers (for the README's example).
+      if (process.env.BARS_PRINT === "1") console.log(JSON.stringify({ bars: after, aggregate }))
       const [early, twelve] = aggregate.aggregates
       assert.deepStrictEqual([early.start, early.venues, early.complete], [iso(at(-5, 0)), [], false])
       assert.deepStrictEqual(twelve.venues, [{ exchange: "binance-futures", symbol: "BTCUSDT" }])
