@@ -137,6 +137,7 @@ describe("minute bars in the processor", () => {
     // (a venue repeating recent liquidations after a subscription) is not counted twice.
     const late = run(p, [trade(btcusdt, "t6", at(1, 30), 95, 1, "sell"), liquidation(btcusdt, "L1", at(1, 30), "sell", 100, 0.5)], at(2, 10)).trade_bars
     assert.deepStrictEqual(late.map((r) => [r.id, r.contribution]), [[bar.id, "t6|t6|1"]])
+    assert.strictEqual(p.bars.lateTrades, 1, "t6 (trade_bar_late_records_total)")
     assert.deepStrictEqual(figures(late[0]!), {
       open: 95, high: 95, low: 95, close: 95, volumeBase: 1, volumeUsd: 95, buyVolumeUsd: 0, sellVolumeUsd: 95, tradeCount: 1,
       longLiquidationsUsd: 0, shortLiquidationsUsd: 0, liquidationCount: 0, observedWhole: true, partialReason: null, correction: true
@@ -307,6 +308,7 @@ describe("bars through the writer, the gap ledger and GET /bars", () => {
         return g?.s === "verified" && Number(a?.trade_count) === 6 ? true : undefined
       }), 20_000)
       assert.strictEqual(ledger.recent().length, 1)
+      assert.strictEqual(binance.bars.lateTrades, 1, "7 came late; 4 and 5 were repaired, late by design")
 
       // Minute 12:00 of binance, all of it: 2 (12:00:10, 100 x 2 buy), 3 (:20, 101 x 1 sell), 4 (:25, 102 x 1 buy),
       // 5 (:30, 98 x 2 sell), 6 (:40, 103 x 1 buy), 7 (:58, 99 x 1 sell).

@@ -85,6 +85,13 @@ export class TradeBars implements ValuedRecordSink {
    * large-trades table drops by id and a bar must not add twice. Few a minute: a bounded map, oldest out.
    */
   private readonly recentLiquidations = new Map<string, true>()
+  /**
+   * Live trades and liquidations that came after their minute was written (repaired trades apart): a venue whose clock trails
+   * ours by more than the grace makes them all the time (a correction per batch): BAR_GRACE_SECONDS is short.
+   */
+  lateTrades = 0
+  /** Set while repaired trades go through: they are late by design. */
+  repairing = false
   /** The earliest time an open bar comes due (Infinity: none open), so most calls scan nothing. */
   private nextDue = Number.POSITIVE_INFINITY
 
@@ -221,7 +228,10 @@ export class TradeBars implements ValuedRecordSink {
       // Later than every open bar older than it: open bars are all after the minutes written.
       if (bar.minute < minute) return this.newBar(instrument, minute, open, i + 1)
     }
-    if (minute <= state.writtenThrough) return this.correctionFor(instrument, minute)
+    if (minute <= state.writtenThrough) {
+      if (!this.repairing) this.lateTrades++
+      return this.correctionFor(instrument, minute)
+    }
     return this.newBar(instrument, minute, open, 0)
   }
 

@@ -195,7 +195,9 @@ export class RecordProcessor {
   processRepaired(incoming: ReadonlyArray<Trade>, now: number, out: RowBatch): void {
     const trades = admitRecords(incoming, now, this.refuse) as ReadonlyArray<Trade>
     this.counters.records += trades.length
+    this.bars.repairing = true
     for (const trade of trades) this.count(this.options.detector.trade(trade, out.large_trades, this.bars))
+    this.bars.repairing = false
     this.bars.emitCorrections(out.trade_bars)
   }
 

@@ -11,7 +11,7 @@ import type { NormalizedRecord } from "../domain/records.ts"
 import { describeRefused } from "../domain/validate.ts"
 import { RowBatch } from "../domain/rows.ts"
 import { ReferencePrices } from "../domain/valuation.ts"
-import { bookResyncs, elementsDropped, feedDecodeErrors, feedRecords, tradesUnvalued, venueFigureMismatches } from "../observability/metrics.ts"
+import { barLateRecords, bookResyncs, elementsDropped, feedDecodeErrors, feedRecords, tradesUnvalued, venueFigureMismatches } from "../observability/metrics.ts"
 import type { DecodeError } from "../domain/errors.ts"
 import type { VenueDefinition } from "../venues/venue.ts"
 import type { TradeContinuity } from "../gaps/continuity.ts"
@@ -168,11 +168,13 @@ export const makeFrameHandler = (
       const before = processor.counters.unvalued + processor.counters.unknownInstrument
       const mismatchesBefore = processor.counters.venueFigureMismatch
       const invalidBefore = processor.counters.invalid
+      const lateBefore = processor.bars.lateTrades
       // The shared check runs inside the processor: `admitted` is what passed it.
       const admitted = processor.process(normalized, now, batch)
       const skipped = processor.counters.unvalued + processor.counters.unknownInstrument - before
       const mismatches = processor.counters.venueFigureMismatch - mismatchesBefore
       const refused = processor.counters.invalid - invalidBefore
+      const late = processor.bars.lateTrades - lateBefore
       if (refused > 0) {
         // A record no venue could have meant (a NaN, a time before 2009 or a day ahead): a decode error like an unreadable frame.
         errors += refused
@@ -191,6 +193,7 @@ export const makeFrameHandler = (
         if (batch.size > 0) yield* emit(batch)
         if (admitted.length > 0) yield* Metric.update(records, admitted.length)
         if (skipped > 0) yield* Metric.update(unvalued, skipped)
+        if (late > 0) yield* Metric.update(Metric.withAttributes(barLateRecords, { venue: venue.id }), late)
         if (mismatches > 0) {
           yield* Metric.update(Metric.withAttributes(venueFigureMismatches, { venue: venue.id }), mismatches)
           yield* Effect.logWarning("our USD value differs from the venue's own by more than 0.1 %").pipe(Effect.annotateLogs({ feed, readings: mismatches }))
