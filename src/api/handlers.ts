@@ -9,6 +9,7 @@ import { HttpApiBuilder } from "effect/http-api"
 import type { SqlClient, Statement } from "effect/sql"
 import {
   arbitrage,
+  bars,
   spreads,
   basis,
   fundingRatesStatements,
@@ -213,4 +214,15 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
       const hours = q.hours ?? 24
       return answer(q, hours, arbitrage({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
         .pipe(Effect.map(asJson("arbitrage")))
+    })
+    .handle("bars", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answerWithCoverage(q, hours, bars({
+        symbol: q.symbol,
+        exchange: q.exchange,
+        hours,
+        interval: q.interval ?? "1m",
+        aggregate: q.aggregate === true,
+        limit: q.limit ?? 1000
+      }), ["trades", "liquidations"]).pipe(Effect.map(asJson("bars")))
     }))
