@@ -12,6 +12,7 @@ import {
   bars,
   spreads,
   basis,
+  coverage,
   fundingRatesStatements,
   gaps,
   alerts,
@@ -107,12 +108,29 @@ const answer = <A, E, R>(query: Record<string, unknown>, hours: number | undefin
     return { success: true as const, data, filters: filtersOf(query, hours), timestamp: yield* now }
   }))
 
+/** The same for the large tables, with the gap coverage of the window for the channels the data draws on. */
+const answerWithCoverage = <A, E, R>(
+  query: { readonly symbol?: string | undefined; readonly exchange?: string | undefined },
+  hours: number,
+  run: Effect.Effect<A, E, R>,
+  channels: ReadonlyArray<string>
+) =>
+  admitted(hours, true, Effect.gen(function*() {
+    const current = yield* (yield* CoverageRecorder).current
+    // The data and its coverage on two connections at once: a request waits for the slower, not for both.
+    const [data, covered] = yield* Effect.all([
+      guarded(run),
+      guarded(coverage({ symbol: query.symbol, exchange: query.exchange, hours, channels }, current))
+    ], { concurrency: 2 })
+    return { success: true as const, data, coverage: covered, filters: filtersOf(query, hours), timestamp: yield* now }
+  }))
+
 /**
- * The same for the large tables, with the gap coverage of the window for the
- * channels the data draws on: the data's statement and the coverage's evidence
+ * The same where the data is one statement returning one row (large-trades,
+ * funding-rates, open-interest): the data's statement and the coverage's evidence
  * in one statement (withCoverage), one round trip a request.
  */
-const answerWithCoverage = <A>(
+const answerInOneStatement = <A>(
   query: { readonly symbol?: string | undefined; readonly exchange?: string | undefined },
   hours: number,
   statement: (sql: SqlClient.SqlClient, now: number) => Statement.Statement<Record<string, unknown>>,
@@ -138,19 +156,19 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
         onlyLiquidations: q.only_liquidations,
         side: q.side
       }
-      return answerWithCoverage(q, hours, (sql, at) => largeTradesStatements(sql, filter, at)[0], readLargeTrades,
+      return answerInOneStatement(q, hours, (sql, at) => largeTradesStatements(sql, filter, at)[0], readLargeTrades,
         q.only_liquidations === true ? ["liquidations"] : ["trades", "liquidations"]).pipe(Effect.map(asJson("largeTrades")))
     })
     .handle("fundingRates", ({ query: q }) => {
       const hours = q.hours ?? 24
       const filter = { symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }
-      return answerWithCoverage(q, hours, (sql, at) => fundingRatesStatements(sql, filter, at)[0], readFundingRates, ["funding"])
+      return answerInOneStatement(q, hours, (sql, at) => fundingRatesStatements(sql, filter, at)[0], readFundingRates, ["funding"])
         .pipe(Effect.map(asJson("fundingRates")))
     })
     .handle("openInterest", ({ query: q }) => {
       const hours = q.hours ?? 24
       const filter = { symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }
-      return answerWithCoverage(q, hours, (sql, at) => openInterestStatements(sql, filter, at)[0], readOpenInterest, ["open_interest"])
+      return answerInOneStatement(q, hours, (sql, at) => openInterestStatements(sql, filter, at)[0], readOpenInterest, ["open_interest"])
         .pipe(Effect.map(asJson("openInterest")))
     })
     .handle("orderBooks", ({ query: q }) =>
