@@ -1,12 +1,25 @@
-# Multi-stage: dependencies are installed in a throwaway stage; the runtime image
-# holds only production modules, the sources (Node 24 runs TypeScript directly)
-# and the migrations, and runs as the unprivileged `node` user.
+# Multi-stage: the JavaScript is compiled and the production dependencies are
+# installed in throwaway stages; the runtime image holds only production modules,
+# the compiled dist/ (precompiled JavaScript starts about 30 MB smaller than
+# TypeScript stripped at run time) and the migrations, and runs as the
+# unprivileged `node` user.
+
+FROM node:24-alpine AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY src ./src
+# All dependencies, optional ones included: tsc's native compiler is an optional
+# package (statically linked, so it runs on Alpine). --ignore-scripts, and the image's
+# own node runs the build: inside npm scripts the npm-packaged Node (glibc) would
+# come first on PATH.
+RUN npm ci --ignore-scripts --no-audit --no-fund && node node_modules/typescript/bin/tsc -p tsconfig.build.json
 
 FROM node:24-alpine AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --omit=optional: the image already has Node 24, so the npm-packaged Node is not needed.
-RUN npm ci --omit=dev --omit=optional --no-audit --no-fund
+# --ignore-scripts: `prepare` (the build) needs the dev dependencies; the build stage ran it.
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
 
 FROM node:24-alpine
 ENV NODE_ENV=production \
@@ -15,7 +28,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
-COPY src ./src
+COPY --from=build /app/dist ./dist
 COPY migrations ./migrations
 COPY web ./web
 COPY examples ./examples
@@ -27,4 +40,4 @@ EXPOSE 8002
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:' + (process.env.PORT || 8002) + '/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
 # With DATABASE_URL set the service uses that PostgreSQL; without it, an embedded one under /data.
-CMD ["node", "src/main.ts"]
+CMD ["node", "dist/main.js"]
