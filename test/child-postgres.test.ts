@@ -4,8 +4,7 @@
  * server left by a killed service taken over, root handled by running as an
  * unprivileged account, and an existing PGlite store kept when nothing is chosen.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, readFileSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Option, Scope } from "effect"
@@ -13,13 +12,9 @@ import { SqlClient } from "effect/sql"
 import { serverAccount, startChildPostgres } from "../src/storage/child-postgres.ts"
 import { childPostgresLayer, DatabaseInfo, embeddedDatabaseLayer } from "../src/storage/database.ts"
 import { runMigrations } from "../src/storage/migrations.ts"
+import { reachableTempDir } from "./support/service.ts"
 
-/** A data directory the unprivileged account can reach when the tests run as root (mkdtemp makes it 0700). */
-const dataDir = () => {
-  const dir = mkdtempSync(join(tmpdir(), "mds-child-pg-"))
-  chmodSync(dir, 0o755)
-  return dir
-}
+const dataDir = () => reachableTempDir("mds-child-pg-")
 
 const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ")
 

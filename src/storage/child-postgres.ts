@@ -163,7 +163,9 @@ export const startChildPostgres = (directory: string) =>
           "-c", "unix_socket_directories=",
           // PostgreSQL's default lets pg_wal grow to 1 GB; keep an embedded store small.
           "-c", "max_wal_size=256MB"
-        ], { ...ids(account), env: serverEnv, stdio: ["ignore", "ignore", "pipe"] })
+          // Its own process group: a Ctrl-C at the terminal reaches the whole foreground group, and the
+          // server must outlive our shutdown until the writer has drained; the scope's end stops it.
+        ], { ...ids(account), env: serverEnv, stdio: ["ignore", "ignore", "pipe"], detached: true })
         let log = ""
         child.stderr!.on("data", (chunk: Buffer) => {
           const text = chunk.toString()
