@@ -4,12 +4,12 @@
  * server left by a killed service taken over, root handled by running as an
  * unprivileged account, and an existing PGlite store kept when nothing is chosen.
  */
-import { existsSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Option, Scope } from "effect"
 import { SqlClient } from "effect/sql"
-import { serverAccount, startChildPostgres } from "../src/storage/child-postgres.ts"
+import { reachableBy, serverAccount, startChildPostgres } from "../src/storage/child-postgres.ts"
 import { childPostgresLayer, DatabaseInfo, embeddedDatabaseLayer } from "../src/storage/database.ts"
 import { runMigrations } from "../src/storage/migrations.ts"
 import { reachableTempDir } from "./support/service.ts"
@@ -29,6 +29,29 @@ describe("the server's account", () => {
     assert.isUndefined(serverAccount(1000, () => passwd))
     assert.deepStrictEqual(serverAccount(0, () => passwd), { name: "postgres", uid: 101, gid: 104 })
     assert.deepStrictEqual(serverAccount(0, () => passwd.split("\n").slice(0, 2).join("\n")), { name: "nobody", uid: 65534, gid: 65534 })
+  })
+})
+
+describe("what the server's account can reach", () => {
+  it("needs search permission on every directory above, then the asked bits on the path", () => {
+    const top = dataDir()
+    try {
+      mkdirSync(join(top, "private", "inner"), { recursive: true })
+      const file = join(top, "private", "inner", "postgres")
+      writeFileSync(file, "")
+      chmodSync(file, 0o755)
+      // Neither owner nor group: only the "other" bits count for this account.
+      const stranger = { name: "stranger", uid: 4242, gid: 4242 }
+      chmodSync(join(top, "private"), 0o700)
+      assert.isFalse(reachableBy(file, stranger, 0o5))
+      chmodSync(join(top, "private"), 0o711)
+      assert.isTrue(reachableBy(file, stranger, 0o5))
+      chmodSync(file, 0o750)
+      assert.isFalse(reachableBy(file, stranger, 0o5))
+      assert.isTrue(reachableBy(join(top, "private", "inner"), stranger, 0o1))
+    } finally {
+      rmSync(top, { recursive: true, force: true })
+    }
   })
 })
 

@@ -20,7 +20,7 @@
  * process of the same binary) is stopped before the new one starts.
  */
 import { spawn, type ChildProcess } from "node:child_process"
-import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync } from "node:fs"
+import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs"
 import { createServer } from "node:net"
 import { dirname, join, relative, resolve } from "node:path"
 import { Data, Deferred, Duration, Effect, Schedule } from "effect"
@@ -57,7 +57,7 @@ const restoreLibraryLinks = (packageRoot: string) => {
   }
 }
 
-interface Account {
+export interface Account {
   readonly uid: number
   readonly gid: number
   readonly name: string
@@ -97,6 +97,37 @@ const ids = (account: Account | undefined) => account === undefined ? {} : { uid
 /** Messages in English, whatever the host's locale: readiness is read from them. */
 const serverEnv = { ...process.env, LC_ALL: "C", LC_MESSAGES: "C" }
 
+/** Whether `account` may pass through every directory above `path` and open it with `bits` (0o4 read, 0o1 execute). */
+export const reachableBy = (path: string, account: Account, bits: number): boolean => {
+  const allows = (target: string, wanted: number) => {
+    const stat = statSync(target)
+    const granted = stat.uid === account.uid ? (stat.mode >> 6) & 7 : stat.gid === account.gid ? (stat.mode >> 3) & 7 : stat.mode & 7
+    return (granted & wanted) === wanted
+  }
+  const ancestors: Array<string> = []
+  for (let dir = dirname(path); !ancestors.includes(dir); dir = dirname(dir)) ancestors.push(dir)
+  return ancestors.every((dir) => allows(dir, 0o1)) && allows(path, bits)
+}
+
+/**
+ * As root, the binaries where the server's account can run them: in place when
+ * it can reach them, else a copy beside the cluster (a checkout under a private
+ * home directory, such as /root, is out of its reach), made once.
+ */
+const binariesFor = (binaries: { readonly postgres: string; readonly initdb: string }, account: Account | undefined, cluster: string) => {
+  if (account === undefined || reachableBy(binaries.postgres, account, 0o5)) return binaries
+  const native = resolve(dirname(binaries.postgres), "..")
+  // One copy per package version, so an upgrade never runs a stale server on the cluster.
+  const { version } = JSON.parse(readFileSync(join(native, "..", "package.json"), "utf8")) as { readonly version: string }
+  const copy = `${cluster}-binaries-${version}`
+  const copied = { postgres: join(copy, "bin", "postgres"), initdb: join(copy, "bin", "initdb") }
+  if (!existsSync(copied.postgres)) {
+    rmSync(copy, { recursive: true, force: true })
+    cpSync(native, copy, { recursive: true, verbatimSymlinks: true, filter: (source) => !source.endsWith(".a") })
+  }
+  return copied
+}
+
 const chownTree = (path: string, account: Account) => {
   chownSync(path, account.uid, account.gid)
   if (statSync(path).isDirectory()) for (const entry of readdirSync(path)) chownTree(join(path, entry), account)
@@ -133,17 +164,29 @@ const stopOrphan = (cluster: string, binary: string) =>
 export const startChildPostgres = (directory: string) =>
   Effect.gen(function*() {
     const cluster = resolve(directory)
-    const binaries = yield* postgresBinaries
     const account = serverAccount(process.getuid?.(), () => readFileSync("/etc/passwd", "utf8"))
+    const created = !existsSync(join(cluster, "PG_VERSION"))
+    yield* Effect.try({
+      try: () => {
+        // DATA_DIR with the usual mode (the server's account must pass through it), the cluster private.
+        mkdirSync(dirname(cluster), { recursive: true })
+        if (!existsSync(cluster)) mkdirSync(cluster, { mode: 0o700 })
+        if (account === undefined) return
+        if (!reachableBy(cluster, account, 0o0)) {
+          throw new Error(`we are root, so PostgreSQL runs as ${account.name}, which cannot reach ${cluster}: it needs search permission on every directory above it`)
+        }
+        if (created) chownTree(cluster, account)
+      },
+      catch: (error) => new ChildPostgresError({ message: `cannot prepare ${cluster}: ${error instanceof Error ? error.message : String(error)}` })
+    })
+    const binaries = yield* postgresBinaries.pipe(
+      Effect.flatMap((installed) => Effect.try({
+        try: () => binariesFor(installed, account, cluster),
+        catch: (error) => new ChildPostgresError({ message: `cannot copy the PostgreSQL binaries where ${account?.name} can run them: ${String(error)}` })
+      }))
+    )
     const started = performance.now()
-    if (!existsSync(join(cluster, "PG_VERSION"))) {
-      yield* Effect.try({
-        try: () => {
-          mkdirSync(cluster, { recursive: true, mode: 0o700 })
-          if (account !== undefined) chownTree(cluster, account)
-        },
-        catch: (error) => new ChildPostgresError({ message: `cannot prepare ${cluster}: ${String(error)}` })
-      })
+    if (created) {
       yield* run(binaries.initdb, ["-D", cluster, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"], account).pipe(
         Effect.mapError((error) => account === undefined ? error : new ChildPostgresError({
           message: `${error.message} (we are root, so PostgreSQL runs as ${account.name}, which needs search permission on every directory above ${cluster} and read permission on ${binaries.initdb})`
