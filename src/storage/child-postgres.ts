@@ -23,7 +23,7 @@ import { spawn, type ChildProcess } from "node:child_process"
 import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs"
 import { createServer } from "node:net"
 import { dirname, join, relative, resolve } from "node:path"
-import { Data, Deferred, Duration, Effect, Schedule } from "effect"
+import { Data, Deferred, Duration, Effect, Queue, Schedule } from "effect"
 
 export class ChildPostgresError extends Data.TaggedError("ChildPostgresError")<{
   readonly message: string
@@ -197,6 +197,13 @@ export const startChildPostgres = (directory: string) =>
     yield* stopOrphan(cluster, binaries.postgres)
     const port = yield* freePort
     const ready = yield* Deferred.make<void, ChildPostgresError>()
+    // The server's own warnings and errors (a full disk, a crash and restart) reach our log, from a fiber of the scope.
+    const problems = yield* Queue.sliding<string>(1_000)
+    yield* Queue.take(problems).pipe(
+      Effect.flatMap((line) => Effect.logWarning(`embedded PostgreSQL: ${line}`)),
+      Effect.forever,
+      Effect.forkScoped
+    )
     const server = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const child = spawn(binaries.postgres, [
@@ -214,6 +221,7 @@ export const startChildPostgres = (directory: string) =>
           const text = chunk.toString()
           if (log.length < 20_000) log += text
           if (text.includes("ready to accept connections")) Deferred.doneUnsafe(ready, Effect.void)
+          for (const line of text.split("\n")) if (/\b(WARNING|ERROR|FATAL|PANIC):/.test(line)) Queue.offerUnsafe(problems, line.trim())
         })
         child.once("error", (error) => Deferred.doneUnsafe(ready, Effect.fail(new ChildPostgresError({ message: `${binaries.postgres}: ${error.message}` }))))
         child.once("exit", (code, signal) =>
