@@ -145,7 +145,8 @@ const runTarget = (target: E2eTarget, paces: ReadonlyArray<number>, stepSeconds:
         peakDatabase = Math.max(peakDatabase, databaseMemory())
         if (process.env.BENCH_VERBOSE !== undefined) {
           const m = process.memoryUsage()
-          console.error(`  ${((performance.now() - started) / 1000).toFixed(1)} s: queued ${stored().queued}, written ${stored().written - before.written}, rss ${(m.rss / 2 ** 20).toFixed(0)} heap ${(m.heapUsed / 2 ** 20).toFixed(0)} ext ${(m.external / 2 ** 20).toFixed(0)} ab ${(m.arrayBuffers / 2 ** 20).toFixed(0)}`)
+          const books = writer.state().tables.exchange_orderbooks
+          console.error(`  ${((performance.now() - started) / 1000).toFixed(1)} s: queued ${stored().queued} (books ${books.queued}), written ${stored().written - before.written}, rss ${(m.rss / 2 ** 20).toFixed(0)} heap ${(m.heapUsed / 2 ** 20).toFixed(0)} ext ${(m.external / 2 ** 20).toFixed(0)} ab ${(m.arrayBuffers / 2 ** 20).toFixed(0)}`)
         }
       }
       flood.pace(-1)
