@@ -8,6 +8,7 @@ import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import {
   arbitrage,
+  bars,
   spreads,
   basis,
   coverage,
@@ -201,4 +202,15 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
       const hours = q.hours ?? 24
       return answer(q, hours, arbitrage({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
         .pipe(Effect.map(asJson("arbitrage")))
+    })
+    .handle("bars", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answerWithCoverage(q, hours, bars({
+        symbol: q.symbol,
+        exchange: q.exchange,
+        hours,
+        interval: q.interval ?? "1m",
+        aggregate: q.aggregate === true,
+        limit: q.limit ?? 1000
+      }), ["trades", "liquidations"]).pipe(Effect.map(asJson("bars")))
     }))

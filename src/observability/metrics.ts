@@ -47,6 +47,10 @@ export const tradesUnvalued = Metric.counter("trades_unvalued_total", {
   description: "Trades whose quote currency had no live USD rate, or whose instrument was unknown",
   incremental: true
 })
+export const barLateRecords = Metric.counter("trade_bar_late_records_total", {
+  description: "Live trades and liquidations that came after their minute bar was written (each makes a correction)",
+  incremental: true
+})
 export const queueDepth = Metric.gauge("writer_queue_depth", { description: "Rows waiting in each table's queue" })
 export const queueDropped = Metric.counter("writer_queue_dropped_total", {
   description: "Rows dropped because a table's queue was full",

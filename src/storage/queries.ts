@@ -53,7 +53,7 @@ const toStrings = (value: unknown): Array<string> =>
   Array.isArray(value) ? value.filter((v): v is string => typeof v === "string").sort() : []
 
 /** Tables whose first index column is `symbol` (their original indexes). */
-type SymbolIndexed = "large_trades" | "funding_rates" | "open_interest" | "futures_settlements" | "futures_basis" | "exchange_orderbooks"
+type SymbolIndexed = "large_trades" | "funding_rates" | "open_interest" | "futures_settlements" | "futures_basis" | "exchange_orderbooks" | "trade_bars"
 
 /** `symbol` is the exact native symbol or an instrument on that base asset. */
 const symbolMatches = (sql: SqlClient.SqlClient, symbol: string) => sql`(symbol = ${symbol} OR symbol ~ ${baseAssetPattern(symbol)})`
@@ -942,7 +942,9 @@ const replayTables = [
   { table: "funding_rates", kinds: ["funding"], time: "timestamp" },
   { table: "open_interest", kinds: ["open_interest"], time: "timestamp" },
   { table: "data_gaps", kinds: ["gap"], time: "gap_start" },
-  { table: "alerts", kinds: ["alert"], time: "fired_at" }
+  { table: "alerts", kinds: ["alert"], time: "fired_at" },
+  // A bar's created_at is when it was last written (inserted or merged): a resume sends the merged bar.
+  { table: "trade_bars", kinds: ["bar"], time: "minute" }
 ] as const
 
 const replayRank = (kind: string) => replayTables.findIndex((t) => (t.kinds as ReadonlyArray<string>).includes(kind))
@@ -979,6 +981,7 @@ export const streamReplayStatements = (sql: SqlClient.SqlClient, filter: StreamR
     if (filter.minValueUsd !== undefined) {
       if (table === "large_trades") conditions.push(sql`value_usd >= ${String(filter.minValueUsd)}::numeric`)
       if (table === "open_interest") conditions.push(sql`(open_interest_usd IS NULL OR open_interest_usd >= ${String(filter.minValueUsd)}::numeric)`)
+      if (table === "trade_bars") conditions.push(sql`volume_usd >= ${String(filter.minValueUsd)}::numeric`)
     }
     if (table === "large_trades" && wants("large_trade") !== wants("liquidation")) conditions.push(sql`is_liquidation = ${wants("liquidation")}`)
     return sql.and(conditions)
@@ -994,7 +997,10 @@ export const streamReplayStatements = (sql: SqlClient.SqlClient, filter: StreamR
     funding_rates: wants("funding") ? statement(1, "id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata") : undefined,
     open_interest: wants("open_interest") ? statement(2, "id, exchange, symbol, open_interest, open_interest_base, open_interest_usd, timestamp, metadata") : undefined,
     data_gaps: wants("gap") ? statement(3, "id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata") : undefined,
-    alerts: wants("alert") ? statement(4, "id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details") : undefined
+    alerts: wants("alert") ? statement(4, "id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details") : undefined,
+    trade_bars: wants("bar")
+      ? statement(5, "id, exchange, symbol, base, minute, open, high, low, close, volume_base, volume_usd, buy_volume_usd, sell_volume_usd, trade_count, long_liquidations_usd, short_liquidations_usd, liquidation_count, observed_whole, partial_reason")
+      : undefined
   }
 }
 
@@ -1034,6 +1040,16 @@ export const streamReplay = (filter: StreamReplayFilter) =>
         const rows = yield* statements.alerts
         perTable.push(rows.map((r) => ({ kind: "alert", id: r.id as string, exchange: (r.exchange as string | null) ?? null, symbol: (r.symbol as string | null) ?? null, time: Date.parse(toIso(r.fired_at)), valueUsd: null, insertedMicros: BigInt(r.inserted_us as string), row: { kind: "alert", id: r.id, rule: r.rule, rule_kind: r.kind, exchange: r.exchange, symbol: r.symbol, value: toNumber(r.value), threshold: toNumber(r.threshold), message: r.message, event_time: toIso(r.event_time), fired_at: toIso(r.fired_at), details: r.details } })))
       }
+      if (statements.trade_bars !== undefined) {
+        const rows = yield* statements.trade_bars
+        perTable.push(rows.map((r) => {
+          const minute = Date.parse(toIso(r.minute))
+          const buy = toNumber(r.buy_volume_usd)
+          const sell = toNumber(r.sell_volume_usd)
+          // The bar as stored (every contribution merged): as the hub's `bar` event with `correction: false`, it replaces.
+          return { kind: "bar", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: minute, valueUsd: toNumber(r.volume_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind: "bar", exchange: r.exchange, symbol: r.symbol, base: r.base, interval: "1m", start: toIso(r.minute), end: new Date(minute + 60_000).toISOString(), open: toNumberOrNull(r.open), high: toNumberOrNull(r.high), low: toNumberOrNull(r.low), close: toNumberOrNull(r.close), volume_base: toNumber(r.volume_base), volume_usd: toNumber(r.volume_usd), buy_volume_usd: buy, sell_volume_usd: sell, volume_delta_usd: Math.round((buy - sell) * 100) / 100, trade_count: toNumber(r.trade_count), long_liquidations_usd: toNumber(r.long_liquidations_usd), short_liquidations_usd: toNumber(r.short_liquidations_usd), liquidation_count: toNumber(r.liquidation_count), observed_whole: r.observed_whole, partial_reason: r.partial_reason ?? null, correction: false } }
+        }))
+      }
       // Each table's rows are in replay order already; merge by insert time, the table order breaking ties (a stable sort keeps each table's id order).
       const merged = perTable.flat().sort((a, b) => a.insertedMicros < b.insertedMicros ? -1 : a.insertedMicros > b.insertedMicros ? 1 : replayRank(a.kind) - replayRank(b.kind))
       return { rows: merged.slice(0, filter.limit), more: merged.length > filter.limit }
@@ -1057,6 +1073,240 @@ export const streamStoredUpTo = (keys: ReadonlyArray<string>, micros: bigint) =>
         for (const r of rows) out.add(`${table === "large_trades" ? (r.is_liquidation === true ? "liquidation" : "large_trade") : kinds[0]}:${r.id}`)
       }
       return out
+    })
+  )
+
+// ---------------------------------------------------------------------------
+// Minute bars (trade_bars, migration 0017)
+// ---------------------------------------------------------------------------
+
+/** Bar intervals and their length in seconds. */
+export const barIntervals = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14_400, "1d": 86_400 } as const
+export type BarInterval = keyof typeof barIntervals
+
+export interface BarFilter {
+  readonly symbol?: string | undefined
+  readonly exchange?: string | undefined
+  readonly hours: number
+  readonly interval: BarInterval
+  readonly aggregate: boolean
+  /** The most recent buckets per series. */
+  readonly limit: number
+}
+
+/** Why a bucket is not complete. */
+export interface BarIncomplete {
+  /** `partial_minute`: a minute not watched whole; `gap`: an open or unrepaired gap overlaps it; `in_progress`: the bucket is not over. */
+  readonly reason: "partial_minute" | "gap" | "in_progress"
+  readonly detail: string
+  readonly minute: string | null
+  readonly gap_id: string | null
+}
+
+interface BarBucket {
+  readonly exchange: string
+  readonly symbol: string
+  readonly base: string
+  readonly kind: string
+  readonly start: number
+  readonly open: number | null
+  readonly high: number | null
+  readonly low: number | null
+  readonly close: number | null
+  readonly volumeBase: number
+  readonly volumeUsd: number
+  readonly buyUsd: number
+  readonly sellUsd: number
+  readonly trades: number
+  readonly longUsd: number
+  readonly shortUsd: number
+  readonly liquidations: number
+  readonly minutes: number
+  readonly incomplete: Array<BarIncomplete>
+}
+
+/** Cents, and 15 significant digits for coins: sums of numerics read back as floats carry no binary noise. */
+const cents = (x: number) => Math.round(x * 100) / 100
+const coins = (x: number) => Number(x.toPrecision(15))
+/** USD per coin of the trades: null without coins. */
+const vwapOf = (usd: number, base: number) => (base > 0 ? Number((usd / base).toPrecision(12)) : null)
+
+/**
+ * Gaps that make a bar incomplete: trades (the bar's own source), liquidations (its liquidation volumes) and
+ * trade_bars (bars the writer could not store), still open or not repaired in full.
+ */
+const barGapChannels = ["trades", "liquidations", "trade_bars"]
+
+export const barsStatements = (sql: SqlClient.SqlClient, filter: BarFilter, now: number) => {
+  const bucketMs = barIntervals[filter.interval] * 1000
+  // Whole buckets: the window's first one starts at or before its cutoff; at most `limit` of them, the latest.
+  const from = Math.max(
+    Math.floor(cutoffMs(filter.hours, now) / bucketMs) * bucketMs,
+    (Math.floor(now / bucketMs) - filter.limit + 1) * bucketMs
+  )
+  const conditions: Array<Statement.Fragment> = [sql`minute >= ${utcTimestamp(sql, from)}`, sql`minute <= ${utcTimestamp(sql, now)}`]
+  if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
+  // A base asset by the instrument's own base (the registry's), or the exact native symbol.
+  if (filter.symbol !== undefined) conditions.push(sql`(symbol = ${filter.symbol} OR base = ${filter.symbol.toUpperCase()})`)
+  if (filter.aggregate) conditions.push(sql`instrument_kind <> 'option'`)
+  const seconds = sql.literal(String(barIntervals[filter.interval]))
+  const bars = sql`SELECT exchange, symbol, base, instrument_kind,
+      (floor(extract(epoch FROM minute) / ${seconds}) * ${seconds} * 1000)::int8 AS bucket_ms,
+      (array_agg(open ORDER BY minute) FILTER (WHERE open IS NOT NULL))[1] AS open,
+      max(high) AS high, min(low) AS low,
+      (array_agg(close ORDER BY minute DESC) FILTER (WHERE close IS NOT NULL))[1] AS close,
+      sum(volume_base) AS volume_base, sum(volume_usd) AS volume_usd, sum(buy_volume_usd) AS buy, sum(sell_volume_usd) AS sell,
+      sum(trade_count) AS trades, sum(long_liquidations_usd) AS longs, sum(short_liquidations_usd) AS shorts,
+      sum(liquidation_count) AS liquidations, count(*) AS minutes,
+      array_agg((extract(epoch FROM minute) * 1000)::int8::text ORDER BY minute) FILTER (WHERE NOT observed_whole) AS partial_minutes,
+      array_agg(coalesce(partial_reason, 'partial minute') ORDER BY minute) FILTER (WHERE NOT observed_whole) AS partial_reasons
+    FROM trade_bars WHERE ${sql.and(conditions)}
+    GROUP BY exchange, symbol, base, instrument_kind, bucket_ms
+    ORDER BY bucket_ms, exchange, symbol`
+  const gapConditions: Array<Statement.Fragment> = [
+    sql`channel IN ${sql.in(barGapChannels)}`,
+    sql`repair_status <> 'verified'`,
+    sql`gap_start < ${utcTimestamp(sql, now)}`,
+    sql`(gap_end IS NULL OR gap_end > ${utcTimestamp(sql, from)})`
+  ]
+  if (filter.exchange !== undefined) gapConditions.push(sql`exchange = ${filter.exchange}`)
+  // The ledger is small: every unrepaired gap of the window, matched to the bars' instruments below.
+  const unrepaired = sql`SELECT id, exchange, channel, symbol, gap_start, gap_end, cause, repair_status FROM data_gaps
+    WHERE ${sql.and(gapConditions)} ORDER BY gap_start`
+  return { from, bucketMs, bars, unrepaired }
+}
+
+const barJson = (b: BarBucket, interval: BarInterval, bucketMs: number) => ({
+  exchange: b.exchange,
+  symbol: b.symbol,
+  base: b.base,
+  interval,
+  start: new Date(b.start).toISOString(),
+  end: new Date(b.start + bucketMs).toISOString(),
+  open: b.open,
+  high: b.high,
+  low: b.low,
+  close: b.close,
+  vwap: vwapOf(b.volumeUsd, b.volumeBase),
+  volume_base: coins(b.volumeBase),
+  volume_usd: cents(b.volumeUsd),
+  buy_volume_usd: cents(b.buyUsd),
+  sell_volume_usd: cents(b.sellUsd),
+  volume_delta_usd: cents(b.buyUsd - b.sellUsd),
+  trade_count: b.trades,
+  long_liquidations_usd: cents(b.longUsd),
+  short_liquidations_usd: cents(b.shortUsd),
+  liquidation_count: b.liquidations,
+  minutes: b.minutes,
+  complete: b.incomplete.length === 0,
+  incomplete: b.incomplete
+})
+
+/**
+ * Bars per instrument at `interval`, built from the minute bars, or with
+ * `aggregate` one series per asset across venues. A bucket is complete when
+ * it is over, each of its minute bars was watched whole, and no open or
+ * unrepaired gap (trades, liquidations, stored bars) of its instrument
+ * overlaps it; minutes without a trade have no bar. The aggregate sums the
+ * volumes of the venues whose bucket is complete, says which it left out and
+ * why, and gives their VWAP: sum of USD volume / sum of coins, the USD price
+ * of every trade in the bucket on those venues (the base-volume-weighted mean
+ * of their own VWAPs), whatever each venue's quote currency.
+ */
+export const bars = (filter: BarFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const statements = barsStatements(sql, filter, now)
+      const { bucketMs } = statements
+      const [rows, gapRows] = yield* Effect.all([statements.bars, statements.unrepaired], { concurrency: 2 })
+      const gapsByInstrument = new Map<string, Array<{ readonly id: string; readonly start: number; readonly end: number | null; readonly text: string }>>()
+      for (const g of gapRows) {
+        const key = `${g.exchange}\u0000${g.symbol}`
+        const list = gapsByInstrument.get(key) ?? []
+        list.push({
+          id: g.id as string,
+          start: Date.parse(toIso(g.gap_start)),
+          end: g.gap_end === null ? null : Date.parse(toIso(g.gap_end)),
+          text: `${g.channel} gap (${g.cause}), ${g.repair_status}, from ${toIso(g.gap_start)} to ${toIsoOrNull(g.gap_end) ?? "now (open)"}`
+        })
+        gapsByInstrument.set(key, list)
+      }
+      const buckets: Array<BarBucket> = rows.map((r) => {
+        const start = Number(r.bucket_ms)
+        const incomplete: Array<BarIncomplete> = []
+        if (start + bucketMs > now) incomplete.push({ reason: "in_progress", detail: "the bucket is not over", minute: null, gap_id: null })
+        const minutes = (r.partial_minutes as Array<string> | null) ?? []
+        const reasons = (r.partial_reasons as Array<string> | null) ?? []
+        minutes.forEach((m, i) => incomplete.push({ reason: "partial_minute", detail: reasons[i]!, minute: new Date(Number(m)).toISOString(), gap_id: null }))
+        // The gap (start, end) loses trades strictly between its bounds: it overlaps [start, start + bucket).
+        for (const gap of gapsByInstrument.get(`${r.exchange}\u0000${r.symbol}`) ?? []) {
+          if (gap.start < start + bucketMs && (gap.end === null || gap.end > start)) {
+            incomplete.push({ reason: "gap", detail: gap.text, minute: null, gap_id: gap.id })
+          }
+        }
+        return {
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          base: r.base as string,
+          kind: r.instrument_kind as string,
+          start,
+          open: toNumberOrNull(r.open),
+          high: toNumberOrNull(r.high),
+          low: toNumberOrNull(r.low),
+          close: toNumberOrNull(r.close),
+          volumeBase: toNumber(r.volume_base),
+          volumeUsd: toNumber(r.volume_usd),
+          buyUsd: toNumber(r.buy),
+          sellUsd: toNumber(r.sell),
+          trades: toNumber(r.trades),
+          longUsd: toNumber(r.longs),
+          shortUsd: toNumber(r.shorts),
+          liquidations: toNumber(r.liquidations),
+          minutes: toNumber(r.minutes),
+          incomplete
+        }
+      })
+      const window = { start: new Date(statements.from).toISOString(), end: new Date(now).toISOString() }
+      if (!filter.aggregate) {
+        return { count: buckets.length, interval: filter.interval, aggregate: false, window, bars: buckets.map((b) => barJson(b, filter.interval, bucketMs)), aggregates: [] }
+      }
+      const series = new Map<string, Array<BarBucket>>()
+      for (const b of buckets) {
+        const key = `${b.base}\u0000${b.start}`
+        const list = series.get(key) ?? []
+        list.push(b)
+        series.set(key, list)
+      }
+      const aggregates = [...series.values()].map((members) => {
+        const included = members.filter((b) => b.incomplete.length === 0)
+        const sum = (f: (b: BarBucket) => number) => included.reduce((n, b) => n + f(b), 0)
+        const usd = sum((b) => b.volumeUsd)
+        const base = sum((b) => b.volumeBase)
+        const buy = sum((b) => b.buyUsd)
+        const sell = sum((b) => b.sellUsd)
+        const first = members[0]!
+        return {
+          asset: first.base,
+          interval: filter.interval,
+          start: new Date(first.start).toISOString(),
+          end: new Date(first.start + bucketMs).toISOString(),
+          vwap: vwapOf(usd, base),
+          volume_base: coins(base),
+          volume_usd: cents(usd),
+          buy_volume_usd: cents(buy),
+          sell_volume_usd: cents(sell),
+          volume_delta_usd: cents(buy - sell),
+          trade_count: sum((b) => b.trades),
+          long_liquidations_usd: cents(sum((b) => b.longUsd)),
+          short_liquidations_usd: cents(sum((b) => b.shortUsd)),
+          liquidation_count: sum((b) => b.liquidations),
+          venues: included.map((b) => ({ exchange: b.exchange, symbol: b.symbol })),
+          left_out: members.filter((b) => b.incomplete.length > 0).map((b) => ({ exchange: b.exchange, symbol: b.symbol, incomplete: b.incomplete })),
+          complete: included.length > 0 && included.length === members.length
+        }
+      })
+      return { count: aggregates.length, interval: filter.interval, aggregate: true, window, bars: [], aggregates }
     })
   )
 

@@ -32,7 +32,7 @@ export const startService = (env: Record<string, string>, clock: Layer.Layer<nev
 
 /** Empties every table; migrates first, so a test file may run first on a brand-new database. */
 export const truncateAll = Effect.andThen(runMigrations(), SqlClient.SqlClient.use((sql) =>
-  sql`TRUNCATE large_trades, funding_rates, open_interest, exchange_orderbooks, volatility_index, option_chain, futures_settlements, futures_basis, futures_rolls, exchange_spreads, arbitrage_opportunities, data_gaps, feed_cursors, alerts, rejected_rows, outbox, outbox_returned, alert_deliveries, service_runs, stream_coverage`.pipe(Effect.asVoid)
+  sql`TRUNCATE large_trades, funding_rates, open_interest, exchange_orderbooks, volatility_index, option_chain, futures_settlements, futures_basis, futures_rolls, exchange_spreads, arbitrage_opportunities, trade_bars, data_gaps, feed_cursors, alerts, rejected_rows, outbox, outbox_returned, alert_deliveries, service_runs, stream_coverage`.pipe(Effect.asVoid)
 ))
 
 export const getJson = (url: string) =>
