@@ -88,6 +88,9 @@ describe.skipIf(!existsSync(chromiumPath) && process.env.CI === undefined)("dash
       const oiNow = (yield* getData(`${base}/api/v1/exchange/open-interest?hours=24&limit=1000`)).open_interest.find((r: any) => r.exchange === oi.exchange && r.symbol === oi.symbol)
       assert.include([fmtUsd(oi.open_interest_usd), fmtUsd(oiNow.open_interest_usd)], oiCell)
 
+      // The sampler's BTC samples here hold no book (the fake's symbols are no BTC): the matrix says so.
+      yield* Effect.promise(() => tab.waitForSelector(`[data-cv-section="spreads"] >> text=/^sample \\d\\d:\\d\\d:\\d\\d: no book was usable$/`, { timeout: 10_000 }))
+
       // Feed health: how late trades arrive (as /health has it), red while the venue is unreachable, green when it is back.
       yield* Effect.promise(() => tab.waitForSelector(`tr[data-feed^="binance-futures"][data-state="connected"]`, { timeout: 10_000 }))
       const lagCell = yield* Effect.promise(() =>

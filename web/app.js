@@ -291,7 +291,8 @@ const renderSpreadMatrix = (data, box) => {
     spreads.set(`${p.a}|${p.b}`, p.spread_bps)
     spreads.set(`${p.b}|${p.a}`, -p.spread_bps)
   }
-  const parts = [el("p", { class: "note", "data-cv-spread-sample": s.timestamp }, `sample ${time(s.timestamp)}: ${s.quotes.length} books on ${s.venues} venues`)]
+  const parts = [el("p", { class: "note", "data-cv-spread-sample": s.timestamp },
+    s.quotes.length === 0 ? `sample ${time(s.timestamp)}: no book was usable` : `sample ${time(s.timestamp)}: ${s.quotes.length} books on ${s.venues} venues`)]
   for (const market of ["spot", "perpetual"]) {
     const quotes = s.quotes.filter((q) => q.market === market)
     if (quotes.length === 0) continue
