@@ -30,7 +30,7 @@ if (child === undefined) {
   const cpu = cpus()
   console.log(`node ${process.version}, ${cpu.length} cores (${cpu[0]?.model}), ${(totalmem() / 2 ** 30).toFixed(1)} GB, ${new Date().toISOString()}`)
   const sections = env("BENCH_SECTIONS", "normalize,e2e,api").split(",").map((s) => s.trim())
-  const e2eTargets = env("BENCH_E2E_DATABASES", "postgres,embedded").split(",").map((s) => s.trim())
+  const e2eTargets = env("BENCH_E2E_DATABASES", "postgres,embedded,pglite").split(",").map((s) => s.trim())
   const children = sections.flatMap((section) => (section === "e2e" ? e2eTargets.map((t) => `e2e:${t}`) : [section]))
   for (const name of children) {
     const result = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], { stdio: "inherit", env: { ...process.env, BENCH_CHILD: name } })
@@ -51,7 +51,9 @@ if (child.startsWith("e2e:")) {
   const url = name === "postgres" ? benchE2eDatabaseUrl : undefined
   if (url !== undefined) await ensureBenchDatabase(url)
   const paces = env("BENCH_E2E_PACES", "25000,50000,75000,max").split(",").map((p) => (p.trim() === "max" ? 0 : Number(p)))
-  printTable(await e2eSection({ name, url }, paces, Number(env("BENCH_E2E_STEP_SECONDS", "10"))))
+  // embedded: the default embedded database (the PostgreSQL child process); pglite: PGlite in-process.
+  const engine = name === "pglite" ? { engine: "pglite" as const } : {}
+  printTable(await e2eSection({ name, url, ...engine }, paces, Number(env("BENCH_E2E_STEP_SECONDS", "10"))))
 }
 
 if (child === "api") {

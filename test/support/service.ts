@@ -1,5 +1,5 @@
 /** Starts the whole service (AppLive) inside a test scope, configured by a map of env vars. */
-import { mkdtempSync } from "node:fs"
+import { chmodSync, mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ConfigProvider, Effect, Layer } from "effect"
@@ -9,11 +9,22 @@ import { runMigrations } from "../../src/storage/migrations.ts"
 
 export const postgresUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 
-/** The two databases every end-to-end test runs against: the PostgreSQL server, and the embedded one in a fresh folder. */
+/**
+ * The two databases every end-to-end test runs against: the PostgreSQL server,
+ * and the default embedded one (the PostgreSQL child process) in a fresh folder.
+ * PGlite is covered beside the writer (writer.test.ts, sizes.test.ts).
+ */
 export const databases: Array<[string, () => Record<string, string>]> = [
   ["postgres", () => ({ DATABASE_URL: postgresUrl })],
-  ["embedded", () => ({ DATA_DIR: mkdtempSync(join(tmpdir(), "mds-e2e-")) })]
+  ["embedded", () => ({ DATA_DIR: reachableTempDir("mds-e2e-") })]
 ]
+
+/** A fresh folder the embedded PostgreSQL's unprivileged account can reach when the tests run as root (mkdtemp makes it 0700). */
+export const reachableTempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  chmodSync(dir, 0o755)
+  return dir
+}
 
 /** `clock` (see clock.ts) pins the service's calendar. */
 export const startService = (env: Record<string, string>, clock: Layer.Layer<never> = Layer.empty) =>
