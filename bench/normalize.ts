@@ -112,8 +112,13 @@ const cases: ReadonlyArray<NormalizeCase> = [
   }
 ]
 
-/** Our consumer: a fresh runtime and books (REST snapshots and in-stream setup applied), then one frame at a time. */
-const oursConsumer = (subject: NormalizeCase, setup: ReadonlyArray<string>): (() => FrameConsumer) => {
+/**
+ * Our consumer: a fresh runtime and books (REST snapshots and in-stream setup applied), then one frame at a time,
+ * each processed at its recorded receive time (`receivedAt`, parallel to the timed frames, taken in turn): the
+ * shared check refuses an event stamped more than a day after its receipt, so a clock at 0 would refuse every
+ * record before sequencing, book apply, detection and row building, and time none of them.
+ */
+const oursConsumer = (subject: NormalizeCase, setup: ReadonlyArray<string>, receivedAt: ReadonlyArray<number>): (() => FrameConsumer) => {
   const { recording, venue } = subject
   const instruments = recording.rest.flatMap((rest) => venue.fromRest(rest).instruments ?? [])
   const snapshotRecords = recording.rest.flatMap((rest) => venue.fromRest(rest).records ?? [])
@@ -123,15 +128,20 @@ const oursConsumer = (subject: NormalizeCase, setup: ReadonlyArray<string>): (()
     const processor = makeProcessor(runtime, venue.id, { sequenceRule: venue.sequenceRule, requestSnapshot: () => undefined })
     const records: Array<NormalizedRecord> = []
     let batch = new RowBatch()
-    const consume = (frame: string) => {
+    let next = 0
+    const consumeAt = (frame: string, now: number) => {
       records.length = 0
       venue.decodeFrame(frame, records)
-      processor.process(records, 0, batch)
+      processor.process(records, now, batch)
       if (batch.size > 1024) batch = new RowBatch()
     }
-    processor.process(snapshotRecords, 0, batch)
-    for (const frame of setup) consume(frame)
-    return consume
+    const first = receivedAt[0]!
+    processor.process(snapshotRecords, first, batch)
+    for (const frame of setup) consumeAt(frame, first)
+    return (frame) => {
+      consumeAt(frame, receivedAt[next]!)
+      next = next + 1 === receivedAt.length ? 0 : next + 1
+    }
   }
 }
 
@@ -173,7 +183,10 @@ export const normalizeSection = (framesPerRun: number, only: string | undefined)
     const name = `${subject.venue.id} ${subject.channel}`
     if (only !== undefined && !name.includes(only)) continue
     const texts = subject.recording.frames.map((f) => f.text)
-    const frames = texts.filter(subject.select)
+    const selected = subject.recording.frames.filter((f) => subject.select(f.text))
+    const frames = selected.map((f) => f.text)
+    // Plain frame files carry no receive times: now, after anything a recording holds.
+    const receivedAt = selected.map((f) => f.receivedAt ?? Date.now())
     if (frames.length === 0) throw new Error(`${name}: no recorded frames`)
     const setup = subject.setup === undefined ? [] : texts.filter(subject.setup)
     const peer: PeerCase = { ...subject.peers, setup, restSnapshots: restSnapshotsOf(subject.recording) }
@@ -181,7 +194,7 @@ export const normalizeSection = (framesPerRun: number, only: string | undefined)
     const fresh = subject.setup !== undefined || subject.channel.startsWith("depth")
     const started = performance.now()
     const parseNs = timePasses(() => (frame) => JSON.parse(frame), frames, passes, fresh)
-    const oursNs = timePasses(oursConsumer(subject, setup), frames, passes, fresh)
+    const oursNs = timePasses(oursConsumer(subject, setup, receivedAt), frames, passes, fresh)
     const tardis = tardisConsumer(peer)
     const tardisNs = tardis === undefined ? undefined : timePasses(tardis, frames, passes, fresh)
     const ccxt = ccxtConsumer(peer)
