@@ -8,7 +8,7 @@
  * Times are pinned: Monday 2026-01-05, around 12:00 UTC.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Layer } from "effect"
+import { Clock, Deferred, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { type Instrument, InstrumentRegistry } from "../src/domain/instruments.ts"
 import { LargeTradeDetector } from "../src/domain/large-trades.ts"
@@ -418,4 +418,56 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
       ])
       yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
     }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 60_000 })
+})
+
+/** The Effect Clock stopped at `ms` (a query reads the time once): boundaries to the millisecond. */
+const frozenClock = (ms: number) => {
+  const real = Clock.Clock.defaultValue()
+  const clock: Clock.Clock = {
+    currentTimeMillisUnsafe: () => ms,
+    currentTimeMillis: Effect.succeed(ms),
+    currentTimeNanosUnsafe: () => BigInt(ms) * 1_000_000n,
+    currentTimeNanos: Effect.succeed(BigInt(ms) * 1_000_000n),
+    monotonicTimeNanosUnsafe: () => real.monotonicTimeNanosUnsafe(),
+    monotonicTimeNanos: real.monotonicTimeNanos,
+    sleep: (duration) => real.sleep(duration)
+  }
+  return Layer.succeed(Clock.Clock, clock)
+}
+
+/** A stored minute bar watched whole: one buy of `usd` at `price`. */
+const minuteBar = (exchange: string, symbol: string, minute: number, price: number, usd: number, parts: Partial<TradeBarRow> = {}): TradeBarRow => ({
+  id: `${exchange}_${symbol}_${at(minute, 0)}`, exchange, symbol, base: "BTC", instrumentKind: "perpetual", timestamp: at(minute, 0),
+  open: price, high: price, low: price, close: price, openTime: at(minute, 1), closeTime: at(minute, 2), volumeBase: usd / price, volumeUsd: usd,
+  buyVolumeUsd: usd, sellVolumeUsd: 0, tradeCount: 1, longLiquidationsUsd: 0, shortLiquidationsUsd: 0, liquidationCount: 0,
+  observedWhole: true, partialReason: null, contribution: `${exchange}-${minute}|${exchange}-${minute}|1`, correction: false, ...parts
+})
+
+describe("what /bars calls complete", () => {
+  const fiveMinutes = (aggregate: boolean, now: number) =>
+    bars({ symbol: "BTC", hours: 1, interval: "5m", aggregate, limit: 10 }).pipe(Effect.provide(frozenClock(now)))
+
+  it.live("a bucket is in progress until its last minute bar can have been written: end + grace + a tick + 2 writer flushes", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      yield* truncateAll
+      // alpha wrote minutes 12:00 .. 12:04; beta 12:00 .. 12:03, its 12:04 bar still waiting out the grace and the writer.
+      yield* insertRows("trade_bars", [0, 1, 2, 3, 4].map((m) => minuteBar("alpha", "BTCUSDT", m, 100, 1000)))
+      yield* insertRows("trade_bars", [0, 1, 2, 3].map((m) => minuteBar("beta", "BTCUSDT", m, 100, 1000)))
+      // The 12:00 5-minute bucket ends at 12:05:00; its last bar may land until 12:05:00 + 2 s (BAR_GRACE_SECONDS)
+      // + 1 s (the processor's tick) + 2 x 50 ms (WRITER_FLUSH_MS) = 12:05:03.100.
+      const settled = iso(at(5, 3) + 100)
+      for (const now of [at(5, 1), at(5, 3) + 99]) {
+        const per = yield* fiveMinutes(false, now)
+        assert.deepStrictEqual(per.bars.map((b) => [b.exchange, b.minutes, b.complete, b.incomplete.map((i) => [i.reason, i.detail])]), [
+          ["alpha", 5, false, [["in_progress", `the bucket is over; its last minute bar may be written until ${settled}`]]],
+          ["beta", 4, false, [["in_progress", `the bucket is over; its last minute bar may be written until ${settled}`]]]
+        ], `at ${iso(now)}`)
+        const [aggregate] = (yield* fiveMinutes(true, now)).aggregates
+        assert.deepStrictEqual([aggregate!.complete, aggregate!.venues, aggregate!.left_out.map((l) => l.exchange)], [false, [], ["alpha", "beta"]])
+      }
+      // From 12:05:03.100 the bars are in: alpha 5 x 1,000 USD, beta 4 x 1,000 (12:04 had no trade): 9,000 USD, 90 coins.
+      const [aggregate] = (yield* fiveMinutes(true, at(5, 3) + 100)).aggregates
+      assert.deepStrictEqual([aggregate!.complete, aggregate!.venues.map((v) => v.exchange), aggregate!.volume_usd, aggregate!.volume_base], [true, ["alpha", "beta"], 9000, 90])
+    }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
 })

@@ -3,9 +3,10 @@
  * original indexes serve it; `count` and `summary` cover every matching row,
  * not just the page.
  */
-import { Clock, Effect } from "effect"
+import { Clock, Config, Effect } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { parQuotes } from "../domain/instruments.ts"
+import { defaultBarGraceMs } from "../pipeline/bars.ts"
 import type { ExcludedBook, PairSpread, SpreadQuote } from "../domain/rows.ts"
 
 export interface WindowFilter {
@@ -1137,6 +1138,20 @@ const vwapOf = (usd: number, base: number) => (base > 0 ? Number((usd / base).to
  */
 const barGapChannels = ["trades", "liquidations", "trade_bars"]
 
+/**
+ * How long after a bucket's end its last minute bar may still be on its way to the table, so the bucket is
+ * `in_progress` until then, never complete: the bar is due `BAR_GRACE_SECONDS` after its minute (late trades),
+ * is emitted at the processor's next call, at most one tick later on a quiet stream (venue-kit's tickBooks runs
+ * every second), then waits in the writer up to one `WRITER_FLUSH_MS` for a fuller batch, and up to one more
+ * behind the batch being inserted. Defaults: 2 s + 1 s + 2 x 50 ms = 3.1 s. A writer retrying through a
+ * database outage takes longer: those bars are late corrections to buckets already called complete.
+ */
+const barTickMs = 1_000
+export const BarSettleMs = Config.all({
+  graceMs: Config.Number("BAR_GRACE_SECONDS").pipe(Config.withDefault(defaultBarGraceMs / 1000), Config.map((s) => s * 1000)),
+  flushMs: Config.Int("WRITER_FLUSH_MS").pipe(Config.withDefault(50))
+}).pipe(Config.map(({ flushMs, graceMs }) => graceMs + barTickMs + 2 * flushMs))
+
 export const barsStatements = (sql: SqlClient.SqlClient, filter: BarFilter, now: number) => {
   const bucketMs = barIntervals[filter.interval] * 1000
   // Whole buckets: the window's first one starts at or before its cutoff; at most `limit` of them, the latest.
@@ -1217,6 +1232,8 @@ export const bars = (filter: BarFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
+      // A malformed BAR_GRACE_SECONDS or WRITER_FLUSH_MS stops the service at start (PipelineSettings, WriterOptions).
+      const settleMs = yield* Effect.orDie(BarSettleMs)
       const statements = barsStatements(sql, filter, now)
       const { bucketMs } = statements
       const [rows, gapRows] = yield* Effect.all([statements.bars, statements.unrepaired], { concurrency: 2 })
@@ -1236,6 +1253,10 @@ export const bars = (filter: BarFilter) =>
         const start = Number(r.bucket_ms)
         const incomplete: Array<BarIncomplete> = []
         if (start + bucketMs > now) incomplete.push({ reason: "in_progress", detail: "the bucket is not over", minute: null, gap_id: null })
+        else if (start + bucketMs + settleMs > now) {
+          const settled = new Date(start + bucketMs + settleMs).toISOString()
+          incomplete.push({ reason: "in_progress", detail: `the bucket is over; its last minute bar may be written until ${settled}`, minute: null, gap_id: null })
+        }
         const minutes = (r.partial_minutes as Array<string> | null) ?? []
         const reasons = (r.partial_reasons as Array<string> | null) ?? []
         minutes.forEach((m, i) => incomplete.push({ reason: "partial_minute", detail: reasons[i]!, minute: new Date(Number(m)).toISOString(), gap_id: null }))
