@@ -470,4 +470,60 @@ describe("what /bars calls complete", () => {
       const [aggregate] = (yield* fiveMinutes(true, at(5, 3) + 100)).aggregates
       assert.deepStrictEqual([aggregate!.complete, aggregate!.venues.map((v) => v.exchange), aggregate!.volume_usd, aggregate!.volume_base], [true, ["alpha", "beta"], 9000, 90])
     }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
+
+  it.live("an instrument the ledger or the coverage expects and that has no bar is left out, never silently missing", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      yield* truncateAll
+      const sql = yield* SqlClient.SqlClient
+      yield* insertRows("trade_bars", [0, 1, 2, 3, 4].map((m) => minuteBar("alpha", "BTCUSDT", m, 100, 1000)))
+      yield* insertRows("trade_bars", [0, 1, 2, 3, 4].map((m) => minuteBar("beta", "BTCUSDT", m, 100, 1000)))
+      // gamma: disconnected since 11:58, an OPEN trades gap, no bar at all (never one: placed by its symbol's pattern).
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('gamma-open', 'gamma', 'trades', 'BTCUSDT', '2026-01-05 11:58:00', NULL, 'disconnect', NULL, 'open', 0, '{}'::jsonb)`
+      // delta: its trades stream disconnected 12:01:30 .. 12:02:30 by the coverage, no gap in the ledger yet (it never
+      // came back), its last bar at 11:59 (so its base is known: BTC). Its 12:00 bucket has no bar.
+      yield* insertRows("trade_bars", [minuteBar("delta", "BTC-USD-SWAP", -1, 100, 500)])
+      yield* sql`INSERT INTO stream_coverage (id, run_id, exchange, channel, symbol, state, detail, since, until, closed)
+        VALUES ('run1_delta_down', 'run1', 'delta', 'trades', 'BTC-USD-SWAP', 'disconnected', 'socket closed', '2026-01-05 12:01:30', '2026-01-05 12:02:30', TRUE)`
+      // An option's gap stays out of the aggregate (options are no price of the asset).
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('option-open', 'deribit', 'trades', 'BTC-27DEC26-100000-C', '2026-01-05 12:01:00', NULL, 'disconnect', NULL, 'open', 0, '{}'::jsonb)`
+
+      // At 12:06, 12:00 .. 12:05 is over and settled (12:05:03.100).
+      const now = at(6, 0)
+      const aggregates = (yield* fiveMinutes(true, now)).aggregates
+      const twelve = aggregates.find((a) => a.start === iso(noon))!
+      assert.deepStrictEqual(twelve.venues, [{ exchange: "alpha", symbol: "BTCUSDT" }, { exchange: "beta", symbol: "BTCUSDT" }])
+      assert.deepStrictEqual(twelve.left_out.map((l) => [l.exchange, l.symbol, l.incomplete.map((i) => [i.reason, i.gap_id, i.detail])]), [
+        ["delta", "BTC-USD-SWAP", [["not_live", null, "trades stream disconnected (socket closed) from 2026-01-05T12:01:30.000Z to 2026-01-05T12:02:30.000Z (stream coverage)"]]],
+        ["gamma", "BTCUSDT", [["gap", "gamma-open", "trades gap (disconnect), open, from 2026-01-05T11:58:00.000Z to now (open)"]]]
+      ])
+      // alpha and beta: 5 x 1,000 USD each = 10,000 USD, 100 coins; but not complete: gamma and delta are missing.
+      assert.deepStrictEqual([twelve.complete, twelve.volume_usd, twelve.volume_base], [false, 10_000, 100])
+      // gamma's open gap also reaches 11:55 (from 11:58) and 12:05 (the bucket in progress): it is left out there too;
+      // delta's 11:55 bucket is its 11:59 bar, whole.
+      assert.deepStrictEqual(aggregates.map((a) => [a.start, a.venues.map((v) => v.exchange), a.left_out.map((l) => l.exchange), a.complete]), [
+        [iso(at(-5, 0)), ["delta"], ["gamma"], false],
+        [iso(noon), ["alpha", "beta"], ["delta", "gamma"], false],
+        [iso(at(5, 0)), [], ["gamma"], false]
+      ])
+
+      // Per instrument, gamma's and delta's 12:00 buckets are there, with no minute, and say why.
+      const per = (yield* fiveMinutes(false, now)).bars.filter((b) => b.start === iso(noon))
+      assert.deepStrictEqual(per.map((b) => [b.exchange, b.symbol, b.base, b.minutes, b.volume_usd, b.complete, b.incomplete.map((i) => i.reason)]), [
+        ["alpha", "BTCUSDT", "BTC", 5, 5000, true, []],
+        ["beta", "BTCUSDT", "BTC", 5, 5000, true, []],
+        ["delta", "BTC-USD-SWAP", "BTC", 0, 0, false, ["not_live"]],
+        ["deribit", "BTC-27DEC26-100000-C", "BTC", 0, 0, false, ["gap"]],
+        ["gamma", "BTCUSDT", "BTC", 0, 0, false, ["gap"]]
+      ])
+
+      // delta's outage repaired and verified over 12:01:20 .. 12:02:40 (its trades fetched back, none in 12:00 .. 12:05):
+      // the coverage's hole is filled, delta drops out of 12:00's left_out.
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('delta-verified', 'delta', 'trades', 'BTC-USD-SWAP', '2026-01-05 12:01:20', '2026-01-05 12:02:40', 'disconnect', 0, 'verified', 0, '{}'::jsonb)`
+      const repaired = (yield* fiveMinutes(true, now)).aggregates.find((a) => a.start === iso(noon))!
+      assert.deepStrictEqual(repaired.left_out.map((l) => l.exchange), ["gamma"])
+    }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
 })
