@@ -526,4 +526,60 @@ describe("what /bars calls complete", () => {
       const repaired = (yield* fiveMinutes(true, now)).aggregates.find((a) => a.start === iso(noon))!
       assert.deepStrictEqual(repaired.left_out.map((l) => l.exchange), ["gamma"])
     }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
+
+  it.live("a minute partial only by a reconnect is complete once a verified trades gap spans it from its start to the reconnect", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      yield* truncateAll
+      const sql = yield* SqlClient.SqlClient
+      // Each venue's connection came back at 12:01:20: its 12:01 bar was watched from then only.
+      const resumed = "partial minute: connection resumed at 2026-01-05T12:01:20.000Z"
+      // As the processor writes it: a connection back at 12:01:20 after one broke, a trade at 12:01:25.
+      const live = processor(btcusdt)
+      live.bars.resumed(["BTCUSDT"], at(1, 20), true)
+      run(live, [trade(btcusdt, "r1", at(1, 25), 100, 1, "buy")], at(1, 26))
+      assert.deepStrictEqual(ticked(live, at(2, 5)).trade_bars.map((r) => [r.observedWhole, r.partialReason]), [[false, resumed]])
+      const venues = ["epsilon", "zeta", "eta", "theta"]
+      yield* insertRows("trade_bars", venues.map((v) => minuteBar(v, "BTCUSDT", 1, 100, 1000, { observedWhole: false, partialReason: resumed })))
+      // The reconnect's trades gaps: from the last trade before the drop to the first after it.
+      const gap = (venue: string, from: string, to: string) =>
+        sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+          VALUES (${`${venue}-gap`}, ${venue}, 'trades', 'BTCUSDT', ${from}::timestamp, ${to}::timestamp, 'disconnect', 3, 'open', 0, '{}'::jsonb)`
+      yield* gap("epsilon", "2026-01-05 12:00:45", "2026-01-05 12:01:21") // spans 12:01:00 .. 12:01:20
+      yield* gap("zeta", "2026-01-05 12:01:05", "2026-01-05 12:01:21") //    starts after the minute: 12:01:00 .. 12:01:05 is not in it
+      yield* gap("eta", "2026-01-05 12:00:45", "2026-01-05 12:01:17") //     ends 3 s before the reconnect: more than the 2 s grace
+      yield* gap("theta", "2026-01-05 12:00:45", "2026-01-05 12:01:19") //   its first trade stamped 1 s before the reconnect: within the grace
+      const minute12h01 = (now: number) =>
+        bars({ symbol: "BTC", hours: 1, interval: "1m", aggregate: false, limit: 20 }).pipe(
+          Effect.provide(frozenClock(now)),
+          Effect.map((answer) => answer.bars.filter((b) => b.start === iso(at(1, 0))))
+        )
+
+      // While the gaps are open, every 12:01 is partial and overlapped by its gap.
+      const open = yield* minute12h01(at(10, 0))
+      assert.deepStrictEqual(open.map((b) => [b.exchange, b.complete, b.incomplete.map((i) => [i.reason, i.gap_id]), b.repaired]), [...venues].sort().map((v) => [
+        v, false, [["partial_minute", null], ["gap", `${v}-gap`]], []
+      ]))
+
+      // The repairs fetched every trade of the gaps back (merged by the writer: the bars' figures are not this test's).
+      yield* sql`UPDATE data_gaps SET repair_status = 'verified', repaired_count = 3`
+      const verified = yield* minute12h01(at(10, 0))
+      assert.deepStrictEqual(verified.map((b) => [b.exchange, b.complete, b.incomplete.map((i) => i.reason), b.repaired.map((r) => r.gap_id)]), [
+        ["epsilon", true, [], ["epsilon-gap"]],
+        ["eta", false, ["partial_minute"], []], //   12:01:17 < 12:01:20 - 2 s = 12:01:18
+        ["theta", true, [], ["theta-gap"]], //      12:01:19 >= 12:01:18
+        ["zeta", false, ["partial_minute"], []] //  12:01:05 > 12:01:00
+      ])
+      assert.deepStrictEqual(verified[0]!.repaired, [{
+        minute: iso(at(1, 0)),
+        gap_id: "epsilon-gap",
+        detail: `${resumed}; its unobserved part 2026-01-05T12:01:00.000Z .. 2026-01-05T12:01:20.000Z lies in trades gap ` +
+          "2026-01-05T12:00:45.000Z .. 2026-01-05T12:01:21.000Z, verified: its trades were fetched back and merged"
+      }])
+      // The aggregate of 12:01 sums the two made whole: 2 x 1,000 USD.
+      const [aggregate] = (yield* bars({ symbol: "BTC", hours: 1, interval: "1m", aggregate: true, limit: 20 }).pipe(Effect.provide(frozenClock(at(10, 0))))).aggregates
+      assert.deepStrictEqual([aggregate!.start, aggregate!.venues.map((v) => v.exchange), aggregate!.left_out.map((l) => l.exchange), aggregate!.volume_usd], [
+        iso(at(1, 0)), ["epsilon", "theta"], ["eta", "zeta"], 2000
+      ])
+    }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
 })

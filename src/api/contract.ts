@@ -534,7 +534,10 @@ const Bars = Schema.Struct({
     ...BarVolumes,
     minutes: Schema.Number.annotate({ description: "Minute bars in the bucket (a minute without a trade has none)" }),
     complete: Schema.Boolean,
-    incomplete: Schema.Array(BarIncomplete)
+    incomplete: Schema.Array(BarIncomplete),
+    repaired: Schema.Array(Schema.Struct({ minute: Timestamp, gap_id: Schema.String, detail: Schema.String })).annotate({
+      description: "Minutes partial only by a (re)connect that count as whole: a verified trades gap spans their unobserved part"
+    })
   })),
   aggregates: Schema.Array(Schema.Struct({
     asset: Schema.String,

@@ -1108,6 +1108,13 @@ export interface BarIncomplete {
   readonly gap_id: string | null
 }
 
+/** A minute partial only by a (re)connect, made whole by a verified gap over its unobserved part: why it counts. */
+export interface BarRepaired {
+  readonly minute: string
+  readonly gap_id: string
+  readonly detail: string
+}
+
 interface BarBucket {
   readonly exchange: string
   readonly symbol: string
@@ -1128,6 +1135,7 @@ interface BarBucket {
   readonly liquidations: number
   readonly minutes: number
   readonly incomplete: Array<BarIncomplete>
+  readonly repaired: Array<BarRepaired>
 }
 
 /** Cents, and 15 significant digits for coins: sums of numerics read back as floats carry no binary noise. */
@@ -1153,10 +1161,33 @@ const barCoverageChannels = ["trades", "liquidations"]
  * database outage takes longer: those bars are late corrections to buckets already called complete.
  */
 const barTickMs = 1_000
-export const BarSettleMs = Config.all({
+export const BarTiming = Config.all({
   graceMs: Config.Number("BAR_GRACE_SECONDS").pipe(Config.withDefault(defaultBarGraceMs / 1000), Config.map((s) => s * 1000)),
   flushMs: Config.Int("WRITER_FLUSH_MS").pipe(Config.withDefault(50))
-}).pipe(Config.map(({ flushMs, graceMs }) => graceMs + barTickMs + 2 * flushMs))
+}).pipe(Config.map(({ flushMs, graceMs }) => ({ graceMs, settleMs: graceMs + barTickMs + 2 * flushMs })))
+
+/**
+ * A minute partial only because its connection (re)opened at `at` (pipeline/bars.ts's partial_reason) was not
+ * watched from its start to then. That part is filled when a verified trades gap of the instrument spans it: the
+ * repair fetched every trade of it back and the writer merged them into the bar. The trades gap of a reconnect
+ * ends at the first trade received after it (gaps/continuity.ts), stamped by the venue, which may trail our clock
+ * by up to the bars' grace (BAR_GRACE_SECONDS): so the gap must start at or before the minute and end no earlier
+ * than the reconnect less the grace; after its end the trades come in sequence (a break is another gap, a hole).
+ *
+ * What the write side records is not enough for more (see the report of review finding 13):
+ * - "connection interrupted before <t>" (the minute a connection broke in) names the reconnect, not the break:
+ *   its unobserved part, from the last message to the minute's end, is not known, so it stays partial. Needed:
+ *   the unobserved interval(s) of the minute as times (e.g. unobserved_from / unobserved_until, merged as a union),
+ *   not a text reason;
+ * - partial_reason keeps the first reason only (COALESCE in the merge), and a minute resumed and then broken again
+ *   keeps its first (markPartial skips a bar already partial): the second outage is seen only as its own gap;
+ * - a correction (late or repaired trades) takes observed_whole from the connection of the moment, and the merge
+ *   ANDs it in: a minute watched whole whose gap is repaired after a reconnect at <t> later than the minute is
+ *   stored "connection resumed at <t>". Read as unobserved up to the minute's end, it is filled only by a gap
+ *   spanning the whole minute. A correction should leave observed_whole as the live bar had it.
+ * A sequenced stream whose reconnect missed no trade opens no gap: its minute stays partial (nothing verifies it).
+ */
+const reconnectReason = /^partial minute: connection (?:resumed|opened) at (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z)$/
 
 export const barsStatements = (sql: SqlClient.SqlClient, filter: BarFilter, now: number) => {
   const bucketMs = barIntervals[filter.interval] * 1000
@@ -1259,7 +1290,8 @@ const barJson = (b: BarBucket, interval: BarInterval, bucketMs: number) => ({
   liquidation_count: b.liquidations,
   minutes: b.minutes,
   complete: b.incomplete.length === 0,
-  incomplete: b.incomplete
+  incomplete: b.incomplete,
+  repaired: b.repaired
 })
 
 /**
@@ -1278,7 +1310,7 @@ export const bars = (filter: BarFilter) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       // A malformed BAR_GRACE_SECONDS or WRITER_FLUSH_MS stops the service at start (PipelineSettings, WriterOptions).
-      const settleMs = yield* Effect.orDie(BarSettleMs)
+      const { graceMs, settleMs } = yield* Effect.orDie(BarTiming)
       const statements = barsStatements(sql, filter, now)
       const { bucketMs } = statements
       const [rows, gapRows, notLiveRows] = yield* Effect.all([statements.bars, statements.gaps, statements.notLive], { concurrency: 3 })
@@ -1299,13 +1331,13 @@ export const bars = (filter: BarFilter) =>
         return made
       }
       /** Verified gaps per instrument: a time whose trades were all fetched back is no hole. */
-      const verified = new Map<string, Array<{ readonly channel: string; readonly start: number; readonly end: number }>>()
+      const verified = new Map<string, Array<{ readonly id: string; readonly channel: string; readonly start: number; readonly end: number }>>()
       for (const g of gapRows) {
         const start = epochMsOf(g.gap_start)
         const end = g.gap_end === null ? null : epochMsOf(g.gap_end)
         if (g.repair_status === "verified" && end !== null) {
           const key = instrumentKey(g.exchange, g.symbol)
-          verified.set(key, [...(verified.get(key) ?? []), { channel: g.channel as string, start, end }])
+          verified.set(key, [...(verified.get(key) ?? []), { id: g.id as string, channel: g.channel as string, start, end }])
           continue
         }
         // The gap (start, end) loses trades strictly between its bounds (an open one: until now).
@@ -1334,7 +1366,25 @@ export const bars = (filter: BarFilter) =>
         const incomplete = inProgress(start)
         const minutes = (r.partial_minutes as Array<string> | null) ?? []
         const reasons = (r.partial_reasons as Array<string> | null) ?? []
-        minutes.forEach((m, i) => incomplete.push({ reason: "partial_minute", detail: reasons[i]!, minute: new Date(Number(m)).toISOString(), gap_id: null }))
+        const repaired: Array<BarRepaired> = []
+        const fills = (verified.get(instrumentKey(r.exchange, r.symbol)) ?? []).filter((v) => v.channel === "trades")
+        minutes.forEach((m, i) => {
+          const minute = Number(m)
+          const reason = reasons[i]!
+          const reconnect = reconnectReason.exec(reason)
+          if (reconnect !== null) {
+            const unobservedUntil = Math.min(Date.parse(reconnect[1]!), minute + 60_000)
+            const fill = fills.find((v) => v.start <= minute && v.end >= unobservedUntil - graceMs)
+            if (fill !== undefined) {
+              const span = `${new Date(minute).toISOString()} .. ${new Date(unobservedUntil).toISOString()}`
+              const gap = `${new Date(fill.start).toISOString()} .. ${new Date(fill.end).toISOString()}`
+              const detail = `${reason}; its unobserved part ${span} lies in trades gap ${gap}, verified: its trades were fetched back and merged`
+              repaired.push({ minute: new Date(minute).toISOString(), gap_id: fill.id, detail })
+              return
+            }
+          }
+          incomplete.push({ reason: "partial_minute", detail: reason, minute: new Date(minute).toISOString(), gap_id: null })
+        })
         incomplete.push(...holesOver(expected.get(instrumentKey(r.exchange, r.symbol))?.holes ?? [], start))
         return {
           exchange: r.exchange as string,
@@ -1355,7 +1405,8 @@ export const bars = (filter: BarFilter) =>
           shortUsd: toNumber(r.shorts),
           liquidations: toNumber(r.liquidations),
           minutes: toNumber(r.minutes),
-          incomplete
+          incomplete,
+          repaired
         }
       })
       // An expected instrument with a hole over a bucket and no bar in it is missing from it, never silently:
@@ -1377,7 +1428,7 @@ export const bars = (filter: BarFilter) =>
           buckets.push({
             exchange: e.exchange, symbol: e.symbol, base: base ?? "unknown", kind: e.kind ?? "unknown", start,
             open: null, high: null, low: null, close: null, volumeBase: 0, volumeUsd: 0, buyUsd: 0, sellUsd: 0, trades: 0,
-            longUsd: 0, shortUsd: 0, liquidations: 0, minutes: 0, incomplete: [...inProgress(start), ...holes]
+            longUsd: 0, shortUsd: 0, liquidations: 0, minutes: 0, incomplete: [...inProgress(start), ...holes], repaired: []
           })
         }
       }
