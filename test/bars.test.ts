@@ -494,6 +494,7 @@ describe("what /bars calls complete", () => {
       const now = at(6, 0)
       const aggregates = (yield* fiveMinutes(true, now)).aggregates
       const twelve = aggregates.find((a) => a.start === iso(noon))!
+      if (process.env.BARS_PRINT === "1") console.log(JSON.stringify(twelve))
       assert.deepStrictEqual(twelve.venues, [{ exchange: "alpha", symbol: "BTCUSDT" }, { exchange: "beta", symbol: "BTCUSDT" }])
       assert.deepStrictEqual(twelve.left_out.map((l) => [l.exchange, l.symbol, l.incomplete.map((i) => [i.reason, i.gap_id, i.detail])]), [
         ["delta", "BTC-USD-SWAP", [["not_live", null, "trades stream disconnected (socket closed) from 2026-01-05T12:01:30.000Z to 2026-01-05T12:02:30.000Z (stream coverage)"]]],
@@ -523,8 +524,18 @@ describe("what /bars calls complete", () => {
       // the coverage's hole is filled, delta drops out of 12:00's left_out.
       yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
         VALUES ('delta-verified', 'delta', 'trades', 'BTC-USD-SWAP', '2026-01-05 12:01:20', '2026-01-05 12:02:40', 'disconnect', 0, 'verified', 0, '{}'::jsonb)`
+      // kappa: down 12:01:00 .. 12:01:30, its verified gap ending at the first trade after, stamped 12:01:29 by the
+      // venue: within the 2 s grace of the reconnect (12:01:30 - 2 s = 12:01:28), so the repair covers the outage too.
+      yield* sql`INSERT INTO stream_coverage (id, run_id, exchange, channel, symbol, state, detail, since, until, closed)
+        VALUES ('run1_kappa_down', 'run1', 'kappa', 'trades', 'BTCUSDT', 'disconnected', NULL, '2026-01-05 12:01:00', '2026-01-05 12:01:30', TRUE)`
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('kappa-verified', 'kappa', 'trades', 'BTCUSDT', '2026-01-05 12:00:50', '2026-01-05 12:01:29', 'disconnect', 0, 'verified', 0, '{}'::jsonb)`
       const repaired = (yield* fiveMinutes(true, now)).aggregates.find((a) => a.start === iso(noon))!
       assert.deepStrictEqual(repaired.left_out.map((l) => l.exchange), ["gamma"])
+      // The same outage with its gap ending at 12:01:27, beyond the grace: kappa is left out, not live.
+      yield* sql`UPDATE data_gaps SET gap_end = '2026-01-05 12:01:27' WHERE id = 'kappa-verified'`
+      const short = (yield* fiveMinutes(true, now)).aggregates.find((a) => a.start === iso(noon))!
+      assert.deepStrictEqual(short.left_out.map((l) => [l.exchange, l.incomplete.map((i) => i.reason)]), [["gamma", ["gap"]], ["kappa", ["not_live"]]])
     }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
 
   it.live("a minute partial only by a reconnect is complete once a verified trades gap spans it from its start to the reconnect", () =>
@@ -570,6 +581,7 @@ describe("what /bars calls complete", () => {
         ["theta", true, [], ["theta-gap"]], //      12:01:19 >= 12:01:18
         ["zeta", false, ["partial_minute"], []] //  12:01:05 > 12:01:00
       ])
+      if (process.env.BARS_PRINT === "1") console.log(JSON.stringify(verified[0]))
       assert.deepStrictEqual(verified[0]!.repaired, [{
         minute: iso(at(1, 0)),
         gap_id: "epsilon-gap",

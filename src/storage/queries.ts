@@ -1347,8 +1347,9 @@ export const bars = (filter: BarFilter) =>
       for (const c of notLiveRows) {
         const since = epochMsOf(c.since)
         const until = epochMsOf(c.until)
-        // The same outage's trades gap, verified: the repair brought back what the stream missed.
-        if (verified.get(instrumentKey(c.exchange, c.symbol))?.some((v) => v.channel === c.channel && v.start <= since && v.end >= until)) continue
+        // The same outage's trades gap, verified: the repair brought back what the stream missed (its end is the
+        // first trade after the reconnect, venue-stamped: the grace's allowance, as for a reconnect minute below).
+        if (verified.get(instrumentKey(c.exchange, c.symbol))?.some((v) => v.channel === c.channel && v.start <= since && v.end >= until - graceMs)) continue
         const why = c.detail === null ? "" : ` (${c.detail})`
         const detail = `${c.channel} stream ${c.state}${why} from ${toIso(c.since)} to ${toIso(c.until)} (stream coverage)`
         expect(c).holes.push({ start: since, end: until, incomplete: { reason: "not_live", detail, minute: null, gap_id: null } })
