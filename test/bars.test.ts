@@ -8,7 +8,7 @@
  * Times are pinned: Monday 2026-01-05, around 12:00 UTC.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Layer } from "effect"
+import { Clock, Deferred, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { type Instrument, InstrumentRegistry } from "../src/domain/instruments.ts"
 import { LargeTradeDetector } from "../src/domain/large-trades.ts"
@@ -418,4 +418,180 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
       ])
       yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
     }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 60_000 })
+})
+
+/** The Effect Clock stopped at `ms` (a query reads the time once): boundaries to the millisecond. */
+const frozenClock = (ms: number) => {
+  const real = Clock.Clock.defaultValue()
+  const clock: Clock.Clock = {
+    currentTimeMillisUnsafe: () => ms,
+    currentTimeMillis: Effect.succeed(ms),
+    currentTimeNanosUnsafe: () => BigInt(ms) * 1_000_000n,
+    currentTimeNanos: Effect.succeed(BigInt(ms) * 1_000_000n),
+    monotonicTimeNanosUnsafe: () => real.monotonicTimeNanosUnsafe(),
+    monotonicTimeNanos: real.monotonicTimeNanos,
+    sleep: (duration) => real.sleep(duration)
+  }
+  return Layer.succeed(Clock.Clock, clock)
+}
+
+/** A stored minute bar watched whole: one buy of `usd` at `price`. */
+const minuteBar = (exchange: string, symbol: string, minute: number, price: number, usd: number, parts: Partial<TradeBarRow> = {}): TradeBarRow => ({
+  id: `${exchange}_${symbol}_${at(minute, 0)}`, exchange, symbol, base: "BTC", instrumentKind: "perpetual", timestamp: at(minute, 0),
+  open: price, high: price, low: price, close: price, openTime: at(minute, 1), closeTime: at(minute, 2), volumeBase: usd / price, volumeUsd: usd,
+  buyVolumeUsd: usd, sellVolumeUsd: 0, tradeCount: 1, longLiquidationsUsd: 0, shortLiquidationsUsd: 0, liquidationCount: 0,
+  observedWhole: true, partialReason: null, contribution: `${exchange}-${minute}|${exchange}-${minute}|1`, correction: false, ...parts
+})
+
+describe("what /bars calls complete", () => {
+  const fiveMinutes = (aggregate: boolean, now: number) =>
+    bars({ symbol: "BTC", hours: 1, interval: "5m", aggregate, limit: 10 }).pipe(Effect.provide(frozenClock(now)))
+
+  it.live("a bucket is in progress until its last minute bar can have been written: end + grace + a tick + 2 writer flushes", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      yield* truncateAll
+      // alpha wrote minutes 12:00 .. 12:04; beta 12:00 .. 12:03, its 12:04 bar still waiting out the grace and the writer.
+      yield* insertRows("trade_bars", [0, 1, 2, 3, 4].map((m) => minuteBar("alpha", "BTCUSDT", m, 100, 1000)))
+      yield* insertRows("trade_bars", [0, 1, 2, 3].map((m) => minuteBar("beta", "BTCUSDT", m, 100, 1000)))
+      // The 12:00 5-minute bucket ends at 12:05:00; its last bar may land until 12:05:00 + 2 s (BAR_GRACE_SECONDS)
+      // + 1 s (the processor's tick) + 2 x 50 ms (WRITER_FLUSH_MS) = 12:05:03.100.
+      const settled = iso(at(5, 3) + 100)
+      for (const now of [at(5, 1), at(5, 3) + 99]) {
+        const per = yield* fiveMinutes(false, now)
+        assert.deepStrictEqual(per.bars.map((b) => [b.exchange, b.minutes, b.complete, b.incomplete.map((i) => [i.reason, i.detail])]), [
+          ["alpha", 5, false, [["in_progress", `the bucket is over; its last minute bar may be written until ${settled}`]]],
+          ["beta", 4, false, [["in_progress", `the bucket is over; its last minute bar may be written until ${settled}`]]]
+        ], `at ${iso(now)}`)
+        const [aggregate] = (yield* fiveMinutes(true, now)).aggregates
+        assert.deepStrictEqual([aggregate!.complete, aggregate!.venues, aggregate!.left_out.map((l) => l.exchange)], [false, [], ["alpha", "beta"]])
+      }
+      // From 12:05:03.100 the bars are in: alpha 5 x 1,000 USD, beta 4 x 1,000 (12:04 had no trade): 9,000 USD, 90 coins.
+      const [aggregate] = (yield* fiveMinutes(true, at(5, 3) + 100)).aggregates
+      assert.deepStrictEqual([aggregate!.complete, aggregate!.venues.map((v) => v.exchange), aggregate!.volume_usd, aggregate!.volume_base], [true, ["alpha", "beta"], 9000, 90])
+    }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
+
+  it.live("an instrument the ledger or the coverage expects and that has no bar is left out, never silently missing", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      yield* truncateAll
+      const sql = yield* SqlClient.SqlClient
+      yield* insertRows("trade_bars", [0, 1, 2, 3, 4].map((m) => minuteBar("alpha", "BTCUSDT", m, 100, 1000)))
+      yield* insertRows("trade_bars", [0, 1, 2, 3, 4].map((m) => minuteBar("beta", "BTCUSDT", m, 100, 1000)))
+      // gamma: disconnected since 11:58, an OPEN trades gap, no bar at all (never one: placed by its symbol's pattern).
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('gamma-open', 'gamma', 'trades', 'BTCUSDT', '2026-01-05 11:58:00', NULL, 'disconnect', NULL, 'open', 0, '{}'::jsonb)`
+      // delta: its trades stream disconnected 12:01:30 .. 12:02:30 by the coverage, no gap in the ledger yet (it never
+      // came back), its last bar at 11:59 (so its base is known: BTC). Its 12:00 bucket has no bar.
+      yield* insertRows("trade_bars", [minuteBar("delta", "BTC-USD-SWAP", -1, 100, 500)])
+      yield* sql`INSERT INTO stream_coverage (id, run_id, exchange, channel, symbol, state, detail, since, until, closed)
+        VALUES ('run1_delta_down', 'run1', 'delta', 'trades', 'BTC-USD-SWAP', 'disconnected', 'socket closed', '2026-01-05 12:01:30', '2026-01-05 12:02:30', TRUE)`
+      // An option's gap stays out of the aggregate (options are no price of the asset).
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('option-open', 'deribit', 'trades', 'BTC-27DEC26-100000-C', '2026-01-05 12:01:00', NULL, 'disconnect', NULL, 'open', 0, '{}'::jsonb)`
+
+      // At 12:06, 12:00 .. 12:05 is over and settled (12:05:03.100).
+      const now = at(6, 0)
+      const aggregates = (yield* fiveMinutes(true, now)).aggregates
+      const twelve = aggregates.find((a) => a.start === iso(noon))!
+      if (process.env.BARS_PRINT === "1") console.log(JSON.stringify(twelve))
+      assert.deepStrictEqual(twelve.venues, [{ exchange: "alpha", symbol: "BTCUSDT" }, { exchange: "beta", symbol: "BTCUSDT" }])
+      assert.deepStrictEqual(twelve.left_out.map((l) => [l.exchange, l.symbol, l.incomplete.map((i) => [i.reason, i.gap_id, i.detail])]), [
+        ["delta", "BTC-USD-SWAP", [["not_live", null, "trades stream disconnected (socket closed) from 2026-01-05T12:01:30.000Z to 2026-01-05T12:02:30.000Z (stream coverage)"]]],
+        ["gamma", "BTCUSDT", [["gap", "gamma-open", "trades gap (disconnect), open, from 2026-01-05T11:58:00.000Z to now (open)"]]]
+      ])
+      // alpha and beta: 5 x 1,000 USD each = 10,000 USD, 100 coins; but not complete: gamma and delta are missing.
+      assert.deepStrictEqual([twelve.complete, twelve.volume_usd, twelve.volume_base], [false, 10_000, 100])
+      // gamma's open gap also reaches 11:55 (from 11:58) and 12:05 (the bucket in progress): it is left out there too;
+      // delta's 11:55 bucket is its 11:59 bar, whole.
+      assert.deepStrictEqual(aggregates.map((a) => [a.start, a.venues.map((v) => v.exchange), a.left_out.map((l) => l.exchange), a.complete]), [
+        [iso(at(-5, 0)), ["delta"], ["gamma"], false],
+        [iso(noon), ["alpha", "beta"], ["delta", "gamma"], false],
+        [iso(at(5, 0)), [], ["gamma"], false]
+      ])
+
+      // Per instrument, gamma's and delta's 12:00 buckets are there, with no minute, and say why.
+      const per = (yield* fiveMinutes(false, now)).bars.filter((b) => b.start === iso(noon))
+      assert.deepStrictEqual(per.map((b) => [b.exchange, b.symbol, b.base, b.minutes, b.volume_usd, b.complete, b.incomplete.map((i) => i.reason)]), [
+        ["alpha", "BTCUSDT", "BTC", 5, 5000, true, []],
+        ["beta", "BTCUSDT", "BTC", 5, 5000, true, []],
+        ["delta", "BTC-USD-SWAP", "BTC", 0, 0, false, ["not_live"]],
+        ["deribit", "BTC-27DEC26-100000-C", "BTC", 0, 0, false, ["gap"]],
+        ["gamma", "BTCUSDT", "BTC", 0, 0, false, ["gap"]]
+      ])
+
+      // delta's outage repaired and verified over 12:01:20 .. 12:02:40 (its trades fetched back, none in 12:00 .. 12:05):
+      // the coverage's hole is filled, delta drops out of 12:00's left_out.
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('delta-verified', 'delta', 'trades', 'BTC-USD-SWAP', '2026-01-05 12:01:20', '2026-01-05 12:02:40', 'disconnect', 0, 'verified', 0, '{}'::jsonb)`
+      // kappa: down 12:01:00 .. 12:01:30, its verified gap ending at the first trade after, stamped 12:01:29 by the
+      // venue: within the 2 s grace of the reconnect (12:01:30 - 2 s = 12:01:28), so the repair covers the outage too.
+      yield* sql`INSERT INTO stream_coverage (id, run_id, exchange, channel, symbol, state, detail, since, until, closed)
+        VALUES ('run1_kappa_down', 'run1', 'kappa', 'trades', 'BTCUSDT', 'disconnected', NULL, '2026-01-05 12:01:00', '2026-01-05 12:01:30', TRUE)`
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('kappa-verified', 'kappa', 'trades', 'BTCUSDT', '2026-01-05 12:00:50', '2026-01-05 12:01:29', 'disconnect', 0, 'verified', 0, '{}'::jsonb)`
+      const repaired = (yield* fiveMinutes(true, now)).aggregates.find((a) => a.start === iso(noon))!
+      assert.deepStrictEqual(repaired.left_out.map((l) => l.exchange), ["gamma"])
+      // The same outage with its gap ending at 12:01:27, beyond the grace: kappa is left out, not live.
+      yield* sql`UPDATE data_gaps SET gap_end = '2026-01-05 12:01:27' WHERE id = 'kappa-verified'`
+      const short = (yield* fiveMinutes(true, now)).aggregates.find((a) => a.start === iso(noon))!
+      assert.deepStrictEqual(short.left_out.map((l) => [l.exchange, l.incomplete.map((i) => i.reason)]), [["gamma", ["gap"]], ["kappa", ["not_live"]]])
+    }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
+
+  it.live("a minute partial only by a reconnect is complete once a verified trades gap spans it from its start to the reconnect", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      yield* truncateAll
+      const sql = yield* SqlClient.SqlClient
+      // Each venue's connection came back at 12:01:20: its 12:01 bar was watched from then only.
+      const resumed = "partial minute: connection resumed at 2026-01-05T12:01:20.000Z"
+      // As the processor writes it: a connection back at 12:01:20 after one broke, a trade at 12:01:25.
+      const live = processor(btcusdt)
+      live.bars.resumed(["BTCUSDT"], at(1, 20), true)
+      run(live, [trade(btcusdt, "r1", at(1, 25), 100, 1, "buy")], at(1, 26))
+      assert.deepStrictEqual(ticked(live, at(2, 5)).trade_bars.map((r) => [r.observedWhole, r.partialReason]), [[false, resumed]])
+      const venues = ["epsilon", "zeta", "eta", "theta"]
+      yield* insertRows("trade_bars", venues.map((v) => minuteBar(v, "BTCUSDT", 1, 100, 1000, { observedWhole: false, partialReason: resumed })))
+      // The reconnect's trades gaps: from the last trade before the drop to the first after it.
+      const gap = (venue: string, from: string, to: string) =>
+        sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+          VALUES (${`${venue}-gap`}, ${venue}, 'trades', 'BTCUSDT', ${from}::timestamp, ${to}::timestamp, 'disconnect', 3, 'open', 0, '{}'::jsonb)`
+      yield* gap("epsilon", "2026-01-05 12:00:45", "2026-01-05 12:01:21") // spans 12:01:00 .. 12:01:20
+      yield* gap("zeta", "2026-01-05 12:01:05", "2026-01-05 12:01:21") //    starts after the minute: 12:01:00 .. 12:01:05 is not in it
+      yield* gap("eta", "2026-01-05 12:00:45", "2026-01-05 12:01:17") //     ends 3 s before the reconnect: more than the 2 s grace
+      yield* gap("theta", "2026-01-05 12:00:45", "2026-01-05 12:01:19") //   its first trade stamped 1 s before the reconnect: within the grace
+      const minute12h01 = (now: number) =>
+        bars({ symbol: "BTC", hours: 1, interval: "1m", aggregate: false, limit: 20 }).pipe(
+          Effect.provide(frozenClock(now)),
+          Effect.map((answer) => answer.bars.filter((b) => b.start === iso(at(1, 0))))
+        )
+
+      // While the gaps are open, every 12:01 is partial and overlapped by its gap.
+      const open = yield* minute12h01(at(10, 0))
+      assert.deepStrictEqual(open.map((b) => [b.exchange, b.complete, b.incomplete.map((i) => [i.reason, i.gap_id]), b.repaired]), [...venues].sort().map((v) => [
+        v, false, [["partial_minute", null], ["gap", `${v}-gap`]], []
+      ]))
+
+      // The repairs fetched every trade of the gaps back (merged by the writer: the bars' figures are not this test's).
+      yield* sql`UPDATE data_gaps SET repair_status = 'verified', repaired_count = 3`
+      const verified = yield* minute12h01(at(10, 0))
+      assert.deepStrictEqual(verified.map((b) => [b.exchange, b.complete, b.incomplete.map((i) => i.reason), b.repaired.map((r) => r.gap_id)]), [
+        ["epsilon", true, [], ["epsilon-gap"]],
+        ["eta", false, ["partial_minute"], []], //   12:01:17 < 12:01:20 - 2 s = 12:01:18
+        ["theta", true, [], ["theta-gap"]], //      12:01:19 >= 12:01:18
+        ["zeta", false, ["partial_minute"], []] //  12:01:05 > 12:01:00
+      ])
+      if (process.env.BARS_PRINT === "1") console.log(JSON.stringify(verified[0]))
+      assert.deepStrictEqual(verified[0]!.repaired, [{
+        minute: iso(at(1, 0)),
+        gap_id: "epsilon-gap",
+        detail: `${resumed}; its unobserved part 2026-01-05T12:01:00.000Z .. 2026-01-05T12:01:20.000Z lies in trades gap ` +
+          "2026-01-05T12:00:45.000Z .. 2026-01-05T12:01:21.000Z, verified: its trades were fetched back and merged"
+      }])
+      // The aggregate of 12:01 sums the two made whole: 2 x 1,000 USD.
+      const [aggregate] = (yield* bars({ symbol: "BTC", hours: 1, interval: "1m", aggregate: true, limit: 20 }).pipe(Effect.provide(frozenClock(at(10, 0))))).aggregates
+      assert.deepStrictEqual([aggregate!.start, aggregate!.venues.map((v) => v.exchange), aggregate!.left_out.map((l) => l.exchange), aggregate!.volume_usd], [
+        iso(at(1, 0)), ["epsilon", "theta"], ["eta", "zeta"], 2000
+      ])
+    }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
 })

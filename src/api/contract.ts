@@ -496,11 +496,11 @@ const Arbitrage = Schema.Struct({
 })
 
 const BarIncomplete = Schema.Struct({
-  reason: Schema.Literals(["partial_minute", "gap", "in_progress"]),
+  reason: Schema.Literals(["partial_minute", "gap", "not_live", "in_progress"]),
   detail: Schema.String,
   minute: Schema.NullOr(Timestamp),
   gap_id: Schema.NullOr(Schema.String)
-}).annotate({ description: "Why a bar is not complete: a minute not watched whole, an open or unrepaired gap over it, or the bucket is not over" })
+}).annotate({ description: "Why a bar is not complete: a minute not watched whole, an open or unrepaired gap over it, a stream of it not live over it, or the bucket is not over (or its last minute not stored yet)" })
 
 const BarVolumes = {
   vwap: Schema.NullOr(Schema.Number).annotate({ description: "volume_usd / volume_base: the USD price of the bucket's trades" }),
@@ -534,7 +534,10 @@ const Bars = Schema.Struct({
     ...BarVolumes,
     minutes: Schema.Number.annotate({ description: "Minute bars in the bucket (a minute without a trade has none)" }),
     complete: Schema.Boolean,
-    incomplete: Schema.Array(BarIncomplete)
+    incomplete: Schema.Array(BarIncomplete),
+    repaired: Schema.Array(Schema.Struct({ minute: Timestamp, gap_id: Schema.String, detail: Schema.String })).annotate({
+      description: "Minutes partial only by a (re)connect that count as whole: a verified trades gap spans their unobserved part"
+    })
   })),
   aggregates: Schema.Array(Schema.Struct({
     asset: Schema.String,

@@ -3,9 +3,10 @@
  * original indexes serve it; `count` and `summary` cover every matching row,
  * not just the page.
  */
-import { Clock, Effect } from "effect"
+import { Clock, Config, Effect } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { parQuotes } from "../domain/instruments.ts"
+import { defaultBarGraceMs } from "../pipeline/bars.ts"
 import type { ExcludedBook, PairSpread, SpreadQuote } from "../domain/rows.ts"
 
 export interface WindowFilter {
@@ -1209,11 +1210,22 @@ export interface BarFilter {
 
 /** Why a bucket is not complete. */
 export interface BarIncomplete {
-  /** `partial_minute`: a minute not watched whole; `gap`: an open or unrepaired gap overlaps it; `in_progress`: the bucket is not over. */
-  readonly reason: "partial_minute" | "gap" | "in_progress"
+  /**
+   * `partial_minute`: a minute not watched whole; `gap`: an open or unrepaired gap overlaps it; `not_live`: a stream
+   * of its instrument was not live over it (stream_coverage); `in_progress`: the bucket is not over, or its last
+   * minute bar may not be stored yet.
+   */
+  readonly reason: "partial_minute" | "gap" | "not_live" | "in_progress"
   readonly detail: string
   readonly minute: string | null
   readonly gap_id: string | null
+}
+
+/** A minute partial only by a (re)connect, made whole by a verified gap over its unobserved part: why it counts. */
+export interface BarRepaired {
+  readonly minute: string
+  readonly gap_id: string
+  readonly detail: string
 }
 
 interface BarBucket {
@@ -1236,6 +1248,7 @@ interface BarBucket {
   readonly liquidations: number
   readonly minutes: number
   readonly incomplete: Array<BarIncomplete>
+  readonly repaired: Array<BarRepaired>
 }
 
 /** Cents, and 15 significant digits for coins: sums of numerics read back as floats carry no binary noise. */
@@ -1249,6 +1262,45 @@ const vwapOf = (usd: number, base: number) => (base > 0 ? Number((usd / base).to
  * trade_bars (bars the writer could not store), still open or not repaired in full.
  */
 const barGapChannels = ["trades", "liquidations", "trade_bars"]
+/** The streams a bar is made of: a time one was not live (stream_coverage, migration 0012) is a hole in it. */
+const barCoverageChannels = ["trades", "liquidations"]
+
+/**
+ * How long after a bucket's end its last minute bar may still be on its way to the table, so the bucket is
+ * `in_progress` until then, never complete: the bar is due `BAR_GRACE_SECONDS` after its minute (late trades),
+ * is emitted at the processor's next call, at most one tick later on a quiet stream (venue-kit's tickBooks runs
+ * every second), then waits in the writer up to one `WRITER_FLUSH_MS` for a fuller batch, and up to one more
+ * behind the batch being inserted. Defaults: 2 s + 1 s + 2 x 50 ms = 3.1 s. A writer retrying through a
+ * database outage takes longer: those bars are late corrections to buckets already called complete.
+ */
+const barTickMs = 1_000
+export const BarTiming = Config.all({
+  graceMs: Config.Number("BAR_GRACE_SECONDS").pipe(Config.withDefault(defaultBarGraceMs / 1000), Config.map((s) => s * 1000)),
+  flushMs: Config.Int("WRITER_FLUSH_MS").pipe(Config.withDefault(50))
+}).pipe(Config.map(({ flushMs, graceMs }) => ({ graceMs, settleMs: graceMs + barTickMs + 2 * flushMs })))
+
+/**
+ * A minute partial only because its connection (re)opened at `at` (pipeline/bars.ts's partial_reason) was not
+ * watched from its start to then. That part is filled when a verified trades gap of the instrument spans it: the
+ * repair fetched every trade of it back and the writer merged them into the bar. The trades gap of a reconnect
+ * ends at the first trade received after it (gaps/continuity.ts), stamped by the venue, which may trail our clock
+ * by up to the bars' grace (BAR_GRACE_SECONDS): so the gap must start at or before the minute and end no earlier
+ * than the reconnect less the grace; after its end the trades come in sequence (a break is another gap, a hole).
+ *
+ * What the write side records is not enough for more (see the report of review finding 13):
+ * - "connection interrupted before <t>" (the minute a connection broke in) names the reconnect, not the break:
+ *   its unobserved part, from the last message to the minute's end, is not known, so it stays partial. Needed:
+ *   the unobserved interval(s) of the minute as times (e.g. unobserved_from / unobserved_until, merged as a union),
+ *   not a text reason;
+ * - partial_reason keeps the first reason only (COALESCE in the merge), and a minute resumed and then broken again
+ *   keeps its first (markPartial skips a bar already partial): the second outage is seen only as its own gap;
+ * - a correction (late or repaired trades) takes observed_whole from the connection of the moment, and the merge
+ *   ANDs it in: a minute watched whole whose gap is repaired after a reconnect at <t> later than the minute is
+ *   stored "connection resumed at <t>". Read as unobserved up to the minute's end, it is filled only by a gap
+ *   spanning the whole minute. A correction should leave observed_whole as the live bar had it.
+ * A sequenced stream whose reconnect missed no trade opens no gap: its minute stays partial (nothing verifies it).
+ */
+const reconnectReason = /^partial minute: connection (?:resumed|opened) at (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z)$/
 
 export const barsStatements = (sql: SqlClient.SqlClient, filter: BarFilter, now: number) => {
   const bucketMs = barIntervals[filter.interval] * 1000
@@ -1276,17 +1328,56 @@ export const barsStatements = (sql: SqlClient.SqlClient, filter: BarFilter, now:
     FROM trade_bars WHERE ${sql.and(conditions)}
     GROUP BY exchange, symbol, base, instrument_kind, bucket_ms
     ORDER BY bucket_ms, exchange, symbol`
-  const gapConditions: Array<Statement.Fragment> = [
-    sql`channel IN ${sql.in(barGapChannels)}`,
-    sql`repair_status <> 'verified'`,
-    sql`gap_start < ${utcTimestamp(sql, now)}`,
-    sql`(gap_end IS NULL OR gap_end > ${utcTimestamp(sql, from)})`
-  ]
-  if (filter.exchange !== undefined) gapConditions.push(sql`exchange = ${filter.exchange}`)
-  // The ledger is small: every unrepaired gap of the window, matched to the bars' instruments below.
-  const unrepaired = sql`SELECT id, exchange, channel, symbol, gap_start, gap_end, cause, repair_status FROM data_gaps
-    WHERE ${sql.and(gapConditions)} ORDER BY gap_start`
-  return { from, bucketMs, bars, unrepaired }
+  // The instruments expected besides those with bars (an instrument with no bar in a bucket is missing from
+  // it, not quiet, when the ledger or the coverage says so): every gap of the window on the bars' channels, and
+  // every time a trades or liquidations stream of the window was not live. Both tables are small; each row's
+  // instrument is placed by its latest bar (base, kind) when it ever had one, else by its symbol's pattern.
+  const known = (alias: string) => sql`LEFT JOIN LATERAL (SELECT t.base, t.instrument_kind FROM trade_bars AS t
+      WHERE t.symbol = ${sql.literal(alias)}.symbol AND t.exchange = ${sql.literal(alias)}.exchange ORDER BY t.minute DESC LIMIT 1) AS known ON TRUE`
+  const asset = (alias: string) => {
+    const conditions: Array<Statement.Fragment> = []
+    if (filter.exchange !== undefined) conditions.push(sql`${sql.literal(alias)}.exchange = ${filter.exchange}`)
+    // The bars' own asset match (exact symbol, or base), and the base-asset pattern for an instrument with no bar yet.
+    if (filter.symbol !== undefined) {
+      conditions.push(sql`(${sql.literal(alias)}.symbol = ${filter.symbol} OR known.base = ${filter.symbol.toUpperCase()}
+        OR (known.base IS NULL AND ${sql.literal(alias)}.symbol ~ ${baseAssetPattern(filter.symbol)}))`)
+    }
+    return conditions
+  }
+  const gaps = sql`SELECT g.id, g.exchange, g.channel, g.symbol, g.gap_start, g.gap_end, g.cause, g.repair_status,
+      known.base, known.instrument_kind FROM data_gaps AS g ${known("g")}
+    WHERE ${sql.and([
+    sql`g.channel IN ${sql.in(barGapChannels)}`,
+    sql`g.gap_start < ${utcTimestamp(sql, now)}`,
+    sql`(g.gap_end IS NULL OR g.gap_end > ${utcTimestamp(sql, from)})`,
+    ...asset("g")
+  ])} ORDER BY g.gap_start`
+  const notLive = sql`SELECT c.exchange, c.channel, c.symbol, c.state, c.detail, c.since, c.until, known.base, known.instrument_kind
+    FROM stream_coverage AS c ${known("c")}
+    WHERE ${sql.and([
+    sql`c.channel IN ${sql.in(barCoverageChannels)}`,
+    sql`c.state <> 'live'`,
+    sql`c.until > ${utcTimestamp(sql, from)}`,
+    sql`c.since < ${utcTimestamp(sql, now)}`,
+    ...asset("c")
+  ])} ORDER BY c.since`
+  return { from, bucketMs, bars, gaps, notLive }
+}
+
+/** A time an instrument's bars lack trades: an unrepaired gap (end null: open) or a stream not live. */
+interface BarHole {
+  readonly start: number
+  readonly end: number | null
+  readonly incomplete: BarIncomplete
+}
+
+/** An instrument the window should have bars of, by the ledger or the coverage: base and kind from its latest bar. */
+interface ExpectedInstrument {
+  readonly exchange: string
+  readonly symbol: string
+  readonly base: string | null
+  readonly kind: string | null
+  readonly holes: Array<BarHole>
 }
 
 const barJson = (b: BarBucket, interval: BarInterval, bucketMs: number) => ({
@@ -1312,7 +1403,8 @@ const barJson = (b: BarBucket, interval: BarInterval, bucketMs: number) => ({
   liquidation_count: b.liquidations,
   minutes: b.minutes,
   complete: b.incomplete.length === 0,
-  incomplete: b.incomplete
+  incomplete: b.incomplete,
+  repaired: b.repaired
 })
 
 /**
@@ -1330,34 +1422,84 @@ export const bars = (filter: BarFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
+      // A malformed BAR_GRACE_SECONDS or WRITER_FLUSH_MS stops the service at start (PipelineSettings, WriterOptions).
+      const { graceMs, settleMs } = yield* Effect.orDie(BarTiming)
       const statements = barsStatements(sql, filter, now)
       const { bucketMs } = statements
-      const [rows, gapRows] = yield* Effect.all([statements.bars, statements.unrepaired], { concurrency: 2 })
-      const gapsByInstrument = new Map<string, Array<{ readonly id: string; readonly start: number; readonly end: number | null; readonly text: string }>>()
+      const [rows, gapRows, notLiveRows] = yield* Effect.all([statements.bars, statements.gaps, statements.notLive], { concurrency: 3 })
+      const instrumentKey = (exchange: unknown, symbol: unknown) => `${exchange}\u0000${symbol}`
+      const expected = new Map<string, ExpectedInstrument>()
+      const expect = (r: Record<string, unknown>) => {
+        const key = instrumentKey(r.exchange, r.symbol)
+        const known = expected.get(key)
+        if (known !== undefined) return known
+        const made: ExpectedInstrument = {
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          base: (r.base as string | null) ?? null,
+          kind: (r.instrument_kind as string | null) ?? null,
+          holes: []
+        }
+        expected.set(key, made)
+        return made
+      }
+      /** Verified gaps per instrument: a time whose trades were all fetched back is no hole. */
+      const verified = new Map<string, Array<{ readonly id: string; readonly channel: string; readonly start: number; readonly end: number }>>()
       for (const g of gapRows) {
-        const key = `${g.exchange}\u0000${g.symbol}`
-        const list = gapsByInstrument.get(key) ?? []
-        list.push({
-          id: g.id as string,
-          start: Date.parse(toIso(g.gap_start)),
-          end: g.gap_end === null ? null : Date.parse(toIso(g.gap_end)),
-          text: `${g.channel} gap (${g.cause}), ${g.repair_status}, from ${toIso(g.gap_start)} to ${toIsoOrNull(g.gap_end) ?? "now (open)"}`
-        })
-        gapsByInstrument.set(key, list)
+        const start = epochMsOf(g.gap_start)
+        const end = g.gap_end === null ? null : epochMsOf(g.gap_end)
+        if (g.repair_status === "verified" && end !== null) {
+          const key = instrumentKey(g.exchange, g.symbol)
+          verified.set(key, [...(verified.get(key) ?? []), { id: g.id as string, channel: g.channel as string, start, end }])
+          continue
+        }
+        // The gap (start, end) loses trades strictly between its bounds (an open one: until now).
+        const detail = `${g.channel} gap (${g.cause}), ${g.repair_status}, from ${toIso(g.gap_start)} to ${toIsoOrNull(g.gap_end) ?? "now (open)"}`
+        expect(g).holes.push({ start, end, incomplete: { reason: "gap", detail, minute: null, gap_id: g.id as string } })
+      }
+      for (const c of notLiveRows) {
+        const since = epochMsOf(c.since)
+        const until = epochMsOf(c.until)
+        // The same outage's trades gap, verified: the repair brought back what the stream missed (its end is the
+        // first trade after the reconnect, venue-stamped: the grace's allowance, as for a reconnect minute below).
+        if (verified.get(instrumentKey(c.exchange, c.symbol))?.some((v) => v.channel === c.channel && v.start <= since && v.end >= until - graceMs)) continue
+        const why = c.detail === null ? "" : ` (${c.detail})`
+        const detail = `${c.channel} stream ${c.state}${why} from ${toIso(c.since)} to ${toIso(c.until)} (stream coverage)`
+        expect(c).holes.push({ start: since, end: until, incomplete: { reason: "not_live", detail, minute: null, gap_id: null } })
+      }
+      const holesOver = (holes: ReadonlyArray<BarHole>, start: number) =>
+        holes.filter((h) => h.start < start + bucketMs && (h.end === null || h.end > start)).map((h) => h.incomplete)
+      const inProgress = (start: number): Array<BarIncomplete> => {
+        if (start + bucketMs > now) return [{ reason: "in_progress", detail: "the bucket is not over", minute: null, gap_id: null }]
+        if (start + bucketMs + settleMs <= now) return []
+        const settled = new Date(start + bucketMs + settleMs).toISOString()
+        return [{ reason: "in_progress", detail: `the bucket is over; its last minute bar may be written until ${settled}`, minute: null, gap_id: null }]
       }
       const buckets: Array<BarBucket> = rows.map((r) => {
         const start = Number(r.bucket_ms)
-        const incomplete: Array<BarIncomplete> = []
-        if (start + bucketMs > now) incomplete.push({ reason: "in_progress", detail: "the bucket is not over", minute: null, gap_id: null })
+        const incomplete = inProgress(start)
         const minutes = (r.partial_minutes as Array<string> | null) ?? []
         const reasons = (r.partial_reasons as Array<string> | null) ?? []
-        minutes.forEach((m, i) => incomplete.push({ reason: "partial_minute", detail: reasons[i]!, minute: new Date(Number(m)).toISOString(), gap_id: null }))
-        // The gap (start, end) loses trades strictly between its bounds: it overlaps [start, start + bucket).
-        for (const gap of gapsByInstrument.get(`${r.exchange}\u0000${r.symbol}`) ?? []) {
-          if (gap.start < start + bucketMs && (gap.end === null || gap.end > start)) {
-            incomplete.push({ reason: "gap", detail: gap.text, minute: null, gap_id: gap.id })
+        const repaired: Array<BarRepaired> = []
+        const fills = (verified.get(instrumentKey(r.exchange, r.symbol)) ?? []).filter((v) => v.channel === "trades")
+        minutes.forEach((m, i) => {
+          const minute = Number(m)
+          const reason = reasons[i]!
+          const reconnect = reconnectReason.exec(reason)
+          if (reconnect !== null) {
+            const unobservedUntil = Math.min(Date.parse(reconnect[1]!), minute + 60_000)
+            const fill = fills.find((v) => v.start <= minute && v.end >= unobservedUntil - graceMs)
+            if (fill !== undefined) {
+              const span = `${new Date(minute).toISOString()} .. ${new Date(unobservedUntil).toISOString()}`
+              const gap = `${new Date(fill.start).toISOString()} .. ${new Date(fill.end).toISOString()}`
+              const detail = `${reason}; its unobserved part ${span} lies in trades gap ${gap}, verified: its trades were fetched back and merged`
+              repaired.push({ minute: new Date(minute).toISOString(), gap_id: fill.id, detail })
+              return
+            }
           }
-        }
+          incomplete.push({ reason: "partial_minute", detail: reason, minute: new Date(minute).toISOString(), gap_id: null })
+        })
+        incomplete.push(...holesOver(expected.get(instrumentKey(r.exchange, r.symbol))?.holes ?? [], start))
         return {
           exchange: r.exchange as string,
           symbol: r.symbol as string,
@@ -1377,9 +1519,35 @@ export const bars = (filter: BarFilter) =>
           shortUsd: toNumber(r.shorts),
           liquidations: toNumber(r.liquidations),
           minutes: toNumber(r.minutes),
-          incomplete
+          incomplete,
+          repaired
         }
       })
+      // An expected instrument with a hole over a bucket and no bar in it is missing from it, never silently:
+      // a bucket of its own with no minute, complete: false, and the holes that say why.
+      const present = new Set(buckets.map((b) => `${instrumentKey(b.exchange, b.symbol)}\u0000${b.start}`))
+      const bases = [...new Set(rows.map((r) => r.base as string))]
+      const baseOf = (e: ExpectedInstrument) =>
+        e.base ?? [...(filter.symbol === undefined ? [] : [filter.symbol.toUpperCase()]), ...bases].find((base) => new RegExp(baseAssetPattern(base)).test(e.symbol)) ?? null
+      let missing = 0
+      for (const e of expected.values()) {
+        const base = baseOf(e)
+        // The aggregate leaves options out; one never seen is known by its symbol (strike and call or put last).
+        if (filter.aggregate && (e.kind === null ? /-[0-9]+-[CP](-[A-Z]+)?$/.test(e.symbol) : e.kind === "option")) continue
+        for (let start = statements.from; start <= now; start += bucketMs) {
+          if (present.has(`${instrumentKey(e.exchange, e.symbol)}\u0000${start}`)) continue
+          const holes = holesOver(e.holes, start)
+          if (holes.length === 0) continue
+          missing++
+          buckets.push({
+            exchange: e.exchange, symbol: e.symbol, base: base ?? "unknown", kind: e.kind ?? "unknown", start,
+            open: null, high: null, low: null, close: null, volumeBase: 0, volumeUsd: 0, buyUsd: 0, sellUsd: 0, trades: 0,
+            longUsd: 0, shortUsd: 0, liquidations: 0, minutes: 0, incomplete: [...inProgress(start), ...holes], repaired: []
+          })
+        }
+      }
+      const byCodeUnit = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0)
+      if (missing > 0) buckets.sort((x, y) => x.start - y.start || byCodeUnit(x.exchange, y.exchange) || byCodeUnit(x.symbol, y.symbol))
       const window = { start: new Date(statements.from).toISOString(), end: new Date(now).toISOString() }
       if (!filter.aggregate) {
         return { count: buckets.length, interval: filter.interval, aggregate: false, window, bars: buckets.map((b) => barJson(b, filter.interval, bucketMs)), aggregates: [] }
