@@ -4,10 +4,14 @@
  * rules for which books count. Plain synchronous code.
  *
  * - Candidates: for each market type (spot with spot, perpetual with
- *   perpetual), every ordered pair of books on two different venues, both
- *   quoted in USD or a USD stablecoin (at par, as the spread sample marks it).
- *   A book at a fiat cross rate is left out: the rate comes from other books'
- *   mids, and a trade would pay the currency conversion too.
+ *   perpetual), every ordered pair of books on two different venues quoted in
+ *   the SAME currency: USD with USD, USDT with USDT, USDC with USDC. Buying
+ *   BTC for USD and selling it for USDT leaves the trader holding USDT for
+ *   USD, and converting it back is a third leg with its own price and fee: a
+ *   15 bps USDT premium alone would look like an opportunity (review 20
+ *   finding 12). The spread sample still compares such books at par, marked;
+ *   an arbitrage never does. A book at a fiat cross rate is left out too: the
+ *   rate comes from other books' mids, and a trade would pay the conversion.
  * - Edge after taker fees on both legs, in bps of the buy leg's cost:
  *   buying at the buy venue's best ask costs ask x (1 + fee_buy), selling at
  *   the sell venue's best bid brings bid x (1 - fee_sell);
@@ -104,7 +108,7 @@ export class ArbitrageTracker {
     const seen = new Set<string>()
     for (const buy of direct) {
       for (const sell of direct) {
-        if (buy.market !== sell.market || buy.exchange === sell.exchange) continue
+        if (buy.market !== sell.market || buy.exchange === sell.exchange || buy.quote !== sell.quote) continue
         const buyFee = feeOf(this.fees, buy.exchange)
         const sellFee = feeOf(this.fees, sell.exchange)
         const edge = edgeAfterFees(buy.ask, sell.bid, buyFee, sellFee)
