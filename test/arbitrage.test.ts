@@ -61,7 +61,8 @@ describe("an opportunity's life", () => {
   it("fees eat a 12 bps gross edge; then one opens, peaks, stays open without a new row, and closes when the edge is gone", () => {
     const registry = new LiveBookRegistry()
     const { alpha, beta } = twoVenues(registry)
-    const tracker = new ArbitrageTracker(fees)
+    // alpha is received once, at t0: the legs' timing limits are wide here (they have their own test below).
+    const tracker = new ArbitrageTracker(fees, { maxBookAgeMs: 5_000, maxLegSkewMs: 5_000 })
     alpha.book("BTC-USDT", [[99_990, 1]], [[100_000, 0.4]], t0)
     // Bid 100 120 > ask 100 000 (12 bps gross), but 100 120 x 0.9995 = 100 069.94 < 100 100: -3.003 bps after fees.
     beta.book("BTCUSDT", [[100_120, 0.25]], [[100_130, 1]], t0)
@@ -118,6 +119,45 @@ describe("an opportunity's life", () => {
     usdt2.book("BTCUSDT", [[100_300.2, 1]], [[100_310, 1]], t0)
     const same = tracker.observe(sample(registry2, t0))
     assert.deepStrictEqual(same.map((o) => [o.buyExchange, o.sellExchange, o.openEdgeBps]), [["alpha", "beta", 14.99]])
+  })
+
+  it("both tops current (1000 ms) and received within 500 ms of each other, or none opens; an open one closes when a leg stalls", () => {
+    const registry = new LiveBookRegistry()
+    const { alpha, beta } = twoVenues(registry)
+    const tracker = new ArbitrageTracker(fees, { maxBookAgeMs: 1_000, maxLegSkewMs: 500 })
+    // Bid 100 300 against ask 100 000: 14.97003 bps after fees (above), wide enough if the tops were of one moment.
+    // beta received at t0, alpha at t0 + 600: at t0 + 700 they are 100 and 700 ms old, received 600 ms apart.
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0)
+    alpha.book("BTC-USDT", [[99_990, 1]], [[100_000, 1]], t0 + 600)
+    const skewed = sample(registry, t0 + 700)
+    assert.strictEqual(skewed.quotes.length, 2, "both are usable for the spread sample (5 s limit)")
+    assert.deepStrictEqual(tracker.observe(skewed), [])
+
+    // beta re-received at t0 + 1 100 (alpha still at t0 + 600): 500 ms apart, 500 and 0 ms old at t0 + 1 100: opens.
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0 + 1_100)
+    const [opened] = tracker.observe(sample(registry, t0 + 1_100))
+    assert.deepInclude(opened!, { openedAt: t0 + 1_100, peakEdgeBps: 14.97, closedAt: null })
+
+    // alpha's socket stalls: at t0 + 1 700 its top is 1 100 ms old (beta re-received at t0 + 1 650, 50 ms old): closed, saying so.
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0 + 1_650)
+    const [closed] = tracker.observe(sample(registry, t0 + 1_700))
+    assert.deepInclude(closed!, {
+      id: opened!.id, closedAt: t0 + 1_700,
+      closeReason: "alpha BTC-USDT top received 1100 ms before the sample (arbitrage limit 1000 ms)"
+    })
+
+    // Still stalled at t0 + 2 000 (1 400 ms; beta fresh): a stalled top never opens one.
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0 + 2_000)
+    assert.deepStrictEqual(tracker.observe(sample(registry, t0 + 2_000)), [])
+    // The skew alone closes one too: both re-received at t0 + 3 000, opens; beta again at t0 + 3 900, alpha not:
+    // at t0 + 3 900 alpha is 900 ms old (within 1 000), beta 0 ms: 900 ms apart, over 500.
+    alpha.book("BTC-USDT", [[99_990, 1]], [[100_000, 1]], t0 + 3_000)
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0 + 3_000)
+    assert.strictEqual(tracker.observe(sample(registry, t0 + 3_000)).length, 1)
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0 + 3_900)
+    const [skewClosed] = tracker.observe(sample(registry, t0 + 3_900))
+    assert.strictEqual(skewClosed!.closeReason,
+      "legs received 900 ms apart (alpha BTC-USDT 900 ms, beta BTCUSDT 0 ms old; limit 500 ms)")
   })
 
   it("a resyncing book never makes one, however wide its last top", () => {

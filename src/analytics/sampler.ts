@@ -21,7 +21,7 @@ import { SqlClient } from "effect/sql"
 import { LiveBooks } from "../book/live.ts"
 import { RowBatch } from "../domain/rows.ts"
 import { openArbitrage } from "../storage/queries.ts"
-import { ArbitrageTracker, closedByRestart, closedByShutdown, parseTakerFees } from "./arbitrage.ts"
+import { ArbitrageTracker, closedByRestart, closedByShutdown, defaultLegTiming, parseTakerFees } from "./arbitrage.ts"
 import { sampleAsset, sampleSignature } from "./spreads.ts"
 
 const positive = Schema.Finite.check(Schema.isGreaterThan(0))
@@ -36,6 +36,8 @@ export const analyticsConfig = Config.all({
   ),
   sampleSeconds: Config.schema(positive, "SPREAD_SAMPLE_SECONDS").pipe(Config.withDefault(1)),
   maxBookAgeSeconds: Config.schema(positive, "SPREAD_MAX_BOOK_AGE_SECONDS").pipe(Config.withDefault(5)),
+  arbitrageMaxBookAgeMs: Config.schema(positive, "ARBITRAGE_MAX_BOOK_AGE_MS").pipe(Config.withDefault(defaultLegTiming.maxBookAgeMs)),
+  arbitrageMaxLegSkewMs: Config.schema(positive, "ARBITRAGE_MAX_LEG_SKEW_MS").pipe(Config.withDefault(defaultLegTiming.maxLegSkewMs)),
   fees: Config.schema(feeList, "ARBITRAGE_TAKER_FEES_BPS").pipe(Config.withDefault("")),
   otherVenueFeeBps: Config.schema(feeBps, "ARBITRAGE_DEFAULT_TAKER_FEE_BPS").pipe(Config.withDefault(10))
 })
@@ -53,7 +55,7 @@ export class CrossVenueAnalytics extends Context.Service<CrossVenueAnalytics, {
     const books = yield* LiveBooks
     const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
     const attached = yield* Deferred.make<Emit>()
-    const tracker = new ArbitrageTracker(fees)
+    const tracker = new ArbitrageTracker(fees, { maxBookAgeMs: config.arbitrageMaxBookAgeMs, maxLegSkewMs: config.arbitrageMaxLegSkewMs })
     const signatures = new Map<string, string>()
     const settings = { maxBookAgeMs: config.maxBookAgeSeconds * 1000 }
 
