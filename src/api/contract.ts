@@ -393,6 +393,7 @@ const OpenInterestAggregate = Schema.Struct({
 
 const TermStructure = Schema.Struct({
   max_age_minutes: Schema.Number,
+  max_price_skew_seconds: Schema.Number.annotate({ description: "A live price and the spot reference further apart in time are left out (TERM_STRUCTURE_MAX_PRICE_SKEW_SECONDS)" }),
   formulas: Formulas,
   assets: Schema.Array(Schema.Struct({
     asset: Schema.String,
@@ -419,7 +420,12 @@ const TermStructure = Schema.Struct({
       basis_percent: Schema.Number,
       annualized_basis_percent: Schema.NullOr(Schema.Number)
     })),
-    left_out: Schema.Array(Schema.Struct({ ...Instrument, reason: Schema.String }))
+    left_out: Schema.Array(Schema.Struct({
+      ...Instrument,
+      reason: Schema.String,
+      price_time: Schema.optional(Timestamp).annotate({ description: "With a price too far in time from the spot reference: the price's time" }),
+      spot_time: Schema.optional(Timestamp).annotate({ description: "And the spot reference's time" })
+    }))
   }))
 })
 
