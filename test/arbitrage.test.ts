@@ -9,7 +9,10 @@
  */
 import { writeFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect } from "effect"
+import { Context, Effect, Fiber } from "effect"
+import { TestClock } from "effect/testing"
+import { closeLeftOpen } from "../src/analytics/sampler.ts"
+import { arbitrage as arbitrageQuery } from "../src/storage/queries.ts"
 import { edgeAfterFees, ArbitrageTracker, parseTakerFees, type TakerFees } from "../src/analytics/arbitrage.ts"
 import { sampleAsset } from "../src/analytics/spreads.ts"
 import { LiveBookRegistry, LiveBooks } from "../src/book/live.ts"
@@ -213,6 +216,43 @@ describe("arbitrage events on the stream", () => {
       ["arbitrage", `${id}@${t0 + 1_000}`, 25_000, "closed"]
     ])
   })
+})
+
+describe("an opportunity nobody saw close", () => {
+  it.effect("the start-up close asks the database again every 5 s until it answers (here after 20 refusals, past the old 12), and closes only rows opened before this start", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(t0)
+      let asked = 0
+      const stored: Array<ArbitrageRow> = [
+        { ...leftOpen, id: "previous-run", openedAt: t0 - 60_000, lastSeenAt: t0 - 50_000 },
+        { ...leftOpen, id: "this-run", openedAt: t0 + 1_000, lastSeenAt: t0 + 1_000 }
+      ]
+      const readOpen = Effect.suspend(() => ++asked <= 20 ? Effect.fail("database away") : Effect.succeed(stored))
+      const emitted: Array<ArbitrageRow> = []
+      const fiber = yield* Effect.forkChild(closeLeftOpen(readOpen, (batch) => Effect.sync(() => { emitted.push(...batch.arbitrage_opportunities) }), t0))
+      // 20 refusals: the first ask at t0, then one every 5 s: the 21st ask, which answers, at t0 + 20 x 5 s = t0 + 100 s.
+      yield* TestClock.adjust("95 seconds")
+      assert.strictEqual(asked, 20)
+      assert.deepStrictEqual(emitted, [])
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(fiber)
+      assert.strictEqual(asked, 21)
+      assert.deepStrictEqual(emitted.map((r) => [r.id, r.closedAt]), [["previous-run", t0 - 50_000]], "closed at its last stored sample; this run's own row left to its tracker")
+    }))
+
+  it.live("the API serves a row stored open but not seen for over 15 s as unconfirmed, never as open", () =>
+    Effect.gen(function*() {
+      const db = postgresLayer(postgresUrl)
+      yield* truncateAll.pipe(Effect.provide(db))
+      const fresh = { ...leftOpen, id: "seen-14.999-s-ago", openedAt: t0 - 60_000, lastSeenAt: t0 - 14_999 }
+      const silent = { ...leftOpen, id: "seen-15.001-s-ago", openedAt: t0 - 60_000, lastSeenAt: t0 - 15_001 }
+      yield* insertRows("arbitrage_opportunities", [fresh, silent]).pipe(Effect.provide(db), Effect.scoped)
+      // At t0 exactly: 14 999 ms is within the 10 s refresh + 5 s slack, 15 001 ms is not.
+      const answer = yield* arbitrageQuery({ hours: 24, limit: 10 }).pipe(Effect.provide(pinnedClock(t0).layer), Effect.provide(db), Effect.scoped)
+      assert.deepStrictEqual(answer.open.map((o) => [o.id, o.status]), [["seen-14.999-s-ago", "open"]])
+      assert.deepStrictEqual(answer.unconfirmed.map((o) => [o.id, o.status, o.last_seen_at]), [["seen-15.001-s-ago", "unconfirmed", new Date(t0 - 15_001).toISOString()]])
+      assert.deepInclude(answer.summary, { open: 1, unconfirmed: 1, closed: 0 })
+    }))
 })
 
 describe("through the writer into PostgreSQL and the API", () => {

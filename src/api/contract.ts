@@ -477,7 +477,9 @@ const Opportunity = Schema.Struct({
   buy_symbol: Schema.String,
   sell_exchange: Schema.String,
   sell_symbol: Schema.String,
-  status: Schema.Literals(["open", "closed"]),
+  status: Schema.Literals(["open", "unconfirmed", "closed"]).annotate({
+    description: "unconfirmed: stored open, but not seen for 15 s (the 10 s refresh and 5 s slack): the service may have stopped, or the close was lost"
+  }),
   opened_at: Timestamp,
   closed_at: Schema.NullOr(Timestamp),
   close_reason: Schema.NullOr(Schema.String),
@@ -497,8 +499,9 @@ const Opportunity = Schema.Struct({
 const Arbitrage = Schema.Struct({
   count: Schema.Number,
   open: Schema.Array(Opportunity),
+  unconfirmed: Schema.Array(Opportunity).annotate({ description: "Stored open but not seen recently: neither served as open nor known to have closed" }),
   closed: Schema.Array(Opportunity),
-  summary: Schema.Struct({ open: Schema.Number, closed: Schema.Number, best_peak_edge_bps: Schema.NullOr(Schema.Number), exchanges: Strings })
+  summary: Schema.Struct({ open: Schema.Number, unconfirmed: Schema.Number, closed: Schema.Number, best_peak_edge_bps: Schema.NullOr(Schema.Number), exchanges: Strings })
 })
 
 const BarIncomplete = Schema.Struct({
