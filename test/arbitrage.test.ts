@@ -244,13 +244,13 @@ describe("an opportunity nobody saw close", () => {
     Effect.gen(function*() {
       const db = postgresLayer(postgresUrl)
       yield* truncateAll.pipe(Effect.provide(db))
-      const fresh = { ...leftOpen, id: "seen-14.999-s-ago", openedAt: t0 - 60_000, lastSeenAt: t0 - 14_999 }
-      const silent = { ...leftOpen, id: "seen-15.001-s-ago", openedAt: t0 - 60_000, lastSeenAt: t0 - 15_001 }
+      const fresh = { ...leftOpen, id: "seen-14-s-ago", openedAt: t0 - 60_000, lastSeenAt: t0 - 14_000 }
+      const silent = { ...leftOpen, id: "seen-16-s-ago", openedAt: t0 - 60_000, lastSeenAt: t0 - 16_000 }
       yield* insertRows("arbitrage_opportunities", [fresh, silent]).pipe(Effect.provide(db), Effect.scoped)
-      // At t0 exactly: 14 999 ms is within the 10 s refresh + 5 s slack, 15 001 ms is not.
+      // At t0 (the pinned clock runs on from t0: the query reads it a few ms later): 14 s is within the 10 s refresh + 5 s slack, 16 s is not.
       const answer = yield* arbitrageQuery({ hours: 24, limit: 10 }).pipe(Effect.provide(pinnedClock(t0).layer), Effect.provide(db), Effect.scoped)
-      assert.deepStrictEqual(answer.open.map((o) => [o.id, o.status]), [["seen-14.999-s-ago", "open"]])
-      assert.deepStrictEqual(answer.unconfirmed.map((o) => [o.id, o.status, o.last_seen_at]), [["seen-15.001-s-ago", "unconfirmed", new Date(t0 - 15_001).toISOString()]])
+      assert.deepStrictEqual(answer.open.map((o) => [o.id, o.status]), [["seen-14-s-ago", "open"]])
+      assert.deepStrictEqual(answer.unconfirmed.map((o) => [o.id, o.status, o.last_seen_at]), [["seen-16-s-ago", "unconfirmed", new Date(t0 - 16_000).toISOString()]])
       assert.deepInclude(answer.summary, { open: 1, unconfirmed: 1, closed: 0 })
     }))
 })
