@@ -23,7 +23,7 @@ import { LiveBooks } from "../book/live.ts"
 import { type ArbitrageRow, RowBatch } from "../domain/rows.ts"
 import { openArbitrage } from "../storage/queries.ts"
 import { ArbitrageTracker, closedByRestart, closedByShutdown, defaultLegTiming, parseTakerFees } from "./arbitrage.ts"
-import { sampleAsset, sampleSignature } from "./spreads.ts"
+import { sampleAsset, sampleSignature, type StoredState, storedState, storeReason } from "./spreads.ts"
 
 const positive = Schema.Finite.check(Schema.isGreaterThan(0))
 const feeBps = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(10_000))
@@ -39,6 +39,8 @@ export const analyticsConfig = Config.all({
   maxBookAgeSeconds: Config.schema(positive, "SPREAD_MAX_BOOK_AGE_SECONDS").pipe(Config.withDefault(5)),
   arbitrageMaxBookAgeMs: Config.schema(positive, "ARBITRAGE_MAX_BOOK_AGE_MS").pipe(Config.withDefault(defaultLegTiming.maxBookAgeMs)),
   arbitrageMaxLegSkewMs: Config.schema(positive, "ARBITRAGE_MAX_LEG_SKEW_MS").pipe(Config.withDefault(defaultLegTiming.maxLegSkewMs)),
+  storeSeconds: Config.schema(positive, "SPREAD_STORE_SECONDS").pipe(Config.withDefault(10)),
+  storeChangeBps: Config.schema(positive, "SPREAD_STORE_CHANGE_BPS").pipe(Config.withDefault(1)),
   fees: Config.schema(feeList, "ARBITRAGE_TAKER_FEES_BPS").pipe(Config.withDefault("")),
   otherVenueFeeBps: Config.schema(feeBps, "ARBITRAGE_DEFAULT_TAKER_FEE_BPS").pipe(Config.withDefault(10))
 })
@@ -84,6 +86,7 @@ export class CrossVenueAnalytics extends Context.Service<CrossVenueAnalytics, {
     const attached = yield* Deferred.make<Emit>()
     const tracker = new ArbitrageTracker(fees, { maxBookAgeMs: config.arbitrageMaxBookAgeMs, maxLegSkewMs: config.arbitrageMaxLegSkewMs })
     const signatures = new Map<string, string>()
+    const lastStored = new Map<string, StoredState>()
     const settings = { maxBookAgeMs: config.maxBookAgeSeconds * 1000 }
 
     const sample = (emit: Emit) =>
@@ -97,9 +100,11 @@ export class CrossVenueAnalytics extends Context.Service<CrossVenueAnalytics, {
           const signature = sampleSignature(s)
           const changed = signatures.get(asset) !== signature
           signatures.set(asset, signature)
+          const why = storeReason(s, lastStored.get(asset), config.storeChangeBps, config.storeSeconds * 1000)
+          if (why !== undefined) lastStored.set(asset, storedState(s))
           batch.exchange_spreads.push({
-            id: `${asset}_${now}`, asset, timestamp: now, quotes: s.quotes, pairs: s.pairs, excluded: s.excluded, changed,
-            metadata: { max_book_age_ms: settings.maxBookAgeMs, pair_spread: "(mid_a - mid_b) / ((mid_a + mid_b) / 2) x 1e4" }
+            id: `${asset}_${now}`, asset, timestamp: now, quotes: s.quotes, pairs: s.pairs, excluded: s.excluded, changed, stored: why !== undefined,
+            metadata: { max_book_age_ms: settings.maxBookAgeMs, pair_spread: "(mid_a - mid_b) / ((mid_a + mid_b) / 2) x 1e4", ...(why === undefined ? {} : { stored_because: why }) }
           })
           batch.arbitrage_opportunities.push(...tracker.observe(s))
         }

@@ -7,6 +7,7 @@ import { Clock, Effect } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { parQuotes } from "../domain/instruments.ts"
 import type { ExcludedBook, PairSpread, SpreadQuote } from "../domain/rows.ts"
+import { pairSpreads } from "../analytics/spreads.ts"
 
 export interface WindowFilter {
   readonly symbol?: string | undefined
@@ -1477,7 +1478,10 @@ const spreadJson = (r: Record<string, unknown>) => ({
   venues: Number(r.venues),
   changed: r.changed === true,
   quotes: (r.quotes ?? []) as ReadonlyArray<SpreadQuote>,
-  pairs: (r.pairs ?? []) as ReadonlyArray<PairSpread>,
+  // Not stored since review 20 finding 10 (storage/inserts.ts): derived from the stored mids.
+  pairs: (r.metadata as Record<string, unknown> | null)?.pairs_stored === false
+    ? pairSpreads((r.quotes ?? []) as ReadonlyArray<SpreadQuote>)
+    : (r.pairs ?? []) as ReadonlyArray<PairSpread>,
   excluded: (r.excluded ?? []) as ReadonlyArray<ExcludedBook>,
   metadata: r.metadata ?? null
 })

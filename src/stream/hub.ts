@@ -188,7 +188,7 @@ export const barEventJson = (r: TradeBarRow) => ({
  * Spread samples and arbitrage changes (analytics/). A sample is sent only
  * when it changed (a price, a size or the set of books: `changed`): at 1 Hz
  * per asset an unchanged book would repeat itself to every client, and every
- * sample is in the table and at /exchange/spreads. An opportunity is sent at
+ * stored sample is in the table and at /exchange/spreads. An opportunity is sent at
  * open, at each new peak, every 10 s while open and at close; its event's row
  * id is `<opportunity id>@<last seen ms>`, one per change. Neither kind is
  * resumed from the database (a sample's history is at the endpoint; an
