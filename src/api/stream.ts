@@ -18,7 +18,9 @@
  * After a reconnect with a Last-Event-ID (header, or `last_event_id`), what
  * was missed comes first: from the hub's ring when it still holds the
  * client's event (exactly the events after it), otherwise from the database
- * by insert time and then from the ring (see stream/hub.ts for the ids).
+ * by insert time and then from the ring (see stream/hub.ts for the ids);
+ * such a resume first gets the open arbitrage opportunities as one snapshot
+ * event (spread and arbitrage events are in the ring only: hub.ts).
  * Both transports admit a client the same way (makeStreamAdmission) and
  * encode the same Effect Stream of items (streamItems: the snapshot, the
  * replay, then the live queue, and at most one end); each merges its own

@@ -206,6 +206,12 @@ export interface SpreadRow {
   readonly excluded: ReadonlyArray<ExcludedBook>
   /** Some price or the set of books differs from the asset's previous sample (only those are streamed). */
   readonly changed: boolean
+  /**
+   * Whether the writer stores it (analytics/sampler.ts: the books used changed, a mid moved by
+   * SPREAD_STORE_CHANGE_BPS since the last stored sample, or SPREAD_STORE_SECONDS passed); every
+   * sample is judged for arbitrage and seen by the stream. Absent: stored.
+   */
+  readonly stored?: boolean
   readonly metadata: Record<string, unknown> | null
 }
 

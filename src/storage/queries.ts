@@ -8,6 +8,7 @@ import { SqlClient, type Statement } from "effect/sql"
 import { parQuotes } from "../domain/instruments.ts"
 import { defaultBarGraceMs } from "../pipeline/bars.ts"
 import type { ExcludedBook, PairSpread, SpreadQuote } from "../domain/rows.ts"
+import { pairSpreads } from "../analytics/spreads.ts"
 
 export interface WindowFilter {
   readonly symbol?: string | undefined
@@ -1758,7 +1759,10 @@ const spreadJson = (r: Record<string, unknown>) => ({
   venues: Number(r.venues),
   changed: r.changed === true,
   quotes: (r.quotes ?? []) as ReadonlyArray<SpreadQuote>,
-  pairs: (r.pairs ?? []) as ReadonlyArray<PairSpread>,
+  // Not stored since review 20 finding 10 (storage/inserts.ts): derived from the stored mids.
+  pairs: (r.metadata as Record<string, unknown> | null)?.pairs_stored === false
+    ? pairSpreads((r.quotes ?? []) as ReadonlyArray<SpreadQuote>)
+    : (r.pairs ?? []) as ReadonlyArray<PairSpread>,
   excluded: (r.excluded ?? []) as ReadonlyArray<ExcludedBook>,
   metadata: r.metadata ?? null
 })
@@ -1792,7 +1796,23 @@ export const spreads = (filter: { readonly asset?: string | undefined; readonly 
     })
   )
 
-const arbitrageJson = (r: Record<string, unknown>) => ({
+/**
+ * An opportunity stored open is served as open only while its last sight is
+ * recent: the sampler stores an open one again every 10 s (its refresh, at a
+ * sample: analytics/arbitrage.ts), and a write reaches the table within the
+ * writer's flush (a few seconds at most when healthy); 5 s of slack over the
+ * refresh. Past that it is `unconfirmed`: the process may have died, the
+ * close row may have been dropped by the writer, or the database may be
+ * behind. Nobody saw it close, and nobody saw it open either.
+ */
+export const arbitrageUnconfirmedAfterMs = 15_000
+
+const arbitrageStatus = (r: Record<string, unknown>, now: number) =>
+  r.closed_at !== null && r.closed_at !== undefined ? "closed" as const
+    : now - Date.parse(toIso(r.last_seen_at)) > arbitrageUnconfirmedAfterMs ? "unconfirmed" as const
+    : "open" as const
+
+const arbitrageJson = (r: Record<string, unknown>, now = -Infinity) => ({
   id: r.id as string,
   asset: r.asset as string,
   market: r.market as string,
@@ -1800,7 +1820,7 @@ const arbitrageJson = (r: Record<string, unknown>) => ({
   buy_symbol: r.buy_symbol as string,
   sell_exchange: r.sell_exchange as string,
   sell_symbol: r.sell_symbol as string,
-  status: r.closed_at === null || r.closed_at === undefined ? "open" as const : "closed" as const,
+  status: arbitrageStatus(r, now),
   opened_at: toIso(r.opened_at),
   closed_at: toIsoOrNull(r.closed_at),
   close_reason: (r.close_reason as string | null) ?? null,
@@ -1820,7 +1840,8 @@ const arbitrageJson = (r: Record<string, unknown>) => ({
 /**
  * Open opportunities (whenever they opened) and those closed within `hours`,
  * newest first. `symbol`: an asset (BTC) or a native symbol of either leg;
- * `exchange`: either leg's venue.
+ * `exchange`: either leg's venue. A row stored open but not seen for
+ * arbitrageUnconfirmedAfterMs is listed under `unconfirmed`, never `open`.
  */
 export const arbitrage = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
@@ -1830,18 +1851,22 @@ export const arbitrage = (filter: WindowFilter) =>
         scope.push(sql`(asset = ${filter.symbol.toUpperCase()} OR buy_symbol = ${filter.symbol} OR sell_symbol = ${filter.symbol})`)
       }
       if (filter.exchange !== undefined) scope.push(sql`(buy_exchange = ${filter.exchange} OR sell_exchange = ${filter.exchange})`)
-      const cutoff = utcTimestamp(sql, cutoffMs(filter.hours, yield* Clock.currentTimeMillis))
+      const now = yield* Clock.currentTimeMillis
+      const cutoff = utcTimestamp(sql, cutoffMs(filter.hours, now))
       const [open, closed] = yield* Effect.all([
         sql`SELECT * FROM arbitrage_opportunities WHERE closed_at IS NULL AND ${sql.and(scope)} ORDER BY opened_at DESC, id LIMIT ${filter.limit}`,
         sql`SELECT * FROM arbitrage_opportunities WHERE closed_at >= ${cutoff} AND ${sql.and(scope)} ORDER BY closed_at DESC, id LIMIT ${filter.limit}`
       ], { concurrency: 2 })
-      const all = [...open, ...closed].map(arbitrageJson)
+      const all = [...open, ...closed].map((r) => arbitrageJson(r, now))
+      const unconfirmed = all.filter((r) => r.status === "unconfirmed")
       return {
         count: all.length,
         open: all.filter((r) => r.status === "open"),
+        unconfirmed,
         closed: all.filter((r) => r.status === "closed"),
         summary: {
-          open: open.length,
+          open: open.length - unconfirmed.length,
+          unconfirmed: unconfirmed.length,
           closed: closed.length,
           best_peak_edge_bps: all.length === 0 ? null : Math.max(...all.map((r) => r.peak_edge_bps)),
           exchanges: [...new Set(all.flatMap((r) => [r.buy_exchange, r.sell_exchange]))].sort()
