@@ -37,7 +37,7 @@ const btcusdt: Instrument = { venue: "binance-futures", symbol: "BTCUSDT", base:
 // An inverse perpetual counted in USD: USD = size, coins = size / price.
 const perpetual: Instrument = { venue: "deribit", symbol: "BTC-PERPETUAL", base: "BTC", quote: "USD", kind: "perpetual", contractSize: 1, inverse: true }
 
-const processor = (instrument: Instrument, continuity?: TradeContinuity) => {
+const processor = (instrument: Instrument, continuity?: TradeContinuity, runId = "run1") => {
   const instruments = new InstrumentRegistry()
   instruments.add(instrument)
   return new RecordProcessor({
@@ -52,7 +52,8 @@ const processor = (instrument: Instrument, continuity?: TradeContinuity) => {
     fundingIntervalHours: () => ({ hours: 8, source: "test" }),
     requestSnapshot: () => undefined,
     onResync: () => undefined,
-    continuity
+    continuity,
+    barRunId: runId
   })
 }
 
@@ -130,13 +131,13 @@ describe("minute bars in the processor", () => {
       partialReason: null,
       correction: false
     })
-    // Named by its first and last record and how many: the same frames replayed make the same contribution.
-    assert.strictEqual(bar.contribution, "t1|liquidation-L2|7")
+    // Named by its run, its records' time range (12:01:05 .. 12:01:50), how many, its first and last record.
+    assert.strictEqual(bar.contribution, `run1|${at(1, 5)}|${at(1, 50)}|7|t1|liquidation-L2`)
 
     // A trade of minute 12:01 arriving at 12:02:10, after its bar was written: a correction, at once. L1 again
     // (a venue repeating recent liquidations after a subscription) is not counted twice.
     const late = run(p, [trade(btcusdt, "t6", at(1, 30), 95, 1, "sell"), liquidation(btcusdt, "L1", at(1, 30), "sell", 100, 0.5)], at(2, 10)).trade_bars
-    assert.deepStrictEqual(late.map((r) => [r.id, r.contribution]), [[bar.id, "t6|t6|1"]])
+    assert.deepStrictEqual(late.map((r) => [r.id, r.contribution]), [[bar.id, `run1|${at(1, 30)}|${at(1, 30)}|1|t6|t6`]])
     assert.strictEqual(p.bars.lateTrades, 1, "t6 (trade_bar_late_records_total)")
     assert.deepStrictEqual(figures(late[0]!), {
       open: 95, high: 95, low: 95, close: 95, volumeBase: 1, volumeUsd: 95, buyVolumeUsd: 0, sellVolumeUsd: 95, tradeCount: 1,
@@ -280,7 +281,7 @@ describe("bars through the writer, the gap ledger and GET /bars", () => {
       // Live 2, 3, 6 then 7: 4 trades, 200 + 101 + 103 + 99 = 503 USD, low and close 99 (7, the latest at 12:00:58).
       const merged = (yield* storedBar(barA))!
       assert.deepStrictEqual([Number(merged.trade_count), Number(merged.volume_usd), Number(merged.low), Number(merged.close)], [4, 503, 99, 99])
-      assert.deepStrictEqual(merged.contributions, ["2|6|3", "7|7|1"], "the second offer of 7's correction added nothing")
+      assert.deepStrictEqual(merged.contributions, [`run1|${at(0, 10)}|${at(0, 40)}|3|2|6`, `run1|${at(0, 58)}|${at(0, 58)}|1|7|7`], "the second offer of 7's correction added nothing")
 
       const port = freePort()
       yield* startService({ DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "none" }, pinnedClock(at(6, 0)).layer)
@@ -389,14 +390,14 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
       // The bar as written: 3 trades, open 100 at 12:00:10, close 102 at 12:00:50, 3 coins, 306 USD (200 buy, 106 sell).
       const live = contribution(id, {
         open: 100, high: 105, low: 99, close: 102, openTime: at(0, 10), closeTime: at(0, 50), volumeBase: 3, volumeUsd: 306, buyVolumeUsd: 200,
-        sellVolumeUsd: 106, tradeCount: 3, contribution: "a|c|3", correction: false
+        sellVolumeUsd: 106, tradeCount: 3, contribution: `r1|${at(0, 10)}|${at(0, 50)}|3|a|c`, correction: false
       })
       // A late trade at 12:00:05, 98 x 1 sold: the new open and low.
-      const late = contribution(id, { open: 98, high: 98, low: 98, close: 98, openTime: at(0, 5), closeTime: at(0, 5), volumeBase: 1, volumeUsd: 98, sellVolumeUsd: 98, tradeCount: 1, contribution: "d|d|1" })
+      const late = contribution(id, { open: 98, high: 98, low: 98, close: 98, openTime: at(0, 5), closeTime: at(0, 5), volumeBase: 1, volumeUsd: 98, sellVolumeUsd: 98, tradeCount: 1, contribution: `r1|${at(0, 5)}|${at(0, 5)}|1|d|d` })
       // A liquidation alone (a long, 50 USD): no price.
-      const liquidated = contribution(id, { longLiquidationsUsd: 50, liquidationCount: 1, contribution: "liquidation-L|liquidation-L|1" })
+      const liquidated = contribution(id, { longLiquidationsUsd: 50, liquidationCount: 1, contribution: `r1|${at(0, 30)}|${at(0, 30)}|1|liquidation-L|liquidation-L` })
       // A trade at 12:00:50 like the close, arriving later: 101 x 1 bought, the new close.
-      const tie = contribution(id, { open: 101, high: 101, low: 101, close: 101, openTime: at(0, 50), closeTime: at(0, 50), volumeBase: 1, volumeUsd: 101, buyVolumeUsd: 101, tradeCount: 1, contribution: "e|e|1" })
+      const tie = contribution(id, { open: 101, high: 101, low: 101, close: 101, openTime: at(0, 50), closeTime: at(0, 50), volumeBase: 1, volumeUsd: 101, buyVolumeUsd: 101, tradeCount: 1, contribution: `r1|${at(0, 50)}|${at(0, 50)}|1|e|e` })
       yield* insertRows("trade_bars", [live])
       yield* insertRows("trade_bars", [late])
       yield* insertRows("trade_bars", [late]) // the same batch retried
@@ -409,13 +410,76 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
         // buys 200 + 101, sells 106 + 98, 3 + 1 + 1 trades, one long liquidation of 50 USD.
         [98, 105, 98, 101, 5, 505, 301, 204, 5, 50, 1]
       )
-      assert.deepStrictEqual(row!.contributions, ["a|c|3", "d|d|1", "liquidation-L|liquidation-L|1", "e|e|1"])
+      assert.deepStrictEqual(row!.contributions, [live, late, liquidated, tie].map((c) => c.contribution))
 
       // At 12:10 the latest 11 minutes are 12:00 .. 12:10.
       const answer = yield* bars({ symbol: "BTC", exchange: "merge-test", hours: 1, interval: "1m", aggregate: false, limit: 11 }).pipe(Effect.provide(pinnedClock(at(10, 0)).layer))
       assert.deepStrictEqual(answer.bars.map((b) => [b.start, b.open, b.close, b.vwap, b.volume_delta_usd, b.complete]), [
         [iso(noon), 98, 101, 101, 97, true] // VWAP 505 / 5 = 101; delta 301 - 204 = 97
       ])
+      yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
+    }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 60_000 })
+})
+
+// A venue of its own, so these rows stay apart from the other tests' (deleted with exchange 'merge-test').
+const replayed: Instrument = { ...btcusdt, venue: "merge-test", symbol: "REPLAY" }
+
+describe.each(databases)("trades counted once across runs on %s", (_name, database) => {
+  it.live("a replay of the same frames, a restart's second half, the venue's repeated liquidation and a writer retry", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
+      const store = (batch: RowBatch) => insertRows("trade_bars", batch.trade_bars)
+      const stored = (minute: number) =>
+        sql<{ trade_count: string; liquidation_count: string; volume_usd: string }>`SELECT trade_count, liquidation_count, volume_usd FROM trade_bars
+          WHERE id = ${`merge-test_REPLAY_${minute}`}`.pipe(Effect.map((rows) => [Number(rows[0]!.trade_count), Number(rows[0]!.liquidation_count), Number(rows[0]!.volume_usd)]))
+      const frames = {
+        first: [trade(replayed, "1", at(0, 10), 100, 1, "buy"), trade(replayed, "2", at(0, 20), 101, 1, "sell")], // received 12:00:21
+        late: [trade(replayed, "3", at(0, 30), 102, 1, "buy")] //                                                    received 12:01:10
+      }
+
+      // Live (run "live"): the tick at 12:01:05 writes 1..2 (2 trades), 3 comes late as a correction (1 trade).
+      const live = processor(replayed, undefined, "live")
+      yield* store(run(live, frames.first, at(0, 21)))
+      const written = ticked(live, at(1, 5))
+      assert.deepStrictEqual(written.trade_bars.map((r) => r.tradeCount), [2])
+      yield* store(written)
+      const correction = run(live, frames.late, at(1, 10))
+      yield* store(correction)
+      yield* store(correction) // the writer's retry of a batch whose commit it never heard back about
+      // 3 trades: 100 + 101 + 102 = 303 USD.
+      assert.deepStrictEqual(yield* stored(noon), [3, 0, 303])
+
+      // A replay of the same frames (run "replay"): no tick in between, so 12:01:10 writes one bar of 1..3.
+      const replay = processor(replayed, undefined, "replay")
+      yield* store(run(replay, frames.first, at(0, 21)))
+      const whole = run(replay, frames.late, at(1, 10))
+      assert.deepStrictEqual(whole.trade_bars.map((r) => r.tradeCount), [3])
+      yield* store(whole)
+      assert.deepStrictEqual(yield* stored(noon), [3, 0, 303], "12:00:10 .. 12:00:30 overlaps the live run's: not added (6 before the fix)")
+
+      // A restart in minute 12:02: the first run sees 12:02:05 and 12:02:15 and a liquidation at 12:02:10, stops at 12:02:20;
+      // the second starts at 12:02:40 and sees 12:02:45 and 12:02:50. Halves disjoint in time: 2 + 2 trades.
+      const before = processor(replayed, undefined, "before")
+      yield* store(run(before, [
+        trade(replayed, "20", at(2, 5), 100, 1, "buy"), liquidation(replayed, "L", at(2, 10), "sell", 100, 1), trade(replayed, "21", at(2, 15), 100, 1, "buy")
+      ], at(2, 16)))
+      const stopped = new RowBatch()
+      before.stop(at(2, 20), stopped)
+      yield* store(stopped)
+      const after = processor(replayed, undefined, "after")
+      yield* store(run(after, [trade(replayed, "22", at(2, 45), 100, 1, "sell"), trade(replayed, "23", at(2, 50), 100, 1, "sell")], at(2, 51)))
+      yield* store(ticked(after, at(3, 5)))
+      // 4 trades of 100 USD, 1 liquidation.
+      assert.deepStrictEqual(yield* stored(at(2, 0)), [4, 1, 400])
+
+      // The second run's new subscription repeats liquidation L (12:02:10, as OKX does): its bar for 12:02 holds L alone,
+      // inside the first run's 12:02:05 .. 12:02:15: not added again.
+      const repeated = run(after, [liquidation(replayed, "L", at(2, 10), "sell", 100, 1)], at(3, 10))
+      assert.deepStrictEqual(repeated.trade_bars.map((r) => [r.liquidationCount, r.correction]), [[1, true]], "the second run never counted L")
+      yield* store(repeated)
+      assert.deepStrictEqual(yield* stored(at(2, 0)), [4, 1, 400])
       yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
     }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 60_000 })
 })

@@ -278,7 +278,7 @@ export interface TradeBarRow {
   /** The processor watched the stream from before the minute began until after it ended. */
   readonly observedWhole: boolean
   readonly partialReason: string | null
-  /** `{first record id}|{last record id}|{records}`: the merge adds a contribution once. */
+  /** `{run}|{earliest ms}|{latest ms}|{records}|{first id}|{last id}`: which trades it holds (pipeline/bars.ts contributionId; the merge's rule in storage/inserts.ts). */
   readonly contribution: string
   /** True for trades that came after the bar was written (late, or repaired over REST). */
   readonly correction: boolean

@@ -24,6 +24,7 @@
  * broke in, nor the one it stopped in). Gaps in the trades are the ledger's,
  * judged when the bar is read.
  */
+import { randomUUID } from "node:crypto"
 import type { Instrument } from "../domain/instruments.ts"
 import type { ValuedRecordSink } from "../domain/large-trades.ts"
 import type { Liquidation, Trade } from "../domain/records.ts"
@@ -53,6 +54,11 @@ interface Bar {
   liquidations: number
   first: Trade | Liquidation | undefined
   last: Trade | Liquidation | undefined
+  /** The earliest and latest exchange time of the records it holds: the contribution's trade-time range. */
+  earliest: number
+  latest: number
+  /** Built from trades repaired over REST (processRepaired): named by those trades, not by the run. */
+  repaired: boolean
   observedWhole: boolean
   partialReason: string | null
 }
@@ -67,12 +73,32 @@ interface InstrumentBars {
 const recordId = (r: Trade | Liquidation): string =>
   r.kind === "trade" ? r.tradeId : `liquidation-${r.id ?? `${r.timestamp}-${r.side}-${r.averagePrice}-${r.filledSize}`}`
 
+/**
+ * A contribution names the trades it holds, for the merge (storage/inserts.ts `upsertTradeBars`):
+ * `{run}|{earliest ms}|{latest ms}|{records}|{first id}|{last id}`. Why a run id and a trade-time range
+ * rather than the ids alone: which records a contribution holds depends on when its bar was written
+ * (a tick splits a minute in two live, a replay without that tick writes it whole), so ids do not match
+ * across runs. Within one run a record is counted once (the processor's own state), so a contribution of
+ * the same run always merges, a writer retry apart (the same id). A contribution from another run (a
+ * replay, a restart) merges only if its trade-time range overlaps no stored one: the two halves of a
+ * restart minute are disjoint in time, a replay's contributions cover the originals' times, and so do
+ * the liquidations a venue repeats after a new subscription (OKX). Trades repaired over REST are named
+ * `repair|...` by themselves: the same repair again (after a restart) is the same id.
+ */
+const contributionId = (run: string, bar: Bar): string =>
+  `${bar.repaired ? "repair" : run}|${bar.earliest}|${bar.latest}|${bar.trades + bar.liquidations}|${recordId(bar.first!)}|${recordId(bar.last!)}`
+
+/** A process's run: 12 hex digits (no `|`), fresh at each start. */
+export const newBarRunId = (): string => randomUUID().replaceAll("-", "").slice(0, 12)
+
 const significant = (x: number) => Number(x.toPrecision(15))
 const iso = (ms: number) => new Date(ms).toISOString()
 
 export class TradeBars implements ValuedRecordSink {
   private readonly venue: string
   private readonly graceMs: number
+  /** This run's name in the contributions it writes. */
+  readonly runId: string
   private readonly byInstrument = new Map<Instrument, InstrumentBars>()
   /** Corrections gathered during one call, by bar id (late trades are rare: a string key is fine here). */
   private readonly corrections = new Map<string, Bar>()
@@ -95,9 +121,10 @@ export class TradeBars implements ValuedRecordSink {
   /** The earliest time an open bar comes due (Infinity: none open), so most calls scan nothing. */
   private nextDue = Number.POSITIVE_INFINITY
 
-  constructor(venue: string, graceMs: number = defaultBarGraceMs) {
+  constructor(venue: string, graceMs: number = defaultBarGraceMs, runId: string = newBarRunId()) {
     this.venue = venue
     this.graceMs = graceMs
+    this.runId = runId
   }
 
   /** The processor runs at `now`: the first call fixes when watching began. */
@@ -152,8 +179,7 @@ export class TradeBars implements ValuedRecordSink {
       if (liquidated !== "buy") bar.longUsd += usd
       if (liquidated !== "sell") bar.shortUsd += usd
     }
-    bar.first ??= trade
-    bar.last = trade
+    this.holds(bar, trade)
   }
 
   liquidation(instrument: Instrument, liquidation: Liquidation, usd: number): void {
@@ -166,8 +192,14 @@ export class TradeBars implements ValuedRecordSink {
     if (liquidation.side === "sell") bar.longUsd += usd
     else bar.shortUsd += usd
     bar.liquidations++
-    bar.first ??= liquidation
-    bar.last = liquidation
+    this.holds(bar, liquidation)
+  }
+
+  private holds(bar: Bar, record: Trade | Liquidation): void {
+    bar.first ??= record
+    bar.last = record
+    if (record.timestamp < bar.earliest) bar.earliest = record.timestamp
+    if (record.timestamp > bar.latest) bar.latest = record.timestamp
   }
 
   /** Writes the bars whose minute (plus grace) has passed at `now`, and the corrections gathered. */
@@ -244,10 +276,12 @@ export class TradeBars implements ValuedRecordSink {
   }
 
   private correctionFor(instrument: Instrument, minute: number): Bar {
-    const id = timedRowId(this.venue, instrument.symbol, minute)
+    // Repaired and live corrections apart: they are named differently (contributionId).
+    const id = `${timedRowId(this.venue, instrument.symbol, minute)}${this.repairing ? "\u0000repair" : ""}`
     let bar = this.corrections.get(id)
     if (bar === undefined) {
       bar = this.emptyBar(instrument, minute)
+      bar.repaired = this.repairing
       this.corrections.set(id, bar)
     }
     return bar
@@ -275,6 +309,9 @@ export class TradeBars implements ValuedRecordSink {
       liquidations: 0,
       first: undefined,
       last: undefined,
+      earliest: Number.POSITIVE_INFINITY,
+      latest: Number.NEGATIVE_INFINITY,
+      repaired: false,
       observedWhole: whole,
       partialReason: whole ? null : watched === undefined ? "partial minute: not watched live" : `partial minute: ${watched.reason} at ${iso(watched.at)}`
     }
@@ -315,7 +352,7 @@ export class TradeBars implements ValuedRecordSink {
       liquidationCount: bar.liquidations,
       observedWhole: bar.observedWhole,
       partialReason: bar.partialReason,
-      contribution: `${recordId(bar.first!)}|${recordId(bar.last!)}|${bar.trades + bar.liquidations}`,
+      contribution: contributionId(this.runId, bar),
       correction
     }
   }

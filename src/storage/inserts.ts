@@ -313,10 +313,18 @@ const unitSeparator = "\u001f"
  * repaired trades, add up to the bar of all of them. Why not a sum at query time over one row per
  * contribution: a bar is read far more often than it is corrected, and its row stays one per minute.
  *
- * Idempotent: the row lists the contributions merged, and a merge that brings any of them again changes
- * nothing (a batch's row for one bar is taken as merged already, as a whole, when one of its contributions is). The writer retries a batch whose commit it could not confirm (a connection lost after COMMIT)
- * with exactly the same rows, so the same contributions come again as a whole, and are not added twice;
- * replaying the same frames makes the same contributions (named by their first and last record and count).
+ * Idempotent by which trades a contribution holds, not by when it was written (pipeline/bars.ts
+ * contributionId: `{run}|{earliest}|{latest}|{records}|...`):
+ * - a contribution already stored (the writer's retry of a batch whose commit it could not confirm, or
+ *   the same repair again) changes nothing;
+ * - one of the run that wrote the stored ones always merges: a run counts each record once;
+ * - one of another run (a replay of the same frames, a restart that receives recent trades again)
+ *   merges only if its trade-time range overlaps no stored contribution's of another run: the halves of
+ *   a restart minute are disjoint in time, a replay covers the originals' times. When both overlap and
+ *   hold new trades, the new ones are left out: a bar short of trades, never one counted twice (that
+ *   minute is partial anyway: a run's first minute is not watched whole).
+ * Repaired contributions (`repair|...`) are named by their trades and take no part in the overlap test.
+ * A batch comes from one process, so the contributions of one row in it are all of one run.
  */
 const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
   statement((sql) => {
@@ -366,7 +374,13 @@ const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
         partial_reason = COALESCE(b.partial_reason, EXCLUDED.partial_reason),
         contributions = b.contributions || EXCLUDED.contributions,
         created_at = NOW()
-      WHERE NOT (b.contributions && EXCLUDED.contributions)`.raw
+      WHERE NOT (b.contributions && EXCLUDED.contributions)
+        AND NOT EXISTS (
+          SELECT 1 FROM unnest(b.contributions) AS s(c), unnest(EXCLUDED.contributions) AS n(c)
+          WHERE split_part(s.c, '|', 1) <> split_part(n.c, '|', 1)
+            AND split_part(s.c, '|', 1) <> 'repair' AND split_part(n.c, '|', 1) <> 'repair'
+            AND split_part(s.c, '|', 2)::bigint <= split_part(n.c, '|', 3)::bigint
+            AND split_part(n.c, '|', 2)::bigint <= split_part(s.c, '|', 3)::bigint)`.raw
   })
 
 /** The large-trades queue also carries the cursors that follow its rows. */
