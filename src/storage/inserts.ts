@@ -324,7 +324,8 @@ const unitSeparator = "\u001f"
  *   hold new trades, the new ones are left out: a bar short of trades, never one counted twice (that
  *   minute is partial anyway: a run's first minute is not watched whole).
  * Repaired contributions (`repair|...`) are named by their trades and take no part in the overlap test.
- * A batch comes from one process, so the contributions of one row in it are all of one run.
+ * A batch comes from one process, so the contributions of one row in it are all of one run. A contribution
+ * not in this form (none is written so) takes no part in the overlap test: the CASE keeps the casts safe.
  */
 const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
   statement((sql) => {
@@ -377,10 +378,11 @@ const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
       WHERE NOT (b.contributions && EXCLUDED.contributions)
         AND NOT EXISTS (
           SELECT 1 FROM unnest(b.contributions) AS s(c), unnest(EXCLUDED.contributions) AS n(c)
-          WHERE split_part(s.c, '|', 1) <> split_part(n.c, '|', 1)
-            AND split_part(s.c, '|', 1) <> 'repair' AND split_part(n.c, '|', 1) <> 'repair'
-            AND split_part(s.c, '|', 2)::bigint <= split_part(n.c, '|', 3)::bigint
-            AND split_part(n.c, '|', 2)::bigint <= split_part(s.c, '|', 3)::bigint)`.raw
+          WHERE CASE
+            WHEN s.c !~ '^[^|]+[|][0-9]+[|][0-9]+[|]' OR n.c !~ '^[^|]+[|][0-9]+[|][0-9]+[|]' THEN false
+            WHEN split_part(s.c, '|', 1) = split_part(n.c, '|', 1) OR split_part(s.c, '|', 1) = 'repair' OR split_part(n.c, '|', 1) = 'repair' THEN false
+            ELSE split_part(s.c, '|', 2)::bigint <= split_part(n.c, '|', 3)::bigint AND split_part(n.c, '|', 2)::bigint <= split_part(s.c, '|', 3)::bigint
+          END)`.raw
   })
 
 /** The large-trades queue also carries the cursors that follow its rows. */
