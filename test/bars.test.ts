@@ -19,6 +19,10 @@ import { GapLedger } from "../src/gaps/ledger.ts"
 import { makeGapTracker } from "../src/gaps/tracker.ts"
 import type { TradeContinuity } from "../src/gaps/continuity.ts"
 import { RecordProcessor } from "../src/pipeline/processor.ts"
+import { connectionOpened } from "../src/pipeline/venue-kit.ts"
+import type { GapTracker } from "../src/gaps/tracker.ts"
+import { FreshnessMonitor } from "../src/feed/freshness.ts"
+import type { FeedStatus } from "../src/feed/status.ts"
 import { embeddedLayer, postgresLayer } from "../src/storage/database.ts"
 import { insertRows } from "../src/storage/inserts.ts"
 import { runMigrations } from "../src/storage/migrations.ts"
@@ -171,6 +175,27 @@ describe("minute bars in the processor", () => {
     ])
     // Minute 12:02 began after the connection came back: watched whole.
     assert.deepStrictEqual(ticked(p, at(3, 2)).trade_bars.map((r) => [r.timestamp, r.observedWhole]), [[at(2, 0), true]])
+  })
+
+  it("a venue that first connects minutes after start (no trades gap channel, as Bybit): the minute it connects in is partial", () => {
+    const p = processor(btcusdt)
+    const status: FeedStatus = {
+      feed: "test", venue: "binance-futures", state: "connecting", connectedAt: null, lastMessageAt: null, messages: 0, reconnects: 0, rotations: 0,
+      openSessions: 0, lastError: null, lastCause: null, books: () => [], freshness: null, carries: null
+    }
+    // The venue starts at 11:59:50 and ticks every second; its socket first opens at 12:02:10.
+    for (let t = at(-1, 50); t < at(2, 10); t += 1000) assert.deepStrictEqual(ticked(p, t).trade_bars, [])
+    // No reconnect: the gap tracker is not asked anything (connectionInterrupted is for reconnects only).
+    const gaps = {} as GapTracker
+    connectionOpened({ status, gaps, processor: p, monitor: new FreshnessMonitor(), symbols: ["BTCUSDT"], channels: ["book", "funding", "liquidations"], now: at(2, 10) })
+    run(p, [trade(btcusdt, "a", at(2, 20), 100, 1, "buy")], at(2, 20))
+    // 12:02 lacks its first 10 s: partial (before: "whole", the first tick at 11:59:50 taken as the start of watching).
+    assert.deepStrictEqual(ticked(p, at(3, 2)).trade_bars.map((r) => [r.timestamp, r.observedWhole, r.partialReason]), [
+      [at(2, 0), false, "partial minute: connection opened at 2026-01-05T12:02:10.000Z"]
+    ])
+    run(p, [trade(btcusdt, "b", at(3, 20), 100, 1, "buy")], at(3, 20))
+    // 12:03 began after the connection opened: whole.
+    assert.deepStrictEqual(ticked(p, at(4, 2)).trade_bars.map((r) => [r.timestamp, r.observedWhole]), [[at(3, 0), true]])
   })
 
   it("inverse sizes count coins at the trade's price; a trade flagged as a liquidation counts by the liquidated side", () => {

@@ -206,7 +206,8 @@ export class RecordProcessor {
   /** Emits book rows and minute bars that came due without any new record (quiet books, quiet minutes). */
   tick(now: number, out: RowBatch): void {
     this.books?.sample(now, out.exchange_orderbooks)
-    this.bars.running(now)
+    // No `bars.running` here: a tick says the clock runs, not that any trade stream is watched (the
+    // venue ticks from its start, long before a socket may open). Records, or a connection, say so.
     this.bars.emitDue(now, out.trade_bars)
   }
 
