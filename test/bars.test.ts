@@ -106,7 +106,9 @@ describe("minute bars in the processor", () => {
     assert.deepStrictEqual(figures(minute1.trade_bars[0]!), {
       open: 100, high: 100, low: 100, close: 100, volumeBase: 1, volumeUsd: 100, buyVolumeUsd: 100, sellVolumeUsd: 0, tradeCount: 1,
       longLiquidationsUsd: 0, shortLiquidationsUsd: 0, liquidationCount: 0, observedWhole: false,
-      partialReason: "partial minute: collection started at 2026-01-05T12:00:30.000Z", correction: false
+      partialReason: "partial minute: collection started at 2026-01-05T12:00:30.000Z",
+      correction: true // not watched from its start: to add to whatever a previous run wrote
+
     })
     assert.strictEqual(minute1.large_trades.length, 2, "the two liquidations are stored as ever; the trades are below 100,000 USD")
 
@@ -196,6 +198,24 @@ describe("minute bars in the processor", () => {
     run(p, [trade(btcusdt, "b", at(3, 20), 100, 1, "buy")], at(3, 20))
     // 12:03 began after the connection opened: whole.
     assert.deepStrictEqual(ticked(p, at(4, 2)).trade_bars.map((r) => [r.timestamp, r.observedWhole]), [[at(3, 0), true]])
+  })
+
+  it("after a restart, the minute it came in and late trades of minutes the old process wrote are published to add, not to replace", () => {
+    // A clean restart at 12:00:40: the old process wrote 11:59 and the first part of 12:00; this one knows nothing of them.
+    const p = processor(btcusdt, undefined, "after")
+    p.bars.resumed(["BTCUSDT"], at(0, 40), false)
+    const first = run(p, [
+      trade(btcusdt, "n1", at(0, 45), 100, 1, "buy"), // 12:00:45, this run's part of 12:00
+      trade(btcusdt, "n2", at(-1, 50), 100, 1, "buy") //  11:59:50, late: its minute was written by the old process
+    ], at(0, 46))
+    // 11:59 is past its end and grace at 12:00:46: written at once, with the one trade this run saw.
+    const wrote = (batch: RowBatch) => eventsOf(batch).map((e) => [e.rowId, JSON.parse(e.data).correction, JSON.parse(e.data).trade_count])
+    assert.deepStrictEqual(wrote(first), [[`binance-futures_BTCUSDT_${at(-1, 0)}`, true, 1]])
+    // 12:00 at 12:01:02: 12:00:40 .. 59 only, so "add" (before the fix: false, and clients dropped the old half).
+    assert.deepStrictEqual(wrote(ticked(p, at(1, 2))), [[`binance-futures_BTCUSDT_${noon}`, true, 1]])
+    run(p, [trade(btcusdt, "n3", at(1, 30), 100, 1, "buy")], at(1, 30))
+    // 12:01 was watched from its start: the whole bar, to replace.
+    assert.deepStrictEqual(wrote(ticked(p, at(2, 2))), [[`binance-futures_BTCUSDT_${at(1, 0)}`, false, 1]])
   })
 
   it("inverse sizes count coins at the trade's price; a trade flagged as a liquidation counts by the liquidated side", () => {

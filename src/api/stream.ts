@@ -10,7 +10,7 @@
  *   while open and at close (its row as /exchange/arbitrage has it);
  * - `bar`: a venue's minute bar when written (OHLC, volumes, volume delta,
  *   liquidations, whether watched whole), or with `correction: true` only
- *   the late trades to add;
+ *   the trades to add (late ones, or a minute not watched from its start);
  * with the query endpoints' filters: `kinds`, `exchange`, `symbol`,
  * `min_value_usd`. Events come from the stream hub (the pipeline), not from
  * the database.

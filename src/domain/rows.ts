@@ -280,7 +280,11 @@ export interface TradeBarRow {
   readonly partialReason: string | null
   /** `{run}|{earliest ms}|{latest ms}|{records}|{first id}|{last id}`: which trades it holds (pipeline/bars.ts contributionId; the merge's rule in storage/inserts.ts). */
   readonly contribution: string
-  /** True for trades that came after the bar was written (late, or repaired over REST). */
+  /**
+   * True for trades that came after the bar was written (late, or repaired over REST), and for a bar of a
+   * minute not watched from its start (the first after a start or reconnect: a previous process may have
+   * written the rest): the stream's clients add it to what they hold rather than replace.
+   */
   readonly correction: boolean
 }
 

@@ -59,6 +59,11 @@ interface Bar {
   latest: number
   /** Built from trades repaired over REST (processRepaired): named by those trades, not by the run. */
   repaired: boolean
+  /**
+   * Watched from the minute's start: this process holds every trade of it up to now. Otherwise (the
+   * minute it started or reconnected in) another process may have written the rest: published to add.
+   */
+  watchedFromStart: boolean
   observedWhole: boolean
   partialReason: string | null
 }
@@ -312,6 +317,7 @@ export class TradeBars implements ValuedRecordSink {
       earliest: Number.POSITIVE_INFINITY,
       latest: Number.NEGATIVE_INFINITY,
       repaired: false,
+      watchedFromStart: whole,
       observedWhole: whole,
       partialReason: whole ? null : watched === undefined ? "partial minute: not watched live" : `partial minute: ${watched.reason} at ${iso(watched.at)}`
     }
@@ -353,7 +359,9 @@ export class TradeBars implements ValuedRecordSink {
       observedWhole: bar.observedWhole,
       partialReason: bar.partialReason,
       contribution: contributionId(this.runId, bar),
-      correction
+      // A minute not watched from its start may have trades another process wrote (the minute a restart
+      // came in): to add, never to replace (adding to nothing is replacing, so this is always safe).
+      correction: correction || !bar.watchedFromStart
     }
   }
 }

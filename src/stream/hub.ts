@@ -168,7 +168,8 @@ export const eventsOf = (batch: RowBatch): Array<StreamEventInput> => {
     })
   }
   crossVenueEvents(batch, out)
-  // A minute bar once written; `correction: true` carries only trades that came after it (to add), else the bar (to replace).
+  // A minute bar once written; `correction: true` carries only trades that came after it, or a minute not watched from
+  // its start (to add), else the bar (to replace).
   for (const r of batch.trade_bars) {
     out.push({ rowId: r.id, kind: "bar", exchange: r.exchange, symbol: r.symbol, valueUsd: r.volumeUsd, time: r.timestamp, data: JSON.stringify(barEventJson(r)) })
   }
