@@ -26,9 +26,10 @@ import type { FeedStatus } from "../src/feed/status.ts"
 import { embeddedLayer, postgresLayer } from "../src/storage/database.ts"
 import { insertRows } from "../src/storage/inserts.ts"
 import { runMigrations } from "../src/storage/migrations.ts"
-import { bars, streamReplay } from "../src/storage/queries.ts"
+import { bars, streamReplay, streamStoredUpTo } from "../src/storage/queries.ts"
+import { heldKey, heldKeys, isClientsOwn } from "../src/api/stream.ts"
 import { Writer, type WriterOptions } from "../src/storage/writer.ts"
-import { eventsOf } from "../src/stream/hub.ts"
+import { eventsOf, parseEventId, type StreamEvent } from "../src/stream/hub.ts"
 import { pinnedClock } from "./support/clock.ts"
 import { eventually, freePort, getData, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
@@ -527,4 +528,54 @@ describe.each(databases)("trades counted once across runs on %s", (_name, databa
       assert.deepStrictEqual(yield* stored(at(2, 0)), [4, 1, 400])
       yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
     }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 60_000 })
+})
+
+describe("a stream resume from the database and a bar corrected in place", () => {
+  it.live("sends the corrected bar after the client's own event, and the ring's correction the database did not have yet", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
+      // The hub's events as it numbers them (epoch 1, seq n, arrived at `ms`).
+      const live = (batch: RowBatch, seq: number, ms: number): StreamEvent => {
+        const [input] = eventsOf(batch)
+        return { ...input!, id: `1.${seq}.${ms}:bar:${input!.rowId}`, key: `bar:${input!.rowId}` }
+      }
+      const p = processor(replayed, undefined, "live")
+      p.bars.resumed(["REPLAY"], at(-1, 30), false)
+      run(p, [trade(replayed, "1", at(0, 10), 100, 1, "buy")], at(0, 10))
+      const written = ticked(p, at(1, 2)) //                                         X: 1 trade, 100 USD, to replace
+      const correction = run(p, [trade(replayed, "2", at(0, 30), 100, 2, "buy")], at(1, 10)) // X': 1 trade, 200 USD, to add
+      const [original, late] = [live(written, 1, at(1, 2)), live(correction, 2, at(1, 10))]
+      assert.deepStrictEqual([JSON.parse(original.data).correction, JSON.parse(late.data).correction], [false, true])
+      const replay = () => streamReplay({ start: { _tag: "InsertedSince", ms: 0 }, until: Date.now() + 60_000, earliest: at(-60, 0), kinds: new Set(["bar"]), exchange: "merge-test", limit: 100 })
+
+      yield* insertRows("trade_bars", written.trade_bars)
+      const beforeMerge = yield* replay()
+      const position = beforeMerge.rows[0]!.insertedMicros
+      // B: the database gave X before X' was merged: of the ring's X and X', X' is still to send (before: both left out, by key).
+      const given = heldKeys(beforeMerge.rows)
+      assert.deepStrictEqual([original, late].filter((e) => !given.has(heldKey(e))).map((e) => e.id), [late.id])
+      // The same from a database position (the client had X as stored at `position`): X' was not in it.
+      const had = yield* streamStoredUpTo([original.key, late.key], position)
+      assert.deepStrictEqual([original, late].filter((e) => !had.has(heldKey(e))).map((e) => e.id), [late.id])
+
+      yield* insertRows("trade_bars", correction.trade_bars)
+      const afterMerge = yield* replay()
+      // A: the client's last event was X (live); X' merged, the ring rolled over: the stored X, 1 + 1 trades and
+      // 100 + 200 USD, is sent (before: left out, its key the client's).
+      const sent = afterMerge.rows.map((r): StreamEvent => ({
+        id: `db.${r.insertedMicros}:bar:${r.id}`, key: `bar:${r.id}`, rowId: r.id, kind: "bar", exchange: r.exchange, symbol: r.symbol, valueUsd: r.valueUsd,
+        time: r.time, data: JSON.stringify(r.row)
+      })).filter((e) => !isClientsOwn(e, parseEventId(original.id!)!, original.id!))
+      assert.deepStrictEqual(sent.map((e) => [JSON.parse(e.data).trade_count, JSON.parse(e.data).volume_usd, JSON.parse(e.data).correction]), [[2, 300, false]])
+      // With X' merged, neither ring event is pending any more: the stored bar holds both.
+      const held = heldKeys(afterMerge.rows)
+      assert.deepStrictEqual([original, late].filter((e) => !held.has(heldKey(e))), [])
+      // A client at the stored X's own position is not sent that version again; a later version it is.
+      const own = `db.${position}:bar:${original.rowId}`
+      assert.isTrue(isClientsOwn({ ...sent[0]!, id: own }, parseEventId(own)!, own))
+      assert.isFalse(isClientsOwn(sent[0]!, parseEventId(own)!, own))
+      yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
+    }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
 })

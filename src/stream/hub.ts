@@ -44,6 +44,11 @@ export interface StreamEventInput {
   readonly time: number
   /** The API's row shape, as JSON. */
   readonly data: string
+  /**
+   * A bar's contribution (pipeline/bars.ts contributionId): a bar's row changes in place, so its key does
+   * not say which trades an event holds; a resume tells by this whether a stored bar already holds it.
+   */
+  readonly contribution?: string | undefined
 }
 
 export interface StreamEvent extends StreamEventInput {
@@ -171,7 +176,7 @@ export const eventsOf = (batch: RowBatch): Array<StreamEventInput> => {
   // A minute bar once written; `correction: true` carries only trades that came after it, or a minute not watched from
   // its start (to add), else the bar (to replace).
   for (const r of batch.trade_bars) {
-    out.push({ rowId: r.id, kind: "bar", exchange: r.exchange, symbol: r.symbol, valueUsd: r.volumeUsd, time: r.timestamp, data: JSON.stringify(barEventJson(r)) })
+    out.push({ rowId: r.id, kind: "bar", exchange: r.exchange, symbol: r.symbol, valueUsd: r.volumeUsd, time: r.timestamp, data: JSON.stringify(barEventJson(r)), contribution: r.contribution })
   }
   return out
 }
