@@ -219,6 +219,24 @@ describe("minute bars in the processor", () => {
     assert.deepStrictEqual(wrote(ticked(p, at(2, 2))), [[`binance-futures_BTCUSDT_${at(1, 0)}`, false, 1]])
   })
 
+  it("trades that cannot be valued yet are counted and make their bar partial, never silently left out", () => {
+    // ETH quoted in BTC: valued only with a BTC price (here the venue's own rate on the trade), none at first.
+    const ethbtc: Instrument = { venue: "binance", symbol: "ETHBTC", base: "ETH", quote: "BTC", kind: "spot", contractSize: 1, inverse: false }
+    const p = processor(ethbtc)
+    p.bars.resumed(["ETHBTC"], at(-1, 30), false)
+    run(p, [
+      trade(ethbtc, "u1", at(0, 10), 0.05, 1, "buy"), //                         no USD price: not valued
+      trade(ethbtc, "v1", at(0, 20), 0.05, 2, "sell", { quoteUsdRate: 100 }), // 0.05 x 2 BTC x 100 USD = 10 USD
+      trade(ethbtc, "u2", at(0, 30), 0.05, 3, "buy") //                          not valued
+    ], at(0, 30))
+    assert.strictEqual(p.counters.unvalued, 2)
+    const [bar] = ticked(p, at(1, 2)).trade_bars
+    assert.deepStrictEqual([bar!.tradeCount, bar!.volumeUsd, bar!.sellVolumeUsd, bar!.observedWhole, bar!.partialReason, bar!.unvaluedCount], [
+      1, 10, 10, false, "partial: 2 trades not valued (no USD price yet), left out", 2 // watched whole, but 2 of its 3 trades are not in it
+    ])
+    assert.include(eventsOf(Object.assign(new RowBatch(), { trade_bars: [bar!] }))[0]!.data, `"observed_whole":false,`)
+  })
+
   it("inverse sizes count coins at the trade's price; a trade flagged as a liquidation counts by the liquidated side", () => {
     const p = processor(perpetual)
     run(p, [], at(0, 0))

@@ -278,6 +278,11 @@ export interface TradeBarRow {
   /** The processor watched the stream from before the minute began until after it ended. */
   readonly observedWhole: boolean
   readonly partialReason: string | null
+  /**
+   * Trades and liquidations of the minute the detector could not value (no USD price yet): left out, the bar
+   * partial (`partialReason` says how many; the stored row keeps it there). Absent: none.
+   */
+  readonly unvaluedCount?: number | undefined
   /** `{run}|{earliest ms}|{latest ms}|{records}|{first id}|{last id}`: which trades it holds (pipeline/bars.ts contributionId; the merge's rule in storage/inserts.ts). */
   readonly contribution: string
   /**

@@ -52,6 +52,9 @@ interface Bar {
   longUsd: number
   shortUsd: number
   liquidations: number
+  /** Trades and liquidations it could not value (no USD price yet): left out of its figures, so it is partial. */
+  unvaluedTrades: number
+  unvaluedLiquidations: number
   first: Trade | Liquidation | undefined
   last: Trade | Liquidation | undefined
   /** The earliest and latest exchange time of the records it holds: the contribution's trade-time range. */
@@ -91,7 +94,7 @@ const recordId = (r: Trade | Liquidation): string =>
  * `repair|...` by themselves: the same repair again (after a restart) is the same id.
  */
 const contributionId = (run: string, bar: Bar): string =>
-  `${bar.repaired ? "repair" : run}|${bar.earliest}|${bar.latest}|${bar.trades + bar.liquidations}|${recordId(bar.first!)}|${recordId(bar.last!)}`
+  `${bar.repaired ? "repair" : run}|${bar.earliest}|${bar.latest}|${bar.trades + bar.liquidations + bar.unvaluedTrades + bar.unvaluedLiquidations}|${recordId(bar.first!)}|${recordId(bar.last!)}`
 
 /** A process's run: 12 hex digits (no `|`), fresh at each start. */
 export const newBarRunId = (): string => randomUUID().replaceAll("-", "").slice(0, 12)
@@ -198,6 +201,18 @@ export class TradeBars implements ValuedRecordSink {
     else bar.shortUsd += usd
     bar.liquidations++
     this.holds(bar, liquidation)
+  }
+
+  /**
+   * A record the detector could not value: not in the figures (no USD to add), but counted, so the bar
+   * says it is short of them (partial) rather than look complete. It is part of the contribution (its
+   * time range and count): the same frames replayed hold it again.
+   */
+  unvalued(instrument: Instrument, record: Trade | Liquidation): void {
+    const bar = this.barFor(instrument, record.timestamp)
+    if (record.kind === "trade") bar.unvaluedTrades++
+    else bar.unvaluedLiquidations++
+    this.holds(bar, record)
   }
 
   private holds(bar: Bar, record: Trade | Liquidation): void {
@@ -312,6 +327,8 @@ export class TradeBars implements ValuedRecordSink {
       longUsd: 0,
       shortUsd: 0,
       liquidations: 0,
+      unvaluedTrades: 0,
+      unvaluedLiquidations: 0,
       first: undefined,
       last: undefined,
       earliest: Number.POSITIVE_INFINITY,
@@ -335,6 +352,11 @@ export class TradeBars implements ValuedRecordSink {
 
   private row(bar: Bar, correction: boolean): TradeBarRow {
     const traded = bar.trades > 0
+    const unvalued = [
+      bar.unvaluedTrades > 0 ? `${bar.unvaluedTrades} trade${bar.unvaluedTrades === 1 ? "" : "s"}` : undefined,
+      bar.unvaluedLiquidations > 0 ? `${bar.unvaluedLiquidations} liquidation${bar.unvaluedLiquidations === 1 ? "" : "s"}` : undefined
+    ].filter((part) => part !== undefined)
+    const unvaluedReason = unvalued.length === 0 ? null : `${unvalued.join(" and ")} not valued (no USD price yet), left out`
     return {
       id: timedRowId(this.venue, bar.instrument.symbol, bar.minute),
       exchange: this.venue,
@@ -356,8 +378,9 @@ export class TradeBars implements ValuedRecordSink {
       longLiquidationsUsd: roundUsd(bar.longUsd),
       shortLiquidationsUsd: roundUsd(bar.shortUsd),
       liquidationCount: bar.liquidations,
-      observedWhole: bar.observedWhole,
-      partialReason: bar.partialReason,
+      observedWhole: bar.observedWhole && unvaluedReason === null,
+      partialReason: unvaluedReason === null ? bar.partialReason : bar.partialReason === null ? `partial: ${unvaluedReason}` : `${bar.partialReason}; ${unvaluedReason}`,
+      unvaluedCount: bar.unvaluedTrades + bar.unvaluedLiquidations,
       contribution: contributionId(this.runId, bar),
       // A minute not watched from its start may have trades another process wrote (the minute a restart
       // came in): to add, never to replace (adding to nothing is replacing, so this is always safe).
