@@ -65,8 +65,8 @@ const processor = (instrument: Instrument, continuity?: TradeContinuity, runId =
 const trade = (instrument: Instrument, tradeId: string, time: number, price: number, size: number, side: "buy" | "sell", extra: Partial<Trade> = {}): Trade => ({
   kind: "trade", venue: instrument.venue, symbol: instrument.symbol, tradeId, price, size, side, timestamp: time, details: {}, ...extra
 })
-const liquidation = (instrument: Instrument, id: string, time: number, side: "buy" | "sell", price: number, size: number): Liquidation => ({
-  kind: "liquidation", venue: instrument.venue, symbol: instrument.symbol, side, price, averagePrice: price, filledSize: size, timestamp: time, id, details: {}
+const liquidation = (instrument: Instrument, id: string, time: number, side: "buy" | "sell", price: number, size: number, extra: Partial<Liquidation> = {}): Liquidation => ({
+  kind: "liquidation", venue: instrument.venue, symbol: instrument.symbol, side, price, averagePrice: price, filledSize: size, timestamp: time, id, details: {}, ...extra
 })
 
 const run = (p: RecordProcessor, records: ReadonlyArray<NormalizedRecord>, now: number) => {
@@ -235,6 +235,26 @@ describe("minute bars in the processor", () => {
       1, 10, 10, false, "partial: 2 trades not valued (no USD price yet), left out", 2 // watched whole, but 2 of its 3 trades are not in it
     ])
     assert.include(eventsOf(Object.assign(new RowBatch(), { trade_bars: [bar!] }))[0]!.data, `"observed_whole":false,`)
+  })
+
+  it("a bar holding liquidations from a sampled stream says so; one from a stream of every liquidation does not", () => {
+    const p = processor(btcusdt)
+    p.bars.resumed(["BTCUSDT"], at(-1, 30), false)
+    // 12:00: a liquidation as Binance's forceOrder gives it (sampled: at most one per symbol per second).
+    const batches = [
+      run(p, [trade(btcusdt, "a", at(0, 5), 100, 1, "buy"), liquidation(btcusdt, "S", at(0, 10), "sell", 100, 1, { sampled: true })], at(0, 10)),
+      // 12:01: a liquidation from a stream of all of them (Bybit allLiquidation: no flag); 12:02: trades only.
+      run(p, [liquidation(btcusdt, "E", at(1, 10), "buy", 100, 1)], at(1, 10)),
+      run(p, [trade(btcusdt, "b", at(2, 10), 100, 1, "buy")], at(2, 10)),
+      ticked(p, at(3, 2))
+    ]
+    const written = batches.flatMap((b) => b.trade_bars)
+    assert.deepStrictEqual(written.map((r) => [r.timestamp, r.liquidationCount, r.liquidationsSampled, r.observedWhole]), [
+      [at(0, 0), 1, true, true], // lower bounds for liquidations; the trades still complete
+      [at(1, 0), 1, false, true],
+      [at(2, 0), 0, false, true]
+    ])
+    assert.include(eventsOf(Object.assign(new RowBatch(), { trade_bars: [written[0]!] }))[0]!.data, `"liquidations_sampled":true`)
   })
 
   it("inverse sizes count coins at the trade's price; a trade flagged as a liquidation counts by the liquidated side", () => {
@@ -459,15 +479,17 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
       // A late trade at 12:00:05, 98 x 1 sold: the new open and low.
       const late = contribution(id, { open: 98, high: 98, low: 98, close: 98, openTime: at(0, 5), closeTime: at(0, 5), volumeBase: 1, volumeUsd: 98, sellVolumeUsd: 98, tradeCount: 1, contribution: `r1|${at(0, 5)}|${at(0, 5)}|1|d|d` })
       // A liquidation alone (a long, 50 USD): no price.
-      const liquidated = contribution(id, { longLiquidationsUsd: 50, liquidationCount: 1, contribution: `r1|${at(0, 30)}|${at(0, 30)}|1|liquidation-L|liquidation-L` })
+      const liquidated = contribution(id, { longLiquidationsUsd: 50, liquidationCount: 1, liquidationsSampled: true, contribution: `r1|${at(0, 30)}|${at(0, 30)}|1|liquidation-L|liquidation-L` })
       // A trade at 12:00:50 like the close, arriving later: 101 x 1 bought, the new close.
       const tie = contribution(id, { open: 101, high: 101, low: 101, close: 101, openTime: at(0, 50), closeTime: at(0, 50), volumeBase: 1, volumeUsd: 101, buyVolumeUsd: 101, tradeCount: 1, contribution: `r1|${at(0, 50)}|${at(0, 50)}|1|e|e` })
       yield* insertRows("trade_bars", [live])
+      const [first] = yield* sql<{ liquidations_sampled: boolean }>`SELECT liquidations_sampled FROM trade_bars WHERE id = ${id}`
+      assert.strictEqual(first!.liquidations_sampled, false, "no liquidation yet")
       yield* insertRows("trade_bars", [late])
       yield* insertRows("trade_bars", [late]) // the same batch retried
       yield* insertRows("trade_bars", [liquidated, tie, liquidated]) // one batch, one contribution in it twice
       const [row] = yield* sql<Record<string, unknown>>`SELECT open, high, low, close, volume_base, volume_usd, buy_volume_usd, sell_volume_usd,
-        trade_count, long_liquidations_usd, liquidation_count, contributions FROM trade_bars WHERE id = ${id}`
+        trade_count, long_liquidations_usd, liquidation_count, contributions, liquidations_sampled FROM trade_bars WHERE id = ${id}`
       assert.deepStrictEqual(
         [row!.open, row!.high, row!.low, row!.close, row!.volume_base, row!.volume_usd, row!.buy_volume_usd, row!.sell_volume_usd, row!.trade_count, row!.long_liquidations_usd, row!.liquidation_count].map(Number),
         // open 98 (12:00:05), high 105, low 98, close 101 (12:00:50, later), 3 + 1 + 1 coins, 306 + 98 + 101 USD,
@@ -475,6 +497,7 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
         [98, 105, 98, 101, 5, 505, 301, 204, 5, 50, 1]
       )
       assert.deepStrictEqual(row!.contributions, [live, late, liquidated, tie].map((c) => c.contribution))
+      assert.strictEqual(row!.liquidations_sampled, true, "the sampled liquidation's contribution marks the merged bar")
 
       // At 12:10 the latest 11 minutes are 12:00 .. 12:10.
       const answer = yield* bars({ symbol: "BTC", exchange: "merge-test", hours: 1, interval: "1m", aggregate: false, limit: 11 }).pipe(Effect.provide(pinnedClock(at(10, 0)).layer))

@@ -283,6 +283,11 @@ export interface TradeBarRow {
    * partial (`partialReason` says how many; the stored row keeps it there). Absent: none.
    */
   readonly unvaluedCount?: number | undefined
+  /**
+   * Its liquidations come from a stream the venue samples (Binance, OKX: at most one per symbol per second):
+   * the liquidation totals are lower bounds. It says nothing of the trades: `complete` is the trades'. Absent: false.
+   */
+  readonly liquidationsSampled?: boolean | undefined
   /** `{run}|{earliest ms}|{latest ms}|{records}|{first id}|{last id}`: which trades it holds (pipeline/bars.ts contributionId; the merge's rule in storage/inserts.ts). */
   readonly contribution: string
   /**

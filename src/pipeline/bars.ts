@@ -55,6 +55,8 @@ interface Bar {
   /** Trades and liquidations it could not value (no USD price yet): left out of its figures, so it is partial. */
   unvaluedTrades: number
   unvaluedLiquidations: number
+  /** It holds a liquidation from a stream the venue samples (Liquidation.sampled): its liquidation totals are lower bounds. */
+  liquidationsSampled: boolean
   first: Trade | Liquidation | undefined
   last: Trade | Liquidation | undefined
   /** The earliest and latest exchange time of the records it holds: the contribution's trade-time range. */
@@ -200,6 +202,7 @@ export class TradeBars implements ValuedRecordSink {
     if (liquidation.side === "sell") bar.longUsd += usd
     else bar.shortUsd += usd
     bar.liquidations++
+    if (liquidation.sampled === true) bar.liquidationsSampled = true
     this.holds(bar, liquidation)
   }
 
@@ -329,6 +332,7 @@ export class TradeBars implements ValuedRecordSink {
       liquidations: 0,
       unvaluedTrades: 0,
       unvaluedLiquidations: 0,
+      liquidationsSampled: false,
       first: undefined,
       last: undefined,
       earliest: Number.POSITIVE_INFINITY,
@@ -381,6 +385,7 @@ export class TradeBars implements ValuedRecordSink {
       observedWhole: bar.observedWhole && unvaluedReason === null,
       partialReason: unvaluedReason === null ? bar.partialReason : bar.partialReason === null ? `partial: ${unvaluedReason}` : `${bar.partialReason}; ${unvaluedReason}`,
       unvaluedCount: bar.unvaluedTrades + bar.unvaluedLiquidations,
+      liquidationsSampled: bar.liquidationsSampled,
       contribution: contributionId(this.runId, bar),
       // A minute not watched from its start may have trades another process wrote (the minute a restart
       // came in): to add, never to replace (adding to nothing is replacing, so this is always safe).

@@ -187,7 +187,8 @@ export const barEventJson = (r: TradeBarRow) => ({
   open: r.open, high: r.high, low: r.low, close: r.close, volume_base: r.volumeBase, volume_usd: r.volumeUsd, buy_volume_usd: r.buyVolumeUsd,
   sell_volume_usd: r.sellVolumeUsd, volume_delta_usd: Math.round((r.buyVolumeUsd - r.sellVolumeUsd) * 100) / 100, trade_count: r.tradeCount,
   long_liquidations_usd: r.longLiquidationsUsd, short_liquidations_usd: r.shortLiquidationsUsd, liquidation_count: r.liquidationCount,
-  observed_whole: r.observedWhole, partial_reason: r.partialReason, correction: r.correction, unvalued_count: r.unvaluedCount ?? 0
+  observed_whole: r.observedWhole, partial_reason: r.partialReason, correction: r.correction, unvalued_count: r.unvaluedCount ?? 0,
+  liquidations_sampled: r.liquidationsSampled ?? false
 })
 
 /**
