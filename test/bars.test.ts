@@ -448,7 +448,10 @@ describe("bars through the writer, the gap ledger and GET /bars", () => {
       // A stream client resuming from the database is sent the bars as stored: binance's 12:00 with every contribution.
       const replayed = yield* streamReplay({ start: { _tag: "InsertedSince", ms: 0 }, until: Date.now() + 60_000, earliest: at(-60, 0), kinds: new Set(["bar"]), limit: 100 })
       const replayedA = replayed.rows.find((r) => r.id === barA)!
-      assert.deepStrictEqual([replayedA.kind, replayedA.row.trade_count, replayedA.row.volume_usd, replayedA.row.correction], ["bar", 6, 801, false])
+      assert.deepStrictEqual(
+        [replayedA.kind, replayedA.row.trade_count, replayedA.row.volume_usd, replayedA.row.correction, replayedA.row.unvalued_count, replayedA.row.liquidations_sampled],
+        ["bar", 6, 801, false, 0, false] // the same fields as the live event's
+      )
       assert.strictEqual(replayed.rows.length, 5)
     }).pipe(Effect.scoped, Effect.provide(Layer.provideMerge(GapLedger.layer, postgresLayer(postgresUrl)))), { timeout: 90_000 })
 })
@@ -479,9 +482,9 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
       // A late trade at 12:00:05, 98 x 1 sold: the new open and low.
       const late = contribution(id, { open: 98, high: 98, low: 98, close: 98, openTime: at(0, 5), closeTime: at(0, 5), volumeBase: 1, volumeUsd: 98, sellVolumeUsd: 98, tradeCount: 1, contribution: `r1|${at(0, 5)}|${at(0, 5)}|1|d|d` })
       // A liquidation alone (a long, 50 USD): no price.
-      const liquidated = contribution(id, { longLiquidationsUsd: 50, liquidationCount: 1, liquidationsSampled: true, contribution: `r1|${at(0, 30)}|${at(0, 30)}|1|liquidation-L|liquidation-L` })
+      const liquidated = contribution(id, { longLiquidationsUsd: 50, liquidationCount: 1, liquidationsSampled: true, unvaluedCount: 1, contribution: `r1|${at(0, 30)}|${at(0, 30)}|1|liquidation-L|liquidation-L` })
       // A trade at 12:00:50 like the close, arriving later: 101 x 1 bought, the new close.
-      const tie = contribution(id, { open: 101, high: 101, low: 101, close: 101, openTime: at(0, 50), closeTime: at(0, 50), volumeBase: 1, volumeUsd: 101, buyVolumeUsd: 101, tradeCount: 1, contribution: `r1|${at(0, 50)}|${at(0, 50)}|1|e|e` })
+      const tie = contribution(id, { open: 101, high: 101, low: 101, close: 101, openTime: at(0, 50), closeTime: at(0, 50), volumeBase: 1, volumeUsd: 101, buyVolumeUsd: 101, tradeCount: 1, unvaluedCount: 2, contribution: `r1|${at(0, 50)}|${at(0, 50)}|1|e|e` })
       yield* insertRows("trade_bars", [live])
       const [first] = yield* sql<{ liquidations_sampled: boolean }>`SELECT liquidations_sampled FROM trade_bars WHERE id = ${id}`
       assert.strictEqual(first!.liquidations_sampled, false, "no liquidation yet")
@@ -489,7 +492,7 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
       yield* insertRows("trade_bars", [late]) // the same batch retried
       yield* insertRows("trade_bars", [liquidated, tie, liquidated]) // one batch, one contribution in it twice
       const [row] = yield* sql<Record<string, unknown>>`SELECT open, high, low, close, volume_base, volume_usd, buy_volume_usd, sell_volume_usd,
-        trade_count, long_liquidations_usd, liquidation_count, contributions, liquidations_sampled FROM trade_bars WHERE id = ${id}`
+        trade_count, long_liquidations_usd, liquidation_count, contributions, liquidations_sampled, unvalued_count FROM trade_bars WHERE id = ${id}`
       assert.deepStrictEqual(
         [row!.open, row!.high, row!.low, row!.close, row!.volume_base, row!.volume_usd, row!.buy_volume_usd, row!.sell_volume_usd, row!.trade_count, row!.long_liquidations_usd, row!.liquidation_count].map(Number),
         // open 98 (12:00:05), high 105, low 98, close 101 (12:00:50, later), 3 + 1 + 1 coins, 306 + 98 + 101 USD,
@@ -498,6 +501,7 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
       )
       assert.deepStrictEqual(row!.contributions, [live, late, liquidated, tie].map((c) => c.contribution))
       assert.strictEqual(row!.liquidations_sampled, true, "the sampled liquidation's contribution marks the merged bar")
+      assert.strictEqual(Number(row!.unvalued_count), 3, "unvalued: 1 (liquidated, once though in the batch twice) + 2 (tie)")
 
       // At 12:10 the latest 11 minutes are 12:00 .. 12:10.
       const answer = yield* bars({ symbol: "BTC", exchange: "merge-test", hours: 1, interval: "1m", aggregate: false, limit: 11 }).pipe(Effect.provide(pinnedClock(at(10, 0)).layer))

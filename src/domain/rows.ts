@@ -280,7 +280,7 @@ export interface TradeBarRow {
   readonly partialReason: string | null
   /**
    * Trades and liquidations of the minute the detector could not value (no USD price yet): left out, the bar
-   * partial (`partialReason` says how many; the stored row keeps it there). Absent: none.
+   * partial (`partialReason` says how many; column `unvalued_count`, migration 0021). Absent: none.
    */
   readonly unvaluedCount?: number | undefined
   /**

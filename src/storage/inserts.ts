@@ -300,6 +300,7 @@ const combineBars = (a: TradeBarMerge, b: TradeBarRow): TradeBarMerge => {
     observedWhole: a.observedWhole && b.observedWhole,
     partialReason: a.partialReason ?? b.partialReason,
     liquidationsSampled: (a.liquidationsSampled ?? false) || (b.liquidationsSampled ?? false),
+    unvaluedCount: (a.unvaluedCount ?? 0) + (b.unvaluedCount ?? 0),
     contributions: [...a.contributions, b.contribution]
   }
 }
@@ -342,11 +343,11 @@ const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
     const column = (f: (b: TradeBarMerge) => string | null) => text(bars.map(f))
     return sql`INSERT INTO trade_bars AS b (id, exchange, symbol, base, instrument_kind, minute, open, high, low, close, open_time, close_time,
         volume_base, volume_usd, buy_volume_usd, sell_volume_usd, trade_count, long_liquidations_usd, short_liquidations_usd,
-        liquidation_count, observed_whole, partial_reason, contributions, liquidations_sampled)
+        liquidation_count, observed_whole, partial_reason, contributions, liquidations_sampled, unvalued_count)
       SELECT u.id, u.exchange, u.symbol, u.base, u.kind, ${sql.literal(utc("u.minute"))}, u.open::numeric, u.high::numeric, u.low::numeric,
         u.close::numeric, ${sql.literal(utc("u.open_time"))}, ${sql.literal(utc("u.close_time"))}, u.volume_base::numeric,
         u.volume_usd::numeric, u.buy::numeric, u.sell::numeric, u.trades::bigint, u.longs::numeric, u.shorts::numeric,
-        u.liquidations::bigint, u.whole::boolean, u.reason, string_to_array(u.contributions, ${unitSeparator}), u.sampled::boolean
+        u.liquidations::bigint, u.whole::boolean, u.reason, string_to_array(u.contributions, ${unitSeparator}), u.sampled::boolean, u.unvalued::bigint
       FROM unnest(${column((b) => b.id)}, ${column((b) => b.exchange)}, ${column((b) => b.symbol)}, ${column((b) => b.base)},
         ${column((b) => b.instrumentKind)}, ${column((b) => iso(b.timestamp))}, ${column((b) => numOrNull(b.open))}, ${column((b) => numOrNull(b.high))},
         ${column((b) => numOrNull(b.low))}, ${column((b) => numOrNull(b.close))}, ${column((b) => isoOrNull(b.openTime))},
@@ -354,9 +355,10 @@ const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
         ${column((b) => num(b.buyVolumeUsd))}, ${column((b) => num(b.sellVolumeUsd))}, ${column((b) => String(b.tradeCount))},
         ${column((b) => num(b.longLiquidationsUsd))}, ${column((b) => num(b.shortLiquidationsUsd))},
         ${column((b) => String(b.liquidationCount))}, ${column((b) => String(b.observedWhole))}, ${column((b) => b.partialReason)},
-        ${column((b) => b.contributions.join(unitSeparator))}, ${column((b) => String(b.liquidationsSampled ?? false))})
+        ${column((b) => b.contributions.join(unitSeparator))}, ${column((b) => String(b.liquidationsSampled ?? false))},
+        ${column((b) => String(b.unvaluedCount ?? 0))})
         AS u(id, exchange, symbol, base, kind, minute, open, high, low, close, open_time, close_time, volume_base, volume_usd, buy, sell,
-          trades, longs, shorts, liquidations, whole, reason, contributions, sampled)
+          trades, longs, shorts, liquidations, whole, reason, contributions, sampled, unvalued)
       ON CONFLICT (id) DO UPDATE SET
         open = CASE WHEN b.open_time IS NULL OR EXCLUDED.open_time < b.open_time THEN EXCLUDED.open ELSE b.open END,
         open_time = CASE WHEN b.open_time IS NULL OR EXCLUDED.open_time < b.open_time THEN EXCLUDED.open_time ELSE b.open_time END,
@@ -376,6 +378,7 @@ const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
         partial_reason = COALESCE(b.partial_reason, EXCLUDED.partial_reason),
         contributions = b.contributions || EXCLUDED.contributions,
         liquidations_sampled = b.liquidations_sampled OR EXCLUDED.liquidations_sampled,
+        unvalued_count = b.unvalued_count + EXCLUDED.unvalued_count,
         created_at = NOW()
       WHERE NOT (b.contributions && EXCLUDED.contributions)
         AND NOT EXISTS (
