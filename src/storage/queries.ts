@@ -1049,6 +1049,8 @@ export interface StreamReplayRow {
   /** `created_at` in µs since the epoch: the row's replay position. */
   readonly insertedMicros: bigint
   readonly row: Record<string, unknown>
+  /** A bar's contributions as stored (which trades the row holds: api/stream.ts compares a ring event's with them). */
+  readonly contributions?: ReadonlyArray<string> | undefined
 }
 
 /** The replay tables, in their tie-break order (rows inserted in the same microsecond). */
@@ -1114,7 +1116,7 @@ export const streamReplayStatements = (sql: SqlClient.SqlClient, filter: StreamR
     data_gaps: wants("gap") ? statement(3, "id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata") : undefined,
     alerts: wants("alert") ? statement(4, "id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details") : undefined,
     trade_bars: wants("bar")
-      ? statement(5, "id, exchange, symbol, base, minute, open, high, low, close, volume_base, volume_usd, buy_volume_usd, sell_volume_usd, trade_count, long_liquidations_usd, short_liquidations_usd, liquidation_count, observed_whole, partial_reason")
+      ? statement(5, "id, exchange, symbol, base, minute, open, high, low, close, volume_base, volume_usd, buy_volume_usd, sell_volume_usd, trade_count, long_liquidations_usd, short_liquidations_usd, liquidation_count, observed_whole, partial_reason, contributions, liquidations_sampled, unvalued_count")
       : undefined
   }
 }
@@ -1162,7 +1164,7 @@ export const streamReplay = (filter: StreamReplayFilter) =>
           const buy = toNumber(r.buy_volume_usd)
           const sell = toNumber(r.sell_volume_usd)
           // The bar as stored (every contribution merged): as the hub's `bar` event with `correction: false`, it replaces.
-          return { kind: "bar", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: minute, valueUsd: toNumber(r.volume_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind: "bar", exchange: r.exchange, symbol: r.symbol, base: r.base, interval: "1m", start: toIso(r.minute), end: new Date(minute + 60_000).toISOString(), open: toNumberOrNull(r.open), high: toNumberOrNull(r.high), low: toNumberOrNull(r.low), close: toNumberOrNull(r.close), volume_base: toNumber(r.volume_base), volume_usd: toNumber(r.volume_usd), buy_volume_usd: buy, sell_volume_usd: sell, volume_delta_usd: Math.round((buy - sell) * 100) / 100, trade_count: toNumber(r.trade_count), long_liquidations_usd: toNumber(r.long_liquidations_usd), short_liquidations_usd: toNumber(r.short_liquidations_usd), liquidation_count: toNumber(r.liquidation_count), observed_whole: r.observed_whole, partial_reason: r.partial_reason ?? null, correction: false } }
+          return { kind: "bar", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: minute, valueUsd: toNumber(r.volume_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind: "bar", exchange: r.exchange, symbol: r.symbol, base: r.base, interval: "1m", start: toIso(r.minute), end: new Date(minute + 60_000).toISOString(), open: toNumberOrNull(r.open), high: toNumberOrNull(r.high), low: toNumberOrNull(r.low), close: toNumberOrNull(r.close), volume_base: toNumber(r.volume_base), volume_usd: toNumber(r.volume_usd), buy_volume_usd: buy, sell_volume_usd: sell, volume_delta_usd: Math.round((buy - sell) * 100) / 100, trade_count: toNumber(r.trade_count), long_liquidations_usd: toNumber(r.long_liquidations_usd), short_liquidations_usd: toNumber(r.short_liquidations_usd), liquidation_count: toNumber(r.liquidation_count), observed_whole: r.observed_whole, partial_reason: r.partial_reason ?? null, correction: false, unvalued_count: toNumber(r.unvalued_count), liquidations_sampled: r.liquidations_sampled === true }, contributions: r.contributions as ReadonlyArray<string> }
         }))
       }
       // Each table's rows are in replay order already; merge by insert time, the table order breaking ties (a stable sort keeps each table's id order).
@@ -1174,6 +1176,9 @@ export const streamReplay = (filter: StreamReplayFilter) =>
 /**
  * Of these rows (`<kind>:<row id>` keys), those stored at or before `micros`
  * (insert time): a client resuming from a database position has had them.
+ * A bar's row changes in place: it comes as `bar:<row id>\u0000<contribution>`,
+ * one per contribution it held then (unchanged since), so a ring event is had
+ * only if the stored bar holds its trades (api/stream.ts).
  */
 export const streamStoredUpTo = (keys: ReadonlyArray<string>, micros: bigint) =>
   SqlClient.SqlClient.use((sql) =>
@@ -1184,7 +1189,12 @@ export const streamStoredUpTo = (keys: ReadonlyArray<string>, micros: bigint) =>
         const ids = keys.filter((k) => (kinds as ReadonlyArray<string>).includes(k.slice(0, k.indexOf(":")))).map((k) => k.slice(k.indexOf(":") + 1))
         if (ids.length === 0) continue
         const liquidation = sql.literal(table === "large_trades" ? "is_liquidation" : "FALSE AS is_liquidation")
-        const rows = yield* sql`SELECT id, ${liquidation} FROM ${sql.literal(table)} WHERE id = ANY(${ids}) AND created_at <= ${upTo}`
+        const contributions = sql.literal(table === "trade_bars" ? ", contributions" : "")
+        const rows = yield* sql`SELECT id, ${liquidation}${contributions} FROM ${sql.literal(table)} WHERE id = ANY(${ids}) AND created_at <= ${upTo}`
+        if (table === "trade_bars") {
+          for (const r of rows) for (const c of r.contributions as ReadonlyArray<string>) out.add(`bar:${r.id}\u0000${c}`)
+          continue
+        }
         for (const r of rows) out.add(`${table === "large_trades" ? (r.is_liquidation === true ? "liquidation" : "large_trade") : kinds[0]}:${r.id}`)
       }
       return out

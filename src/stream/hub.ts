@@ -44,6 +44,11 @@ export interface StreamEventInput {
   readonly time: number
   /** The API's row shape, as JSON. */
   readonly data: string
+  /**
+   * A bar's contribution (pipeline/bars.ts contributionId): a bar's row changes in place, so its key does
+   * not say which trades an event holds; a resume tells by this whether a stored bar already holds it.
+   */
+  readonly contribution?: string | undefined
 }
 
 export interface StreamEvent extends StreamEventInput {
@@ -168,9 +173,10 @@ export const eventsOf = (batch: RowBatch): Array<StreamEventInput> => {
     })
   }
   crossVenueEvents(batch, out)
-  // A minute bar once written; `correction: true` carries only trades that came after it (to add), else the bar (to replace).
+  // A minute bar once written; `correction: true` carries only trades that came after it, or a minute not watched from
+  // its start (to add), else the bar (to replace).
   for (const r of batch.trade_bars) {
-    out.push({ rowId: r.id, kind: "bar", exchange: r.exchange, symbol: r.symbol, valueUsd: r.volumeUsd, time: r.timestamp, data: JSON.stringify(barEventJson(r)) })
+    out.push({ rowId: r.id, kind: "bar", exchange: r.exchange, symbol: r.symbol, valueUsd: r.volumeUsd, time: r.timestamp, data: JSON.stringify(barEventJson(r)), contribution: r.contribution })
   }
   return out
 }
@@ -181,7 +187,8 @@ export const barEventJson = (r: TradeBarRow) => ({
   open: r.open, high: r.high, low: r.low, close: r.close, volume_base: r.volumeBase, volume_usd: r.volumeUsd, buy_volume_usd: r.buyVolumeUsd,
   sell_volume_usd: r.sellVolumeUsd, volume_delta_usd: Math.round((r.buyVolumeUsd - r.sellVolumeUsd) * 100) / 100, trade_count: r.tradeCount,
   long_liquidations_usd: r.longLiquidationsUsd, short_liquidations_usd: r.shortLiquidationsUsd, liquidation_count: r.liquidationCount,
-  observed_whole: r.observedWhole, partial_reason: r.partialReason, correction: r.correction
+  observed_whole: r.observedWhole, partial_reason: r.partialReason, correction: r.correction, unvalued_count: r.unvaluedCount ?? 0,
+  liquidations_sampled: r.liquidationsSampled ?? false
 })
 
 /**

@@ -207,6 +207,7 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
               timestamp: d.ts,
               // OKX gives no id, and repeats recent liquidations after a subscription: an id made of the event.
               id: `${d.ts}-${d.side}-${d.bkPx}-${d.sz}`,
+              sampled: true,
               details: {
                 // Hedge mode names the position; net mode ("net") and older pushes leave it to the order: a sell closes a long.
                 position_side: d.posSide === "long" || d.posSide === "short" ? d.posSide : d.side === "sell" ? "long" : "short",
