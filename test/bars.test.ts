@@ -505,8 +505,9 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
 
       // At 12:10 the latest 11 minutes are 12:00 .. 12:10.
       const answer = yield* bars({ symbol: "BTC", exchange: "merge-test", hours: 1, interval: "1m", aggregate: false, limit: 11 }).pipe(Effect.provide(pinnedClock(at(10, 0)).layer))
-      assert.deepStrictEqual(answer.bars.map((b) => [b.start, b.open, b.close, b.vwap, b.volume_delta_usd, b.complete]), [
-        [iso(noon), 98, 101, 101, 97, true] // VWAP 505 / 5 = 101; delta 301 - 204 = 97
+      assert.deepStrictEqual(answer.bars.map((b) => [b.start, b.open, b.close, b.vwap, b.volume_delta_usd, b.complete, b.unvalued_count, b.liquidations_sampled]), [
+        // VWAP 505 / 5 = 101; delta 301 - 204 = 97; the stored unvalued count (3) and sampled flag are served as stored
+        [iso(noon), 98, 101, 101, 97, true, 3, true]
       ])
       yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
     }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 60_000 })

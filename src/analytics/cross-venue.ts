@@ -452,6 +452,7 @@ export const termStructure = (input: {
       fresh: spotFresh !== undefined
     },
     curve,
-    left_out: leftOut
+    // Both times on every entry (null but for a price too far in time from the spot): one shape for every reader.
+    left_out: leftOut.map((l) => ({ exchange: l.exchange, symbol: l.symbol, reason: l.reason, price_time: l.price_time ?? null, spot_time: l.spot_time ?? null }))
   }
 }

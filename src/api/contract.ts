@@ -423,8 +423,8 @@ const TermStructure = Schema.Struct({
     left_out: Schema.Array(Schema.Struct({
       ...Instrument,
       reason: Schema.String,
-      price_time: Schema.optional(Timestamp).annotate({ description: "With a price too far in time from the spot reference: the price's time" }),
-      spot_time: Schema.optional(Timestamp).annotate({ description: "And the spot reference's time" })
+      price_time: Schema.NullOr(Timestamp).annotate({ description: "With a price too far in time from the spot reference: the price's time (null otherwise)" }),
+      spot_time: Schema.NullOr(Timestamp).annotate({ description: "And the spot reference's time (null otherwise)" })
     }))
   }))
 })
@@ -521,7 +521,9 @@ const BarVolumes = {
   trade_count: Schema.Number,
   long_liquidations_usd: Schema.Number.annotate({ description: "Long positions liquidated (sell orders)" }),
   short_liquidations_usd: Schema.Number.annotate({ description: "Short positions liquidated (buy orders)" }),
-  liquidation_count: Schema.Number
+  liquidation_count: Schema.Number,
+  unvalued_count: Schema.Number.annotate({ description: "Trades seen but not valued (no USD price yet), left out of the volumes; their minutes are partial" }),
+  liquidations_sampled: Schema.Boolean.annotate({ description: "Some liquidations came from a venue stream that sends at most one a second per symbol (Binance, OKX): a lower bound" })
 }
 
 const Bars = Schema.Struct({

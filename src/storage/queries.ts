@@ -1257,6 +1257,10 @@ interface BarBucket {
   readonly longUsd: number
   readonly shortUsd: number
   readonly liquidations: number
+  /** Trades the pipeline saw but could not value (no USD price yet): left out of the volumes. */
+  readonly unvalued: number
+  /** Some liquidations came from a venue stream that sends at most one a second per symbol. */
+  readonly liquidationsSampled: boolean
   readonly minutes: number
   readonly incomplete: Array<BarIncomplete>
   readonly repaired: Array<BarRepaired>
@@ -1334,6 +1338,7 @@ export const barsStatements = (sql: SqlClient.SqlClient, filter: BarFilter, now:
       sum(volume_base) AS volume_base, sum(volume_usd) AS volume_usd, sum(buy_volume_usd) AS buy, sum(sell_volume_usd) AS sell,
       sum(trade_count) AS trades, sum(long_liquidations_usd) AS longs, sum(short_liquidations_usd) AS shorts,
       sum(liquidation_count) AS liquidations, count(*) AS minutes,
+      sum(unvalued_count) AS unvalued, bool_or(liquidations_sampled) AS liquidations_sampled,
       array_agg((extract(epoch FROM minute) * 1000)::int8::text ORDER BY minute) FILTER (WHERE NOT observed_whole) AS partial_minutes,
       array_agg(coalesce(partial_reason, 'partial minute') ORDER BY minute) FILTER (WHERE NOT observed_whole) AS partial_reasons
     FROM trade_bars WHERE ${sql.and(conditions)}
@@ -1412,6 +1417,8 @@ const barJson = (b: BarBucket, interval: BarInterval, bucketMs: number) => ({
   long_liquidations_usd: cents(b.longUsd),
   short_liquidations_usd: cents(b.shortUsd),
   liquidation_count: b.liquidations,
+  unvalued_count: b.unvalued,
+  liquidations_sampled: b.liquidationsSampled,
   minutes: b.minutes,
   complete: b.incomplete.length === 0,
   incomplete: b.incomplete,
@@ -1529,6 +1536,8 @@ export const bars = (filter: BarFilter) =>
           longUsd: toNumber(r.longs),
           shortUsd: toNumber(r.shorts),
           liquidations: toNumber(r.liquidations),
+          unvalued: toNumber(r.unvalued),
+          liquidationsSampled: r.liquidations_sampled === true,
           minutes: toNumber(r.minutes),
           incomplete,
           repaired
@@ -1553,7 +1562,7 @@ export const bars = (filter: BarFilter) =>
           buckets.push({
             exchange: e.exchange, symbol: e.symbol, base: base ?? "unknown", kind: e.kind ?? "unknown", start,
             open: null, high: null, low: null, close: null, volumeBase: 0, volumeUsd: 0, buyUsd: 0, sellUsd: 0, trades: 0,
-            longUsd: 0, shortUsd: 0, liquidations: 0, minutes: 0, incomplete: [...inProgress(start), ...holes], repaired: []
+            longUsd: 0, shortUsd: 0, liquidations: 0, unvalued: 0, liquidationsSampled: false, minutes: 0, incomplete: [...inProgress(start), ...holes], repaired: []
           })
         }
       }
@@ -1593,6 +1602,8 @@ export const bars = (filter: BarFilter) =>
           long_liquidations_usd: cents(sum((b) => b.longUsd)),
           short_liquidations_usd: cents(sum((b) => b.shortUsd)),
           liquidation_count: sum((b) => b.liquidations),
+          unvalued_count: sum((b) => b.unvalued),
+          liquidations_sampled: included.some((b) => b.liquidationsSampled),
           venues: included.map((b) => ({ exchange: b.exchange, symbol: b.symbol })),
           left_out: members.filter((b) => b.incomplete.length > 0).map((b) => ({ exchange: b.exchange, symbol: b.symbol, incomplete: b.incomplete })),
           complete: included.length > 0 && included.length === members.length
