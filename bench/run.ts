@@ -70,12 +70,15 @@ if (child === undefined) {
   const children = sections.flatMap((section) => (databases[section] === undefined ? [section] : databases[section].map((d) => `${section}:${d}`)))
   const scratch = mkdtempSync(join(tmpdir(), "mds-bench-run-"))
   const results: Array<SectionResult> = []
+  // A section that fails is reported and the others still run; the run then exits 1.
+  const failed: Array<string> = []
   for (const name of children) {
     const file = join(scratch, `${name.replace(":", "-")}.json`)
     const result = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], { stdio: "inherit", env: { ...process.env, BENCH_CHILD: name, BENCH_RESULT_FILE: file } })
     if (result.status !== 0) {
       console.error(`bench section ${name} failed (exit ${result.status})`)
-      process.exit(1)
+      failed.push(name)
+      continue
     }
     results.push(JSON.parse(readFileSync(file, "utf8")) as SectionResult)
   }
@@ -87,7 +90,8 @@ if (child === undefined) {
   writeFileSync(path, `${JSON.stringify(run, null, 2)}\n`)
   console.log(`\nwritten: ${path}`)
   if (earlier !== undefined) printTable(compareRuns(readRun(earlier), run))
-  process.exit(0)
+  if (failed.length > 0) console.log(`failed sections (not in the file): ${failed.join(", ")}`)
+  process.exit(failed.length > 0 ? 1 : 0)
 }
 
 const tables: Array<Table> = []
