@@ -11,7 +11,7 @@
  * pace, drops anything, or its p99 lag passes one second.
  */
 import { fork } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Context, Effect } from "effect"
@@ -56,6 +56,38 @@ export interface E2eTarget {
   readonly name: string
   /** A PostgreSQL URL, or undefined for the embedded database in a temporary directory. */
   readonly url: string | undefined
+  /** Which embedded database (EMBEDDED_DATABASE), when there is no URL; unset: the default. */
+  readonly engine?: "postgres" | "pglite"
+}
+
+/**
+ * Memory of the embedded PostgreSQL's processes (our descendants named
+ * postgres), as proportional set size: its backends share the buffer cache,
+ * which RSS would count once per process. 0 when the database is not our child.
+ */
+const databaseMemory = (): number => {
+  let total = 0
+  const visit = (pid: number) => {
+    let children: Array<string> = []
+    try {
+      for (const task of readdirSync(`/proc/${pid}/task`)) children = children.concat(readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim().split(" ").filter(Boolean))
+    } catch {
+      return
+    }
+    for (const child of children.map(Number)) {
+      try {
+        if (readFileSync(`/proc/${child}/comm`, "utf8").startsWith("postgres")) {
+          const pss = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${child}/smaps_rollup`, "utf8"))
+          total += Number(pss?.[1] ?? 0) * 1024
+        }
+      } catch {
+        // gone between the listing and the read
+      }
+      visit(child)
+    }
+  }
+  visit(process.pid)
+  return total
 }
 
 export const e2eSymbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "BNBUSDT", "DOGEUSDT"]
@@ -67,6 +99,8 @@ const runTarget = (target: E2eTarget, paces: ReadonlyArray<number>, stepSeconds:
   Effect.gen(function*() {
     const flood = yield* Effect.acquireRelease(Effect.promise(() => startFlood(symbols)), (f) => Effect.sync(f.stop))
     const dataDir = target.url === undefined ? mkdtempSync(join(tmpdir(), "mds-bench-")) : undefined
+    // As root the embedded PostgreSQL runs as an unprivileged account, which must reach its directory (mkdtemp makes it 0700).
+    if (dataDir !== undefined) chmodSync(dataDir, 0o755)
     if (dataDir !== undefined) yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dataDir, { recursive: true, force: true })))
     const env: Record<string, string> = {
       EXCHANGES: "binance",
@@ -81,7 +115,8 @@ const runTarget = (target: E2eTarget, paces: ReadonlyArray<number>, stepSeconds:
       LARGE_TRADE_THRESHOLD_BTC: "1",
       LARGE_TRADE_THRESHOLD_ETH: "1",
       LARGE_TRADE_THRESHOLD_DEFAULT: "1",
-      ...(target.url === undefined ? { DATA_DIR: dataDir! } : { DATABASE_URL: target.url })
+      ...(target.url === undefined ? { DATA_DIR: dataDir! } : { DATABASE_URL: target.url }),
+      ...(target.engine === undefined ? {} : { EMBEDDED_DATABASE: target.engine })
     }
     const context = yield* startService(env)
     const writer = Context.get(context, Writer)
@@ -102,15 +137,18 @@ const runTarget = (target: E2eTarget, paces: ReadonlyArray<number>, stepSeconds:
       lag.reset()
       const before = { sent: yield* Effect.promise(flood.sent), ...stored() }
       let peakRss = process.memoryUsage().rss
+      let peakDatabase = databaseMemory()
       const started = performance.now()
       const eluStart = performance.eventLoopUtilization()
       flood.pace(pace)
       while (performance.now() - started < stepSeconds * 1000) {
         yield* Effect.sleep("100 millis")
         peakRss = Math.max(peakRss, process.memoryUsage().rss)
+        peakDatabase = Math.max(peakDatabase, databaseMemory())
         if (process.env.BENCH_VERBOSE !== undefined) {
           const m = process.memoryUsage()
-          console.error(`  ${((performance.now() - started) / 1000).toFixed(1)} s: queued ${stored().queued}, written ${stored().written - before.written}, rss ${(m.rss / 2 ** 20).toFixed(0)} heap ${(m.heapUsed / 2 ** 20).toFixed(0)} ext ${(m.external / 2 ** 20).toFixed(0)} ab ${(m.arrayBuffers / 2 ** 20).toFixed(0)}`)
+          const books = writer.state().tables.exchange_orderbooks
+          console.error(`  ${((performance.now() - started) / 1000).toFixed(1)} s: queued ${stored().queued} (books ${books.queued}), written ${stored().written - before.written}, rss ${(m.rss / 2 ** 20).toFixed(0)} heap ${(m.heapUsed / 2 ** 20).toFixed(0)} ext ${(m.external / 2 ** 20).toFixed(0)} ab ${(m.arrayBuffers / 2 ** 20).toFixed(0)}`)
         }
       }
       flood.pace(-1)
@@ -141,6 +179,7 @@ const runTarget = (target: E2eTarget, paces: ReadonlyArray<number>, stepSeconds:
         p50 === undefined ? "n/a" : p50.toFixed(0),
         p99 === undefined ? "n/a" : p99.toFixed(0),
         (peakRss / 2 ** 20).toFixed(0),
+        (peakDatabase / 2 ** 20).toFixed(0),
         `${(busy * 100).toFixed(0)}%`,
         String(drops),
         saturated ? "saturated" : "ok"
@@ -154,13 +193,14 @@ export const e2eSection = async (target: E2eTarget, paces: ReadonlyArray<number>
   const rows = await Effect.runPromise(runTarget(target, paces, stepSeconds))
   return {
     title: `2. end to end into ${target.name}: flood Binance spot venue (6 symbols, aggTrade + depth diffs) -> service -> database, ${stepSeconds} s per pace`,
-    header: ["database", "pace/s", "frames", "sustained/s", "rows", "lag p50 ms", "lag p99 ms", "peak RSS MB", "CPU busy", "drops", "verdict"],
+    header: ["database", "pace/s", "frames", "sustained/s", "rows", "lag p50 ms", "lag p99 ms", "peak RSS MB", "child db MB", "CPU busy", "drops", "verdict"],
     // The pace is a number that names the row.
     keyColumns: 2,
     rows,
     notes: [
       "sustained = frames sent / (step + time to store its backlog); lag = trade send time to the commit that stored its row",
       "rows: large_trades rows stored (every trade frame); drops: rows lost in the queues, refused, or never stored",
+      "peak RSS: this process (service and, for pglite, the database); child db: the embedded PostgreSQL's processes, peak proportional set size (0 when the database is not our child)",
       "CPU busy: the service's event-loop utilisation during the step (it runs in this process, on one core; the flood venue and PostgreSQL share the other)"
     ]
   }

@@ -63,7 +63,7 @@ if (child === undefined) {
   console.log(`${machine}, ${started.toISOString()}`)
   const sections = list(option("--only") ?? env("BENCH_SECTIONS", "normalize,e2e,api,default,universe"))
   const databases: Record<string, ReadonlyArray<string>> = {
-    e2e: list(env("BENCH_E2E_DATABASES", "postgres,embedded")),
+    e2e: list(env("BENCH_E2E_DATABASES", "postgres,embedded,pglite")),
     default: list(env("BENCH_DEFAULT_DATABASES", "postgres,embedded")),
     universe: list(env("BENCH_UNIVERSE_DATABASES", "postgres"))
   }
@@ -113,7 +113,9 @@ if (child.startsWith("e2e:")) {
   // Baselines of this run: JSON.parse alone on the flood's own frames, and a bare Node's RSS.
   const parsed = parseRate(floodFrames(e2eSymbols, 200_000))
   const bare = bareNodeRss()
-  const table = await e2eSection({ name, url }, paces, Number(env("BENCH_E2E_STEP_SECONDS", "10")))
+  // embedded: the default embedded database (the PostgreSQL child process); pglite: PGlite in-process.
+  const engine = name === "pglite" ? { engine: "pglite" as const } : {}
+  const table = await e2eSection({ name, url, ...engine }, paces, Number(env("BENCH_E2E_STEP_SECONDS", "10")))
   emit({
     ...withRatio(withRatio(table, "sustained/s", "over parse", parsed), "peak RSS MB", "over bare node", bare / 2 ** 20),
     notes: [...(table.notes ?? []), `over parse: sustained / JSON.parse alone on the same frames in this process (${Math.round(parsed).toLocaleString("en-US")} frames/s); over bare node: peak RSS / a bare Node process's (${mb(bare)})`]
@@ -127,6 +129,11 @@ if (child === "api") {
   // The baseline after the load, on the same database and with the same concurrency: what one round trip costs here today.
   const selectOne = await Effect.runPromise(selectOneLatency(benchDatabaseUrl, connections, 5))
   for (const table of apiTables) {
+    // The endpoints' table brings its own SELECT 1 floor (bench/api.ts); the others get this one.
+    if (table.header.some((column) => column.includes("SELECT 1"))) {
+      emit(table)
+      continue
+    }
     const ratios = withRatio(withRatio(table, "p99 ms", "p99 over SELECT 1", selectOne.p99), "p50 ms", "p50 over SELECT 1", selectOne.p50)
     emit({
       ...ratios,

@@ -5,8 +5,9 @@
  * is on the tape within 2 s; the funding and open-interest panels show what
  * the API returns; feed health turns red while the venue is unreachable and
  * green when it is back; 100 trades a second on the stream leave the page
- * responsive; the cross-venue panel shows what /funding-comparison and
- * /open-interest-aggregate answer on a stored scenario. A full-page screenshot is written to
+ * responsive; the cross-venue panel shows what /funding-comparison,
+ * /open-interest-aggregate, /bars?aggregate=true, /spreads and /arbitrage
+ * answer on a stored scenario. A full-page screenshot is written to
  * test-results/dashboard.png each run.
  */
 import { existsSync, mkdirSync } from "node:fs"
@@ -16,7 +17,7 @@ import { chromium } from "playwright-core"
 import { postgresLayer } from "../src/storage/database.ts"
 import { FakeBinance } from "./fake/binance.ts"
 import { pinnedClock } from "./support/clock.ts"
-import { NOW, seedCrossVenueScenario } from "./support/cross-venue-scenario.ts"
+import { NOW, OPEN_ARBITRAGE, SPREAD_AT, seedCrossVenueScenario, seedSpreadsAndBars, storeOpenArbitrage } from "./support/cross-venue-scenario.ts"
 import { TcpProxy } from "./support/proxy.ts"
 import { eventually, freePort, getData, getJson, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
@@ -87,6 +88,9 @@ describe.skipIf(!existsSync(chromiumPath) && process.env.CI === undefined)("dash
       const oiNow = (yield* getData(`${base}/api/v1/exchange/open-interest?hours=24&limit=1000`)).open_interest.find((r: any) => r.exchange === oi.exchange && r.symbol === oi.symbol)
       assert.include([fmtUsd(oi.open_interest_usd), fmtUsd(oiNow.open_interest_usd)], oiCell)
 
+      // The sampler's BTC samples here hold no book (the fake's symbols are no BTC): the matrix says so.
+      yield* Effect.promise(() => tab.waitForSelector(`[data-cv-section="spreads"] >> text=/^sample \\d\\d:\\d\\d:\\d\\d: no book was usable$/`, { timeout: 10_000 }))
+
       // Feed health: how late trades arrive (as /health has it), red while the venue is unreachable, green when it is back.
       yield* Effect.promise(() => tab.waitForSelector(`tr[data-feed^="binance-futures"][data-state="connected"]`, { timeout: 10_000 }))
       const lagCell = yield* Effect.promise(() =>
@@ -127,14 +131,22 @@ describe.skipIf(!existsSync(chromiumPath) && process.env.CI === undefined)("dash
       console.log(`dashboard: ${(bytes / 1024).toFixed(0)} KB loaded, tape ${tapeLatencyMs} ms after the fake sent a trade, main thread's longest 50 ms tick ${worstFrameMs.toFixed(0)} ms over ${gaps.length} ticks at 100 trades/s`)
     })), { timeout: 180_000 })
 
-  it.live("the cross-venue panel shows funding across venues and aggregated open interest as the API answers them", () =>
+  it.live("the cross-venue panel shows funding, open interest, volume delta, the spread matrix and open arbitrage as the API answers them", () =>
     Effect.scoped(Effect.gen(function*() {
       yield* seedCrossVenueScenario
+      yield* seedSpreadsAndBars
       const port = freePort()
-      yield* startService({ DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "none" }, pinnedClock(NOW).layer)
+      // The sampler samples DOGE only (no books here: empty samples), so BTC's latest sample stays the stored one.
+      yield* startService({ DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "none", SPREAD_ASSETS: "DOGE" }, pinnedClock(NOW).layer)
       const base = `http://127.0.0.1:${port}`
+      // Its first sample comes after it closed what a previous run left open: only then is the open opportunity stored.
+      yield* eventually("the sampler's first sample", Effect.map(getData(`${base}/api/v1/exchange/spreads?symbol=DOGE`), (d) => (d.latest.length > 0 ? true : undefined)))
+      yield* storeOpenArbitrage
       const funding = (yield* getData(`${base}/api/v1/exchange/funding-comparison?symbol=BTC`)).assets[0]
       const oi = (yield* getData(`${base}/api/v1/exchange/open-interest-aggregate?symbol=BTC&hours=24`)).assets[0]
+      const delta = (yield* getData(`${base}/api/v1/exchange/bars?symbol=BTC&aggregate=true&interval=1h&hours=24`)).aggregates
+      const sample = (yield* getData(`${base}/api/v1/exchange/spreads?symbol=BTC`)).latest[0]
+      const arbitrage = yield* getData(`${base}/api/v1/exchange/arbitrage?symbol=BTC&hours=24`)
       const browser = yield* Effect.acquireRelease(
         Effect.promise(() => chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox", "--disable-gpu"] })),
         (b) => Effect.promise(() => b.close())
@@ -177,10 +189,84 @@ describe.skipIf(!existsSync(chromiumPath) && process.env.CI === undefined)("dash
       assert.strictEqual(caption, `latest point ${last.time.slice(11, 19)} (${last.resolution}): ${fmtUsd(last.open_interest_usd)} from ${last.instruments} instruments, ${last.carried_forward} carried forward`)
       assert.isAbove(yield* Effect.promise(() => tab.locator(`#cross-venue-oi-chart canvas`).count()), 0, "the history is drawn")
 
+      // Volume delta, hour by hour, as /bars?aggregate=true answers (the cumulative summed over the answer's hours).
+      const signedUsd = (n: number) => `${n >= 0 ? "+" : "-"}${fmtUsd(Math.abs(n))}`
+      let cumulative = 0
+      for (const b of delta) {
+        cumulative += b.volume_delta_usd
+        assert.deepStrictEqual(yield* cells(`tr[data-cv-delta="${b.start}"]`), [b.start.slice(11, 16), fmtUsd(b.volume_usd), signedUsd(b.volume_delta_usd),
+          signedUsd(cumulative), fmtUsd(b.long_liquidations_usd), fmtUsd(b.short_liquidations_usd)])
+      }
+      // By hand: 09:00 buys 30,000 + 12,000 - sells 10,000 + 20,000 = +12,000 of 72,000; 10:00 (50,000 + 10,000) - (20,000 + 25,000)
+      // = +15,000 of 105,000, cumulative +27,000; 11:00 binance-futures alone (bybit's hour has a partial minute) 20,000 - 26,000
+      // = -6,000 of 46,000, cumulative +21,000. Liquidations: longs 5,000 + 3,000 = 8,000, shorts 2,000 + 1,500 + 4,000 = 7,500.
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-delta="2026-12-04T09:00:00.000Z"]`), ["09:00", "72.0k", "+12.0k", "+12.0k", "5.0k", "2.0k"])
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-delta="2026-12-04T10:00:00.000Z"]`), ["10:00", "105.0k", "+15.0k", "+27.0k", "3.0k", "1.5k"])
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-delta="2026-12-04T11:00:00.000Z"]`), ["11:00", "46.0k", "-6.0k", "+21.0k", "0", "4.0k"])
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-delta="total"]`), ["24 h", "223.0k", "", "+21.0k", "8.0k", "7.5k"])
+      const deltaLeftOut = tab.locator(`[data-cv-section="volume-delta"] [data-left-out]`)
+      assert.strictEqual(yield* Effect.promise(() => deltaLeftOut.getAttribute("data-left-out")),
+        [...new Set(delta.flatMap((b: any) => b.left_out.map((l: any) => `${l.exchange}/${l.symbol}`)))].join(","))
+      assert.strictEqual(yield* Effect.promise(() => deltaLeftOut.textContent()), "left out: bybit BTCUSDT (incomplete in 1 of the 3 hours with trades: partial minute)")
+      assert.isAbove(yield* Effect.promise(() => tab.locator(`#cross-venue-delta-chart canvas`).count()), 0, "the cumulative delta is drawn")
+
+      // The spread matrix: the latest sample's books per market, each cell the row's pair spread against the column's.
+      const bps = (n: number) => `${n >= 0 ? "+" : ""}${n.toFixed(2)}`
+      const age = (ms: number) => (ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`)
+      const pair = (a: string, b: string) => {
+        const p = sample.pairs.find((p: any) => p.a === a && p.b === b)
+        if (p !== undefined) return bps(p.spread_bps)
+        const mirror = sample.pairs.find((p: any) => p.a === b && p.b === a)
+        return mirror === undefined ? "" : bps(-mirror.spread_bps)
+      }
+      assert.strictEqual(sample.timestamp, new Date(SPREAD_AT).toISOString())
+      for (const market of ["spot", "perpetual"]) {
+        const keys = sample.quotes.filter((q: any) => q.market === market).map((q: any) => `${q.exchange}:${q.symbol}`)
+        for (const q of sample.quotes.filter((q: any) => q.market === market)) {
+          const key = `${q.exchange}:${q.symbol}`
+          assert.deepStrictEqual(yield* cells(`tr[data-cv-spread="${key}"]`), [`${q.exchange} ${q.symbol}`, q.quote_basis,
+            q.mid.toLocaleString("en-US", { maximumFractionDigits: 2 }), age(q.age_ms), ...keys.map((k: string) => (k === key ? "" : pair(key, k)))])
+        }
+      }
+      // By hand (mids 100,000, 100,020, 99,980): binance-futures - bybit = -20 / 100,010 x 1e4 = -2.00 bps, binance-futures - okx
+      // = +20 / 99,990 x 1e4 = +2.00, bybit - okx = +40 / 100,000 x 1e4 = +4.00; a row against a column is minus the column against the row.
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-spread="binance-futures:BTCUSDT"]`), ["binance-futures BTCUSDT", "USDT at par", "100,000", "120 ms", "", "-2.00", "+2.00"])
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-spread="bybit:BTCUSDT"]`), ["bybit BTCUSDT", "USDT at par", "100,020", "300 ms", "+2.00", "", "+4.00"])
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-spread="okx:BTC-USDT-SWAP"]`), ["okx BTC-USDT-SWAP", "USDT at par", "99,980", "1.5 s", "-2.00", "-4.00", ""])
+      // Spot: (99,990 - 100,010) / 100,000 x 1e4 = -2.00 bps.
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-spread="binance:BTCUSDT"]`), ["binance BTCUSDT", "USDT at par", "99,990", "40 ms", "", "-2.00"])
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-spread="coinbase:BTC-USD"]`), ["coinbase BTC-USD", "USD", "100,010", "250 ms", "+2.00", ""])
+      const spreadNotes = yield* Effect.promise(() => tab.locator(`[data-cv-section="spreads"] p.note`).allTextContents())
+      assert.deepStrictEqual(spreadNotes, [
+        `sample ${sample.timestamp.slice(11, 19)}: ${sample.quotes.length} books on ${sample.venues} venues`,
+        `left out: ${sample.excluded.map((e: any) => `${e.exchange} ${e.symbol} (${e.reason})`).join(", ")}`
+      ])
+      assert.deepStrictEqual(spreadNotes, [
+        "sample 12:00:29: 5 books on 5 venues",
+        "left out: deribit BTC-PERPETUAL (stale: last update received 6000 ms before the sample (limit 5000 ms))"
+      ])
+
+      // Open arbitrage: the open one only (the closed one is counted in the caption).
+      assert.deepStrictEqual(arbitrage.open.map((o: any) => o.id), [OPEN_ARBITRAGE.id])
+      for (const o of arbitrage.open) {
+        assert.deepStrictEqual(yield* cells(`tr[data-cv-arbitrage="${o.id}"]`), [`${o.buy_exchange} ${o.buy_symbol}`, `${o.sell_exchange} ${o.sell_symbol}`,
+          bps(o.open_edge_bps), bps(o.peak_edge_bps), o.size_base.toLocaleString("en-US", { maximumFractionDigits: 4 }), fmtUsd(o.size_usd), o.opened_at.slice(11, 19)])
+      }
+      // By hand: at open (100,070 x 0.99945 - 99,920 x 1.0005) / (99,920 x 1.0005) x 1e4 = 45.0015 / 99,969.96 x 1e4 = +4.50 bps;
+      // at the peak 65.0115 / 99,949.95 x 1e4 = +6.50 bps; 0.8 coins x 99,900 = 79,920 USD.
+      assert.deepStrictEqual(yield* cells(`tr[data-cv-arbitrage="${OPEN_ARBITRAGE.id}"]`), ["okx BTC-USDT-SWAP", "bybit BTCUSDT", "+4.50", "+6.50", "0.8", "79.9k", "11:58:00"])
+      assert.strictEqual(yield* Effect.promise(() => tab.locator(`[data-cv-arbitrage-summary]`).textContent()),
+        `${arbitrage.summary.open} open, ${arbitrage.summary.closed} closed in 24 h; best peak ${bps(arbitrage.summary.best_peak_edge_bps)} bps`)
+      assert.strictEqual(yield* Effect.promise(() => tab.locator(`[data-cv-arbitrage-summary]`).textContent()), "1 open, 1 closed in 24 h; best peak +9.10 bps")
+      assert.strictEqual(yield* Effect.promise(() => tab.locator(`tr[data-cv-arbitrage]`).count()), 1)
+
       // Another asset: ETH has funding but no open interest here.
       yield* Effect.promise(() => tab.selectOption("#cross-venue-asset", "ETH"))
       yield* Effect.promise(() => tab.waitForSelector(`tr[data-cv-funding="binance-futures/ETHUSDT"]`, { timeout: 10_000 }))
       yield* Effect.promise(() => tab.waitForSelector(`[data-cv-section="open-interest"] >> text=no open interest stored for this asset`, { timeout: 10_000 }))
+      yield* Effect.promise(() => tab.waitForSelector(`[data-cv-section="spreads"] >> text=no spread sample stored for this asset`, { timeout: 10_000 }))
+      yield* Effect.promise(() => tab.waitForSelector(`[data-cv-section="arbitrage"] >> text=no open arbitrage after fees`, { timeout: 10_000 }))
+      yield* Effect.promise(() => tab.waitForSelector(`[data-cv-section="volume-delta"] >> text=no bars stored for this asset`, { timeout: 10_000 }))
       if (!existsSync("test-results")) mkdirSync("test-results")
       yield* Effect.promise(() => tab.goto(`${base}/?asset=BTC`, { waitUntil: "load" }).then(() => tab.waitForSelector(`tr[data-cv-oi="total"]`)))
       yield* Effect.promise(() => tab.locator("#cross-venue-panel").screenshot({ path: "test-results/dashboard-cross-venue.png" }))

@@ -170,6 +170,11 @@ const rowsPerTable: { readonly [T in TableName]: (i: number) => RowsByTable[T] }
     id: `writer-test_R_${i}`, exchange: "writer-test", root: "BTC", fromSymbol: "A", toSymbol: "B", reason: "test", tradeDate: at + i * 86_400_000,
     fromOpenInterest: 1, toOpenInterest: 2, fromVolume: 3, toVolume: 4, timestamp: at + i, metadata: meta
   }),
+  trade_bars: (i) => ({
+    id: `writer-test_TB_${i}`, exchange: "writer-test", symbol: "TB", base: "BTC", instrumentKind: "perpetual", timestamp: at + i * 60_000, open: 100, high: 101, low: 99, close: 100,
+    openTime: at + i * 60_000, closeTime: at + i * 60_000 + 1, volumeBase: 2, volumeUsd: 200, buyVolumeUsd: 150, sellVolumeUsd: 50, tradeCount: 2,
+    longLiquidationsUsd: 0, shortLiquidationsUsd: 0, liquidationCount: 0, observedWhole: true, partialReason: null, contribution: `t${i}|t${i}|1`, correction: false
+  }),
   exchange_spreads: (i) => ({ id: `writer-test_SP_${i}`, asset: "BTC", timestamp: at + i, quotes: [], pairs: [], excluded: [], changed: true, metadata: meta }),
   arbitrage_opportunities: (i) => ({
     id: `writer-test_AR_${i}`, asset: "BTC", market: "spot", buyExchange: "a", buySymbol: "A", sellExchange: "b", sellSymbol: "B", openedAt: at + i,

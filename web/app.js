@@ -225,9 +225,9 @@ const refreshSmile = async () => {
 
 // ---------------------------------------------------------------- across venues
 // One asset across venues. Each section is one entry of crossVenueSections: a title, the endpoint
-// it reads for the chosen asset, and how it draws that answer into its own box. A further view
-// (the spread matrix from /spreads, open arbitrage from /arbitrage, volume delta from /bars) is one
-// more entry with its render function; the box, the JSON link and the refresh come with it.
+// it reads for the chosen asset, and how it draws that answer into its own box (funding, open
+// interest, the spread matrix, open arbitrage, volume delta). A further view is one more entry with
+// its render function; the box, the JSON link and the refresh come with it.
 const crossVenueAsset = () => $("cross-venue-asset").value
 const pctCell = (fraction, digits = 2) => [fmtPct(fraction * 100, digits), `n ${fraction >= 0 ? "buy" : "sell"}`]
 const table = (headers, rows) => {
@@ -275,9 +275,96 @@ const renderOpenInterestAcross = (data, box) => {
   }, [a.history.map((p) => Date.parse(p.time) / 1000), a.history.map((p) => p.open_interest_usd)])
 }
 
+const bps = (n) => `${n >= 0 ? "+" : ""}${n.toFixed(2)}`
+const signedUsd = (n) => `${n >= 0 ? "+" : "-"}${fmtUsd(Math.abs(n))}`
+const price = (n) => n.toLocaleString("en-US", { maximumFractionDigits: 2 })
+const age = (ms) => (ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`)
+
+// The latest sample's books as rows and columns, one matrix per market type (spot is compared with
+// spot, perpetuals with perpetuals): a cell is the row's mid against the column's, in bps (positive
+// when the row's venue is dearer), read from the sample's pairs (a < b) or their mirror.
+const renderSpreadMatrix = (data, box) => {
+  const s = data.latest[0]
+  if (s === undefined) return box.replaceChildren(el("p", { class: "note" }, "no spread sample stored for this asset"))
+  const spreads = new Map()
+  for (const p of s.pairs) {
+    spreads.set(`${p.a}|${p.b}`, p.spread_bps)
+    spreads.set(`${p.b}|${p.a}`, -p.spread_bps)
+  }
+  const parts = [el("p", { class: "note", "data-cv-spread-sample": s.timestamp },
+    s.quotes.length === 0 ? `sample ${time(s.timestamp)}: no book was usable` : `sample ${time(s.timestamp)}: ${s.quotes.length} books on ${s.venues} venues`)]
+  for (const market of ["spot", "perpetual"]) {
+    const quotes = s.quotes.filter((q) => q.market === market)
+    if (quotes.length === 0) continue
+    const keys = quotes.map((q) => `${q.exchange}:${q.symbol}`)
+    const rows = quotes.map((q, i) => {
+      const cells = keys.map((k, j) => {
+        const v = spreads.get(`${keys[i]}|${k}`)
+        return i === j || v === undefined ? ["", "n"] : [bps(v), `n ${v >= 0 ? "buy" : "sell"}`]
+      })
+      return row([[`${q.exchange} ${q.symbol}`], [q.quote_basis], [price(q.mid), "n"], [age(q.age_ms), "n"], ...cells], { "data-cv-spread": keys[i] })
+    })
+    // A column is headed by its venue, or venue and symbol where the venue has two books of the market.
+    const heads = quotes.map((q) => [quotes.filter((o) => o.exchange === q.exchange).length > 1 ? `${q.exchange} ${q.symbol}` : q.exchange, "n"])
+    parts.push(el("h4", {}, `${market}, bps`), table([[`${market} book`], ["quoted"], ["mid USD", "n"], ["age", "n"], ...heads], rows))
+  }
+  parts.push(leftOutNote(s.excluded))
+  box.replaceChildren(...parts)
+}
+
+// Open opportunities only (closed ones are counted in the caption): the edge after both taker fees
+// at open and at its peak, the size at the top of both books at the peak.
+const renderArbitrage = (data, box) => {
+  const caption = el("p", { class: "note", "data-cv-arbitrage-summary": "" },
+    `${data.summary.open} open, ${data.summary.closed} closed in 24 h${data.summary.best_peak_edge_bps === null ? "" : `; best peak ${bps(data.summary.best_peak_edge_bps)} bps`}`)
+  if (data.open.length === 0) return box.replaceChildren(el("p", { class: "note" }, "no open arbitrage after fees"), caption)
+  const rows = data.open.map((o) => row([[`${o.buy_exchange} ${o.buy_symbol}`], [`${o.sell_exchange} ${o.sell_symbol}`], [bps(o.open_edge_bps), "n buy"], [bps(o.peak_edge_bps), "n buy"],
+    [o.size_base.toLocaleString("en-US", { maximumFractionDigits: 4 }), "n"], [fmtUsd(o.size_usd), "n"], [time(o.opened_at)]], { "data-cv-arbitrage": o.id }))
+  box.replaceChildren(table([["buy"], ["sell"], ["edge bps", "n"], ["peak bps", "n"], ["coins", "n"], ["USD", "n"], ["open since"]], rows), caption)
+}
+
+// Hourly buckets of the asset across venues: the cumulative volume delta (taker buys less taker
+// sells, summed from the window's start) drawn and tabled with the liquidations. A bucket still
+// running counts nothing (it is incomplete by definition); venues left out of finished buckets are named.
+const deltaBuckets = 6
+const renderVolumeDelta = (data, box) => {
+  const buckets = data.aggregates
+  if (buckets.length === 0) return box.replaceChildren(el("p", { class: "note" }, "no bars stored for this asset"))
+  let cumulative = 0
+  const points = buckets.map((b) => {
+    cumulative += b.volume_delta_usd
+    return { ...b, cumulative, running: b.left_out.some((l) => l.incomplete.some((i) => i.reason === "in_progress")) }
+  })
+  const rows = points.slice(-deltaBuckets).map((p) => row([[`${time(p.start).slice(0, 5)}${p.running ? " (running)" : ""}`], [fmtUsd(p.volume_usd), "n"], [signedUsd(p.volume_delta_usd), `n ${p.volume_delta_usd >= 0 ? "buy" : "sell"}`],
+    [signedUsd(p.cumulative), `n ${p.cumulative >= 0 ? "buy" : "sell"}`], [fmtUsd(p.long_liquidations_usd), "n"], [fmtUsd(p.short_liquidations_usd), "n"]], { "data-cv-delta": p.start }))
+  const sum = (f) => buckets.reduce((n, b) => n + f(b), 0)
+  rows.push(row([["24 h"], [fmtUsd(sum((b) => b.volume_usd)), "n"], [""], [signedUsd(cumulative), `n ${cumulative >= 0 ? "buy" : "sell"}`],
+    [fmtUsd(sum((b) => b.long_liquidations_usd)), "n"], [fmtUsd(sum((b) => b.short_liquidations_usd)), "n"]], { class: "summary", "data-cv-delta": "total" }))
+  const incomplete = new Map()
+  for (const p of points.filter((p) => !p.running)) {
+    for (const l of p.left_out) {
+      const key = `${l.exchange}/${l.symbol}`
+      const known = incomplete.get(key) ?? { exchange: l.exchange, symbol: l.symbol, buckets: 0, reasons: new Set() }
+      known.buckets += 1
+      for (const i of l.incomplete) known.reasons.add(i.reason === "gap" ? "gap" : "partial minute")
+      incomplete.set(key, known)
+    }
+  }
+  const leftOut = [...incomplete.values()].map((l) => ({ exchange: l.exchange, symbol: l.symbol, reason: `incomplete in ${l.buckets} of the ${points.length} hours with trades: ${[...l.reasons].join(", ")}` }))
+  const chartBox = el("div", { id: "cross-venue-delta-chart", class: "chart" })
+  box.replaceChildren(chartBox, table([["hour"], ["volume", "n"], ["delta", "n"], ["cumulative", "n"], ["long liq.", "n"], ["short liq.", "n"]], rows), leftOutNote(leftOut))
+  chart("cross-venue-delta-chart", {
+    series: [{}, { label: "cumulative volume delta, USD", stroke: palette[1], points: { show: true, size: 4 }, value: (u, v) => (v == null ? "-" : signedUsd(v)) }],
+    axes: [{}, { values: (u, vs) => vs.map(signedUsd), size: 60 }]
+  }, [points.map((p) => Date.parse(p.end) / 1000), points.map((p) => p.cumulative)])
+}
+
 const crossVenueSections = [
   { id: "funding", title: "Funding", path: (asset) => `${api}/funding-comparison?symbol=${asset}`, render: renderFundingAcross },
-  { id: "open-interest", title: "Open interest, 24 h", path: (asset) => `${api}/open-interest-aggregate?symbol=${asset}&hours=24`, render: renderOpenInterestAcross }
+  { id: "open-interest", title: "Open interest, 24 h", path: (asset) => `${api}/open-interest-aggregate?symbol=${asset}&hours=24`, render: renderOpenInterestAcross },
+  { id: "volume-delta", title: "Volume delta and liquidations, 24 h", path: (asset) => `${api}/bars?symbol=${asset}&aggregate=true&interval=1h&hours=24`, render: renderVolumeDelta },
+  { id: "arbitrage", title: "Open arbitrage after fees", path: (asset) => `${api}/arbitrage?symbol=${asset}&hours=24`, render: renderArbitrage },
+  { id: "spreads", title: "Spread matrix", path: (asset) => `${api}/spreads?symbol=${asset}`, render: renderSpreadMatrix }
 ]
 
 const refreshCrossVenue = async () => {

@@ -45,7 +45,9 @@ export const queryParameters = {
   depth: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100 })).annotate({ description: "Levels per side (default: all stored, at most 100)" }),
   max_age_minutes: Schema.Finite.check(Schema.isGreaterThan(0), Schema.isLessThanOrEqualTo(10080)).annotate({
     description: "Readings older than this many minutes are left out and listed with their age (default CROSS_VENUE_MAX_AGE_MINUTES, 60; at most 10080)"
-  })
+  }),
+  interval: lowerCased(Schema.Literals(["1m", "5m", "15m", "1h", "4h", "1d"])).annotate({ description: "Bar interval: 1m, 5m, 15m, 1h, 4h, 1d (default 1m)" }),
+  aggregate: Schema.Boolean.annotate({ description: "true: one series per asset across venues, from the venues whose bars are complete" })
 }
 
 type ParameterName = keyof typeof queryParameters
@@ -493,6 +495,59 @@ const Arbitrage = Schema.Struct({
   summary: Schema.Struct({ open: Schema.Number, closed: Schema.Number, best_peak_edge_bps: Schema.NullOr(Schema.Number), exchanges: Strings })
 })
 
+const BarIncomplete = Schema.Struct({
+  reason: Schema.Literals(["partial_minute", "gap", "in_progress"]),
+  detail: Schema.String,
+  minute: Schema.NullOr(Timestamp),
+  gap_id: Schema.NullOr(Schema.String)
+}).annotate({ description: "Why a bar is not complete: a minute not watched whole, an open or unrepaired gap over it, or the bucket is not over" })
+
+const BarVolumes = {
+  vwap: Schema.NullOr(Schema.Number).annotate({ description: "volume_usd / volume_base: the USD price of the bucket's trades" }),
+  volume_base: Schema.Number.annotate({ description: "In the base asset (coins)" }),
+  volume_usd: Schema.Number,
+  buy_volume_usd: Schema.Number.annotate({ description: "Taker buys" }),
+  sell_volume_usd: Schema.Number.annotate({ description: "Taker sells" }),
+  volume_delta_usd: Schema.Number.annotate({ description: "buy_volume_usd - sell_volume_usd" }),
+  trade_count: Schema.Number,
+  long_liquidations_usd: Schema.Number.annotate({ description: "Long positions liquidated (sell orders)" }),
+  short_liquidations_usd: Schema.Number.annotate({ description: "Short positions liquidated (buy orders)" }),
+  liquidation_count: Schema.Number
+}
+
+const Bars = Schema.Struct({
+  count: Schema.Number,
+  interval: Schema.String,
+  aggregate: Schema.Boolean,
+  window: Schema.Struct({ start: Timestamp, end: Timestamp }),
+  bars: Schema.Array(Schema.Struct({
+    exchange: Schema.String,
+    symbol: Schema.String,
+    base: Schema.String,
+    interval: Schema.String,
+    start: Timestamp,
+    end: Timestamp,
+    open: Schema.NullOr(Schema.Number),
+    high: Schema.NullOr(Schema.Number),
+    low: Schema.NullOr(Schema.Number),
+    close: Schema.NullOr(Schema.Number),
+    ...BarVolumes,
+    minutes: Schema.Number.annotate({ description: "Minute bars in the bucket (a minute without a trade has none)" }),
+    complete: Schema.Boolean,
+    incomplete: Schema.Array(BarIncomplete)
+  })),
+  aggregates: Schema.Array(Schema.Struct({
+    asset: Schema.String,
+    interval: Schema.String,
+    start: Timestamp,
+    end: Timestamp,
+    ...BarVolumes,
+    venues: Schema.Array(Schema.Struct({ exchange: Schema.String, symbol: Schema.String })).annotate({ description: "The instruments summed: those whose bar is complete" }),
+    left_out: Schema.Array(Schema.Struct({ exchange: Schema.String, symbol: Schema.String, incomplete: Schema.Array(BarIncomplete) })),
+    complete: Schema.Boolean.annotate({ description: "Every instrument's bar was complete, none left out" })
+  }))
+})
+
 // ---------------------------------------------------------------------------
 // Errors: the contract's error envelope, one Schema per status
 // ---------------------------------------------------------------------------
@@ -537,6 +592,7 @@ export class ExchangeData extends HttpApiGroup.make("exchange")
   .add(get("basis", "/basis", ["symbol", "exchange", "hours", "limit"], envelope(Basis), "Futures basis to spot, annualised (default window 7 days)"))
   .add(get("alerts", "/alerts", ["symbol", "exchange", "rule", "rule_kind", "hours", "limit"], envelope(Alerts), "Alert firings (rules of ALERT_RULES), newest first; count and by_rule cover every match"))
   .add(get("rolls", "/rolls", ["root", "exchange", "hours", "limit"], envelope(Rolls), "Roll events and front months (default window 90 days)"))
+  .add(get("bars", "/bars", ["symbol", "exchange", "interval", "hours", "aggregate", "limit"], envelopeWithCoverage(Bars), "Bars from every trade (minute bars rolled up to the interval), or with aggregate=true one series per asset from the venues whose bars are complete; limit: the latest buckets per series (default 1000)"))
   .add(get("spreads", "/spreads", ["symbol", "hours", "limit"], envelope(Spreads), "Cross-venue spreads from the live books: the latest sample per asset (symbol: an asset), and with hours the window's samples"))
   .add(get("arbitrage", "/arbitrage", ["symbol", "exchange", "hours", "limit"], envelope(Arbitrage), "Cross-venue arbitrage after taker fees: every open opportunity and those closed within hours (default 24)"))
   .add(get("fundingComparison", "/funding-comparison", ["symbol", "max_age_minutes"], envelope(FundingComparison), "Every perpetual's latest funding per asset (symbol: the asset), annualised on its own interval, with the open-interest-weighted average and the high-low spread"))

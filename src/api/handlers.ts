@@ -6,21 +6,27 @@
 import { Clock, Duration, Effect } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
+import type { SqlClient, Statement } from "effect/sql"
 import {
   arbitrage,
+  bars,
   spreads,
   basis,
   coverage,
-  fundingRates,
+  fundingRatesStatements,
   gaps,
   alerts,
-  largeTrades,
+  largeTradesStatements,
   latestOrderBooks,
-  openInterest,
+  openInterestStatements,
   optionChain,
+  readFundingRates,
+  readLargeTrades,
+  readOpenInterest,
   rolls,
   settlements,
-  volatilityIndex
+  volatilityIndex,
+  withCoverage
 } from "../storage/queries.ts"
 import { CoverageRecorder } from "../gaps/coverage.ts"
 import { fundingComparison, openInterestAggregate, termStructure } from "../analytics/views.ts"
@@ -110,9 +116,30 @@ const answerWithCoverage = <A, E, R>(
   channels: ReadonlyArray<string>
 ) =>
   admitted(hours, true, Effect.gen(function*() {
-    const data = yield* guarded(run)
     const current = yield* (yield* CoverageRecorder).current
-    const covered = yield* guarded(coverage({ symbol: query.symbol, exchange: query.exchange, hours, channels }, current))
+    // The data and its coverage on two connections at once: a request waits for the slower, not for both.
+    const [data, covered] = yield* Effect.all([
+      guarded(run),
+      guarded(coverage({ symbol: query.symbol, exchange: query.exchange, hours, channels }, current))
+    ], { concurrency: 2 })
+    return { success: true as const, data, coverage: covered, filters: filtersOf(query, hours), timestamp: yield* now }
+  }))
+
+/**
+ * The same where the data is one statement returning one row (large-trades,
+ * funding-rates, open-interest): the data's statement and the coverage's evidence
+ * in one statement (withCoverage), one round trip a request.
+ */
+const answerInOneStatement = <A>(
+  query: { readonly symbol?: string | undefined; readonly exchange?: string | undefined },
+  hours: number,
+  statement: (sql: SqlClient.SqlClient, now: number) => Statement.Statement<Record<string, unknown>>,
+  read: (row: Record<string, unknown>) => A,
+  channels: ReadonlyArray<string>
+) =>
+  admitted(hours, true, Effect.gen(function*() {
+    const current = yield* (yield* CoverageRecorder).current
+    const { data, coverage: covered } = yield* guarded(withCoverage({ symbol: query.symbol, exchange: query.exchange, hours, channels }, current, statement, read))
     return { success: true as const, data, coverage: covered, filters: filtersOf(query, hours), timestamp: yield* now }
   }))
 
@@ -120,7 +147,7 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
   handlers
     .handle("largeTrades", ({ query: q }) => {
       const hours = q.hours ?? 24
-      return answerWithCoverage(q, hours, largeTrades({
+      const filter = {
         symbol: q.symbol,
         exchange: q.exchange,
         hours,
@@ -128,16 +155,20 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
         minValueUsd: q.min_value_usd,
         onlyLiquidations: q.only_liquidations,
         side: q.side
-      }), q.only_liquidations === true ? ["liquidations"] : ["trades", "liquidations"]).pipe(Effect.map(asJson("largeTrades")))
+      }
+      return answerInOneStatement(q, hours, (sql, at) => largeTradesStatements(sql, filter, at)[0], readLargeTrades,
+        q.only_liquidations === true ? ["liquidations"] : ["trades", "liquidations"]).pipe(Effect.map(asJson("largeTrades")))
     })
     .handle("fundingRates", ({ query: q }) => {
       const hours = q.hours ?? 24
-      return answerWithCoverage(q, hours, fundingRates({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }), ["funding"])
+      const filter = { symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }
+      return answerInOneStatement(q, hours, (sql, at) => fundingRatesStatements(sql, filter, at)[0], readFundingRates, ["funding"])
         .pipe(Effect.map(asJson("fundingRates")))
     })
     .handle("openInterest", ({ query: q }) => {
       const hours = q.hours ?? 24
-      return answerWithCoverage(q, hours, openInterest({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }), ["open_interest"])
+      const filter = { symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }
+      return answerInOneStatement(q, hours, (sql, at) => openInterestStatements(sql, filter, at)[0], readOpenInterest, ["open_interest"])
         .pipe(Effect.map(asJson("openInterest")))
     })
     .handle("orderBooks", ({ query: q }) =>
@@ -201,4 +232,15 @@ export const ExchangeDataLive = HttpApiBuilder.group(MarketDataApi, "exchange", 
       const hours = q.hours ?? 24
       return answer(q, hours, arbitrage({ symbol: q.symbol, exchange: q.exchange, hours, limit: q.limit ?? 100 }))
         .pipe(Effect.map(asJson("arbitrage")))
+    })
+    .handle("bars", ({ query: q }) => {
+      const hours = q.hours ?? 24
+      return answerWithCoverage(q, hours, bars({
+        symbol: q.symbol,
+        exchange: q.exchange,
+        hours,
+        interval: q.interval ?? "1m",
+        aggregate: q.aggregate === true,
+        limit: q.limit ?? 1000
+      }), ["trades", "liquidations"]).pipe(Effect.map(asJson("bars")))
     }))

@@ -8,13 +8,13 @@
 import { createServer, type Server } from "node:http"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Cause, Clock, Config, Duration, Effect, Layer, Metric, Option } from "effect"
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import type * as Types from "effect/Types"
 import { tableNames } from "../domain/rows.ts"
 import { FeedRegistry } from "../feed/status.ts"
-import { apiRequests, feedTradeLag, queueDepth } from "../observability/metrics.ts"
+import { apiRequests, apiRequestsAbandoned, feedTradeLag, queueDepth } from "../observability/metrics.ts"
 import { DatabaseInfo, DatabaseProbe, readPoolLayer } from "../storage/database.ts"
 import { AlertEngine } from "../alerts/engine.ts"
 import { StreamHub } from "../stream/hub.ts"
@@ -161,6 +161,14 @@ const knownPath = (path: string) =>
   dashboardPaths.has(path) ||
   Object.hasOwn(endpointParameters, path)
 
+/**
+ * A request whose client closed its connection first (the server interrupts its fiber with ClientAbort):
+ * nobody is left to answer and nothing failed, so it is counted and logged at Debug, not as an error.
+ */
+export const isClientAbort = (cause: Cause.Cause<unknown>) =>
+  cause.reasons.length > 0 &&
+  cause.reasons.every((reason) => Cause.isInterruptReason(reason) && reason.annotations.has(HttpServerError.ClientAbort.key))
+
 /** The contract's JSON for what the router and the handlers do not answer themselves, and a count per route and status. */
 const ContractFallback = HttpRouter.middleware((effect) =>
   Effect.gen(function*() {
@@ -175,6 +183,13 @@ const ContractFallback = HttpRouter.middleware((effect) =>
             knownPath(route)
               ? errorResponse(405, "METHOD_NOT_ALLOWED", `${path.slice(0, 100)} accepts ${methodsOf(route).replace(", HEAD", "")} only`, { allow: methodsOf(route) })
               : errorResponse(404, "NOT_FOUND", `no route ${request.method} ${path.slice(0, 100)}`)
+          )
+        }
+        if (isClientAbort(cause)) {
+          const route = knownPath(path) ? path : "unknown"
+          return Metric.update(Metric.withAttributes(apiRequestsAbandoned, { route }), 1).pipe(
+            Effect.andThen(Effect.logDebug(`request abandoned by its client: ${request.method} ${path.slice(0, 100)}`)),
+            Effect.andThen(Effect.failCause(cause))
           )
         }
         return Effect.logError("request failed", cause).pipe(

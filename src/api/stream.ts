@@ -2,9 +2,18 @@
  * `GET /api/v1/stream`: Server-Sent Events (one-way, proxy-friendly, resumed
  * by the browser itself with Last-Event-ID; the same over a WebSocket in
  * stream-ws.ts) of large trades, liquidations, funding, open interest, gaps,
- * alerts and feed states, with the query endpoints' filters: `kinds`,
- * `exchange`, `symbol`, `min_value_usd`. Events come from the stream hub (the
- * pipeline), not from the database.
+ * alerts and feed states, and of the cross-venue kinds (stream/hub.ts
+ * streamKinds):
+ * - `spread`: an asset's sample of the live books (quotes in USD, pair spreads
+ *   in bps, books excluded and why), only when it changed;
+ * - `arbitrage`: an opportunity after taker fees at open, new peak, every 10 s
+ *   while open and at close (its row as /exchange/arbitrage has it);
+ * - `bar`: a venue's minute bar when written (OHLC, volumes, volume delta,
+ *   liquidations, whether watched whole), or with `correction: true` only
+ *   the late trades to add;
+ * with the query endpoints' filters: `kinds`, `exchange`, `symbol`,
+ * `min_value_usd`. Events come from the stream hub (the pipeline), not from
+ * the database.
  *
  * After a reconnect with a Last-Event-ID (header, or `last_event_id`), what
  * was missed comes first: from the hub's ring when it still holds the

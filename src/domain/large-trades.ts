@@ -30,6 +30,15 @@ const contractMetadata = (instrument: Instrument) => ({
 
 export type DetectOutcome = "stored" | "below" | "unknown_instrument" | "unvalued"
 
+/**
+ * Sees every trade and liquidation the detector values, large or not, with the instrument and USD value it
+ * found (the minute bars, pipeline/bars.ts): one valuation per trade serves both.
+ */
+export interface ValuedRecordSink {
+  trade(instrument: Instrument, trade: Trade, usd: number): void
+  liquidation(instrument: Instrument, liquidation: Liquidation, usd: number): void
+}
+
 export class LargeTradeDetector {
   private readonly instruments: InstrumentRegistry
   private readonly prices: ReferencePrices
@@ -41,12 +50,13 @@ export class LargeTradeDetector {
     this.thresholds = thresholds
   }
 
-  trade(trade: Trade, out: Array<LargeTradeRow>): DetectOutcome {
+  trade(trade: Trade, out: Array<LargeTradeRow>, valued?: ValuedRecordSink): DetectOutcome {
     const instrument = this.instruments.get(trade.venue, trade.symbol)
     if (instrument === undefined) return "unknown_instrument"
     this.prices.observe(instrument, trade.price, trade.timestamp)
     const value = usdNotional(instrument, trade.price, trade.size, trade.timestamp, this.prices, trade.quoteUsdRate)
     if (value === undefined) return "unvalued"
+    valued?.trade(instrument, trade, value.usd)
     if (value.usd < thresholdFor(this.thresholds, instrument.base)) return "below"
     // A liquidation row carries the side of the liquidated order (the taker's when both were).
     const liquidated = trade.liquidatedSide
@@ -75,7 +85,7 @@ export class LargeTradeDetector {
     return "stored"
   }
 
-  liquidation(liquidation: Liquidation, out: Array<LargeTradeRow>): DetectOutcome {
+  liquidation(liquidation: Liquidation, out: Array<LargeTradeRow>, valued?: ValuedRecordSink): DetectOutcome {
     const instrument = this.instruments.get(liquidation.venue, liquidation.symbol)
     if (instrument === undefined) return "unknown_instrument"
     const value = usdNotional(
@@ -86,6 +96,7 @@ export class LargeTradeDetector {
       this.prices
     )
     if (value === undefined) return "unvalued"
+    valued?.liquidation(instrument, liquidation, value.usd)
     // Without the venue's own id, what the event is made of names it: several liquidations can share a millisecond
     // and a side (one id for both lost the second to ON CONFLICT); the same event replayed keeps its id.
     const amount = baseAmount(instrument, liquidation.filledSize, liquidation.averagePrice)

@@ -17,7 +17,8 @@ export const TableName = Schema.Literals([
   "futures_basis",
   "futures_rolls",
   "exchange_spreads",
-  "arbitrage_opportunities"
+  "arbitrage_opportunities",
+  "trade_bars"
 ])
 export type TableName = typeof TableName.Type
 export const tableNames: ReadonlyArray<TableName> = TableName.literals
@@ -241,6 +242,49 @@ export interface ArbitrageRow {
 }
 
 /**
+ * One venue's trades and liquidations of one symbol in one minute (pipeline/bars.ts), or a correction to
+ * it: trades that arrived after the minute was written, merged into the stored row (storage/inserts.ts).
+ */
+export interface TradeBarRow {
+  /** `{exchange}_{symbol}_{minute start epoch ms}`: a correction has its bar's id. */
+  readonly id: string
+  readonly exchange: string
+  readonly symbol: string
+  /** The instrument's base asset: the aggregate's series. */
+  readonly base: string
+  /** spot, perpetual, future or option: an option's premium is no price of its asset, so the aggregate leaves it out. */
+  readonly instrumentKind: string
+  /** Start of the minute (epoch ms). */
+  readonly timestamp: number
+  /** Null when the minute (or correction) holds liquidations but no trade. */
+  readonly open: number | null
+  readonly high: number | null
+  readonly low: number | null
+  readonly close: number | null
+  /** Exchange time of the trades that gave open and close (a merge keeps the earliest and the latest). */
+  readonly openTime: number | null
+  readonly closeTime: number | null
+  /** Coins, by size_base's rule (valuation.ts baseQuantity). */
+  readonly volumeBase: number
+  readonly volumeUsd: number
+  /** Taker buys and taker sells in USD: their difference is the volume delta. */
+  readonly buyVolumeUsd: number
+  readonly sellVolumeUsd: number
+  readonly tradeCount: number
+  /** Long positions liquidated (sell orders) and short ones (buy orders), in USD. */
+  readonly longLiquidationsUsd: number
+  readonly shortLiquidationsUsd: number
+  readonly liquidationCount: number
+  /** The processor watched the stream from before the minute began until after it ended. */
+  readonly observedWhole: boolean
+  readonly partialReason: string | null
+  /** `{first record id}|{last record id}|{records}`: the merge adds a contribution once. */
+  readonly contribution: string
+  /** True for trades that came after the bar was written (late, or repaired over REST). */
+  readonly correction: boolean
+}
+
+/**
  * How far a stream has been processed. It travels through the writer in the same
  * queue as the large-trade rows, behind the rows it covers, so a stored cursor
  * never claims more than what is durably stored.
@@ -264,6 +308,7 @@ export interface RowsByTable {
   readonly futures_settlements: FuturesSettlementRow
   readonly futures_basis: FuturesBasisRow
   readonly futures_rolls: FuturesRollRow
+  readonly trade_bars: TradeBarRow
   readonly exchange_spreads: SpreadRow
   readonly arbitrage_opportunities: ArbitrageRow
 }
@@ -281,13 +326,14 @@ export class RowBatch {
   readonly futures_rolls: Array<FuturesRollRow> = []
   readonly exchange_spreads: Array<SpreadRow> = []
   readonly arbitrage_opportunities: Array<ArbitrageRow> = []
+  readonly trade_bars: Array<TradeBarRow> = []
   readonly cursors: Array<CursorRow> = []
 
   get size(): number {
     return this.large_trades.length + this.funding_rates.length + this.open_interest.length +
       this.exchange_orderbooks.length + this.volatility_index.length + this.option_chain.length +
       this.futures_settlements.length + this.futures_basis.length + this.futures_rolls.length + this.cursors.length +
-      this.exchange_spreads.length + this.arbitrage_opportunities.length
+      this.exchange_spreads.length + this.arbitrage_opportunities.length + this.trade_bars.length
   }
 }
 

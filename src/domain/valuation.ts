@@ -153,8 +153,20 @@ export const baseAmount = (
   contractSize: number = instrument.contractSize
 ): BaseAmount => {
   const unit = sizeUnitOf(instrument)
-  const base = instrument.inverse
-    ? (price !== undefined && price > 0 ? size * contractSize / price : Number.NaN)
-    : size * contractSize
+  const base = baseQuantity(instrument, size, price, contractSize)
   return { base: Number.isFinite(base) ? significant(base) : null, unit }
 }
+
+/**
+ * baseAmount's coins as a bare number (NaN where they cannot be known), for the per-trade path of the
+ * minute bars: no object, no rounding (the bar's sum is rounded once, when it is written).
+ */
+export const baseQuantity = (
+  instrument: Instrument,
+  size: number,
+  price: number | undefined,
+  contractSize: number = instrument.contractSize
+): number =>
+  instrument.inverse
+    ? (price !== undefined && price > 0 ? size * contractSize / price : Number.NaN)
+    : size * contractSize

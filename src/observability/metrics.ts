@@ -47,6 +47,10 @@ export const tradesUnvalued = Metric.counter("trades_unvalued_total", {
   description: "Trades whose quote currency had no live USD rate, or whose instrument was unknown",
   incremental: true
 })
+export const barLateRecords = Metric.counter("trade_bar_late_records_total", {
+  description: "Live trades and liquidations that came after their minute bar was written (each makes a correction)",
+  incremental: true
+})
 export const queueDepth = Metric.gauge("writer_queue_depth", { description: "Rows waiting in each table's queue" })
 export const queueDropped = Metric.counter("writer_queue_dropped_total", {
   description: "Rows dropped because a table's queue was full",
@@ -96,6 +100,10 @@ export const restWeightUsed = Metric.gauge("rest_weight_used", {
 export const restBanned = Metric.gauge("rest_banned", { description: "1 while a venue has banned us (HTTP 418)" })
 export const apiRequests = Metric.counter("api_requests_total", {
   description: "HTTP API requests, per route and status",
+  incremental: true
+})
+export const apiRequestsAbandoned = Metric.counter("api_requests_abandoned_total", {
+  description: "API requests whose client closed its connection before the answer, per route (not an error: logged at Debug)",
   incremental: true
 })
 export const apiRejected = Metric.counter("api_requests_rejected_total", {

@@ -13,6 +13,7 @@ import { baseAmount, roundUsd } from "../domain/valuation.ts"
 import type { TradeContinuity } from "../gaps/continuity.ts"
 import type { Trade } from "../domain/records.ts"
 import { admitRecords, type RefusedRecord } from "../domain/validate.ts"
+import { TradeBars } from "./bars.ts"
 import { FundingSampler } from "./funding.ts"
 
 export interface ProcessorOptions {
@@ -29,6 +30,8 @@ export interface ProcessorOptions {
   readonly onBookLive?: ((symbol: string, at: number) => void) | undefined
   /** Checks trade sequences, where the venue has them. */
   readonly continuity?: TradeContinuity | undefined
+  /** How long a minute bar waits after its minute for late trades (default 2 s, pipeline/bars.ts). */
+  readonly barGraceMs?: number | undefined
 }
 
 export interface ProcessorCounters {
@@ -43,6 +46,8 @@ export interface ProcessorCounters {
 
 export class RecordProcessor {
   readonly books: BookSync | undefined
+  /** Minute bars of every trade and liquidation (pipeline/bars.ts). */
+  readonly bars: TradeBars
   readonly counters: ProcessorCounters = { records: 0, unvalued: 0, unknownInstrument: 0, venueFigureMismatch: 0, invalid: 0 }
   /** The last record the shared check refused, for the log line that counts it. */
   lastRefused: RefusedRecord | undefined
@@ -67,6 +72,7 @@ export class RecordProcessor {
       onLive: options.onBookLive
     })
     this.funding = new FundingSampler(options.fundingSampleMs, options.fundingIntervalHours)
+    this.bars = new TradeBars(options.venue, options.barGraceMs)
   }
 
   get venue(): string {
@@ -91,14 +97,15 @@ export class RecordProcessor {
   process(incoming: ReadonlyArray<NormalizedRecord>, now: number, out: RowBatch): ReadonlyArray<NormalizedRecord> {
     const records = admitRecords(incoming, now, this.refuse)
     this.counters.records += records.length
+    this.bars.running(now)
     for (const record of records) {
       switch (record.kind) {
         case "trade":
           if (this.options.continuity !== undefined && !this.options.continuity.observe(record)) break
-          this.count(this.options.detector.trade(record, out.large_trades))
+          this.count(this.options.detector.trade(record, out.large_trades, this.bars))
           break
         case "liquidation":
-          this.count(this.options.detector.liquidation(record, out.large_trades))
+          this.count(this.options.detector.liquidation(record, out.large_trades, this.bars))
           break
         case "book_delta":
           this.books?.onDelta(record, now)
@@ -171,6 +178,7 @@ export class RecordProcessor {
       }
     }
     this.books?.sample(now, out.exchange_orderbooks)
+    this.bars.emitDue(now, out.trade_bars)
     if (this.options.continuity !== undefined) {
       for (const [symbol, cursor] of this.options.continuity.takeCursors()) {
         out.cursors.push({ kind: "cursor", exchange: this.options.venue, channel: "trades", symbol, sequence: cursor.sequence, time: cursor.time })
@@ -181,17 +189,28 @@ export class RecordProcessor {
 
   /**
    * Trades recovered over REST for a gap, received at `now`: the shared check,
-   * then detection only (they are behind the live sequence by design).
+   * then detection and the minute bars only (they are behind the live sequence
+   * by design): a minute already written gets a correction, merged when stored.
    */
   processRepaired(incoming: ReadonlyArray<Trade>, now: number, out: RowBatch): void {
     const trades = admitRecords(incoming, now, this.refuse) as ReadonlyArray<Trade>
     this.counters.records += trades.length
-    for (const trade of trades) this.count(this.options.detector.trade(trade, out.large_trades))
+    this.bars.repairing = true
+    for (const trade of trades) this.count(this.options.detector.trade(trade, out.large_trades, this.bars))
+    this.bars.repairing = false
+    this.bars.emitCorrections(out.trade_bars)
   }
 
-  /** Emits book rows that came due without any new record (quiet books). */
+  /** Emits book rows and minute bars that came due without any new record (quiet books, quiet minutes). */
   tick(now: number, out: RowBatch): void {
     this.books?.sample(now, out.exchange_orderbooks)
+    this.bars.running(now)
+    this.bars.emitDue(now, out.trade_bars)
+  }
+
+  /** The feed stops at `now`: the minute bars still open are written, their last minute marked partial. */
+  stop(now: number, out: RowBatch): void {
+    this.bars.stop(now, out.trade_bars)
   }
 
   /** A settlement row, and the day's open interest valued at the settlement price. */

@@ -12,11 +12,12 @@ import type { NormalizedRecord } from "../domain/records.ts"
 import { describeRefused } from "../domain/validate.ts"
 import { RowBatch } from "../domain/rows.ts"
 import { ReferencePrices } from "../domain/valuation.ts"
-import { bookResyncs, elementsDropped, feedDecodeErrors, feedRecords, tradesUnvalued, venueFigureMismatches } from "../observability/metrics.ts"
+import { barLateRecords, bookResyncs, elementsDropped, feedDecodeErrors, feedRecords, tradesUnvalued, venueFigureMismatches } from "../observability/metrics.ts"
 import type { DecodeError } from "../domain/errors.ts"
 import type { VenueDefinition } from "../venues/venue.ts"
 import type { TradeContinuity } from "../gaps/continuity.ts"
 import { defaultFreshness, type FreshnessMonitor, type FreshnessOptions } from "../feed/freshness.ts"
+import { defaultBarGraceMs } from "./bars.ts"
 import { RecordProcessor } from "./processor.ts"
 
 export interface PipelineSettings {
@@ -27,10 +28,13 @@ export interface PipelineSettings {
   readonly thresholds: LargeTradeThresholds
   readonly freshness: FreshnessOptions
   readonly bookAuditIntervalMs: number
+  /** How long a minute bar waits after its minute for late trades (pipeline/bars.ts). */
+  readonly barGraceMs: number
 }
 
 export const PipelineSettings = Config.all({
   bookAuditIntervalMs: Config.Number("BOOK_AUDIT_INTERVAL_SECONDS").pipe(Config.withDefault(600), Config.map((s) => s * 1000)),
+  barGraceMs: Config.Number("BAR_GRACE_SECONDS").pipe(Config.withDefault(defaultBarGraceMs / 1000), Config.map((s) => s * 1000)),
   freshness: Config.all({
     minSamples: Config.Int("FRESHNESS_MIN_SAMPLES").pipe(Config.withDefault(defaultFreshness.minSamples)),
     factor: Config.Number("FRESHNESS_FACTOR").pipe(Config.withDefault(defaultFreshness.factor)),
@@ -68,7 +72,8 @@ export const defaultPipelineSettings: PipelineSettings = {
   openInterestIntervalMs: 60_000,
   thresholds: { byAsset: { BTC: 100_000, ETH: 50_000 }, otherAssets: 20_000 },
   freshness: defaultFreshness,
-  bookAuditIntervalMs: 600_000
+  bookAuditIntervalMs: 600_000,
+  barGraceMs: defaultBarGraceMs
 }
 
 export interface VenueRuntime {
@@ -124,7 +129,8 @@ export const makeProcessor = (
     requestSnapshot: options.requestSnapshot,
     onResync: options.onResync ?? (() => undefined),
     onBookLive: options.onBookLive,
-    continuity: options.continuity
+    continuity: options.continuity,
+    barGraceMs: runtime.settings.barGraceMs
   })
   const instruments = runtime.instruments
   if (processor.books !== undefined) runtime.books.register(processor.books, (v, s) => instruments.get(v, s))
@@ -175,11 +181,13 @@ export const makeFrameHandler = (
       const before = processor.counters.unvalued + processor.counters.unknownInstrument
       const mismatchesBefore = processor.counters.venueFigureMismatch
       const invalidBefore = processor.counters.invalid
+      const lateBefore = processor.bars.lateTrades
       // The shared check runs inside the processor: `admitted` is what passed it.
       const admitted = processor.process(normalized, now, batch)
       const skipped = processor.counters.unvalued + processor.counters.unknownInstrument - before
       const mismatches = processor.counters.venueFigureMismatch - mismatchesBefore
       const refused = processor.counters.invalid - invalidBefore
+      const late = processor.bars.lateTrades - lateBefore
       if (refused > 0) {
         // A record no venue could have meant (a NaN, a time before 2009 or a day ahead): a decode error like an unreadable frame.
         errors += refused
@@ -198,6 +206,7 @@ export const makeFrameHandler = (
         if (batch.size > 0) yield* emit(batch)
         if (admitted.length > 0) yield* Metric.update(records, admitted.length)
         if (skipped > 0) yield* Metric.update(unvalued, skipped)
+        if (late > 0) yield* Metric.update(Metric.withAttributes(barLateRecords, { venue: venue.id }), late)
         if (mismatches > 0) {
           yield* Metric.update(Metric.withAttributes(venueFigureMismatches, { venue: venue.id }), mismatches)
           yield* Effect.logWarning("our USD value differs from the venue's own by more than 0.1 %").pipe(Effect.annotateLogs({ feed, readings: mismatches }))

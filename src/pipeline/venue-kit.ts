@@ -106,13 +106,26 @@ export const emitRepaired = (processor: RecordProcessor, runtime: VenueRuntime, 
     yield* reportRefused(`${processor.venue}/repair`, processor, invalidBefore)
   })
 
-/** Every second, the periodic rows of books that received nothing new. */
+/**
+ * Every second, the periodic rows of books that received nothing new and the minute bars that came due;
+ * when the venue stops, the bars still open (their last minute marked partial).
+ */
 export const tickBooks = (processor: RecordProcessor, runtime: VenueRuntime) =>
-  Effect.gen(function*() {
-    const batch = new RowBatch()
-    processor.tick(yield* Clock.currentTimeMillis, batch)
-    if (batch.size > 0) yield* runtime.emit(batch)
-  }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
+  Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      const batch = new RowBatch()
+      processor.stop(yield* Clock.currentTimeMillis, batch)
+      if (batch.size > 0) yield* runtime.emit(batch)
+    })
+  ).pipe(
+    Effect.andThen(
+      Effect.gen(function*() {
+        const batch = new RowBatch()
+        processor.tick(yield* Clock.currentTimeMillis, batch)
+        if (batch.size > 0) yield* runtime.emit(batch)
+      }).pipe(Effect.delay(Duration.seconds(1)), Effect.forever, Effect.forkScoped)
+    )
+  )
 
 /**
  * Every second: each (channel, symbol) silent for far longer than its usual
@@ -175,6 +188,8 @@ export const connectionOpened = (options: {
     })
   }
   if (options.channels.includes("book")) options.processor.books?.resetAll(options.symbols)
+  // Minute bars: this minute was not watched from its start; after a reconnect, the open ones not to their end.
+  if (options.channels.includes("trades")) options.processor.bars.resumed(options.symbols, now, status.reconnects > 0)
   options.monitor.restart(now)
 }
 

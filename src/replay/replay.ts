@@ -124,6 +124,10 @@ export const replayRecording = (
       yield* handle([frame.text], now)
       yield* serveSnapshots(now)
     }
+    // The recording ends: the minute bars still open are written, their last minute not watched to its end.
+    const last = new RowBatch()
+    processor.stop(now, last)
+    if (last.size > 0) yield* counting(last)
     // REST answers, snapshots and frames all went through the processor's check: what it refused is a decode error.
     stats.refusedRecords = processor.counters.invalid
     stats.decodeErrors += processor.counters.invalid

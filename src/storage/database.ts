@@ -1,14 +1,17 @@
 /**
  * The database: a real PostgreSQL when DATABASE_URL is set, otherwise an embedded
- * PostgreSQL (PGlite) persisted under DATA_DIR and served over a loopback socket
- * to the same @effect/sql-pg client, so both run the same SQL down the same path.
+ * one under DATA_DIR: a PostgreSQL child process from npm-packaged binaries
+ * (child-postgres.ts, DATA_DIR/postgres), or PGlite in-process served over a
+ * loopback socket (DATA_DIR/pg). Every one is reached by the same @effect/sql-pg
+ * client, so all run the same SQL down the same path.
  */
-import { mkdirSync } from "node:fs"
+import { existsSync, mkdirSync } from "node:fs"
 import { PGlite } from "@electric-sql/pglite"
 import { PgClient } from "@effect/sql-pg"
-import { Config, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { SqlClient } from "effect/sql"
+import { startChildPostgres } from "./child-postgres.ts"
 import { serveEmbedded } from "./embedded-server.ts"
 import { runMigrations } from "./migrations.ts"
 
@@ -92,6 +95,38 @@ export const embeddedLayer = (dataDir: string | undefined) =>
     )
   }))
 
+/** The embedded PostgreSQL child process on `directory` (created on first use), stopped when the scope ends. */
+export const childPostgresLayer = (directory: string) =>
+  Layer.unwrap(Effect.gen(function*() {
+    const { port, cluster } = yield* startChildPostgres(directory)
+    const target = { host: "127.0.0.1", port, database: "postgres", username: "postgres" }
+    return Layer.merge(
+      writerPool(target),
+      Layer.succeed(DatabaseInfo, DatabaseInfo.of({ kind: "embedded", location: `${cluster} (PostgreSQL child process on 127.0.0.1:${port})`, target }))
+    )
+  }))
+
+/**
+ * Which embedded database, without DATABASE_URL. Unset: a PGlite store already
+ * in DATA_DIR/pg stays in use (its files are not PostgreSQL 18's; moving them
+ * is a dump and restore); otherwise the PostgreSQL child process, or PGlite
+ * where it cannot start (no binaries for the platform, a musl libc).
+ */
+export const EmbeddedDatabase = Config.schema(Schema.Literals(["postgres", "pglite"]), "EMBEDDED_DATABASE").pipe(Config.option)
+
+export const embeddedDatabaseLayer = (dataDir: string, choice: Option.Option<"postgres" | "pglite">) => {
+  const pgliteDir = `${dataDir}/pg`
+  const postgresDir = `${dataDir}/postgres`
+  if (Option.isSome(choice)) return choice.value === "pglite" ? embeddedLayer(pgliteDir) : childPostgresLayer(postgresDir)
+  if (existsSync(`${pgliteDir}/PG_VERSION`) && !existsSync(`${postgresDir}/PG_VERSION`)) return embeddedLayer(pgliteDir)
+  return childPostgresLayer(postgresDir).pipe(
+    Layer.catchTag("ChildPostgresError", (error) =>
+      Layer.unwrap(Effect.logWarning(`the embedded PostgreSQL could not start (${error.message}); using PGlite in-process instead (about 350 MB more memory)`).pipe(
+        Effect.as(embeddedLayer(pgliteDir))
+      )))
+  )
+}
+
 /**
  * The API's own pool, beside the writer's: its queries can be slow or many,
  * and must never hold the writer up. Every statement on it is cut off after
@@ -133,7 +168,7 @@ export class DatabaseProbe extends Context.Service<DatabaseProbe, {
 export const DatabaseLive = Layer.unwrap(Effect.gen(function*() {
   const url = yield* Config.option(Config.String("DATABASE_URL"))
   const dataDir = yield* Config.String("DATA_DIR").pipe(Config.withDefault("./data"))
-  const base = Option.isSome(url) && url.value.length > 0 ? postgresLayer(url.value) : embeddedLayer(`${dataDir}/pg`)
+  const base = Option.isSome(url) && url.value.length > 0 ? postgresLayer(url.value) : embeddedDatabaseLayer(dataDir, yield* EmbeddedDatabase)
   return Layer.tap(base, (context) =>
     Effect.gen(function*() {
       const applied = yield* runMigrations().pipe(Effect.provideContext(context))

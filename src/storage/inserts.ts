@@ -21,7 +21,8 @@ import type {
   FuturesRollRow,
   FuturesSettlementRow,
   SpreadRow,
-  ArbitrageRow
+  ArbitrageRow,
+  TradeBarRow
 } from "../domain/rows.ts"
 
 /**
@@ -270,6 +271,104 @@ const upsertArbitrage = (rows: ReadonlyArray<ArbitrageRow>) =>
       WHERE arbitrage_opportunities.closed_at IS NULL AND arbitrage_opportunities.last_seen_at <= EXCLUDED.last_seen_at`.raw
   })
 
+/**
+ * Contributions to one bar in one batch, combined as the merge below would (one statement may not update a
+ * row twice): sums, extremes, the earliest open and the latest close (ties: the later row, which arrived later).
+ */
+const combineBars = (a: TradeBarMerge, b: TradeBarRow): TradeBarMerge => {
+  // The same contribution offered twice (a batch handed over again) is one contribution.
+  if (a.contributions.includes(b.contribution)) return a
+  const takeOpen = a.openTime === null || (b.openTime !== null && b.openTime < a.openTime)
+  const takeClose = a.closeTime === null || (b.closeTime !== null && b.closeTime >= a.closeTime)
+  const extreme = (x: number | null, y: number | null, pick: (p: number, q: number) => number) => (x === null ? y : y === null ? x : pick(x, y))
+  return {
+    ...a,
+    open: takeOpen ? b.open : a.open,
+    openTime: takeOpen ? b.openTime : a.openTime,
+    close: takeClose ? b.close : a.close,
+    closeTime: takeClose ? b.closeTime : a.closeTime,
+    high: extreme(a.high, b.high, Math.max),
+    low: extreme(a.low, b.low, Math.min),
+    volumeBase: Number((a.volumeBase + b.volumeBase).toPrecision(15)),
+    volumeUsd: Math.round((a.volumeUsd + b.volumeUsd) * 100) / 100,
+    buyVolumeUsd: Math.round((a.buyVolumeUsd + b.buyVolumeUsd) * 100) / 100,
+    sellVolumeUsd: Math.round((a.sellVolumeUsd + b.sellVolumeUsd) * 100) / 100,
+    tradeCount: a.tradeCount + b.tradeCount,
+    longLiquidationsUsd: Math.round((a.longLiquidationsUsd + b.longLiquidationsUsd) * 100) / 100,
+    shortLiquidationsUsd: Math.round((a.shortLiquidationsUsd + b.shortLiquidationsUsd) * 100) / 100,
+    liquidationCount: a.liquidationCount + b.liquidationCount,
+    observedWhole: a.observedWhole && b.observedWhole,
+    partialReason: a.partialReason ?? b.partialReason,
+    contributions: [...a.contributions, b.contribution]
+  }
+}
+
+type TradeBarMerge = Omit<TradeBarRow, "contribution" | "correction"> & { readonly contributions: ReadonlyArray<string> }
+
+/** Separates the contribution ids of one row on the wire (no venue's trade id holds a control character). */
+const unitSeparator = "\u001f"
+
+/**
+ * Minute bars, merged into the stored row on conflict (migration 0017): a bar written, then its late or
+ * repaired trades, add up to the bar of all of them. Why not a sum at query time over one row per
+ * contribution: a bar is read far more often than it is corrected, and its row stays one per minute.
+ *
+ * Idempotent: the row lists the contributions merged, and a merge that brings any of them again changes
+ * nothing (a batch's row for one bar is taken as merged already, as a whole, when one of its contributions is). The writer retries a batch whose commit it could not confirm (a connection lost after COMMIT)
+ * with exactly the same rows, so the same contributions come again as a whole, and are not added twice;
+ * replaying the same frames makes the same contributions (named by their first and last record and count).
+ */
+const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
+  statement((sql) => {
+    const byId = new Map<string, TradeBarMerge>()
+    for (const row of rows) {
+      const known = byId.get(row.id)
+      if (known === undefined) {
+        const { contribution, correction: _correction, ...bar } = row
+        byId.set(row.id, { ...bar, contributions: [contribution] })
+      } else byId.set(row.id, combineBars(known, row))
+    }
+    const bars = [...byId.values()]
+    const column = (f: (b: TradeBarMerge) => string | null) => text(bars.map(f))
+    return sql`INSERT INTO trade_bars AS b (id, exchange, symbol, base, instrument_kind, minute, open, high, low, close, open_time, close_time,
+        volume_base, volume_usd, buy_volume_usd, sell_volume_usd, trade_count, long_liquidations_usd, short_liquidations_usd,
+        liquidation_count, observed_whole, partial_reason, contributions)
+      SELECT u.id, u.exchange, u.symbol, u.base, u.kind, ${sql.literal(utc("u.minute"))}, u.open::numeric, u.high::numeric, u.low::numeric,
+        u.close::numeric, ${sql.literal(utc("u.open_time"))}, ${sql.literal(utc("u.close_time"))}, u.volume_base::numeric,
+        u.volume_usd::numeric, u.buy::numeric, u.sell::numeric, u.trades::bigint, u.longs::numeric, u.shorts::numeric,
+        u.liquidations::bigint, u.whole::boolean, u.reason, string_to_array(u.contributions, ${unitSeparator})
+      FROM unnest(${column((b) => b.id)}, ${column((b) => b.exchange)}, ${column((b) => b.symbol)}, ${column((b) => b.base)},
+        ${column((b) => b.instrumentKind)}, ${column((b) => iso(b.timestamp))}, ${column((b) => numOrNull(b.open))}, ${column((b) => numOrNull(b.high))},
+        ${column((b) => numOrNull(b.low))}, ${column((b) => numOrNull(b.close))}, ${column((b) => isoOrNull(b.openTime))},
+        ${column((b) => isoOrNull(b.closeTime))}, ${column((b) => num(b.volumeBase))}, ${column((b) => num(b.volumeUsd))},
+        ${column((b) => num(b.buyVolumeUsd))}, ${column((b) => num(b.sellVolumeUsd))}, ${column((b) => String(b.tradeCount))},
+        ${column((b) => num(b.longLiquidationsUsd))}, ${column((b) => num(b.shortLiquidationsUsd))},
+        ${column((b) => String(b.liquidationCount))}, ${column((b) => String(b.observedWhole))}, ${column((b) => b.partialReason)},
+        ${column((b) => b.contributions.join(unitSeparator))})
+        AS u(id, exchange, symbol, base, kind, minute, open, high, low, close, open_time, close_time, volume_base, volume_usd, buy, sell,
+          trades, longs, shorts, liquidations, whole, reason, contributions)
+      ON CONFLICT (id) DO UPDATE SET
+        open = CASE WHEN b.open_time IS NULL OR EXCLUDED.open_time < b.open_time THEN EXCLUDED.open ELSE b.open END,
+        open_time = CASE WHEN b.open_time IS NULL OR EXCLUDED.open_time < b.open_time THEN EXCLUDED.open_time ELSE b.open_time END,
+        close = CASE WHEN b.close_time IS NULL OR EXCLUDED.close_time >= b.close_time THEN EXCLUDED.close ELSE b.close END,
+        close_time = CASE WHEN b.close_time IS NULL OR EXCLUDED.close_time >= b.close_time THEN EXCLUDED.close_time ELSE b.close_time END,
+        high = GREATEST(b.high, EXCLUDED.high),
+        low = LEAST(b.low, EXCLUDED.low),
+        volume_base = b.volume_base + EXCLUDED.volume_base,
+        volume_usd = b.volume_usd + EXCLUDED.volume_usd,
+        buy_volume_usd = b.buy_volume_usd + EXCLUDED.buy_volume_usd,
+        sell_volume_usd = b.sell_volume_usd + EXCLUDED.sell_volume_usd,
+        trade_count = b.trade_count + EXCLUDED.trade_count,
+        long_liquidations_usd = b.long_liquidations_usd + EXCLUDED.long_liquidations_usd,
+        short_liquidations_usd = b.short_liquidations_usd + EXCLUDED.short_liquidations_usd,
+        liquidation_count = b.liquidation_count + EXCLUDED.liquidation_count,
+        observed_whole = b.observed_whole AND EXCLUDED.observed_whole,
+        partial_reason = COALESCE(b.partial_reason, EXCLUDED.partial_reason),
+        contributions = b.contributions || EXCLUDED.contributions,
+        created_at = NOW()
+      WHERE NOT (b.contributions && EXCLUDED.contributions)`.raw
+  })
+
 /** The large-trades queue also carries the cursors that follow its rows. */
 export type QueuedRow<T extends TableName> = T extends "large_trades" ? LargeTradeRow | CursorRow : RowsByTable[T]
 
@@ -284,7 +383,8 @@ const inserters: { readonly [T in TableName]: (rows: ReadonlyArray<QueuedRow<T>>
   futures_basis: insertBasis,
   futures_rolls: insertRolls,
   exchange_spreads: insertSpreads,
-  arbitrage_opportunities: upsertArbitrage
+  arbitrage_opportunities: upsertArbitrage,
+  trade_bars: upsertTradeBars
 }
 
 /** Inserts a batch; returns how many rows were new. */

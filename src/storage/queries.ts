@@ -53,7 +53,7 @@ const toStrings = (value: unknown): Array<string> =>
   Array.isArray(value) ? value.filter((v): v is string => typeof v === "string").sort() : []
 
 /** Tables whose first index column is `symbol` (their original indexes). */
-type SymbolIndexed = "large_trades" | "funding_rates" | "open_interest" | "futures_settlements" | "futures_basis" | "exchange_orderbooks"
+type SymbolIndexed = "large_trades" | "funding_rates" | "open_interest" | "futures_settlements" | "futures_basis" | "exchange_orderbooks" | "trade_bars"
 
 /** `symbol` is the exact native symbol or an instrument on that base asset. */
 const symbolMatches = (sql: SqlClient.SqlClient, symbol: string) => sql`(symbol = ${symbol} OR symbol ~ ${baseAssetPattern(symbol)})`
@@ -85,13 +85,42 @@ const instrumentConditions = (sql: SqlClient.SqlClient, table: SymbolIndexed, fi
 
 const utcTimestamp = (sql: SqlClient.SqlClient, ms: number) => sql`(${new Date(ms).toISOString()}::timestamptz AT TIME ZONE 'UTC')`
 
+/**
+ * A `timestamp` column (UTC wall-clock time) as the ISO-8601 text the API
+ * writes, formatted by PostgreSQL: milliseconds truncated, as the driver's
+ * Date decoding truncates them. Saves a Date and a toISOString per value.
+ */
+const isoText = (column: string) => `to_char(${column}, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+
+/**
+ * One page of rows as a single JSON array built by PostgreSQL, each element
+ * already the API's object (its keys in the contract's order; numeric columns
+ * as JSON numbers, so JSON.parse reads the same doubles Number() did). The
+ * driver parses it in one native JSON.parse instead of decoding every column
+ * of every row and mapping it in JavaScript.
+ */
+const jsonPage = (sql: SqlClient.SqlClient, element: string, order: string, page: Statement.Fragment) =>
+  sql`(SELECT COALESCE(json_agg(${sql.literal(element)} ORDER BY ${sql.literal(order)}), '[]'::json) FROM (${page}) AS page)`
+
+/**
+ * `column >= from`, closed above by 'infinity' (which excludes no row). With
+ * statistics taken before a bulk load (or none), PostgreSQL guesses a third of
+ * the table for a one-sided range and scans a rollup whole (30 ms on 184k
+ * hourly rows), but 0.5 % for a two-sided one and takes the index (0.1 ms);
+ * with current statistics the upper bound costs nothing.
+ */
+const fromOnwards = (sql: SqlClient.SqlClient, column: "timestamp" | "hour", from: number): Array<Statement.Fragment> => [
+  sql`${sql.literal(column)} >= ${utcTimestamp(sql, from)}`,
+  sql`${sql.literal(column)} <= 'infinity'::timestamp`
+]
+
 const windowConditions = (
   sql: SqlClient.SqlClient,
   table: SymbolIndexed,
   filter: WindowFilter,
   from: number
 ): Array<Statement.Fragment> => [
-  sql`timestamp >= ${utcTimestamp(sql, from)}`,
+  ...fromOnwards(sql, "timestamp", from),
   ...instrumentConditions(sql, table, filter)
 ]
 
@@ -107,7 +136,7 @@ const largeTradesSummaryFromRollup = (sql: SqlClient.SqlClient, filter: LargeTra
       array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
     FROM (
       SELECT exchange, symbol, trades AS n, total_value_usd AS total, liquidations FROM large_trades_hourly
-      WHERE ${sql.and([sql`hour >= ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
+      WHERE ${sql.and([...fromOnwards(sql, "hour", firstWholeHour), ...instruments])}
       UNION ALL
       SELECT exchange, symbol, count(*), sum(value_usd), count(*) FILTER (WHERE is_liquidation) FROM large_trades
       WHERE ${sql.and([sql`timestamp >= ${utcTimestamp(sql, from)}`, sql`timestamp < ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
@@ -116,6 +145,14 @@ const largeTradesSummaryFromRollup = (sql: SqlClient.SqlClient, filter: LargeTra
 }
 
 /** The statements behind each endpoint, exported so the bench can EXPLAIN exactly what the API runs. */
+const largeTradeJson = `json_build_object('exchange', exchange, 'symbol', symbol, 'side', side, 'price', price, 'size', size,
+  'size_base', size_base, 'size_unit', size_unit, 'value_usd', value_usd, 'timestamp', ${isoText("timestamp")}, 'trade_id', trade_id,
+  'is_liquidation', is_liquidation IS TRUE, 'metadata', COALESCE(metadata, '{}'::jsonb))`
+
+/**
+ * The statement behind each endpoint (one round trip: the page as JSON beside
+ * the summary's single row), exported so the bench can EXPLAIN exactly what the API runs.
+ */
 export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTradeFilter, now: number) => {
   const from = cutoffMs(filter.hours, now)
   const conditions = windowConditions(sql, "large_trades", filter, from)
@@ -123,150 +160,171 @@ export const largeTradesStatements = (sql: SqlClient.SqlClient, filter: LargeTra
   if (filter.onlyLiquidations === true) conditions.push(sql`is_liquidation = TRUE`)
   if (filter.side !== undefined) conditions.push(sql`side = ${filter.side}`)
   const where = sql.and(conditions)
-  return [
-    sql`SELECT exchange, symbol, side, price, size, size_base, size_unit, value_usd, timestamp, trade_id, is_liquidation, metadata
-        FROM large_trades WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-    filter.minValueUsd === undefined && filter.onlyLiquidations !== true && filter.side === undefined
-      ? largeTradesSummaryFromRollup(sql, filter, from)
-      // Grouped per instrument first: a hash aggregate over the window, then DISTINCT over a few dozen groups.
-      : sql`SELECT sum(n) AS count, sum(total) AS total, sum(liquidations) AS liquidations,
+  const page = sql`SELECT id, exchange, symbol, side, price, size, size_base, size_unit, value_usd, timestamp, trade_id, is_liquidation, metadata
+        FROM large_trades WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`
+  const summary = filter.minValueUsd === undefined && filter.onlyLiquidations !== true && filter.side === undefined
+    ? largeTradesSummaryFromRollup(sql, filter, from)
+    // Grouped per instrument first: a hash aggregate over the window, then DISTINCT over a few dozen groups.
+    : sql`SELECT sum(n) AS count, sum(total) AS total, sum(liquidations) AS liquidations,
           array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols
         FROM (SELECT exchange, symbol, count(*) AS n, sum(value_usd) AS total, count(*) FILTER (WHERE is_liquidation) AS liquidations
           FROM large_trades WHERE ${where} GROUP BY exchange, symbol) AS per_instrument`
+  return [
+    sql`SELECT ${jsonPage(sql, largeTradeJson, "timestamp DESC, id DESC", page)} AS trades, summary.* FROM (${summary}) AS summary`
   ] as const
+}
+
+/** The endpoint's data from its statement's row (also read from withCoverage's combined row). */
+export const readLargeTrades = (summary: Record<string, unknown>) => {
+  return {
+    count: toNumber(summary.count),
+    trades: summary.trades as Array<{
+      exchange: string
+      symbol: string
+      side: string
+      price: number
+      size: number
+      size_base: number | null
+      size_unit: "base" | "contracts" | "usd" | null
+      value_usd: number
+      timestamp: string
+      trade_id: string | null
+      is_liquidation: boolean
+      metadata: unknown
+    }>,
+    summary: {
+      total_value_usd: toNumber(summary.total),
+      liquidation_count: toNumber(summary.liquidations),
+      exchanges: toStrings(summary.exchanges),
+      symbols: toStrings(summary.symbols)
+    }
+  }
 }
 
 export const largeTrades = (filter: LargeTradeFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const [rows, summaries] = yield* Effect.all(largeTradesStatements(sql, filter, yield* Clock.currentTimeMillis), { concurrency: 2 })
-      const summary = summaries[0] ?? {}
-      return {
-        count: toNumber(summary.count),
-        trades: rows.map((r) => ({
-          exchange: r.exchange as string,
-          symbol: r.symbol as string,
-          side: r.side as string,
-          price: toNumber(r.price),
-          size: toNumber(r.size),
-          size_base: toNumberOrNull(r.size_base),
-          size_unit: (r.size_unit as "base" | "contracts" | "usd" | null) ?? null,
-          value_usd: toNumber(r.value_usd),
-          timestamp: toIso(r.timestamp),
-          trade_id: (r.trade_id as string | null) ?? null,
-          is_liquidation: r.is_liquidation === true,
-          metadata: (r.metadata as unknown) ?? {}
-        })),
-        summary: {
-          total_value_usd: toNumber(summary.total),
-          liquidation_count: toNumber(summary.liquidations),
-          exchanges: toStrings(summary.exchanges),
-          symbols: toStrings(summary.symbols)
-        }
-      }
+      const [statement] = largeTradesStatements(sql, filter, yield* Clock.currentTimeMillis)
+      return readLargeTrades((yield* statement)[0] ?? {})
     })
   )
+
+const fundingRateJson = `json_build_object('exchange', exchange, 'symbol', symbol, 'rate', rate, 'predicted_rate', predicted_rate,
+  'timestamp', ${isoText("timestamp")}, 'next_funding_time', ${isoText("next_funding_time")}, 'metadata', metadata)`
 
 export const fundingRatesStatements = (sql: SqlClient.SqlClient, filter: WindowFilter, now: number) => {
   const from = cutoffMs(filter.hours, now)
   const firstWholeHour = Math.ceil(from / hourMs) * hourMs
   const instruments = instrumentConditions(sql, "funding_rates", filter)
   const where = sql.and(windowConditions(sql, "funding_rates", filter, from))
-  return [
-    sql`SELECT exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata
-        FROM funding_rates WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-    // The window's whole hours from the hourly rollup (migration 0007), its partial first hour from raw rows.
-    // Each rate on an 8-hour basis first (funding_rate_per_8h, migration 0014): venues state rates over 1, 4 or 8 h.
-    sql`SELECT sum(n) AS count, sum(rates) / sum(n) AS average, array_agg(DISTINCT exchange) AS exchanges,
+  const page = sql`SELECT id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata
+        FROM funding_rates WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`
+  // The window's whole hours from the hourly rollup (migration 0007), its partial first hour from raw rows.
+  // Each rate on an 8-hour basis first (funding_rate_per_8h, migration 0014): venues state rates over 1, 4 or 8 h.
+  const summary = sql`SELECT sum(n) AS count, sum(rates) / sum(n) AS average, array_agg(DISTINCT exchange) AS exchanges,
           array_agg(DISTINCT symbol) AS symbols
         FROM (
           SELECT exchange, symbol, readings AS n, rate_8h_sum AS rates FROM funding_rates_hourly
-          WHERE ${sql.and([sql`hour >= ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
+          WHERE ${sql.and([...fromOnwards(sql, "hour", firstWholeHour), ...instruments])}
           UNION ALL
           SELECT exchange, symbol, count(*), sum(funding_rate_per_8h(rate, metadata)) FROM funding_rates
           WHERE ${sql.and([sql`timestamp >= ${utcTimestamp(sql, from)}`, sql`timestamp < ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
           GROUP BY exchange, symbol
         ) AS parts`
+  return [
+    sql`SELECT ${jsonPage(sql, fundingRateJson, "timestamp DESC, id DESC", page)} AS funding_rates, summary.* FROM (${summary}) AS summary`
   ] as const
+}
+
+/** The endpoint's data from its statement's row (also read from withCoverage's combined row). */
+export const readFundingRates = (summary: Record<string, unknown>) => {
+  const average = toNumber(summary.average)
+  return {
+    count: toNumber(summary.count),
+    funding_rates: summary.funding_rates as Array<{
+      exchange: string
+      symbol: string
+      rate: number
+      predicted_rate: number | null
+      timestamp: string
+      next_funding_time: string | null
+      metadata: unknown
+    }>,
+    summary: {
+      // Per 8 hours whatever each venue's interval (rate x 8 / interval_hours), then annualised (x 3 x 365).
+      average_rate: average,
+      average_rate_percent: average * 100,
+      average_rate_basis: "8h" as const,
+      average_rate_annualized: average * 3 * 365,
+      exchanges: toStrings(summary.exchanges),
+      symbols: toStrings(summary.symbols)
+    }
+  }
 }
 
 export const fundingRates = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const [rows, summaries] = yield* Effect.all(fundingRatesStatements(sql, filter, yield* Clock.currentTimeMillis), { concurrency: 2 })
-      const summary = summaries[0] ?? {}
-      const average = toNumber(summary.average)
-      return {
-        count: toNumber(summary.count),
-        funding_rates: rows.map((r) => ({
-          exchange: r.exchange as string,
-          symbol: r.symbol as string,
-          rate: toNumber(r.rate),
-          predicted_rate: toNumberOrNull(r.predicted_rate),
-          timestamp: toIso(r.timestamp),
-          next_funding_time: toIsoOrNull(r.next_funding_time),
-          metadata: (r.metadata as unknown) ?? null
-        })),
-        summary: {
-          // Per 8 hours whatever each venue's interval (rate x 8 / interval_hours), then annualised (x 3 x 365).
-          average_rate: average,
-          average_rate_percent: average * 100,
-          average_rate_basis: "8h" as const,
-          average_rate_annualized: average * 3 * 365,
-          exchanges: toStrings(summary.exchanges),
-          symbols: toStrings(summary.symbols)
-        }
-      }
+      const [statement] = fundingRatesStatements(sql, filter, yield* Clock.currentTimeMillis)
+      return readFundingRates((yield* statement)[0] ?? {})
     })
   )
+
+const openInterestJson = `json_build_object('exchange', exchange, 'symbol', symbol, 'open_interest', open_interest,
+  'open_interest_base', open_interest_base, 'open_interest_usd', open_interest_usd, 'timestamp', ${isoText("timestamp")}, 'metadata', metadata)`
 
 export const openInterestStatements = (sql: SqlClient.SqlClient, filter: WindowFilter, now: number) => {
   const from = cutoffMs(filter.hours, now)
   const firstWholeHour = Math.ceil(from / hourMs) * hourMs
   const instruments = instrumentConditions(sql, "open_interest", filter)
   const where = sql.and(windowConditions(sql, "open_interest", filter, from))
-  return [
-    sql`SELECT exchange, symbol, open_interest, open_interest_base, open_interest_usd, timestamp, metadata
-        FROM open_interest WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`,
-    // Per instrument: its count, and its latest reading in the window (the greatest [epoch, usd] pair);
-    // summing the whole series would count the same contracts many times. Whole hours from the hourly
-    // rollup (migration 0007), the partial first hour from raw rows.
-    sql`SELECT sum(n) AS count, array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols, sum(latest[2]) AS total
+  const page = sql`SELECT id, exchange, symbol, open_interest, open_interest_base, open_interest_usd, timestamp, metadata
+        FROM open_interest WHERE ${where} ORDER BY timestamp DESC, id DESC LIMIT ${filter.limit}`
+  // Per instrument: its count, and its latest reading in the window (the greatest [epoch, usd] pair);
+  // summing the whole series would count the same contracts many times. Whole hours from the hourly
+  // rollup (migration 0007), the partial first hour from raw rows.
+  const summary = sql`SELECT sum(n) AS count, array_agg(DISTINCT exchange) AS exchanges, array_agg(DISTINCT symbol) AS symbols, sum(latest[2]) AS total
         FROM (
           SELECT exchange, symbol, sum(n) AS n, max(latest) AS latest FROM (
             SELECT exchange, symbol, readings AS n, latest FROM open_interest_hourly
-            WHERE ${sql.and([sql`hour >= ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
+            WHERE ${sql.and([...fromOnwards(sql, "hour", firstWholeHour), ...instruments])}
             UNION ALL
             SELECT exchange, symbol, count(*), max(ARRAY[extract(epoch FROM timestamp), open_interest_usd]) FROM open_interest
             WHERE ${sql.and([sql`timestamp >= ${utcTimestamp(sql, from)}`, sql`timestamp < ${utcTimestamp(sql, firstWholeHour)}`, ...instruments])}
             GROUP BY exchange, symbol
           ) AS parts GROUP BY exchange, symbol
         ) AS per_instrument`
+  return [
+    sql`SELECT ${jsonPage(sql, openInterestJson, "timestamp DESC, id DESC", page)} AS open_interest, summary.* FROM (${summary}) AS summary`
   ] as const
+}
+
+/** The endpoint's data from its statement's row (also read from withCoverage's combined row). */
+export const readOpenInterest = (summary: Record<string, unknown>) => {
+  return {
+    count: toNumber(summary.count),
+    open_interest: summary.open_interest as Array<{
+      exchange: string
+      symbol: string
+      open_interest: number
+      open_interest_base: number | null
+      open_interest_usd: number
+      timestamp: string
+      metadata: unknown
+    }>,
+    summary: {
+      total_oi_usd: toNumber(summary.total),
+      exchanges: toStrings(summary.exchanges),
+      symbols: toStrings(summary.symbols)
+    }
+  }
 }
 
 export const openInterest = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
-      const [rows, summaries] = yield* Effect.all(openInterestStatements(sql, filter, yield* Clock.currentTimeMillis), { concurrency: 2 })
-      const summary = summaries[0] ?? {}
-      return {
-        count: toNumber(summary.count),
-        open_interest: rows.map((r) => ({
-          exchange: r.exchange as string,
-          symbol: r.symbol as string,
-          open_interest: toNumber(r.open_interest),
-          open_interest_base: toNumberOrNull(r.open_interest_base),
-          open_interest_usd: toNumber(r.open_interest_usd),
-          timestamp: toIso(r.timestamp),
-          metadata: (r.metadata as unknown) ?? null
-        })),
-        summary: {
-          total_oi_usd: toNumber(summary.total),
-          exchanges: toStrings(summary.exchanges),
-          symbols: toStrings(summary.symbols)
-        }
-      }
+      const [statement] = openInterestStatements(sql, filter, yield* Clock.currentTimeMillis)
+      return readOpenInterest((yield* statement)[0] ?? {})
     })
   )
 
@@ -366,6 +424,11 @@ const gapJson = (r: Record<string, unknown>) => ({
   repaired_count: toNumber(r.repaired_count),
   metadata: (r.metadata as unknown) ?? null
 })
+
+/** gapJson's object, built by PostgreSQL (coverage reads the gaps of its window in its one statement). */
+const gapJsonSql = `json_build_object('exchange', exchange, 'channel', channel, 'symbol', symbol, 'start', ${isoText("gap_start")},
+  'end', ${isoText("gap_end")}, 'cause', cause, 'estimated_missing', estimated_missing, 'repair_status', repair_status,
+  'repaired_count', COALESCE(repaired_count, 0), 'metadata', metadata)`
 
 export const gaps = (filter: GapFilter) =>
   SqlClient.SqlClient.use((sql) =>
@@ -565,6 +628,29 @@ export interface CoverageCurrentRun {
 
 const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`
 
+/** Coverage's evidence in one statement (exported so the bench can EXPLAIN it). */
+export const coverageStatement = (sql: SqlClient.SqlClient, filter: Omit<GapFilter, "limit" | "status">, from: number, now: number) => {
+    const streamConditions = [
+      sql`until >= ${utcTimestamp(sql, from)}`,
+      sql`since <= ${utcTimestamp(sql, now)}`,
+      sql`(channel = '*' OR channel IN ${sql.in(filter.channels ?? ["trades"])})`
+    ]
+    if (filter.exchange !== undefined) streamConditions.push(sql`exchange = ${filter.exchange}`)
+    // One round trip: the window's gaps (a page and the counts), runs and stream intervals, each as JSON.
+    const gapWhere = sql.and(gapConditions(sql, { ...filter, limit: 100 }, now))
+    return sql`SELECT
+        ${jsonPage(sql, gapJsonSql, "gap_start DESC, id DESC", sql`SELECT * FROM data_gaps WHERE ${gapWhere} ORDER BY gap_start DESC, id DESC LIMIT 100`)} AS gaps,
+        (SELECT count(*) FROM data_gaps WHERE ${gapWhere}) AS gap_count,
+        (SELECT count(*) FILTER (WHERE repair_status <> 'verified') FROM data_gaps WHERE ${gapWhere}) AS unrepaired,
+        (SELECT COALESCE(json_agg(json_build_object('id', id, 'start_ms', ${sql.literal(epochMs("started_at"))},
+            'end_ms', ${sql.literal(epochMs("COALESCE(stopped_at, last_seen_at)"))}, 'venues', venues)), '[]'::json)
+          FROM service_runs WHERE started_at <= ${utcTimestamp(sql, now)} AND COALESCE(stopped_at, last_seen_at) >= ${utcTimestamp(sql, from)}) AS runs,
+        (SELECT ${sql.literal(epochMs("min(started_at)"))} FROM service_runs) AS first_ms,
+        (SELECT COALESCE(json_agg(json_build_object('id', id, 'run_id', run_id, 'exchange', exchange, 'channel', channel, 'symbol', symbol,
+            'state', state, 'detail', detail, 'since_ms', ${sql.literal(epochMs("since"))}, 'until_ms', ${sql.literal(epochMs("until"))})), '[]'::json)
+          FROM stream_coverage WHERE ${sql.and(streamConditions)}) AS streams`
+}
+
 /**
  * What a query's answer covers. `complete` only when every stream the window
  * asks about was live over all of it and no gap overlapping it is unrepaired;
@@ -576,71 +662,98 @@ export const coverage = (filter: Omit<GapFilter, "limit" | "status">, current?: 
     Effect.gen(function*() {
       const now = current?.now ?? (yield* Clock.currentTimeMillis)
       const from = cutoffMs(filter.hours, now)
-      const streamConditions = [
-        sql`until >= ${utcTimestamp(sql, from)}`,
-        sql`since <= ${utcTimestamp(sql, now)}`,
-        sql`(channel = '*' OR channel IN ${sql.in(filter.channels ?? ["trades"])})`
-      ]
-      if (filter.exchange !== undefined) streamConditions.push(sql`exchange = ${filter.exchange}`)
-      const [found, runs, first, rows] = yield* Effect.all([
-        gaps({ ...filter, limit: 100 }),
-        sql`SELECT id, ${sql.literal(epochMs("started_at"))} AS start_ms, ${sql.literal(epochMs("COALESCE(stopped_at, last_seen_at)"))} AS end_ms, venues
-          FROM service_runs WHERE started_at <= ${utcTimestamp(sql, now)} AND COALESCE(stopped_at, last_seen_at) >= ${utcTimestamp(sql, from)}`,
-        sql`SELECT ${sql.literal(epochMs("min(started_at)"))} AS first_ms FROM service_runs`,
-        sql`SELECT id, run_id, exchange, channel, symbol, state, detail, ${sql.literal(epochMs("since"))} AS since_ms, ${sql.literal(epochMs("until"))} AS until_ms
-          FROM stream_coverage WHERE ${sql.and(streamConditions)}`
-      ], { concurrency: 4 })
-      const byRun = new Map<string, CoverageRun>(runs.map((r) => [r.id as string, {
-        id: r.id as string,
-        start: Number(r.start_ms),
-        end: Number(r.end_ms),
-        venues: String(r.venues ?? "").split(",").filter((v) => v.length > 0)
-      }]))
-      const byId = new Map<string, CoverageRow>(rows.map((r) => [r.id as string, {
-        id: r.id as string,
-        runId: r.run_id as string,
-        exchange: r.exchange as string,
-        channel: r.channel as string,
-        symbol: r.symbol as string,
-        state: r.state as string,
-        detail: (r.detail as string | null) ?? null,
-        since: Number(r.since_ms),
-        until: Number(r.until_ms)
-      }]))
-      let firstRunAt = first[0]?.first_ms === null || first[0]?.first_ms === undefined ? null : Number(first[0].first_ms)
-      if (current !== undefined) {
-        // The running service is its own evidence up to now; its heartbeat row may be a period behind.
-        byRun.set(current.runId, { id: current.runId, start: current.startedAt, end: now, venues: current.venues })
-        firstRunAt = Math.min(firstRunAt ?? current.startedAt, current.startedAt)
-        const channels = new Set(filter.channels ?? ["trades"])
-        for (const i of current.intervals) {
-          if (i.until < from || i.since > now) continue
-          if (i.channel !== "*" && !channels.has(i.channel)) continue
-          if (filter.exchange !== undefined && i.exchange !== filter.exchange) continue
-          byId.set(i.id, { ...i, runId: current.runId })
-        }
-      }
-      const assessed = assessCoverage({
-        from,
-        now,
-        symbol: filter.symbol,
-        exchange: filter.exchange,
-        firstRunAt,
-        runs: [...byRun.values()],
-        rows: [...byId.values()]
-      })
-      return {
-        complete: assessed.streams.length > 0 && assessed.notCollected.length === 0 && found.unrepaired === 0,
-        gap_count: found.count,
-        unrepaired_gap_count: found.unrepaired,
-        gaps: found.gaps,
-        window: { start: new Date(from).toISOString(), end: new Date(now).toISOString() },
-        streams: assessed.streams.slice(0, streamsLimit),
-        not_collected_count: assessed.notCollected.length,
-        not_collected: assessed.notCollected.slice(0, notCollectedLimit)
-      }
+      const [evidence] = yield* coverageStatement(sql, filter, from, now)
+      return coverageOf(filter, evidence, current, from, now)
     })
   )
+
+/**
+ * An endpoint's statement (one row: its data) and its window's coverage
+ * evidence in one round trip, on one clock reading: a request on a large table
+ * then costs one statement, not two.
+ */
+export const withCoverage = <A>(
+  filter: Omit<GapFilter, "limit" | "status">,
+  current: CoverageCurrentRun | undefined,
+  data: (sql: SqlClient.SqlClient, now: number) => Statement.Statement<Record<string, unknown>>,
+  read: (row: Record<string, unknown>) => A
+) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const now = current?.now ?? (yield* Clock.currentTimeMillis)
+      const from = cutoffMs(filter.hours, now)
+      const [row = {}] = yield* sql<Record<string, unknown>>`SELECT data.*, evidence.*
+        FROM (${data(sql, now)}) AS data, (${coverageStatement(sql, filter, from, now)}) AS evidence`
+      return { data: read(row), coverage: coverageOf(filter, row, current, from, now) }
+    })
+  )
+
+/** The coverage answer from coverageStatement's row. */
+const coverageOf = (
+  filter: Omit<GapFilter, "limit" | "status">,
+  evidence: Record<string, unknown> | undefined,
+  current: CoverageCurrentRun | undefined,
+  from: number,
+  now: number
+) => {
+  const found = {
+    count: toNumber(evidence?.gap_count),
+    unrepaired: toNumber(evidence?.unrepaired),
+    gaps: (evidence?.gaps ?? []) as Array<ReturnType<typeof gapJson>>
+  }
+  const runs = (evidence?.runs ?? []) as Array<Record<string, unknown>>
+  const first = [{ first_ms: evidence?.first_ms }]
+  const rows = (evidence?.streams ?? []) as Array<Record<string, unknown>>
+  const byRun = new Map<string, CoverageRun>(runs.map((r) => [r.id as string, {
+    id: r.id as string,
+    start: Number(r.start_ms),
+    end: Number(r.end_ms),
+    venues: String(r.venues ?? "").split(",").filter((v) => v.length > 0)
+  }]))
+  const byId = new Map<string, CoverageRow>(rows.map((r) => [r.id as string, {
+    id: r.id as string,
+    runId: r.run_id as string,
+    exchange: r.exchange as string,
+    channel: r.channel as string,
+    symbol: r.symbol as string,
+    state: r.state as string,
+    detail: (r.detail as string | null) ?? null,
+    since: Number(r.since_ms),
+    until: Number(r.until_ms)
+  }]))
+  let firstRunAt = first[0]?.first_ms === null || first[0]?.first_ms === undefined ? null : Number(first[0].first_ms)
+  if (current !== undefined) {
+    // The running service is its own evidence up to now; its heartbeat row may be a period behind.
+    byRun.set(current.runId, { id: current.runId, start: current.startedAt, end: now, venues: current.venues })
+    firstRunAt = Math.min(firstRunAt ?? current.startedAt, current.startedAt)
+    const channels = new Set(filter.channels ?? ["trades"])
+    for (const i of current.intervals) {
+      if (i.until < from || i.since > now) continue
+      if (i.channel !== "*" && !channels.has(i.channel)) continue
+      if (filter.exchange !== undefined && i.exchange !== filter.exchange) continue
+      byId.set(i.id, { ...i, runId: current.runId })
+    }
+  }
+  const assessed = assessCoverage({
+    from,
+    now,
+    symbol: filter.symbol,
+    exchange: filter.exchange,
+    firstRunAt,
+    runs: [...byRun.values()],
+    rows: [...byId.values()]
+  })
+  return {
+    complete: assessed.streams.length > 0 && assessed.notCollected.length === 0 && found.unrepaired === 0,
+    gap_count: found.count,
+    unrepaired_gap_count: found.unrepaired,
+    gaps: found.gaps,
+    window: { start: new Date(from).toISOString(), end: new Date(now).toISOString() },
+    streams: assessed.streams.slice(0, streamsLimit),
+    not_collected_count: assessed.notCollected.length,
+    not_collected: assessed.notCollected.slice(0, notCollectedLimit)
+  }
+}
 
 export interface VolatilityFilter {
   readonly index?: string | undefined
@@ -942,7 +1055,9 @@ const replayTables = [
   { table: "funding_rates", kinds: ["funding"], time: "timestamp" },
   { table: "open_interest", kinds: ["open_interest"], time: "timestamp" },
   { table: "data_gaps", kinds: ["gap"], time: "gap_start" },
-  { table: "alerts", kinds: ["alert"], time: "fired_at" }
+  { table: "alerts", kinds: ["alert"], time: "fired_at" },
+  // A bar's created_at is when it was last written (inserted or merged): a resume sends the merged bar.
+  { table: "trade_bars", kinds: ["bar"], time: "minute" }
 ] as const
 
 const replayRank = (kind: string) => replayTables.findIndex((t) => (t.kinds as ReadonlyArray<string>).includes(kind))
@@ -979,6 +1094,7 @@ export const streamReplayStatements = (sql: SqlClient.SqlClient, filter: StreamR
     if (filter.minValueUsd !== undefined) {
       if (table === "large_trades") conditions.push(sql`value_usd >= ${String(filter.minValueUsd)}::numeric`)
       if (table === "open_interest") conditions.push(sql`(open_interest_usd IS NULL OR open_interest_usd >= ${String(filter.minValueUsd)}::numeric)`)
+      if (table === "trade_bars") conditions.push(sql`volume_usd >= ${String(filter.minValueUsd)}::numeric`)
     }
     if (table === "large_trades" && wants("large_trade") !== wants("liquidation")) conditions.push(sql`is_liquidation = ${wants("liquidation")}`)
     return sql.and(conditions)
@@ -994,7 +1110,10 @@ export const streamReplayStatements = (sql: SqlClient.SqlClient, filter: StreamR
     funding_rates: wants("funding") ? statement(1, "id, exchange, symbol, rate, predicted_rate, timestamp, next_funding_time, metadata") : undefined,
     open_interest: wants("open_interest") ? statement(2, "id, exchange, symbol, open_interest, open_interest_base, open_interest_usd, timestamp, metadata") : undefined,
     data_gaps: wants("gap") ? statement(3, "id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata") : undefined,
-    alerts: wants("alert") ? statement(4, "id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details") : undefined
+    alerts: wants("alert") ? statement(4, "id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details") : undefined,
+    trade_bars: wants("bar")
+      ? statement(5, "id, exchange, symbol, base, minute, open, high, low, close, volume_base, volume_usd, buy_volume_usd, sell_volume_usd, trade_count, long_liquidations_usd, short_liquidations_usd, liquidation_count, observed_whole, partial_reason")
+      : undefined
   }
 }
 
@@ -1034,6 +1153,16 @@ export const streamReplay = (filter: StreamReplayFilter) =>
         const rows = yield* statements.alerts
         perTable.push(rows.map((r) => ({ kind: "alert", id: r.id as string, exchange: (r.exchange as string | null) ?? null, symbol: (r.symbol as string | null) ?? null, time: Date.parse(toIso(r.fired_at)), valueUsd: null, insertedMicros: BigInt(r.inserted_us as string), row: { kind: "alert", id: r.id, rule: r.rule, rule_kind: r.kind, exchange: r.exchange, symbol: r.symbol, value: toNumber(r.value), threshold: toNumber(r.threshold), message: r.message, event_time: toIso(r.event_time), fired_at: toIso(r.fired_at), details: r.details } })))
       }
+      if (statements.trade_bars !== undefined) {
+        const rows = yield* statements.trade_bars
+        perTable.push(rows.map((r) => {
+          const minute = Date.parse(toIso(r.minute))
+          const buy = toNumber(r.buy_volume_usd)
+          const sell = toNumber(r.sell_volume_usd)
+          // The bar as stored (every contribution merged): as the hub's `bar` event with `correction: false`, it replaces.
+          return { kind: "bar", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: minute, valueUsd: toNumber(r.volume_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind: "bar", exchange: r.exchange, symbol: r.symbol, base: r.base, interval: "1m", start: toIso(r.minute), end: new Date(minute + 60_000).toISOString(), open: toNumberOrNull(r.open), high: toNumberOrNull(r.high), low: toNumberOrNull(r.low), close: toNumberOrNull(r.close), volume_base: toNumber(r.volume_base), volume_usd: toNumber(r.volume_usd), buy_volume_usd: buy, sell_volume_usd: sell, volume_delta_usd: Math.round((buy - sell) * 100) / 100, trade_count: toNumber(r.trade_count), long_liquidations_usd: toNumber(r.long_liquidations_usd), short_liquidations_usd: toNumber(r.short_liquidations_usd), liquidation_count: toNumber(r.liquidation_count), observed_whole: r.observed_whole, partial_reason: r.partial_reason ?? null, correction: false } }
+        }))
+      }
       // Each table's rows are in replay order already; merge by insert time, the table order breaking ties (a stable sort keeps each table's id order).
       const merged = perTable.flat().sort((a, b) => a.insertedMicros < b.insertedMicros ? -1 : a.insertedMicros > b.insertedMicros ? 1 : replayRank(a.kind) - replayRank(b.kind))
       return { rows: merged.slice(0, filter.limit), more: merged.length > filter.limit }
@@ -1057,6 +1186,240 @@ export const streamStoredUpTo = (keys: ReadonlyArray<string>, micros: bigint) =>
         for (const r of rows) out.add(`${table === "large_trades" ? (r.is_liquidation === true ? "liquidation" : "large_trade") : kinds[0]}:${r.id}`)
       }
       return out
+    })
+  )
+
+// ---------------------------------------------------------------------------
+// Minute bars (trade_bars, migration 0017)
+// ---------------------------------------------------------------------------
+
+/** Bar intervals and their length in seconds. */
+export const barIntervals = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14_400, "1d": 86_400 } as const
+export type BarInterval = keyof typeof barIntervals
+
+export interface BarFilter {
+  readonly symbol?: string | undefined
+  readonly exchange?: string | undefined
+  readonly hours: number
+  readonly interval: BarInterval
+  readonly aggregate: boolean
+  /** The most recent buckets per series. */
+  readonly limit: number
+}
+
+/** Why a bucket is not complete. */
+export interface BarIncomplete {
+  /** `partial_minute`: a minute not watched whole; `gap`: an open or unrepaired gap overlaps it; `in_progress`: the bucket is not over. */
+  readonly reason: "partial_minute" | "gap" | "in_progress"
+  readonly detail: string
+  readonly minute: string | null
+  readonly gap_id: string | null
+}
+
+interface BarBucket {
+  readonly exchange: string
+  readonly symbol: string
+  readonly base: string
+  readonly kind: string
+  readonly start: number
+  readonly open: number | null
+  readonly high: number | null
+  readonly low: number | null
+  readonly close: number | null
+  readonly volumeBase: number
+  readonly volumeUsd: number
+  readonly buyUsd: number
+  readonly sellUsd: number
+  readonly trades: number
+  readonly longUsd: number
+  readonly shortUsd: number
+  readonly liquidations: number
+  readonly minutes: number
+  readonly incomplete: Array<BarIncomplete>
+}
+
+/** Cents, and 15 significant digits for coins: sums of numerics read back as floats carry no binary noise. */
+const cents = (x: number) => Math.round(x * 100) / 100
+const coins = (x: number) => Number(x.toPrecision(15))
+/** USD per coin of the trades: null without coins. */
+const vwapOf = (usd: number, base: number) => (base > 0 ? Number((usd / base).toPrecision(12)) : null)
+
+/**
+ * Gaps that make a bar incomplete: trades (the bar's own source), liquidations (its liquidation volumes) and
+ * trade_bars (bars the writer could not store), still open or not repaired in full.
+ */
+const barGapChannels = ["trades", "liquidations", "trade_bars"]
+
+export const barsStatements = (sql: SqlClient.SqlClient, filter: BarFilter, now: number) => {
+  const bucketMs = barIntervals[filter.interval] * 1000
+  // Whole buckets: the window's first one starts at or before its cutoff; at most `limit` of them, the latest.
+  const from = Math.max(
+    Math.floor(cutoffMs(filter.hours, now) / bucketMs) * bucketMs,
+    (Math.floor(now / bucketMs) - filter.limit + 1) * bucketMs
+  )
+  const conditions: Array<Statement.Fragment> = [sql`minute >= ${utcTimestamp(sql, from)}`, sql`minute <= ${utcTimestamp(sql, now)}`]
+  if (filter.exchange !== undefined) conditions.push(sql`exchange = ${filter.exchange}`)
+  // A base asset by the instrument's own base (the registry's), or the exact native symbol.
+  if (filter.symbol !== undefined) conditions.push(sql`(symbol = ${filter.symbol} OR base = ${filter.symbol.toUpperCase()})`)
+  if (filter.aggregate) conditions.push(sql`instrument_kind <> 'option'`)
+  const seconds = sql.literal(String(barIntervals[filter.interval]))
+  const bars = sql`SELECT exchange, symbol, base, instrument_kind,
+      (floor(extract(epoch FROM minute) / ${seconds}) * ${seconds} * 1000)::int8 AS bucket_ms,
+      (array_agg(open ORDER BY minute) FILTER (WHERE open IS NOT NULL))[1] AS open,
+      max(high) AS high, min(low) AS low,
+      (array_agg(close ORDER BY minute DESC) FILTER (WHERE close IS NOT NULL))[1] AS close,
+      sum(volume_base) AS volume_base, sum(volume_usd) AS volume_usd, sum(buy_volume_usd) AS buy, sum(sell_volume_usd) AS sell,
+      sum(trade_count) AS trades, sum(long_liquidations_usd) AS longs, sum(short_liquidations_usd) AS shorts,
+      sum(liquidation_count) AS liquidations, count(*) AS minutes,
+      array_agg((extract(epoch FROM minute) * 1000)::int8::text ORDER BY minute) FILTER (WHERE NOT observed_whole) AS partial_minutes,
+      array_agg(coalesce(partial_reason, 'partial minute') ORDER BY minute) FILTER (WHERE NOT observed_whole) AS partial_reasons
+    FROM trade_bars WHERE ${sql.and(conditions)}
+    GROUP BY exchange, symbol, base, instrument_kind, bucket_ms
+    ORDER BY bucket_ms, exchange, symbol`
+  const gapConditions: Array<Statement.Fragment> = [
+    sql`channel IN ${sql.in(barGapChannels)}`,
+    sql`repair_status <> 'verified'`,
+    sql`gap_start < ${utcTimestamp(sql, now)}`,
+    sql`(gap_end IS NULL OR gap_end > ${utcTimestamp(sql, from)})`
+  ]
+  if (filter.exchange !== undefined) gapConditions.push(sql`exchange = ${filter.exchange}`)
+  // The ledger is small: every unrepaired gap of the window, matched to the bars' instruments below.
+  const unrepaired = sql`SELECT id, exchange, channel, symbol, gap_start, gap_end, cause, repair_status FROM data_gaps
+    WHERE ${sql.and(gapConditions)} ORDER BY gap_start`
+  return { from, bucketMs, bars, unrepaired }
+}
+
+const barJson = (b: BarBucket, interval: BarInterval, bucketMs: number) => ({
+  exchange: b.exchange,
+  symbol: b.symbol,
+  base: b.base,
+  interval,
+  start: new Date(b.start).toISOString(),
+  end: new Date(b.start + bucketMs).toISOString(),
+  open: b.open,
+  high: b.high,
+  low: b.low,
+  close: b.close,
+  vwap: vwapOf(b.volumeUsd, b.volumeBase),
+  volume_base: coins(b.volumeBase),
+  volume_usd: cents(b.volumeUsd),
+  buy_volume_usd: cents(b.buyUsd),
+  sell_volume_usd: cents(b.sellUsd),
+  volume_delta_usd: cents(b.buyUsd - b.sellUsd),
+  trade_count: b.trades,
+  long_liquidations_usd: cents(b.longUsd),
+  short_liquidations_usd: cents(b.shortUsd),
+  liquidation_count: b.liquidations,
+  minutes: b.minutes,
+  complete: b.incomplete.length === 0,
+  incomplete: b.incomplete
+})
+
+/**
+ * Bars per instrument at `interval`, built from the minute bars, or with
+ * `aggregate` one series per asset across venues. A bucket is complete when
+ * it is over, each of its minute bars was watched whole, and no open or
+ * unrepaired gap (trades, liquidations, stored bars) of its instrument
+ * overlaps it; minutes without a trade have no bar. The aggregate sums the
+ * volumes of the venues whose bucket is complete, says which it left out and
+ * why, and gives their VWAP: sum of USD volume / sum of coins, the USD price
+ * of every trade in the bucket on those venues (the base-volume-weighted mean
+ * of their own VWAPs), whatever each venue's quote currency.
+ */
+export const bars = (filter: BarFilter) =>
+  SqlClient.SqlClient.use((sql) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const statements = barsStatements(sql, filter, now)
+      const { bucketMs } = statements
+      const [rows, gapRows] = yield* Effect.all([statements.bars, statements.unrepaired], { concurrency: 2 })
+      const gapsByInstrument = new Map<string, Array<{ readonly id: string; readonly start: number; readonly end: number | null; readonly text: string }>>()
+      for (const g of gapRows) {
+        const key = `${g.exchange}\u0000${g.symbol}`
+        const list = gapsByInstrument.get(key) ?? []
+        list.push({
+          id: g.id as string,
+          start: Date.parse(toIso(g.gap_start)),
+          end: g.gap_end === null ? null : Date.parse(toIso(g.gap_end)),
+          text: `${g.channel} gap (${g.cause}), ${g.repair_status}, from ${toIso(g.gap_start)} to ${toIsoOrNull(g.gap_end) ?? "now (open)"}`
+        })
+        gapsByInstrument.set(key, list)
+      }
+      const buckets: Array<BarBucket> = rows.map((r) => {
+        const start = Number(r.bucket_ms)
+        const incomplete: Array<BarIncomplete> = []
+        if (start + bucketMs > now) incomplete.push({ reason: "in_progress", detail: "the bucket is not over", minute: null, gap_id: null })
+        const minutes = (r.partial_minutes as Array<string> | null) ?? []
+        const reasons = (r.partial_reasons as Array<string> | null) ?? []
+        minutes.forEach((m, i) => incomplete.push({ reason: "partial_minute", detail: reasons[i]!, minute: new Date(Number(m)).toISOString(), gap_id: null }))
+        // The gap (start, end) loses trades strictly between its bounds: it overlaps [start, start + bucket).
+        for (const gap of gapsByInstrument.get(`${r.exchange}\u0000${r.symbol}`) ?? []) {
+          if (gap.start < start + bucketMs && (gap.end === null || gap.end > start)) {
+            incomplete.push({ reason: "gap", detail: gap.text, minute: null, gap_id: gap.id })
+          }
+        }
+        return {
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          base: r.base as string,
+          kind: r.instrument_kind as string,
+          start,
+          open: toNumberOrNull(r.open),
+          high: toNumberOrNull(r.high),
+          low: toNumberOrNull(r.low),
+          close: toNumberOrNull(r.close),
+          volumeBase: toNumber(r.volume_base),
+          volumeUsd: toNumber(r.volume_usd),
+          buyUsd: toNumber(r.buy),
+          sellUsd: toNumber(r.sell),
+          trades: toNumber(r.trades),
+          longUsd: toNumber(r.longs),
+          shortUsd: toNumber(r.shorts),
+          liquidations: toNumber(r.liquidations),
+          minutes: toNumber(r.minutes),
+          incomplete
+        }
+      })
+      const window = { start: new Date(statements.from).toISOString(), end: new Date(now).toISOString() }
+      if (!filter.aggregate) {
+        return { count: buckets.length, interval: filter.interval, aggregate: false, window, bars: buckets.map((b) => barJson(b, filter.interval, bucketMs)), aggregates: [] }
+      }
+      const series = new Map<string, Array<BarBucket>>()
+      for (const b of buckets) {
+        const key = `${b.base}\u0000${b.start}`
+        const list = series.get(key) ?? []
+        list.push(b)
+        series.set(key, list)
+      }
+      const aggregates = [...series.values()].map((members) => {
+        const included = members.filter((b) => b.incomplete.length === 0)
+        const sum = (f: (b: BarBucket) => number) => included.reduce((n, b) => n + f(b), 0)
+        const usd = sum((b) => b.volumeUsd)
+        const base = sum((b) => b.volumeBase)
+        const buy = sum((b) => b.buyUsd)
+        const sell = sum((b) => b.sellUsd)
+        const first = members[0]!
+        return {
+          asset: first.base,
+          interval: filter.interval,
+          start: new Date(first.start).toISOString(),
+          end: new Date(first.start + bucketMs).toISOString(),
+          vwap: vwapOf(usd, base),
+          volume_base: coins(base),
+          volume_usd: cents(usd),
+          buy_volume_usd: cents(buy),
+          sell_volume_usd: cents(sell),
+          volume_delta_usd: cents(buy - sell),
+          trade_count: sum((b) => b.trades),
+          long_liquidations_usd: cents(sum((b) => b.longUsd)),
+          short_liquidations_usd: cents(sum((b) => b.shortUsd)),
+          liquidation_count: sum((b) => b.liquidations),
+          venues: included.map((b) => ({ exchange: b.exchange, symbol: b.symbol })),
+          left_out: members.filter((b) => b.incomplete.length > 0).map((b) => ({ exchange: b.exchange, symbol: b.symbol, incomplete: b.incomplete })),
+          complete: included.length > 0 && included.length === members.length
+        }
+      })
+      return { count: aggregates.length, interval: filter.interval, aggregate: true, window, bars: [], aggregates }
     })
   )
 

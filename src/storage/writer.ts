@@ -542,6 +542,7 @@ export class Writer extends Context.Service<Writer, {
             yield* offerTable("funding_rates", batch.funding_rates)
             yield* offerTable("open_interest", batch.open_interest)
             yield* offerTable("exchange_orderbooks", batch.exchange_orderbooks)
+            yield* offerTable("trade_bars", batch.trade_bars)
             yield* offerTable("volatility_index", batch.volatility_index)
             yield* offerTable("option_chain", batch.option_chain)
             yield* offerTable("futures_settlements", batch.futures_settlements)

@@ -25,11 +25,11 @@
  */
 import { Cause, Clock, Config, Context, Data, Effect, Layer, Metric, Queue, Schedule, Scope, Stream } from "effect"
 import { type Alert, alertJson } from "../alerts/delivery.ts"
-import type { RowBatch } from "../domain/rows.ts"
+import type { RowBatch, TradeBarRow } from "../domain/rows.ts"
 import type { Gap } from "../gaps/ledger.ts"
 import { FeedRegistry, type FeedStatus } from "../feed/status.ts"
 
-export const streamKinds = ["large_trade", "liquidation", "funding", "open_interest", "gap", "alert", "feed_state", "spread", "arbitrage"] as const
+export const streamKinds = ["large_trade", "liquidation", "funding", "open_interest", "gap", "alert", "feed_state", "spread", "arbitrage", "bar"] as const
 export type StreamKind = (typeof streamKinds)[number]
 
 /** An event as a producer hands it over: the hub gives it its sequence and id. */
@@ -168,8 +168,21 @@ export const eventsOf = (batch: RowBatch): Array<StreamEventInput> => {
     })
   }
   crossVenueEvents(batch, out)
+  // A minute bar once written; `correction: true` carries only trades that came after it (to add), else the bar (to replace).
+  for (const r of batch.trade_bars) {
+    out.push({ rowId: r.id, kind: "bar", exchange: r.exchange, symbol: r.symbol, valueUsd: r.volumeUsd, time: r.timestamp, data: JSON.stringify(barEventJson(r)) })
+  }
   return out
 }
+
+/** A minute bar (or its correction) as the stream sends it. */
+export const barEventJson = (r: TradeBarRow) => ({
+  kind: "bar", exchange: r.exchange, symbol: r.symbol, base: r.base, interval: "1m", start: iso(r.timestamp), end: iso(r.timestamp + 60_000),
+  open: r.open, high: r.high, low: r.low, close: r.close, volume_base: r.volumeBase, volume_usd: r.volumeUsd, buy_volume_usd: r.buyVolumeUsd,
+  sell_volume_usd: r.sellVolumeUsd, volume_delta_usd: Math.round((r.buyVolumeUsd - r.sellVolumeUsd) * 100) / 100, trade_count: r.tradeCount,
+  long_liquidations_usd: r.longLiquidationsUsd, short_liquidations_usd: r.shortLiquidationsUsd, liquidation_count: r.liquidationCount,
+  observed_whole: r.observedWhole, partial_reason: r.partialReason, correction: r.correction
+})
 
 /**
  * Spread samples and arbitrage changes (analytics/). A sample is sent only

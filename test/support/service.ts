@@ -1,5 +1,5 @@
 /** Starts the whole service (AppLive) inside a test scope, configured by a map of env vars. */
-import { mkdtempSync } from "node:fs"
+import { chmodSync, mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ConfigProvider, Effect, Layer } from "effect"
@@ -9,11 +9,22 @@ import { runMigrations } from "../../src/storage/migrations.ts"
 
 export const postgresUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 
-/** The two databases every end-to-end test runs against: the PostgreSQL server, and the embedded one in a fresh folder. */
+/**
+ * The two databases every end-to-end test runs against: the PostgreSQL server,
+ * and the default embedded one (the PostgreSQL child process) in a fresh folder.
+ * PGlite is covered beside the writer (writer.test.ts, sizes.test.ts).
+ */
 export const databases: Array<[string, () => Record<string, string>]> = [
   ["postgres", () => ({ DATABASE_URL: postgresUrl })],
-  ["embedded", () => ({ DATA_DIR: mkdtempSync(join(tmpdir(), "mds-e2e-")) })]
+  ["embedded", () => ({ DATA_DIR: reachableTempDir("mds-e2e-") })]
 ]
+
+/** A fresh folder the embedded PostgreSQL's unprivileged account can reach when the tests run as root (mkdtemp makes it 0700). */
+export const reachableTempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  chmodSync(dir, 0o755)
+  return dir
+}
 
 /** `clock` (see clock.ts) pins the service's calendar. */
 export const startService = (env: Record<string, string>, clock: Layer.Layer<never> = Layer.empty) =>
@@ -21,7 +32,7 @@ export const startService = (env: Record<string, string>, clock: Layer.Layer<nev
 
 /** Empties every table; migrates first, so a test file may run first on a brand-new database. */
 export const truncateAll = Effect.andThen(runMigrations(), SqlClient.SqlClient.use((sql) =>
-  sql`TRUNCATE large_trades, funding_rates, open_interest, exchange_orderbooks, volatility_index, option_chain, futures_settlements, futures_basis, futures_rolls, exchange_spreads, arbitrage_opportunities, data_gaps, feed_cursors, alerts, rejected_rows, outbox, outbox_returned, alert_deliveries, service_runs, stream_coverage`.pipe(Effect.asVoid)
+  sql`TRUNCATE large_trades, funding_rates, open_interest, exchange_orderbooks, volatility_index, option_chain, futures_settlements, futures_basis, futures_rolls, exchange_spreads, arbitrage_opportunities, trade_bars, data_gaps, feed_cursors, alerts, rejected_rows, outbox, outbox_returned, alert_deliveries, service_runs, stream_coverage`.pipe(Effect.asVoid)
 ))
 
 export const getJson = (url: string) =>
