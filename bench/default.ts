@@ -111,7 +111,7 @@ export const defaultSection = async (target: DefaultTarget, seconds: number): Pr
     notes: [
       `frames/s per market as recorded (mean): Binance spot ${pace(paces.binanceSpot)}, USD-M ${pace(paces.binanceFutures)}, Coinbase ${pace(paces.coinbase)}, Deribit ${pace(paces.deribit)}, OKX ${pace(paces.okx)}, Bybit ${pace(paces.bybit)} per market (spot, linear, inverse); plus the fakes' synthesized markPrice, heartbeats and tickers`,
       "frames/s: counted by the service (feed_messages_total); 0-20 s has every recording playing, Binance, Coinbase and Deribit run out at about 30 s",
-      `CPU of 1 core: the service's user + system time over wall time (its children included); RSS from /proc (median, peak); bare node = ${(bare / 2 ** 20).toFixed(0)} MB; the embedded database (PGlite) lives in the service's own heap, so its RSS is in the service's; children: any database server the service started`,
+      `CPU of 1 core: the service's user + system time over wall time (its children included); RSS from /proc (median, peak); bare node = ${(bare / 2 ** 20).toFixed(0)} MB; children: the PSS of the processes the service started (the embedded PostgreSQL server and its backends; PGlite, EMBEDDED_DATABASE=pglite, would be in the service's own RSS)`,
       "loop: event_loop_delay_ms of /metrics, one 10 s window each: median of the windows' p50, the largest p99 and maximum",
       `machine load (1 min) at the end: ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores: a loop delay with a small CPU share is the machine's other load`
     ]

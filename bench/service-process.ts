@@ -1,7 +1,7 @@
 /**
  * The real service as a user runs it (`node src/main.ts`, its own process) and
- * what the bench reads of it from outside: RSS and CPU time of the process and
- * of its children (a database it started, if any) from /proc, and from its own
+ * what the bench reads of it from outside: RSS and CPU time of the process, the
+ * PSS and CPU time of its children (a database it started, if any) from /proc, and from its own
  * /metrics the event-loop delay windows (src/observability/event-loop.ts) and
  * the frames its feeds received.
  */
@@ -44,6 +44,19 @@ const rssOf = (pid: number): number => {
   }
 }
 
+/**
+ * Proportional set size in bytes (Pss of smaps_rollup): a database server's
+ * processes share its buffer cache, which RSS would count once per process.
+ */
+const pssOf = (pid: number): number => {
+  try {
+    const line = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))
+    return line === null ? 0 : Number(line[1]) * 1024
+  } catch {
+    return 0
+  }
+}
+
 /** User + system CPU time in seconds. */
 const cpuOf = (pid: number): number => {
   try {
@@ -60,7 +73,7 @@ export interface ProcessSample {
   /** performance.now() of the sample. */
   readonly at: number
   readonly serviceRss: number
-  /** The RSS of every process the service started (an external database server it runs), summed. */
+  /** The PSS of every process the service started (the embedded PostgreSQL server and its backends), summed. */
   readonly childrenRss: number
   readonly cpuSeconds: number
 }
@@ -70,7 +83,7 @@ export const sampleProcess = (pid: number): ProcessSample => {
   return {
     at: performance.now(),
     serviceRss: rssOf(pid),
-    childrenRss: children.reduce((sum, child) => sum + rssOf(child), 0),
+    childrenRss: children.reduce((sum, child) => sum + pssOf(child), 0),
     cpuSeconds: cpuOf(pid) + children.reduce((sum, child) => sum + cpuOf(child), 0)
   }
 }
@@ -228,7 +241,7 @@ export const summaryHeader = [
   "RSS MB",
   "peak RSS MB",
   "peak/bare node",
-  "children RSS MB",
+  "children PSS MB",
   "loop p50 ms",
   "loop p99 ms",
   "loop max ms",
