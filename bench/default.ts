@@ -13,7 +13,7 @@
  * their first subscription), so the first 20 s, with every recording playing,
  * is printed beside the whole minute.
  */
-import { mkdtempSync, rmSync } from "node:fs"
+import { chmodSync, mkdtempSync, rmSync } from "node:fs"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { readRecordings } from "../src/replay/recorded.ts"
@@ -62,7 +62,9 @@ export const defaultSection = async (target: DefaultTarget, seconds: number): Pr
   const okx = await FakeOkx.start({ frameIntervalMs: paces.okx, loop: true })
   const bybit = await FakeBybit.start({ frameIntervalMs: paces.bybit, loop: true })
   const cme = await FakeCme.start()
+  // Searchable by others: as root the embedded PostgreSQL runs as the postgres user, which must reach its folder inside.
   const dataDir = target.url === undefined ? mkdtempSync(join(tmpdir(), "mds-bench-default-")) : undefined
+  if (dataDir !== undefined) chmodSync(dataDir, 0o755)
   const bare = bareNodeRss()
   const service = await startServiceProcess({
     // EXCHANGES unset: every venue, as `npm start` runs them. The symbols are the recorded ones (what the fakes have).

@@ -20,7 +20,7 @@
  * section 1's; this measures the rest of the path at the universe's
  * instrument count and frame rate.
  */
-import { mkdtempSync, rmSync } from "node:fs"
+import { chmodSync, mkdtempSync, rmSync } from "node:fs"
 import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { readRecordings } from "../src/replay/recorded.ts"
@@ -131,7 +131,9 @@ export const universeSection = async (target: UniverseTarget, scales: ReadonlyAr
   const rateAtOne = universe.reduce((sum, v) => sum + v.instruments * v.perInstrument, 0)
   const symbols = Array.from({ length: instruments }, (_, i) => `U${String(i + 1).padStart(4, "0")}USDT`)
   const flood = await startFlood(symbols.join(","), { FLOOD_EXCHANGE_INFO: "synthetic" })
+  // Searchable by others: as root the embedded PostgreSQL runs as the postgres user, which must reach its folder inside.
   const dataDir = target.url === undefined ? mkdtempSync(join(tmpdir(), "mds-bench-universe-")) : undefined
+  if (dataDir !== undefined) chmodSync(dataDir, 0o755)
   const bare = bareNodeRss()
   const rows: Array<Array<string>> = []
   const capacities: Array<number> = []
