@@ -98,6 +98,8 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   // engine, stream hub, cross-venue check), each behind its own boundary: none ever waits, and one that throws is counted and
   // logged (at most once a minute), never felt by the rest.
   const sinks = yield* makeSideSinks
+  // Declared before the runtime: the sampler may emit a batch as soon as it is attached, and the sinks call this.
+  const lookup = (exchange: string, symbol: string) => runtime.instruments.get(exchange, symbol)
   const runtime: VenueRuntime = makeVenueRuntime(settings, fanOut(writer.offer, sinks, [
     ["alerts", (batch) => alerts.offer(batch, lookup)],
     ["stream", (batch) => hub.offer(batch)],
@@ -105,7 +107,6 @@ export const CollectorsLive = Layer.effectDiscard(Effect.gen(function*() {
   ]), yield* LiveBooks)
   // Spreads and arbitrage are sampled from the live books; their rows leave through the same fan-out point.
   yield* (yield* CrossVenueAnalytics).attach(runtime.emit)
-  const lookup = (exchange: string, symbol: string) => runtime.instruments.get(exchange, symbol)
   // Gaps leave through the ledger (they are not rows of a batch; it stages their broker messages itself): every
   // opening and change to the stream too.
   const ledger = yield* GapLedger

@@ -9,7 +9,10 @@
  */
 import { writeFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect } from "effect"
+import { Context, Effect, Fiber } from "effect"
+import { TestClock } from "effect/testing"
+import { closeLeftOpen } from "../src/analytics/sampler.ts"
+import { arbitrage as arbitrageQuery } from "../src/storage/queries.ts"
 import { edgeAfterFees, ArbitrageTracker, parseTakerFees, type TakerFees } from "../src/analytics/arbitrage.ts"
 import { sampleAsset } from "../src/analytics/spreads.ts"
 import { LiveBookRegistry, LiveBooks } from "../src/book/live.ts"
@@ -27,13 +30,13 @@ const t0 = Date.parse("2026-03-02T12:00:00Z")
 const fees = parseTakerFees("alpha:10,beta:5", 10) as TakerFees
 /** An opportunity as stored at its open, for the restart test. */
 const leftOpen: ArbitrageRow = {
-  id: "", asset: "BTC", market: "spot", buyExchange: "alpha", buySymbol: "BTC-USD", sellExchange: "beta", sellSymbol: "BTCUSDT",
+  id: "", asset: "BTC", market: "spot", buyExchange: "alpha", buySymbol: "BTC-USDT", sellExchange: "beta", sellSymbol: "BTCUSDT",
   openedAt: 0, closedAt: null, closeReason: null, lastSeenAt: 0, openEdgeBps: 4.985, peakEdgeBps: 4.985, peakAt: 0,
   buyPrice: 100_000, sellPrice: 100_200, sizeBase: 0.25, sizeUsd: 25_000, buyFeeBps: 10, sellFeeBps: 5, metadata: null
 }
 
 const twoVenues = (registry: LiveBookRegistry) => ({
-  alpha: fakeVenue(registry, "alpha", { "BTC-USD": { base: "BTC", quote: "USD", kind: "spot" } }),
+  alpha: fakeVenue(registry, "alpha", { "BTC-USDT": { base: "BTC", quote: "USDT", kind: "spot" } }),
   beta: fakeVenue(registry, "beta", { BTCUSDT: { base: "BTC", quote: "USDT", kind: "spot" } })
 })
 const sample = (registry: LiveBookRegistry, at: number) =>
@@ -61,8 +64,9 @@ describe("an opportunity's life", () => {
   it("fees eat a 12 bps gross edge; then one opens, peaks, stays open without a new row, and closes when the edge is gone", () => {
     const registry = new LiveBookRegistry()
     const { alpha, beta } = twoVenues(registry)
-    const tracker = new ArbitrageTracker(fees)
-    alpha.book("BTC-USD", [[99_990, 1]], [[100_000, 0.4]], t0)
+    // alpha is received once, at t0: the legs' timing limits are wide here (they have their own test below).
+    const tracker = new ArbitrageTracker(fees, { maxBookAgeMs: 5_000, maxLegSkewMs: 5_000 })
+    alpha.book("BTC-USDT", [[99_990, 1]], [[100_000, 0.4]], t0)
     // Bid 100 120 > ask 100 000 (12 bps gross), but 100 120 x 0.9995 = 100 069.94 < 100 100: -3.003 bps after fees.
     beta.book("BTCUSDT", [[100_120, 0.25]], [[100_130, 1]], t0)
     assert.deepStrictEqual(tracker.observe(sample(registry, t0)), [])
@@ -72,7 +76,7 @@ describe("an opportunity's life", () => {
     const [opened, ...others] = tracker.observe(sample(registry, t0 + 1_000))
     assert.deepStrictEqual(others, [], "only alpha -> beta: the other way is (100 000 x 0.999 - 100 210 x 1.0005) / ... < 0")
     assert.deepInclude(opened!, {
-      id: `BTC_alpha_BTC-USD_beta_BTCUSDT_${t0 + 1_000}`, market: "spot", buyExchange: "alpha", sellExchange: "beta",
+      id: `BTC_alpha_BTC-USDT_beta_BTCUSDT_${t0 + 1_000}`, market: "spot", buyExchange: "alpha", sellExchange: "beta",
       openedAt: t0 + 1_000, closedAt: null, openEdgeBps: 4.985, peakEdgeBps: 4.985, buyPrice: 100_000, sellPrice: 100_200,
       sizeBase: 0.25, sizeUsd: 25_000, buyFeeBps: 10, sellFeeBps: 5
     })
@@ -92,16 +96,78 @@ describe("an opportunity's life", () => {
     const [closed] = tracker.observe(sample(registry, t0 + 4_000))
     assert.deepInclude(closed!, {
       id: opened!.id, openedAt: t0 + 1_000, closedAt: t0 + 4_000, peakEdgeBps: 14.97, peakAt: t0 + 2_000, sizeBase: 0.4, sizeUsd: 40_000,
-      closeReason: "edge gone: -5 bps after fees (bid 100100 on beta BTCUSDT, ask 100000 on alpha BTC-USD)"
+      closeReason: "edge gone: -5 bps after fees (bid 100100 on beta BTCUSDT, ask 100000 on alpha BTC-USDT)"
     })
     assert.deepStrictEqual(tracker.openRows(), [])
+  })
+
+  it("only books quoted in the same currency are paired: a USD book against a USDT book 15 bps apart after fees makes none, two USDT books the same apart make one", () => {
+    const registry = new LiveBookRegistry()
+    const usd = fakeVenue(registry, "alpha", { "BTC-USD": { base: "BTC", quote: "USD", kind: "spot" } })
+    const usdt = fakeVenue(registry, "beta", { BTCUSDT: { base: "BTC", quote: "USDT", kind: "spot" } })
+    const tracker = new ArbitrageTracker(fees)
+    // Buy alpha at 100 000 (10 bps): 100 100. Sell beta at 100 300.2 (5 bps): 100 300.2 x 0.9995 = 100 250.0499.
+    // (100 250.0499 - 100 100) / 100 100 x 1e4 = 14.99 bps: a USDT premium, not executable without a USDT -> USD leg.
+    usd.book("BTC-USD", [[99_990, 1]], [[100_000, 1]], t0)
+    usdt.book("BTCUSDT", [[100_300.2, 1]], [[100_310, 1]], t0)
+    const mixed = sample(registry, t0)
+    assert.deepStrictEqual(mixed.quotes.map((q) => q.quote_basis), ["USD", "USDT at par"], "the spread sample still compares them at par, marked")
+    assert.deepStrictEqual(tracker.observe(mixed), [])
+
+    // The same books, both in USDT: one opportunity, 14.99 bps.
+    const registry2 = new LiveBookRegistry()
+    const usdt1 = fakeVenue(registry2, "alpha", { "BTC-USDT": { base: "BTC", quote: "USDT", kind: "spot" } })
+    const usdt2 = fakeVenue(registry2, "beta", { BTCUSDT: { base: "BTC", quote: "USDT", kind: "spot" } })
+    usdt1.book("BTC-USDT", [[99_990, 1]], [[100_000, 1]], t0)
+    usdt2.book("BTCUSDT", [[100_300.2, 1]], [[100_310, 1]], t0)
+    const same = tracker.observe(sample(registry2, t0))
+    assert.deepStrictEqual(same.map((o) => [o.buyExchange, o.sellExchange, o.openEdgeBps]), [["alpha", "beta", 14.99]])
+  })
+
+  it("both tops current (1000 ms) and received within 500 ms of each other, or none opens; an open one closes when a leg stalls", () => {
+    const registry = new LiveBookRegistry()
+    const { alpha, beta } = twoVenues(registry)
+    const tracker = new ArbitrageTracker(fees, { maxBookAgeMs: 1_000, maxLegSkewMs: 500 })
+    // Bid 100 300 against ask 100 000: 14.97003 bps after fees (above), wide enough if the tops were of one moment.
+    // beta received at t0, alpha at t0 + 600: at t0 + 700 they are 100 and 700 ms old, received 600 ms apart.
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0)
+    alpha.book("BTC-USDT", [[99_990, 1]], [[100_000, 1]], t0 + 600)
+    const skewed = sample(registry, t0 + 700)
+    assert.strictEqual(skewed.quotes.length, 2, "both are usable for the spread sample (5 s limit)")
+    assert.deepStrictEqual(tracker.observe(skewed), [])
+
+    // beta re-received at t0 + 1 100 (alpha still at t0 + 600): 500 ms apart, 500 and 0 ms old at t0 + 1 100: opens.
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0 + 1_100)
+    const [opened] = tracker.observe(sample(registry, t0 + 1_100))
+    assert.deepInclude(opened!, { openedAt: t0 + 1_100, peakEdgeBps: 14.97, closedAt: null })
+
+    // alpha's socket stalls: at t0 + 1 700 its top is 1 100 ms old (beta re-received at t0 + 1 650, 50 ms old): closed, saying so.
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0 + 1_650)
+    const [closed] = tracker.observe(sample(registry, t0 + 1_700))
+    assert.deepInclude(closed!, {
+      id: opened!.id, closedAt: t0 + 1_700,
+      closeReason: "alpha BTC-USDT top received 1100 ms before the sample (arbitrage limit 1000 ms)"
+    })
+
+    // Still stalled at t0 + 2 000 (1 400 ms; beta fresh): a stalled top never opens one.
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0 + 2_000)
+    assert.deepStrictEqual(tracker.observe(sample(registry, t0 + 2_000)), [])
+    // The skew alone closes one too: both re-received at t0 + 3 000, opens; beta again at t0 + 3 900, alpha not:
+    // at t0 + 3 900 alpha is 900 ms old (within 1 000), beta 0 ms: 900 ms apart, over 500.
+    alpha.book("BTC-USDT", [[99_990, 1]], [[100_000, 1]], t0 + 3_000)
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0 + 3_000)
+    assert.strictEqual(tracker.observe(sample(registry, t0 + 3_000)).length, 1)
+    beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0 + 3_900)
+    const [skewClosed] = tracker.observe(sample(registry, t0 + 3_900))
+    assert.strictEqual(skewClosed!.closeReason,
+      "legs received 900 ms apart (alpha BTC-USDT 900 ms, beta BTCUSDT 0 ms old; limit 500 ms)")
   })
 
   it("a resyncing book never makes one, however wide its last top", () => {
     const registry = new LiveBookRegistry()
     const { alpha, beta } = twoVenues(registry)
     const tracker = new ArbitrageTracker(fees)
-    alpha.book("BTC-USD", [[99_990, 1]], [[100_000, 1]], t0)
+    alpha.book("BTC-USDT", [[99_990, 1]], [[100_000, 1]], t0)
     beta.book("BTCUSDT", [[101_000, 1]], [[101_010, 1]], t0)
     beta.gap("BTCUSDT", t0)
     const s = sample(registry, t0)
@@ -113,19 +179,19 @@ describe("an opportunity's life", () => {
     const registry = new LiveBookRegistry()
     const { alpha, beta } = twoVenues(registry)
     const tracker = new ArbitrageTracker(fees)
-    alpha.book("BTC-USD", [[99_990, 1]], [[100_000, 1]], t0)
+    alpha.book("BTC-USDT", [[99_990, 1]], [[100_000, 1]], t0)
     beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0)
     assert.strictEqual(tracker.observe(sample(registry, t0)).length, 1)
     // alpha keeps updating; beta's last update is 6 s old at t0 + 6 s.
-    alpha.book("BTC-USD", [[99_990, 1]], [[100_000, 1]], t0 + 5_000)
+    alpha.book("BTC-USDT", [[99_990, 1]], [[100_000, 1]], t0 + 5_000)
     const [stale] = tracker.observe(sample(registry, t0 + 6_000))
     assert.strictEqual(stale!.closedAt, t0 + 6_000)
     assert.strictEqual(stale!.closeReason, "beta BTCUSDT not usable: stale: last update received 6000 ms before the sample (limit 5000 ms)")
 
     beta.book("BTCUSDT", [[100_300, 1]], [[100_310, 1]], t0 + 7_000)
-    alpha.book("BTC-USD", [[99_990, 1]], [[100_000, 1]], t0 + 7_000)
+    alpha.book("BTC-USDT", [[99_990, 1]], [[100_000, 1]], t0 + 7_000)
     const [again] = tracker.observe(sample(registry, t0 + 7_000))
-    assert.strictEqual(again!.id, `BTC_alpha_BTC-USD_beta_BTCUSDT_${t0 + 7_000}`, "a new opportunity: a new id")
+    assert.strictEqual(again!.id, `BTC_alpha_BTC-USDT_beta_BTCUSDT_${t0 + 7_000}`, "a new opportunity: a new id")
     beta.gap("BTCUSDT", t0 + 8_000)
     const [resynced] = tracker.observe(sample(registry, t0 + 8_000))
     assert.strictEqual(resynced!.closeReason, "beta BTCUSDT not usable: book resyncing, not live")
@@ -137,19 +203,56 @@ describe("arbitrage events on the stream", () => {
     const registry = new LiveBookRegistry()
     const { alpha, beta } = twoVenues(registry)
     const tracker = new ArbitrageTracker(fees)
-    alpha.book("BTC-USD", [[99_990, 1]], [[100_000, 0.4]], t0)
+    alpha.book("BTC-USDT", [[99_990, 1]], [[100_000, 0.4]], t0)
     beta.book("BTCUSDT", [[100_200, 0.25]], [[100_210, 1]], t0)
     const batch = new RowBatch()
     batch.arbitrage_opportunities.push(...tracker.observe(sample(registry, t0)))
     beta.book("BTCUSDT", [[100_100, 0.25]], [[100_110, 1]], t0 + 1_000)
     batch.arbitrage_opportunities.push(...tracker.observe(sample(registry, t0 + 1_000)))
     const events = eventsOf(batch)
-    const id = `BTC_alpha_BTC-USD_beta_BTCUSDT_${t0}`
+    const id = `BTC_alpha_BTC-USDT_beta_BTCUSDT_${t0}`
     assert.deepStrictEqual(events.map((e) => [e.kind, e.rowId, e.valueUsd, JSON.parse(e.data).status]), [
       ["arbitrage", `${id}@${t0}`, 25_000, "open"],
       ["arbitrage", `${id}@${t0 + 1_000}`, 25_000, "closed"]
     ])
   })
+})
+
+describe("an opportunity nobody saw close", () => {
+  it.effect("the start-up close asks the database again every 5 s until it answers (here after 20 refusals, past the old 12), and closes only rows opened before this start", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(t0)
+      let asked = 0
+      const stored: Array<ArbitrageRow> = [
+        { ...leftOpen, id: "previous-run", openedAt: t0 - 60_000, lastSeenAt: t0 - 50_000 },
+        { ...leftOpen, id: "this-run", openedAt: t0 + 1_000, lastSeenAt: t0 + 1_000 }
+      ]
+      const readOpen = Effect.suspend(() => ++asked <= 20 ? Effect.fail("database away") : Effect.succeed(stored))
+      const emitted: Array<ArbitrageRow> = []
+      const fiber = yield* Effect.forkChild(closeLeftOpen(readOpen, (batch) => Effect.sync(() => { emitted.push(...batch.arbitrage_opportunities) }), t0))
+      // 20 refusals: the first ask at t0, then one every 5 s: the 21st ask, which answers, at t0 + 20 x 5 s = t0 + 100 s.
+      yield* TestClock.adjust("95 seconds")
+      assert.strictEqual(asked, 20)
+      assert.deepStrictEqual(emitted, [])
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(fiber)
+      assert.strictEqual(asked, 21)
+      assert.deepStrictEqual(emitted.map((r) => [r.id, r.closedAt]), [["previous-run", t0 - 50_000]], "closed at its last stored sample; this run's own row left to its tracker")
+    }))
+
+  it.live("the API serves a row stored open but not seen for over 15 s as unconfirmed, never as open", () =>
+    Effect.gen(function*() {
+      const db = postgresLayer(postgresUrl)
+      yield* truncateAll.pipe(Effect.provide(db))
+      const fresh = { ...leftOpen, id: "seen-14-s-ago", openedAt: t0 - 60_000, lastSeenAt: t0 - 14_000 }
+      const silent = { ...leftOpen, id: "seen-16-s-ago", openedAt: t0 - 60_000, lastSeenAt: t0 - 16_000 }
+      yield* insertRows("arbitrage_opportunities", [fresh, silent]).pipe(Effect.provide(db), Effect.scoped)
+      // At t0 (the pinned clock runs on from t0: the query reads it a few ms later): 14 s is within the 10 s refresh + 5 s slack, 16 s is not.
+      const answer = yield* arbitrageQuery({ hours: 24, limit: 10 }).pipe(Effect.provide(pinnedClock(t0).layer), Effect.provide(db), Effect.scoped)
+      assert.deepStrictEqual(answer.open.map((o) => [o.id, o.status]), [["seen-14-s-ago", "open"]])
+      assert.deepStrictEqual(answer.unconfirmed.map((o) => [o.id, o.status, o.last_seen_at]), [["seen-16-s-ago", "unconfirmed", new Date(t0 - 16_000).toISOString()]])
+      assert.deepInclude(answer.summary, { open: 1, unconfirmed: 1, closed: 0 })
+    }))
 })
 
 describe("through the writer into PostgreSQL and the API", () => {
@@ -174,7 +277,7 @@ describe("through the writer into PostgreSQL and the API", () => {
           beta: { bids: [[100_200, 0.25]] as Array<[number, number]>, asks: [[100_210, 1]] as Array<[number, number]> }
         }
         yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sync(() => {
-          alpha.book("BTC-USD", tops.alpha.bids, tops.alpha.asks, clock.now())
+          alpha.book("BTC-USDT", tops.alpha.bids, tops.alpha.asks, clock.now())
           beta.book("BTCUSDT", tops.beta.bids, tops.beta.asks, clock.now())
         }), Effect.sleep("200 millis"))))
         const opened = yield* eventually("an open opportunity at the API", Effect.map(getData(`${base}/arbitrage?symbol=BTC`), (d: any) => d.open.length === 1 ? d : undefined))
@@ -188,7 +291,7 @@ describe("through the writer into PostgreSQL and the API", () => {
         assert.strictEqual(spreads.latest[0].asset, "BTC")
         // alpha mid (99 990 + 100 000) / 2 = 99 995; beta (100 200 + 100 210) / 2 = 100 205: (99 995 - 100 205) / 100 100 x 1e4 = -20.97902 bps.
         assert.closeTo(spreads.latest[0].pairs[0].spread_bps, -20.979, 1e-3)
-        assert.deepStrictEqual(spreads.latest[0].quotes.map((q: any) => q.quote_basis), ["USD", "USDT at par"])
+        assert.deepStrictEqual(spreads.latest[0].quotes.map((q: any) => q.quote_basis), ["USDT at par", "USDT at par"])
         assert.isAtMost(spreads.history.length, 2)
 
         // The edge goes: bid 100 100 is -5 bps after fees.
@@ -212,7 +315,7 @@ describe("through the writer into PostgreSQL and the API", () => {
       assert.isNotNull(shut!.closed_at)
 
       // A process that ended without shutting down leaves one stored open (written as the writer would at open).
-      const crashed = { ...leftOpen, id: `BTC_alpha_BTC-USD_beta_BTCUSDT_${t0 - 60_000}`, openedAt: t0 - 60_000, peakAt: t0 - 60_000, lastSeenAt: t0 - 50_000 }
+      const crashed = { ...leftOpen, id: `BTC_alpha_BTC-USDT_beta_BTCUSDT_${t0 - 60_000}`, openedAt: t0 - 60_000, peakAt: t0 - 60_000, lastSeenAt: t0 - 50_000 }
       yield* insertRows("arbitrage_opportunities", [crashed]).pipe(Effect.provide(postgresLayer(postgresUrl)), Effect.scoped)
       const port2 = freePort()
       yield* Effect.scoped(Effect.gen(function*() {

@@ -8,7 +8,7 @@
  * Times are pinned: Monday 2026-01-05, around 12:00 UTC.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Layer } from "effect"
+import { Clock, Deferred, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { type Instrument, InstrumentRegistry } from "../src/domain/instruments.ts"
 import { LargeTradeDetector } from "../src/domain/large-trades.ts"
@@ -19,12 +19,17 @@ import { GapLedger } from "../src/gaps/ledger.ts"
 import { makeGapTracker } from "../src/gaps/tracker.ts"
 import type { TradeContinuity } from "../src/gaps/continuity.ts"
 import { RecordProcessor } from "../src/pipeline/processor.ts"
+import { connectionOpened } from "../src/pipeline/venue-kit.ts"
+import type { GapTracker } from "../src/gaps/tracker.ts"
+import { FreshnessMonitor } from "../src/feed/freshness.ts"
+import type { FeedStatus } from "../src/feed/status.ts"
 import { embeddedLayer, postgresLayer } from "../src/storage/database.ts"
 import { insertRows } from "../src/storage/inserts.ts"
 import { runMigrations } from "../src/storage/migrations.ts"
-import { bars, streamReplay } from "../src/storage/queries.ts"
+import { bars, streamReplay, streamStoredUpTo } from "../src/storage/queries.ts"
+import { heldKey, heldKeys, isClientsOwn } from "../src/api/stream.ts"
 import { Writer, type WriterOptions } from "../src/storage/writer.ts"
-import { eventsOf } from "../src/stream/hub.ts"
+import { eventsOf, parseEventId, type StreamEvent } from "../src/stream/hub.ts"
 import { pinnedClock } from "./support/clock.ts"
 import { eventually, freePort, getData, postgresUrl, startService, truncateAll } from "./support/service.ts"
 
@@ -37,7 +42,7 @@ const btcusdt: Instrument = { venue: "binance-futures", symbol: "BTCUSDT", base:
 // An inverse perpetual counted in USD: USD = size, coins = size / price.
 const perpetual: Instrument = { venue: "deribit", symbol: "BTC-PERPETUAL", base: "BTC", quote: "USD", kind: "perpetual", contractSize: 1, inverse: true }
 
-const processor = (instrument: Instrument, continuity?: TradeContinuity) => {
+const processor = (instrument: Instrument, continuity?: TradeContinuity, runId = "run1") => {
   const instruments = new InstrumentRegistry()
   instruments.add(instrument)
   return new RecordProcessor({
@@ -52,15 +57,16 @@ const processor = (instrument: Instrument, continuity?: TradeContinuity) => {
     fundingIntervalHours: () => ({ hours: 8, source: "test" }),
     requestSnapshot: () => undefined,
     onResync: () => undefined,
-    continuity
+    continuity,
+    barRunId: runId
   })
 }
 
 const trade = (instrument: Instrument, tradeId: string, time: number, price: number, size: number, side: "buy" | "sell", extra: Partial<Trade> = {}): Trade => ({
   kind: "trade", venue: instrument.venue, symbol: instrument.symbol, tradeId, price, size, side, timestamp: time, details: {}, ...extra
 })
-const liquidation = (instrument: Instrument, id: string, time: number, side: "buy" | "sell", price: number, size: number): Liquidation => ({
-  kind: "liquidation", venue: instrument.venue, symbol: instrument.symbol, side, price, averagePrice: price, filledSize: size, timestamp: time, id, details: {}
+const liquidation = (instrument: Instrument, id: string, time: number, side: "buy" | "sell", price: number, size: number, extra: Partial<Liquidation> = {}): Liquidation => ({
+  kind: "liquidation", venue: instrument.venue, symbol: instrument.symbol, side, price, averagePrice: price, filledSize: size, timestamp: time, id, details: {}, ...extra
 })
 
 const run = (p: RecordProcessor, records: ReadonlyArray<NormalizedRecord>, now: number) => {
@@ -101,7 +107,9 @@ describe("minute bars in the processor", () => {
     assert.deepStrictEqual(figures(minute1.trade_bars[0]!), {
       open: 100, high: 100, low: 100, close: 100, volumeBase: 1, volumeUsd: 100, buyVolumeUsd: 100, sellVolumeUsd: 0, tradeCount: 1,
       longLiquidationsUsd: 0, shortLiquidationsUsd: 0, liquidationCount: 0, observedWhole: false,
-      partialReason: "partial minute: collection started at 2026-01-05T12:00:30.000Z", correction: false
+      partialReason: "partial minute: collection started at 2026-01-05T12:00:30.000Z",
+      correction: true // not watched from its start: to add to whatever a previous run wrote
+
     })
     assert.strictEqual(minute1.large_trades.length, 2, "the two liquidations are stored as ever; the trades are below 100,000 USD")
 
@@ -130,13 +138,13 @@ describe("minute bars in the processor", () => {
       partialReason: null,
       correction: false
     })
-    // Named by its first and last record and how many: the same frames replayed make the same contribution.
-    assert.strictEqual(bar.contribution, "t1|liquidation-L2|7")
+    // Named by its run, its records' time range (12:01:05 .. 12:01:50), how many, its first and last record.
+    assert.strictEqual(bar.contribution, `run1|${at(1, 5)}|${at(1, 50)}|7|t1|liquidation-L2`)
 
     // A trade of minute 12:01 arriving at 12:02:10, after its bar was written: a correction, at once. L1 again
     // (a venue repeating recent liquidations after a subscription) is not counted twice.
     const late = run(p, [trade(btcusdt, "t6", at(1, 30), 95, 1, "sell"), liquidation(btcusdt, "L1", at(1, 30), "sell", 100, 0.5)], at(2, 10)).trade_bars
-    assert.deepStrictEqual(late.map((r) => [r.id, r.contribution]), [[bar.id, "t6|t6|1"]])
+    assert.deepStrictEqual(late.map((r) => [r.id, r.contribution]), [[bar.id, `run1|${at(1, 30)}|${at(1, 30)}|1|t6|t6`]])
     assert.strictEqual(p.bars.lateTrades, 1, "t6 (trade_bar_late_records_total)")
     assert.deepStrictEqual(figures(late[0]!), {
       open: 95, high: 95, low: 95, close: 95, volumeBase: 1, volumeUsd: 95, buyVolumeUsd: 0, sellVolumeUsd: 95, tradeCount: 1,
@@ -170,6 +178,83 @@ describe("minute bars in the processor", () => {
     ])
     // Minute 12:02 began after the connection came back: watched whole.
     assert.deepStrictEqual(ticked(p, at(3, 2)).trade_bars.map((r) => [r.timestamp, r.observedWhole]), [[at(2, 0), true]])
+  })
+
+  it("a venue that first connects minutes after start (no trades gap channel, as Bybit): the minute it connects in is partial", () => {
+    const p = processor(btcusdt)
+    const status: FeedStatus = {
+      feed: "test", venue: "binance-futures", state: "connecting", connectedAt: null, lastMessageAt: null, messages: 0, reconnects: 0, rotations: 0,
+      openSessions: 0, lastError: null, lastCause: null, books: () => [], freshness: null, carries: null
+    }
+    // The venue starts at 11:59:50 and ticks every second; its socket first opens at 12:02:10.
+    for (let t = at(-1, 50); t < at(2, 10); t += 1000) assert.deepStrictEqual(ticked(p, t).trade_bars, [])
+    // No reconnect: the gap tracker is not asked anything (connectionInterrupted is for reconnects only).
+    const gaps = {} as GapTracker
+    connectionOpened({ status, gaps, processor: p, monitor: new FreshnessMonitor(), symbols: ["BTCUSDT"], channels: ["book", "funding", "liquidations"], now: at(2, 10) })
+    run(p, [trade(btcusdt, "a", at(2, 20), 100, 1, "buy")], at(2, 20))
+    // 12:02 lacks its first 10 s: partial (before: "whole", the first tick at 11:59:50 taken as the start of watching).
+    assert.deepStrictEqual(ticked(p, at(3, 2)).trade_bars.map((r) => [r.timestamp, r.observedWhole, r.partialReason]), [
+      [at(2, 0), false, "partial minute: connection opened at 2026-01-05T12:02:10.000Z"]
+    ])
+    run(p, [trade(btcusdt, "b", at(3, 20), 100, 1, "buy")], at(3, 20))
+    // 12:03 began after the connection opened: whole.
+    assert.deepStrictEqual(ticked(p, at(4, 2)).trade_bars.map((r) => [r.timestamp, r.observedWhole]), [[at(3, 0), true]])
+  })
+
+  it("after a restart, the minute it came in and late trades of minutes the old process wrote are published to add, not to replace", () => {
+    // A clean restart at 12:00:40: the old process wrote 11:59 and the first part of 12:00; this one knows nothing of them.
+    const p = processor(btcusdt, undefined, "after")
+    p.bars.resumed(["BTCUSDT"], at(0, 40), false)
+    const first = run(p, [
+      trade(btcusdt, "n1", at(0, 45), 100, 1, "buy"), // 12:00:45, this run's part of 12:00
+      trade(btcusdt, "n2", at(-1, 50), 100, 1, "buy") //  11:59:50, late: its minute was written by the old process
+    ], at(0, 46))
+    // 11:59 is past its end and grace at 12:00:46: written at once, with the one trade this run saw.
+    const wrote = (batch: RowBatch) => eventsOf(batch).map((e) => [e.rowId, JSON.parse(e.data).correction, JSON.parse(e.data).trade_count])
+    assert.deepStrictEqual(wrote(first), [[`binance-futures_BTCUSDT_${at(-1, 0)}`, true, 1]])
+    // 12:00 at 12:01:02: 12:00:40 .. 59 only, so "add" (before the fix: false, and clients dropped the old half).
+    assert.deepStrictEqual(wrote(ticked(p, at(1, 2))), [[`binance-futures_BTCUSDT_${noon}`, true, 1]])
+    run(p, [trade(btcusdt, "n3", at(1, 30), 100, 1, "buy")], at(1, 30))
+    // 12:01 was watched from its start: the whole bar, to replace.
+    assert.deepStrictEqual(wrote(ticked(p, at(2, 2))), [[`binance-futures_BTCUSDT_${at(1, 0)}`, false, 1]])
+  })
+
+  it("trades that cannot be valued yet are counted and make their bar partial, never silently left out", () => {
+    // ETH quoted in BTC: valued only with a BTC price (here the venue's own rate on the trade), none at first.
+    const ethbtc: Instrument = { venue: "binance", symbol: "ETHBTC", base: "ETH", quote: "BTC", kind: "spot", contractSize: 1, inverse: false }
+    const p = processor(ethbtc)
+    p.bars.resumed(["ETHBTC"], at(-1, 30), false)
+    run(p, [
+      trade(ethbtc, "u1", at(0, 10), 0.05, 1, "buy"), //                         no USD price: not valued
+      trade(ethbtc, "v1", at(0, 20), 0.05, 2, "sell", { quoteUsdRate: 100 }), // 0.05 x 2 BTC x 100 USD = 10 USD
+      trade(ethbtc, "u2", at(0, 30), 0.05, 3, "buy") //                          not valued
+    ], at(0, 30))
+    assert.strictEqual(p.counters.unvalued, 2)
+    const [bar] = ticked(p, at(1, 2)).trade_bars
+    assert.deepStrictEqual([bar!.tradeCount, bar!.volumeUsd, bar!.sellVolumeUsd, bar!.observedWhole, bar!.partialReason, bar!.unvaluedCount], [
+      1, 10, 10, false, "partial: 2 trades not valued (no USD price yet), left out", 2 // watched whole, but 2 of its 3 trades are not in it
+    ])
+    assert.include(eventsOf(Object.assign(new RowBatch(), { trade_bars: [bar!] }))[0]!.data, `"observed_whole":false,`)
+  })
+
+  it("a bar holding liquidations from a sampled stream says so; one from a stream of every liquidation does not", () => {
+    const p = processor(btcusdt)
+    p.bars.resumed(["BTCUSDT"], at(-1, 30), false)
+    // 12:00: a liquidation as Binance's forceOrder gives it (sampled: at most one per symbol per second).
+    const batches = [
+      run(p, [trade(btcusdt, "a", at(0, 5), 100, 1, "buy"), liquidation(btcusdt, "S", at(0, 10), "sell", 100, 1, { sampled: true })], at(0, 10)),
+      // 12:01: a liquidation from a stream of all of them (Bybit allLiquidation: no flag); 12:02: trades only.
+      run(p, [liquidation(btcusdt, "E", at(1, 10), "buy", 100, 1)], at(1, 10)),
+      run(p, [trade(btcusdt, "b", at(2, 10), 100, 1, "buy")], at(2, 10)),
+      ticked(p, at(3, 2))
+    ]
+    const written = batches.flatMap((b) => b.trade_bars)
+    assert.deepStrictEqual(written.map((r) => [r.timestamp, r.liquidationCount, r.liquidationsSampled, r.observedWhole]), [
+      [at(0, 0), 1, true, true], // lower bounds for liquidations; the trades still complete
+      [at(1, 0), 1, false, true],
+      [at(2, 0), 0, false, true]
+    ])
+    assert.include(eventsOf(Object.assign(new RowBatch(), { trade_bars: [written[0]!] }))[0]!.data, `"liquidations_sampled":true`)
   })
 
   it("inverse sizes count coins at the trade's price; a trade flagged as a liquidation counts by the liquidated side", () => {
@@ -280,7 +365,7 @@ describe("bars through the writer, the gap ledger and GET /bars", () => {
       // Live 2, 3, 6 then 7: 4 trades, 200 + 101 + 103 + 99 = 503 USD, low and close 99 (7, the latest at 12:00:58).
       const merged = (yield* storedBar(barA))!
       assert.deepStrictEqual([Number(merged.trade_count), Number(merged.volume_usd), Number(merged.low), Number(merged.close)], [4, 503, 99, 99])
-      assert.deepStrictEqual(merged.contributions, ["2|6|3", "7|7|1"], "the second offer of 7's correction added nothing")
+      assert.deepStrictEqual(merged.contributions, [`run1|${at(0, 10)}|${at(0, 40)}|3|2|6`, `run1|${at(0, 58)}|${at(0, 58)}|1|7|7`], "the second offer of 7's correction added nothing")
 
       const port = freePort()
       yield* startService({ DATABASE_URL: postgresUrl, PORT: String(port), HOST: "127.0.0.1", EXCHANGES: "none" }, pinnedClock(at(6, 0)).layer)
@@ -363,7 +448,10 @@ describe("bars through the writer, the gap ledger and GET /bars", () => {
       // A stream client resuming from the database is sent the bars as stored: binance's 12:00 with every contribution.
       const replayed = yield* streamReplay({ start: { _tag: "InsertedSince", ms: 0 }, until: Date.now() + 60_000, earliest: at(-60, 0), kinds: new Set(["bar"]), limit: 100 })
       const replayedA = replayed.rows.find((r) => r.id === barA)!
-      assert.deepStrictEqual([replayedA.kind, replayedA.row.trade_count, replayedA.row.volume_usd, replayedA.row.correction], ["bar", 6, 801, false])
+      assert.deepStrictEqual(
+        [replayedA.kind, replayedA.row.trade_count, replayedA.row.volume_usd, replayedA.row.correction, replayedA.row.unvalued_count, replayedA.row.liquidations_sampled],
+        ["bar", 6, 801, false, 0, false] // the same fields as the live event's
+      )
       assert.strictEqual(replayed.rows.length, 5)
     }).pipe(Effect.scoped, Effect.provide(Layer.provideMerge(GapLedger.layer, postgresLayer(postgresUrl)))), { timeout: 90_000 })
 })
@@ -389,27 +477,31 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
       // The bar as written: 3 trades, open 100 at 12:00:10, close 102 at 12:00:50, 3 coins, 306 USD (200 buy, 106 sell).
       const live = contribution(id, {
         open: 100, high: 105, low: 99, close: 102, openTime: at(0, 10), closeTime: at(0, 50), volumeBase: 3, volumeUsd: 306, buyVolumeUsd: 200,
-        sellVolumeUsd: 106, tradeCount: 3, contribution: "a|c|3", correction: false
+        sellVolumeUsd: 106, tradeCount: 3, contribution: `r1|${at(0, 10)}|${at(0, 50)}|3|a|c`, correction: false
       })
       // A late trade at 12:00:05, 98 x 1 sold: the new open and low.
-      const late = contribution(id, { open: 98, high: 98, low: 98, close: 98, openTime: at(0, 5), closeTime: at(0, 5), volumeBase: 1, volumeUsd: 98, sellVolumeUsd: 98, tradeCount: 1, contribution: "d|d|1" })
+      const late = contribution(id, { open: 98, high: 98, low: 98, close: 98, openTime: at(0, 5), closeTime: at(0, 5), volumeBase: 1, volumeUsd: 98, sellVolumeUsd: 98, tradeCount: 1, contribution: `r1|${at(0, 5)}|${at(0, 5)}|1|d|d` })
       // A liquidation alone (a long, 50 USD): no price.
-      const liquidated = contribution(id, { longLiquidationsUsd: 50, liquidationCount: 1, contribution: "liquidation-L|liquidation-L|1" })
+      const liquidated = contribution(id, { longLiquidationsUsd: 50, liquidationCount: 1, liquidationsSampled: true, unvaluedCount: 1, contribution: `r1|${at(0, 30)}|${at(0, 30)}|1|liquidation-L|liquidation-L` })
       // A trade at 12:00:50 like the close, arriving later: 101 x 1 bought, the new close.
-      const tie = contribution(id, { open: 101, high: 101, low: 101, close: 101, openTime: at(0, 50), closeTime: at(0, 50), volumeBase: 1, volumeUsd: 101, buyVolumeUsd: 101, tradeCount: 1, contribution: "e|e|1" })
+      const tie = contribution(id, { open: 101, high: 101, low: 101, close: 101, openTime: at(0, 50), closeTime: at(0, 50), volumeBase: 1, volumeUsd: 101, buyVolumeUsd: 101, tradeCount: 1, unvaluedCount: 2, contribution: `r1|${at(0, 50)}|${at(0, 50)}|1|e|e` })
       yield* insertRows("trade_bars", [live])
+      const [first] = yield* sql<{ liquidations_sampled: boolean }>`SELECT liquidations_sampled FROM trade_bars WHERE id = ${id}`
+      assert.strictEqual(first!.liquidations_sampled, false, "no liquidation yet")
       yield* insertRows("trade_bars", [late])
       yield* insertRows("trade_bars", [late]) // the same batch retried
       yield* insertRows("trade_bars", [liquidated, tie, liquidated]) // one batch, one contribution in it twice
       const [row] = yield* sql<Record<string, unknown>>`SELECT open, high, low, close, volume_base, volume_usd, buy_volume_usd, sell_volume_usd,
-        trade_count, long_liquidations_usd, liquidation_count, contributions FROM trade_bars WHERE id = ${id}`
+        trade_count, long_liquidations_usd, liquidation_count, contributions, liquidations_sampled, unvalued_count FROM trade_bars WHERE id = ${id}`
       assert.deepStrictEqual(
         [row!.open, row!.high, row!.low, row!.close, row!.volume_base, row!.volume_usd, row!.buy_volume_usd, row!.sell_volume_usd, row!.trade_count, row!.long_liquidations_usd, row!.liquidation_count].map(Number),
         // open 98 (12:00:05), high 105, low 98, close 101 (12:00:50, later), 3 + 1 + 1 coins, 306 + 98 + 101 USD,
         // buys 200 + 101, sells 106 + 98, 3 + 1 + 1 trades, one long liquidation of 50 USD.
         [98, 105, 98, 101, 5, 505, 301, 204, 5, 50, 1]
       )
-      assert.deepStrictEqual(row!.contributions, ["a|c|3", "d|d|1", "liquidation-L|liquidation-L|1", "e|e|1"])
+      assert.deepStrictEqual(row!.contributions, [live, late, liquidated, tie].map((c) => c.contribution))
+      assert.strictEqual(row!.liquidations_sampled, true, "the sampled liquidation's contribution marks the merged bar")
+      assert.strictEqual(Number(row!.unvalued_count), 3, "unvalued: 1 (liquidated, once though in the batch twice) + 2 (tie)")
 
       // At 12:10 the latest 11 minutes are 12:00 .. 12:10.
       const answer = yield* bars({ symbol: "BTC", exchange: "merge-test", hours: 1, interval: "1m", aggregate: false, limit: 11 }).pipe(Effect.provide(pinnedClock(at(10, 0)).layer))
@@ -418,4 +510,293 @@ describe.each(databases)("the merge of corrections on %s", (_name, database) => 
       ])
       yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
     }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 60_000 })
+})
+
+// A venue of its own, so these rows stay apart from the other tests' (deleted with exchange 'merge-test').
+const replayed: Instrument = { ...btcusdt, venue: "merge-test", symbol: "REPLAY" }
+
+describe.each(databases)("trades counted once across runs on %s", (_name, database) => {
+  it.live("a replay of the same frames, a restart's second half, the venue's repeated liquidation and a writer retry", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
+      const store = (batch: RowBatch) => insertRows("trade_bars", batch.trade_bars)
+      const stored = (minute: number) =>
+        sql<{ trade_count: string; liquidation_count: string; volume_usd: string }>`SELECT trade_count, liquidation_count, volume_usd FROM trade_bars
+          WHERE id = ${`merge-test_REPLAY_${minute}`}`.pipe(Effect.map((rows) => [Number(rows[0]!.trade_count), Number(rows[0]!.liquidation_count), Number(rows[0]!.volume_usd)]))
+      const frames = {
+        first: [trade(replayed, "1", at(0, 10), 100, 1, "buy"), trade(replayed, "2", at(0, 20), 101, 1, "sell")], // received 12:00:21
+        late: [trade(replayed, "3", at(0, 30), 102, 1, "buy")] //                                                    received 12:01:10
+      }
+
+      // Live (run "live"): the tick at 12:01:05 writes 1..2 (2 trades), 3 comes late as a correction (1 trade).
+      const live = processor(replayed, undefined, "live")
+      yield* store(run(live, frames.first, at(0, 21)))
+      const written = ticked(live, at(1, 5))
+      assert.deepStrictEqual(written.trade_bars.map((r) => r.tradeCount), [2])
+      yield* store(written)
+      const correction = run(live, frames.late, at(1, 10))
+      yield* store(correction)
+      yield* store(correction) // the writer's retry of a batch whose commit it never heard back about
+      // 3 trades: 100 + 101 + 102 = 303 USD.
+      assert.deepStrictEqual(yield* stored(noon), [3, 0, 303])
+
+      // A replay of the same frames (run "replay"): no tick in between, so 12:01:10 writes one bar of 1..3.
+      const replay = processor(replayed, undefined, "replay")
+      yield* store(run(replay, frames.first, at(0, 21)))
+      const whole = run(replay, frames.late, at(1, 10))
+      assert.deepStrictEqual(whole.trade_bars.map((r) => r.tradeCount), [3])
+      yield* store(whole)
+      assert.deepStrictEqual(yield* stored(noon), [3, 0, 303], "12:00:10 .. 12:00:30 overlaps the live run's: not added (6 before the fix)")
+
+      // A restart in minute 12:02: the first run sees 12:02:05 and 12:02:15 and a liquidation at 12:02:10, stops at 12:02:20;
+      // the second starts at 12:02:40 and sees 12:02:45 and 12:02:50. Halves disjoint in time: 2 + 2 trades.
+      const before = processor(replayed, undefined, "before")
+      yield* store(run(before, [
+        trade(replayed, "20", at(2, 5), 100, 1, "buy"), liquidation(replayed, "L", at(2, 10), "sell", 100, 1), trade(replayed, "21", at(2, 15), 100, 1, "buy")
+      ], at(2, 16)))
+      const stopped = new RowBatch()
+      before.stop(at(2, 20), stopped)
+      yield* store(stopped)
+      const after = processor(replayed, undefined, "after")
+      yield* store(run(after, [trade(replayed, "22", at(2, 45), 100, 1, "sell"), trade(replayed, "23", at(2, 50), 100, 1, "sell")], at(2, 51)))
+      yield* store(ticked(after, at(3, 5)))
+      // 4 trades of 100 USD, 1 liquidation.
+      assert.deepStrictEqual(yield* stored(at(2, 0)), [4, 1, 400])
+
+      // The second run's new subscription repeats liquidation L (12:02:10, as OKX does): its bar for 12:02 holds L alone,
+      // inside the first run's 12:02:05 .. 12:02:15: not added again.
+      const repeated = run(after, [liquidation(replayed, "L", at(2, 10), "sell", 100, 1)], at(3, 10))
+      assert.deepStrictEqual(repeated.trade_bars.map((r) => [r.liquidationCount, r.correction]), [[1, true]], "the second run never counted L")
+      yield* store(repeated)
+      assert.deepStrictEqual(yield* stored(at(2, 0)), [4, 1, 400])
+      yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
+    }).pipe(Effect.provide(Layer.fresh(database())), Effect.scoped), { timeout: 60_000 })
+})
+
+describe("a stream resume from the database and a bar corrected in place", () => {
+  it.live("sends the corrected bar after the client's own event, and the ring's correction the database did not have yet", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
+      // The hub's events as it numbers them (epoch 1, seq n, arrived at `ms`).
+      const live = (batch: RowBatch, seq: number, ms: number): StreamEvent => {
+        const [input] = eventsOf(batch)
+        return { ...input!, id: `1.${seq}.${ms}:bar:${input!.rowId}`, key: `bar:${input!.rowId}` }
+      }
+      const p = processor(replayed, undefined, "live")
+      p.bars.resumed(["REPLAY"], at(-1, 30), false)
+      run(p, [trade(replayed, "1", at(0, 10), 100, 1, "buy")], at(0, 10))
+      const written = ticked(p, at(1, 2)) //                                         X: 1 trade, 100 USD, to replace
+      const correction = run(p, [trade(replayed, "2", at(0, 30), 100, 2, "buy")], at(1, 10)) // X': 1 trade, 200 USD, to add
+      const [original, late] = [live(written, 1, at(1, 2)), live(correction, 2, at(1, 10))]
+      assert.deepStrictEqual([JSON.parse(original.data).correction, JSON.parse(late.data).correction], [false, true])
+      const replay = () => streamReplay({ start: { _tag: "InsertedSince", ms: 0 }, until: Date.now() + 60_000, earliest: at(-60, 0), kinds: new Set(["bar"]), exchange: "merge-test", limit: 100 })
+
+      yield* insertRows("trade_bars", written.trade_bars)
+      const beforeMerge = yield* replay()
+      const position = beforeMerge.rows[0]!.insertedMicros
+      // B: the database gave X before X' was merged: of the ring's X and X', X' is still to send (before: both left out, by key).
+      const given = heldKeys(beforeMerge.rows)
+      assert.deepStrictEqual([original, late].filter((e) => !given.has(heldKey(e))).map((e) => e.id), [late.id])
+      // The same from a database position (the client had X as stored at `position`): X' was not in it.
+      const had = yield* streamStoredUpTo([original.key, late.key], position)
+      assert.deepStrictEqual([original, late].filter((e) => !had.has(heldKey(e))).map((e) => e.id), [late.id])
+
+      yield* insertRows("trade_bars", correction.trade_bars)
+      const afterMerge = yield* replay()
+      // A: the client's last event was X (live); X' merged, the ring rolled over: the stored X, 1 + 1 trades and
+      // 100 + 200 USD, is sent (before: left out, its key the client's).
+      const sent = afterMerge.rows.map((r): StreamEvent => ({
+        id: `db.${r.insertedMicros}:bar:${r.id}`, key: `bar:${r.id}`, rowId: r.id, kind: "bar", exchange: r.exchange, symbol: r.symbol, valueUsd: r.valueUsd,
+        time: r.time, data: JSON.stringify(r.row)
+      })).filter((e) => !isClientsOwn(e, parseEventId(original.id!)!, original.id!))
+      assert.deepStrictEqual(sent.map((e) => [JSON.parse(e.data).trade_count, JSON.parse(e.data).volume_usd, JSON.parse(e.data).correction]), [[2, 300, false]])
+      // With X' merged, neither ring event is pending any more: the stored bar holds both.
+      const held = heldKeys(afterMerge.rows)
+      assert.deepStrictEqual([original, late].filter((e) => !held.has(heldKey(e))), [])
+      // A client at the stored X's own position is not sent that version again; a later version it is.
+      const own = `db.${position}:bar:${original.rowId}`
+      assert.isTrue(isClientsOwn({ ...sent[0]!, id: own }, parseEventId(own)!, own))
+      assert.isFalse(isClientsOwn(sent[0]!, parseEventId(own)!, own))
+      yield* sql`DELETE FROM trade_bars WHERE exchange = 'merge-test'`
+    }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
+})
+
+/** The Effect Clock stopped at `ms` (a query reads the time once): boundaries to the millisecond. */
+const frozenClock = (ms: number) => {
+  const real = Clock.Clock.defaultValue()
+  const clock: Clock.Clock = {
+    currentTimeMillisUnsafe: () => ms,
+    currentTimeMillis: Effect.succeed(ms),
+    currentTimeNanosUnsafe: () => BigInt(ms) * 1_000_000n,
+    currentTimeNanos: Effect.succeed(BigInt(ms) * 1_000_000n),
+    monotonicTimeNanosUnsafe: () => real.monotonicTimeNanosUnsafe(),
+    monotonicTimeNanos: real.monotonicTimeNanos,
+    sleep: (duration) => real.sleep(duration)
+  }
+  return Layer.succeed(Clock.Clock, clock)
+}
+
+/** A stored minute bar watched whole: one buy of `usd` at `price`. */
+const minuteBar = (exchange: string, symbol: string, minute: number, price: number, usd: number, parts: Partial<TradeBarRow> = {}): TradeBarRow => ({
+  id: `${exchange}_${symbol}_${at(minute, 0)}`, exchange, symbol, base: "BTC", instrumentKind: "perpetual", timestamp: at(minute, 0),
+  open: price, high: price, low: price, close: price, openTime: at(minute, 1), closeTime: at(minute, 2), volumeBase: usd / price, volumeUsd: usd,
+  buyVolumeUsd: usd, sellVolumeUsd: 0, tradeCount: 1, longLiquidationsUsd: 0, shortLiquidationsUsd: 0, liquidationCount: 0,
+  observedWhole: true, partialReason: null, contribution: `${exchange}-${minute}|${exchange}-${minute}|1`, correction: false, ...parts
+})
+
+describe("what /bars calls complete", () => {
+  const fiveMinutes = (aggregate: boolean, now: number) =>
+    bars({ symbol: "BTC", hours: 1, interval: "5m", aggregate, limit: 10 }).pipe(Effect.provide(frozenClock(now)))
+
+  it.live("a bucket is in progress until its last minute bar can have been written: end + grace + a tick + 2 writer flushes", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      yield* truncateAll
+      // alpha wrote minutes 12:00 .. 12:04; beta 12:00 .. 12:03, its 12:04 bar still waiting out the grace and the writer.
+      yield* insertRows("trade_bars", [0, 1, 2, 3, 4].map((m) => minuteBar("alpha", "BTCUSDT", m, 100, 1000)))
+      yield* insertRows("trade_bars", [0, 1, 2, 3].map((m) => minuteBar("beta", "BTCUSDT", m, 100, 1000)))
+      // The 12:00 5-minute bucket ends at 12:05:00; its last bar may land until 12:05:00 + 2 s (BAR_GRACE_SECONDS)
+      // + 1 s (the processor's tick) + 2 x 50 ms (WRITER_FLUSH_MS) = 12:05:03.100.
+      const settled = iso(at(5, 3) + 100)
+      for (const now of [at(5, 1), at(5, 3) + 99]) {
+        const per = yield* fiveMinutes(false, now)
+        assert.deepStrictEqual(per.bars.map((b) => [b.exchange, b.minutes, b.complete, b.incomplete.map((i) => [i.reason, i.detail])]), [
+          ["alpha", 5, false, [["in_progress", `the bucket is over; its last minute bar may be written until ${settled}`]]],
+          ["beta", 4, false, [["in_progress", `the bucket is over; its last minute bar may be written until ${settled}`]]]
+        ], `at ${iso(now)}`)
+        const [aggregate] = (yield* fiveMinutes(true, now)).aggregates
+        assert.deepStrictEqual([aggregate!.complete, aggregate!.venues, aggregate!.left_out.map((l) => l.exchange)], [false, [], ["alpha", "beta"]])
+      }
+      // From 12:05:03.100 the bars are in: alpha 5 x 1,000 USD, beta 4 x 1,000 (12:04 had no trade): 9,000 USD, 90 coins.
+      const [aggregate] = (yield* fiveMinutes(true, at(5, 3) + 100)).aggregates
+      assert.deepStrictEqual([aggregate!.complete, aggregate!.venues.map((v) => v.exchange), aggregate!.volume_usd, aggregate!.volume_base], [true, ["alpha", "beta"], 9000, 90])
+    }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
+
+  it.live("an instrument the ledger or the coverage expects and that has no bar is left out, never silently missing", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      yield* truncateAll
+      const sql = yield* SqlClient.SqlClient
+      yield* insertRows("trade_bars", [0, 1, 2, 3, 4].map((m) => minuteBar("alpha", "BTCUSDT", m, 100, 1000)))
+      yield* insertRows("trade_bars", [0, 1, 2, 3, 4].map((m) => minuteBar("beta", "BTCUSDT", m, 100, 1000)))
+      // gamma: disconnected since 11:58, an OPEN trades gap, no bar at all (never one: placed by its symbol's pattern).
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('gamma-open', 'gamma', 'trades', 'BTCUSDT', '2026-01-05 11:58:00', NULL, 'disconnect', NULL, 'open', 0, '{}'::jsonb)`
+      // delta: its trades stream disconnected 12:01:30 .. 12:02:30 by the coverage, no gap in the ledger yet (it never
+      // came back), its last bar at 11:59 (so its base is known: BTC). Its 12:00 bucket has no bar.
+      yield* insertRows("trade_bars", [minuteBar("delta", "BTC-USD-SWAP", -1, 100, 500)])
+      yield* sql`INSERT INTO stream_coverage (id, run_id, exchange, channel, symbol, state, detail, since, until, closed)
+        VALUES ('run1_delta_down', 'run1', 'delta', 'trades', 'BTC-USD-SWAP', 'disconnected', 'socket closed', '2026-01-05 12:01:30', '2026-01-05 12:02:30', TRUE)`
+      // An option's gap stays out of the aggregate (options are no price of the asset).
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('option-open', 'deribit', 'trades', 'BTC-27DEC26-100000-C', '2026-01-05 12:01:00', NULL, 'disconnect', NULL, 'open', 0, '{}'::jsonb)`
+
+      // At 12:06, 12:00 .. 12:05 is over and settled (12:05:03.100).
+      const now = at(6, 0)
+      const aggregates = (yield* fiveMinutes(true, now)).aggregates
+      const twelve = aggregates.find((a) => a.start === iso(noon))!
+      if (process.env.BARS_PRINT === "1") console.log(JSON.stringify(twelve))
+      assert.deepStrictEqual(twelve.venues, [{ exchange: "alpha", symbol: "BTCUSDT" }, { exchange: "beta", symbol: "BTCUSDT" }])
+      assert.deepStrictEqual(twelve.left_out.map((l) => [l.exchange, l.symbol, l.incomplete.map((i) => [i.reason, i.gap_id, i.detail])]), [
+        ["delta", "BTC-USD-SWAP", [["not_live", null, "trades stream disconnected (socket closed) from 2026-01-05T12:01:30.000Z to 2026-01-05T12:02:30.000Z (stream coverage)"]]],
+        ["gamma", "BTCUSDT", [["gap", "gamma-open", "trades gap (disconnect), open, from 2026-01-05T11:58:00.000Z to now (open)"]]]
+      ])
+      // alpha and beta: 5 x 1,000 USD each = 10,000 USD, 100 coins; but not complete: gamma and delta are missing.
+      assert.deepStrictEqual([twelve.complete, twelve.volume_usd, twelve.volume_base], [false, 10_000, 100])
+      // gamma's open gap also reaches 11:55 (from 11:58) and 12:05 (the bucket in progress): it is left out there too;
+      // delta's 11:55 bucket is its 11:59 bar, whole.
+      assert.deepStrictEqual(aggregates.map((a) => [a.start, a.venues.map((v) => v.exchange), a.left_out.map((l) => l.exchange), a.complete]), [
+        [iso(at(-5, 0)), ["delta"], ["gamma"], false],
+        [iso(noon), ["alpha", "beta"], ["delta", "gamma"], false],
+        [iso(at(5, 0)), [], ["gamma"], false]
+      ])
+
+      // Per instrument, gamma's and delta's 12:00 buckets are there, with no minute, and say why.
+      const per = (yield* fiveMinutes(false, now)).bars.filter((b) => b.start === iso(noon))
+      assert.deepStrictEqual(per.map((b) => [b.exchange, b.symbol, b.base, b.minutes, b.volume_usd, b.complete, b.incomplete.map((i) => i.reason)]), [
+        ["alpha", "BTCUSDT", "BTC", 5, 5000, true, []],
+        ["beta", "BTCUSDT", "BTC", 5, 5000, true, []],
+        ["delta", "BTC-USD-SWAP", "BTC", 0, 0, false, ["not_live"]],
+        ["deribit", "BTC-27DEC26-100000-C", "BTC", 0, 0, false, ["gap"]],
+        ["gamma", "BTCUSDT", "BTC", 0, 0, false, ["gap"]]
+      ])
+
+      // delta's outage repaired and verified over 12:01:20 .. 12:02:40 (its trades fetched back, none in 12:00 .. 12:05):
+      // the coverage's hole is filled, delta drops out of 12:00's left_out.
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('delta-verified', 'delta', 'trades', 'BTC-USD-SWAP', '2026-01-05 12:01:20', '2026-01-05 12:02:40', 'disconnect', 0, 'verified', 0, '{}'::jsonb)`
+      // kappa: down 12:01:00 .. 12:01:30, its verified gap ending at the first trade after, stamped 12:01:29 by the
+      // venue: within the 2 s grace of the reconnect (12:01:30 - 2 s = 12:01:28), so the repair covers the outage too.
+      yield* sql`INSERT INTO stream_coverage (id, run_id, exchange, channel, symbol, state, detail, since, until, closed)
+        VALUES ('run1_kappa_down', 'run1', 'kappa', 'trades', 'BTCUSDT', 'disconnected', NULL, '2026-01-05 12:01:00', '2026-01-05 12:01:30', TRUE)`
+      yield* sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+        VALUES ('kappa-verified', 'kappa', 'trades', 'BTCUSDT', '2026-01-05 12:00:50', '2026-01-05 12:01:29', 'disconnect', 0, 'verified', 0, '{}'::jsonb)`
+      const repaired = (yield* fiveMinutes(true, now)).aggregates.find((a) => a.start === iso(noon))!
+      assert.deepStrictEqual(repaired.left_out.map((l) => l.exchange), ["gamma"])
+      // The same outage with its gap ending at 12:01:27, beyond the grace: kappa is left out, not live.
+      yield* sql`UPDATE data_gaps SET gap_end = '2026-01-05 12:01:27' WHERE id = 'kappa-verified'`
+      const short = (yield* fiveMinutes(true, now)).aggregates.find((a) => a.start === iso(noon))!
+      assert.deepStrictEqual(short.left_out.map((l) => [l.exchange, l.incomplete.map((i) => i.reason)]), [["gamma", ["gap"]], ["kappa", ["not_live"]]])
+    }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
+
+  it.live("a minute partial only by a reconnect is complete once a verified trades gap spans it from its start to the reconnect", () =>
+    Effect.gen(function*() {
+      yield* runMigrations()
+      yield* truncateAll
+      const sql = yield* SqlClient.SqlClient
+      // Each venue's connection came back at 12:01:20: its 12:01 bar was watched from then only.
+      const resumed = "partial minute: connection resumed at 2026-01-05T12:01:20.000Z"
+      // As the processor writes it: a connection back at 12:01:20 after one broke, a trade at 12:01:25.
+      const live = processor(btcusdt)
+      live.bars.resumed(["BTCUSDT"], at(1, 20), true)
+      run(live, [trade(btcusdt, "r1", at(1, 25), 100, 1, "buy")], at(1, 26))
+      assert.deepStrictEqual(ticked(live, at(2, 5)).trade_bars.map((r) => [r.observedWhole, r.partialReason]), [[false, resumed]])
+      const venues = ["epsilon", "zeta", "eta", "theta"]
+      yield* insertRows("trade_bars", venues.map((v) => minuteBar(v, "BTCUSDT", 1, 100, 1000, { observedWhole: false, partialReason: resumed })))
+      // The reconnect's trades gaps: from the last trade before the drop to the first after it.
+      const gap = (venue: string, from: string, to: string) =>
+        sql`INSERT INTO data_gaps (id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata)
+          VALUES (${`${venue}-gap`}, ${venue}, 'trades', 'BTCUSDT', ${from}::timestamp, ${to}::timestamp, 'disconnect', 3, 'open', 0, '{}'::jsonb)`
+      yield* gap("epsilon", "2026-01-05 12:00:45", "2026-01-05 12:01:21") // spans 12:01:00 .. 12:01:20
+      yield* gap("zeta", "2026-01-05 12:01:05", "2026-01-05 12:01:21") //    starts after the minute: 12:01:00 .. 12:01:05 is not in it
+      yield* gap("eta", "2026-01-05 12:00:45", "2026-01-05 12:01:17") //     ends 3 s before the reconnect: more than the 2 s grace
+      yield* gap("theta", "2026-01-05 12:00:45", "2026-01-05 12:01:19") //   its first trade stamped 1 s before the reconnect: within the grace
+      const minute12h01 = (now: number) =>
+        bars({ symbol: "BTC", hours: 1, interval: "1m", aggregate: false, limit: 20 }).pipe(
+          Effect.provide(frozenClock(now)),
+          Effect.map((answer) => answer.bars.filter((b) => b.start === iso(at(1, 0))))
+        )
+
+      // While the gaps are open, every 12:01 is partial and overlapped by its gap.
+      const open = yield* minute12h01(at(10, 0))
+      assert.deepStrictEqual(open.map((b) => [b.exchange, b.complete, b.incomplete.map((i) => [i.reason, i.gap_id]), b.repaired]), [...venues].sort().map((v) => [
+        v, false, [["partial_minute", null], ["gap", `${v}-gap`]], []
+      ]))
+
+      // The repairs fetched every trade of the gaps back (merged by the writer: the bars' figures are not this test's).
+      yield* sql`UPDATE data_gaps SET repair_status = 'verified', repaired_count = 3`
+      const verified = yield* minute12h01(at(10, 0))
+      assert.deepStrictEqual(verified.map((b) => [b.exchange, b.complete, b.incomplete.map((i) => i.reason), b.repaired.map((r) => r.gap_id)]), [
+        ["epsilon", true, [], ["epsilon-gap"]],
+        ["eta", false, ["partial_minute"], []], //   12:01:17 < 12:01:20 - 2 s = 12:01:18
+        ["theta", true, [], ["theta-gap"]], //      12:01:19 >= 12:01:18
+        ["zeta", false, ["partial_minute"], []] //  12:01:05 > 12:01:00
+      ])
+      if (process.env.BARS_PRINT === "1") console.log(JSON.stringify(verified[0]))
+      assert.deepStrictEqual(verified[0]!.repaired, [{
+        minute: iso(at(1, 0)),
+        gap_id: "epsilon-gap",
+        detail: `${resumed}; its unobserved part 2026-01-05T12:01:00.000Z .. 2026-01-05T12:01:20.000Z lies in trades gap ` +
+          "2026-01-05T12:00:45.000Z .. 2026-01-05T12:01:21.000Z, verified: its trades were fetched back and merged"
+      }])
+      // The aggregate of 12:01 sums the two made whole: 2 x 1,000 USD.
+      const [aggregate] = (yield* bars({ symbol: "BTC", hours: 1, interval: "1m", aggregate: true, limit: 20 }).pipe(Effect.provide(frozenClock(at(10, 0))))).aggregates
+      assert.deepStrictEqual([aggregate!.start, aggregate!.venues.map((v) => v.exchange), aggregate!.left_out.map((l) => l.exchange), aggregate!.volume_usd], [
+        iso(at(1, 0)), ["epsilon", "theta"], ["eta", "zeta"], 2000
+      ])
+    }).pipe(Effect.provide(Layer.fresh(postgresLayer(postgresUrl))), Effect.scoped), { timeout: 60_000 })
 })

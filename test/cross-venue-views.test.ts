@@ -182,9 +182,11 @@ describe("cross-venue views", () => {
       assert.strictEqual(btc.spot.source, "coinbase:BTC-USD latest stored book mid")
       assert.strictEqual(btc.spot.price, 100_000)
       assert.closeTo(btc.spot.age_seconds, 40, 30)
+      // bybit's perpetual is left out (below): its mark is 140 s from the spot reference.
       assert.deepStrictEqual(btc.curve.map((c: any) => `${c.exchange}:${c.symbol}`), [
-        "binance-futures:BTCUSDT", "bybit:BTCUSDT", "cme:BTCZ26", "deribit:BTC-25DEC26", "cme:BTCF27"
+        "binance-futures:BTCUSDT", "cme:BTCZ26", "deribit:BTC-25DEC26", "cme:BTCF27"
       ])
+      assert.strictEqual(data.max_price_skew_seconds, 120)
       const entry = (symbol: string, exchange: string) => btc.curve.find((c: any) => c.symbol === symbol && c.exchange === exchange)
       // Perpetual, binance-futures: mark 100,050 - spot 100,000 = 50; 50 / 100,000 = 0.05 %; no expiry, no annualised figure.
       const perp = entry("BTCUSDT", "binance-futures")
@@ -192,8 +194,7 @@ describe("cross-venue views", () => {
       close(perp.basis, 50, "perp basis")
       close(perp.basis_percent, 0.05, "perp basis %")
       assert.isNull(perp.annualized_basis_percent)
-      // bybit: 100,020 - 100,000 = 20, 0.02 %.
-      close(entry("BTCUSDT", "bybit").basis_percent, 0.02, "bybit perp basis %")
+      // binance-futures' mark (11:58:30) and the spot (11:59:50) are 80 s apart: within 120 s, compared (above).
       // Deribit BTC-25DEC26, expiring 2026-12-25 08:00 UTC: mid 100,900 - 100,000 = 900, 0.9 %.
       // Days from 12-04 12:00:30: 20 d 19 h 59 min 30 s = 20 + 71,970 / 86,400 = 20.832986; 0.9 x 365 / 20.832986 = 15.76826 % a year.
       const deribit = entry("BTC-25DEC26", "deribit")
@@ -217,7 +218,13 @@ describe("cross-venue views", () => {
       close(z26.annualized_basis_percent, 7.247411, "BTCZ26 annualised", 1e-5)
       assert.strictEqual(z26.expiry, "2026-12-24T00:00:00.000Z")
       // Deribit's perpetual: its only price is the 2 h old funding mark: left out.
-      assert.deepStrictEqual(btc.left_out.map((l: any) => `${l.exchange}:${l.symbol}`), ["deribit:BTC-PERPETUAL"])
+      // bybit's mark, 11:57:30, is fresh (3 min, within 60), and so is the spot (11:59:50, 40 s), but they are
+      // 2 min 20 s = 140 s apart, over the 120 s TERM_STRUCTURE_MAX_PRICE_SKEW_SECONDS default: left out with both times.
+      assert.deepStrictEqual(btc.left_out.map((l: any) => `${l.exchange}:${l.symbol}`), ["bybit:BTCUSDT", "deribit:BTC-PERPETUAL"])
+      assert.deepStrictEqual(btc.left_out[0], {
+        exchange: "bybit", symbol: "BTCUSDT", reason: "price and spot reference 140 s apart (limit 120 s)",
+        price_time: "2026-12-04T11:57:30.000Z", spot_time: "2026-12-04T11:59:50.000Z"
+      })
 
       // Both assets by default: ETH has no spot reference stored here, and so no curve.
       const both = yield* getData(`${base}/term-structure`)

@@ -90,6 +90,54 @@ const mutate = (frame: string, pathIndex: number, replacement: unknown): string 
   return JSON.stringify(value)
 }
 
+/** Every object of a JSON value with its keys in a shuffled order (the seed picks it). */
+const reorderKeys = (value: unknown, seed: number): unknown => {
+  if (Array.isArray(value)) return value.map((v, i) => reorderKeys(v, seed + i))
+  if (typeof value !== "object" || value === null) return value
+  const entries = Object.entries(value)
+  const order = entries.map((_, i) => i).sort((a, b) => ((a * 7919 + seed) % 13) - ((b * 7919 + seed) % 13) || a - b)
+  return Object.fromEntries(order.map((i) => [entries[i]![0], reorderKeys(entries[i]![1], seed * 31 + i)]))
+}
+
+/**
+ * Changes to a frame's TEXT that JSON.stringify never makes, for the readers that read the text itself
+ * (FrameText): each makes invalid JSON, or valid JSON that must read to the same values or be refused the same way.
+ */
+const textMutations: ReadonlyArray<(frame: string, at: number) => string> = [
+  // Whitespace between (or inside) tokens.
+  (frame, at) => `${frame.slice(0, at % (frame.length + 1))} ${frame.slice(at % (frame.length + 1))}`,
+  // Cut short, or something after the end.
+  (frame, at) => frame.slice(0, at % frame.length),
+  (frame) => `${frame}x`,
+  (frame) => `${frame} `,
+  // One character written as an escape: the same string inside a string, invalid JSON elsewhere.
+  (frame, at) => {
+    const i = at % frame.length
+    return /\w/.test(frame[i]!) ? `${frame.slice(0, i)}\\u00${frame.charCodeAt(i).toString(16).padStart(2, "0")}${frame.slice(i + 1)}` : `${frame.slice(0, i)}\\n${frame.slice(i)}`
+  },
+  // A raw control character.
+  (frame, at) => `${frame.slice(0, at % frame.length)}\u0001${frame.slice(at % frame.length)}`,
+  // A key of the frame written twice in one object, before or after its own (JSON.parse keeps the last).
+  (frame, at) => {
+    const keys = [...frame.matchAll(/"(\w+)":/g)].map((m) => m[1]!)
+    const opens = [...frame.matchAll(/\{/g)].map((m) => m.index)
+    const key = keys[at % keys.length]!
+    const i = opens[Math.floor(at / 7) % opens.length]! + 1
+    return `${frame.slice(0, i)}"${key}":"1",${frame.slice(i)}`
+  },
+  (frame, at) => {
+    const keys = [...frame.matchAll(/"(\w+)":/g)].map((m) => m[1]!)
+    const closes = [...frame.matchAll(/\}/g)].map((m) => m.index)
+    const i = closes[Math.floor(at / 7) % closes.length]!
+    return `${frame.slice(0, i)},"${keys[at % keys.length]!}":${at % 2 === 0 ? '"1"' : "1"}${frame.slice(i)}`
+  },
+  // The same values, the keys in another order.
+  (frame, at) => JSON.stringify(reorderKeys(JSON.parse(frame), at))
+]
+
+/** How the frames read from their text (FrameText) begin. */
+const textShapes = ['{"topic":"publicTrade.', '{"arg":{"channel":"trades",']
+
 describe("hand readers agree with the Schemas", () => {
   for (const [name, make, frames] of corpora) {
     it(`${name}: every recorded frame gives the same records and errors`, () => {
@@ -109,6 +157,21 @@ describe("hand readers agree with the Schemas", () => {
       fc.assert(
         fc.property(fc.nat(sample.length - 1), fc.nat(10_000), fc.constantFrom(...replacements), (frameIndex, pathIndex, replacement) => {
           const frame = mutate(sample[frameIndex]!, pathIndex, replacement)
+          const { fast, schema } = bothWays(make, frame)
+          assert.deepStrictEqual(fast, schema, frame.slice(0, 300))
+        }),
+        { numRuns: 1500 }
+      )
+    })
+
+    it(`${name}: frames whose text is rewritten (spaces, escapes, repeated or reordered keys, cut or extended) give the same records or the same error`, () => {
+      // Half of them of the shapes read from their text (they may be rare in a corpus), half of the other hot ones.
+      const hot = frames().filter((f) => /aggTrade|depthUpdate|l2update|"match"|snapshot|l2_data|market_trades|"change"|trades\.|ticker\.|publicTrade\.|orderbook\.|tickers\.|"books"|"trades"/.test(f))
+      const readAsText = (f: string) => textShapes.some((shape) => f.startsWith(shape))
+      const sample = [...hot.filter(readAsText).slice(0, 150), ...hot.filter((f) => !readAsText(f)).slice(0, 150)]
+      fc.assert(
+        fc.property(fc.nat(sample.length - 1), fc.nat(100_000), fc.nat(textMutations.length - 1), (frameIndex, at, kind) => {
+          const frame = textMutations[kind]!(sample[frameIndex]!, at)
           const { fast, schema } = bothWays(make, frame)
           assert.deepStrictEqual(fast, schema, frame.slice(0, 300))
         }),

@@ -111,6 +111,7 @@ describe("binance normalizer", () => {
     assert.strictEqual(liquidation.averagePrice, 9910)
     assert.strictEqual(liquidation.filledSize, 0.014)
     assert.strictEqual(liquidation.details.sampled, true)
+    assert.strictEqual(liquidation.sampled, true, "the minute bars' liquidations_sampled")
   })
 
   it("turns malformed frames, unknown types and renamed fields into typed errors, and keeps going", () => {

@@ -87,7 +87,7 @@ describe("okx normalizer on the recorded session", () => {
     assert.deepInclude(oi, { openInterest: 5000, venueValueUsd: 2000000 })
     assert.strictEqual(out.filter((r) => r.kind === "open_interest").length, 1, "at most once a minute")
     assert.deepInclude(mark, { kind: "mark_price", markPrice: 40000 })
-    assert.deepInclude(liquidation, { kind: "liquidation", symbol: "BTC-USDT-SWAP", side: "sell", price: 39000.5, filledSize: 12 })
+    assert.deepInclude(liquidation, { kind: "liquidation", symbol: "BTC-USDT-SWAP", side: "sell", price: 39000.5, filledSize: 12, sampled: true })
     assert.deepInclude(liquidation.details, { position_side: "long", price_kind: "bankruptcy" })
     assert.strictEqual(out.filter((r) => r.kind === "liquidation").length, 1, "only the configured instruments")
     const refused: Array<NormalizedRecord> = []

@@ -159,11 +159,46 @@ describe("the sampler", () => {
       const rows = batches.flatMap((b) => b.exchange_spreads)
       assert.deepStrictEqual(rows.map((r) => r.id), [`BTC_${t0}`, `BTC_${t0 + 1_000}`, `BTC_${t0 + 2_000}`, `BTC_${t0 + 3_000}`, `BTC_${t0 + 4_000}`, `BTC_${t0 + 5_000}`, `BTC_${t0 + 6_000}`])
       assert.deepStrictEqual(rows.map((r) => r.changed), [true, false, true, false, false, false, true])
+      // Stored: the first, and at t0 + 6 s (the books used changed). beta's move at t0 + 2 s is a change for the
+      // stream, but its mid went from 100 025 to 100 025.5: 0.5 / 100 025 x 1e4 = 0.05 bps, under the 1 bps default.
+      assert.deepStrictEqual(rows.map((r) => r.stored), [true, false, false, false, false, false, true])
       // The ages grow with the clock while the prices stand still.
       assert.deepStrictEqual(rows.slice(0, 2).map((r) => r.quotes.find((q) => q.exchange === "alpha" && q.symbol === "BTC-USD")!.age_ms), [0, 1_000])
       const last = rows.at(-1)!
       assert.deepStrictEqual(last.quotes.map((q) => `${q.exchange}:${q.symbol}`), ["beta:BTCUSDT"])
       assert.include(last.excluded.find((e) => e.exchange === "alpha" && e.symbol === "BTC-USD")!.reason, "stale: last update received 6000 ms")
+    }).pipe(Effect.scoped))
+})
+
+describe("what the sampler stores", () => {
+  it.effect("a sample is stored when the books change, a mid moves 1 bps or more since the last stored one, or 10 s after it; every sample still reaches the fan-out", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(t0)
+      const registry = new LiveBookRegistry()
+      const env = { SPREAD_ASSETS: "BTC", SPREAD_SAMPLE_SECONDS: "1" }
+      const context = yield* Layer.build(CrossVenueAnalytics.layer.pipe(
+        Layer.provide(Layer.succeed(LiveBooks, registry)),
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))
+      ))
+      const alpha = fakeVenue(registry, "alpha", { "BTC-USD": { base: "BTC", quote: "USD", kind: "spot" } })
+      const beta = fakeVenue(registry, "beta", { BTCUSDT: { base: "BTC", quote: "USDT", kind: "spot" } })
+      // alpha's mid by second (both books re-received every second, so never stale).
+      const alphaMid: Record<number, number> = { 0: 100_005, 1: 100_009, 2: 100_015, 3: 100_016 }
+      const batches: Array<RowBatch> = []
+      yield* Context.get(context, CrossVenueAnalytics).attach((batch) => Effect.sync(() => void batches.push(batch)))
+      for (let second = 0; second <= 14; second++) {
+        const mid = alphaMid[second] ?? 100_016
+        alpha.book("BTC-USD", [[mid - 5, 1]], [[mid + 5, 1]], t0 + second * 1_000)
+        beta.book("BTCUSDT", [[100_020, 1]], [[100_030, 1]], t0 + second * 1_000)
+        yield* TestClock.adjust(second === 0 ? "0 millis" : "1 second")
+      }
+      const rows = batches.flatMap((b) => b.exchange_spreads)
+      assert.strictEqual(rows.length, 15, "one sample a second, all in the batches")
+      // 0 s: first. 1 s: 4 / 100 005 x 1e4 = 0.39998 bps. 2 s: 10 / 100 005 x 1e4 = 0.99995 bps, still under 1.
+      // 3 s: 11 / 100 005 x 1e4 = 1.09995 bps: stored. Then unchanged: stored again 10 s later, at 13 s.
+      assert.deepStrictEqual(rows.filter((r) => r.stored).map((r) => [(r.timestamp - t0) / 1_000, r.metadata?.stored_because]), [
+        [0, "first sample"], [3, "alpha:BTC-USD mid moved"], [13, "interval"]
+      ])
     }).pipe(Effect.scoped))
 })
 

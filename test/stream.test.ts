@@ -15,7 +15,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Deferred, Effect, Fiber, Layer, Stream } from "effect"
 import { SqlClient } from "effect/sql"
-import { RowBatch } from "../src/domain/rows.ts"
+import { type ArbitrageRow, RowBatch } from "../src/domain/rows.ts"
 import { FeedRegistry } from "../src/feed/status.ts"
 import { postgresLayer } from "../src/storage/database.ts"
 import { streamReplayStatements, streamStoredUpTo } from "../src/storage/queries.ts"
@@ -502,6 +502,51 @@ describe("streaming API", () => {
       Effect.provide(StreamHub.layer.pipe(
         Layer.provide(FeedRegistry.layer),
         Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { STREAM_CLIENT_BUFFER: "5", STREAM_RING_EVENTS: "100", STREAM_MAX_CLIENTS: "2" } })))
+      ))
+    ))
+  it.effect("a resume the ring cannot place gets the open opportunities as one snapshot event first, and no spread or arbitrage event sampled before its position; an exact ring resume gets no snapshot", () =>
+    Effect.gen(function*() {
+      const hub = yield* StreamHub
+      const filter = { kinds: new Set(["spread" as const, "arbitrage" as const]), exchange: undefined, symbol: undefined, minValueUsd: undefined }
+      const opportunity = (id: string, lastSeenAt: number, closedAt: number | null): ArbitrageRow => ({
+        id, asset: "BTC", market: "spot", buyExchange: "alpha", buySymbol: "BTCUSDT", sellExchange: "beta", sellSymbol: "BTCUSDT",
+        openedAt: 1_000, closedAt, closeReason: closedAt === null ? null : "edge gone", lastSeenAt, openEdgeBps: 2, peakEdgeBps: 2, peakAt: 1_000,
+        buyPrice: 100_000, sellPrice: 100_050, sizeBase: 1, sizeUsd: 100_000, buyFeeBps: 1, sellFeeBps: 1, metadata: null
+      })
+      const sample = (at: number) => ({ id: `BTC_${at}`, asset: "BTC", timestamp: at, quotes: [], pairs: [], excluded: [], changed: true, metadata: null })
+      const ids = yield* Effect.scoped(Effect.gen(function*() {
+        const watcher = yield* hub.subscribe(filter, undefined)
+        assert.deepStrictEqual(watcher.snapshot, [], "a new client: no opportunity snapshot")
+        const offer = (fill: (batch: RowBatch) => void) => {
+          const batch = new RowBatch()
+          fill(batch)
+          hub.offer(batch)
+        }
+        // Sampled at 500 ms: a spread. At 1 000: A and B open. At 2 000: A closes. At 3 000: a spread.
+        offer((b) => b.exchange_spreads.push(sample(500)))
+        offer((b) => b.arbitrage_opportunities.push(opportunity("A", 1_000, null), opportunity("B", 1_000, null)))
+        offer((b) => b.arbitrage_opportunities.push(opportunity("A", 2_000, 2_000)))
+        offer((b) => b.exchange_spreads.push(sample(3_000)))
+        return (yield* Stream.runCollect(watcher.live.pipe(Stream.take(5)))).map((e) => e.id!)
+      }))
+      // From a database position at 2 500 ms (db.<µs>): of the ring's five, only the spread sampled at 3 000 ms is later;
+      // the snapshot says B is open now (A closed at 2 000, before the position: the client may never have seen it close).
+      const fromDb = yield* Effect.scoped(hub.subscribe(filter, parseEventId("db.2500000:large_trade:x_1")))
+      assert.strictEqual(fromDb.resume?._tag, "Database")
+      assert.deepStrictEqual(fromDb.resume?._tag === "Database" ? fromDb.resume.ring.map((e) => e.rowId) : [], ["BTC_3000"])
+      assert.deepStrictEqual(fromDb.snapshot.map((e) => [e.kind, e.id, e.rowId]), [["arbitrage", undefined, "open-snapshot"]])
+      const snapshot = JSON.parse(fromDb.snapshot[0]!.data)
+      assert.strictEqual(snapshot.snapshot, true)
+      assert.deepStrictEqual(snapshot.open.map((o: any) => [o.id, o.status]), [["B", "open"]])
+      // An exact resume from the ring (after the first event): the four after it, and no snapshot.
+      const exact = yield* Effect.scoped(hub.subscribe(filter, parseEventId(ids[0]!)))
+      assert.strictEqual(exact.resume?._tag, "Ring")
+      assert.deepStrictEqual(exact.resume?._tag === "Ring" ? exact.resume.events.map((e) => e.id) : [], ids.slice(1))
+      assert.deepStrictEqual(exact.snapshot, [])
+    }).pipe(
+      Effect.provide(StreamHub.layer.pipe(
+        Layer.provide(FeedRegistry.layer),
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { STREAM_RING_EVENTS: "100" } })))
       ))
     ))
 })

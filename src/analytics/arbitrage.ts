@@ -4,10 +4,14 @@
  * rules for which books count. Plain synchronous code.
  *
  * - Candidates: for each market type (spot with spot, perpetual with
- *   perpetual), every ordered pair of books on two different venues, both
- *   quoted in USD or a USD stablecoin (at par, as the spread sample marks it).
- *   A book at a fiat cross rate is left out: the rate comes from other books'
- *   mids, and a trade would pay the currency conversion too.
+ *   perpetual), every ordered pair of books on two different venues quoted in
+ *   the SAME currency: USD with USD, USDT with USDT, USDC with USDC. Buying
+ *   BTC for USD and selling it for USDT leaves the trader holding USDT for
+ *   USD, and converting it back is a third leg with its own price and fee: a
+ *   15 bps USDT premium alone would look like an opportunity (review 20
+ *   finding 12). The spread sample still compares such books at par, marked;
+ *   an arbitrage never does. A book at a fiat cross rate is left out too: the
+ *   rate comes from other books' mids, and a trade would pay the conversion.
  * - Edge after taker fees on both legs, in bps of the buy leg's cost:
  *   buying at the buy venue's best ask costs ask x (1 + fee_buy), selling at
  *   the sell venue's best bid brings bid x (1 - fee_sell);
@@ -15,6 +19,16 @@
  *   Open while edge > 0; closed at the first sample where it is not, or where
  *   either book is not usable (not live, crossed, stale: never opened by one,
  *   and an open one closes saying which book and why).
+ * - Both tops current and of one moment, tighter than a spread sample needs:
+ *   each book received at most ARBITRAGE_MAX_BOOK_AGE_MS (1000) before the
+ *   sample, and the two receipts at most ARBITRAGE_MAX_LEG_SKEW_MS (500)
+ *   apart. A spread tolerates a 5 s old top; an arbitrage would trade on it,
+ *   and a stalled socket's last top is exactly a price nobody quotes any more.
+ *   A pair failing either never opens, and an open one closes saying which.
+ *   500 ms: BTC and ETH tops change many times a second on every venue we
+ *   collect, so two live books' last receipts are normally tens of ms apart;
+ *   half a sample interval still accepts a quiet live book, while two legs
+ *   further apart no longer describe prices that existed together.
  * - Executable size: min(ask size, bid size) at the top of both books, in
  *   coins; its USD value at the buy price. Kept at the peak (the sample with
  *   the highest edge), with the prices of that sample.
@@ -83,12 +97,37 @@ const bookName = (exchange: string, symbol: string) => `${exchange} ${symbol}`
 const round = (x: number, digits: number) => Number(x.toFixed(digits))
 const significant = (x: number) => Number(x.toPrecision(12))
 
+/** How current and how close in time both legs' tops must be (see the module header). */
+export interface LegTiming {
+  readonly maxBookAgeMs: number
+  readonly maxLegSkewMs: number
+}
+
+export const defaultLegTiming: LegTiming = { maxBookAgeMs: 1_000, maxLegSkewMs: 500 }
+
 /** The open opportunities, and the rows to store at each sample. */
 export class ArbitrageTracker {
   private readonly open = new Map<string, Open>()
   private readonly fees: TakerFees
-  constructor(fees: TakerFees) {
+  private readonly timing: LegTiming
+  constructor(fees: TakerFees, timing: LegTiming = defaultLegTiming) {
     this.fees = fees
+    this.timing = timing
+  }
+
+  /** Why the two tops are not current enough or not of one moment; undefined when they are. */
+  private timingProblem(buy: SpreadQuote, sell: SpreadQuote): string | undefined {
+    for (const q of [buy, sell]) {
+      if (q.age_ms > this.timing.maxBookAgeMs) {
+        return `${bookName(q.exchange, q.symbol)} top received ${q.age_ms} ms before the sample (arbitrage limit ${this.timing.maxBookAgeMs} ms)`
+      }
+    }
+    // Both ages are to the same sample time: their difference is the time between the two receipts.
+    const skew = Math.abs(buy.age_ms - sell.age_ms)
+    if (skew > this.timing.maxLegSkewMs) {
+      return `legs received ${skew} ms apart (${bookName(buy.exchange, buy.symbol)} ${buy.age_ms} ms, ${bookName(sell.exchange, sell.symbol)} ${sell.age_ms} ms old; limit ${this.timing.maxLegSkewMs} ms)`
+    }
+    return undefined
   }
 
   /** The opportunities open now, as stored. */
@@ -104,12 +143,17 @@ export class ArbitrageTracker {
     const seen = new Set<string>()
     for (const buy of direct) {
       for (const sell of direct) {
-        if (buy.market !== sell.market || buy.exchange === sell.exchange) continue
+        if (buy.market !== sell.market || buy.exchange === sell.exchange || buy.quote !== sell.quote) continue
         const buyFee = feeOf(this.fees, buy.exchange)
         const sellFee = feeOf(this.fees, sell.exchange)
         const edge = edgeAfterFees(buy.ask, sell.bid, buyFee, sellFee)
         const key = `${sample.asset}\u0000${buy.exchange}\u0000${buy.symbol}\u0000${sell.exchange}\u0000${sell.symbol}`
         const current = this.open.get(key)
+        const untimely = this.timingProblem(buy, sell)
+        if (untimely !== undefined) {
+          if (current !== undefined) out.push(this.close(key, current, now, untimely))
+          continue
+        }
         if (!(edge > 0)) {
           if (current !== undefined) {
             out.push(this.close(key, current, now, `edge gone: ${round(edge, 4)} bps after fees (bid ${sell.bid} on ${bookName(sell.exchange, sell.symbol)}, ask ${buy.ask} on ${bookName(buy.exchange, buy.symbol)})`))

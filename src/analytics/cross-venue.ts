@@ -342,11 +342,13 @@ export const termStructure = (input: {
   readonly otherPrices: ReadonlyArray<InstrumentPrice>
   readonly now: number
   readonly maxAgeMs: number
+  /** A live price and the spot reference further apart in time than this are not compared: each may be fresh, yet of two moments. */
+  readonly maxPriceSkewMs: number
 }) => {
-  const { now, maxAgeMs, spot } = input
+  const { now, maxAgeMs, maxPriceSkewMs, spot } = input
   const mine = <R extends { readonly symbol: string }>(rows: ReadonlyArray<R>) => rows.filter((r) => assetOf(r.symbol) === input.asset)
   const spotFresh = spot !== undefined && now - spot.at <= maxAgeMs ? spot : undefined
-  const leftOut: Array<{ exchange: string; symbol: string; reason: string }> = []
+  const leftOut: Array<{ exchange: string; symbol: string; reason: string; price_time?: string; spot_time?: string }> = []
   const curve: Array<{
     exchange: string
     symbol: string
@@ -417,7 +419,13 @@ export const termStructure = (input: {
   const live = (p: InstrumentPrice, kind: "perpetual" | "future", expiry: number | null) => {
     if (now - p.at > maxAgeMs) leftOut.push({ exchange: p.exchange, symbol: p.symbol, reason: `price stale: ${ageSeconds(now, p.at)} s old` })
     else if (spotFresh === undefined) leftOut.push({ exchange: p.exchange, symbol: p.symbol, reason: "no fresh spot reference" })
-    else against(p, kind, expiry, spotFresh)
+    else if (Math.abs(p.at - spotFresh.at) > maxPriceSkewMs) {
+      leftOut.push({
+        exchange: p.exchange, symbol: p.symbol,
+        reason: `price and spot reference ${ageSeconds(Math.max(p.at, spotFresh.at), Math.min(p.at, spotFresh.at))} s apart (limit ${maxPriceSkewMs / 1000} s)`,
+        price_time: iso(p.at), spot_time: iso(spotFresh.at)
+      })
+    } else against(p, kind, expiry, spotFresh)
   }
   for (const p of newest(input.perpetualPrices)) {
     seen.add(instrumentKey(p))

@@ -13,16 +13,17 @@
  * open ones are closed at their last sample; at start, any a previous process
  * left open (it ended without shutting down) are closed at their last stored
  * sample (at most 10 s before it ended); each with a reason saying so, never
- * left open forever nor dropped silently. One still there opens again under a
- * new id.
+ * left open forever nor dropped silently: the start-up close asks the
+ * database again every 5 s, in the background, until it answers. One still
+ * there opens again under a new id.
  */
 import { Clock, Config, Context, Deferred, Duration, Effect, Layer, Option, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { LiveBooks } from "../book/live.ts"
-import { RowBatch } from "../domain/rows.ts"
+import { type ArbitrageRow, RowBatch } from "../domain/rows.ts"
 import { openArbitrage } from "../storage/queries.ts"
-import { ArbitrageTracker, closedByRestart, closedByShutdown, parseTakerFees } from "./arbitrage.ts"
-import { sampleAsset, sampleSignature } from "./spreads.ts"
+import { ArbitrageTracker, closedByRestart, closedByShutdown, defaultLegTiming, parseTakerFees } from "./arbitrage.ts"
+import { sampleAsset, sampleSignature, type StoredState, storedState, storeReason } from "./spreads.ts"
 
 const positive = Schema.Finite.check(Schema.isGreaterThan(0))
 const feeBps = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(10_000))
@@ -36,11 +37,41 @@ export const analyticsConfig = Config.all({
   ),
   sampleSeconds: Config.schema(positive, "SPREAD_SAMPLE_SECONDS").pipe(Config.withDefault(1)),
   maxBookAgeSeconds: Config.schema(positive, "SPREAD_MAX_BOOK_AGE_SECONDS").pipe(Config.withDefault(5)),
+  arbitrageMaxBookAgeMs: Config.schema(positive, "ARBITRAGE_MAX_BOOK_AGE_MS").pipe(Config.withDefault(defaultLegTiming.maxBookAgeMs)),
+  arbitrageMaxLegSkewMs: Config.schema(positive, "ARBITRAGE_MAX_LEG_SKEW_MS").pipe(Config.withDefault(defaultLegTiming.maxLegSkewMs)),
+  storeSeconds: Config.schema(positive, "SPREAD_STORE_SECONDS").pipe(Config.withDefault(10)),
+  storeChangeBps: Config.schema(positive, "SPREAD_STORE_CHANGE_BPS").pipe(Config.withDefault(1)),
   fees: Config.schema(feeList, "ARBITRAGE_TAKER_FEES_BPS").pipe(Config.withDefault("")),
   otherVenueFeeBps: Config.schema(feeBps, "ARBITRAGE_DEFAULT_TAKER_FEE_BPS").pipe(Config.withDefault(10))
 })
 
 type Emit = (batch: RowBatch) => Effect.Effect<void>
+
+/** How often closeLeftOpen asks the database again. */
+export const leftOpenRetrySpacing = Duration.seconds(5)
+
+/**
+ * Closes what a previous process left open (see the module header), asking
+ * `readOpen` again every leftOpenRetrySpacing until it answers: however long
+ * the database is away, the rows are closed once it is back (until then the
+ * API serves them as `unconfirmed`, storage/queries.ts). Only rows opened
+ * before `startedAt`: this process's own are its tracker's.
+ */
+export const closeLeftOpen = <E>(readOpen: Effect.Effect<ReadonlyArray<ArbitrageRow>, E>, emit: Emit, startedAt: number) =>
+  readOpen.pipe(
+    Effect.tapCause((cause) => Effect.logWarning("could not read the arbitrage opportunities left open by a previous run; asking again", cause)),
+    Effect.retry(Schedule.spaced(leftOpenRetrySpacing)),
+    Effect.flatMap((stored) => {
+      const rows = stored.filter((row) => row.openedAt < startedAt)
+      if (rows.length === 0) return Effect.void
+      const batch = new RowBatch()
+      batch.arbitrage_opportunities.push(...rows.map(closedByRestart))
+      return Effect.andThen(
+        emit(batch),
+        Effect.logWarning(`closed ${rows.length} arbitrage opportunities a previous run left open, at their last stored sample`)
+      )
+    })
+  )
 
 export class CrossVenueAnalytics extends Context.Service<CrossVenueAnalytics, {
   /** Hands the sampler the fan-out point; sampling starts then. */
@@ -53,8 +84,9 @@ export class CrossVenueAnalytics extends Context.Service<CrossVenueAnalytics, {
     const books = yield* LiveBooks
     const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
     const attached = yield* Deferred.make<Emit>()
-    const tracker = new ArbitrageTracker(fees)
+    const tracker = new ArbitrageTracker(fees, { maxBookAgeMs: config.arbitrageMaxBookAgeMs, maxLegSkewMs: config.arbitrageMaxLegSkewMs })
     const signatures = new Map<string, string>()
+    const lastStored = new Map<string, StoredState>()
     const settings = { maxBookAgeMs: config.maxBookAgeSeconds * 1000 }
 
     const sample = (emit: Emit) =>
@@ -68,35 +100,17 @@ export class CrossVenueAnalytics extends Context.Service<CrossVenueAnalytics, {
           const signature = sampleSignature(s)
           const changed = signatures.get(asset) !== signature
           signatures.set(asset, signature)
+          const why = storeReason(s, lastStored.get(asset), config.storeChangeBps, config.storeSeconds * 1000)
+          if (why !== undefined) lastStored.set(asset, storedState(s))
           batch.exchange_spreads.push({
-            id: `${asset}_${now}`, asset, timestamp: now, quotes: s.quotes, pairs: s.pairs, excluded: s.excluded, changed,
-            metadata: { max_book_age_ms: settings.maxBookAgeMs, pair_spread: "(mid_a - mid_b) / ((mid_a + mid_b) / 2) x 1e4" }
+            id: `${asset}_${now}`, asset, timestamp: now, quotes: s.quotes, pairs: s.pairs, excluded: s.excluded, changed, stored: why !== undefined,
+            metadata: { max_book_age_ms: settings.maxBookAgeMs, pair_spread: "(mid_a - mid_b) / ((mid_a + mid_b) / 2) x 1e4", ...(why === undefined ? {} : { stored_because: why }) }
           })
           batch.arbitrage_opportunities.push(...tracker.observe(s))
         }
         yield* emit(batch)
       })
 
-    /** Closes what a previous process left open (see the module header); a database that does not answer only delays it. */
-    const closeLeftOpen = (emit: Emit) =>
-      Option.match(sql, {
-        onNone: () => Effect.void,
-        onSome: (client) =>
-          openArbitrage.pipe(
-            Effect.provideService(SqlClient.SqlClient, client),
-            Effect.retry({ schedule: Schedule.spaced(Duration.seconds(5)), times: 12 }),
-            Effect.flatMap((rows) => {
-              if (rows.length === 0) return Effect.void
-              const batch = new RowBatch()
-              batch.arbitrage_opportunities.push(...rows.map(closedByRestart))
-              return Effect.andThen(
-                emit(batch),
-                Effect.logWarning(`closed ${rows.length} arbitrage opportunities a previous run left open, at their last stored sample`)
-              )
-            }),
-            Effect.catchCause((cause) => Effect.logError("could not read the arbitrage opportunities left open by a previous run", cause))
-          )
-      })
 
     // At a clean shutdown, after the sampler stopped (finalizers run last first) and before the writer
     // drains (main.ts), the open ones are closed at their last sample.
@@ -112,7 +126,11 @@ export class CrossVenueAnalytics extends Context.Service<CrossVenueAnalytics, {
     )
     yield* Effect.forkScoped(Effect.gen(function*() {
       const emit = yield* Deferred.await(attached)
-      yield* closeLeftOpen(emit)
+      const startedAt = yield* Clock.currentTimeMillis
+      // In the background: sampling does not wait for a database that does not answer.
+      if (Option.isSome(sql)) {
+        yield* Effect.forkScoped(closeLeftOpen(openArbitrage.pipe(Effect.provideService(SqlClient.SqlClient, sql.value)), emit, startedAt))
+      }
       yield* Effect.repeat(
         sample(emit).pipe(Effect.catchCause((cause) => Effect.logError("cross-venue sample failed", cause))),
         Schedule.spaced(Duration.seconds(config.sampleSeconds))

@@ -176,6 +176,16 @@ export const sampleAsset = (
   const name = (q: SpreadQuote) => `${q.exchange}:${q.symbol}`
   quotes.sort((a, b) => (a.market === b.market ? (name(a) < name(b) ? -1 : 1) : a.market < b.market ? -1 : 1))
   excluded.sort((a, b) => (`${a.exchange}:${a.symbol}` < `${b.exchange}:${b.symbol}` ? -1 : 1))
+  return { asset, at: now, quotes, pairs: pairSpreads(quotes), excluded }
+}
+
+/**
+ * The pair spreads of quotes sorted as a sample sorts them (see the module
+ * header); also how the stored samples' pairs are derived at read
+ * (storage/queries.ts), since they are not stored.
+ */
+export const pairSpreads = (quotes: ReadonlyArray<SpreadQuote>): Array<PairSpread> => {
+  const name = (q: SpreadQuote) => `${q.exchange}:${q.symbol}`
   const pairs: Array<PairSpread> = []
   for (let i = 0; i < quotes.length; i++) {
     for (let j = i + 1; j < quotes.length; j++) {
@@ -185,8 +195,39 @@ export const sampleAsset = (
       pairs.push({ market: a.market, a: name(a), b: name(b), spread_bps: round((a.mid - b.mid) / ((a.mid + b.mid) / 2) * 1e4, 4) })
     }
   }
-  return { asset, at: now, quotes, pairs, excluded }
+  return pairs
 }
+
+/** Whether a sample is stored (see the sampler): what the last stored one of its asset looked like. */
+export interface StoredState {
+  readonly at: number
+  readonly books: string
+  readonly mids: ReadonlyMap<string, number>
+}
+
+/**
+ * Why `sample` is stored, or undefined when it is not: the first, the set of
+ * books used or left out changed, a book's USD mid moved by at least
+ * `changeBps` since `last`, or `everyMs` passed since `last`.
+ */
+export const storeReason = (sample: AssetSample, last: StoredState | undefined, changeBps: number, everyMs: number): string | undefined => {
+  if (last === undefined) return "first sample"
+  if (booksOf(sample) !== last.books) return "books changed"
+  for (const q of sample.quotes) {
+    const before = last.mids.get(`${q.exchange}:${q.symbol}`)!
+    if (Math.abs(q.mid - before) / before * 1e4 >= changeBps) return `${q.exchange}:${q.symbol} mid moved`
+  }
+  return sample.at - last.at >= everyMs ? "interval" : undefined
+}
+
+const booksOf = (sample: AssetSample) =>
+  sample.quotes.map((q) => `${q.exchange}:${q.symbol}`).join("|") + "#" + sample.excluded.map((e) => `${e.exchange}:${e.symbol}`).join("|")
+
+export const storedState = (sample: AssetSample): StoredState => ({
+  at: sample.at,
+  books: booksOf(sample),
+  mids: new Map(sample.quotes.map((q) => [`${q.exchange}:${q.symbol}`, q.mid]))
+})
 
 /** What makes two samples of an asset the same to a reader: the books used and their prices. */
 export const sampleSignature = (sample: AssetSample): string =>

@@ -36,6 +36,8 @@ export const crossVenueConfig = Config.all({
   carryForwardMinutes: Config.Number("OI_HISTORY_CARRY_FORWARD_MINUTES").pipe(Config.withDefault(15)),
   /** The last hours of the history at 5-minute resolution from raw rows; hourly from the rollup before. */
   fiveMinuteHours: Config.Number("OI_HISTORY_5M_HOURS").pipe(Config.withDefault(48)),
+  /** The term structure compares a live price with the spot reference only when they are at most this far apart in time. */
+  maxPriceSkewSeconds: Config.Number("TERM_STRUCTURE_MAX_PRICE_SKEW_SECONDS").pipe(Config.withDefault(120)),
   /** The spot reference per asset, as the CME basis rows take theirs (CME_SPOT_SOURCES, same default). */
   spotSources: Config.String("TERM_STRUCTURE_SPOT_SOURCES").pipe(
     Config.orElse(() => Config.String("CME_SPOT_SOURCES")),
@@ -135,11 +137,13 @@ export const termStructure = (query: { readonly symbol?: string | undefined; rea
           perpetualPrices: [...funding.flatMap((f) => markOf(f, "mark price of the latest funding row")), ...books.filter(isPerpetual)],
           otherPrices: [...openInterest.filter((o) => !isPerpetual(o)).flatMap((o) => markOf(o, "mark price of the latest open-interest row")), ...books.filter((b) => !isPerpetual(b))],
           now,
-          maxAgeMs
+          maxAgeMs,
+          maxPriceSkewMs: config.maxPriceSkewSeconds * 1000
         })
       }))
     return {
       max_age_minutes: maxAgeMs / minute,
+      max_price_skew_seconds: config.maxPriceSkewSeconds,
       formulas: {
         basis: "futures_price - spot_price",
         basis_percent: "basis / spot_price x 100",

@@ -393,6 +393,7 @@ const OpenInterestAggregate = Schema.Struct({
 
 const TermStructure = Schema.Struct({
   max_age_minutes: Schema.Number,
+  max_price_skew_seconds: Schema.Number.annotate({ description: "A live price and the spot reference further apart in time are left out (TERM_STRUCTURE_MAX_PRICE_SKEW_SECONDS)" }),
   formulas: Formulas,
   assets: Schema.Array(Schema.Struct({
     asset: Schema.String,
@@ -419,7 +420,12 @@ const TermStructure = Schema.Struct({
       basis_percent: Schema.Number,
       annualized_basis_percent: Schema.NullOr(Schema.Number)
     })),
-    left_out: Schema.Array(Schema.Struct({ ...Instrument, reason: Schema.String }))
+    left_out: Schema.Array(Schema.Struct({
+      ...Instrument,
+      reason: Schema.String,
+      price_time: Schema.optional(Timestamp).annotate({ description: "With a price too far in time from the spot reference: the price's time" }),
+      spot_time: Schema.optional(Timestamp).annotate({ description: "And the spot reference's time" })
+    }))
   }))
 })
 
@@ -471,7 +477,9 @@ const Opportunity = Schema.Struct({
   buy_symbol: Schema.String,
   sell_exchange: Schema.String,
   sell_symbol: Schema.String,
-  status: Schema.Literals(["open", "closed"]),
+  status: Schema.Literals(["open", "unconfirmed", "closed"]).annotate({
+    description: "unconfirmed: stored open, but not seen for 15 s (the 10 s refresh and 5 s slack): the service may have stopped, or the close was lost"
+  }),
   opened_at: Timestamp,
   closed_at: Schema.NullOr(Timestamp),
   close_reason: Schema.NullOr(Schema.String),
@@ -491,16 +499,17 @@ const Opportunity = Schema.Struct({
 const Arbitrage = Schema.Struct({
   count: Schema.Number,
   open: Schema.Array(Opportunity),
+  unconfirmed: Schema.Array(Opportunity).annotate({ description: "Stored open but not seen recently: neither served as open nor known to have closed" }),
   closed: Schema.Array(Opportunity),
-  summary: Schema.Struct({ open: Schema.Number, closed: Schema.Number, best_peak_edge_bps: Schema.NullOr(Schema.Number), exchanges: Strings })
+  summary: Schema.Struct({ open: Schema.Number, unconfirmed: Schema.Number, closed: Schema.Number, best_peak_edge_bps: Schema.NullOr(Schema.Number), exchanges: Strings })
 })
 
 const BarIncomplete = Schema.Struct({
-  reason: Schema.Literals(["partial_minute", "gap", "in_progress"]),
+  reason: Schema.Literals(["partial_minute", "gap", "not_live", "in_progress"]),
   detail: Schema.String,
   minute: Schema.NullOr(Timestamp),
   gap_id: Schema.NullOr(Schema.String)
-}).annotate({ description: "Why a bar is not complete: a minute not watched whole, an open or unrepaired gap over it, or the bucket is not over" })
+}).annotate({ description: "Why a bar is not complete: a minute not watched whole, an open or unrepaired gap over it, a stream of it not live over it, or the bucket is not over (or its last minute not stored yet)" })
 
 const BarVolumes = {
   vwap: Schema.NullOr(Schema.Number).annotate({ description: "volume_usd / volume_base: the USD price of the bucket's trades" }),
@@ -534,7 +543,10 @@ const Bars = Schema.Struct({
     ...BarVolumes,
     minutes: Schema.Number.annotate({ description: "Minute bars in the bucket (a minute without a trade has none)" }),
     complete: Schema.Boolean,
-    incomplete: Schema.Array(BarIncomplete)
+    incomplete: Schema.Array(BarIncomplete),
+    repaired: Schema.Array(Schema.Struct({ minute: Timestamp, gap_id: Schema.String, detail: Schema.String })).annotate({
+      description: "Minutes partial only by a (re)connect that count as whole: a verified trades gap spans their unobserved part"
+    })
   })),
   aggregates: Schema.Array(Schema.Struct({
     asset: Schema.String,

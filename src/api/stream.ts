@@ -10,7 +10,7 @@
  *   while open and at close (its row as /exchange/arbitrage has it);
  * - `bar`: a venue's minute bar when written (OHLC, volumes, volume delta,
  *   liquidations, whether watched whole), or with `correction: true` only
- *   the late trades to add;
+ *   the trades to add (late ones, or a minute not watched from its start);
  * with the query endpoints' filters: `kinds`, `exchange`, `symbol`,
  * `min_value_usd`. Events come from the stream hub (the pipeline), not from
  * the database.
@@ -18,7 +18,9 @@
  * After a reconnect with a Last-Event-ID (header, or `last_event_id`), what
  * was missed comes first: from the hub's ring when it still holds the
  * client's event (exactly the events after it), otherwise from the database
- * by insert time and then from the ring (see stream/hub.ts for the ids).
+ * by insert time and then from the ring (see stream/hub.ts for the ids);
+ * such a resume first gets the open arbitrage opportunities as one snapshot
+ * event (spread and arbitrage events are in the ring only: hub.ts).
  * Both transports admit a client the same way (makeStreamAdmission) and
  * encode the same Effect Stream of items (streamItems: the snapshot, the
  * replay, then the live queue, and at most one end); each merges its own
@@ -34,7 +36,7 @@ import { Array as Arr, type Context, Duration, Effect, Layer, Metric, Result, Sc
 import { Sse } from "effect/encoding"
 import { HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { SqlClient } from "effect/sql"
-import { baseAssetPattern, type ReplayStart, streamReplay, streamStoredUpTo } from "../storage/queries.ts"
+import { baseAssetPattern, type ReplayStart, streamReplay, type StreamReplayRow, streamStoredUpTo } from "../storage/queries.ts"
 import {
   delivered,
   type EventPosition,
@@ -168,6 +170,33 @@ const failed = (reason: "overloaded" | "database", message: string, lastEventId:
   end: { _tag: "End", name: "error", id: undefined, cause: reason, data: { reason, message, continue_from: lastEventId } }
 })
 
+/**
+ * The client's own event, read again by the overlap, is not sent twice. A bar's row changes in place (a
+ * correction merges into it), so its key says nothing of its content: a stored bar is the client's own
+ * only at the very position the client gave; any other version is sent (the whole bar, to replace:
+ * sending it again is harmless, leaving it out loses the trades merged since).
+ */
+export const isClientsOwn = (event: StreamEvent, after: EventPosition, lastEventId: string): boolean =>
+  event.kind === "bar" ? event.id === lastEventId : event.key === after.key
+
+/**
+ * What a ring event is matched by against the database: its key; a bar's key and contribution, since
+ * the stored row holds an event's trades only once that contribution is merged into it (a correction
+ * still on its way to the database is not in the row the database gave).
+ */
+export const heldKey = (event: StreamEvent): string =>
+  event.kind === "bar" && event.contribution !== undefined ? `${event.key}\u0000${event.contribution}` : event.key
+
+/** The keys (heldKey's form) the database's rows hold: a bar's once per contribution. */
+export const heldKeys = (rows: ReadonlyArray<StreamReplayRow>): Set<string> => {
+  const out = new Set<string>()
+  for (const r of rows) {
+    if (r.kind === "bar" && r.contributions !== undefined) for (const c of r.contributions) out.add(`bar:${r.id}\u0000${c}`)
+    else out.add(`${r.kind}:${r.id}`)
+  }
+  return out
+}
+
 /** The database part of a resume, then the ring's events the database did not give. */
 const fromDatabase = (
   plan: Extract<ResumePlan, { _tag: "Database" }>,
@@ -189,23 +218,22 @@ const fromDatabase = (
         start, until: plan.until, earliest, kinds: parsed.filter.kinds, exchange: parsed.filter.exchange, symbol: parsed.symbol,
         minValueUsd: parsed.filter.minValueUsd, limit: limits.replayLimit
       })
-      // The client's own event, read again by the overlap, is not sent twice.
       const events = stored.rows
         .map((r): StreamEvent => {
           const id = storedEventId(r.insertedMicros, r.kind as StreamKind, r.id)
           return { id, key: `${r.kind}:${r.id}`, rowId: r.id, kind: r.kind as StreamKind, exchange: r.exchange, symbol: r.symbol, valueUsd: r.valueUsd, time: r.time, data: JSON.stringify(r.row) }
         })
-      const sent = events.filter((e) => e.key !== after.key)
+      const sent = events.filter((e) => !isClientsOwn(e, after, lastEventId))
       if (stored.more) {
         // Continue after the last row read (sent or not), so the next request always moves on.
         const last = stored.rows.at(-1)!
         return truncatedAt(sent, storedEventId(last.insertedMicros, last.kind as StreamKind, last.id), limits.replayLimit, "the database")
       }
-      const given = new Set(events.map((e) => e.key))
-      const pending = plan.ring.filter((e) => !given.has(e.key))
+      const given = heldKeys(stored.rows)
+      const pending = plan.ring.filter((e) => !given.has(heldKey(e)))
       // From a database position, ring events the client already had from the database before it are left out.
       const had = after._tag === "Stored" && pending.length > 0 ? yield* streamStoredUpTo(pending.map((e) => e.key), after.insertedMicros) : new Set<string>()
-      return capped([...sent, ...pending.filter((e) => !had.has(e.key))], limits.replayLimit, "the database, then the ring")
+      return capped([...sent, ...pending.filter((e) => !had.has(heldKey(e)))], limits.replayLimit, "the database, then the ring")
     }).pipe(
       Effect.timeoutOrElse({ duration: replayTimeout, orElse: () => Effect.fail("timeout" as const) }),
       Effect.catch((e) => Effect.succeed(failed("database", e === "timeout" ? "the database did not answer in time" : "the database failed to replay what was missed", lastEventId)))

@@ -37,6 +37,8 @@ export type DetectOutcome = "stored" | "below" | "unknown_instrument" | "unvalue
 export interface ValuedRecordSink {
   trade(instrument: Instrument, trade: Trade, usd: number): void
   liquidation(instrument: Instrument, liquidation: Liquidation, usd: number): void
+  /** A record of a known instrument the detector could not value (no USD price for its quote yet). */
+  unvalued(instrument: Instrument, record: Trade | Liquidation): void
 }
 
 export class LargeTradeDetector {
@@ -55,7 +57,10 @@ export class LargeTradeDetector {
     if (instrument === undefined) return "unknown_instrument"
     this.prices.observe(instrument, trade.price, trade.timestamp)
     const value = usdNotional(instrument, trade.price, trade.size, trade.timestamp, this.prices, trade.quoteUsdRate)
-    if (value === undefined) return "unvalued"
+    if (value === undefined) {
+      valued?.unvalued(instrument, trade)
+      return "unvalued"
+    }
     valued?.trade(instrument, trade, value.usd)
     if (value.usd < thresholdFor(this.thresholds, instrument.base)) return "below"
     // A liquidation row carries the side of the liquidated order (the taker's when both were).
@@ -95,7 +100,10 @@ export class LargeTradeDetector {
       liquidation.timestamp,
       this.prices
     )
-    if (value === undefined) return "unvalued"
+    if (value === undefined) {
+      valued?.unvalued(instrument, liquidation)
+      return "unvalued"
+    }
     valued?.liquidation(instrument, liquidation, value.usd)
     // Without the venue's own id, what the event is made of names it: several liquidations can share a millisecond
     // and a side (one id for both lost the second to ON CONFLICT); the same event replayed keeps its id.

@@ -53,6 +53,11 @@ export const Liquidation = Schema.Struct({
   timestamp: Schema.Number,
   /** The venue's own id, or one made of what identifies the event (several liquidations can share a millisecond and a side). */
   id: Schema.optional(Schema.String),
+  /**
+   * The venue's stream shows only a sample of its liquidations (Binance forceOrder, OKX liquidation-orders:
+   * at most one per symbol per second): totals built from them (the minute bars) are lower bounds.
+   */
+  sampled: Schema.optional(Schema.Boolean),
   details: Schema.Record(Schema.String, Schema.Unknown)
 })
 export type Liquidation = typeof Liquidation.Type

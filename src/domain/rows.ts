@@ -206,6 +206,12 @@ export interface SpreadRow {
   readonly excluded: ReadonlyArray<ExcludedBook>
   /** Some price or the set of books differs from the asset's previous sample (only those are streamed). */
   readonly changed: boolean
+  /**
+   * Whether the writer stores it (analytics/sampler.ts: the books used changed, a mid moved by
+   * SPREAD_STORE_CHANGE_BPS since the last stored sample, or SPREAD_STORE_SECONDS passed); every
+   * sample is judged for arbitrage and seen by the stream. Absent: stored.
+   */
+  readonly stored?: boolean
   readonly metadata: Record<string, unknown> | null
 }
 
@@ -278,9 +284,23 @@ export interface TradeBarRow {
   /** The processor watched the stream from before the minute began until after it ended. */
   readonly observedWhole: boolean
   readonly partialReason: string | null
-  /** `{first record id}|{last record id}|{records}`: the merge adds a contribution once. */
+  /**
+   * Trades and liquidations of the minute the detector could not value (no USD price yet): left out, the bar
+   * partial (`partialReason` says how many; column `unvalued_count`, migration 0021). Absent: none.
+   */
+  readonly unvaluedCount?: number | undefined
+  /**
+   * Its liquidations come from a stream the venue samples (Binance, OKX: at most one per symbol per second):
+   * the liquidation totals are lower bounds. It says nothing of the trades: `complete` is the trades'. Absent: false.
+   */
+  readonly liquidationsSampled?: boolean | undefined
+  /** `{run}|{earliest ms}|{latest ms}|{records}|{first id}|{last id}`: which trades it holds (pipeline/bars.ts contributionId; the merge's rule in storage/inserts.ts). */
   readonly contribution: string
-  /** True for trades that came after the bar was written (late, or repaired over REST). */
+  /**
+   * True for trades that came after the bar was written (late, or repaired over REST), and for a bar of a
+   * minute not watched from its start (the first after a start or reconnect: a previous process may have
+   * written the rest): the stream's clients add it to what they hold rather than replace.
+   */
   readonly correction: boolean
 }
 

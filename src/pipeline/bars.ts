@@ -24,6 +24,7 @@
  * broke in, nor the one it stopped in). Gaps in the trades are the ledger's,
  * judged when the bar is read.
  */
+import { randomUUID } from "node:crypto"
 import type { Instrument } from "../domain/instruments.ts"
 import type { ValuedRecordSink } from "../domain/large-trades.ts"
 import type { Liquidation, Trade } from "../domain/records.ts"
@@ -51,8 +52,23 @@ interface Bar {
   longUsd: number
   shortUsd: number
   liquidations: number
+  /** Trades and liquidations it could not value (no USD price yet): left out of its figures, so it is partial. */
+  unvaluedTrades: number
+  unvaluedLiquidations: number
+  /** It holds a liquidation from a stream the venue samples (Liquidation.sampled): its liquidation totals are lower bounds. */
+  liquidationsSampled: boolean
   first: Trade | Liquidation | undefined
   last: Trade | Liquidation | undefined
+  /** The earliest and latest exchange time of the records it holds: the contribution's trade-time range. */
+  earliest: number
+  latest: number
+  /** Built from trades repaired over REST (processRepaired): named by those trades, not by the run. */
+  repaired: boolean
+  /**
+   * Watched from the minute's start: this process holds every trade of it up to now. Otherwise (the
+   * minute it started or reconnected in) another process may have written the rest: published to add.
+   */
+  watchedFromStart: boolean
   observedWhole: boolean
   partialReason: string | null
 }
@@ -67,12 +83,32 @@ interface InstrumentBars {
 const recordId = (r: Trade | Liquidation): string =>
   r.kind === "trade" ? r.tradeId : `liquidation-${r.id ?? `${r.timestamp}-${r.side}-${r.averagePrice}-${r.filledSize}`}`
 
+/**
+ * A contribution names the trades it holds, for the merge (storage/inserts.ts `upsertTradeBars`):
+ * `{run}|{earliest ms}|{latest ms}|{records}|{first id}|{last id}`. Why a run id and a trade-time range
+ * rather than the ids alone: which records a contribution holds depends on when its bar was written
+ * (a tick splits a minute in two live, a replay without that tick writes it whole), so ids do not match
+ * across runs. Within one run a record is counted once (the processor's own state), so a contribution of
+ * the same run always merges, a writer retry apart (the same id). A contribution from another run (a
+ * replay, a restart) merges only if its trade-time range overlaps no stored one: the two halves of a
+ * restart minute are disjoint in time, a replay's contributions cover the originals' times, and so do
+ * the liquidations a venue repeats after a new subscription (OKX). Trades repaired over REST are named
+ * `repair|...` by themselves: the same repair again (after a restart) is the same id.
+ */
+const contributionId = (run: string, bar: Bar): string =>
+  `${bar.repaired ? "repair" : run}|${bar.earliest}|${bar.latest}|${bar.trades + bar.liquidations + bar.unvaluedTrades + bar.unvaluedLiquidations}|${recordId(bar.first!)}|${recordId(bar.last!)}`
+
+/** A process's run: 12 hex digits (no `|`), fresh at each start. */
+export const newBarRunId = (): string => randomUUID().replaceAll("-", "").slice(0, 12)
+
 const significant = (x: number) => Number(x.toPrecision(15))
 const iso = (ms: number) => new Date(ms).toISOString()
 
 export class TradeBars implements ValuedRecordSink {
   private readonly venue: string
   private readonly graceMs: number
+  /** This run's name in the contributions it writes. */
+  readonly runId: string
   private readonly byInstrument = new Map<Instrument, InstrumentBars>()
   /** Corrections gathered during one call, by bar id (late trades are rare: a string key is fine here). */
   private readonly corrections = new Map<string, Bar>()
@@ -95,9 +131,10 @@ export class TradeBars implements ValuedRecordSink {
   /** The earliest time an open bar comes due (Infinity: none open), so most calls scan nothing. */
   private nextDue = Number.POSITIVE_INFINITY
 
-  constructor(venue: string, graceMs: number = defaultBarGraceMs) {
+  constructor(venue: string, graceMs: number = defaultBarGraceMs, runId: string = newBarRunId()) {
     this.venue = venue
     this.graceMs = graceMs
+    this.runId = runId
   }
 
   /** The processor runs at `now`: the first call fixes when watching began. */
@@ -152,8 +189,7 @@ export class TradeBars implements ValuedRecordSink {
       if (liquidated !== "buy") bar.longUsd += usd
       if (liquidated !== "sell") bar.shortUsd += usd
     }
-    bar.first ??= trade
-    bar.last = trade
+    this.holds(bar, trade)
   }
 
   liquidation(instrument: Instrument, liquidation: Liquidation, usd: number): void {
@@ -166,8 +202,27 @@ export class TradeBars implements ValuedRecordSink {
     if (liquidation.side === "sell") bar.longUsd += usd
     else bar.shortUsd += usd
     bar.liquidations++
-    bar.first ??= liquidation
-    bar.last = liquidation
+    if (liquidation.sampled === true) bar.liquidationsSampled = true
+    this.holds(bar, liquidation)
+  }
+
+  /**
+   * A record the detector could not value: not in the figures (no USD to add), but counted, so the bar
+   * says it is short of them (partial) rather than look complete. It is part of the contribution (its
+   * time range and count): the same frames replayed hold it again.
+   */
+  unvalued(instrument: Instrument, record: Trade | Liquidation): void {
+    const bar = this.barFor(instrument, record.timestamp)
+    if (record.kind === "trade") bar.unvaluedTrades++
+    else bar.unvaluedLiquidations++
+    this.holds(bar, record)
+  }
+
+  private holds(bar: Bar, record: Trade | Liquidation): void {
+    bar.first ??= record
+    bar.last = record
+    if (record.timestamp < bar.earliest) bar.earliest = record.timestamp
+    if (record.timestamp > bar.latest) bar.latest = record.timestamp
   }
 
   /** Writes the bars whose minute (plus grace) has passed at `now`, and the corrections gathered. */
@@ -244,10 +299,12 @@ export class TradeBars implements ValuedRecordSink {
   }
 
   private correctionFor(instrument: Instrument, minute: number): Bar {
-    const id = timedRowId(this.venue, instrument.symbol, minute)
+    // Repaired and live corrections apart: they are named differently (contributionId).
+    const id = `${timedRowId(this.venue, instrument.symbol, minute)}${this.repairing ? "\u0000repair" : ""}`
     let bar = this.corrections.get(id)
     if (bar === undefined) {
       bar = this.emptyBar(instrument, minute)
+      bar.repaired = this.repairing
       this.corrections.set(id, bar)
     }
     return bar
@@ -273,8 +330,15 @@ export class TradeBars implements ValuedRecordSink {
       longUsd: 0,
       shortUsd: 0,
       liquidations: 0,
+      unvaluedTrades: 0,
+      unvaluedLiquidations: 0,
+      liquidationsSampled: false,
       first: undefined,
       last: undefined,
+      earliest: Number.POSITIVE_INFINITY,
+      latest: Number.NEGATIVE_INFINITY,
+      repaired: false,
+      watchedFromStart: whole,
       observedWhole: whole,
       partialReason: whole ? null : watched === undefined ? "partial minute: not watched live" : `partial minute: ${watched.reason} at ${iso(watched.at)}`
     }
@@ -292,6 +356,11 @@ export class TradeBars implements ValuedRecordSink {
 
   private row(bar: Bar, correction: boolean): TradeBarRow {
     const traded = bar.trades > 0
+    const unvalued = [
+      bar.unvaluedTrades > 0 ? `${bar.unvaluedTrades} trade${bar.unvaluedTrades === 1 ? "" : "s"}` : undefined,
+      bar.unvaluedLiquidations > 0 ? `${bar.unvaluedLiquidations} liquidation${bar.unvaluedLiquidations === 1 ? "" : "s"}` : undefined
+    ].filter((part) => part !== undefined)
+    const unvaluedReason = unvalued.length === 0 ? null : `${unvalued.join(" and ")} not valued (no USD price yet), left out`
     return {
       id: timedRowId(this.venue, bar.instrument.symbol, bar.minute),
       exchange: this.venue,
@@ -313,10 +382,14 @@ export class TradeBars implements ValuedRecordSink {
       longLiquidationsUsd: roundUsd(bar.longUsd),
       shortLiquidationsUsd: roundUsd(bar.shortUsd),
       liquidationCount: bar.liquidations,
-      observedWhole: bar.observedWhole,
-      partialReason: bar.partialReason,
-      contribution: `${recordId(bar.first!)}|${recordId(bar.last!)}|${bar.trades + bar.liquidations}`,
-      correction
+      observedWhole: bar.observedWhole && unvaluedReason === null,
+      partialReason: unvaluedReason === null ? bar.partialReason : bar.partialReason === null ? `partial: ${unvaluedReason}` : `${bar.partialReason}; ${unvaluedReason}`,
+      unvaluedCount: bar.unvaluedTrades + bar.unvaluedLiquidations,
+      liquidationsSampled: bar.liquidationsSampled,
+      contribution: contributionId(this.runId, bar),
+      // A minute not watched from its start may have trades another process wrote (the minute a restart
+      // came in): to add, never to replace (adding to nothing is replacing, so this is always safe).
+      correction: correction || !bar.watchedFromStart
     }
   }
 }

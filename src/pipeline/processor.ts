@@ -32,6 +32,8 @@ export interface ProcessorOptions {
   readonly continuity?: TradeContinuity | undefined
   /** How long a minute bar waits after its minute for late trades (default 2 s, pipeline/bars.ts). */
   readonly barGraceMs?: number | undefined
+  /** This run's name in the bars' contributions (default: fresh at each start; pipeline/bars.ts contributionId). */
+  readonly barRunId?: string | undefined
 }
 
 export interface ProcessorCounters {
@@ -72,7 +74,7 @@ export class RecordProcessor {
       onLive: options.onBookLive
     })
     this.funding = new FundingSampler(options.fundingSampleMs, options.fundingIntervalHours)
-    this.bars = new TradeBars(options.venue, options.barGraceMs)
+    this.bars = new TradeBars(options.venue, options.barGraceMs, options.barRunId)
   }
 
   get venue(): string {
@@ -204,7 +206,8 @@ export class RecordProcessor {
   /** Emits book rows and minute bars that came due without any new record (quiet books, quiet minutes). */
   tick(now: number, out: RowBatch): void {
     this.books?.sample(now, out.exchange_orderbooks)
-    this.bars.running(now)
+    // No `bars.running` here: a tick says the clock runs, not that any trade stream is watched (the
+    // venue ticks from its start, long before a socket may open). Records, or a connection, say so.
     this.bars.emitDue(now, out.trade_bars)
   }
 

@@ -189,7 +189,9 @@ export const connectionOpened = (options: {
   }
   if (options.channels.includes("book")) options.processor.books?.resetAll(options.symbols)
   // Minute bars: this minute was not watched from its start; after a reconnect, the open ones not to their end.
-  if (options.channels.includes("trades")) options.processor.bars.resumed(options.symbols, now, status.reconnects > 0)
+  // Whatever gap channels the venue lists (Bybit lists no "trades": its trades have no sequence to check):
+  // a connection that opens carries its trades from now on, and one that broke lost them.
+  options.processor.bars.resumed(options.symbols, now, status.reconnects > 0)
   options.monitor.restart(now)
 }
 

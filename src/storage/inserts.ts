@@ -225,6 +225,11 @@ const insertRolls = (rows: ReadonlyArray<FuturesRollRow>) =>
       ON CONFLICT DO NOTHING`.raw
   )
 
+/**
+ * Pair spreads are not stored: n books make n(n-1)/2 pairs, each a function of
+ * two stored mids (analytics/spreads.ts pairSpreads); the query derives them
+ * (metadata pairs_stored: false). 40 % of a 12-book row's bytes.
+ */
 const insertSpreads = (rows: ReadonlyArray<SpreadRow>) =>
   statement((sql) =>
     sql`INSERT INTO exchange_spreads (id, asset, timestamp, venues, quotes, pairs, excluded, changed, metadata)
@@ -232,8 +237,8 @@ const insertSpreads = (rows: ReadonlyArray<SpreadRow>) =>
         u.changed::boolean, u.metadata::jsonb
       FROM unnest(${text(rows.map((r) => r.id))}, ${text(rows.map((r) => r.asset))}, ${text(rows.map((r) => iso(r.timestamp)))},
         ${text(rows.map((r) => String(new Set(r.quotes.map((q) => q.exchange)).size)))}, ${text(rows.map((r) => JSON.stringify(r.quotes)))},
-        ${text(rows.map((r) => JSON.stringify(r.pairs)))}, ${text(rows.map((r) => JSON.stringify(r.excluded)))},
-        ${text(rows.map((r) => String(r.changed)))}, ${text(rows.map((r) => json(r.metadata)))})
+        ${text(rows.map(() => "[]"))}, ${text(rows.map((r) => JSON.stringify(r.excluded)))},
+        ${text(rows.map((r) => String(r.changed)))}, ${text(rows.map((r) => json({ ...r.metadata, pairs_stored: false })))})
         AS u(id, asset, ts, venues, quotes, pairs, excluded, changed, metadata)
       ON CONFLICT DO NOTHING`.raw
   )
@@ -299,6 +304,8 @@ const combineBars = (a: TradeBarMerge, b: TradeBarRow): TradeBarMerge => {
     liquidationCount: a.liquidationCount + b.liquidationCount,
     observedWhole: a.observedWhole && b.observedWhole,
     partialReason: a.partialReason ?? b.partialReason,
+    liquidationsSampled: (a.liquidationsSampled ?? false) || (b.liquidationsSampled ?? false),
+    unvaluedCount: (a.unvaluedCount ?? 0) + (b.unvaluedCount ?? 0),
     contributions: [...a.contributions, b.contribution]
   }
 }
@@ -313,10 +320,19 @@ const unitSeparator = "\u001f"
  * repaired trades, add up to the bar of all of them. Why not a sum at query time over one row per
  * contribution: a bar is read far more often than it is corrected, and its row stays one per minute.
  *
- * Idempotent: the row lists the contributions merged, and a merge that brings any of them again changes
- * nothing (a batch's row for one bar is taken as merged already, as a whole, when one of its contributions is). The writer retries a batch whose commit it could not confirm (a connection lost after COMMIT)
- * with exactly the same rows, so the same contributions come again as a whole, and are not added twice;
- * replaying the same frames makes the same contributions (named by their first and last record and count).
+ * Idempotent by which trades a contribution holds, not by when it was written (pipeline/bars.ts
+ * contributionId: `{run}|{earliest}|{latest}|{records}|...`):
+ * - a contribution already stored (the writer's retry of a batch whose commit it could not confirm, or
+ *   the same repair again) changes nothing;
+ * - one of the run that wrote the stored ones always merges: a run counts each record once;
+ * - one of another run (a replay of the same frames, a restart that receives recent trades again)
+ *   merges only if its trade-time range overlaps no stored contribution's of another run: the halves of
+ *   a restart minute are disjoint in time, a replay covers the originals' times. When both overlap and
+ *   hold new trades, the new ones are left out: a bar short of trades, never one counted twice (that
+ *   minute is partial anyway: a run's first minute is not watched whole).
+ * Repaired contributions (`repair|...`) are named by their trades and take no part in the overlap test.
+ * A batch comes from one process, so the contributions of one row in it are all of one run. A contribution
+ * not in this form (none is written so) takes no part in the overlap test: the CASE keeps the casts safe.
  */
 const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
   statement((sql) => {
@@ -332,11 +348,11 @@ const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
     const column = (f: (b: TradeBarMerge) => string | null) => text(bars.map(f))
     return sql`INSERT INTO trade_bars AS b (id, exchange, symbol, base, instrument_kind, minute, open, high, low, close, open_time, close_time,
         volume_base, volume_usd, buy_volume_usd, sell_volume_usd, trade_count, long_liquidations_usd, short_liquidations_usd,
-        liquidation_count, observed_whole, partial_reason, contributions)
+        liquidation_count, observed_whole, partial_reason, contributions, liquidations_sampled, unvalued_count)
       SELECT u.id, u.exchange, u.symbol, u.base, u.kind, ${sql.literal(utc("u.minute"))}, u.open::numeric, u.high::numeric, u.low::numeric,
         u.close::numeric, ${sql.literal(utc("u.open_time"))}, ${sql.literal(utc("u.close_time"))}, u.volume_base::numeric,
         u.volume_usd::numeric, u.buy::numeric, u.sell::numeric, u.trades::bigint, u.longs::numeric, u.shorts::numeric,
-        u.liquidations::bigint, u.whole::boolean, u.reason, string_to_array(u.contributions, ${unitSeparator})
+        u.liquidations::bigint, u.whole::boolean, u.reason, string_to_array(u.contributions, ${unitSeparator}), u.sampled::boolean, u.unvalued::bigint
       FROM unnest(${column((b) => b.id)}, ${column((b) => b.exchange)}, ${column((b) => b.symbol)}, ${column((b) => b.base)},
         ${column((b) => b.instrumentKind)}, ${column((b) => iso(b.timestamp))}, ${column((b) => numOrNull(b.open))}, ${column((b) => numOrNull(b.high))},
         ${column((b) => numOrNull(b.low))}, ${column((b) => numOrNull(b.close))}, ${column((b) => isoOrNull(b.openTime))},
@@ -344,9 +360,10 @@ const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
         ${column((b) => num(b.buyVolumeUsd))}, ${column((b) => num(b.sellVolumeUsd))}, ${column((b) => String(b.tradeCount))},
         ${column((b) => num(b.longLiquidationsUsd))}, ${column((b) => num(b.shortLiquidationsUsd))},
         ${column((b) => String(b.liquidationCount))}, ${column((b) => String(b.observedWhole))}, ${column((b) => b.partialReason)},
-        ${column((b) => b.contributions.join(unitSeparator))})
+        ${column((b) => b.contributions.join(unitSeparator))}, ${column((b) => String(b.liquidationsSampled ?? false))},
+        ${column((b) => String(b.unvaluedCount ?? 0))})
         AS u(id, exchange, symbol, base, kind, minute, open, high, low, close, open_time, close_time, volume_base, volume_usd, buy, sell,
-          trades, longs, shorts, liquidations, whole, reason, contributions)
+          trades, longs, shorts, liquidations, whole, reason, contributions, sampled, unvalued)
       ON CONFLICT (id) DO UPDATE SET
         open = CASE WHEN b.open_time IS NULL OR EXCLUDED.open_time < b.open_time THEN EXCLUDED.open ELSE b.open END,
         open_time = CASE WHEN b.open_time IS NULL OR EXCLUDED.open_time < b.open_time THEN EXCLUDED.open_time ELSE b.open_time END,
@@ -365,8 +382,17 @@ const upsertTradeBars = (rows: ReadonlyArray<TradeBarRow>) =>
         observed_whole = b.observed_whole AND EXCLUDED.observed_whole,
         partial_reason = COALESCE(b.partial_reason, EXCLUDED.partial_reason),
         contributions = b.contributions || EXCLUDED.contributions,
+        liquidations_sampled = b.liquidations_sampled OR EXCLUDED.liquidations_sampled,
+        unvalued_count = b.unvalued_count + EXCLUDED.unvalued_count,
         created_at = NOW()
-      WHERE NOT (b.contributions && EXCLUDED.contributions)`.raw
+      WHERE NOT (b.contributions && EXCLUDED.contributions)
+        AND NOT EXISTS (
+          SELECT 1 FROM unnest(b.contributions) AS s(c), unnest(EXCLUDED.contributions) AS n(c)
+          WHERE CASE
+            WHEN s.c !~ '^[^|]+[|][0-9]+[|][0-9]+[|]' OR n.c !~ '^[^|]+[|][0-9]+[|][0-9]+[|]' THEN false
+            WHEN split_part(s.c, '|', 1) = split_part(n.c, '|', 1) OR split_part(s.c, '|', 1) = 'repair' OR split_part(n.c, '|', 1) = 'repair' THEN false
+            ELSE split_part(s.c, '|', 2)::bigint <= split_part(n.c, '|', 3)::bigint AND split_part(n.c, '|', 2)::bigint <= split_part(s.c, '|', 3)::bigint
+          END)`.raw
   })
 
 /** The large-trades queue also carries the cursors that follow its rows. */

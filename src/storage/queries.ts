@@ -3,10 +3,12 @@
  * original indexes serve it; `count` and `summary` cover every matching row,
  * not just the page.
  */
-import { Clock, Effect } from "effect"
+import { Clock, Config, Effect } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { parQuotes } from "../domain/instruments.ts"
+import { defaultBarGraceMs } from "../pipeline/bars.ts"
 import type { ExcludedBook, PairSpread, SpreadQuote } from "../domain/rows.ts"
+import { pairSpreads } from "../analytics/spreads.ts"
 
 export interface WindowFilter {
   readonly symbol?: string | undefined
@@ -1047,6 +1049,8 @@ export interface StreamReplayRow {
   /** `created_at` in µs since the epoch: the row's replay position. */
   readonly insertedMicros: bigint
   readonly row: Record<string, unknown>
+  /** A bar's contributions as stored (which trades the row holds: api/stream.ts compares a ring event's with them). */
+  readonly contributions?: ReadonlyArray<string> | undefined
 }
 
 /** The replay tables, in their tie-break order (rows inserted in the same microsecond). */
@@ -1112,7 +1116,7 @@ export const streamReplayStatements = (sql: SqlClient.SqlClient, filter: StreamR
     data_gaps: wants("gap") ? statement(3, "id, exchange, channel, symbol, gap_start, gap_end, cause, estimated_missing, repair_status, repaired_count, metadata") : undefined,
     alerts: wants("alert") ? statement(4, "id, rule, kind, exchange, symbol, value, threshold, message, event_time, fired_at, details") : undefined,
     trade_bars: wants("bar")
-      ? statement(5, "id, exchange, symbol, base, minute, open, high, low, close, volume_base, volume_usd, buy_volume_usd, sell_volume_usd, trade_count, long_liquidations_usd, short_liquidations_usd, liquidation_count, observed_whole, partial_reason")
+      ? statement(5, "id, exchange, symbol, base, minute, open, high, low, close, volume_base, volume_usd, buy_volume_usd, sell_volume_usd, trade_count, long_liquidations_usd, short_liquidations_usd, liquidation_count, observed_whole, partial_reason, contributions, liquidations_sampled, unvalued_count")
       : undefined
   }
 }
@@ -1160,7 +1164,7 @@ export const streamReplay = (filter: StreamReplayFilter) =>
           const buy = toNumber(r.buy_volume_usd)
           const sell = toNumber(r.sell_volume_usd)
           // The bar as stored (every contribution merged): as the hub's `bar` event with `correction: false`, it replaces.
-          return { kind: "bar", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: minute, valueUsd: toNumber(r.volume_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind: "bar", exchange: r.exchange, symbol: r.symbol, base: r.base, interval: "1m", start: toIso(r.minute), end: new Date(minute + 60_000).toISOString(), open: toNumberOrNull(r.open), high: toNumberOrNull(r.high), low: toNumberOrNull(r.low), close: toNumberOrNull(r.close), volume_base: toNumber(r.volume_base), volume_usd: toNumber(r.volume_usd), buy_volume_usd: buy, sell_volume_usd: sell, volume_delta_usd: Math.round((buy - sell) * 100) / 100, trade_count: toNumber(r.trade_count), long_liquidations_usd: toNumber(r.long_liquidations_usd), short_liquidations_usd: toNumber(r.short_liquidations_usd), liquidation_count: toNumber(r.liquidation_count), observed_whole: r.observed_whole, partial_reason: r.partial_reason ?? null, correction: false } }
+          return { kind: "bar", id: r.id as string, exchange: r.exchange as string, symbol: r.symbol as string, time: minute, valueUsd: toNumber(r.volume_usd), insertedMicros: BigInt(r.inserted_us as string), row: { kind: "bar", exchange: r.exchange, symbol: r.symbol, base: r.base, interval: "1m", start: toIso(r.minute), end: new Date(minute + 60_000).toISOString(), open: toNumberOrNull(r.open), high: toNumberOrNull(r.high), low: toNumberOrNull(r.low), close: toNumberOrNull(r.close), volume_base: toNumber(r.volume_base), volume_usd: toNumber(r.volume_usd), buy_volume_usd: buy, sell_volume_usd: sell, volume_delta_usd: Math.round((buy - sell) * 100) / 100, trade_count: toNumber(r.trade_count), long_liquidations_usd: toNumber(r.long_liquidations_usd), short_liquidations_usd: toNumber(r.short_liquidations_usd), liquidation_count: toNumber(r.liquidation_count), observed_whole: r.observed_whole, partial_reason: r.partial_reason ?? null, correction: false, unvalued_count: toNumber(r.unvalued_count), liquidations_sampled: r.liquidations_sampled === true }, contributions: r.contributions as ReadonlyArray<string> }
         }))
       }
       // Each table's rows are in replay order already; merge by insert time, the table order breaking ties (a stable sort keeps each table's id order).
@@ -1172,6 +1176,9 @@ export const streamReplay = (filter: StreamReplayFilter) =>
 /**
  * Of these rows (`<kind>:<row id>` keys), those stored at or before `micros`
  * (insert time): a client resuming from a database position has had them.
+ * A bar's row changes in place: it comes as `bar:<row id>\u0000<contribution>`,
+ * one per contribution it held then (unchanged since), so a ring event is had
+ * only if the stored bar holds its trades (api/stream.ts).
  */
 export const streamStoredUpTo = (keys: ReadonlyArray<string>, micros: bigint) =>
   SqlClient.SqlClient.use((sql) =>
@@ -1182,7 +1189,12 @@ export const streamStoredUpTo = (keys: ReadonlyArray<string>, micros: bigint) =>
         const ids = keys.filter((k) => (kinds as ReadonlyArray<string>).includes(k.slice(0, k.indexOf(":")))).map((k) => k.slice(k.indexOf(":") + 1))
         if (ids.length === 0) continue
         const liquidation = sql.literal(table === "large_trades" ? "is_liquidation" : "FALSE AS is_liquidation")
-        const rows = yield* sql`SELECT id, ${liquidation} FROM ${sql.literal(table)} WHERE id = ANY(${ids}) AND created_at <= ${upTo}`
+        const contributions = sql.literal(table === "trade_bars" ? ", contributions" : "")
+        const rows = yield* sql`SELECT id, ${liquidation}${contributions} FROM ${sql.literal(table)} WHERE id = ANY(${ids}) AND created_at <= ${upTo}`
+        if (table === "trade_bars") {
+          for (const r of rows) for (const c of r.contributions as ReadonlyArray<string>) out.add(`bar:${r.id}\u0000${c}`)
+          continue
+        }
         for (const r of rows) out.add(`${table === "large_trades" ? (r.is_liquidation === true ? "liquidation" : "large_trade") : kinds[0]}:${r.id}`)
       }
       return out
@@ -1209,11 +1221,22 @@ export interface BarFilter {
 
 /** Why a bucket is not complete. */
 export interface BarIncomplete {
-  /** `partial_minute`: a minute not watched whole; `gap`: an open or unrepaired gap overlaps it; `in_progress`: the bucket is not over. */
-  readonly reason: "partial_minute" | "gap" | "in_progress"
+  /**
+   * `partial_minute`: a minute not watched whole; `gap`: an open or unrepaired gap overlaps it; `not_live`: a stream
+   * of its instrument was not live over it (stream_coverage); `in_progress`: the bucket is not over, or its last
+   * minute bar may not be stored yet.
+   */
+  readonly reason: "partial_minute" | "gap" | "not_live" | "in_progress"
   readonly detail: string
   readonly minute: string | null
   readonly gap_id: string | null
+}
+
+/** A minute partial only by a (re)connect, made whole by a verified gap over its unobserved part: why it counts. */
+export interface BarRepaired {
+  readonly minute: string
+  readonly gap_id: string
+  readonly detail: string
 }
 
 interface BarBucket {
@@ -1236,6 +1259,7 @@ interface BarBucket {
   readonly liquidations: number
   readonly minutes: number
   readonly incomplete: Array<BarIncomplete>
+  readonly repaired: Array<BarRepaired>
 }
 
 /** Cents, and 15 significant digits for coins: sums of numerics read back as floats carry no binary noise. */
@@ -1249,6 +1273,45 @@ const vwapOf = (usd: number, base: number) => (base > 0 ? Number((usd / base).to
  * trade_bars (bars the writer could not store), still open or not repaired in full.
  */
 const barGapChannels = ["trades", "liquidations", "trade_bars"]
+/** The streams a bar is made of: a time one was not live (stream_coverage, migration 0012) is a hole in it. */
+const barCoverageChannels = ["trades", "liquidations"]
+
+/**
+ * How long after a bucket's end its last minute bar may still be on its way to the table, so the bucket is
+ * `in_progress` until then, never complete: the bar is due `BAR_GRACE_SECONDS` after its minute (late trades),
+ * is emitted at the processor's next call, at most one tick later on a quiet stream (venue-kit's tickBooks runs
+ * every second), then waits in the writer up to one `WRITER_FLUSH_MS` for a fuller batch, and up to one more
+ * behind the batch being inserted. Defaults: 2 s + 1 s + 2 x 50 ms = 3.1 s. A writer retrying through a
+ * database outage takes longer: those bars are late corrections to buckets already called complete.
+ */
+const barTickMs = 1_000
+export const BarTiming = Config.all({
+  graceMs: Config.Number("BAR_GRACE_SECONDS").pipe(Config.withDefault(defaultBarGraceMs / 1000), Config.map((s) => s * 1000)),
+  flushMs: Config.Int("WRITER_FLUSH_MS").pipe(Config.withDefault(50))
+}).pipe(Config.map(({ flushMs, graceMs }) => ({ graceMs, settleMs: graceMs + barTickMs + 2 * flushMs })))
+
+/**
+ * A minute partial only because its connection (re)opened at `at` (pipeline/bars.ts's partial_reason) was not
+ * watched from its start to then. That part is filled when a verified trades gap of the instrument spans it: the
+ * repair fetched every trade of it back and the writer merged them into the bar. The trades gap of a reconnect
+ * ends at the first trade received after it (gaps/continuity.ts), stamped by the venue, which may trail our clock
+ * by up to the bars' grace (BAR_GRACE_SECONDS): so the gap must start at or before the minute and end no earlier
+ * than the reconnect less the grace; after its end the trades come in sequence (a break is another gap, a hole).
+ *
+ * What the write side records is not enough for more (see the report of review finding 13):
+ * - "connection interrupted before <t>" (the minute a connection broke in) names the reconnect, not the break:
+ *   its unobserved part, from the last message to the minute's end, is not known, so it stays partial. Needed:
+ *   the unobserved interval(s) of the minute as times (e.g. unobserved_from / unobserved_until, merged as a union),
+ *   not a text reason;
+ * - partial_reason keeps the first reason only (COALESCE in the merge), and a minute resumed and then broken again
+ *   keeps its first (markPartial skips a bar already partial): the second outage is seen only as its own gap;
+ * - a correction (late or repaired trades) takes observed_whole from the connection of the moment, and the merge
+ *   ANDs it in: a minute watched whole whose gap is repaired after a reconnect at <t> later than the minute is
+ *   stored "connection resumed at <t>". Read as unobserved up to the minute's end, it is filled only by a gap
+ *   spanning the whole minute. A correction should leave observed_whole as the live bar had it.
+ * A sequenced stream whose reconnect missed no trade opens no gap: its minute stays partial (nothing verifies it).
+ */
+const reconnectReason = /^partial minute: connection (?:resumed|opened) at (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z)$/
 
 export const barsStatements = (sql: SqlClient.SqlClient, filter: BarFilter, now: number) => {
   const bucketMs = barIntervals[filter.interval] * 1000
@@ -1276,17 +1339,56 @@ export const barsStatements = (sql: SqlClient.SqlClient, filter: BarFilter, now:
     FROM trade_bars WHERE ${sql.and(conditions)}
     GROUP BY exchange, symbol, base, instrument_kind, bucket_ms
     ORDER BY bucket_ms, exchange, symbol`
-  const gapConditions: Array<Statement.Fragment> = [
-    sql`channel IN ${sql.in(barGapChannels)}`,
-    sql`repair_status <> 'verified'`,
-    sql`gap_start < ${utcTimestamp(sql, now)}`,
-    sql`(gap_end IS NULL OR gap_end > ${utcTimestamp(sql, from)})`
-  ]
-  if (filter.exchange !== undefined) gapConditions.push(sql`exchange = ${filter.exchange}`)
-  // The ledger is small: every unrepaired gap of the window, matched to the bars' instruments below.
-  const unrepaired = sql`SELECT id, exchange, channel, symbol, gap_start, gap_end, cause, repair_status FROM data_gaps
-    WHERE ${sql.and(gapConditions)} ORDER BY gap_start`
-  return { from, bucketMs, bars, unrepaired }
+  // The instruments expected besides those with bars (an instrument with no bar in a bucket is missing from
+  // it, not quiet, when the ledger or the coverage says so): every gap of the window on the bars' channels, and
+  // every time a trades or liquidations stream of the window was not live. Both tables are small; each row's
+  // instrument is placed by its latest bar (base, kind) when it ever had one, else by its symbol's pattern.
+  const known = (alias: string) => sql`LEFT JOIN LATERAL (SELECT t.base, t.instrument_kind FROM trade_bars AS t
+      WHERE t.symbol = ${sql.literal(alias)}.symbol AND t.exchange = ${sql.literal(alias)}.exchange ORDER BY t.minute DESC LIMIT 1) AS known ON TRUE`
+  const asset = (alias: string) => {
+    const conditions: Array<Statement.Fragment> = []
+    if (filter.exchange !== undefined) conditions.push(sql`${sql.literal(alias)}.exchange = ${filter.exchange}`)
+    // The bars' own asset match (exact symbol, or base), and the base-asset pattern for an instrument with no bar yet.
+    if (filter.symbol !== undefined) {
+      conditions.push(sql`(${sql.literal(alias)}.symbol = ${filter.symbol} OR known.base = ${filter.symbol.toUpperCase()}
+        OR (known.base IS NULL AND ${sql.literal(alias)}.symbol ~ ${baseAssetPattern(filter.symbol)}))`)
+    }
+    return conditions
+  }
+  const gaps = sql`SELECT g.id, g.exchange, g.channel, g.symbol, g.gap_start, g.gap_end, g.cause, g.repair_status,
+      known.base, known.instrument_kind FROM data_gaps AS g ${known("g")}
+    WHERE ${sql.and([
+    sql`g.channel IN ${sql.in(barGapChannels)}`,
+    sql`g.gap_start < ${utcTimestamp(sql, now)}`,
+    sql`(g.gap_end IS NULL OR g.gap_end > ${utcTimestamp(sql, from)})`,
+    ...asset("g")
+  ])} ORDER BY g.gap_start`
+  const notLive = sql`SELECT c.exchange, c.channel, c.symbol, c.state, c.detail, c.since, c.until, known.base, known.instrument_kind
+    FROM stream_coverage AS c ${known("c")}
+    WHERE ${sql.and([
+    sql`c.channel IN ${sql.in(barCoverageChannels)}`,
+    sql`c.state <> 'live'`,
+    sql`c.until > ${utcTimestamp(sql, from)}`,
+    sql`c.since < ${utcTimestamp(sql, now)}`,
+    ...asset("c")
+  ])} ORDER BY c.since`
+  return { from, bucketMs, bars, gaps, notLive }
+}
+
+/** A time an instrument's bars lack trades: an unrepaired gap (end null: open) or a stream not live. */
+interface BarHole {
+  readonly start: number
+  readonly end: number | null
+  readonly incomplete: BarIncomplete
+}
+
+/** An instrument the window should have bars of, by the ledger or the coverage: base and kind from its latest bar. */
+interface ExpectedInstrument {
+  readonly exchange: string
+  readonly symbol: string
+  readonly base: string | null
+  readonly kind: string | null
+  readonly holes: Array<BarHole>
 }
 
 const barJson = (b: BarBucket, interval: BarInterval, bucketMs: number) => ({
@@ -1312,7 +1414,8 @@ const barJson = (b: BarBucket, interval: BarInterval, bucketMs: number) => ({
   liquidation_count: b.liquidations,
   minutes: b.minutes,
   complete: b.incomplete.length === 0,
-  incomplete: b.incomplete
+  incomplete: b.incomplete,
+  repaired: b.repaired
 })
 
 /**
@@ -1330,34 +1433,84 @@ export const bars = (filter: BarFilter) =>
   SqlClient.SqlClient.use((sql) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
+      // A malformed BAR_GRACE_SECONDS or WRITER_FLUSH_MS stops the service at start (PipelineSettings, WriterOptions).
+      const { graceMs, settleMs } = yield* Effect.orDie(BarTiming)
       const statements = barsStatements(sql, filter, now)
       const { bucketMs } = statements
-      const [rows, gapRows] = yield* Effect.all([statements.bars, statements.unrepaired], { concurrency: 2 })
-      const gapsByInstrument = new Map<string, Array<{ readonly id: string; readonly start: number; readonly end: number | null; readonly text: string }>>()
+      const [rows, gapRows, notLiveRows] = yield* Effect.all([statements.bars, statements.gaps, statements.notLive], { concurrency: 3 })
+      const instrumentKey = (exchange: unknown, symbol: unknown) => `${exchange}\u0000${symbol}`
+      const expected = new Map<string, ExpectedInstrument>()
+      const expect = (r: Record<string, unknown>) => {
+        const key = instrumentKey(r.exchange, r.symbol)
+        const known = expected.get(key)
+        if (known !== undefined) return known
+        const made: ExpectedInstrument = {
+          exchange: r.exchange as string,
+          symbol: r.symbol as string,
+          base: (r.base as string | null) ?? null,
+          kind: (r.instrument_kind as string | null) ?? null,
+          holes: []
+        }
+        expected.set(key, made)
+        return made
+      }
+      /** Verified gaps per instrument: a time whose trades were all fetched back is no hole. */
+      const verified = new Map<string, Array<{ readonly id: string; readonly channel: string; readonly start: number; readonly end: number }>>()
       for (const g of gapRows) {
-        const key = `${g.exchange}\u0000${g.symbol}`
-        const list = gapsByInstrument.get(key) ?? []
-        list.push({
-          id: g.id as string,
-          start: Date.parse(toIso(g.gap_start)),
-          end: g.gap_end === null ? null : Date.parse(toIso(g.gap_end)),
-          text: `${g.channel} gap (${g.cause}), ${g.repair_status}, from ${toIso(g.gap_start)} to ${toIsoOrNull(g.gap_end) ?? "now (open)"}`
-        })
-        gapsByInstrument.set(key, list)
+        const start = epochMsOf(g.gap_start)
+        const end = g.gap_end === null ? null : epochMsOf(g.gap_end)
+        if (g.repair_status === "verified" && end !== null) {
+          const key = instrumentKey(g.exchange, g.symbol)
+          verified.set(key, [...(verified.get(key) ?? []), { id: g.id as string, channel: g.channel as string, start, end }])
+          continue
+        }
+        // The gap (start, end) loses trades strictly between its bounds (an open one: until now).
+        const detail = `${g.channel} gap (${g.cause}), ${g.repair_status}, from ${toIso(g.gap_start)} to ${toIsoOrNull(g.gap_end) ?? "now (open)"}`
+        expect(g).holes.push({ start, end, incomplete: { reason: "gap", detail, minute: null, gap_id: g.id as string } })
+      }
+      for (const c of notLiveRows) {
+        const since = epochMsOf(c.since)
+        const until = epochMsOf(c.until)
+        // The same outage's trades gap, verified: the repair brought back what the stream missed (its end is the
+        // first trade after the reconnect, venue-stamped: the grace's allowance, as for a reconnect minute below).
+        if (verified.get(instrumentKey(c.exchange, c.symbol))?.some((v) => v.channel === c.channel && v.start <= since && v.end >= until - graceMs)) continue
+        const why = c.detail === null ? "" : ` (${c.detail})`
+        const detail = `${c.channel} stream ${c.state}${why} from ${toIso(c.since)} to ${toIso(c.until)} (stream coverage)`
+        expect(c).holes.push({ start: since, end: until, incomplete: { reason: "not_live", detail, minute: null, gap_id: null } })
+      }
+      const holesOver = (holes: ReadonlyArray<BarHole>, start: number) =>
+        holes.filter((h) => h.start < start + bucketMs && (h.end === null || h.end > start)).map((h) => h.incomplete)
+      const inProgress = (start: number): Array<BarIncomplete> => {
+        if (start + bucketMs > now) return [{ reason: "in_progress", detail: "the bucket is not over", minute: null, gap_id: null }]
+        if (start + bucketMs + settleMs <= now) return []
+        const settled = new Date(start + bucketMs + settleMs).toISOString()
+        return [{ reason: "in_progress", detail: `the bucket is over; its last minute bar may be written until ${settled}`, minute: null, gap_id: null }]
       }
       const buckets: Array<BarBucket> = rows.map((r) => {
         const start = Number(r.bucket_ms)
-        const incomplete: Array<BarIncomplete> = []
-        if (start + bucketMs > now) incomplete.push({ reason: "in_progress", detail: "the bucket is not over", minute: null, gap_id: null })
+        const incomplete = inProgress(start)
         const minutes = (r.partial_minutes as Array<string> | null) ?? []
         const reasons = (r.partial_reasons as Array<string> | null) ?? []
-        minutes.forEach((m, i) => incomplete.push({ reason: "partial_minute", detail: reasons[i]!, minute: new Date(Number(m)).toISOString(), gap_id: null }))
-        // The gap (start, end) loses trades strictly between its bounds: it overlaps [start, start + bucket).
-        for (const gap of gapsByInstrument.get(`${r.exchange}\u0000${r.symbol}`) ?? []) {
-          if (gap.start < start + bucketMs && (gap.end === null || gap.end > start)) {
-            incomplete.push({ reason: "gap", detail: gap.text, minute: null, gap_id: gap.id })
+        const repaired: Array<BarRepaired> = []
+        const fills = (verified.get(instrumentKey(r.exchange, r.symbol)) ?? []).filter((v) => v.channel === "trades")
+        minutes.forEach((m, i) => {
+          const minute = Number(m)
+          const reason = reasons[i]!
+          const reconnect = reconnectReason.exec(reason)
+          if (reconnect !== null) {
+            const unobservedUntil = Math.min(Date.parse(reconnect[1]!), minute + 60_000)
+            const fill = fills.find((v) => v.start <= minute && v.end >= unobservedUntil - graceMs)
+            if (fill !== undefined) {
+              const span = `${new Date(minute).toISOString()} .. ${new Date(unobservedUntil).toISOString()}`
+              const gap = `${new Date(fill.start).toISOString()} .. ${new Date(fill.end).toISOString()}`
+              const detail = `${reason}; its unobserved part ${span} lies in trades gap ${gap}, verified: its trades were fetched back and merged`
+              repaired.push({ minute: new Date(minute).toISOString(), gap_id: fill.id, detail })
+              return
+            }
           }
-        }
+          incomplete.push({ reason: "partial_minute", detail: reason, minute: new Date(minute).toISOString(), gap_id: null })
+        })
+        incomplete.push(...holesOver(expected.get(instrumentKey(r.exchange, r.symbol))?.holes ?? [], start))
         return {
           exchange: r.exchange as string,
           symbol: r.symbol as string,
@@ -1377,9 +1530,35 @@ export const bars = (filter: BarFilter) =>
           shortUsd: toNumber(r.shorts),
           liquidations: toNumber(r.liquidations),
           minutes: toNumber(r.minutes),
-          incomplete
+          incomplete,
+          repaired
         }
       })
+      // An expected instrument with a hole over a bucket and no bar in it is missing from it, never silently:
+      // a bucket of its own with no minute, complete: false, and the holes that say why.
+      const present = new Set(buckets.map((b) => `${instrumentKey(b.exchange, b.symbol)}\u0000${b.start}`))
+      const bases = [...new Set(rows.map((r) => r.base as string))]
+      const baseOf = (e: ExpectedInstrument) =>
+        e.base ?? [...(filter.symbol === undefined ? [] : [filter.symbol.toUpperCase()]), ...bases].find((base) => new RegExp(baseAssetPattern(base)).test(e.symbol)) ?? null
+      let missing = 0
+      for (const e of expected.values()) {
+        const base = baseOf(e)
+        // The aggregate leaves options out; one never seen is known by its symbol (strike and call or put last).
+        if (filter.aggregate && (e.kind === null ? /-[0-9]+-[CP](-[A-Z]+)?$/.test(e.symbol) : e.kind === "option")) continue
+        for (let start = statements.from; start <= now; start += bucketMs) {
+          if (present.has(`${instrumentKey(e.exchange, e.symbol)}\u0000${start}`)) continue
+          const holes = holesOver(e.holes, start)
+          if (holes.length === 0) continue
+          missing++
+          buckets.push({
+            exchange: e.exchange, symbol: e.symbol, base: base ?? "unknown", kind: e.kind ?? "unknown", start,
+            open: null, high: null, low: null, close: null, volumeBase: 0, volumeUsd: 0, buyUsd: 0, sellUsd: 0, trades: 0,
+            longUsd: 0, shortUsd: 0, liquidations: 0, minutes: 0, incomplete: [...inProgress(start), ...holes], repaired: []
+          })
+        }
+      }
+      const byCodeUnit = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0)
+      if (missing > 0) buckets.sort((x, y) => x.start - y.start || byCodeUnit(x.exchange, y.exchange) || byCodeUnit(x.symbol, y.symbol))
       const window = { start: new Date(statements.from).toISOString(), end: new Date(now).toISOString() }
       if (!filter.aggregate) {
         return { count: buckets.length, interval: filter.interval, aggregate: false, window, bars: buckets.map((b) => barJson(b, filter.interval, bucketMs)), aggregates: [] }
@@ -1590,7 +1769,10 @@ const spreadJson = (r: Record<string, unknown>) => ({
   venues: Number(r.venues),
   changed: r.changed === true,
   quotes: (r.quotes ?? []) as ReadonlyArray<SpreadQuote>,
-  pairs: (r.pairs ?? []) as ReadonlyArray<PairSpread>,
+  // Not stored since review 20 finding 10 (storage/inserts.ts): derived from the stored mids.
+  pairs: (r.metadata as Record<string, unknown> | null)?.pairs_stored === false
+    ? pairSpreads((r.quotes ?? []) as ReadonlyArray<SpreadQuote>)
+    : (r.pairs ?? []) as ReadonlyArray<PairSpread>,
   excluded: (r.excluded ?? []) as ReadonlyArray<ExcludedBook>,
   metadata: r.metadata ?? null
 })
@@ -1624,7 +1806,23 @@ export const spreads = (filter: { readonly asset?: string | undefined; readonly 
     })
   )
 
-const arbitrageJson = (r: Record<string, unknown>) => ({
+/**
+ * An opportunity stored open is served as open only while its last sight is
+ * recent: the sampler stores an open one again every 10 s (its refresh, at a
+ * sample: analytics/arbitrage.ts), and a write reaches the table within the
+ * writer's flush (a few seconds at most when healthy); 5 s of slack over the
+ * refresh. Past that it is `unconfirmed`: the process may have died, the
+ * close row may have been dropped by the writer, or the database may be
+ * behind. Nobody saw it close, and nobody saw it open either.
+ */
+export const arbitrageUnconfirmedAfterMs = 15_000
+
+const arbitrageStatus = (r: Record<string, unknown>, now: number) =>
+  r.closed_at !== null && r.closed_at !== undefined ? "closed" as const
+    : now - Date.parse(toIso(r.last_seen_at)) > arbitrageUnconfirmedAfterMs ? "unconfirmed" as const
+    : "open" as const
+
+const arbitrageJson = (r: Record<string, unknown>, now = -Infinity) => ({
   id: r.id as string,
   asset: r.asset as string,
   market: r.market as string,
@@ -1632,7 +1830,7 @@ const arbitrageJson = (r: Record<string, unknown>) => ({
   buy_symbol: r.buy_symbol as string,
   sell_exchange: r.sell_exchange as string,
   sell_symbol: r.sell_symbol as string,
-  status: r.closed_at === null || r.closed_at === undefined ? "open" as const : "closed" as const,
+  status: arbitrageStatus(r, now),
   opened_at: toIso(r.opened_at),
   closed_at: toIsoOrNull(r.closed_at),
   close_reason: (r.close_reason as string | null) ?? null,
@@ -1652,7 +1850,8 @@ const arbitrageJson = (r: Record<string, unknown>) => ({
 /**
  * Open opportunities (whenever they opened) and those closed within `hours`,
  * newest first. `symbol`: an asset (BTC) or a native symbol of either leg;
- * `exchange`: either leg's venue.
+ * `exchange`: either leg's venue. A row stored open but not seen for
+ * arbitrageUnconfirmedAfterMs is listed under `unconfirmed`, never `open`.
  */
 export const arbitrage = (filter: WindowFilter) =>
   SqlClient.SqlClient.use((sql) =>
@@ -1662,18 +1861,22 @@ export const arbitrage = (filter: WindowFilter) =>
         scope.push(sql`(asset = ${filter.symbol.toUpperCase()} OR buy_symbol = ${filter.symbol} OR sell_symbol = ${filter.symbol})`)
       }
       if (filter.exchange !== undefined) scope.push(sql`(buy_exchange = ${filter.exchange} OR sell_exchange = ${filter.exchange})`)
-      const cutoff = utcTimestamp(sql, cutoffMs(filter.hours, yield* Clock.currentTimeMillis))
+      const now = yield* Clock.currentTimeMillis
+      const cutoff = utcTimestamp(sql, cutoffMs(filter.hours, now))
       const [open, closed] = yield* Effect.all([
         sql`SELECT * FROM arbitrage_opportunities WHERE closed_at IS NULL AND ${sql.and(scope)} ORDER BY opened_at DESC, id LIMIT ${filter.limit}`,
         sql`SELECT * FROM arbitrage_opportunities WHERE closed_at >= ${cutoff} AND ${sql.and(scope)} ORDER BY closed_at DESC, id LIMIT ${filter.limit}`
       ], { concurrency: 2 })
-      const all = [...open, ...closed].map(arbitrageJson)
+      const all = [...open, ...closed].map((r) => arbitrageJson(r, now))
+      const unconfirmed = all.filter((r) => r.status === "unconfirmed")
       return {
         count: all.length,
         open: all.filter((r) => r.status === "open"),
+        unconfirmed,
         closed: all.filter((r) => r.status === "closed"),
         summary: {
-          open: open.length,
+          open: open.length - unconfirmed.length,
+          unconfirmed: unconfirmed.length,
           closed: closed.length,
           best_peak_edge_bps: all.length === 0 ? null : Math.max(...all.map((r) => r.peak_edge_bps)),
           exchanges: [...new Set(all.flatMap((r) => [r.buy_exchange, r.sell_exchange]))].sort()

@@ -548,7 +548,8 @@ export class Writer extends Context.Service<Writer, {
             yield* offerTable("futures_settlements", batch.futures_settlements)
             yield* offerTable("futures_basis", batch.futures_basis)
             yield* offerTable("futures_rolls", batch.futures_rolls)
-            yield* offerTable("exchange_spreads", batch.exchange_spreads)
+            // Every sample reaches the stream and the arbitrage; only those the sampler marks stored reach the table.
+            yield* offerTable("exchange_spreads", batch.exchange_spreads.filter((r) => r.stored !== false))
             yield* offerTable("arbitrage_opportunities", batch.arbitrage_opportunities)
           }),
         durableUntil,

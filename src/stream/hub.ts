@@ -44,6 +44,11 @@ export interface StreamEventInput {
   readonly time: number
   /** The API's row shape, as JSON. */
   readonly data: string
+  /**
+   * A bar's contribution (pipeline/bars.ts contributionId): a bar's row changes in place, so its key does
+   * not say which trades an event holds; a resume tells by this whether a stored bar already holds it.
+   */
+  readonly contribution?: string | undefined
 }
 
 export interface StreamEvent extends StreamEventInput {
@@ -168,9 +173,10 @@ export const eventsOf = (batch: RowBatch): Array<StreamEventInput> => {
     })
   }
   crossVenueEvents(batch, out)
-  // A minute bar once written; `correction: true` carries only trades that came after it (to add), else the bar (to replace).
+  // A minute bar once written; `correction: true` carries only trades that came after it, or a minute not watched from
+  // its start (to add), else the bar (to replace).
   for (const r of batch.trade_bars) {
-    out.push({ rowId: r.id, kind: "bar", exchange: r.exchange, symbol: r.symbol, valueUsd: r.volumeUsd, time: r.timestamp, data: JSON.stringify(barEventJson(r)) })
+    out.push({ rowId: r.id, kind: "bar", exchange: r.exchange, symbol: r.symbol, valueUsd: r.volumeUsd, time: r.timestamp, data: JSON.stringify(barEventJson(r)), contribution: r.contribution })
   }
   return out
 }
@@ -181,20 +187,28 @@ export const barEventJson = (r: TradeBarRow) => ({
   open: r.open, high: r.high, low: r.low, close: r.close, volume_base: r.volumeBase, volume_usd: r.volumeUsd, buy_volume_usd: r.buyVolumeUsd,
   sell_volume_usd: r.sellVolumeUsd, volume_delta_usd: Math.round((r.buyVolumeUsd - r.sellVolumeUsd) * 100) / 100, trade_count: r.tradeCount,
   long_liquidations_usd: r.longLiquidationsUsd, short_liquidations_usd: r.shortLiquidationsUsd, liquidation_count: r.liquidationCount,
-  observed_whole: r.observedWhole, partial_reason: r.partialReason, correction: r.correction
+  observed_whole: r.observedWhole, partial_reason: r.partialReason, correction: r.correction, unvalued_count: r.unvaluedCount ?? 0,
+  liquidations_sampled: r.liquidationsSampled ?? false
 })
 
 /**
  * Spread samples and arbitrage changes (analytics/). A sample is sent only
  * when it changed (a price, a size or the set of books: `changed`): at 1 Hz
  * per asset an unchanged book would repeat itself to every client, and every
- * sample is in the table and at /exchange/spreads. An opportunity is sent at
+ * stored sample is in the table and at /exchange/spreads. An opportunity is sent at
  * open, at each new peak, every 10 s while open and at close; its event's row
  * id is `<opportunity id>@<last seen ms>`, one per change. Neither kind is
  * resumed from the database (a sample's history is at the endpoint; an
  * opportunity's row is updated in place, so its insert time does not order
- * its changes): a resume gets them from the ring.
+ * its changes): a resume gets them from the ring. A resume the ring cannot
+ * serve exactly (its position rolled out, another process, a db.* id) first
+ * gets one snapshot event of the opportunities open now (hub openSnapshot),
+ * and of the ring's spread and arbitrage events only those sampled after the
+ * position's time.
  */
+/** Kinds the database does not replay: only the ring has them (see crossVenueEvents). */
+const ringOnlyKinds: ReadonlySet<StreamKind> = new Set(["spread", "arbitrage"])
+
 const crossVenueEvents = (batch: RowBatch, out: Array<StreamEventInput>) => {
   for (const r of batch.exchange_spreads) {
     if (!r.changed) continue
@@ -275,6 +289,8 @@ export class StreamHub extends Context.Service<StreamHub, {
     const ring: Array<StreamEvent | undefined> = new Array(ringSize)
     let seq = 0
     const oldestInRing = () => Math.max(1, seq - ringSize + 1)
+    /** The last event of each opportunity open now (removed at its close): the snapshot an inexact resume starts with. */
+    const openOpportunities = new Map<string, StreamEvent>()
     const tooSlow = `too slow: ${config.bufferEvents} events waiting; reconnect and resume from the last event id received`
 
     const publish = (inputs: ReadonlyArray<StreamEventInput>) => {
@@ -285,6 +301,11 @@ export class StreamHub extends Context.Service<StreamHub, {
         const key = `${input.kind}:${input.rowId}`
         const event: StreamEvent = { ...input, id: `${epoch}.${seq}.${arrivedAt}:${key}`, key }
         ring[seq % ringSize] = event
+        if (event.kind === "arbitrage") {
+          const opportunity = JSON.parse(event.data) as { readonly id: string; readonly status: string }
+          if (opportunity.status === "open") openOpportunities.set(opportunity.id, event)
+          else openOpportunities.delete(opportunity.id)
+        }
         for (const subscriber of subscribers) {
           if (!matchesFilter(subscriber.filter, event)) continue
           if (!Queue.offerUnsafe(subscriber.queue, event)) {
@@ -314,7 +335,28 @@ export class StreamHub extends Context.Service<StreamHub, {
         return { _tag: "Ring", events: ringAfter(after.seq, filter) }
       }
       const sameProcess = after._tag === "Live" && after.epoch === epoch
-      return { _tag: "Database", ring: ringAfter(sameProcess ? after.seq : 0, filter), until: clock.currentTimeMillisUnsafe() }
+      // Ring-only kinds (spread, arbitrage) from a position the ring cannot place (another process, or the
+      // database): only those sampled after the client's position time; older ones it had or no longer needs
+      // (the snapshot gives the open opportunities). Never resent out of order behind newer rows.
+      const positionMs = after._tag === "Stored" ? Number(after.insertedMicros / 1000n) : after._tag === "Live" ? after.arrivedAt : after.time
+      const ring = ringAfter(sameProcess ? after.seq : 0, filter)
+        .filter((e) => sameProcess || !ringOnlyKinds.has(e.kind) || e.time > positionMs)
+      return { _tag: "Database", ring, until: clock.currentTimeMillisUnsafe() }
+    }
+
+    /**
+     * One `arbitrage` event (no id, row id `open-snapshot`) listing the opportunities open now that match the
+     * filter, sent first on a resume the ring cannot serve exactly: the client may have missed closes.
+     */
+    const openSnapshot = (filter: StreamFilter, now: number): StreamEvent => {
+      const open = [...openOpportunities.values()].filter((e) => matchesFilter(filter, e)).map((e) => JSON.parse(e.data) as unknown)
+      return {
+        rowId: "open-snapshot", kind: "arbitrage", exchange: null, symbol: null, valueUsd: null, time: now, id: undefined, key: "arbitrage:open-snapshot",
+        data: JSON.stringify({
+          kind: "arbitrage", snapshot: true, timestamp: iso(now), open,
+          reason: "resumed from a position the ring could not serve exactly: these are the opportunities open now; any other you hold as open has closed (see /exchange/arbitrage)"
+        })
+      }
     }
 
     // Feed states, from the registry once a second: an event when one changes.
@@ -343,12 +385,14 @@ export class StreamHub extends Context.Service<StreamHub, {
             if (subscribers.size >= config.maxClients) return undefined
             subscribers.add(subscriber)
             const now = clock.currentTimeMillisUnsafe()
+            const resume = after === undefined ? undefined : planFor(after, filter)
+            const feeds = registry.all().map((feed): StreamEvent => {
+              const input = feedStateEvent(feed, now)
+              return { ...input, id: undefined, key: `feed_state:${input.rowId}` }
+            }).filter((event) => matchesFilter(filter, event))
             return {
-              snapshot: registry.all().map((feed): StreamEvent => {
-                const input = feedStateEvent(feed, now)
-                return { ...input, id: undefined, key: `feed_state:${input.rowId}` }
-              }).filter((event) => matchesFilter(filter, event)),
-              resume: after === undefined ? undefined : planFor(after, filter)
+              snapshot: resume?._tag === "Database" && filter.kinds.has("arbitrage") ? [...feeds, openSnapshot(filter, now)] : feeds,
+              resume
             }
           }).pipe(Effect.tap((r) => r === undefined ? Effect.void : Metric.update(connections, subscribers.size))),
           (r) => r === undefined ? Effect.void : Effect.sync(() => {

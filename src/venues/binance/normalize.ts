@@ -114,6 +114,7 @@ export const makeDecoder = (venue: string, observations: BinanceObservations = {
           averagePrice: o.ap,
           filledSize: o.z,
           timestamp: o.T,
+          sampled: true,
           details: {
             source: "forceOrder",
             order_status: o.X,

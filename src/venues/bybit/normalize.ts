@@ -23,7 +23,7 @@ import { Result, Schema } from "effect"
 import type { DecodeError } from "../../domain/errors.ts"
 import { decodeFailure, parseFrame, unreadable, WireFailure, withSchemaFallback } from "../../domain/frames.ts"
 import type { Level, NormalizedRecord, Side } from "../../domain/records.ts"
-import { type DerivativeTicker, type Envelope, Liquidation, OperationAnswer, readEnvelope, readOrderbook, readTicker, readTrades } from "./wire.ts"
+import { type DerivativeTicker, type Envelope, Liquidation, OperationAnswer, readEnvelope, readOrderbook, readTicker, readTradeFrameText, readTrades, type Trade } from "./wire.ts"
 
 type Outcome = DecodeError | undefined | typeof unreadable
 const decodeLiquidations = Schema.decodeUnknownResult(Schema.Array(Liquidation))
@@ -130,6 +130,26 @@ export const makeDecoder = (venue: string, options: BybitDecoderOptions = { open
     return undefined
   }
 
+  const pushTrades = (trades: ReadonlyArray<Trade>, out: Array<NormalizedRecord>) => {
+    for (const t of trades) {
+      out.push({
+        kind: "trade",
+        venue,
+        symbol: t.s,
+        tradeId: t.i,
+        price: t.p,
+        size: t.v,
+        side: side(t.S),
+        timestamp: t.T,
+        details: {
+          ...(t.BT === true ? { block_trade: true } : {}),
+          ...(t.RPI === true ? { rpi: true } : {}),
+          ...(t.seq === undefined ? {} : { seq: t.seq })
+        }
+      })
+    }
+  }
+
   const data = (topic: string, message: typeof Envelope.Type, frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     const channel = topic.slice(0, topic.indexOf("."))
     switch (channel) {
@@ -150,23 +170,7 @@ export const makeDecoder = (venue: string, options: BybitDecoderOptions = { open
         const trades = readTrades(message.data, fast)
         if (trades === undefined) return unreadable
         if (trades instanceof WireFailure) return failure("publicTrade", trades.message, frame)
-        for (const t of trades) {
-          out.push({
-            kind: "trade",
-            venue,
-            symbol: t.s,
-            tradeId: t.i,
-            price: t.p,
-            size: t.v,
-            side: side(t.S),
-            timestamp: t.T,
-            details: {
-              ...(t.BT === true ? { block_trade: true } : {}),
-              ...(t.RPI === true ? { rpi: true } : {}),
-              ...(t.seq === undefined ? {} : { seq: t.seq })
-            }
-          })
-        }
+        pushTrades(trades, out)
         return undefined
       }
       case "tickers":
@@ -203,6 +207,14 @@ export const makeDecoder = (venue: string, options: BybitDecoderOptions = { open
   }
 
   return withSchemaFallback((frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
+    // The hottest frame straight from its text; anything else, or any surprise in it, the parsed way.
+    if (fast && frame.startsWith('{"topic":"publicTrade.')) {
+      const trades = readTradeFrameText(frame)
+      if (trades !== undefined) {
+        pushTrades(trades, out)
+        return undefined
+      }
+    }
     const parsed = parseFrame(frame, { arrays: false })
     if (typeof parsed === "string") return failure("unknown", parsed, frame)
     if ("topic" in parsed) {

@@ -4,7 +4,7 @@
  * answers we read. Prices and sizes arrive as decimal strings.
  */
 import { Schema } from "effect"
-import { decimal, decimalPairs, isRecord, wireReader, DecimalString } from "../../domain/frames.ts"
+import { decimal, decimalPairs, FrameText, isRecord, wireReader, DecimalString } from "../../domain/frames.ts"
 
 const Decimal = DecimalString
 const Level = Schema.Tuple([Decimal, Decimal])
@@ -164,7 +164,7 @@ export const readOrderbook = wireReader(OrderbookData)((u) => {
   return seq === undefined ? { s, b: bids, a: asks, u: id } : { s, b: bids, a: asks, u: id, seq: seq as number }
 })
 
-type Trade = { -readonly [K in keyof typeof PublicTrade.Type]: (typeof PublicTrade.Type)[K] }
+export type Trade = { -readonly [K in keyof typeof PublicTrade.Type]: (typeof PublicTrade.Type)[K] }
 
 export const readTrades = wireReader(Schema.Array(PublicTrade))((u) => {
   if (!Array.isArray(u)) return undefined
@@ -204,3 +204,76 @@ export const readTicker = wireReader(DerivativeTicker)((u) => {
   }
   return out
 })
+
+/** One trade object of a `publicTrade` frame's text, its keys in any order; undefined for anything readTrades would not give. */
+const tradeText = (text: FrameText): Trade | undefined => {
+  if (!text.skip("{")) return undefined
+  let T = NaN, s: string | undefined, S: string | undefined, v: string | undefined, p: string | undefined, id: string | undefined
+  let BT: boolean | undefined, RPI: boolean | undefined, L: string | undefined, seq: number | undefined
+  let seen = 0, key = -1
+  do {
+    key = text.key(tradeKeys, key + 1)
+    // Each key once (JSON.parse would keep the last of two; the parsed way decides then), and no other.
+    if (key < 0 || (seen & (1 << key)) !== 0) return undefined
+    seen |= 1 << key
+    switch (key) {
+      case 0: T = text.number(); break
+      case 1: s = text.string(); break
+      case 2: S = text.string(); break
+      case 3: v = text.string(); break
+      case 4: p = text.string(); break
+      case 5: if ((L = text.string()) === undefined) return undefined; break
+      case 6: id = text.string(); break
+      case 7: if ((BT = text.boolean()) === undefined) return undefined; break
+      case 8: if ((RPI = text.boolean()) === undefined) return undefined; break
+      case 9: if (Number.isNaN(seq = text.number())) return undefined; break
+    }
+  } while (text.skip(","))
+  if (!text.skip("}")) return undefined
+  const size = decimal(v)
+  const price = decimal(p)
+  if (Number.isNaN(T) || s === undefined || (S !== "Buy" && S !== "Sell") || !Number.isFinite(size) || !Number.isFinite(price) || id === undefined) return undefined
+  const trade: Trade = { T, s, S, v: size, p: price, i: id }
+  if (BT !== undefined) trade.BT = BT
+  if (RPI !== undefined) trade.RPI = RPI
+  if (L !== undefined) trade.L = L
+  if (seq !== undefined) trade.seq = seq
+  return trade
+}
+// In the order Bybit writes them on linear (spot writes another: any order reads).
+const tradeKeys = ['"T":', '"s":', '"S":', '"v":', '"p":', '"L":', '"i":', '"BT":', '"RPI":', '"seq":']
+
+/**
+ * A whole `publicTrade` frame read from its text (FrameText): `{"topic":"publicTrade.…"` first, then `type`, `ts`,
+ * `cts` and `data` in any order, each once and nothing else; the trades, or undefined (the parsed way decides).
+ * test/fast-readers.test.ts holds it equal to the Schemas.
+ */
+export const readTradeFrameText = (frame: string): Array<Trade> | undefined => {
+  const text = FrameText.of(frame)
+  if (text === undefined || !text.skip('{"topic":')) return undefined
+  const topic = text.string()
+  if (topic === undefined || !topic.startsWith("publicTrade.")) return undefined
+  let trades: Array<Trade> | undefined
+  let ts = NaN, seen = 0, key = -1
+  while (text.skip(",")) {
+    key = text.key(envelopeKeys, key + 1)
+    if (key < 0 || (seen & (1 << key)) !== 0) return undefined
+    seen |= 1 << key
+    if (key === 3) {
+      if (!text.skip("[")) return undefined
+      trades = []
+      if (!text.skip("]")) {
+        do {
+          const trade = tradeText(text)
+          if (trade === undefined) return undefined
+          trades.push(trade)
+        } while (text.skip(","))
+        if (!text.skip("]")) return undefined
+      }
+    } else if (key === 0) {
+      if (text.string() === undefined) return undefined
+    } else if (Number.isNaN(key === 1 ? (ts = text.number()) : text.number())) return undefined
+  }
+  return text.skip("}") && text.done() && !Number.isNaN(ts) ? trades : undefined
+}
+const envelopeKeys = ['"type":', '"ts":', '"cts":', '"data":']

@@ -34,13 +34,11 @@ import { DecodeError } from "../../domain/errors.ts"
 import { decodeEach, decodeFailure, parseFrame, unreadable, WireFailure, withSchemaFallback } from "../../domain/frames.ts"
 import type { Level, NormalizedRecord } from "../../domain/records.ts"
 import { ChecksumBook } from "./checksum.ts"
-import { Event, FundingRate, LiquidationOrders, MarkPrice, OpenInterest, Push, readBooks, Trade } from "./wire.ts"
+import { Event, FundingRate, LiquidationOrders, MarkPrice, OpenInterest, type Push, readBooks, readPush, readTrades, readTradesFrameText, type Trade } from "./wire.ts"
 
-const decodePush = Schema.decodeUnknownResult(Push)
 const decodeEvent = Schema.decodeUnknownResult(Event)
 
 type Outcome = DecodeError | undefined | typeof unreadable
-const decodeTrades = Schema.decodeUnknownResult(Schema.Array(Trade))
 // One push carries many instruments: an unreadable one is dropped and counted, its neighbours kept.
 const decodeFunding = decodeEach(FundingRate)
 const decodeOpenInterest = decodeEach(OpenInterest)
@@ -113,6 +111,26 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
     return undefined
   }
 
+  const pushTrades = (trades: ReadonlyArray<Trade>, out: Array<NormalizedRecord>) => {
+    for (const t of trades) {
+      const id = Number(t.tradeId)
+      const count = t.count === undefined ? 1 : Number(t.count)
+      const numbered = Number.isSafeInteger(id) && Number.isSafeInteger(count) && count >= 1
+      out.push({
+        kind: "trade",
+        venue,
+        symbol: t.instId,
+        tradeId: t.tradeId,
+        ...(numbered ? { sequence: id, ...(count > 1 ? { firstSequence: id - count + 1 } : {}) } : {}),
+        price: t.px,
+        size: t.sz,
+        side: t.side,
+        timestamp: t.ts,
+        details: { source: "trades", ...(t.count === undefined ? {} : { fills: count }) }
+      })
+    }
+  }
+
   const push = (message: typeof Push.Type, frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     const { channel, instId } = message.arg
     switch (channel) {
@@ -120,25 +138,10 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
         if (instId === undefined) return failure("books", "no instId", frame)
         return book(instId, message.action, message.data, frame, out, fast)
       case "trades": {
-        const decoded = decodeTrades(message.data)
-        if (Result.isFailure(decoded)) return failure("trades", decoded.failure.message, frame)
-        for (const t of decoded.success) {
-          const id = Number(t.tradeId)
-          const count = t.count === undefined ? 1 : Number(t.count)
-          const numbered = Number.isSafeInteger(id) && Number.isSafeInteger(count) && count >= 1
-          out.push({
-            kind: "trade",
-            venue,
-            symbol: t.instId,
-            tradeId: t.tradeId,
-            ...(numbered ? { sequence: id, ...(count > 1 ? { firstSequence: id - count + 1 } : {}) } : {}),
-            price: t.px,
-            size: t.sz,
-            side: t.side,
-            timestamp: t.ts,
-            details: { source: "trades", ...(t.count === undefined ? {} : { fills: count }) }
-          })
-        }
+        const decoded = readTrades(message.data, fast)
+        if (decoded === undefined) return unreadable
+        if (decoded instanceof WireFailure) return failure("trades", decoded.message, frame)
+        pushTrades(decoded, out)
         return undefined
       }
       case "funding-rate": {
@@ -204,6 +207,7 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
               timestamp: d.ts,
               // OKX gives no id, and repeats recent liquidations after a subscription: an id made of the event.
               id: `${d.ts}-${d.side}-${d.bkPx}-${d.sz}`,
+              sampled: true,
               details: {
                 // Hedge mode names the position; net mode ("net") and older pushes leave it to the order: a sell closes a long.
                 position_side: d.posSide === "long" || d.posSide === "short" ? d.posSide : d.side === "sell" ? "long" : "short",
@@ -226,6 +230,14 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
 
   return withSchemaFallback((frame: string, out: Array<NormalizedRecord>, fast: boolean): Outcome => {
     if (frame === "pong") return undefined
+    // The hottest push straight from its text; anything else, or any surprise in it, the parsed way.
+    if (fast && frame.startsWith('{"arg":{"channel":"trades",')) {
+      const trades = readTradesFrameText(frame)
+      if (trades !== undefined) {
+        pushTrades(trades, out)
+        return undefined
+      }
+    }
     const parsed = parseFrame(frame, { arrays: false })
     if (typeof parsed === "string") return failure("unknown", parsed, frame)
     if ("event" in parsed) {
@@ -234,8 +246,9 @@ export const makeDecoder = (venue: string, options: OkxDecoderOptions = { openIn
       if (event.success.event === "error") return failure("error", `venue error ${event.success.code ?? "?"}: ${event.success.msg ?? ""}`, frame)
       return undefined
     }
-    const message = decodePush(parsed)
-    if (Result.isFailure(message)) return failure("unknown", message.failure.message, frame)
-    return push(message.success, frame, out, fast)
+    const message = readPush(parsed, fast)
+    if (message === undefined) return unreadable
+    if (message instanceof WireFailure) return failure("unknown", message.message, frame)
+    return push(message, frame, out, fast)
   })
 }

@@ -5,7 +5,7 @@
  * (`{"code": "0", "msg": "", "data": [...]}`). Numbers arrive as strings.
  */
 import { Schema } from "effect"
-import { isRecord, wireReader, DecimalString } from "../../domain/frames.ts"
+import { decimal, FrameText, isRecord, wireReader, DecimalString } from "../../domain/frames.ts"
 
 const Decimal = DecimalString
 const Millis = DecimalString
@@ -14,6 +14,24 @@ export const Push = Schema.Struct({
   arg: Schema.Struct({ channel: Schema.String, instId: Schema.optional(Schema.String), instType: Schema.optional(Schema.String) }),
   action: Schema.optional(Schema.Literals(["snapshot", "update"])),
   data: Schema.Array(Schema.Unknown)
+})
+
+type Push = { -readonly [K in keyof typeof Push.Type]: (typeof Push.Type)[K] }
+type Arg = { -readonly [K in keyof Push["arg"]]: Push["arg"][K] }
+
+/** The hand reader of every push's envelope (test/fast-readers.test.ts holds it equal to the Schema). */
+export const readPush = wireReader(Push)((u) => {
+  if (!isRecord(u)) return undefined
+  const { arg, action, data } = u
+  if (!isRecord(arg) || !Array.isArray(data) || (action !== undefined && action !== "snapshot" && action !== "update")) return undefined
+  const { channel, instId, instType } = arg
+  if (typeof channel !== "string" || (instId !== undefined && typeof instId !== "string") || (instType !== undefined && typeof instType !== "string")) return undefined
+  const readArg: Arg = { channel }
+  if (instId !== undefined) readArg.instId = instId as string
+  if (instType !== undefined) readArg.instType = instType as string
+  const push: Push = { arg: readArg, data }
+  if (action !== undefined) push.action = action
+  return push
 })
 
 export const Event = Schema.Struct({
@@ -84,6 +102,78 @@ export const Trade = Schema.Struct({
   ts: Millis,
   count: Schema.optional(Schema.String)
 })
+
+export type Trade = { -readonly [K in keyof typeof Trade.Type]: (typeof Trade.Type)[K] }
+
+/** One `trades` element as the Schema reads it, or undefined. */
+const tradeOf = (t: unknown): Trade | undefined => {
+  if (!isRecord(t)) return undefined
+  const { instId, tradeId, px, sz, side, ts, count } = t
+  const price = decimal(px)
+  const size = decimal(sz)
+  const time = decimal(ts)
+  if (typeof instId !== "string" || typeof tradeId !== "string" || (side !== "buy" && side !== "sell") || Number.isNaN(price) || Number.isNaN(size) || Number.isNaN(time)) return undefined
+  if (count !== undefined && typeof count !== "string") return undefined
+  const trade: Trade = { instId, tradeId, px: price, sz: size, side, ts: time }
+  if (count !== undefined) trade.count = count as string
+  return trade
+}
+
+/** The hand reader of `trades` data (test/fast-readers.test.ts holds it equal to the Schema). */
+export const readTrades = wireReader(Schema.Array(Trade))((u) => {
+  if (!Array.isArray(u)) return undefined
+  const out = new Array<Trade>(u.length)
+  for (let i = 0; i < u.length; i++) {
+    const trade = tradeOf(u[i])
+    if (trade === undefined) return undefined
+    out[i] = trade
+  }
+  return out
+})
+
+const tradeKeys = ['"instId":', '"tradeId":', '"px":', '"sz":', '"side":', '"ts":', '"count":']
+
+/** One trade object of a `trades` frame's text, its keys in any order, each once; undefined for anything tradeOf would not give. */
+const tradeText = (text: FrameText): Trade | undefined => {
+  if (!text.skip("{")) return undefined
+  const fields: Array<string | undefined> = [undefined, undefined, undefined, undefined, undefined, undefined, undefined]
+  let key = -1
+  do {
+    key = text.key(tradeKeys, key + 1)
+    if (key < 0 || fields[key] !== undefined) return undefined
+    // Every value of a trade is a string.
+    if ((fields[key] = text.string()) === undefined) return undefined
+  } while (text.skip(","))
+  if (!text.skip("}")) return undefined
+  const [instId, tradeId, px, sz, side, ts, count] = fields
+  const price = decimal(px)
+  const size = decimal(sz)
+  const time = decimal(ts)
+  if (instId === undefined || tradeId === undefined || (side !== "buy" && side !== "sell") || Number.isNaN(price) || Number.isNaN(size) || Number.isNaN(time)) return undefined
+  const trade: Trade = { instId, tradeId, px: price, sz: size, side, ts: time }
+  if (count !== undefined) trade.count = count
+  return trade
+}
+
+/**
+ * A whole `trades` push read from its text (FrameText): exactly `{"arg":{"channel":"trades","instId":"…"},"data":[…]}`
+ * (OKX's layout), the trades' keys in any order; the trades, or undefined (the parsed way decides).
+ * test/fast-readers.test.ts holds it equal to the Schemas.
+ */
+export const readTradesFrameText = (frame: string): Array<Trade> | undefined => {
+  const text = FrameText.of(frame)
+  if (text === undefined || !text.skip('{"arg":{"channel":"trades","instId":') || text.string() === undefined || !text.skip('},"data":[')) return undefined
+  const trades: Array<Trade> = []
+  if (!text.skip("]")) {
+    do {
+      const trade = tradeText(text)
+      if (trade === undefined) return undefined
+      trades.push(trade)
+    } while (text.skip(","))
+    if (!text.skip("]")) return undefined
+  }
+  return text.skip("}") && text.done() ? trades : undefined
+}
 
 /**
  * `funding-rate`: `fundingTime` is the next settlement, `nextFundingTime` the
