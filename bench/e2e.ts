@@ -20,17 +20,18 @@ import { Writer } from "../src/storage/writer.ts"
 import { freePort, startService } from "../test/support/service.ts"
 import { formatRate, type Table } from "./report.ts"
 
-interface Flood {
+export interface Flood {
   readonly port: number
   readonly pace: (rate: number) => void
   readonly sent: () => Promise<number>
   readonly stop: () => void
 }
 
-const startFlood = (symbols: string): Promise<Flood> =>
+/** The flood venue in its own process; `env` adds to its settings (FLOOD_EXCHANGE_INFO). */
+export const startFlood = (symbols: string, env: Record<string, string> = {}): Promise<Flood> =>
   new Promise((resolve, reject) => {
     const child = fork(new URL("./flood-exchange.ts", import.meta.url).pathname, [], {
-      env: { ...process.env, FLOOD_SYMBOLS: symbols },
+      env: { ...process.env, ...env, FLOOD_SYMBOLS: symbols },
       stdio: ["ignore", "inherit", "inherit", "ipc"]
     })
     const waiting: Array<(sent: number) => void> = []
@@ -89,7 +90,8 @@ const databaseMemory = (): number => {
   return total
 }
 
-const symbols = "BTCUSDT,ETHUSDT,SOLUSDT,XRPUSDT,BNBUSDT,DOGEUSDT"
+export const e2eSymbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "BNBUSDT", "DOGEUSDT"]
+const symbols = e2eSymbols.join(",")
 /** Each symbol alternates depth and trade starting with depth, so a step can end one trade short per symbol. */
 const tradeSlack = symbols.split(",").length
 
@@ -192,6 +194,8 @@ export const e2eSection = async (target: E2eTarget, paces: ReadonlyArray<number>
   return {
     title: `2. end to end into ${target.name}: flood Binance spot venue (6 symbols, aggTrade + depth diffs) -> service -> database, ${stepSeconds} s per pace`,
     header: ["database", "pace/s", "frames", "sustained/s", "rows", "lag p50 ms", "lag p99 ms", "peak RSS MB", "child db MB", "CPU busy", "drops", "verdict"],
+    // The pace is a number that names the row.
+    keyColumns: 2,
     rows,
     notes: [
       "sustained = frames sent / (step + time to store its backlog); lag = trade send time to the commit that stored its row",

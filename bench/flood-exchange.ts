@@ -17,66 +17,32 @@ import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { WebSocketServer, type WebSocket } from "ws"
 import { recording } from "../test/support/fixtures.ts"
+import { FloodSymbol } from "./flood-frames.ts"
 
-const exchangeInfo = recording("BINANCE.0", "BINANCE.http.0.0").rest.find((r) => r.url.endsWith("/exchangeInfo"))!.body
+const recordedInfo = recording("BINANCE.0", "BINANCE.http.0.0").rest.find((r) => r.url.endsWith("/exchangeInfo"))!.body
 
-const levelsPerSide = 200
-
-/** A synthetic book: level i of each side at a fixed price, sizes moved by the diffs; it never crosses. */
-class FloodSymbol {
-  readonly stream: string
-  readonly bidSizes = new Float64Array(levelsPerSide).fill(1)
-  readonly askSizes = new Float64Array(levelsPerSide).fill(1)
-  updateId = 1_000_000
-  tradeId = 5_000_000
-  turn = 0
-  readonly symbol: string
-  readonly mid: number
-  constructor(symbol: string, mid: number) {
-    this.symbol = symbol
-    this.mid = mid
-    this.stream = symbol.toLowerCase()
-  }
-  bidPrice(i: number) {
-    return (this.mid - 0.01 * (i + 1)).toFixed(2)
-  }
-  askPrice(i: number) {
-    return (this.mid + 0.01 * (i + 1)).toFixed(2)
-  }
-  next(now: number): string {
-    this.turn++
-    if (this.turn % 2 === 0) {
-      const id = ++this.tradeId
-      const price = this.bidPrice(0)
-      return `{"stream":"${this.stream}@aggTrade","data":{"e":"aggTrade","E":${now},"s":"${this.symbol}","a":${id},"p":"${price}","q":"3.50000000","f":${id},"l":${id},"T":${now},"m":${id % 3 === 0},"M":true}}`
-    }
-    const first = this.updateId + 1
-    const bids: Array<string> = []
-    const asks: Array<string> = []
-    for (let k = 0; k < 3; k++) {
-      const i = (this.turn * 7 + k * 13) % levelsPerSide
-      const size = ((this.turn + k) % 50) + 1
-      this.bidSizes[i] = size
-      this.askSizes[(i + 5) % levelsPerSide] = size
-      bids.push(`["${this.bidPrice(i)}","${size.toFixed(8)}"]`)
-      asks.push(`["${this.askPrice((i + 5) % levelsPerSide)}","${size.toFixed(8)}"]`)
-    }
-    this.updateId = first + 2
-    return `{"stream":"${this.stream}@depth@100ms","data":{"e":"depthUpdate","E":${now},"s":"${this.symbol}","U":${first},"u":${this.updateId},"b":[${bids.join(",")}],"a":[${asks.join(",")}]}}`
-  }
-  snapshot(limit: number): string {
-    const count = Math.min(limit, levelsPerSide)
-    const bids = Array.from({ length: count }, (_, i) => [this.bidPrice(i), this.bidSizes[i]!.toFixed(8)])
-    const asks = Array.from({ length: count }, (_, i) => [this.askPrice(i), this.askSizes[i]!.toFixed(8)])
-    return JSON.stringify({ lastUpdateId: this.updateId, bids, asks })
-  }
+/**
+ * FLOOD_EXCHANGE_INFO=synthetic (the universe bench, whose symbols are made up):
+ * every FLOOD_SYMBOLS symbol listed as the recorded BTCUSDT is (base: the
+ * symbol less USDT), and a request-weight budget so large that thousands of
+ * depth snapshots are never held back by it.
+ */
+const syntheticInfo = (symbols: ReadonlyArray<string>): string => {
+  const info = JSON.parse(recordedInfo) as { rateLimits: Array<Record<string, unknown>>; symbols: Array<Record<string, unknown>> }
+  const template = info.symbols.find((s) => s.symbol === "BTCUSDT")!
+  return JSON.stringify({
+    ...info,
+    rateLimits: info.rateLimits.map((limit) => (limit.rateLimitType === "REQUEST_WEIGHT" ? { ...limit, limit: 10_000_000 } : limit)),
+    symbols: symbols.map((symbol) => ({ ...template, symbol, baseAsset: symbol.replace(/USDT$/, "") }))
+  })
 }
 
 const symbols = new Map<string, FloodSymbol>()
 const symbolList = (process.env.FLOOD_SYMBOLS ?? "BTCUSDT,ETHUSDT,SOLUSDT,XRPUSDT,BNBUSDT,DOGEUSDT").split(",")
 symbolList.forEach((symbol, i) => symbols.set(symbol, new FloodSymbol(symbol, 1000 + 100 * i)))
+const exchangeInfo = process.env.FLOOD_EXCHANGE_INFO === "synthetic" ? syntheticInfo(symbolList) : recordedInfo
 
-const sockets = new Set<{ readonly ws: WebSocket; readonly symbols: Array<FloodSymbol> }>()
+const sockets = new Set<{ readonly ws: WebSocket; readonly symbols: Array<FloodSymbol>; cursor: number }>()
 let rate = -1
 let sent = 0
 let paceStart = performance.now()
@@ -99,7 +65,7 @@ server.on("upgrade", (req, socket, head) =>
   wss.handleUpgrade(req, socket, head, (ws) => {
     const streams = new URL(req.url ?? "/", "http://localhost").searchParams.get("streams")?.split("/") ?? []
     const wanted = [...new Set(streams.map((s) => s.split("@")[0]!.toUpperCase()))].flatMap((s) => symbols.get(s) ?? [])
-    const entry = { ws, symbols: wanted }
+    const entry = { ws, symbols: wanted, cursor: 0 }
     sockets.add(entry)
     ws.on("message", (data) => {
       const request = JSON.parse(String(data)) as { id?: number }
@@ -112,11 +78,13 @@ server.on("upgrade", (req, socket, head) =>
 const push = (budget: number): number => {
   let pushed = 0
   const now = Date.now()
-  for (const { symbols: wanted, ws } of sockets) {
+  for (const entry of sockets) {
+    const { symbols: wanted, ws } = entry
     if (wanted.length === 0 || ws.readyState !== ws.OPEN) continue
     const share = Math.ceil(budget / sockets.size)
     for (let i = 0; i < share && ws.bufferedAmount < 1 << 20; i++) {
-      ws.send(wanted[i % wanted.length]!.next(now))
+      // Each socket goes on where its last push stopped, so every symbol gets its turn however small the pushes.
+      ws.send(wanted[entry.cursor++ % wanted.length]!.next(now))
       pushed++
     }
   }

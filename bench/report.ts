@@ -4,6 +4,8 @@ export interface Table {
   readonly header: ReadonlyArray<string>
   readonly rows: ReadonlyArray<ReadonlyArray<string>>
   readonly notes?: ReadonlyArray<string>
+  /** How many leading cells name a row in the JSON results (bench/results.ts); by default the leading cells that are not numbers. */
+  readonly keyColumns?: number
 }
 
 export const median = (xs: ReadonlyArray<number>): number => quantile(xs, 0.5)

@@ -20,6 +20,7 @@ import { FeedRegistry } from "./feed/status.ts"
 import { CoverageRecorder } from "./gaps/coverage.ts"
 import { GapLedger } from "./gaps/ledger.ts"
 import { DatabaseInfo, DatabaseLive } from "./storage/database.ts"
+import { EventLoopDelayLive } from "./observability/event-loop.ts"
 import { Outbox } from "./storage/outbox.ts"
 import { Publisher } from "./publish/publisher.ts"
 import { StreamHub } from "./stream/hub.ts"
@@ -47,7 +48,7 @@ const WriterLossGaps = Layer.effectDiscard(Effect.gen(function*() {
   yield* ledger.followLosses((yield* Writer).losses)
 }))
 
-export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog, WriterLossGaps).pipe(
+export const AppLive = Layer.mergeAll(ApiServerLive, CollectorsLive, StartupLog, WriterLossGaps, EventLoopDelayLive).pipe(
   // The coverage recorder outlives the collectors: its last sample sees the feeds stopped.
   Layer.provideMerge(Layer.mergeAll(AlertEngine.layer, StreamHub.layer, CoverageRecorder.layer)),
   Layer.provideMerge(CrossCheck.layer),

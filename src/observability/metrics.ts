@@ -120,3 +120,11 @@ export const crossVenueOutliers = Metric.counter("cross_venue_outlier_total", {
   description: "Samples at which a venue's figure (field: mid, open_interest change, funding per 8 h) was beyond the configured distance from the cross-venue median of its asset, per venue and field",
   incremental: true
 })
+
+export const eventLoopDelay = Metric.gauge("event_loop_delay_ms", {
+  description: "How late the event loop ran a 10 ms timer over the last complete 10-second window (perf_hooks monitorEventLoopDelay, the timer's own 10 ms taken off): quantile 0.5, 0.99 and 1 (the maximum)"
+})
+export const eventLoopDelayWindows = Metric.counter("event_loop_delay_windows_total", {
+  description: "10-second event-loop delay windows published so far: a reader sampling /metrics sees a new event_loop_delay_ms window each time it moves",
+  incremental: true
+})
