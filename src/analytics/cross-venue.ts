@@ -6,6 +6,7 @@
  * storage/queries.ts reads, so the arithmetic is tested without a database.
  */
 import { assetOf, expiryOf } from "./instruments.ts"
+import type { FundingRateRow, OpenInterestRow } from "../domain/rows.ts"
 
 const day = 86_400_000
 const hour = 3_600_000
@@ -14,25 +15,11 @@ const clean = (x: number) => Number(x.toPrecision(12))
 const iso = (ms: number) => new Date(ms).toISOString()
 const ageSeconds = (now: number, at: number) => Math.round((now - at) / 1000)
 
-export interface FundingReading {
-  readonly exchange: string
-  readonly symbol: string
-  readonly rate: number
-  readonly predictedRate: number | null
-  readonly timestamp: number
-  readonly nextFundingTime: number | null
-  readonly metadata: Record<string, unknown> | null
-}
+/** A stored funding row as the views read it (its id aside). */
+export type FundingReading = Omit<FundingRateRow, "id">
 
-export interface OpenInterestReading {
-  readonly exchange: string
-  readonly symbol: string
-  readonly openInterest: number
-  readonly openInterestBase: number | null
-  readonly openInterestUsd: number
-  readonly timestamp: number
-  readonly metadata: Record<string, unknown> | null
-}
+/** A stored open-interest row as the views read it (its id aside). */
+export type OpenInterestReading = Omit<OpenInterestRow, "id">
 
 export interface LeftOut {
   readonly exchange: string
