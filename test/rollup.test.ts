@@ -255,6 +255,7 @@ describe("rollup plans with stale statistics", () => {
       yield* sql`INSERT INTO large_trades_hourly (hour, exchange, symbol, trades, total_value_usd, liquidations)
         SELECT date_trunc('hour', now() AT TIME ZONE 'UTC') - h * interval '1 hour', 'venue', 'SYM' || k, 1, 1, 0
         FROM generate_series(0, 2879) AS h, generate_series(1, 21) AS k`
+      // The rows are placed by the database's now() above, so the window ends at the wall clock too: the plan, not a date, is asserted.
       const [statement] = largeTradesStatements(sql, { hours: 24, limit: 100 }, Date.now())
       const [text, params] = statement.compile()
       const plan = (yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${text}`, params)).map((row) => row["QUERY PLAN"]).join("\n")

@@ -113,6 +113,7 @@ const serviceOnFake = (env: Record<string, string>, fakeOptions: { frameInterval
     })
     /** One aggTrade of our own (ids far above the recording's). */
     const trade = (symbol: string, id: number, price: string, quantity: string) => {
+      // The service runs on the wall clock and refuses trades far from it; nothing asserted depends on the date.
       const now = Date.now()
       fake.inject("futures", JSON.stringify({ stream: `${symbol.toLowerCase()}@aggTrade`, data: { e: "aggTrade", E: now, s: symbol, a: id, p: price, q: quantity, f: id, l: id, T: now, m: false } }))
     }

@@ -226,6 +226,19 @@ export class FrameText {
     return true
   }
 
+  /** A JSON array next, each element read by `element`; undefined when it is not one or an element is unreadable. */
+  list<T>(element: (text: FrameText) => T | undefined): Array<T> | undefined {
+    if (!this.skip("[")) return undefined
+    const out: Array<T> = []
+    if (this.skip("]")) return out
+    do {
+      const value = element(this)
+      if (value === undefined) return undefined
+      out.push(value)
+    } while (this.skip(","))
+    return this.skip("]") ? out : undefined
+  }
+
   /**
    * Which of `keys` (each written `"name":`) comes next, stepped over; -1 for none. `expected` is tried first:
    * venues write their keys in one order, so a reader passing the one after the last rarely tries another.

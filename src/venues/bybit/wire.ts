@@ -260,16 +260,7 @@ export const readTradeFrameText = (frame: string): Array<Trade> | undefined => {
     if (key < 0 || (seen & (1 << key)) !== 0) return undefined
     seen |= 1 << key
     if (key === 3) {
-      if (!text.skip("[")) return undefined
-      trades = []
-      if (!text.skip("]")) {
-        do {
-          const trade = tradeText(text)
-          if (trade === undefined) return undefined
-          trades.push(trade)
-        } while (text.skip(","))
-        if (!text.skip("]")) return undefined
-      }
+      if ((trades = text.list(tradeText)) === undefined) return undefined
     } else if (key === 0) {
       if (text.string() === undefined) return undefined
     } else if (Number.isNaN(key === 1 ? (ts = text.number()) : text.number())) return undefined

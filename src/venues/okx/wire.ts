@@ -162,17 +162,9 @@ const tradeText = (text: FrameText): Trade | undefined => {
  */
 export const readTradesFrameText = (frame: string): Array<Trade> | undefined => {
   const text = FrameText.of(frame)
-  if (text === undefined || !text.skip('{"arg":{"channel":"trades","instId":') || text.string() === undefined || !text.skip('},"data":[')) return undefined
-  const trades: Array<Trade> = []
-  if (!text.skip("]")) {
-    do {
-      const trade = tradeText(text)
-      if (trade === undefined) return undefined
-      trades.push(trade)
-    } while (text.skip(","))
-    if (!text.skip("]")) return undefined
-  }
-  return text.skip("}") && text.done() ? trades : undefined
+  if (text === undefined || !text.skip('{"arg":{"channel":"trades","instId":') || text.string() === undefined || !text.skip('},"data":')) return undefined
+  const trades = text.list(tradeText)
+  return trades !== undefined && text.skip("}") && text.done() ? trades : undefined
 }
 
 /**
